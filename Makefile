@@ -1,0 +1,133 @@
+# moor - one GNU Makefile (like Redis). `make help` lists the targets.
+#
+# Builds land in build/release (optimised) and build/debug (ASan + UBSan +
+# LSan). The library is every src/*.c except the app files below.
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+VERSION  := 0.1.0
+
+APP_SRCS := src/main.c src/serve.c src/config.c
+LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+WARN     := -Wall -Wextra -Wshadow -Werror -Wno-unused-parameter
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DMOOR_VERSION=\"$(VERSION)\" \
+	-Iinclude -Isrc $(WARN) -fvisibility=hidden -fPIC -g -pthread
+LIBS     := -lssl -lcrypto -lm -pthread
+
+REL_CFLAGS := $(BASE_CFLAGS) -O2
+DBG_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
+	-fsanitize=address,undefined -fno-sanitize-recover=all -DMOOR_DEBUG=1
+DBG_LDFLAGS := -fsanitize=address,undefined
+
+REL := build/release
+DBG := build/debug
+
+lib_objs = $(patsubst src/%.c,$(1)/obj/%.o,$(LIB_SRCS))
+app_objs = $(patsubst src/%.c,$(1)/obj/%.o,$(APP_SRCS))
+unit_bins = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
+
+.PHONY: all release debug run test unit integration install uninstall \
+	bench lint fuzz clean deps docs help format
+
+all: release
+
+help:
+	@echo "make            build build/release/moor and libmoor"
+	@echo "make run        install missing packages, build, start moor serve on 127.0.0.1:8080"
+	@echo "make test       install missing packages, build plain + sanitizer, run every test"
+	@echo "make debug      build build/debug/moor with ASan+UBSan+LSan"
+	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
+	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
+	@echo "make lint       layer rules, no raw malloc/free, clang-format check"
+	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each)"
+
+deps:
+	@scripts/install-deps.sh
+
+release: $(REL)/moor $(REL)/libmoor.a $(REL)/libmoor.so
+debug: $(DBG)/moor
+
+run: deps release
+	$(REL)/moor serve $(ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory release debug units
+	@tests/run
+
+units: $(call unit_bins,$(REL)) $(call unit_bins,$(DBG))
+
+# --- compilation -----------------------------------------------------------
+$(REL)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h) | $(REL)/obj
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+$(DBG)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h) | $(DBG)/obj
+	$(CC) $(DBG_CFLAGS) -c $< -o $@
+
+$(REL)/obj $(DBG)/obj $(REL)/tests $(DBG)/tests:
+	@mkdir -p $@
+
+$(REL)/libmoor-objs.a: $(call lib_objs,$(REL))
+	@rm -f $@
+	ar rcs $@ $^
+$(DBG)/libmoor-objs.a: $(call lib_objs,$(DBG))
+	@rm -f $@
+	ar rcs $@ $^
+
+# The installed static archive is one partially linked object whose
+# internal (hidden) symbols are made local, so they cannot clash with a
+# user's names (STYLE 4.1).
+$(REL)/libmoor.a: $(call lib_objs,$(REL))
+	@rm -f $@
+	ld -r -o $(REL)/libmoor-all.o $^
+	objcopy --localize-hidden $(REL)/libmoor-all.o
+	ar rcs $@ $(REL)/libmoor-all.o
+$(REL)/libmoor.so: $(call lib_objs,$(REL))
+	$(CC) -shared -Wl,-soname,libmoor.so.0 -o $@ $^ $(LIBS)
+
+$(REL)/moor: $(call app_objs,$(REL)) $(REL)/libmoor-objs.a
+	$(CC) -o $@ $^ $(LIBS)
+$(DBG)/moor: $(call app_objs,$(DBG)) $(DBG)/libmoor-objs.a
+	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Unit tests link the library objects and config.o (the app's flag table).
+$(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(REL)/obj/config.o | $(REL)/tests
+	$(CC) $(REL_CFLAGS) -o $@ $< $(REL)/obj/config.o $(REL)/libmoor-objs.a -lcmocka $(LIBS)
+$(DBG)/tests/%: tests/unit/%.c $(DBG)/libmoor-objs.a $(DBG)/obj/config.o | $(DBG)/tests
+	$(CC) $(DBG_CFLAGS) $(DBG_LDFLAGS) -o $@ $< $(DBG)/obj/config.o $(DBG)/libmoor-objs.a -lcmocka $(LIBS)
+
+# --- install ---------------------------------------------------------------
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+		$(DESTDIR)$(PREFIX)/include
+	install -m 755 $(REL)/moor $(DESTDIR)$(PREFIX)/bin/moor
+	install -m 644 $(REL)/libmoor.a $(DESTDIR)$(PREFIX)/lib/libmoor.a
+	install -m 755 $(REL)/libmoor.so $(DESTDIR)$(PREFIX)/lib/libmoor.so.0
+	ln -sf libmoor.so.0 $(DESTDIR)$(PREFIX)/lib/libmoor.so
+	install -m 644 include/moor.h $(DESTDIR)$(PREFIX)/include/moor.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		libmoor.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/moor $(DESTDIR)$(PREFIX)/lib/libmoor.a \
+		$(DESTDIR)$(PREFIX)/lib/libmoor.so $(DESTDIR)$(PREFIX)/lib/libmoor.so.0 \
+		$(DESTDIR)$(PREFIX)/include/moor.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+
+# --- the rest --------------------------------------------------------------
+bench: deps release
+	bench/run.sh
+
+lint:
+	@scripts/lint.sh
+
+docs: release
+	$(REL)/moor serve --limits-md > docs/limits.md
+
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	clang-format -i src/*.c src/*.h include/*.h tests/unit/*.c
+
+clean:
+	rm -rf build

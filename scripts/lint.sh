@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+#
+# lint.sh - the checks `make lint` runs (STYLE.md section 3):
+#
+#   1. layers: every `#include "x.h"` in src/ points to the same layer or a
+#      lower one (app > service > protocol > transport > core);
+#   2. allocation: no raw malloc/calloc/realloc/free/strdup/strndup call
+#      outside src/mem.c (invariant 7: every byte goes through mem.c);
+#   3. format: clang-format --dry-run --Werror over the C sources.
+#
+# Prints every failure as "file:line: what" and exits 1, or prints
+# "lint: ok" and exits 0. Run from anywhere; it works on the repository
+# this script lives in.
+#
+# A deliberate exception to check 2 carries a comment on the same line
+# with "lint: allow" and the reason, e.g.
+#     free(p); /* lint: allow - from getline(), not ours */
+# (HAProxy's rule: a violation is accepted only with a comment saying why).
+
+set -u
+cd "$(dirname "$0")/.." || exit 2
+
+failed=0
+
+fail()
+{
+    printf '%s\n' "$*"
+    failed=1
+}
+
+# ---------------------------------------------------------------------
+# 1. Layers. One row per layer, lowest first; a module is a src file's
+#    basename without .c/.h. A new file must be added here.
+#    (api and moor: the public header and its wrappers sit with server,
+#    which STYLE calls "most of moor.h".)
+# ---------------------------------------------------------------------
+
+declare -A layer_of
+layer_names=(core transport protocol service app)
+layer_rows=(
+    "util mem log buf msg timer loop ratelimit mpsc"
+    "conn listen queue tls"
+    "http1 ws sse frame"
+    "pubsub broker httpclient metrics server http_server debug authproxy
+     api moor"
+    "main serve config bench soak"
+)
+for i in "${!layer_rows[@]}"; do
+    for m in ${layer_rows[$i]}; do
+        layer_of[$m]=$i
+    done
+done
+
+shopt -s nullglob
+src_files=(src/*.c src/*.h)
+
+for f in "${src_files[@]}"; do
+    base=$(basename "$f")
+    mod=${base%.*}
+    if [[ -z ${layer_of[$mod]+x} ]]; then
+        fail "$f: module \"$mod\" is in no layer; add it to the layer" \
+             "table at the top of scripts/lint.sh"
+        continue
+    fi
+    from=${layer_of[$mod]}
+    while IFS=: read -r line inc; do
+        imod=${inc%.h}
+        if [[ -z ${layer_of[$imod]+x} ]]; then
+            fail "$f:$line: includes \"$inc\", which is in no layer; add" \
+                 "\"$imod\" to the layer table in scripts/lint.sh"
+        elif ((layer_of[$imod] > from)); then
+            fail "$f:$line: ${layer_names[$from]} module \"$mod\" includes" \
+                 "\"$inc\" from the higher ${layer_names[${layer_of[$imod]}]}" \
+                 "layer; call down, or take a callback from above"
+        fi
+    done < <(grep -n -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' "$f" |
+             sed -E 's/^([0-9]+):[^"]*"([^"]*)".*/\1:\2/; s#:.*/#:#')
+done
+
+# ---------------------------------------------------------------------
+# 2. Raw allocation outside src/mem.c. Comments and string literals are
+#    blanked first (keeping line numbers), so prose that mentions free()
+#    does not count; mem_free(, SSL_free(, p->free( do not match.
+# ---------------------------------------------------------------------
+
+alloc_files=()
+for f in src/*.c src/*.h include/*.h; do
+    [[ $f == src/mem.c ]] || alloc_files+=("$f")
+done
+
+if ((${#alloc_files[@]})); then
+    # shellcheck disable=SC2016
+    hits=$(perl -e '
+        my $calls = qr/(?<![\w.>])(malloc|calloc|realloc|free|strdup|strndup)/;
+        my $blank = qr{/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"
+                       |\x27(?:\\.|[^\x27\\\n])*\x27}xs;
+        for my $f (@ARGV) {
+            open(my $fh, "<", $f) or next;
+            local $/;
+            my $src = <$fh>;
+            close $fh;
+            my @allow = map { /lint:\s*allow/ ? 1 : 0 } split /\n/, $src, -1;
+            # Blank comments and literals, keeping every newline.
+            $src =~ s{($blank)}{ (my $m = $1) =~ s/[^\n]/ /g; $m }ge;
+            my $n = 0;
+            for my $line (split /\n/, $src, -1) {
+                $n++;
+                next if $allow[$n - 1];
+                while ($line =~ /$calls\s*\(/g) {
+                    print "$f:$n: raw $1() outside src/mem.c;",
+                          " use mem_$1 with a tag\n";
+                }
+            }
+        }' "${alloc_files[@]}")
+    if [[ -n $hits ]]; then
+        # mem.h spells the wrappers mem_alloc/mem_calloc/...: say so.
+        hits=${hits//use mem_malloc/use mem_alloc}
+        hits=${hits//use mem_strdup/use mem_strndup}
+        fail "$hits"
+    fi
+fi
+
+# ---------------------------------------------------------------------
+# 3. Format.
+# ---------------------------------------------------------------------
+
+fmt_files=(src/*.c src/*.h include/*.h tests/unit/*.c)
+if ! command -v clang-format >/dev/null 2>&1; then
+    fail "clang-format not found (Debian: apt-get install clang-format)"
+elif ((${#fmt_files[@]})); then
+    for f in "${fmt_files[@]}"; do
+        if ! out=$(clang-format --dry-run --Werror "$f" 2>&1); then
+            n=$(grep -c 'error:' <<<"$out")
+            ((n == 1)) && what=place || what=places
+            fail "$f: not clang-formatted ($n $what); run: clang-format -i $f"
+        fi
+    done
+fi
+
+if ((failed)); then
+    exit 1
+fi
+echo "lint: ok"

@@ -1,0 +1,66 @@
+/*
+ * buf.h - the buffers of invariant 3, and a small growable string builder.
+ *
+ * struct carry: an exact-size copy of an incomplete tail (half a header
+ * block, half a frame header). It exists only between two reads; the read
+ * path copies it to the front of the loop's shared read buffer, appends the
+ * new bytes behind it, frees it, and saves a new one only if bytes are left
+ * unconsumed. An idle connection therefore holds no buffer at all.
+ *
+ * struct sbuf: an append-only byte builder (for responses, metrics pages,
+ * JSON). It grows by doubling up to a cap given at init; appends past the
+ * cap fail with -ENOBUFS and leave the builder as it was.
+ */
+#ifndef MOOR_BUF_H
+#define MOOR_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include "mem.h"
+
+struct carry {
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* Replaces *c with a new exact-size carry holding p[0..n). n == 0 frees *c
+ * and sets it to NULL. Takes nothing; copies n bytes. Returns 0 or -ENOMEM
+ * (then *c is unchanged). Tag MEM_CARRY. */
+int carry_save(struct carry **c, const uint8_t *p, size_t n);
+/* Frees *c and sets it to NULL (NULL is a no-op). */
+void carry_release(struct carry **c);
+
+/* The per-loop shared read buffer: one allocation of `size` usable bytes
+ * plus padding, tag MEM_READBUF. */
+struct readbuf {
+    size_t size;
+    uint8_t *data;
+};
+int readbuf_init(struct readbuf *rb, size_t size);
+void readbuf_fini(struct readbuf *rb);
+
+struct sbuf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    size_t max; /* hard cap on cap */
+    enum mem_tag tag;
+};
+
+/* No allocation until the first append. */
+void sbuf_init(struct sbuf *s, enum mem_tag tag, size_t max);
+void sbuf_fini(struct sbuf *s);
+/* Each returns 0, or -ENOMEM / -ENOBUFS with the builder unchanged. */
+int sbuf_append(struct sbuf *s, const void *p, size_t n);
+int sbuf_puts(struct sbuf *s, const char *str);
+int sbuf_printf(struct sbuf *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int sbuf_vprintf(struct sbuf *s, const char *fmt, va_list ap);
+/* Appends str as a JSON string literal, quotes and escapes included. */
+int sbuf_json_str(struct sbuf *s, const char *str, size_t n);
+/* Detaches the bytes: returns data (caller frees with mem_free(tag, p)),
+ * resets the builder to empty. */
+uint8_t *sbuf_take(struct sbuf *s, size_t *len);
+
+#endif

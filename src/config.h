@@ -1,0 +1,78 @@
+/*
+ * config.h - every flag of `moor serve`, its default, its environment
+ * variable and the metric that shows when it bites, in one table
+ * (config.c). --help and docs/limits.md are generated from that table.
+ *
+ * Precedence: command-line flag > environment variable > default.
+ * A flag --foo-bar is read from the environment as MOOR_FOO_BAR.
+ *
+ * Units: durations take ms, s, m, h ("250ms", "10s", "2m"); "0" alone means
+ * zero/off. Sizes take B, KiB, MiB, GiB (powers of 1024), KB, MB, GB
+ * (powers of 1000), or a plain number of bytes.
+ */
+#ifndef MOOR_CONFIG_H
+#define MOOR_CONFIG_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stddef.h>
+
+struct moor_config {
+    char listen[128];             /* --listen host:port */
+    uint32_t max_conns;           /* --max-conns */
+    uint32_t accept_rate;         /* --accept-rate per second, 0 = off */
+    uint32_t accept_burst;        /* --accept-burst */
+    uint32_t header_timeout_ms;   /* --header-timeout */
+    uint32_t body_timeout_ms;     /* --body-timeout */
+    uint32_t idle_timeout_ms;     /* --idle-timeout (keep-alive) */
+    uint32_t write_timeout_ms;    /* --write-timeout */
+    uint32_t linger_timeout_ms;   /* --linger-timeout */
+    uint32_t shutdown_timeout_ms; /* --shutdown-timeout */
+    uint64_t max_header_bytes;    /* --max-header-bytes */
+    uint32_t max_headers;         /* --max-headers */
+    uint64_t max_body;            /* --max-body */
+    uint64_t queue_limit;         /* --queue-limit per connection */
+    uint64_t read_buffer;         /* --read-buffer per loop */
+    uint64_t memory_limit;        /* --memory-limit, 0 = none */
+    char log_level[16];           /* --log-level */
+    bool mem_trace;               /* --mem-trace */
+};
+
+/* Fills c with every default. */
+void config_defaults(struct moor_config *c);
+
+/*
+ * Parses argv[0..argc) (the words after "serve") over the environment
+ * (envp, NULL-terminated "NAME=value" strings; NULL = none) and defaults.
+ * Accepts "--flag value" and "--flag=value"; boolean flags take no value.
+ * Return value: 0 on success; 1 if --help/-h or --limits-md was asked
+ * (the help or the Markdown already printed to out; c holds the defaults); -1
+ * on a bad flag or value, with a one-line message naming the flag, the bad
+ * value and what is expected written to err, e.g. invalid value "10x" for
+ * --idle-timeout: expected a duration like 250ms, 10s, 2m
+ */
+int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
+                 FILE *out, char *err, size_t errlen);
+
+/* Prints the --help text (every flag, its default, its env variable). */
+void config_print_help(FILE *out);
+/* Prints docs/limits.md (a Markdown table: flag, default, env, metric). */
+void config_print_limits_md(FILE *out);
+
+/* Unit parsers, exposed for tests. Return 0 or -EINVAL (or -ERANGE). */
+int config_parse_duration_ms(const char *s, uint32_t *ms);
+int config_parse_size(const char *s, uint64_t *bytes);
+
+/* Splits "host:port" / "[v6]:port" / ":port"; port 0 is allowed (any).
+ * ":port" gives host "0.0.0.0" (every IPv4 interface); "[v6]" loses its
+ * brackets. Returns 0, -EINVAL, or -ERANGE (port over 65535, or the host
+ * does not fit hostlen). */
+int config_parse_addr(const char *s, char *host, size_t hostlen,
+                      uint16_t *port);
+
+/* The long name (without "--") of the i-th flag of the table, or NULL
+ * past the end; for tests and tools that walk every flag. */
+const char *config_flag_name(size_t i);
+
+#endif

@@ -1,0 +1,651 @@
+/*
+ * conn.c - connection lifecycle, the read path, corked writes, deadlines,
+ * and THE close path (DESIGN invariants 1, 2, 3, 5).
+ *
+ * Keeps: every conn that is not closing has a deadline armed; conn_close()
+ * is the only place that releases a conn's resources, and the set's
+ * end-of-iteration hook is the only place that frees the struct; the
+ * shared read buffer is the only buffer a read lands in, and only an
+ * unconsumed tail is copied out of it.
+ *
+ * Must not: call into protocol or service code except through the
+ * conn_proto callbacks; allocate on the read path except the carry tail.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+#include <stdio.h>
+#include <arpa/inet.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "conn.h"
+#include "log.h"
+#include "mem.h"
+#include "util.h"
+
+#define CONN_IOV_MAX 64
+
+static const char *const reason_names[CLOSE_REASON_COUNT] = {
+    [CLOSE_NONE] = "none",
+    [CLOSE_PEER] = "peer_closed",
+    [CLOSE_ERROR] = "error",
+    [CLOSE_HEADER_TIMEOUT] = "header_timeout",
+    [CLOSE_BODY_TIMEOUT] = "body_timeout",
+    [CLOSE_IDLE_TIMEOUT] = "idle_timeout",
+    [CLOSE_WRITE_TIMEOUT] = "write_timeout",
+    [CLOSE_LINGER_TIMEOUT] = "linger_timeout",
+    [CLOSE_BAD_REQUEST] = "bad_request",
+    [CLOSE_DONE] = "done",
+    [CLOSE_SHUTDOWN] = "shutdown",
+    [CLOSE_SLOW_CONSUMER] = "slow_consumer",
+    [CLOSE_NO_MEMORY] = "out_of_memory",
+};
+
+const char *close_reason_name(enum close_reason r)
+{
+    return (unsigned)r < CLOSE_REASON_COUNT ? reason_names[r] : "unknown";
+}
+
+static const char *const state_names[CSTATE_COUNT] = {
+    [CSTATE_HEADER] = "reading_header",
+    [CSTATE_BODY] = "reading_body",
+    [CSTATE_IDLE] = "idle",
+    [CSTATE_ACTIVE] = "active",
+    [CSTATE_LINGER] = "lingering",
+};
+
+const char *conn_state_name(enum conn_state s)
+{
+    return (unsigned)s < CSTATE_COUNT ? state_names[s] : "unknown";
+}
+
+static void conn_on_io(struct watcher *w, uint32_t events);
+static void conn_on_timer(struct timer *t);
+static void set_on_hook(struct loop_hook *h);
+
+/* ---- the pending list --------------------------------------------------- */
+
+/* Puts c on the set's end-of-iteration list once. Closing conns go there
+ * to be freed; open ones to have their queue flushed or input processed. */
+static void pending_add(struct conn *c)
+{
+    if (c->flags & CONN_PENDING)
+        return;
+    c->flags |= CONN_PENDING;
+    c->pending_next = c->set->pending;
+    c->set->pending = c;
+}
+
+/* ---- deadlines ---------------------------------------------------------- */
+
+static uint32_t next_deadline(const struct conn *c)
+{
+    return tick_first(c->rd_deadline, c->wr_deadline);
+}
+
+/* Arms the timer at the nearest deadline, unless it is already armed at
+ * or before it (then it fires early and re-arms: lazy re-arm). */
+static void rearm(struct conn *c)
+{
+    uint32_t next = next_deadline(c);
+    struct timer_wheel *w = loop_timers(conn_loop(c));
+
+    if (next == TICK_UNSET) {
+        /* Invariant 2: a live conn always waits under some deadline. A
+         * protocol that clears its last one is a bug; cover it anyway. */
+        LOG_ERROR("conn without deadline", "conn=%llu",
+                  (unsigned long long)c->id);
+        c->rd_deadline = tick_add(loop_now(conn_loop(c)), 1000);
+        c->rd_reason = CLOSE_ERROR;
+        next = c->rd_deadline;
+    }
+    if (timer_armed(&c->timer) && !tick_after(c->timer.expire, next))
+        return;
+    timer_arm(w, &c->timer, next);
+}
+
+void conn_set_read_deadline(struct conn *c, uint32_t ms,
+                            enum close_reason reason)
+{
+    if (conn_is_closing(c))
+        return;
+    c->rd_deadline = ms ? tick_add(loop_now(conn_loop(c)), ms) : TICK_UNSET;
+    c->rd_reason = (uint8_t)reason;
+    rearm(c);
+}
+
+static void conn_on_timer(struct timer *t)
+{
+    struct conn *c = container_of(t, struct conn, timer);
+    uint32_t now = loop_now(conn_loop(c));
+
+    if (conn_is_closing(c))
+        return;
+    if (tick_expired(c->wr_deadline, now)) {
+        conn_close(c, CLOSE_WRITE_TIMEOUT);
+        return;
+    }
+    if (tick_expired(c->rd_deadline, now)) {
+        if (c->proto->on_timeout && !(c->flags & CONN_LINGER) &&
+            c->proto->on_timeout(c)) {
+            if (!conn_is_closing(c))
+                rearm(c);
+            return;
+        }
+        conn_close(c, (enum close_reason)c->rd_reason);
+        return;
+    }
+    rearm(c);
+}
+
+/* ---- the set ------------------------------------------------------------ */
+
+int conn_set_init(struct conn_set *s, struct loop *l,
+                  const struct conn_limits *lim)
+{
+    struct rlimit rl;
+    uint32_t n = 65536;
+
+    memset(s, 0, sizeof(*s));
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        n = (uint32_t)MIN(rl.rlim_cur, (rlim_t)(1u << 24));
+    s->by_fd = mem_calloc(MEM_LOOP, n, sizeof(*s->by_fd));
+    if (!s->by_fd)
+        return -ENOMEM;
+    s->by_fd_len = n;
+    s->loop = l;
+    s->lim = *lim;
+    s->next_id = 1;
+    s->hook.fn = set_on_hook;
+    loop_add_hook(l, &s->hook);
+    return 0;
+}
+
+static void conn_free(struct conn *c)
+{
+    mem_free(MEM_CONN, c);
+}
+
+void conn_set_fini(struct conn_set *s)
+{
+    struct conn *c, *next;
+
+    for (c = s->pending; c; c = next) {
+        next = c->pending_next;
+        if (conn_is_closing(c))
+            conn_free(c);
+    }
+    s->pending = NULL;
+    mem_free(MEM_LOOP, s->by_fd);
+    s->by_fd = NULL;
+}
+
+void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
+                   void *arg)
+{
+    for (uint32_t fd = 0; fd < s->by_fd_len; fd++) {
+        struct conn *c = s->by_fd[fd];
+        if (c && !conn_is_closing(c))
+            fn(c, arg);
+    }
+}
+
+/* ---- creation ----------------------------------------------------------- */
+
+struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
+                      const struct conn_proto *proto, size_t ext_size,
+                      uint32_t ms, enum close_reason reason)
+{
+    struct conn *c;
+
+    if (fd < 0 || (uint32_t)fd >= s->by_fd_len) {
+        close(fd);
+        return NULL;
+    }
+    c = mem_calloc(MEM_CONN, 1, sizeof(*c) + ext_size);
+    if (!c) {
+        s->stats.closed[CLOSE_NO_MEMORY]++;
+        close(fd);
+        return NULL;
+    }
+    c->w.fn = conn_on_io;
+    timer_init(&c->timer, conn_on_timer);
+    c->set = s;
+    c->proto = proto;
+    c->fd = fd;
+    c->id = s->next_id++;
+    c->created = loop_now(s->loop);
+    c->last_active = c->created;
+    c->state = CSTATE_HEADER;
+    if (peer && peer->sa_family == AF_INET6)
+        memcpy(&c->peer, peer, sizeof(struct sockaddr_in6));
+    else if (peer && peer->sa_family == AF_INET)
+        memcpy(&c->peer, peer, sizeof(struct sockaddr_in));
+    if (loop_watch(s->loop, fd, &c->w, EPOLLIN) < 0) {
+        mem_free(MEM_CONN, c);
+        s->stats.closed[CLOSE_ERROR]++;
+        close(fd);
+        return NULL;
+    }
+    s->by_fd[fd] = c;
+    s->stats.accepted++;
+    s->stats.open++;
+    s->stats.by_state[CSTATE_HEADER]++;
+    conn_set_read_deadline(c, ms, reason);
+    return c;
+}
+
+void conn_set_state(struct conn *c, enum conn_state st)
+{
+    if (c->state == st || conn_is_closing(c))
+        return;
+    c->set->stats.by_state[c->state]--;
+    c->set->stats.by_state[st]++;
+    c->state = (uint8_t)st;
+}
+
+void conn_peer_str(const struct conn *c, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+        snprintf(out, len, "%s:%u", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &c->peer.sin6_addr, ip, sizeof(ip));
+        port = ntohs(c->peer.sin6_port);
+        snprintf(out, len, "[%s]:%u", ip, port);
+    } else {
+        snprintf(out, len, "unknown");
+    }
+}
+
+/* ---- the close path ----------------------------------------------------- */
+
+static void queue_clear(struct conn *c)
+{
+    struct qent *e, *next;
+
+    for (e = c->qhead; e; e = next) {
+        next = e->next;
+        msg_unref(e->m);
+        mem_free(MEM_QUEUE, e);
+    }
+    c->set->stats.queued_bytes -= c->qbytes;
+    c->qhead = c->qtail = NULL;
+    c->qbytes = 0;
+}
+
+void conn_close(struct conn *c, enum close_reason why)
+{
+    struct conn_set *s = c->set;
+
+    if (conn_is_closing(c))
+        return;
+    c->flags |= CONN_CLOSING;
+    c->close_reason = (uint8_t)why;
+    s->stats.closed[why < CLOSE_REASON_COUNT ? why : CLOSE_ERROR]++;
+    s->stats.open--;
+    s->stats.by_state[c->state]--;
+    if (c->pause)
+        s->stats.paused--;
+    timer_cancel(loop_timers(s->loop), &c->timer);
+    loop_unwatch(s->loop, c->fd);
+    if (c->proto->on_close)
+        c->proto->on_close(c, why);
+    queue_clear(c);
+    carry_release(&c->carry);
+    s->by_fd[c->fd] = NULL;
+    close(c->fd);
+    c->fd = -1;
+    pending_add(c); /* freed at the end of this loop iteration */
+}
+
+void conn_close_after_flush(struct conn *c, enum close_reason why,
+                            uint32_t linger_ms)
+{
+    if (conn_is_closing(c))
+        return;
+    c->after_flush = (uint8_t)why;
+    c->flags |= CONN_LINGER;
+    conn_set_state(c, CSTATE_LINGER);
+    /* Lingering reads are discarded, so carried input is of no use. */
+    carry_release(&c->carry);
+    conn_set_read_deadline(c, linger_ms ? linger_ms : 1, CLOSE_LINGER_TIMEOUT);
+    /* Keep reading (to discard) even if paused for backpressure. */
+    if (c->pause) {
+        c->pause = 0;
+        c->set->stats.paused--;
+        loop_modify(conn_loop(c), c->fd, &c->w,
+                    EPOLLIN | ((c->flags & CONN_WANT_WRITE) ? EPOLLOUT : 0));
+    }
+    pending_add(c);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int conn_send(struct conn *c, struct msg *m)
+{
+    struct qent *e;
+
+    if (conn_is_closing(c))
+        return -EPIPE;
+    if ((uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
+        c->set->stats.queue_overflows++;
+        return -ENOBUFS;
+    }
+    e = mem_alloc(MEM_QUEUE, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->next = NULL;
+    e->m = msg_ref(m);
+    e->off = 0;
+    if (c->qtail)
+        c->qtail->next = e;
+    else
+        c->qhead = e;
+    c->qtail = e;
+    c->qbytes += m->len;
+    c->set->stats.queued_bytes += m->len;
+    pending_add(c);
+    return 0;
+}
+
+int conn_send_bytes(struct conn *c, const void *p, size_t n)
+{
+    struct msg *m;
+    int rc;
+
+    if (conn_is_closing(c))
+        return -EPIPE;
+    if (n > UINT32_MAX)
+        return -ENOBUFS;
+    m = msg_new(p, n);
+    if (!m)
+        return -ENOMEM;
+    rc = conn_send(c, m);
+    msg_unref(m);
+    return rc;
+}
+
+static void set_events(struct conn *c)
+{
+    uint32_t ev = 0;
+
+    if (!c->pause && !(c->flags & CONN_EOF))
+        ev |= EPOLLIN;
+    if (c->flags & CONN_WANT_WRITE)
+        ev |= EPOLLOUT;
+    loop_modify(conn_loop(c), c->fd, &c->w, ev);
+}
+
+/* Writes as much of the queue as the socket takes, in one writev per
+ * CONN_IOV_MAX entries. Returns 0, or -errno on a fatal socket error. */
+static int flush(struct conn *c)
+{
+    struct iovec iov[CONN_IOV_MAX];
+
+    while (c->qhead) {
+        struct qent *e = c->qhead;
+        int n = 0;
+        ssize_t w;
+
+        for (; e && n < CONN_IOV_MAX; e = e->next, n++) {
+            iov[n].iov_base = e->m->data + e->off;
+            iov[n].iov_len = e->m->len - e->off;
+        }
+        w = writev(c->fd, iov, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        c->bytes_out += (uint64_t)w;
+        c->set->stats.bytes_out += (uint64_t)w;
+        c->last_active = loop_now(conn_loop(c));
+        /* Progress resets the write deadline. */
+        if (c->wr_deadline)
+            c->wr_deadline =
+                tick_add(c->last_active, c->set->lim.write_timeout_ms);
+        while (w > 0) {
+            e = c->qhead;
+            size_t left = e->m->len - e->off;
+            if ((size_t)w < left) {
+                e->off += (uint32_t)w;
+                c->qbytes -= (uint32_t)w;
+                c->set->stats.queued_bytes -= w;
+                w = 0;
+                break;
+            }
+            w -= (ssize_t)left;
+            c->qbytes -= (uint32_t)left;
+            c->set->stats.queued_bytes -= (int64_t)left;
+            c->qhead = e->next;
+            if (!c->qhead)
+                c->qtail = NULL;
+            msg_unref(e->m);
+            mem_free(MEM_QUEUE, e);
+        }
+        if (n == CONN_IOV_MAX || !c->qhead)
+            continue;
+    }
+    return 0;
+}
+
+/* After a flush: arm or disarm EPOLLOUT and the write deadline; when the
+ * queue is empty, finish a pending close-after-flush or tell the
+ * protocol. */
+static void after_write(struct conn *c)
+{
+    if (c->qhead) {
+        if (!(c->flags & CONN_WANT_WRITE)) {
+            c->flags |= CONN_WANT_WRITE;
+            set_events(c);
+        }
+        if (!c->wr_deadline) {
+            c->wr_deadline =
+                tick_add(loop_now(conn_loop(c)), c->set->lim.write_timeout_ms);
+            rearm(c);
+        }
+        return;
+    }
+    c->wr_deadline = TICK_UNSET;
+    if (c->flags & CONN_WANT_WRITE) {
+        c->flags &= ~CONN_WANT_WRITE;
+        set_events(c);
+    }
+    if (c->flags & CONN_LINGER) {
+        if (c->after_flush == CLOSE_DONE || (c->flags & CONN_EOF)) {
+            conn_close(c, (enum close_reason)c->after_flush);
+            return;
+        }
+        /* Half-close: the peer reads our answer, then its EOF ends us. */
+        if (!(c->flags & CONN_SHUT_WR)) {
+            c->flags |= CONN_SHUT_WR;
+            shutdown(c->fd, SHUT_WR);
+        }
+        return;
+    }
+    if (c->proto->on_drain)
+        c->proto->on_drain(c);
+}
+
+static void do_flush(struct conn *c)
+{
+    int rc = flush(c);
+
+    if (rc < 0) {
+        conn_close(c, rc == -EPIPE || rc == -ECONNRESET ? CLOSE_PEER
+                                                        : CLOSE_ERROR);
+        return;
+    }
+    after_write(c);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Hands rb[0..len) to the protocol and carries what it leaves. */
+static void deliver(struct conn *c, uint8_t *p, size_t len)
+{
+    size_t used = c->proto->on_data(c, p, len);
+
+    if (conn_is_closing(c) || (c->flags & CONN_LINGER))
+        return;
+    if (used < len) {
+        if (carry_save(&c->carry, p + used, len - used) < 0) {
+            conn_close(c, CLOSE_NO_MEMORY);
+            return;
+        }
+        c->set->stats.carry_saves++;
+    }
+}
+
+/* Reads once into the shared buffer, behind any carried tail. */
+static void do_read(struct conn *c)
+{
+    struct readbuf *rb = loop_readbuf(conn_loop(c));
+    size_t have = 0;
+    ssize_t n;
+
+    if (c->carry) {
+        have = c->carry->len;
+        memcpy(rb->data, c->carry->data, have);
+    }
+    if (have >= rb->size) {
+        /* A protocol must consume input or pause: a carry that fills the
+         * whole read buffer while reading is on is a protocol bug. */
+        conn_close(c, CLOSE_ERROR);
+        return;
+    }
+    n = read(c->fd, rb->data + have, rb->size - have);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        conn_close(c, errno == ECONNRESET ? CLOSE_PEER : CLOSE_ERROR);
+        return;
+    }
+    if (n == 0) {
+        if (c->flags & CONN_LINGER) {
+            conn_close(c, (enum close_reason)c->after_flush);
+            return;
+        }
+        /* The peer is done sending; answers already queued may still go
+         * out (a pipelined client that half-closes), so stop reading
+         * and close once the queue is empty. */
+        c->flags |= CONN_EOF;
+        if (!c->qhead) {
+            conn_close(c, CLOSE_PEER);
+            return;
+        }
+        carry_release(&c->carry);
+        c->after_flush = CLOSE_PEER;
+        c->flags |= CONN_LINGER;
+        set_events(c);
+        return;
+    }
+    c->bytes_in += (uint64_t)n;
+    c->set->stats.bytes_in += (uint64_t)n;
+    c->last_active = loop_now(conn_loop(c));
+    if (c->flags & CONN_LINGER)
+        return; /* discarded */
+    carry_release(&c->carry);
+    deliver(c, rb->data, have + (size_t)n);
+}
+
+/* Feeds a carried tail to the protocol again without reading (after a
+ * resume: the peer may be waiting for our answers, not sending). */
+static void reprocess(struct conn *c)
+{
+    struct readbuf *rb = loop_readbuf(conn_loop(c));
+    size_t have;
+
+    c->flags &= ~CONN_INPUT_PENDING;
+    if (!c->carry || c->pause)
+        return;
+    have = c->carry->len;
+    memcpy(rb->data, c->carry->data, have);
+    carry_release(&c->carry);
+    deliver(c, rb->data, have);
+}
+
+static void conn_on_io(struct watcher *w, uint32_t events)
+{
+    struct conn *c = container_of(w, struct conn, w);
+
+    if (conn_is_closing(c))
+        return;
+    if (events & EPOLLOUT) {
+        do_flush(c);
+        if (conn_is_closing(c))
+            return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        if (!c->pause || (events & (EPOLLHUP | EPOLLERR)))
+            do_read(c);
+    }
+}
+
+void conn_pause_read(struct conn *c, enum pause_cause cause)
+{
+    if (conn_is_closing(c) || (c->flags & CONN_LINGER) || (c->pause & cause))
+        return;
+    if (!c->pause)
+        c->set->stats.paused++;
+    c->pause |= (uint8_t)cause;
+    c->set->stats.paused_total[__builtin_ctz(cause)]++;
+    set_events(c);
+}
+
+void conn_resume_read(struct conn *c, enum pause_cause cause)
+{
+    if (conn_is_closing(c) || !(c->pause & cause))
+        return;
+    c->pause &= (uint8_t)~cause;
+    if (c->pause)
+        return;
+    c->set->stats.paused--;
+    set_events(c);
+    if (c->carry) {
+        c->flags |= CONN_INPUT_PENDING;
+        pending_add(c);
+    }
+}
+
+/* ---- end of iteration --------------------------------------------------- */
+
+/* Runs after every loop iteration: frees closed conns, processes input
+ * left by a resume, and flushes corked output. Conns added while it runs
+ * are handled in the same pass. */
+static void set_on_hook(struct loop_hook *h)
+{
+    struct conn_set *s = container_of(h, struct conn_set, hook);
+    struct conn *c;
+
+    while ((c = s->pending)) {
+        s->pending = c->pending_next;
+        c->pending_next = NULL;
+        c->flags &= ~CONN_PENDING;
+        if (conn_is_closing(c)) {
+            conn_free(c);
+            continue;
+        }
+        if (c->flags & CONN_INPUT_PENDING) {
+            reprocess(c);
+            if (conn_is_closing(c)) {
+                /* conn_close() put it back on the list. */
+                continue;
+            }
+        }
+        if (c->qhead || (c->flags & CONN_LINGER))
+            do_flush(c);
+    }
+}

@@ -1,0 +1,251 @@
+/*
+ * conn.h - a connection's life: reads, the outbound queue, deadlines, and
+ * the one close path (invariants 1, 2, 3, 5).
+ *
+ * Ownership. A conn is allocated by conn_new() and freed only by the
+ * connection set's end-of-iteration hook after conn_close(). conn_close()
+ * is idempotent and records the first reason; it releases everything the
+ * conn holds (timer, epoll, queue references, carry, fd) at once, and
+ * leaves only the struct itself, which stays readable until the end of the
+ * loop iteration so a callback still running on it is safe. After calling
+ * anything that can close, check conn_is_closing(c) and return.
+ *
+ * Reading. Bytes are read into the loop's shared read buffer. If the
+ * previous read left an unconsumed tail (the carry), it is copied in front
+ * first. The protocol's on_data consumes what it can; what is left is saved
+ * in an exact-size carry buffer. An idle conn holds no buffer.
+ *
+ * Writing (corking). conn_send() only queues a message reference and puts
+ * the conn on its set's pending list; at the end of the loop iteration all
+ * queued frames of a conn go out in one writev. What the socket does not
+ * take waits for EPOLLOUT, under the write deadline.
+ *
+ * Deadlines. Each conn has one timer node armed at the nearest of its read
+ * deadline (set by the protocol with a reason: header, body, idle, ...)
+ * and its write deadline (armed while bytes wait and the peer takes none).
+ * Pushing a deadline later never touches the wheel (lazy re-arm).
+ * A conn that is not closing always has a deadline.
+ *
+ * Protocols hang their per-connection state in the conn's "ext" area, a
+ * fixed number of bytes allocated with the conn (uSockets' ext): no second
+ * allocation per connection.
+ */
+#ifndef MOOR_CONN_H
+#define MOOR_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/types.h>
+#include <netinet/in.h>
+#include "loop.h"
+#include "timer.h"
+#include "buf.h"
+#include "msg.h"
+
+/* Keep close_reason_name() in conn.c in step. */
+enum close_reason {
+    CLOSE_NONE = 0,
+    CLOSE_PEER,           /* peer_closed: EOF or reset from the peer */
+    CLOSE_ERROR,          /* error: socket error on read or write */
+    CLOSE_HEADER_TIMEOUT, /* header_timeout */
+    CLOSE_BODY_TIMEOUT,   /* body_timeout */
+    CLOSE_IDLE_TIMEOUT,   /* idle_timeout */
+    CLOSE_WRITE_TIMEOUT,  /* write_timeout: peer took no bytes */
+    CLOSE_LINGER_TIMEOUT, /* linger_timeout: peer kept sending after
+                             an error response */
+    CLOSE_BAD_REQUEST,    /* bad_request: answered with a 4xx/5xx */
+    CLOSE_DONE,           /* done: response complete, no keep-alive */
+    CLOSE_SHUTDOWN,       /* shutdown: server stopping */
+    CLOSE_SLOW_CONSUMER,  /* slow_consumer: outbound queue over limit */
+    CLOSE_NO_MEMORY,      /* out_of_memory: an allocation failed */
+    CLOSE_REASON_COUNT
+};
+const char *close_reason_name(enum close_reason r);
+
+/* Why reading is paused; reading resumes when no cause is left. */
+enum pause_cause {
+    PAUSE_BACKPRESSURE = 1u << 0, /* our outbound queue is too full */
+    PAUSE_RATE = 1u << 1,         /* inbound token bucket empty */
+    PAUSE_MEMORY = 1u << 2,       /* process over its memory budget */
+    PAUSE_LINGER = 1u << 3,       /* reserved */
+};
+
+/* Connection states as shown in metrics and /debug/conns. The protocol
+ * sets them; conn only counts them. */
+enum conn_state {
+    CSTATE_HEADER = 0, /* reading_header */
+    CSTATE_BODY,       /* reading_body */
+    CSTATE_IDLE,       /* idle (keep-alive between requests) */
+    CSTATE_ACTIVE,     /* active (handling / writing a response) */
+    CSTATE_LINGER,     /* lingering (draining after an error) */
+    CSTATE_COUNT
+};
+const char *conn_state_name(enum conn_state s);
+
+struct conn;
+struct conn_set;
+
+struct conn_proto {
+    const char *name;
+    /* Consumes bytes from p[0..len) and returns how many it consumed;
+     * the rest is carried to the next read. May queue output, change
+     * deadlines, pause reading, or close. p is writable scratch (the shared
+     * read buffer) valid only during the call. */
+    size_t (*on_data)(struct conn *c, uint8_t *p, size_t len);
+    /* The outbound queue became empty (optional). */
+    void (*on_drain)(struct conn *c);
+    /* The read deadline passed. Return true if the protocol handled it
+     * (and set a new read deadline), false to close with the reason given
+     * when the deadline was set (optional; NULL = close). */
+    bool (*on_timeout)(struct conn *c);
+    /* Called once from conn_close(), before resources go (optional). */
+    void (*on_close)(struct conn *c, enum close_reason why);
+};
+
+struct qent {
+    struct qent *next;
+    struct msg *m; /* one reference held */
+    uint32_t off;  /* bytes of m already written */
+};
+
+struct conn_stats {
+    uint64_t accepted;
+    uint64_t closed[CLOSE_REASON_COUNT];
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t carry_saves;           /* partial tails carried */
+    uint64_t queue_overflows;       /* conn_send refused at the cap */
+    uint64_t paused_total[4];       /* pause events by cause bit index */
+    int64_t by_state[CSTATE_COUNT]; /* gauge */
+    int64_t open;                   /* gauge */
+    int64_t paused;                 /* gauge: conns with reading paused */
+    int64_t queued_bytes;           /* gauge: sum of outbound queues */
+};
+
+struct conn_limits {
+    uint32_t write_timeout_ms;
+    uint32_t queue_limit; /* outbound bytes per conn */
+};
+
+struct conn {
+    struct watcher w;   /* epoll dispatch; first member */
+    struct timer timer; /* nearest deadline */
+    struct conn_set *set;
+    const struct conn_proto *proto;
+    struct carry *carry;        /* incomplete input tail, or NULL */
+    struct qent *qhead, *qtail; /* outbound queue */
+    struct conn *pending_next;  /* set's end-of-iteration list */
+    uint64_t id;
+    uint64_t bytes_in, bytes_out;
+    uint32_t qbytes;      /* bytes queued, not yet written */
+    uint32_t rd_deadline; /* tick, or TICK_UNSET */
+    uint32_t wr_deadline; /* tick, or TICK_UNSET */
+    uint32_t created;     /* tick */
+    uint32_t last_active; /* tick of the last read or write */
+    int fd;
+    uint16_t flags;
+    uint8_t state;            /* enum conn_state */
+    uint8_t rd_reason;        /* enum close_reason for rd_deadline */
+    uint8_t close_reason;     /* set once closing */
+    uint8_t pause;            /* enum pause_cause bits */
+    uint8_t after_flush;      /* close reason to apply once drained */
+    struct sockaddr_in6 peer; /* v4 mapped or v6; for logs and debug */
+    void *user;
+    uint64_t ext[]; /* protocol state, ext_size bytes */
+};
+
+enum conn_flag {
+    CONN_CLOSING = 1u << 0,
+    CONN_PENDING = 1u << 1,       /* on the set's pending list */
+    CONN_WANT_WRITE = 1u << 2,    /* EPOLLOUT registered */
+    CONN_INPUT_PENDING = 1u << 3, /* carry to process after resume */
+    CONN_LINGER = 1u << 4,        /* draining input before close */
+    CONN_EOF = 1u << 5,           /* peer sent FIN */
+    CONN_SHUT_WR = 1u << 6,       /* our write side is shut down */
+};
+
+/* The per-loop set of connections: stats, the pending list, the fd
+ * table used to walk every conn (shutdown, /debug/conns). */
+struct conn_set {
+    struct loop *loop;
+    struct loop_hook hook;
+    struct conn *pending; /* singly linked via pending_next */
+    struct conn **by_fd;
+    uint32_t by_fd_len;
+    uint64_t next_id;
+    struct conn_limits lim;
+    struct conn_stats stats;
+};
+
+/* Sets up s on loop l (allocates the fd table, tag MEM_LOOP, sized to the
+ * process's open-file limit) and registers its end-of-iteration hook.
+ * Returns 0 or -ENOMEM. */
+int conn_set_init(struct conn_set *s, struct loop *l,
+                  const struct conn_limits *lim);
+/* Frees the fd table and any conn still waiting to be freed. All conns
+ * must be closed first (shutdown does that). */
+void conn_set_fini(struct conn_set *s);
+/* Calls fn for every open conn (not closing). fn may close c. */
+void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
+                   void *arg);
+
+/* Takes ownership of fd (already non-blocking): allocates a conn with
+ * ext_size bytes of zeroed protocol state, registers it with epoll for
+ * reading, and arms a first read deadline (ms, reason). Returns the conn or
+ * NULL (fd closed, nothing leaked; errors counted as out_of_memory). */
+struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
+                      const struct conn_proto *proto, size_t ext_size,
+                      uint32_t ms, enum close_reason reason);
+
+static inline void *conn_ext(struct conn *c)
+{
+    return c->ext;
+}
+static inline bool conn_is_closing(const struct conn *c)
+{
+    return (c->flags & CONN_CLOSING) != 0;
+}
+static inline struct loop *conn_loop(const struct conn *c)
+{
+    return c->set->loop;
+}
+
+/* THE close path (invariant 1). Idempotent; the first reason counts. */
+void conn_close(struct conn *c, enum close_reason why);
+/* Closes with `why` once the outbound queue has been written. With
+ * linger, input is read and discarded meanwhile and after the flush the
+ * write side is shut down; the conn then closes when the peer closes or
+ * after linger_ms (reason linger_timeout), whichever is first. */
+void conn_close_after_flush(struct conn *c, enum close_reason why,
+                            uint32_t linger_ms);
+
+/* Queues a reference to m (takes a new reference; the caller keeps its
+ * own). Never copies the payload. Returns 0; -ENOBUFS if the queue would
+ * pass its byte limit (nothing queued; the caller applies its policy);
+ * -ENOMEM; or -EPIPE if the conn is closing. */
+int conn_send(struct conn *c, struct msg *m);
+/* Copies p[0..n) into a new message and queues it. Same returns. */
+int conn_send_bytes(struct conn *c, const void *p, size_t n);
+static inline uint32_t conn_queued_bytes(const struct conn *c)
+{
+    return c->qbytes;
+}
+
+/* Sets the read deadline to ms from now, with the reason used if it
+ * passes. ms == 0 clears it (only while a write deadline or another
+ * deadline keeps the conn covered). O(1); no wheel work when later. */
+void conn_set_read_deadline(struct conn *c, uint32_t ms,
+                            enum close_reason reason);
+
+/* Reading pause and resume by cause (EPOLLIN off while any cause). */
+void conn_pause_read(struct conn *c, enum pause_cause cause);
+void conn_resume_read(struct conn *c, enum pause_cause cause);
+
+/* Sets the state shown in metrics (keeps the per-state gauges right). */
+void conn_set_state(struct conn *c, enum conn_state st);
+
+/* Formats the peer address as "ip:port" into out. */
+void conn_peer_str(const struct conn *c, char *out, size_t len);
+
+#endif

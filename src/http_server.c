@@ -1,0 +1,468 @@
+/*
+ * http_server.c - the HTTP/1.1 connection protocol (a conn_proto) and
+ * routing.
+ *
+ * Keeps: every phase of a connection has its deadline (header, body,
+ * idle, linger); nothing is buffered beyond an incomplete header block
+ * (bounded by max_header_bytes, carried by conn.c) and the queued answers
+ * (bounded by HTTP_PIPELINE_HIGH before reading pauses); bad input gets
+ * its precise status and the connection is closed after a bounded linger.
+ * Must not: make syscalls itself (conn.c does the I/O), or keep request
+ * bytes after the handler returns.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_server.h"
+#include "log.h"
+#include "mem.h"
+#include "util.h"
+
+enum http_phase {
+    PHASE_HEADER = 0,
+    PHASE_BODY_LENGTH,
+    PHASE_BODY_CHUNKED,
+    PHASE_DONE, /* closing after this answer */
+};
+
+/* Per-connection state, in the conn's ext area. */
+struct http_conn {
+    struct http_server *srv;
+    uint64_t body_left;
+    struct http_chunked chunked;
+    uint32_t scan; /* http_parse_request resume hint */
+    uint8_t phase;
+    bool keep_alive; /* of the request whose body is being read */
+    bool in_request; /* bytes of a request have arrived */
+};
+
+struct http_route {
+    const char *path;
+    size_t len;
+    bool prefix;
+    unsigned methods;
+    http_handler_fn *fn;
+    void *arg;
+};
+
+struct http_server {
+    struct conn_set *set;
+    struct http_server_opts o;
+    struct http_stats stats;
+    bool draining;
+    unsigned n_routes;
+    struct http_route routes[HTTP_MAX_ROUTES];
+    uint64_t date_sec;
+    char date[40];           /* "Date: ...\r\n" cached per second */
+    struct http_request req; /* scratch for the request being parsed */
+};
+
+static const int reject_codes[HTTP_REJECT_COUNT] = HTTP_REJECT_CODES;
+
+int http_reject_code(unsigned idx)
+{
+    return idx < HTTP_REJECT_COUNT ? reject_codes[idx] : 0;
+}
+
+static void count_status(struct http_server *srv, int status)
+{
+    if (status >= 100 && status < 600)
+        srv->stats.responses[status / 100]++;
+    if (status < 400)
+        return;
+    for (unsigned i = 0; i < HTTP_REJECT_COUNT; i++) {
+        if (reject_codes[i] == status) {
+            srv->stats.rejected[i]++;
+            return;
+        }
+    }
+}
+
+static const char *date_header(struct http_server *srv)
+{
+    uint64_t sec = loop_wall_ms(srv->set->loop) / 1000;
+    time_t t = (time_t)sec;
+    struct tm tm;
+
+    if (sec != srv->date_sec) {
+        srv->date_sec = sec;
+        gmtime_r(&t, &tm);
+        strftime(srv->date, sizeof(srv->date),
+                 "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    }
+    return srv->date;
+}
+
+static size_t http_on_data(struct conn *c, uint8_t *p, size_t len);
+static void http_on_drain(struct conn *c);
+
+static const struct conn_proto http_proto = {
+    .name = "http",
+    .on_data = http_on_data,
+    .on_drain = http_on_drain,
+};
+
+struct http_server *http_server_new(struct conn_set *set,
+                                    const struct http_server_opts *o)
+{
+    struct http_server *srv = mem_calloc(MEM_HTTP, 1, sizeof(*srv));
+
+    if (!srv)
+        return NULL;
+    srv->set = set;
+    srv->o = *o;
+    if (srv->o.lim.max_headers > HTTP_MAX_HEADERS_CAP)
+        srv->o.lim.max_headers = HTTP_MAX_HEADERS_CAP;
+    return srv;
+}
+
+void http_server_free(struct http_server *srv)
+{
+    mem_free(MEM_HTTP, srv);
+}
+
+const struct http_stats *http_server_stats(const struct http_server *srv)
+{
+    return &srv->stats;
+}
+
+int http_server_route(struct http_server *srv, const char *path, bool prefix,
+                      unsigned methods, http_handler_fn *fn, void *arg)
+{
+    struct http_route *r;
+
+    if (srv->n_routes >= HTTP_MAX_ROUTES)
+        return -ENOSPC;
+    r = &srv->routes[srv->n_routes++];
+    r->path = path;
+    r->len = strlen(path);
+    r->prefix = prefix;
+    r->methods = methods;
+    r->fn = fn;
+    r->arg = arg;
+    return 0;
+}
+
+int http_server_accept(struct http_server *srv, int fd,
+                       const struct sockaddr *peer)
+{
+    struct conn *c;
+    struct http_conn *hc;
+
+    c = conn_new(srv->set, fd, peer, &http_proto, sizeof(struct http_conn),
+                 srv->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
+    if (!c)
+        return -ENOMEM;
+    hc = conn_ext(c);
+    hc->srv = srv;
+    hc->keep_alive = true;
+    return 0;
+}
+
+/* ---- responses ---------------------------------------------------------- */
+
+static int send_response(struct http_server *srv, struct conn *c, int status,
+                         bool keep_alive, bool head, const char *ctype,
+                         const char *extra, const void *body, size_t len)
+{
+    char hdr[1024];
+    char more[512];
+    ssize_t n;
+    struct msg *m;
+    size_t blen = head ? 0 : len;
+    int rc;
+
+    snprintf(more, sizeof(more), "%s%s%s%s%s", date_header(srv),
+             ctype ? "Content-Type: " : "", ctype ? ctype : "",
+             ctype ? "\r\n" : "", extra ? extra : "");
+    n = http_format_head(hdr, sizeof(hdr), status, (long long)len, keep_alive,
+                         more);
+    if (n < 0)
+        return (int)n;
+    m = msg_new(NULL, (size_t)n + blen);
+    if (!m) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return -ENOMEM;
+    }
+    memcpy(m->data, hdr, (size_t)n);
+    if (blen)
+        memcpy(m->data + n, body, blen);
+    rc = conn_send(c, m);
+    msg_unref(m);
+    if (rc < 0) {
+        conn_close(c, rc == -ENOBUFS ? CLOSE_SLOW_CONSUMER : CLOSE_NO_MEMORY);
+        return rc;
+    }
+    count_status(srv, status);
+    return 0;
+}
+
+int http_respond(struct http_exchange *ex, int status, const char *ctype,
+                 const char *extra, const void *body, size_t len)
+{
+    bool head = ex->req && ex->req->method == HTTP_HEAD;
+
+    if (ex->responded)
+        return -EALREADY;
+    ex->responded = true;
+    if (ex->srv->draining)
+        ex->keep_alive = false;
+    return send_response(ex->srv, ex->c, status, ex->keep_alive, head, ctype,
+                         extra, body, len);
+}
+
+/* Answers status and closes after a linger (bad input: the stream can no
+ * longer be trusted). */
+static void reject(struct http_conn *hc, struct conn *c, int status,
+                   const char *extra)
+{
+    char body[64];
+    int n =
+        snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
+
+    hc->phase = PHASE_DONE;
+    if (send_response(hc->srv, c, status, false, false,
+                      "text/plain; charset=utf-8", extra, body, (size_t)n) < 0)
+        return;
+    conn_close_after_flush(c, CLOSE_BAD_REQUEST, hc->srv->o.linger_timeout_ms);
+}
+
+/* ---- request flow ------------------------------------------------------- */
+
+static const struct http_route *
+find_route(struct http_server *srv, struct http_str path, bool *path_known)
+{
+    *path_known = false;
+    for (unsigned i = 0; i < srv->n_routes; i++) {
+        const struct http_route *r = &srv->routes[i];
+        if (r->prefix
+                ? (path.len >= r->len && memcmp(path.p, r->path, r->len) == 0)
+                : (path.len == r->len &&
+                   memcmp(path.p, r->path, r->len) == 0)) {
+            *path_known = true;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static void allow_header(unsigned methods, char *out, size_t len)
+{
+    size_t off = (size_t)snprintf(out, len, "Allow: ");
+    bool first = true;
+
+    for (int m = HTTP_GET; m <= HTTP_TRACE && off < len; m++) {
+        if (!(methods & HTTP_M(m)))
+            continue;
+        off += (size_t)snprintf(out + off, len - off, "%s%s", first ? "" : ", ",
+                                http_method_name((enum http_method)m));
+        first = false;
+    }
+    if (off < len)
+        snprintf(out + off, len - off, "\r\n");
+}
+
+/* Runs the route for a complete header block. Returns false if the
+ * connection is closing (or will close after this answer). */
+static void dispatch(struct http_conn *hc, struct conn *c,
+                     const struct http_request *req)
+{
+    struct http_server *srv = hc->srv;
+    struct http_exchange ex = {
+        .srv = srv,
+        .c = c,
+        .req = req,
+        .keep_alive = req->keep_alive && !srv->draining,
+    };
+    const struct http_route *r;
+    bool known;
+
+    r = find_route(srv, req->path, &known);
+    if (!r) {
+        http_respond(&ex, 404, "text/plain; charset=utf-8", NULL,
+                     "404 Not Found\n", 14);
+    } else if (!(r->methods & HTTP_M(req->method))) {
+        char allow[128];
+        allow_header(r->methods, allow, sizeof(allow));
+        http_respond(&ex, 405, "text/plain; charset=utf-8", allow,
+                     "405 Method Not Allowed\n", 23);
+    } else {
+        r->fn(&ex, r->arg);
+        if (!ex.responded && !conn_is_closing(c))
+            http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
+                         "500 Internal Server Error\n", 26);
+    }
+    hc->keep_alive = ex.keep_alive;
+}
+
+/* The request (and its body) is complete: go idle or close. */
+static void finish_request(struct http_conn *hc, struct conn *c)
+{
+    struct http_server *srv = hc->srv;
+
+    hc->in_request = false;
+    hc->scan = 0;
+    if (!hc->keep_alive || srv->draining) {
+        hc->phase = PHASE_DONE;
+        conn_close_after_flush(c, CLOSE_DONE, srv->o.linger_timeout_ms);
+        return;
+    }
+    hc->phase = PHASE_HEADER;
+    conn_set_state(c, CSTATE_IDLE);
+    conn_set_read_deadline(c, srv->o.idle_timeout_ms, CLOSE_IDLE_TIMEOUT);
+}
+
+static void start_body(struct http_conn *hc, struct conn *c,
+                       const struct http_request *req)
+{
+    struct http_server *srv = hc->srv;
+
+    if (req->expect_continue && req->version_minor == 1)
+        conn_send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (req->chunked) {
+        hc->phase = PHASE_BODY_CHUNKED;
+        http_chunked_init(&hc->chunked);
+    } else {
+        hc->phase = PHASE_BODY_LENGTH;
+        hc->body_left = req->content_length;
+    }
+    conn_set_state(c, CSTATE_BODY);
+    conn_set_read_deadline(c, srv->o.body_timeout_ms, CLOSE_BODY_TIMEOUT);
+}
+
+static void discard(void *arg, const uint8_t *p, size_t n)
+{
+    (void)arg;
+    (void)p;
+    (void)n;
+}
+
+/* Parses one header block at p. Returns bytes consumed, 0 if incomplete. */
+static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
+                        size_t len)
+{
+    struct http_server *srv = hc->srv;
+    struct http_request *req = &srv->req;
+    int status = 0;
+    ssize_t n;
+
+    if (!hc->in_request) {
+        /* The first byte of a request starts its header deadline. */
+        hc->in_request = true;
+        hc->scan = 0;
+        if (c->state != CSTATE_HEADER) {
+            conn_set_state(c, CSTATE_HEADER);
+            conn_set_read_deadline(c, srv->o.header_timeout_ms,
+                                   CLOSE_HEADER_TIMEOUT);
+        }
+    }
+    n = http_parse_request(p, len, &srv->o.lim, &hc->scan, req, &status);
+    if (n == 0)
+        return 0;
+    if (n < 0) {
+        reject(hc, c, status, NULL);
+        return len;
+    }
+    srv->stats.requests++;
+    conn_set_state(c, CSTATE_ACTIVE);
+    dispatch(hc, c, req);
+    if (conn_is_closing(c))
+        return len;
+    if (req->has_body && hc->keep_alive) {
+        start_body(hc, c, req);
+    } else if (req->has_body) {
+        /* Answered and closing: the body is not worth reading. */
+        hc->phase = PHASE_DONE;
+        conn_close_after_flush(c, CLOSE_DONE, srv->o.linger_timeout_ms);
+        return len;
+    } else {
+        finish_request(hc, c);
+    }
+    return (size_t)n;
+}
+
+static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    struct http_conn *hc = conn_ext(c);
+    struct http_server *srv = hc->srv;
+    size_t off = 0;
+
+    while (off < len && !conn_is_closing(c)) {
+        size_t used;
+        int status = 0;
+        bool done = false;
+        ssize_t n;
+
+        switch (hc->phase) {
+        case PHASE_HEADER:
+            if (conn_queued_bytes(c) >= HTTP_PIPELINE_HIGH) {
+                /* Pipelined answers are piling up: let TCP push back. */
+                conn_pause_read(c, PAUSE_BACKPRESSURE);
+                return off;
+            }
+            used = on_header(hc, c, p + off, len - off);
+            if (used == 0)
+                return off; /* incomplete: conn.c carries the tail */
+            off += used;
+            break;
+        case PHASE_BODY_LENGTH:
+            used = (size_t)MIN((uint64_t)(len - off), hc->body_left);
+            hc->body_left -= used;
+            off += used;
+            if (hc->body_left == 0)
+                finish_request(hc, c);
+            break;
+        case PHASE_BODY_CHUNKED:
+            n = http_chunked_parse(&hc->chunked, p + off, len - off,
+                                   &srv->o.lim, discard, NULL, &done, &status);
+            if (n < 0) {
+                /* The answer to this request is already queued; the
+                 * stream after it cannot be trusted. */
+                count_status(srv, status);
+                hc->phase = PHASE_DONE;
+                conn_close_after_flush(c, CLOSE_BAD_REQUEST,
+                                       srv->o.linger_timeout_ms);
+                return len;
+            }
+            off += (size_t)n;
+            if (done)
+                finish_request(hc, c);
+            break;
+        default:
+            return len; /* closing: input is discarded */
+        }
+    }
+    return off;
+}
+
+static void http_on_drain(struct conn *c)
+{
+    struct http_conn *hc = conn_ext(c);
+
+    /* Shutting down: an idle conn whose last answer just went out is
+     * done. */
+    if (hc->srv->draining && !hc->in_request && hc->phase == PHASE_HEADER) {
+        conn_close(c, CLOSE_SHUTDOWN);
+        return;
+    }
+    conn_resume_read(c, PAUSE_BACKPRESSURE);
+}
+
+static void drain_one(struct conn *c, void *arg)
+{
+    struct http_conn *hc = conn_ext(c);
+
+    if (c->proto != &http_proto)
+        return;
+    (void)arg;
+    if (!hc->in_request && hc->phase == PHASE_HEADER && !conn_queued_bytes(c))
+        conn_close(c, CLOSE_SHUTDOWN);
+}
+
+void http_server_drain(struct http_server *srv)
+{
+    srv->draining = true;
+    conn_set_each(srv->set, drain_one, srv);
+}

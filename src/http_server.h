@@ -1,0 +1,101 @@
+/*
+ * http_server.h - HTTP/1.1 over conn: keep-alive, pipelining, request
+ * deadlines, error answers, and a small routing table.
+ *
+ * One struct http_server per loop (no state shared between loops). Each
+ * connection's HTTP state lives in the conn's ext area (no allocation per
+ * connection beyond the conn itself; none while idle).
+ *
+ * A request is dispatched to its route as soon as its header block is
+ * complete; a request body is then read and discarded (routes that take
+ * bodies come with pub/sub). Responses are queued in request order, so
+ * pipelined requests are answered in order. When a connection's queued
+ * answers pass HTTP_PIPELINE_HIGH bytes, reading pauses until they drain.
+ *
+ * Deadlines: a fresh connection and every new request get
+ * header_timeout for the whole header block (counted from its first byte,
+ * so trickling does not extend it), body_timeout for the whole body, and
+ * idle_timeout between requests. Error answers close the connection after
+ * a bounded linger.
+ */
+#ifndef MOOR_HTTP_SERVER_H
+#define MOOR_HTTP_SERVER_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include "conn.h"
+#include "http1.h"
+
+#define HTTP_PIPELINE_HIGH (64u * 1024)
+#define HTTP_MAX_ROUTES 32
+
+struct http_server;
+
+/* What a handler sees and answers through. */
+struct http_exchange {
+    struct http_server *srv;
+    struct conn *c;
+    const struct http_request *req;
+    bool keep_alive; /* the handler may clear it */
+    bool responded;
+};
+
+typedef void http_handler_fn(struct http_exchange *ex, void *arg);
+
+/* Bits for route methods. */
+#define HTTP_M(m) (1u << (m))
+
+struct http_server_opts {
+    struct http_limits lim;
+    uint32_t header_timeout_ms;
+    uint32_t body_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t linger_timeout_ms;
+};
+
+/* Status codes counted in moor_http_rejected_total. */
+#define HTTP_REJECT_CODES                                                      \
+    {                                                                          \
+        400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505                  \
+    }
+#define HTTP_REJECT_COUNT 11
+
+struct http_stats {
+    uint64_t requests;                    /* complete header blocks */
+    uint64_t responses[6];                /* by class: [1]=1xx .. [5]=5xx */
+    uint64_t rejected[HTTP_REJECT_COUNT]; /* by HTTP_REJECT_CODES */
+};
+
+/* Returns a new server for conns of set, or NULL. Caller frees with
+ * http_server_free(). Tag MEM_HTTP (it holds the per-loop request
+ * scratch, about 8 KiB). */
+struct http_server *http_server_new(struct conn_set *set,
+                                    const struct http_server_opts *o);
+void http_server_free(struct http_server *srv);
+
+/* Adds a route. path is borrowed (a string literal or one that outlives
+ * the server). prefix: match any path starting with path. methods: a
+ * mask of HTTP_M(HTTP_GET) | ... Returns 0 or -ENOSPC. */
+int http_server_route(struct http_server *srv, const char *path, bool prefix,
+                      unsigned methods, http_handler_fn *fn, void *arg);
+
+/* Starts serving HTTP on an accepted fd (takes it). Returns 0 or -ENOMEM
+ * (the fd is closed either way on failure). */
+int http_server_accept(struct http_server *srv, int fd,
+                       const struct sockaddr *peer);
+
+/* Drain mode (graceful shutdown): idle connections are closed now;
+ * connections in the middle of a request finish it and then close. */
+void http_server_drain(struct http_server *srv);
+
+/* Queues a complete response: status line, Content-Length, Content-Type
+ * (if ctype), Date, Connection: close when !ex->keep_alive, extra header
+ * lines (each "Name: value\r\n", may be NULL), then body (omitted for
+ * HEAD). Copies body. Returns 0 or -errno (the conn is then closed). */
+int http_respond(struct http_exchange *ex, int status, const char *ctype,
+                 const char *extra, const void *body, size_t len);
+
+const struct http_stats *http_server_stats(const struct http_server *srv);
+int http_reject_code(unsigned idx);
+
+#endif

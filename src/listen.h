@@ -1,0 +1,75 @@
+/*
+ * listen.h - listening sockets: accept, admission, and refusing cleanly.
+ *
+ * Admission (invariant 6): a new connection over --max-conns or while the
+ * process is over its memory budget is accepted only to be told "503" and
+ * closed at once: never accepted and then starved. The accept rate is a
+ * token bucket (--accept-rate, --accept-burst): when it is empty the
+ * listener stops watching for connections and a timer resumes it, so a
+ * reconnect storm waits in the kernel's backlog instead of costing us.
+ *
+ * EMFILE/ENFILE (out of file descriptors): the listener keeps one reserve
+ * fd open (libuv's trick). When accept fails for lack of fds, it closes
+ * the reserve, accepts and closes the waiting connections (counted as
+ * refused{reason="fd_limit"}), reopens the reserve and stops accepting for
+ * a short while. No busy loop; serving continues; accepting resumes by
+ * itself when fds free up.
+ */
+#ifndef MOOR_LISTEN_H
+#define MOOR_LISTEN_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+#include "conn.h"
+#include "loop.h"
+#include "ratelimit.h"
+#include "timer.h"
+
+enum refuse_reason {
+    REFUSE_MAX_CONNS = 0, /* max_conns */
+    REFUSE_MEMORY,        /* memory */
+    REFUSE_FD_LIMIT,      /* fd_limit */
+    REFUSE_REASON_COUNT
+};
+const char *refuse_reason_name(enum refuse_reason r);
+
+enum accept_pause {
+    ACCEPT_PAUSE_RATE = 0, /* rate */
+    ACCEPT_PAUSE_FD_LIMIT, /* fd_limit */
+    ACCEPT_PAUSE_COUNT
+};
+const char *accept_pause_name(enum accept_pause p);
+
+struct listen_stats {
+    uint64_t refused[REFUSE_REASON_COUNT];
+    uint64_t paused[ACCEPT_PAUSE_COUNT];
+};
+
+struct listen_opts {
+    uint32_t max_conns;
+    uint32_t accept_rate; /* per second, 0 = unlimited */
+    uint32_t accept_burst;
+    int backlog; /* 0 = SOMAXCONN */
+};
+
+struct listener;
+/* Hands over an accepted, non-blocking fd (ownership moves to fn). */
+typedef void listen_accept_fn(struct listener *ls, int fd,
+                              const struct sockaddr *peer, void *arg);
+
+/* Binds host:port (IPv4 or IPv6 literal, or a name resolved once at
+ * start-up) on loop l, counting open conns in set for max-conns. Returns
+ * a new listener (caller frees with listener_free()) or NULL with *err =
+ * -errno (-EADDRINUSE, -EACCES, -EADDRNOTAVAIL, -EINVAL for a bad host). */
+struct listener *listener_new(struct loop *l, struct conn_set *set,
+                              const char *host, uint16_t port,
+                              const struct listen_opts *opts,
+                              listen_accept_fn *fn, void *arg, int *err);
+/* Stops accepting and closes the socket (idempotent). */
+void listener_stop(struct listener *ls);
+void listener_free(struct listener *ls);
+/* The bound port (useful with port 0). */
+uint16_t listener_port(const struct listener *ls);
+const struct listen_stats *listener_stats(const struct listener *ls);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * loop.h - one epoll event loop per worker thread.
+ *
+ * An iteration: wait (timeout = nearest timer), dispatch I/O events, run due
+ * timers, then run the end-of-iteration hooks (conn.c flushes corked writes
+ * and frees the connections closed during the iteration there). Time is
+ * read once per iteration (CLOCK_MONOTONIC) and cached: loop_now().
+ *
+ * The loop owns no global state; everything a second loop would need is in
+ * struct loop. loop_wake() is the only function safe to call from another
+ * thread.
+ */
+#ifndef MOOR_LOOP_H
+#define MOOR_LOOP_H
+
+#include <stdint.h>
+#include <stdbool.h>
+#include <sys/epoll.h>
+#include "timer.h"
+#include "buf.h"
+
+struct loop;
+
+/* Embedded first in anything registered with epoll. events are EPOLL*. */
+struct watcher;
+typedef void watcher_fn(struct watcher *w, uint32_t events);
+struct watcher {
+    watcher_fn *fn;
+};
+
+/* Runs at the end of every iteration, after timers, in registration order. */
+struct loop_hook;
+typedef void loop_hook_fn(struct loop_hook *h);
+struct loop_hook {
+    loop_hook_fn *fn;
+    struct loop_hook *next;
+};
+
+/* Called on the loop's thread after loop_wake() from any thread. */
+typedef void loop_wake_fn(struct loop *l, void *arg);
+
+/* Returns a new loop with a read buffer of readbuf_size bytes, or NULL
+ * (errors: allocation, epoll_create1, eventfd). Caller frees with
+ * loop_free() once loop_run() has returned. */
+struct loop *loop_new(size_t readbuf_size);
+void loop_free(struct loop *l);
+
+/* Registers fd with epoll, events = EPOLLIN | EPOLLOUT | ... (level
+ * triggered). Borrows w, which must stay valid until loop_unwatch().
+ * Return 0 or -errno. */
+int loop_watch(struct loop *l, int fd, struct watcher *w, uint32_t events);
+int loop_modify(struct loop *l, int fd, struct watcher *w, uint32_t events);
+int loop_unwatch(struct loop *l, int fd);
+
+/* Cached time in ticks (ms since the loop started, never TICK_UNSET),
+ * refreshed once per iteration and by loop_update_time(). */
+uint32_t loop_now(const struct loop *l);
+void loop_update_time(struct loop *l);
+/* Wall clock in ms since the epoch, cached like loop_now(). */
+uint64_t loop_wall_ms(const struct loop *l);
+
+struct timer_wheel *loop_timers(struct loop *l);
+/* Arms t to fire `ms` from now on this loop's wheel. */
+void loop_timer_in(struct loop *l, struct timer *t, uint32_t ms);
+struct readbuf *loop_readbuf(struct loop *l);
+
+void loop_add_hook(struct loop *l, struct loop_hook *h);
+
+/* Per-loop user slot (the server keeps its per-loop state here). */
+void loop_set_data(struct loop *l, void *data);
+void *loop_data(const struct loop *l);
+
+/* Sets the callback run on this loop after loop_wake(). */
+void loop_on_wake(struct loop *l, loop_wake_fn *fn, void *arg);
+/* Thread-safe: wakes the loop (eventfd); coalesces. */
+void loop_wake(struct loop *l);
+
+/* Runs until loop_stop(). Returns 0, or -errno if epoll_wait failed for a
+ * reason other than EINTR. */
+int loop_run(struct loop *l);
+/* Runs a single iteration waiting at most timeout_ms (-1: until the next
+ * timer or event). Used by tests. */
+int loop_run_once(struct loop *l, int timeout_ms);
+/* Makes loop_run() return after the current iteration. Loop thread only. */
+void loop_stop(struct loop *l);
+
+#endif

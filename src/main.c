@@ -1,0 +1,43 @@
+/*
+ * main.c - the `moor` command: picks the subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "serve.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: moor <command> [flags]\n"
+               "\n"
+               "moor keeps long-lived connections (HTTP/1.1 keep-alive today;\n"
+               "WebSocket, SSE and TLS next) with bounded, accounted memory.\n"
+               "\n"
+               "commands:\n"
+               "  serve      run the server (moor serve --help for its flags)\n"
+               "  version    print the version\n"
+               "  help       print this text\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "serve"))
+        return serve_main(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version") ||
+        !strcmp(argv[1], "-V")) {
+        printf("moor %s\n", MOOR_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "moor: unknown command \"%s\"\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

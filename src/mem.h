@@ -1,0 +1,115 @@
+/*
+ * mem.h - the only door to the allocator (invariant 7).
+ *
+ * Every allocation carries a tag. Live bytes, live count and total
+ * allocations are kept per tag, per thread (no shared cache line between
+ * loops), and summed when read. Sizes are the allocator's usable size
+ * (malloc_usable_size), so what the metrics show is what the heap holds.
+ *
+ * Failure: mem_alloc() returns NULL on exhaustion or when fail-at-N fires;
+ * callers must handle it (tests prove they do). Nothing here aborts.
+ *
+ * Trace mode (MOOR_MEM_TRACE=1 in the environment, or mem_trace_enable()):
+ * every live allocation's call site (file:line) is recorded in a side table
+ * that is itself not counted, and mem_trace_dump() prints the live set
+ * grouped by site, largest first: the C answer to Go's heap profile.
+ */
+#ifndef MOOR_MEM_H
+#define MOOR_MEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+/* Keep mem_tag_name() in mem.c in step with this list. */
+enum mem_tag {
+    MEM_MISC = 0,
+    MEM_LOOP,    /* loop structures, epoll event arrays, fd tables */
+    MEM_READBUF, /* the per-loop shared read buffer */
+    MEM_CONN,    /* struct conn and per-connection protocol state */
+    MEM_CARRY,   /* exact-size incomplete-tail buffers */
+    MEM_QUEUE,   /* outbound queue entries */
+    MEM_MSG,     /* refcounted messages (payloads) */
+    MEM_HTTP,    /* HTTP responses being built, request scratch */
+    MEM_TLS,     /* everything OpenSSL allocates */
+    MEM_CHANNEL, /* pub/sub channels and subscriptions */
+    MEM_BROKER,  /* broker links and their queues */
+    MEM_CLIENT,  /* HTTP client pool */
+    MEM_CONFIG,  /* parsed configuration, listeners */
+    MEM_METRICS, /* metric tables */
+    MEM_TAG_COUNT
+};
+
+struct mem_tag_stats {
+    int64_t live_bytes;
+    int64_t live_count;
+    uint64_t total_allocs; /* allocations ever made under the tag */
+    uint64_t total_bytes;  /* bytes ever allocated under the tag */
+    uint64_t failed;       /* allocations that returned NULL */
+};
+
+/* Returns the tag's short lower-case name ("conn", "tls", ...). */
+const char *mem_tag_name(enum mem_tag tag);
+
+/* Allocators. Return NULL on failure (or when fail-at-N fires). The size
+ * 0 is rounded up to 1 so a non-NULL result always needs mem_free(). */
+#define mem_alloc(tag, n) mem_alloc_at((tag), (n), __FILE__, __LINE__)
+#define mem_calloc(tag, n, sz)                                                 \
+    mem_calloc_at((tag), (n), (sz), __FILE__, __LINE__)
+/* Like realloc(); on failure the old block is untouched and still owned. */
+#define mem_realloc(tag, p, n)                                                 \
+    mem_realloc_at((tag), (p), (n), __FILE__, __LINE__)
+#define mem_strndup(tag, s, n)                                                 \
+    mem_strndup_at((tag), (s), (n), __FILE__, __LINE__)
+
+void *mem_alloc_at(enum mem_tag tag, size_t n, const char *file, int line);
+void *mem_calloc_at(enum mem_tag tag, size_t n, size_t sz, const char *file,
+                    int line);
+void *mem_realloc_at(enum mem_tag tag, void *p, size_t n, const char *file,
+                     int line);
+char *mem_strndup_at(enum mem_tag tag, const char *s, size_t n,
+                     const char *file, int line);
+
+/* Frees p (NULL is a no-op). The tag must be the one p was allocated with. */
+void mem_free(enum mem_tag tag, void *p);
+
+/* Sum over all threads of one tag, or of all tags when tag == MEM_ALL. */
+void mem_stats(enum mem_tag tag, struct mem_tag_stats *out);
+/* Live bytes of one tag, or of all tags when tag == MEM_TAG_COUNT. */
+int64_t mem_live_bytes(enum mem_tag tag);
+#define MEM_ALL MEM_TAG_COUNT
+
+/* Budget: 0 = none. mem_over_budget() is true while live bytes of all tags
+ * exceed the budget; mem_under_low_water() is true once they fall back under
+ * budget * low_water_pct / 100 (hysteresis for pausing readers). */
+void mem_set_budget(size_t bytes, unsigned low_water_pct);
+size_t mem_budget(void);
+bool mem_over_budget(void);
+bool mem_under_low_water(void);
+
+/* Test hook: the n-th allocation from now (1 = the next one) fails, once.
+ * n = 0 disarms. Returns how many allocations were made since the last
+ * mem_fail_at() call, so a test can loop n = 1, 2, ... until the operation
+ * succeeds without a failure having fired (mem_fail_fired() == false). */
+uint64_t mem_fail_at(uint64_t n);
+bool mem_fail_fired(void);
+
+/* Trace mode. mem_trace_enable() must be called before any allocation it
+ * is to see (moor calls it first thing in main when MOOR_MEM_TRACE=1 or
+ * --mem-trace is given). */
+void mem_trace_enable(void);
+bool mem_trace_enabled(void);
+/* Writes the live set grouped by (tag, site), largest first, one line per
+ * site: "tag file:line bytes count". Returns the number of live blocks. */
+size_t mem_trace_dump(FILE *out);
+/* Same data as JSON array of objects {tag,site,bytes,count}; appended to
+ * out (a stdio stream). Returns the number of sites. */
+size_t mem_trace_dump_json(FILE *out);
+
+/* Process-level facts from /proc/self: resident set size and open fds.
+ * Return -1 when unavailable. */
+int64_t mem_process_rss(void);
+int64_t mem_process_open_fds(void);
+
+#endif

@@ -1,0 +1,259 @@
+/*
+ * metrics.c - renders every counter moor keeps as Prometheus text
+ * (exposition format 0.0.4, checked by `promtool check metrics` in the
+ * tests) and the /debug/mem JSON document.
+ *
+ * Keeps: each family has HELP and TYPE; counters end in _total; every
+ * label value comes from a fixed table (no label sized by a peer).
+ * Must not: hold any state of its own between calls.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics.h"
+#include "mem.h"
+#include "log.h"
+#include "util.h"
+
+#define R(expr)                                                                \
+    do {                                                                       \
+        int rc_ = (expr);                                                      \
+        if (rc_ < 0)                                                           \
+            return rc_;                                                        \
+    } while (0)
+
+static int family(struct sbuf *o, const char *name, const char *type,
+                  const char *help)
+{
+    return sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+                       type);
+}
+
+static int value(struct sbuf *o, const char *name, const char *lname,
+                 const char *lval, double v)
+{
+    if (lname)
+        return sbuf_printf(o, "%s{%s=\"%s\"} %.17g\n", name, lname, lval, v);
+    return sbuf_printf(o, "%s %.17g\n", name, v);
+}
+
+/* Sums one uint64 field over every loop's conn set. */
+#define SUM_CONN(v, field)                                                     \
+    ({                                                                         \
+        double s_ = 0;                                                         \
+        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
+            if ((v)->loops[i_].conns)                                          \
+                s_ += (double)(v)->loops[i_].conns->stats.field;               \
+        s_;                                                                    \
+    })
+#define SUM_LISTEN(v, field)                                                   \
+    ({                                                                         \
+        double s_ = 0;                                                         \
+        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
+            if ((v)->loops[i_].listener)                                       \
+                s_ += (double)listener_stats((v)->loops[i_].listener)->field;  \
+        s_;                                                                    \
+    })
+#define SUM_HTTP(v, field)                                                     \
+    ({                                                                         \
+        double s_ = 0;                                                         \
+        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
+            if ((v)->loops[i_].http)                                           \
+                s_ += (double)http_server_stats((v)->loops[i_].http)->field;   \
+        s_;                                                                    \
+    })
+
+static int render_conns(struct sbuf *o, const struct metrics_view *v)
+{
+    static const char *const cause[] = {"backpressure", "rate", "memory",
+                                        "linger"};
+    char buf[16];
+
+    R(family(o, "moor_accepted_total", "counter",
+             "Connections accepted and handed to a protocol."));
+    R(value(o, "moor_accepted_total", NULL, NULL, SUM_CONN(v, accepted)));
+    R(family(o, "moor_closed_total", "counter",
+             "Connections closed, by the reason that closed them."));
+    for (int r = 1; r < CLOSE_REASON_COUNT; r++)
+        R(value(o, "moor_closed_total", "reason", close_reason_name(r),
+                SUM_CONN(v, closed[r])));
+    R(family(o, "moor_refused_total", "counter",
+             "Connections refused at accept (503 and close), by reason."));
+    for (int r = 0; r < REFUSE_REASON_COUNT; r++)
+        R(value(o, "moor_refused_total", "reason", refuse_reason_name(r),
+                SUM_LISTEN(v, refused[r])));
+    R(family(o, "moor_accept_paused_total", "counter",
+             "Times accepting was paused, by reason."));
+    for (int r = 0; r < ACCEPT_PAUSE_COUNT; r++)
+        R(value(o, "moor_accept_paused_total", "reason", accept_pause_name(r),
+                SUM_LISTEN(v, paused[r])));
+    R(family(o, "moor_connections", "gauge", "Open connections, by state."));
+    for (int s = 0; s < CSTATE_COUNT; s++)
+        R(value(o, "moor_connections", "state", conn_state_name(s),
+                SUM_CONN(v, by_state[s])));
+    R(family(o, "moor_connections_paused", "gauge",
+             "Open connections whose reading is paused."));
+    R(value(o, "moor_connections_paused", NULL, NULL, SUM_CONN(v, paused)));
+    R(family(o, "moor_read_pauses_total", "counter",
+             "Times a connection's reading was paused, by cause."));
+    for (int c = 0; c < 3; c++)
+        R(value(o, "moor_read_pauses_total", "cause", cause[c],
+                SUM_CONN(v, paused_total[c])));
+    R(family(o, "moor_queued_bytes", "gauge",
+             "Bytes queued for sending, all connections."));
+    R(value(o, "moor_queued_bytes", NULL, NULL, SUM_CONN(v, queued_bytes)));
+    R(family(o, "moor_queue_overflows_total", "counter",
+             "Sends refused because a connection's queue was at "
+             "--queue-limit."));
+    R(value(o, "moor_queue_overflows_total", NULL, NULL,
+            SUM_CONN(v, queue_overflows)));
+    R(family(o, "moor_carry_saves_total", "counter",
+             "Reads that ended in an incomplete tail copied to a carry "
+             "buffer."));
+    R(value(o, "moor_carry_saves_total", NULL, NULL, SUM_CONN(v, carry_saves)));
+    R(family(o, "moor_bytes_received_total", "counter",
+             "Bytes read from connections."));
+    R(value(o, "moor_bytes_received_total", NULL, NULL, SUM_CONN(v, bytes_in)));
+    R(family(o, "moor_bytes_sent_total", "counter",
+             "Bytes written to connections."));
+    R(value(o, "moor_bytes_sent_total", NULL, NULL, SUM_CONN(v, bytes_out)));
+    (void)buf;
+    return 0;
+}
+
+static int render_http(struct sbuf *o, const struct metrics_view *v)
+{
+    static const char *const cls[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    char code[8];
+
+    R(family(o, "moor_http_requests_total", "counter",
+             "HTTP requests whose header block was parsed."));
+    R(value(o, "moor_http_requests_total", NULL, NULL, SUM_HTTP(v, requests)));
+    R(family(o, "moor_http_responses_total", "counter",
+             "HTTP responses sent, by status class."));
+    for (int c = 1; c <= 5; c++)
+        R(value(o, "moor_http_responses_total", "code", cls[c],
+                SUM_HTTP(v, responses[c])));
+    R(family(o, "moor_http_rejected_total", "counter",
+             "HTTP requests answered with an error status, by status."));
+    for (unsigned i = 0; i < HTTP_REJECT_COUNT; i++) {
+        snprintf(code, sizeof(code), "%d", http_reject_code(i));
+        R(value(o, "moor_http_rejected_total", "status", code,
+                SUM_HTTP(v, rejected[i])));
+    }
+    return 0;
+}
+
+static int render_mem(struct sbuf *o)
+{
+    struct mem_tag_stats st[MEM_TAG_COUNT];
+
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        mem_stats((enum mem_tag)t, &st[t]);
+    R(family(o, "moor_mem_live_bytes", "gauge",
+             "Bytes allocated and not yet freed, by tag."));
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        R(value(o, "moor_mem_live_bytes", "tag", mem_tag_name(t),
+                (double)st[t].live_bytes));
+    R(family(o, "moor_mem_live_allocations", "gauge",
+             "Allocations not yet freed, by tag."));
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        R(value(o, "moor_mem_live_allocations", "tag", mem_tag_name(t),
+                (double)st[t].live_count));
+    R(family(o, "moor_mem_allocations_total", "counter",
+             "Allocations made, by tag."));
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        R(value(o, "moor_mem_allocations_total", "tag", mem_tag_name(t),
+                (double)st[t].total_allocs));
+    R(family(o, "moor_mem_allocated_bytes_total", "counter",
+             "Bytes allocated, by tag."));
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        R(value(o, "moor_mem_allocated_bytes_total", "tag", mem_tag_name(t),
+                (double)st[t].total_bytes));
+    R(family(o, "moor_mem_failed_allocations_total", "counter",
+             "Allocations that failed, by tag."));
+    for (int t = 0; t < MEM_TAG_COUNT; t++)
+        R(value(o, "moor_mem_failed_allocations_total", "tag", mem_tag_name(t),
+                (double)st[t].failed));
+    R(family(o, "moor_mem_budget_bytes", "gauge",
+             "The --memory-limit budget in bytes (0 = none)."));
+    R(value(o, "moor_mem_budget_bytes", NULL, NULL, (double)mem_budget()));
+    R(family(o, "moor_mem_over_budget", "gauge",
+             "1 while live bytes are over --memory-limit."));
+    R(value(o, "moor_mem_over_budget", NULL, NULL, mem_over_budget()));
+    return 0;
+}
+
+int metrics_render(struct sbuf *o, const struct metrics_view *v)
+{
+    int64_t rss = mem_process_rss(), fds = mem_process_open_fds();
+
+    R(family(o, "moor_build_info", "gauge",
+             "Always 1; the version is in the label."));
+    R(value(o, "moor_build_info", "version", MOOR_VERSION, 1));
+    R(family(o, "moor_start_time_seconds", "gauge",
+             "Start time of the process since the Unix epoch."));
+    R(value(o, "moor_start_time_seconds", NULL, NULL,
+            (double)(v->start_wall_ms / 1000)));
+    R(family(o, "moor_loops", "gauge", "Event loops (worker threads)."));
+    R(value(o, "moor_loops", NULL, NULL, v->n_loops));
+    R(render_conns(o, v));
+    R(render_http(o, v));
+    R(render_mem(o));
+    R(family(o, "moor_log_suppressed_total", "counter",
+             "Log lines dropped by per-site rate limiting."));
+    R(value(o, "moor_log_suppressed_total", NULL, NULL,
+            (double)log_suppressed_total()));
+    R(family(o, "moor_process_resident_memory_bytes", "gauge",
+             "Resident set size of the process (VmRSS)."));
+    R(value(o, "moor_process_resident_memory_bytes", NULL, NULL, (double)rss));
+    R(family(o, "moor_process_open_fds", "gauge",
+             "Open file descriptors of the process."));
+    R(value(o, "moor_process_open_fds", NULL, NULL, (double)fds));
+    return 0;
+}
+
+/* A stdio stream that appends to an sbuf, so mem's FILE-based dumps land
+ * in accounted memory without a libc-owned buffer. */
+static ssize_t sbuf_cookie_write(void *cookie, const char *p, size_t n)
+{
+    return sbuf_append(cookie, p, n) == 0 ? (ssize_t)n : -1;
+}
+
+int metrics_debug_mem(struct sbuf *o)
+{
+    struct mem_tag_stats st;
+
+    R(sbuf_printf(o,
+                  "{\"live_bytes\":%" PRId64 ",\"rss_bytes\":%" PRId64
+                  ",\"budget_bytes\":%zu,\"trace_enabled\":%s,\"tags\":{",
+                  mem_live_bytes(MEM_ALL), mem_process_rss(), mem_budget(),
+                  mem_trace_enabled() ? "true" : "false"));
+    for (int t = 0; t < MEM_TAG_COUNT; t++) {
+        mem_stats((enum mem_tag)t, &st);
+        R(sbuf_printf(o,
+                      "%s\"%s\":{\"live_bytes\":%" PRId64
+                      ",\"live_count\":%" PRId64 ",\"total_allocs\":%" PRIu64
+                      ",\"total_bytes\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
+                      t ? "," : "", mem_tag_name(t), st.live_bytes,
+                      st.live_count, st.total_allocs, st.total_bytes,
+                      st.failed));
+    }
+    R(sbuf_puts(o, "}"));
+    if (mem_trace_enabled()) {
+        cookie_io_functions_t io = {.write = sbuf_cookie_write};
+        FILE *f;
+
+        R(sbuf_puts(o, ",\"trace\":"));
+        f = fopencookie(o, "w", io);
+        if (!f)
+            return -ENOMEM;
+        mem_trace_dump_json(f);
+        if (fclose(f) != 0)
+            return -ENOMEM;
+    }
+    R(sbuf_puts(o, "}\n"));
+    return 0;
+}

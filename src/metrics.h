@@ -1,0 +1,40 @@
+/*
+ * metrics.h - Prometheus text exposition (format 0.0.4) and /debug/mem.
+ *
+ * Counters live where they are counted (conn_set, listener, http_server,
+ * mem), per loop; rendering sums them. Rendering allocates only the output
+ * builder (tag MEM_METRICS), bounded by its cap.
+ */
+#ifndef MOOR_METRICS_H
+#define MOOR_METRICS_H
+
+#include <stdint.h>
+#include "buf.h"
+#include "conn.h"
+#include "listen.h"
+#include "http_server.h"
+
+#define METRICS_MAX_LOOPS 64
+#define METRICS_PAGE_MAX (1u << 20)
+
+/* What one loop contributes. */
+struct metrics_loop {
+    const struct conn_set *conns;
+    const struct listener *listener;
+    const struct http_server *http;
+};
+
+struct metrics_view {
+    unsigned n_loops;
+    struct metrics_loop loops[METRICS_MAX_LOOPS];
+    uint64_t start_wall_ms; /* process start, for uptime */
+    uint64_t now_wall_ms;
+};
+
+/* Appends the whole exposition to out. Returns 0 or -ENOMEM/-ENOBUFS. */
+int metrics_render(struct sbuf *out, const struct metrics_view *v);
+/* Appends the /debug/mem JSON document to out (trace sites included when
+ * trace mode is on). Returns 0 or -errno. */
+int metrics_debug_mem(struct sbuf *out);
+
+#endif

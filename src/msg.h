@@ -1,0 +1,29 @@
+/*
+ * msg.h - immutable, reference-counted messages (invariant 4).
+ *
+ * A message is allocated once with its payload in the same block (tag
+ * MEM_MSG). Queues hold references; nobody copies the payload. The count
+ * is atomic because later a message is handed to several loops.
+ */
+#ifndef MOOR_MSG_H
+#define MOOR_MSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg {
+    uint32_t refs; /* atomic */
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* Returns a new message (one reference, owned by the caller) holding a copy
+ * of p[0..n), or NULL on allocation failure. p may be NULL to get an
+ * uninitialised payload the caller fills before sharing it. */
+struct msg *msg_new(const void *p, size_t n);
+/* Returns m with one more reference. */
+struct msg *msg_ref(struct msg *m);
+/* Drops one reference; frees on the last. NULL is a no-op. */
+void msg_unref(struct msg *m);
+
+#endif

@@ -1,0 +1,74 @@
+/*
+ * timer.h - hashed timing wheel with intrusive nodes (DESIGN "Deadlines").
+ *
+ * The wheel has TIMER_SLOTS slots of TIMER_RES_MS each (one revolution is
+ * about 65 s). A timer further away than one revolution sits in its slot and
+ * is skipped, untouched, until the revolution it is due in (Varghese and
+ * Lauck, scheme 6). Arm and cancel are O(1): a node is a doubly linked list
+ * entry with a back pointer, so cancel needs no wheel. A bitmap of non-empty
+ * slots lets timer_next_ms() find the next slot that holds any timer in a
+ * few word scans; cancel clears bits lazily (a stale bit costs one early
+ * wake-up, which clears it).
+ *
+ * Resolution: a timer fires no earlier than its expiry tick, and at most
+ * TIMER_RES_MS (+ the loop's own latency) after it.
+ *
+ * Lazy re-arm (nginx, HAProxy): users who push a deadline later do not touch
+ * the wheel; the node fires at the old time, the callback sees the deadline
+ * is not due and re-arms. See conn.c.
+ */
+#ifndef MOOR_TIMER_H
+#define MOOR_TIMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define TIMER_RES_SHIFT 4 /* 16 ms per slot */
+#define TIMER_RES_MS (1u << TIMER_RES_SHIFT)
+#define TIMER_SLOT_BITS 12
+#define TIMER_SLOTS (1u << TIMER_SLOT_BITS) /* 4096 slots, ~65.5 s */
+
+struct timer;
+typedef void timer_fn(struct timer *t);
+
+struct timer {
+    struct timer *next;
+    struct timer **pprev; /* NULL when not armed */
+    uint32_t expire;      /* tick; meaningful only while armed */
+    timer_fn *fn;
+};
+
+struct timer_wheel {
+    uint32_t now; /* last tick processed */
+    size_t count; /* armed timers */
+    struct timer *slots[TIMER_SLOTS];
+    uint64_t bitmap[TIMER_SLOTS / 64];
+};
+
+/* Prepares a node; no allocation. */
+void timer_init(struct timer *t, timer_fn *fn);
+/* Sets up an empty wheel whose clock starts at now. */
+void timer_wheel_init(struct timer_wheel *w, uint32_t now);
+
+/* (Re)arms t to fire at tick expire (re-arming an armed timer moves it).
+ * An expire not after the wheel's now fires on the next timer_run(). */
+void timer_arm(struct timer_wheel *w, struct timer *t, uint32_t expire);
+/* Disarms t if armed; O(1); safe on an unarmed node. */
+void timer_cancel(struct timer_wheel *w, struct timer *t);
+static inline bool timer_armed(const struct timer *t)
+{
+    return t->pprev != NULL;
+}
+
+/* Advances the wheel to now and calls fn for every timer whose expire is
+ * not after now, earliest slot first. A callback may arm or cancel any
+ * timer, itself included. Returns the number of callbacks run. */
+size_t timer_run(struct timer_wheel *w, uint32_t now);
+
+/* Milliseconds from now until the next slot holding a timer is due
+ * (0 if one is due already), or -1 when the wheel is empty. Good as an
+ * epoll_wait timeout. */
+int timer_next_ms(const struct timer_wheel *w, uint32_t now);
+
+#endif

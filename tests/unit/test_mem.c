@@ -1,0 +1,741 @@
+/*
+ * test_mem.c - unit tests for mem.c: per-tag accounting, realloc, fail-at-N,
+ * budget, trace mode and its dumps, cross-thread sums, /proc facts.
+ *
+ * Every test ends with live bytes of all tags back at zero.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mem.h"
+
+/* Under ASan, let an impossible allocation return NULL as libc does,
+ * instead of aborting: mem.c's failure paths are what is under test. */
+__attribute__((visibility("default"), used)) const char *
+__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
+static int64_t live_count(enum mem_tag tag)
+{
+    struct mem_tag_stats st;
+
+    mem_stats(tag, &st);
+    return st.live_count;
+}
+
+static void test_tag_names(void **state)
+{
+    static const char *const want[MEM_TAG_COUNT] = {
+        "misc", "loop", "readbuf", "conn",   "carry",  "queue",  "msg",
+        "http", "tls",  "channel", "broker", "client", "config", "metrics",
+    };
+    unsigned i;
+
+    for (i = 0; i < MEM_TAG_COUNT; i++)
+        assert_string_equal(mem_tag_name((enum mem_tag)i), want[i]);
+    assert_string_equal(mem_tag_name(MEM_TAG_COUNT), "unknown");
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_per_tag_accounting(void **state)
+{
+    struct mem_tag_stats before, after;
+    void *a, *b, *c;
+
+    mem_stats(MEM_CONN, &before);
+    a = mem_alloc(MEM_CONN, 100);
+    b = mem_alloc(MEM_CONN, 300);
+    c = mem_calloc(MEM_MSG, 10, 100);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_non_null(c);
+    assert_true(((unsigned char *)c)[999] == 0);
+
+    mem_stats(MEM_CONN, &after);
+    assert_int_equal(after.live_bytes,
+                     malloc_usable_size(a) + malloc_usable_size(b));
+    assert_true(after.live_bytes >= 400);
+    assert_int_equal(after.live_count, 2);
+    assert_int_equal(after.total_allocs - before.total_allocs, 2);
+    assert_int_equal(after.total_bytes - before.total_bytes, after.live_bytes);
+    assert_int_equal(mem_live_bytes(MEM_MSG), malloc_usable_size(c));
+    assert_int_equal(mem_live_bytes(MEM_ALL), malloc_usable_size(a) +
+                                                  malloc_usable_size(b) +
+                                                  malloc_usable_size(c));
+    assert_int_equal(mem_live_bytes(MEM_TLS), 0);
+    {
+        struct mem_tag_stats all;
+
+        mem_stats(MEM_ALL, &all);
+        assert_int_equal(all.live_bytes, mem_live_bytes(MEM_ALL));
+        assert_int_equal(all.live_count, 3);
+    }
+
+    mem_free(MEM_CONN, a);
+    assert_int_equal(mem_live_bytes(MEM_CONN), malloc_usable_size(b));
+    mem_free(MEM_CONN, b);
+    mem_free(MEM_MSG, c);
+    assert_int_equal(mem_live_bytes(MEM_CONN), 0);
+    assert_int_equal(live_count(MEM_CONN), 0);
+    assert_int_equal(live_count(MEM_MSG), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_zero_size_and_free_null(void **state)
+{
+    void *p = mem_alloc(MEM_MISC, 0);
+    void *q = mem_calloc(MEM_MISC, 0, 8);
+
+    assert_non_null(p);
+    assert_non_null(q);
+    assert_int_equal(live_count(MEM_MISC), 2);
+    assert_true(mem_live_bytes(MEM_MISC) >= 2);
+    mem_free(MEM_MISC, p);
+    mem_free(MEM_MISC, q);
+
+    mem_free(MEM_MISC, NULL);
+    mem_free(MEM_CONN, NULL);
+    assert_int_equal(live_count(MEM_MISC), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_calloc_overflow(void **state)
+{
+    struct mem_tag_stats before, after;
+
+    mem_stats(MEM_HTTP, &before);
+    assert_null(mem_calloc(MEM_HTTP, SIZE_MAX / 2, 3));
+    mem_stats(MEM_HTTP, &after);
+    assert_int_equal(after.failed - before.failed, 1);
+    assert_int_equal(after.total_allocs, before.total_allocs);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_strndup(void **state)
+{
+    char *s = mem_strndup(MEM_CONFIG, "hello world", 5);
+    char *t = mem_strndup(MEM_CONFIG, "hi", 100);
+
+    assert_string_equal(s, "hello");
+    assert_string_equal(t, "hi");
+    assert_int_equal(mem_live_bytes(MEM_CONFIG),
+                     malloc_usable_size(s) + malloc_usable_size(t));
+    mem_free(MEM_CONFIG, s);
+    mem_free(MEM_CONFIG, t);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_realloc_accounting(void **state)
+{
+    struct mem_tag_stats st;
+    unsigned char *p;
+    size_t i;
+
+    /* realloc(NULL) is an allocation. */
+    p = mem_realloc(MEM_QUEUE, NULL, 16);
+    assert_non_null(p);
+    for (i = 0; i < 16; i++)
+        p[i] = (unsigned char)i;
+    assert_int_equal(mem_live_bytes(MEM_QUEUE), malloc_usable_size(p));
+    assert_int_equal(live_count(MEM_QUEUE), 1);
+
+    /* Grow: content kept, live bytes follow, still one block. */
+    p = mem_realloc(MEM_QUEUE, p, 100000);
+    assert_non_null(p);
+    for (i = 0; i < 16; i++)
+        assert_int_equal(p[i], i);
+    assert_int_equal(mem_live_bytes(MEM_QUEUE), malloc_usable_size(p));
+    assert_true(mem_live_bytes(MEM_QUEUE) >= 100000);
+    assert_int_equal(live_count(MEM_QUEUE), 1);
+
+    /* Shrink. */
+    p = mem_realloc(MEM_QUEUE, p, 8);
+    assert_non_null(p);
+    assert_int_equal(p[7], 7);
+    assert_int_equal(mem_live_bytes(MEM_QUEUE), malloc_usable_size(p));
+    assert_true(mem_live_bytes(MEM_QUEUE) < 100000);
+    mem_stats(MEM_QUEUE, &st);
+    assert_int_equal(st.live_count, 1);
+
+    mem_free(MEM_QUEUE, p);
+    assert_int_equal(mem_live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_count(MEM_QUEUE), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_realloc_failure_keeps_block(void **state)
+{
+    char *p = mem_alloc(MEM_HTTP, 32);
+    int64_t live;
+
+    assert_non_null(p);
+    memcpy(p, "still here", 11);
+    live = mem_live_bytes(MEM_HTTP);
+
+    mem_fail_at(1);
+    assert_null(mem_realloc(MEM_HTTP, p, 4096));
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+
+    assert_string_equal(p, "still here");
+    assert_int_equal(mem_live_bytes(MEM_HTTP), live);
+    assert_int_equal(live_count(MEM_HTTP), 1);
+    mem_free(MEM_HTTP, p);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* An operation that makes three allocations and undoes all of them if any
+ * fails, the way callers are expected to. */
+struct triple {
+    void *a, *b, *c;
+};
+
+static int triple_new(struct triple *t)
+{
+    t->a = mem_alloc(MEM_CONN, 64);
+    if (!t->a)
+        return -1;
+    t->b = mem_calloc(MEM_QUEUE, 4, 32);
+    if (!t->b)
+        goto err_free_a;
+    t->c = mem_strndup(MEM_CHANNEL, "room", 4);
+    if (!t->c)
+        goto err_free_b;
+    return 0;
+
+err_free_b:
+    mem_free(MEM_QUEUE, t->b);
+err_free_a:
+    mem_free(MEM_CONN, t->a);
+    return -1;
+}
+
+static void triple_free(struct triple *t)
+{
+    mem_free(MEM_CHANNEL, t->c);
+    mem_free(MEM_QUEUE, t->b);
+    mem_free(MEM_CONN, t->a);
+}
+
+static void test_fail_at_every_n(void **state)
+{
+    struct triple t = {0};
+    uint64_t n;
+    int rc;
+
+    for (n = 1;; n++) {
+        struct mem_tag_stats before, after;
+
+        mem_stats(MEM_ALL, &before);
+        mem_fail_at(n);
+        rc = triple_new(&t);
+        if (!mem_fail_fired())
+            break;
+        assert_int_equal(rc, -1);
+        /* A clean error: nothing leaked, and the failure was counted. */
+        assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+        mem_stats(MEM_ALL, &after);
+        assert_int_equal(after.failed - before.failed, 1);
+        assert_int_equal(after.live_count, 0);
+    }
+    /* Three allocations: n = 1, 2, 3 fail, n = 4 succeeds. */
+    assert_int_equal(n, 4);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mem_fail_at(0), 3);
+    triple_free(&t);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_fail_at_fires_once(void **state)
+{
+    void *a, *b, *c;
+
+    assert_false(mem_fail_fired());
+    mem_fail_at(2);
+    a = mem_alloc(MEM_MISC, 8);
+    assert_false(mem_fail_fired());
+    b = mem_alloc(MEM_MISC, 8);
+    assert_true(mem_fail_fired());
+    c = mem_alloc(MEM_MISC, 8);
+    assert_non_null(a);
+    assert_null(b);
+    assert_non_null(c);
+    assert_int_equal(mem_fail_at(0), 3);
+    assert_false(mem_fail_fired());
+    mem_free(MEM_MISC, a);
+    mem_free(MEM_MISC, c);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+struct fail_thread_arg {
+    bool fired;
+    void *p;
+};
+
+static void *fail_thread(void *arg)
+{
+    struct fail_thread_arg *a = arg;
+
+    a->p = mem_alloc(MEM_MISC, 8);
+    a->fired = mem_fail_fired();
+    return NULL;
+}
+
+/* The countdown is per thread: arming it here does not fail another
+ * thread's allocation. */
+static void test_fail_at_is_thread_local(void **state)
+{
+    struct fail_thread_arg a = {0};
+    pthread_t th;
+    void *p;
+
+    mem_fail_at(1);
+    assert_int_equal(pthread_create(&th, NULL, fail_thread, &a), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_non_null(a.p);
+    assert_false(a.fired);
+    p = mem_alloc(MEM_MISC, 8);
+    assert_null(p);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    mem_free(MEM_MISC, a.p);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_budget(void **state)
+{
+    void *big, *mid;
+
+    mem_set_budget(0, 50);
+    assert_int_equal(mem_budget(), 0);
+    big = mem_alloc(MEM_MSG, 20000);
+    assert_false(mem_over_budget());
+    assert_true(mem_under_low_water());
+    mem_free(MEM_MSG, big);
+
+    mem_set_budget(10000, 50);
+    assert_int_equal(mem_budget(), 10000);
+    assert_false(mem_over_budget());
+    assert_true(mem_under_low_water());
+
+    big = mem_alloc(MEM_MSG, 12000);
+    assert_true(mem_over_budget());
+    assert_false(mem_under_low_water());
+    mem_free(MEM_MSG, big);
+
+    /* Between low water and budget: neither over nor under (hysteresis). */
+    mid = mem_alloc(MEM_MSG, 7000);
+    assert_false(mem_over_budget());
+    assert_false(mem_under_low_water());
+    mem_free(MEM_MSG, mid);
+
+    mid = mem_alloc(MEM_MSG, 4000);
+    assert_false(mem_over_budget());
+    assert_true(mem_under_low_water());
+    mem_free(MEM_MSG, mid);
+
+    mem_set_budget(0, 80);
+    assert_false(mem_over_budget());
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* ---- cross-thread ---- */
+
+#define XT_BLOCKS 1000
+
+struct xt {
+    void *blocks[XT_BLOCKS];
+};
+
+static void *xt_alloc(void *arg)
+{
+    struct xt *x = arg;
+    unsigned i;
+
+    for (i = 0; i < XT_BLOCKS; i++)
+        x->blocks[i] = mem_alloc(MEM_QUEUE, 16 + i);
+    return NULL;
+}
+
+static void *xt_free(void *arg)
+{
+    struct xt *x = arg;
+    unsigned i;
+
+    for (i = 0; i < XT_BLOCKS; i++)
+        mem_free(MEM_QUEUE, x->blocks[i]);
+    return NULL;
+}
+
+static void test_cross_thread(void **state)
+{
+    static struct xt x;
+    pthread_t th;
+    int64_t live;
+
+    /* Allocated on a thread that then exits: its counts must survive. */
+    assert_int_equal(pthread_create(&th, NULL, xt_alloc, &x), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    live = mem_live_bytes(MEM_QUEUE);
+    assert_true(live >= (int64_t)XT_BLOCKS * 16);
+    assert_int_equal(live_count(MEM_QUEUE), XT_BLOCKS);
+
+    /* Freed on another thread: that thread goes negative, the sum is 0. */
+    assert_int_equal(pthread_create(&th, NULL, xt_free, &x), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(mem_live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_count(MEM_QUEUE), 0);
+
+    /* And the other way round: allocate here, free there. */
+    xt_alloc(&x);
+    assert_int_equal(live_count(MEM_QUEUE), XT_BLOCKS);
+    assert_int_equal(pthread_create(&th, NULL, xt_free, &x), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+#define CHURN_THREADS 8
+#define CHURN_ROUNDS 20
+
+static void *churn(void *arg)
+{
+    void *keep[64];
+    unsigned i, r;
+
+    for (r = 0; r < 50; r++) {
+        for (i = 0; i < 64; i++)
+            keep[i] = mem_alloc((enum mem_tag)(i % MEM_TAG_COUNT), i * 7);
+        for (i = 0; i < 64; i++) {
+            void *q = mem_realloc((enum mem_tag)(i % MEM_TAG_COUNT), keep[i],
+                                  i * 13 + 1);
+            if (q)
+                keep[i] = q;
+        }
+        for (i = 0; i < 64; i++)
+            mem_free((enum mem_tag)(i % MEM_TAG_COUNT), keep[i]);
+    }
+    return arg;
+}
+
+/* Many short-lived threads, several at once: blocks of exited threads are
+ * recycled, and the sum stays exact. */
+static void test_thread_churn(void **state)
+{
+    pthread_t th[CHURN_THREADS];
+    unsigned r, i;
+
+    for (r = 0; r < CHURN_ROUNDS; r++) {
+        for (i = 0; i < CHURN_THREADS; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, churn, NULL), 0);
+        for (i = 0; i < CHURN_THREADS; i++)
+            assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+    }
+    for (i = 0; i < MEM_TAG_COUNT; i++)
+        assert_int_equal(live_count((enum mem_tag)i), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* ---- trace ---- */
+
+/* Runs f(out) on a memory stream and returns the text (caller frees). */
+static char *capture(size_t (*f)(FILE *), size_t *ret)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    assert_non_null(out);
+    *ret = f(out);
+    assert_int_equal(fclose(out), 0);
+    return text;
+}
+
+static void test_trace_sites(void **state)
+{
+    void *a[3], *b, *c;
+    char want[128];
+    char *text, *line2;
+    size_t ret;
+    int line_a, line_b, line_c;
+    unsigned i;
+
+    mem_trace_enable();
+    assert_true(mem_trace_enabled());
+
+    line_a = __LINE__ + 2;
+    for (i = 0; i < 3; i++)
+        a[i] = mem_alloc(MEM_CONN, 1000);
+    line_b = __LINE__ + 1;
+    b = mem_alloc(MEM_MSG, 10);
+    line_c = __LINE__ + 1;
+    c = mem_alloc(MEM_CONN, 100);
+
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 5);
+    /* Largest site first, grouped: 3 blocks of the loop on one line. */
+    snprintf(want, sizeof(want), "conn %s:%d %zu 3\n", __FILE__, line_a,
+             malloc_usable_size(a[0]) * 3);
+    assert_memory_equal(text, want, strlen(want));
+    line2 = strchr(text, '\n') + 1;
+    snprintf(want, sizeof(want), "conn %s:%d %zu 1\n", __FILE__, line_c,
+             malloc_usable_size(c));
+    assert_memory_equal(line2, want, strlen(want));
+    snprintf(want, sizeof(want), "msg %s:%d %zu 1\n", __FILE__, line_b,
+             malloc_usable_size(b));
+    assert_non_null(strstr(text, want));
+    snprintf(want, sizeof(want), "total %lld 5\n",
+             (long long)mem_live_bytes(MEM_ALL));
+    assert_non_null(strstr(text, want));
+    free(text);
+
+    text = capture(mem_trace_dump_json, &ret);
+    assert_int_equal(ret, 3);
+    assert_true(text[0] == '[');
+    assert_true(text[strlen(text) - 1] == ']');
+    snprintf(want, sizeof(want),
+             "{\"tag\":\"conn\",\"site\":\"%s:%d\",\"bytes\":%zu,"
+             "\"count\":3}",
+             __FILE__, line_a, malloc_usable_size(a[0]) * 3);
+    assert_non_null(strstr(text, want));
+    free(text);
+
+    for (i = 0; i < 3; i++)
+        mem_free(MEM_CONN, a[i]);
+    mem_free(MEM_MSG, b);
+    mem_free(MEM_CONN, c);
+
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 0);
+    assert_string_equal(text, "total 0 0\n");
+    free(text);
+    text = capture(mem_trace_dump_json, &ret);
+    assert_int_equal(ret, 0);
+    assert_string_equal(text, "[]");
+    free(text);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_trace_realloc(void **state)
+{
+    char want[128];
+    char *text, *p;
+    size_t ret;
+    int line;
+
+    mem_trace_enable();
+    p = mem_alloc(MEM_HTTP, 10);
+    line = __LINE__ + 1;
+    p = mem_realloc(MEM_HTTP, p, 5000);
+    assert_non_null(p);
+
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 1);
+    snprintf(want, sizeof(want), "http %s:%d %zu 1\ntotal %zu 1\n", __FILE__,
+             line, malloc_usable_size(p), malloc_usable_size(p));
+    assert_string_equal(text, want);
+    free(text);
+
+    /* A failed realloc leaves the old record in place, whether fail-at-N
+     * refuses it or libc does (a size no heap can give). */
+    mem_fail_at(1);
+    assert_null(mem_realloc(MEM_HTTP, p, 100000));
+    mem_fail_at(0);
+    text = capture(mem_trace_dump, &ret);
+    assert_string_equal(text, want);
+    free(text);
+    assert_null(mem_realloc(MEM_HTTP, p, SIZE_MAX / 4));
+    text = capture(mem_trace_dump, &ret);
+    assert_string_equal(text, want);
+    free(text);
+    assert_int_equal(mem_live_bytes(MEM_HTTP), malloc_usable_size(p));
+
+    mem_free(MEM_HTTP, p);
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 0);
+    free(text);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* Enough blocks to grow the side table several times, freed in a
+ * scrambled order to exercise deletion in long probe runs. */
+static void test_trace_many(void **state)
+{
+    enum { N = 20000 };
+    void **v;
+    char *text;
+    size_t ret, i;
+
+    mem_trace_enable();
+    v = mem_calloc(MEM_MISC, N, sizeof(*v));
+    assert_non_null(v);
+    for (i = 0; i < N; i++) {
+        v[i] = mem_alloc(MEM_CHANNEL, 1 + i % 50);
+        assert_non_null(v[i]);
+    }
+    for (i = 0; i < N; i += 2) {
+        size_t j = (i * 7919) % N;
+
+        mem_free(MEM_CHANNEL, v[j]);
+        v[j] = NULL;
+    }
+    /* Live blocks: the N / 2 survivors and the array itself. */
+    text = capture(mem_trace_dump, &ret);
+    free(text);
+    assert_int_equal(ret, N / 2 + 1);
+    assert_int_equal(live_count(MEM_CHANNEL), N / 2);
+    for (i = 0; i < N; i++)
+        mem_free(MEM_CHANNEL, v[i]);
+    mem_free(MEM_MISC, v);
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 0);
+    free(text);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void *trace_thread(void *arg)
+{
+    void *keep[32] = {0};
+    unsigned i, r;
+
+    for (r = 0; r < 200; r++) {
+        for (i = 0; i < 32; i++)
+            keep[i] = mem_realloc(MEM_BROKER, keep[i], (r * 31 + i) % 300);
+        if (r % 3 == 0)
+            for (i = 0; i < 32; i += 2) {
+                mem_free(MEM_BROKER, keep[i]);
+                keep[i] = NULL;
+            }
+    }
+    for (i = 0; i < 32; i++)
+        mem_free(MEM_BROKER, keep[i]);
+    return arg;
+}
+
+/* Trace mode stays consistent while threads allocate, reallocate and free
+ * concurrently (address reuse between threads included). */
+static void test_trace_threads(void **state)
+{
+    pthread_t th[6];
+    char *text;
+    size_t ret;
+    unsigned i;
+
+    mem_trace_enable();
+    for (i = 0; i < 6; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, trace_thread, NULL), 0);
+    for (i = 0; i < 6; i++)
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    text = capture(mem_trace_dump, &ret);
+    assert_int_equal(ret, 0);
+    assert_string_equal(text, "total 0 0\n");
+    free(text);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* MOOR_MEM_TRACE=1 is read once, at the first allocation; checked in a
+ * fresh process (this binary re-run with a flag, see main()). */
+static int run_child(const char *env)
+{
+    int status;
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (env)
+            setenv("MOOR_MEM_TRACE", env, 1);
+        else
+            unsetenv("MOOR_MEM_TRACE");
+        execl("/proc/self/exe", "test_mem", "--trace-env-child", NULL);
+        _exit(127);
+    }
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static void test_trace_env(void **state)
+{
+    assert_int_equal(run_child("1"), 0);
+    assert_int_equal(run_child(NULL), 3);
+    assert_int_equal(run_child("0"), 3);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static int trace_env_child(void)
+{
+    void *p = mem_alloc(MEM_MISC, 10);
+    int on = mem_trace_enabled();
+    char *text = NULL;
+    size_t len = 0, n;
+    FILE *f = open_memstream(&text, &len);
+
+    n = mem_trace_dump(f);
+    fclose(f);
+    free(text);
+    mem_free(MEM_MISC, p);
+    if (on && n == 1)
+        return 0;
+    return on ? 4 : 3;
+}
+
+static void test_process_facts(void **state)
+{
+    int64_t fds, fds2;
+    int fd;
+
+    assert_true(mem_process_rss() > 0);
+    fds = mem_process_open_fds();
+    assert_true(fds >= 3);
+    fd = open("/dev/null", O_RDONLY);
+    assert_true(fd >= 0);
+    fds2 = mem_process_open_fds();
+    close(fd);
+    assert_int_equal(fds2, fds + 1);
+    assert_int_equal(mem_process_open_fds(), fds);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tag_names),
+        cmocka_unit_test(test_per_tag_accounting),
+        cmocka_unit_test(test_zero_size_and_free_null),
+        cmocka_unit_test(test_calloc_overflow),
+        cmocka_unit_test(test_strndup),
+        cmocka_unit_test(test_realloc_accounting),
+        cmocka_unit_test(test_realloc_failure_keeps_block),
+        cmocka_unit_test(test_fail_at_every_n),
+        cmocka_unit_test(test_fail_at_fires_once),
+        cmocka_unit_test(test_fail_at_is_thread_local),
+        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_cross_thread),
+        cmocka_unit_test(test_thread_churn),
+        cmocka_unit_test(test_process_facts),
+        cmocka_unit_test(test_trace_env),
+        /* Trace mode cannot be turned off again: these come last. */
+        cmocka_unit_test(test_trace_sites),
+        cmocka_unit_test(test_trace_realloc),
+        cmocka_unit_test(test_trace_many),
+        cmocka_unit_test(test_trace_threads),
+    };
+
+    if (argc > 1 && strcmp(argv[1], "--trace-env-child") == 0)
+        return trace_env_child();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
