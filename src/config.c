@@ -416,7 +416,7 @@ int config_parse_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
 {
     const char *h, *colon, *p;
     size_t hlen;
-    uint64_t n;
+    uint64_t n = 0;
     int d;
 
     if (s[0] == '[') {

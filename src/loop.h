@@ -28,7 +28,9 @@ struct watcher {
     watcher_fn *fn;
 };
 
-/* Runs at the end of every iteration, after timers, in registration order. */
+/* Runs at the end of every iteration, after timers, in registration order.
+ * Borrows h for the loop's lifetime (there is no removal); an owner that
+ * is done sets h->fn to NULL and the loop skips it. Add each hook once. */
 struct loop_hook;
 typedef void loop_hook_fn(struct loop_hook *h);
 struct loop_hook {
@@ -46,10 +48,22 @@ struct loop *loop_new(size_t readbuf_size);
 void loop_free(struct loop *l);
 
 /* Registers fd with epoll, events = EPOLLIN | EPOLLOUT | ... (level
- * triggered). Borrows w, which must stay valid until loop_unwatch().
+ * triggered). Borrows w, which must stay valid until the end of the loop
+ * iteration in which loop_unwatch() is called (see below).
  * Return 0 or -errno. */
 int loop_watch(struct loop *l, int fd, struct watcher *w, uint32_t events);
 int loop_modify(struct loop *l, int fd, struct watcher *w, uint32_t events);
+/* Removes fd from epoll. Return 0 or -errno.
+ *
+ * Stale events: one epoll_wait() collects up to 256 events, which are then
+ * dispatched in turn. If a callback unwatches another fd whose event is
+ * still ahead in that batch, the loop still calls that fd's watcher with
+ * it, once, in this iteration. So an owner that unwatches must (1) keep the
+ * watcher's memory valid until the end of the iteration, i.e. free it in an
+ * end-of-iteration hook (as conn.c does), and (2) make its callback
+ * harmless once closed (conn.c checks its CONN_CLOSING flag first). The
+ * same holds if the fd number is reused within the iteration: events are
+ * routed by watcher, never by fd, so the new owner sees none of them. */
 int loop_unwatch(struct loop *l, int fd);
 
 /* Cached time in ticks (ms since the loop started, never TICK_UNSET),
@@ -79,7 +93,8 @@ void loop_wake(struct loop *l);
  * reason other than EINTR. */
 int loop_run(struct loop *l);
 /* Runs a single iteration waiting at most timeout_ms (-1: until the next
- * timer or event). Used by tests. */
+ * timer or event). Returns 0 (also when a signal cut the wait short), or
+ * -errno if epoll_wait failed. Used by tests. */
 int loop_run_once(struct loop *l, int timeout_ms);
 /* Makes loop_run() return after the current iteration. Loop thread only. */
 void loop_stop(struct loop *l);

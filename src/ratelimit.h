@@ -23,7 +23,9 @@ void ratelimit_init(struct ratelimit *r, uint32_t rate, uint32_t burst,
                     uint32_t now);
 /* Takes n tokens if available (true) or none (false). */
 bool ratelimit_take(struct ratelimit *r, uint32_t n, uint32_t now);
-/* Milliseconds until n tokens are available (0 if they are now). */
+/* Milliseconds until n tokens are available (0 if they are now), rounded
+ * up. n greater than burst never fits the bucket: take() fails and this
+ * returns UINT32_MAX. */
 uint32_t ratelimit_wait_ms(struct ratelimit *r, uint32_t n, uint32_t now);
 
 #endif

@@ -62,13 +62,21 @@ static inline bool timer_armed(const struct timer *t)
 }
 
 /* Advances the wheel to now and calls fn for every timer whose expire is
- * not after now, earliest slot first. A callback may arm or cancel any
- * timer, itself included. Returns the number of callbacks run. */
+ * not after now, earliest slot first (timers within one slot in no set
+ * order). A callback may arm or cancel any timer, itself included; one it
+ * arms not after now fires on this run if its slot is still ahead, else on
+ * the next run, so a timer that re-arms itself as due fires at most twice
+ * per run, never in a loop. Not reentrant: a callback must not call
+ * timer_run() on the same wheel. Returns the number of callbacks run. */
 size_t timer_run(struct timer_wheel *w, uint32_t now);
 
-/* Milliseconds from now until the next slot holding a timer is due
- * (0 if one is due already), or -1 when the wheel is empty. Good as an
- * epoll_wait timeout. */
+/* Milliseconds from now until the wheel should next be run, or -1 when it
+ * is empty. That is the end of the nearest slot holding a timer (the first
+ * tick after it, when all its timers of this revolution are due), or 0 if
+ * that is already past. So it never asks for a busy loop, and a timer run
+ * by it fires at most TIMER_RES_MS after its expiry; a slot holding only
+ * timers of later revolutions (or cancelled ones) costs one early wake-up.
+ * Good as an epoll_wait timeout. */
 int timer_next_ms(const struct timer_wheel *w, uint32_t now);
 
 #endif

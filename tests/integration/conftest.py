@@ -444,7 +444,6 @@ class Server:
         return self.out_path.read_bytes().decode(errors="replace")
 
     def stderr_text(self):
-        self._err.flush()
         return self.err_path.read_bytes().decode(errors="replace")
 
     def wait_log(self, needle, timeout=5.0):

@@ -9,7 +9,7 @@ from conftest import Conn, run_moor
 # Every flag of `moor serve` and its default as --help must show it.
 # None: a boolean switch (its default is off; --help need not print it).
 FLAGS = {
-    "listen": None,               # default address: checked separately
+    "listen": "127.0.0.1:8080",
     "max-conns": "10000",
     "accept-rate": "2000",
     "accept-burst": "500",
@@ -31,15 +31,23 @@ FLAGS = {
 
 
 def flag_sections(help_text):
-    """{flag name: the help text from '--name' up to the next flag}, with
-    whitespace folded (so wrapped lines read as one)."""
-    text = " ".join(help_text.split())
+    """{flag name: its help text up to the next flag line}, with whitespace
+    folded (so wrapped lines read as one). A flag line starts with
+    whitespace and --name; mentions of other flags inside a description do
+    not start a section."""
     out = {}
-    marks = list(re.finditer(r"(?<![\w-])--([a-z][a-z0-9-]*)", text))
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
-        out.setdefault(m.group(1), text[m.end():end])
-    return out
+    name = None
+    for line in help_text.splitlines():
+        m = re.match(r"^\s+--([a-z][a-z0-9-]*)\b(.*)$", line)
+        if m:
+            name = m.group(1)
+            out.setdefault(name, "")
+            out[name] += " " + m.group(2)
+        elif name and line.strip():
+            out[name] += " " + line
+        else:
+            name = None
+    return {k: " ".join(v.split()) for k, v in out.items()}
 
 
 def test_help_lists_every_flag_with_default():
@@ -76,7 +84,10 @@ def test_help_shows_env_names():
      '512B, 64KiB, 1MiB'),
     ("--max-conns", "lots",
      'moor: invalid value "lots" for --max-conns: expected a whole number'),
-    ("--max-conns", "-1",
+    ("--max-conns", "0",
+     'moor: invalid value "0" for --max-conns: expected a whole number '
+     'from 1 to'),
+    ("--max-conns=-1", None,
      'moor: invalid value "-1" for --max-conns: expected'),
     ("--log-level", "chatty",
      'moor: invalid value "chatty" for --log-level: expected'),
@@ -84,7 +95,7 @@ def test_help_shows_env_names():
      'moor: invalid value "nohostport" for --listen: expected'),
 ])
 def test_bad_value_exit_2_one_line(flag, value, expect):
-    r = run_moor(["serve", flag, value])
+    r = run_moor(["serve", flag] + ([value] if value is not None else []))
     assert r.returncode == 2, (r.returncode, r.stderr)
     lines = [l for l in r.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, f"expected one line on stderr, got {lines}"

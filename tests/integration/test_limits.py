@@ -48,7 +48,6 @@ BAD_400 = {
     "cl-not-number": H + "Content-Length: abc\r\n\r\n",
     "cl-negative": H + "Content-Length: -1\r\n\r\n",
     "cl-plus": H + "Content-Length: +5\r\n\r\nhello",
-    "cl-huge-overflow": H + "Content-Length: 99999999999999999999999\r\n\r\n",
     "empty-target": "GET  HTTP/1.1\r\nHost: x\r\n\r\n",
     "target-no-slash": "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n",
 }
@@ -161,6 +160,23 @@ def test_max_body_exact_ok(moor):
                       headers={"Transfer-Encoding": "chunked"},
                       body=chunked * 2 + b"0\r\n\r\n")
         assert r.status == 200
+
+
+def test_content_length_overflow(server):
+    # Too many digits for any integer: 400 (malformed) or 413 (too large)
+    # are both precise answers; what matters is no wrap-around to a small
+    # number.
+    data = (H + "Content-Length: 99999999999999999999999\r\n\r\n").encode()
+    with server.conn() as c:
+        c.send(data)
+        r = c.read_response()
+        assert r.status in (400, 413), r
+        assert r.closes()
+        assert c.wait_closed(5.0) is not None
+    data = (H + "Content-Length: 18446744073709551617\r\n\r\n").encode()
+    with server.conn() as c:  # 2^64 + 1
+        c.send(data)
+        assert c.read_response().status in (400, 413)
 
 
 def test_414_request_line(server):

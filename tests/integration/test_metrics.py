@@ -1,0 +1,217 @@
+"""/metrics and /debug/mem: valid format, meaningful values."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import Conn, parse_metrics
+
+PROMTOOL = "/usr/bin/promtool"
+
+REQUIRED = [
+    "moor_accepted_total",
+    "moor_closed_total",
+    "moor_refused_total",
+    "moor_connections",
+    "moor_http_requests_total",
+    "moor_http_rejected_total",
+    "moor_bytes_received_total",
+    "moor_bytes_sent_total",
+    "moor_mem_live_bytes",
+    "moor_mem_live_allocations",
+    "moor_mem_allocations_total",
+    "moor_process_resident_memory_bytes",
+    "moor_process_open_fds",
+]
+
+CLOSE_REASONS = ["peer_closed", "header_timeout", "body_timeout",
+                 "idle_timeout", "write_timeout", "linger_timeout",
+                 "bad_request", "shutdown"]
+
+
+def types_of(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^# TYPE (\S+) (\S+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2)
+    return out
+
+
+def test_content_type(server):
+    r = server.get("/metrics")
+    assert r.status == 200
+    assert r.header("content-type") == \
+        "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.mark.skipif(not os.path.exists(PROMTOOL), reason="no promtool")
+def test_promtool_check(server):
+    # Make a few labelled series exist first.
+    server.get("/nope")
+    with server.conn() as c:
+        c.send(b"\x00bad\r\n\r\n")
+        c.read_response()
+    text = server.metrics_text()
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"promtool:\n{r.stdout}{r.stderr}"
+    assert r.stdout.strip() == "" and r.stderr.strip() == "", \
+        f"promtool lint:\n{r.stdout}{r.stderr}"
+
+
+def test_required_families_and_types(server):
+    text = server.metrics_text()
+    types = types_of(text)
+    m = parse_metrics(text)
+    for name in REQUIRED:
+        assert name in types, f"no # TYPE for {name}"
+        assert any(k == name or k.startswith(name + "{") for k in m), \
+            f"no sample of {name}"
+    for name, t in types.items():
+        if name.endswith("_total"):
+            assert t == "counter", f"{name} is {t}"
+    assert types["moor_connections"] == "gauge"
+    assert types["moor_mem_live_bytes"] == "gauge"
+    for name in types:
+        assert re.search(rf"^# HELP {re.escape(name)} \S", text, re.M), \
+            f"no HELP for {name}"
+
+
+def test_close_reasons_listed_from_start(server):
+    m = server.metrics()
+    for reason in CLOSE_REASONS:
+        key = f'moor_closed_total{{reason="{reason}"}}'
+        assert key in m, f"{key} missing (series should exist at 0)"
+    for reason in ("max_conns", "memory"):
+        assert f'moor_refused_total{{reason="{reason}"}}' in m
+
+
+def test_counters_increase(server):
+    m1 = server.metrics()
+    with server.conn() as c:
+        for _ in range(10):
+            assert c.request().status == 200
+        assert c.request("GET", "/nope").status == 404
+    m2 = server.metrics()
+    req = m2.get_value("moor_http_requests_total") - \
+        m1.get_value("moor_http_requests_total")
+    # 11 of ours + the /metrics fetch of m1 or m2 (counted at dispatch).
+    assert 11 <= req <= 12, f"requests_total grew by {req}"
+    assert m2.get_value("moor_accepted_total") - \
+        m1.get_value("moor_accepted_total") == 2
+    for name in ("moor_bytes_received_total", "moor_bytes_sent_total"):
+        assert m2.get_value(name) > m1.get_value(name) + 10 * 30, name
+    assert m2.sum("moor_mem_allocations_total") > \
+        m1.sum("moor_mem_allocations_total")
+    for k, v in m1.items():
+        if k.split("{")[0].endswith("_total"):
+            assert m2.get(k, 0) >= v, f"counter {k} went down"
+
+
+def test_process_metrics(server):
+    m = server.metrics()
+    rss = m.get_value("moor_process_resident_memory_bytes")
+    assert rss > 100_000, rss
+    fds = m.get_value("moor_process_open_fds")
+    assert 3 <= fds < 1000, fds
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        vmrss = int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+    assert 0.5 * vmrss < rss < 2 * vmrss, (rss, vmrss)
+
+
+def test_open_fds_tracks_conns(server):
+    base = server.metric("moor_process_open_fds")
+    conns = [Conn(server.port) for _ in range(10)]
+    try:
+        for c in conns:
+            assert c.request().status == 200
+        now = server.metric("moor_process_open_fds")
+        assert now - base == 10, (base, now)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_mem_live_bytes_return_to_baseline(server):
+    base = server.metrics()
+    conns = [Conn(server.port) for _ in range(50)]
+    for c in conns:
+        assert c.request().status == 200
+    # A partial header block on some, so carry buffers are live too.
+    for c in conns[:10]:
+        c.send(b"GET /healthz HTTP/1.1\r\nX-Part: abc")
+    during = server.metrics()
+    assert during.get_value("moor_mem_live_bytes", tag="conn") > \
+        base.get_value("moor_mem_live_bytes", tag="conn")
+    for c in conns:
+        c.close()
+    target = base.sum("moor_mem_live_bytes") + 512
+    after = server.wait_metric(
+        lambda m: m.sum("moor_mem_live_bytes") <= target, timeout=5)
+    assert after.sum("moor_mem_live_bytes") <= target, \
+        f"live bytes {base.sum('moor_mem_live_bytes')} -> " \
+        f"{after.sum('moor_mem_live_bytes')} after 50 conns came and went"
+    assert after.get_value("moor_mem_live_allocations", tag="conn") == \
+        base.get_value("moor_mem_live_allocations", tag="conn")
+
+
+def test_debug_mem(server):
+    r = server.get("/debug/mem")
+    assert r.status == 200
+    assert r.header("content-type", "").startswith("application/json")
+    d = json.loads(r.body)
+    assert isinstance(d["live_bytes"], int) and d["live_bytes"] > 0
+    assert isinstance(d["rss_bytes"], int) and d["rss_bytes"] > 0
+    tags = d["tags"]
+    assert "conn" in tags, tags.keys()
+    for tag, v in tags.items():
+        for k in ("live_bytes", "live_count", "total_allocs", "total_bytes"):
+            assert isinstance(v[k], int) and v[k] >= 0, (tag, k, v)
+        assert v["total_allocs"] >= v["live_count"], (tag, v)
+        assert v["total_bytes"] >= v["live_bytes"], (tag, v)
+    # live_bytes is read before the page's own buffer grows; the tags
+    # after. So: the tags without "metrics" <= live_bytes <= all tags.
+    total = sum(v["live_bytes"] for v in tags.values())
+    others = total - tags.get("metrics", {}).get("live_bytes", 0)
+    assert others <= d["live_bytes"] <= total, (others, d["live_bytes"])
+    assert tags["conn"]["live_count"] >= 1   # the conn asking
+    assert "trace" not in d or d["trace"] == []
+
+
+def test_debug_mem_agrees_with_metrics(server):
+    d = server.debug_mem()
+    m = server.metrics()
+    for tag in d["tags"]:
+        assert f'moor_mem_live_bytes{{tag="{tag}"}}' in m, tag
+
+
+def test_debug_mem_trace(moor):
+    s = moor("--mem-trace")
+    conns = [Conn(s.port) for _ in range(3)]
+    try:
+        for c in conns:
+            assert c.request().status == 200
+        d = s.debug_mem()
+    finally:
+        for c in conns:
+            c.close()
+    trace = d["trace"]
+    assert trace, "empty trace with --mem-trace"
+    for e in trace:
+        assert set(("tag", "site", "bytes", "count")) <= set(e), e
+        assert e["bytes"] > 0 and e["count"] > 0
+        assert e["tag"] in d["tags"], e
+    assert all(isinstance(e["site"], str) and e["site"] for e in trace)
+    conn_trace = sum(e["bytes"] for e in trace if e["tag"] == "conn")
+    assert conn_trace == d["tags"]["conn"]["live_bytes"]
+
+
+def test_head_metrics(server):
+    with server.conn() as c:
+        r = c.request("HEAD", "/metrics")
+        assert r.status == 200
+        assert c.request().status == 200
