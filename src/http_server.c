@@ -30,10 +30,12 @@ enum http_phase {
 /* Per-connection state, in the conn's ext area. */
 struct http_conn {
     struct http_server *srv;
+    struct msg *held;       /* answer waiting for its request's body */
     uint64_t body_left;
     struct http_chunked chunked;
     uint32_t scan; /* http_parse_request resume hint */
     uint8_t phase;
+    uint16_t held_status;
     bool keep_alive; /* of the request whose body is being read */
     bool in_request; /* bytes of a request have arrived */
 };
@@ -97,11 +99,13 @@ static const char *date_header(struct http_server *srv)
 
 static size_t http_on_data(struct conn *c, uint8_t *p, size_t len);
 static void http_on_drain(struct conn *c);
+static void http_on_close(struct conn *c, enum close_reason why);
 
 static const struct conn_proto http_proto = {
     .name = "http",
     .on_data = http_on_data,
     .on_drain = http_on_drain,
+    .on_close = http_on_close,
 };
 
 struct http_server *http_server_new(struct conn_set *set,
@@ -163,9 +167,14 @@ int http_server_accept(struct http_server *srv, int fd,
 
 /* ---- responses ---------------------------------------------------------- */
 
+/* Builds a response message. If hold is set, the message is handed back
+ * through it (the caller owns the reference) instead of being queued: an
+ * answer to a request whose body has not arrived waits for the body, so a
+ * malformed body still gets its precise status instead. */
 static int send_response(struct http_server *srv, struct conn *c, int status,
                          bool keep_alive, bool head, const char *ctype,
-                         const char *extra, const void *body, size_t len)
+                         const char *extra, const void *body, size_t len,
+                         struct msg **hold)
 {
     char hdr[1024];
     char more[512];
@@ -189,6 +198,10 @@ static int send_response(struct http_server *srv, struct conn *c, int status,
     memcpy(m->data, hdr, (size_t)n);
     if (blen)
         memcpy(m->data + n, body, blen);
+    if (hold) {
+        *hold = m;
+        return 0;
+    }
     rc = conn_send(c, m);
     msg_unref(m);
     if (rc < 0) {
@@ -209,8 +222,9 @@ int http_respond(struct http_exchange *ex, int status, const char *ctype,
     ex->responded = true;
     if (ex->srv->draining)
         ex->keep_alive = false;
+    ex->status = status;
     return send_response(ex->srv, ex->c, status, ex->keep_alive, head, ctype,
-                         extra, body, len);
+                         extra, body, len, ex->hold ? &ex->held : NULL);
 }
 
 /* Answers status and closes after a linger (bad input: the stream can no
@@ -223,8 +237,11 @@ static void reject(struct http_conn *hc, struct conn *c, int status,
         snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
 
     hc->phase = PHASE_DONE;
+    msg_unref(hc->held);
+    hc->held = NULL;
     if (send_response(hc->srv, c, status, false, false,
-                      "text/plain; charset=utf-8", extra, body, (size_t)n) < 0)
+                      "text/plain; charset=utf-8", extra, body, (size_t)n,
+                      NULL) < 0)
         return;
     conn_close_after_flush(c, CLOSE_BAD_REQUEST, hc->srv->o.linger_timeout_ms);
 }
@@ -275,6 +292,7 @@ static void dispatch(struct http_conn *hc, struct conn *c,
         .c = c,
         .req = req,
         .keep_alive = req->keep_alive && !srv->draining,
+        .hold = req->has_body && req->keep_alive && !srv->draining,
     };
     const struct http_route *r;
     bool known;
@@ -295,6 +313,26 @@ static void dispatch(struct http_conn *hc, struct conn *c,
                          "500 Internal Server Error\n", 26);
     }
     hc->keep_alive = ex.keep_alive;
+    hc->held = ex.held;
+    hc->held_status = (uint16_t)ex.status;
+}
+
+/* Queues the answer held back while the body was read. */
+static void send_held(struct http_conn *hc, struct conn *c)
+{
+    struct msg *m = hc->held;
+    int rc;
+
+    if (!m)
+        return;
+    hc->held = NULL;
+    rc = conn_send(c, m);
+    msg_unref(m);
+    if (rc < 0) {
+        conn_close(c, rc == -ENOBUFS ? CLOSE_SLOW_CONSUMER : CLOSE_NO_MEMORY);
+        return;
+    }
+    count_status(hc->srv, hc->held_status);
 }
 
 /* The request (and its body) is complete: go idle or close. */
@@ -304,6 +342,9 @@ static void finish_request(struct http_conn *hc, struct conn *c)
 
     hc->in_request = false;
     hc->scan = 0;
+    send_held(hc, c);
+    if (conn_is_closing(c))
+        return;
     if (!hc->keep_alive || srv->draining) {
         hc->phase = PHASE_DONE;
         conn_close_after_flush(c, CLOSE_DONE, srv->o.linger_timeout_ms);
@@ -374,6 +415,9 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
         start_body(hc, c, req);
     } else if (req->has_body) {
         /* Answered and closing: the body is not worth reading. */
+        send_held(hc, c);
+        if (conn_is_closing(c))
+            return len;
         hc->phase = PHASE_DONE;
         conn_close_after_flush(c, CLOSE_DONE, srv->o.linger_timeout_ms);
         return len;
@@ -418,12 +462,8 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
             n = http_chunked_parse(&hc->chunked, p + off, len - off,
                                    &srv->o.lim, discard, NULL, &done, &status);
             if (n < 0) {
-                /* The answer to this request is already queued; the
-                 * stream after it cannot be trusted. */
-                count_status(srv, status);
-                hc->phase = PHASE_DONE;
-                conn_close_after_flush(c, CLOSE_BAD_REQUEST,
-                                       srv->o.linger_timeout_ms);
+                /* The held answer is dropped: the request was bad. */
+                reject(hc, c, status, NULL);
                 return len;
             }
             off += (size_t)n;
@@ -448,6 +488,16 @@ static void http_on_drain(struct conn *c)
         return;
     }
     conn_resume_read(c, PAUSE_BACKPRESSURE);
+}
+
+/* The close path: drop the reference to a held answer. */
+static void http_on_close(struct conn *c, enum close_reason why)
+{
+    struct http_conn *hc = conn_ext(c);
+
+    (void)why;
+    msg_unref(hc->held);
+    hc->held = NULL;
 }
 
 static void drain_one(struct conn *c, void *arg)

@@ -8,7 +8,9 @@
  *
  * A request is dispatched to its route as soon as its header block is
  * complete; a request body is then read and discarded (routes that take
- * bodies come with pub/sub). Responses are queued in request order, so
+ * bodies come with pub/sub). The answer to a request with a body is held
+ * (one message reference) until the body is complete, so a malformed or
+ * oversized body is answered 400/413 instead. Responses are queued in request order, so
  * pipelined requests are answered in order. When a connection's queued
  * answers pass HTTP_PIPELINE_HIGH bytes, reading pauses until they drain.
  *
@@ -38,6 +40,11 @@ struct http_exchange {
     const struct http_request *req;
     bool keep_alive; /* the handler may clear it */
     bool responded;
+    /* Internal: a request with a body has its answer held until the body
+     * is complete (a bad body then gets its own precise status). */
+    bool hold;
+    int status;
+    struct msg *held;
 };
 
 typedef void http_handler_fn(struct http_exchange *ex, void *arg);
