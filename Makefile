@@ -21,8 +21,10 @@ DBG_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
 	-fsanitize=address,undefined -fno-sanitize-recover=all -DMOOR_DEBUG=1
 DBG_LDFLAGS := -fsanitize=address,undefined
 
-REL := build/release
-DBG := build/debug
+# Each compiler gets its own build tree, so `make CC=clang` rebuilds.
+SUFFIX := $(if $(filter clang%,$(notdir $(CC))),-clang,)
+REL := build/release$(SUFFIX)
+DBG := build/debug$(SUFFIX)
 
 lib_objs = $(patsubst src/%.c,$(1)/obj/%.o,$(LIB_SRCS))
 app_objs = $(patsubst src/%.c,$(1)/obj/%.o,$(APP_SRCS))
@@ -54,6 +56,8 @@ run: deps release
 
 test: deps
 	@$(MAKE) --no-print-directory release debug units
+	@echo "== clang build (warnings are errors)"
+	@$(MAKE) --no-print-directory CC=clang release >/dev/null
 	@tests/run
 
 units: $(call unit_bins,$(REL)) $(call unit_bins,$(DBG))

@@ -119,6 +119,13 @@ start_moor() {
         cat "$TMP/moor.err" >&2
         exit 1
     fi
+    # $! may be a wrapper shell; the banner names the server's own pid.
+    local real
+    real=$(grep -oE '\(pid [0-9]+\)' "$out" | head -n1 | tr -dc '0-9') || true
+    if [ -n "$real" ] && [ "$real" != "$SRV_PID" ]; then
+        SRV_PID=$real
+        PIDS+=("$SRV_PID")
+    fi
     wait_http "http://127.0.0.1:$SRV_PORT/healthz"
 }
 
@@ -163,6 +170,13 @@ EOF
         cat "$TMP/nginx.out" "$TMP/nginx/error.log" >&2 || true
         exit 1
     fi
+    # The master's own pid (its worker is the process measured in (b)).
+    local real
+    real=$(cat "$TMP/nginx/nginx.pid" 2>/dev/null) || true
+    if [ -n "$real" ] && [ "$real" != "$SRV_PID" ]; then
+        SRV_PID=$real
+        PIDS+=("$SRV_PID")
+    fi
 }
 
 # wrk_rps URL -> prints requests/s
@@ -189,13 +203,13 @@ idle_bytes() {
 }
 
 WRK_CMD="${PIN_GEN[*]:+${PIN_GEN[*]} }wrk -t1 -c64 -d$DURATION http://127.0.0.1:PORT/healthz"
-MOOR_RPS_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0"
+MOOR_RPS_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0"
 MOOR_IDLE_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s"
 NGINX_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }nginx -c nginx.conf  # worker_processes 1, access_log off, keepalive_requests 1000000"
 IDLE_CMD="bench/idle_conns.py --port PORT --pid PID --conns $CONNS  # nginx: --child"
 
 echo "== (a) requests/s: moor" >&2
-start_moor --accept-rate 0
+start_moor
 MOOR_RPS=$(wrk_rps "http://127.0.0.1:$SRV_PORT/healthz")
 stop_pid "$SRV_PID"
 

@@ -209,8 +209,8 @@ static const struct opt opts[] = {
      .def = "0",
      .min = 0,
      .max = GiB(1024),
-     .help = "live bytes at most, 0 = no limit; over it new connections "
-             "are refused and reading pauses",
+     .help = "live bytes at most (moor's own accounting), 0 = no limit; "
+             "over it new connections are answered 503",
      .metric = "moor_refused_total{reason=\"memory\"}"},
     {.name = "log-level",
      .kind = OPT_ENUM,

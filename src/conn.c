@@ -65,6 +65,9 @@ const char *conn_state_name(enum conn_state s)
 static void conn_on_io(struct watcher *w, uint32_t events);
 static void conn_on_timer(struct timer *t);
 static void set_on_hook(struct loop_hook *h);
+static void set_on_mem_timer(struct timer *t);
+
+#define MEM_POLL_MS 100 /* budget check period while readers are paused */
 
 /* ---- the pending list --------------------------------------------------- */
 
@@ -161,6 +164,7 @@ int conn_set_init(struct conn_set *s, struct loop *l,
     s->next_id = 1;
     s->hook.fn = set_on_hook;
     loop_add_hook(l, &s->hook);
+    timer_init(&s->mem_timer, set_on_mem_timer);
     return 0;
 }
 
@@ -179,6 +183,7 @@ void conn_set_fini(struct conn_set *s)
             conn_free(c);
     }
     s->pending = NULL;
+    timer_cancel(loop_timers(s->loop), &s->mem_timer);
     mem_free(MEM_LOOP, s->by_fd);
     s->by_fd = NULL;
 }
@@ -381,6 +386,10 @@ static void set_events(struct conn *c)
 
     if (!c->pause && !(c->flags & CONN_EOF))
         ev |= EPOLLIN;
+    /* Paused for memory, a peer that leaves must still be noticed, or its
+     * conn would hold memory until a deadline. */
+    if ((c->pause & PAUSE_MEMORY) && !(c->flags & CONN_EOF))
+        ev |= EPOLLRDHUP;
     if (c->flags & CONN_WANT_WRITE)
         ev |= EPOLLOUT;
     loop_modify(conn_loop(c), c->fd, &c->w, ev);
@@ -588,10 +597,26 @@ static void conn_on_io(struct watcher *w, uint32_t events)
         if (conn_is_closing(c))
             return;
     }
+    if ((events & EPOLLRDHUP) && (c->pause & PAUSE_MEMORY)) {
+        /* Unread input is dropped: under memory pressure a departed
+         * peer's conn is worth more freed than answered. */
+        conn_close(c, CLOSE_PEER);
+        return;
+    }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         if (!c->pause || (events & (EPOLLHUP | EPOLLERR)))
             do_read(c);
     }
+}
+
+bool conn_pause_if_over_budget(struct conn *c)
+{
+    if (likely(!mem_over_budget()) || (c->flags & CONN_LINGER))
+        return false;
+    conn_pause_read(c, PAUSE_MEMORY);
+    if (!timer_armed(&c->set->mem_timer))
+        loop_timer_in(conn_loop(c), &c->set->mem_timer, MEM_POLL_MS);
+    return true;
 }
 
 void conn_pause_read(struct conn *c, enum pause_cause cause)
@@ -618,6 +643,24 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
         c->flags |= CONN_INPUT_PENDING;
         pending_add(c);
     }
+}
+
+static void resume_memory(struct conn *c, void *arg)
+{
+    (void)arg;
+    conn_resume_read(c, PAUSE_MEMORY);
+}
+
+/* While readers are paused for memory: resume them all once live bytes
+ * fall under the budget's low-water mark, else look again later. */
+static void set_on_mem_timer(struct timer *t)
+{
+    struct conn_set *s = container_of(t, struct conn_set, mem_timer);
+
+    if (mem_under_low_water())
+        conn_set_each(s, resume_memory, NULL);
+    else
+        loop_timer_in(s->loop, t, MEM_POLL_MS);
 }
 
 /* ---- end of iteration --------------------------------------------------- */

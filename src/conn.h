@@ -176,6 +176,7 @@ struct conn_set {
     uint64_t next_id;
     struct conn_limits lim;
     struct conn_stats stats;
+    struct timer mem_timer;         /* polls the budget while paused */
 };
 
 /* Sets up s on loop l (allocates the fd table, tag MEM_LOOP, sized to the
@@ -241,6 +242,15 @@ void conn_set_read_deadline(struct conn *c, uint32_t ms,
 /* Reading pause and resume by cause (EPOLLIN off while any cause). */
 void conn_pause_read(struct conn *c, enum pause_cause cause);
 void conn_resume_read(struct conn *c, enum pause_cause cause);
+
+/* For protocols whose input turns into retained memory (publishers):
+ * if the process is over its --memory-limit budget, pauses reading with
+ * PAUSE_MEMORY and returns true; reading resumes by itself once live
+ * bytes fall under the low-water mark. A peer that closes meanwhile is
+ * closed (its unread input dropped). Plain request/response protocols do
+ * not call it: admission control refuses new conns instead, and a conn
+ * already accepted is always answered (invariant 6). */
+bool conn_pause_if_over_budget(struct conn *c);
 
 /* Sets the state shown in metrics (keeps the per-state gauges right). */
 void conn_set_state(struct conn *c, enum conn_state st);

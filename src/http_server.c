@@ -30,7 +30,7 @@ enum http_phase {
 /* Per-connection state, in the conn's ext area. */
 struct http_conn {
     struct http_server *srv;
-    struct msg *held;       /* answer waiting for its request's body */
+    struct msg *held; /* answer waiting for its request's body */
     uint64_t body_left;
     struct http_chunked chunked;
     uint32_t scan; /* http_parse_request resume hint */
@@ -99,12 +99,14 @@ static const char *date_header(struct http_server *srv)
 
 static size_t http_on_data(struct conn *c, uint8_t *p, size_t len);
 static void http_on_drain(struct conn *c);
+static bool http_on_timeout(struct conn *c);
 static void http_on_close(struct conn *c, enum close_reason why);
 
 static const struct conn_proto http_proto = {
     .name = "http",
     .on_data = http_on_data,
     .on_drain = http_on_drain,
+    .on_timeout = http_on_timeout,
     .on_close = http_on_close,
 };
 
@@ -480,14 +482,35 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
 static void http_on_drain(struct conn *c)
 {
     struct http_conn *hc = conn_ext(c);
+    bool idle = !hc->in_request && hc->phase == PHASE_HEADER;
 
     /* Shutting down: an idle conn whose last answer just went out is
      * done. */
-    if (hc->srv->draining && !hc->in_request && hc->phase == PHASE_HEADER) {
+    if (hc->srv->draining && idle) {
         conn_close(c, CLOSE_SHUTDOWN);
         return;
     }
+    /* Idle time starts once the last answer has gone out, not when its
+     * request was complete: a big answer to a slow reader takes a while,
+     * and the write deadline guards that wait. */
+    if (idle)
+        conn_set_read_deadline(c, hc->srv->o.idle_timeout_ms,
+                               CLOSE_IDLE_TIMEOUT);
     conn_resume_read(c, PAUSE_BACKPRESSURE);
+}
+
+/* An idle deadline that passes while answers are still queued is not
+ * idleness: the peer is still taking them (or paused us by not taking
+ * them; the write deadline closes it if it stops). Start idle time over;
+ * any other deadline closes as usual. */
+static bool http_on_timeout(struct conn *c)
+{
+    struct http_conn *hc = conn_ext(c);
+
+    if (c->rd_reason != CLOSE_IDLE_TIMEOUT || conn_queued_bytes(c) == 0)
+        return false;
+    conn_set_read_deadline(c, hc->srv->o.idle_timeout_ms, CLOSE_IDLE_TIMEOUT);
+    return true;
 }
 
 /* The close path: drop the reference to a held answer. */

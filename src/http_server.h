@@ -10,9 +10,10 @@
  * complete; a request body is then read and discarded (routes that take
  * bodies come with pub/sub). The answer to a request with a body is held
  * (one message reference) until the body is complete, so a malformed or
- * oversized body is answered 400/413 instead. Responses are queued in request order, so
- * pipelined requests are answered in order. When a connection's queued
- * answers pass HTTP_PIPELINE_HIGH bytes, reading pauses until they drain.
+ * oversized body is answered 400/413 instead. Responses are queued in request
+ * order, so pipelined requests are answered in order. When a connection's
+ * queued answers pass HTTP_PIPELINE_HIGH bytes, reading pauses until they
+ * drain.
  *
  * Deadlines: a fresh connection and every new request get
  * header_timeout for the whole header block (counted from its first byte,

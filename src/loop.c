@@ -32,15 +32,15 @@
 
 struct loop {
     int epfd;
-    int wakefd;                 /* eventfd; loop_wake() writes to it */
+    int wakefd; /* eventfd; loop_wake() writes to it */
     bool stop;
-    struct watcher wake_w;      /* watches wakefd */
+    struct watcher wake_w; /* watches wakefd */
     loop_wake_fn *on_wake;
     void *wake_arg;
 
-    uint64_t mono_start_ms;     /* CLOCK_MONOTONIC at loop_new(), in ms */
-    uint32_t now;               /* ticks: ms since start + 1 */
-    uint64_t wall_ms;           /* CLOCK_REALTIME, ms since the epoch */
+    uint64_t mono_start_ms; /* CLOCK_MONOTONIC at loop_new(), in ms */
+    uint32_t now;           /* ticks: ms since start + 1 */
+    uint64_t wall_ms;       /* CLOCK_REALTIME, ms since the epoch */
 
     struct loop_hook *hooks;
     struct loop_hook **hooks_tail;
@@ -48,7 +48,7 @@ struct loop {
 
     struct epoll_event *events; /* LOOP_MAX_EVENTS entries, MEM_LOOP */
     struct readbuf rb;
-    struct timer_wheel timers;  /* last: 33 KiB of slots and bitmap */
+    struct timer_wheel timers; /* last: 33 KiB of slots and bitmap */
 };
 
 static uint64_t clock_ms(clockid_t id)

@@ -20,6 +20,7 @@ Every test is bounded: an autouse fixture arms SIGALRM (60 s by default,
 import json
 import os
 import re
+import resource
 import select
 import signal
 import socket
@@ -31,6 +32,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Tests open hundreds of sockets, and servers inherit this limit.
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft < _hard:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 HOST = "127.0.0.1"
 BANNER_RE = re.compile(rb"http://127\.0\.0\.1:(\d+)")
 SOCK_TIMEOUT = 5.0

@@ -200,3 +200,12 @@ def test_port_in_use_exit_1():
         r = run_moor(["serve", "--listen", f"127.0.0.1:{port}"])
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert str(port) in r.stderr
+
+
+def test_log_level_error_quiet(moor):
+    s = moor("--log-level", "error")
+    assert s.get("/healthz").status == 200
+    s.get("/nope")
+    rc, err = s.stop()
+    assert rc == 0
+    assert "level=info" not in err and "level=warn" not in err, err

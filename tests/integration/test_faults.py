@@ -4,8 +4,10 @@ hook no longer fires, a small workload must get correct answers, error
 statuses (500/503) or clean closes, never a crash; after SIGTERM the exit
 is 0 with live_bytes=0; and the server serves normally afterwards."""
 
+import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -68,6 +70,34 @@ def workload(port):
         a.close()
 
     with Conn(port, timeout=5) as c:
+        def split_and_chunked():
+            # A header block in two reads (carried tail), then a request
+            # with a chunked body, pipelined.
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: ")
+            time.sleep(0.02)
+            c.send(b"b\r\n\r\n")
+            kind = check_healthz(c.read_response())
+            if kind != "ok":
+                return kind, None
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n"
+                   b"5\r\nhello\r\n0\r\n\r\n")
+            return check_healthz(c.read_response()), None
+        kind, _ = outcome(split_and_chunked)
+        results.append(("split+chunked", kind))
+
+    with Conn(port, timeout=5) as c:
+        def debug_mem():
+            r = c.request("GET", "/debug/mem")
+            if r.status == 200:
+                json.loads(r.body)
+                return "ok", r
+            assert r.status in ERROR_STATUSES, f"/debug/mem: {r}"
+            return "error", r
+        kind, _ = outcome(debug_mem)
+        results.append(("debug_mem", kind))
+
+    with Conn(port, timeout=5) as c:
         def bad():
             c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n")
             r = c.read_response()
@@ -97,6 +127,7 @@ def served_after(port, tries=3):
 def test_fail_each_allocation(moor):
     failures = []
     fired_ns = []
+    seen = {}
     quiet_n = None
     for n in range(1, MAX_N + 1):
         s = moor("--linger-timeout", "200ms", "--shutdown-timeout", "3s",
@@ -114,13 +145,15 @@ def test_fail_each_allocation(moor):
             assert_clean_exit(rc, err, what=f"N={n}")
         except AssertionError as e:
             failures.append(f"N={n} {results}: {e}")
+        for step, kind in results:
+            seen[f"{step}:{kind}"] = seen.get(f"{step}:{kind}", 0) + 1
         if HOOK_MSG in err:
             fired_ns.append(n)
         else:
             quiet_n = n
             break
     print(f"fault rounds: hook fired for {len(fired_ns)} N, quiet at "
-          f"N={quiet_n}")
+          f"N={quiet_n}; outcomes {sorted(seen.items())}")
     assert not failures, \
         f"{len(failures)} fault rounds failed:\n\n" + "\n\n".join(failures)
     assert fired_ns, "the test hook never fired (MOOR_TEST_FAIL_ALLOC " \

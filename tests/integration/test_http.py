@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import Closed, Conn, build_request
+from conftest import Conn, build_request
 
 
 def test_healthz(server):
@@ -208,3 +208,39 @@ def test_response_has_date_and_server_safe_headers(server):
     r = server.get("/healthz")
     assert r.header("date"), "no Date header"
     assert len(r.header_all("content-length")) == 1
+
+
+def test_expect_100_continue(server):
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n" \
+        b"Expect: 100-continue\r\n\r\n"
+    with server.conn() as c:
+        c.send(head)
+        r = c.read_response()
+        if r.status == 100:
+            c.send(b"hello")
+            r = c.read_response()
+        else:
+            c.send(b"hello")
+        assert r.status == 200, r
+        # Nothing stray (such as a late 100 Continue) before the next
+        # request's own answer.
+        c.send(build_request("GET", "/nope"))
+        r2 = c.read_response()
+        assert r2.status == 404, f"expected the 404, got {r2}"
+
+
+def test_many_concurrent_connections(server):
+    """200 connections, 10 interleaved rounds of one request each."""
+    conns = [Conn(server.port, timeout=10) for _ in range(200)]
+    try:
+        for rnd in range(10):
+            for c in conns:
+                c.send(build_request("GET", "/healthz"))
+            for i, c in enumerate(conns):
+                r = c.read_response()
+                assert r.status == 200, f"round {rnd} conn {i}: {r}"
+    finally:
+        for c in conns:
+            c.close()
+    m = server.wait_metric(lambda m: m.sum("moor_connections") == 1)
+    assert m.sum("moor_connections") == 1

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import Conn, parse_metrics
+from conftest import Conn, build_request, parse_metrics
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -215,3 +215,80 @@ def test_head_metrics(server):
         r = c.request("HEAD", "/metrics")
         assert r.status == 200
         assert c.request().status == 200
+
+
+def test_idle_conns_hold_no_buffers(server):
+    """Invariant 3: an idle keep-alive connection holds no read, carry or
+    write buffer; its accounted cost is small and fixed."""
+    base = server.metrics()
+    conns = [Conn(server.port) for _ in range(100)]
+    try:
+        for c in conns:
+            assert c.request().status == 200
+        m = server.metrics()
+        for tag in ("carry", "queue", "readbuf"):
+            assert m.get_value("moor_mem_live_bytes", tag=tag) == \
+                base.get_value("moor_mem_live_bytes", tag=tag), \
+                f"tag {tag} grew with 100 idle conns"
+        per = (m.sum("moor_mem_live_bytes") -
+               base.sum("moor_mem_live_bytes")) / 100
+        assert per < 1024, f"{per:.0f} accounted bytes per idle conn"
+        # A partial header block is carried, exactly, and freed when the
+        # block completes.
+        conns[0].send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: abc")
+        m2 = server.wait_metric(
+            lambda m: m.get_value("moor_mem_live_bytes", tag="carry") > 0,
+            timeout=2)
+        assert m2.get_value("moor_mem_live_bytes", tag="carry") > 0
+        conns[0].send(b"def\r\n\r\n")
+        assert conns[0].read_response().status == 200
+        m3 = server.metrics()
+        assert m3.get_value("moor_mem_live_bytes", tag="carry") == 0
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_connection_states(server):
+    """moor_connections{state} follows each connection's phase."""
+    idle = Conn(server.port)
+    assert idle.request().status == 200
+    header = Conn(server.port)
+    header.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    body = Conn(server.port)
+    body.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+              b"\r\n12")
+    try:
+        m = server.wait_metric(
+            lambda m: m.get_value("moor_connections", state="reading_body")
+            == 1 and m.get_value("moor_connections",
+                                 state="reading_header") == 1, timeout=2)
+        fam = m.family("moor_connections")
+        assert m.get_value("moor_connections", state="reading_header") == 1, \
+            fam
+        assert m.get_value("moor_connections", state="reading_body") == 1, fam
+        assert m.get_value("moor_connections", state="idle") == 1, fam
+        assert m.get_value("moor_connections", state="active") == 1, fam
+        assert m.sum("moor_connections") == 4, fam
+    finally:
+        for c in (idle, header, body):
+            c.close()
+
+
+def test_bytes_received_exact(server):
+    before = server.metrics()
+    data = b"".join(build_request("GET", "/healthz") for _ in range(7))
+    with server.conn() as c:
+        c.send(data)
+        for _ in range(7):
+            assert c.read_response().status == 200
+    fetch = build_request("GET", "/metrics")
+    after = server.metrics()
+    got = after.get_value("moor_bytes_received_total") - \
+        before.get_value("moor_bytes_received_total")
+    # Ours plus the request of the `after` fetch (the `before` fetch's
+    # request was read before its page was made).
+    assert got == len(data) + len(fetch), (got, len(data), len(fetch))
+    sent = after.get_value("moor_bytes_sent_total") - \
+        before.get_value("moor_bytes_sent_total")
+    assert sent >= 7 * len(b"HTTP/1.1 200 OK\r\n\r\nok\n"), sent

@@ -2,7 +2,6 @@
 keep-alive connections, exit 0 with every byte returned."""
 
 import signal
-import socket
 import time
 
 import pytest

@@ -22,10 +22,10 @@
 /* What a test timer's callback does besides recording the firing. */
 enum action {
     ACT_NONE,
-    ACT_REARM_LATER,   /* re-arm itself at now + arg */
-    ACT_REARM_NOW,     /* re-arm itself at the wheel's now (as due) */
-    ACT_CANCEL_OTHER,  /* cancel `other` */
-    ACT_ARM_OTHER,     /* arm `other` at now + arg (arg may be 0) */
+    ACT_REARM_LATER,  /* re-arm itself at now + arg */
+    ACT_REARM_NOW,    /* re-arm itself at the wheel's now (as due) */
+    ACT_CANCEL_OTHER, /* cancel `other` */
+    ACT_ARM_OTHER,    /* arm `other` at now + arg (arg may be 0) */
 };
 
 #define SLOT_BASE_OF(tick) ((tick) & ~(uint32_t)(TIMER_RES_MS - 1))
@@ -36,18 +36,18 @@ struct clock {
     struct timer_wheel *w;
     uint32_t now;
     uint32_t prev;
-    uint32_t seq;       /* firings so far, in order */
+    uint32_t seq; /* firings so far, in order */
 };
 
 struct node {
     struct timer t;
     struct clock *clk;
-    uint32_t fired;     /* how many times */
-    uint32_t fired_at;  /* now of the last firing */
-    uint32_t seq;       /* order of the last firing */
+    uint32_t fired;    /* how many times */
+    uint32_t fired_at; /* now of the last firing */
+    uint32_t seq;      /* order of the last firing */
     enum action act;
     uint32_t arg;
-    uint32_t repeat;    /* ACT_REARM_*: how many more times */
+    uint32_t repeat; /* ACT_REARM_*: how many more times */
     struct node *other;
 };
 
@@ -639,8 +639,8 @@ static void test_next_ms_drives_loop(void **state)
     assert_non_null(nodes);
     c.w = wheel_new(start);
     for (i = 0; i < N; i++) {
-        uint32_t d = i % 10 == 0 ? 150000 + rnd(&seed) % 100000
-                                 : 1 + rnd(&seed) % 30000;
+        uint32_t d =
+            i % 10 == 0 ? 150000 + rnd(&seed) % 100000 : 1 + rnd(&seed) % 30000;
 
         node_init(&nodes[i], &c);
         timer_arm(c.w, &nodes[i].t, tick_add(start, d));

@@ -1,0 +1,63 @@
+"""`make install` gives a usable library: moor.h, libmoor.a, libmoor.so and
+libmoor.pc work for a program built with pkg-config, and only the public
+moor_* symbols are visible."""
+import os
+import subprocess
+import textwrap
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PROGRAM = textwrap.dedent("""
+    #include <moor.h>
+    #include <stdio.h>
+    #include <string.h>
+    int main(void)
+    {
+        char b[8192];
+        long n = moor_mem_json(b, sizeof b);
+        if (n <= 0 || !strstr(b, "\\"live_bytes\\""))
+            return 1;
+        printf("%s %lld\\n", moor_version(), (long long)moor_mem_live_bytes());
+        return moor_mem_live_bytes() != 0;
+    }
+""")
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_install_and_link(tmp_path):
+    prefix = tmp_path / "prefix"
+    run(["make", "-s", "install", f"PREFIX={prefix}"], cwd=ROOT)
+    for f in ["bin/moor", "include/moor.h", "lib/libmoor.a", "lib/libmoor.so",
+              "lib/pkgconfig/libmoor.pc"]:
+        assert (prefix / f).exists(), f
+    env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib/pkgconfig"))
+    cflags = run(["pkg-config", "--cflags", "libmoor"], env=env).stdout.split()
+    libs = run(["pkg-config", "--libs", "libmoor"], env=env).stdout.split()
+    static_libs = run(["pkg-config", "--libs", "--static", "libmoor"],
+                      env=env).stdout.split()
+    src = tmp_path / "use.c"
+    src.write_text(PROGRAM)
+
+    shared = tmp_path / "use_shared"
+    run(["cc", str(src), "-o", str(shared)] + cflags + libs)
+    out = run([str(shared)], env=dict(env, LD_LIBRARY_PATH=str(prefix / "lib")))
+    assert out.stdout.split() == ["0.1.0", "0"]
+
+    static = tmp_path / "use_static"
+    run(["cc", str(src), "-o", str(static), "-static-libgcc"] + cflags
+        + [str(prefix / "lib/libmoor.a")]
+        + [x for x in static_libs if x != "-lmoor"])
+    assert run([str(static)]).stdout.split() == ["0.1.0", "0"]
+
+    # Internal names are local in both libraries: a user's conn_close or
+    # mem_alloc cannot clash with ours.
+    dyn = run(["nm", "-D", "--defined-only", str(prefix / "lib/libmoor.so")]).stdout
+    exported = {l.split()[-1] for l in dyn.splitlines() if " T " in l}
+    assert exported == {"moor_version", "moor_mem_live_bytes", "moor_mem_json"}
+    arc = run(["nm", "-g", "--defined-only", str(prefix / "lib/libmoor.a")]).stdout
+    globals_ = {l.split()[-1] for l in arc.splitlines() if " T " in l}
+    assert globals_ == exported
