@@ -209,3 +209,13 @@ def test_log_level_error_quiet(moor):
     rc, err = s.stop()
     assert rc == 0
     assert "level=info" not in err and "level=warn" not in err, err
+
+
+def test_limits_doc_is_current():
+    """docs/limits.md is generated from the flag table (make docs); a flag
+    added without regenerating it fails here."""
+    from conftest import REPO
+    r = run_moor(["serve", "--limits-md"])
+    assert r.returncode == 0
+    doc = (REPO / "docs" / "limits.md").read_text()
+    assert r.stdout == doc, "docs/limits.md is stale: run make docs"
