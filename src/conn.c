@@ -132,6 +132,13 @@ static void conn_on_timer(struct timer *t)
         return;
     }
     if (tick_expired(c->rd_deadline, now)) {
+        if ((c->flags & CONN_LINGER) && c->qhead && c->wr_deadline) {
+            /* Still writing the last answers: the write deadline guards
+             * that wait; the linger starts once they are out. */
+            c->rd_deadline = TICK_UNSET;
+            rearm(c);
+            return;
+        }
         if (c->proto->on_timeout && !(c->flags & CONN_LINGER) &&
             c->proto->on_timeout(c)) {
             if (!conn_is_closing(c))
@@ -319,6 +326,7 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
     if (conn_is_closing(c))
         return;
     c->after_flush = (uint8_t)why;
+    c->linger_ms = linger_ms ? linger_ms : 1;
     c->flags |= CONN_LINGER;
     conn_set_state(c, CSTATE_LINGER);
     /* Lingering reads are discarded, so carried input is of no use. */
@@ -410,7 +418,10 @@ static int flush(struct conn *c)
             iov[n].iov_base = e->m->data + e->off;
             iov[n].iov_len = e->m->len - e->off;
         }
-        w = writev(c->fd, iov, n);
+        /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user
+         * who does not ignore SIGPIPE survives a peer that left. */
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -481,6 +492,10 @@ static void after_write(struct conn *c)
         if (!(c->flags & CONN_SHUT_WR)) {
             c->flags |= CONN_SHUT_WR;
             shutdown(c->fd, SHUT_WR);
+            /* The linger (waiting for the peer's EOF) starts now. */
+            c->rd_deadline = tick_add(loop_now(conn_loop(c)), c->linger_ms);
+            c->rd_reason = CLOSE_LINGER_TIMEOUT;
+            rearm(c);
         }
         return;
     }

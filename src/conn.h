@@ -143,6 +143,7 @@ struct conn {
     uint32_t wr_deadline; /* tick, or TICK_UNSET */
     uint32_t created;     /* tick */
     uint32_t last_active; /* tick of the last read or write */
+    uint32_t linger_ms;   /* close_after_flush: wait for the peer after */
     int fd;
     uint16_t flags;
     uint8_t state;            /* enum conn_state */
@@ -176,7 +177,7 @@ struct conn_set {
     uint64_t next_id;
     struct conn_limits lim;
     struct conn_stats stats;
-    struct timer mem_timer;         /* polls the budget while paused */
+    struct timer mem_timer; /* polls the budget while paused */
 };
 
 /* Sets up s on loop l (allocates the fd table, tag MEM_LOOP, sized to the

@@ -174,9 +174,9 @@ int http_server_accept(struct http_server *srv, int fd,
  * answer to a request whose body has not arrived waits for the body, so a
  * malformed body still gets its precise status instead. */
 static int send_response(struct http_server *srv, struct conn *c, int status,
-                         bool keep_alive, bool head, const char *ctype,
-                         const char *extra, const void *body, size_t len,
-                         struct msg **hold)
+                         bool keep_alive, bool http10, bool head,
+                         const char *ctype, const char *extra, const void *body,
+                         size_t len, struct msg **hold)
 {
     char hdr[1024];
     char more[512];
@@ -185,7 +185,9 @@ static int send_response(struct http_server *srv, struct conn *c, int status,
     size_t blen = head ? 0 : len;
     int rc;
 
-    snprintf(more, sizeof(more), "%s%s%s%s%s", date_header(srv),
+    /* An HTTP/1.0 client keeps the connection only if told so. */
+    snprintf(more, sizeof(more), "%s%s%s%s%s%s", date_header(srv),
+             keep_alive && http10 ? "Connection: keep-alive\r\n" : "",
              ctype ? "Content-Type: " : "", ctype ? ctype : "",
              ctype ? "\r\n" : "", extra ? extra : "");
     n = http_format_head(hdr, sizeof(hdr), status, (long long)len, keep_alive,
@@ -225,7 +227,8 @@ int http_respond(struct http_exchange *ex, int status, const char *ctype,
     if (ex->srv->draining)
         ex->keep_alive = false;
     ex->status = status;
-    return send_response(ex->srv, ex->c, status, ex->keep_alive, head, ctype,
+    return send_response(ex->srv, ex->c, status, ex->keep_alive,
+                         ex->req && ex->req->version_minor == 0, head, ctype,
                          extra, body, len, ex->hold ? &ex->held : NULL);
 }
 
@@ -241,7 +244,7 @@ static void reject(struct http_conn *hc, struct conn *c, int status,
     hc->phase = PHASE_DONE;
     msg_unref(hc->held);
     hc->held = NULL;
-    if (send_response(hc->srv, c, status, false, false,
+    if (send_response(hc->srv, c, status, false, false, false,
                       "text/plain; charset=utf-8", extra, body, (size_t)n,
                       NULL) < 0)
         return;

@@ -139,11 +139,14 @@ static void on_accept(struct watcher *w, uint32_t events)
     for (int i = 0; i < ACCEPT_BATCH && ls->fd >= 0 && !ls->paused; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
+        uint32_t wait_ms;
         int fd;
 
-        if (!ratelimit_take(&ls->rate, 1, now)) {
-            pause_accept(ls, ACCEPT_PAUSE_RATE,
-                         ratelimit_wait_ms(&ls->rate, 1, now));
+        /* Look before taking: an accept that finds the backlog empty
+         * (the last one of every batch) must not cost a token. */
+        wait_ms = ratelimit_wait_ms(&ls->rate, 1, now);
+        if (wait_ms > 0) {
+            pause_accept(ls, ACCEPT_PAUSE_RATE, wait_ms);
             return;
         }
         fd = accept4(ls->fd, (struct sockaddr *)&ss, &sl,
@@ -157,6 +160,7 @@ static void on_accept(struct watcher *w, uint32_t events)
             /* EAGAIN, or a connection that died in the backlog. */
             return;
         }
+        ratelimit_take(&ls->rate, 1, now);
         if (ls->set->stats.open >= (int64_t)ls->opts.max_conns) {
             refuse(ls, fd, REFUSE_MAX_CONNS);
             continue;

@@ -173,9 +173,13 @@ static void on_accept(struct listener *ls, int fd, const struct sockaddr *peer,
         e->fds[e->n_fds++] = fd;
         return;
     }
-    assert_non_null(conn_new(&e->set, fd, peer, &sink_proto, 0, 10000,
-                             CLOSE_IDLE_TIMEOUT));
+    assert_non_null(
+        conn_new(&e->set, fd, peer, &sink_proto, 0, 10000, CLOSE_IDLE_TIMEOUT));
 }
+
+/* The env a test holds open; a failed assertion leaves it behind. */
+static struct env *live_env;
+static struct rlimit saved_nofile; /* restored if a test failed */
 
 static void env_open(struct env *e, const struct listen_opts *o)
 {
@@ -187,6 +191,7 @@ static void env_open(struct env *e, const struct listen_opts *o)
     e->l = loop_new(16384);
     assert_non_null(e->l);
     assert_int_equal(conn_set_init(&e->set, e->l, &lim), 0);
+    live_env = e;
     e->ls = listener_new(e->l, &e->set, "127.0.0.1", 0, o, on_accept, e, &err);
     assert_non_null(e->ls);
     assert_int_equal(err, 0);
@@ -201,6 +206,7 @@ static void close_one(struct conn *c, void *arg)
 
 static void env_close(struct env *e)
 {
+    live_env = NULL;
     for (int i = 0; i < e->n_fds; i++)
         close(e->fds[i]);
     conn_set_each(&e->set, close_one, NULL);
@@ -211,13 +217,36 @@ static void env_close(struct env *e)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* Runs before every test: undoes what a failed test left behind (open
+ * env, budget, fd limit), so one failure is reported once. */
+static int leftover_setup(void **state)
+{
+    struct env *e = live_env;
+
+    (void)state;
+    mem_fail_at(0);
+    mem_set_budget(0, 90);
+    setrlimit(RLIMIT_NOFILE, &saved_nofile);
+    if (!e)
+        return 0;
+    live_env = NULL;
+    for (int i = 0; i < e->n_fds; i++)
+        close(e->fds[i]);
+    conn_set_each(&e->set, close_one, NULL);
+    loop_run_once(e->l, 0);
+    listener_free(e->ls);
+    conn_set_fini(&e->set);
+    loop_free(e->l);
+    return 0;
+}
+
 static const struct listen_opts opts_plain = {.max_conns = 100};
 
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_accept_hands_over_fd(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sockaddr_in self;
     socklen_t sl = sizeof(self);
     int c1, c2;
@@ -264,7 +293,7 @@ static void test_names(void **state)
 static void test_max_conns_refuses_with_503(void **state)
 {
     struct listen_opts o = {.max_conns = 1};
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     char buf[1024];
     bool eof;
     int c1, c2, c3;
@@ -310,7 +339,7 @@ static void test_max_conns_refuses_with_503(void **state)
 static void test_refusal_without_request(void **state)
 {
     struct listen_opts o = {.max_conns = 0};
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     char buf[1024];
     bool eof;
     int c;
@@ -331,7 +360,7 @@ static void test_refusal_without_request(void **state)
  * once the budget is lifted. */
 static void test_memory_budget_refuses(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     char buf[1024];
     bool eof;
     int c1, c2;
@@ -363,7 +392,7 @@ static void test_accept_rate_pauses(void **state)
 {
     struct listen_opts o = {
         .max_conns = 100, .accept_rate = 1, .accept_burst = 1};
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     uint64_t t0, dt;
     int c1, c2;
 
@@ -391,12 +420,37 @@ static void test_accept_rate_pauses(void **state)
     env_close(&e);
 }
 
+/* A token is spent per accepted connection, not per accept attempt: with
+ * burst 2, two clients that arrive one after the other are both let in at
+ * once (the accept that finds the backlog empty after the first one costs
+ * nothing, and pauses nothing). */
+static void test_accept_rate_counts_connections_only(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .accept_rate = 1, .accept_burst = 2};
+    static struct env e; /* static: outlives a failed test */
+    int c1, c2;
+
+    env_open(&e, &o);
+    c1 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 1, 2000);
+    assert_int_equal(e.accepted, 1);
+    run_for(e.l, 20);
+    assert_int_equal(listener_stats(e.ls)->paused[ACCEPT_PAUSE_RATE], 0);
+    c2 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 2, 300);
+    assert_int_equal(e.accepted, 2); /* at once, not a second later */
+    close(c1);
+    close(c2);
+    env_close(&e);
+}
+
 /* Out of fds: the reserve fd is given up to accept and close the waiting
  * client (refused{fd_limit}), accepting pauses, and serving resumes by
  * itself once fds are free again. */
 static void test_emfile_recovery(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct rlimit old, low;
     int dummies[64], nd = 0, c1, c2, fd;
     char buf[64];
@@ -463,15 +517,15 @@ static void test_emfile_recovery(void **state)
 
 static void test_bind_errors(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct listener *ls;
     int err = 0;
 
     env_open(&e, &opts_plain);
     /* Port in use by a listener without SO_REUSEPORT from this one? Both
      * set SO_REUSEPORT, so use a bad host instead, and a foreign address. */
-    ls = listener_new(e.l, &e.set, "not an address!", 0, &opts_plain,
-                      on_accept, &e, &err);
+    ls = listener_new(e.l, &e.set, "not an address!", 0, &opts_plain, on_accept,
+                      &e, &err);
     assert_null(ls);
     assert_int_equal(err, -EINVAL);
     ls = listener_new(e.l, &e.set, "192.0.2.1", 0, &opts_plain, on_accept, &e,
@@ -499,7 +553,7 @@ static void test_bind_errors(void **state)
 
 static void test_alloc_failure(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct listener *ls;
     int err = 0;
 
@@ -518,7 +572,7 @@ static void test_alloc_failure(void **state)
  * kernel), is idempotent, and leaves open conns alone. */
 static void test_stop(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     uint16_t port;
     int c1, c2;
 
@@ -546,7 +600,7 @@ static void test_stop_while_paused(void **state)
 {
     struct listen_opts o = {
         .max_conns = 100, .accept_rate = 1, .accept_burst = 1};
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     int c1, c2;
 
     env_open(&e, &o);
@@ -565,20 +619,23 @@ static void test_stop_while_paused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accept_hands_over_fd),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_max_conns_refuses_with_503),
-        cmocka_unit_test(test_refusal_without_request),
-        cmocka_unit_test(test_memory_budget_refuses),
-        cmocka_unit_test(test_accept_rate_pauses),
-        cmocka_unit_test(test_emfile_recovery),
-        cmocka_unit_test(test_bind_errors),
-        cmocka_unit_test(test_alloc_failure),
-        cmocka_unit_test(test_stop),
-        cmocka_unit_test(test_stop_while_paused),
+        cmocka_unit_test_setup(test_accept_hands_over_fd, leftover_setup),
+        cmocka_unit_test_setup(test_names, leftover_setup),
+        cmocka_unit_test_setup(test_max_conns_refuses_with_503, leftover_setup),
+        cmocka_unit_test_setup(test_refusal_without_request, leftover_setup),
+        cmocka_unit_test_setup(test_memory_budget_refuses, leftover_setup),
+        cmocka_unit_test_setup(test_accept_rate_pauses, leftover_setup),
+        cmocka_unit_test_setup(test_accept_rate_counts_connections_only,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_emfile_recovery, leftover_setup),
+        cmocka_unit_test_setup(test_bind_errors, leftover_setup),
+        cmocka_unit_test_setup(test_alloc_failure, leftover_setup),
+        cmocka_unit_test_setup(test_stop, leftover_setup),
+        cmocka_unit_test_setup(test_stop_while_paused, leftover_setup),
     };
 
     signal(SIGPIPE, SIG_IGN);
     log_set_level(LOG_OFF);
+    getrlimit(RLIMIT_NOFILE, &saved_nofile);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,6 +97,9 @@ static void drive_http(struct env *e)
     assert_int_equal(e->set[0].stats.open, 0);
 }
 
+/* The env a test holds open; a failed assertion leaves it behind. */
+static struct env *live_env;
+
 static void env_open(struct env *e)
 {
     struct conn_limits lim = {.write_timeout_ms = 1000,
@@ -116,13 +119,14 @@ static void env_open(struct env *e)
     assert_non_null(e->l);
     assert_int_equal(conn_set_init(&e->set[0], e->l, &lim), 0);
     assert_int_equal(conn_set_init(&e->set[1], e->l, &lim), 0);
+    live_env = e;
     e->srv = http_server_new(&e->set[0], &o);
     assert_non_null(e->srv);
     assert_int_equal(http_server_route(e->srv, "/healthz", false,
                                        HTTP_M(HTTP_GET), h_ok, NULL),
                      0);
-    e->ls = listener_new(e->l, &e->set[0], "127.0.0.1", 0, &lo, on_accept,
-                         NULL, &err);
+    e->ls = listener_new(e->l, &e->set[0], "127.0.0.1", 0, &lo, on_accept, NULL,
+                         &err);
     assert_non_null(e->ls);
     drive_http(e);
 
@@ -147,6 +151,7 @@ static void env_open(struct env *e)
 
 static void env_close(struct env *e)
 {
+    live_env = NULL;
     /* Hand-set gauges go back to what the sets really hold. */
     e->set[1].stats.by_state[CSTATE_IDLE] = 0;
     e->set[1].stats.queued_bytes = 0;
@@ -157,6 +162,34 @@ static void env_close(struct env *e)
     conn_set_fini(&e->set[1]);
     loop_free(e->l);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void close_one(struct conn *c, void *arg)
+{
+    (void)arg;
+    conn_close(c, CLOSE_SHUTDOWN);
+}
+
+/* Runs before every test: frees what a failed test left open, so one
+ * failure is reported once instead of as a leak in every later test. */
+static int leftover_setup(void **state)
+{
+    struct env *e = live_env;
+
+    (void)state;
+    mem_fail_at(0);
+    if (!e)
+        return 0;
+    live_env = NULL;
+    for (int i = 0; i < 2; i++)
+        conn_set_each(&e->set[i], close_one, NULL);
+    loop_run_once(e->l, 0);
+    listener_free(e->ls);
+    http_server_free(e->srv);
+    conn_set_fini(&e->set[0]);
+    conn_set_fini(&e->set[1]);
+    loop_free(e->l);
+    return 0;
 }
 
 /* ---- exposition checks -------------------------------------------------- */
@@ -305,7 +338,7 @@ static int render(struct env *e, struct sbuf *s)
 
 static void test_render_well_formed(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
     const char *page;
     int n;
@@ -358,7 +391,8 @@ static void test_render_well_formed(void **state)
     }
     for (unsigned i = 0; i < HTTP_REJECT_COUNT; i++) {
         char want[128];
-        snprintf(want, sizeof(want), "\nmoor_http_rejected_total{status=\"%d\"} ",
+        snprintf(want, sizeof(want),
+                 "\nmoor_http_rejected_total{status=\"%d\"} ",
                  http_reject_code(i));
         assert_non_null(strstr(page, want));
     }
@@ -368,7 +402,7 @@ static void test_render_well_formed(void **state)
 
 static void test_render_values(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
     const char *page;
     char want[128];
@@ -381,7 +415,8 @@ static void test_render_values(void **state)
     assert_true(
         has_line(page, "moor_closed_total{reason=\"slow_consumer\"} 5"));
     assert_true(has_line(page, "moor_closed_total{reason=\"peer_closed\"} 1"));
-    assert_true(has_line(page, "moor_closed_total{reason=\"write_timeout\"} 0"));
+    assert_true(
+        has_line(page, "moor_closed_total{reason=\"write_timeout\"} 0"));
     assert_true(has_line(page, "moor_accepted_total 11"));
     assert_true(has_line(page, "moor_connections{state=\"idle\"} 6"));
     assert_true(has_line(page, "moor_connections{state=\"reading_header\"} 0"));
@@ -431,7 +466,7 @@ static void test_render_empty_view(void **state)
 /* Any cap below the page size fails with -ENOBUFS; none leaks. */
 static void test_render_cap_too_small(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
     size_t full;
 
@@ -451,7 +486,7 @@ static void test_render_cap_too_small(void **state)
 
 static void test_render_alloc_failures(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
     uint64_t n;
     int rc;
@@ -681,8 +716,8 @@ static void check_debug_mem(const char *page, bool trace)
                                        : "\"trace_enabled\":false"));
     for (int t = 0; t < MEM_TAG_COUNT; t++) {
         char want[64];
-        snprintf(want, sizeof(want), "\"%s\":{\"live_bytes\":",
-                 mem_tag_name((enum mem_tag)t));
+        snprintf(want, sizeof(want),
+                 "\"%s\":{\"live_bytes\":", mem_tag_name((enum mem_tag)t));
         if (!strstr(page, want))
             fail_msg("tag %s missing in %s", mem_tag_name(t), page);
     }
@@ -694,7 +729,7 @@ static void check_debug_mem(const char *page, bool trace)
 
 static void test_debug_mem_json(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
 
     env_open(&e);
@@ -736,7 +771,7 @@ static void test_debug_mem_alloc_failures(void **state)
  * trace list goes through a stdio stream that appends to the sbuf. */
 static void test_debug_mem_with_trace(void **state)
 {
-    struct env e;
+    static struct env e; /* static: outlives a failed test */
     struct sbuf s;
     const char *page;
 
@@ -753,15 +788,15 @@ static void test_debug_mem_with_trace(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_render_well_formed),
-        cmocka_unit_test(test_render_values),
-        cmocka_unit_test(test_render_empty_view),
-        cmocka_unit_test(test_render_cap_too_small),
-        cmocka_unit_test(test_render_alloc_failures),
-        cmocka_unit_test(test_json_parser_itself),
-        cmocka_unit_test(test_debug_mem_json),
-        cmocka_unit_test(test_debug_mem_alloc_failures),
-        cmocka_unit_test(test_debug_mem_with_trace),
+        cmocka_unit_test_setup(test_render_well_formed, leftover_setup),
+        cmocka_unit_test_setup(test_render_values, leftover_setup),
+        cmocka_unit_test_setup(test_render_empty_view, leftover_setup),
+        cmocka_unit_test_setup(test_render_cap_too_small, leftover_setup),
+        cmocka_unit_test_setup(test_render_alloc_failures, leftover_setup),
+        cmocka_unit_test_setup(test_json_parser_itself, leftover_setup),
+        cmocka_unit_test_setup(test_debug_mem_json, leftover_setup),
+        cmocka_unit_test_setup(test_debug_mem_alloc_failures, leftover_setup),
+        cmocka_unit_test_setup(test_debug_mem_with_trace, leftover_setup),
     };
 
     signal(SIGPIPE, SIG_IGN);
