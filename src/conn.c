@@ -28,6 +28,9 @@
 
 #define CONN_IOV_MAX 64
 
+_Static_assert(sizeof(struct conn) <= 168,
+               "struct conn grew: every idle connection pays for it");
+
 static const char *const reason_names[CLOSE_REASON_COUNT] = {
     [CLOSE_NONE] = "none",
     [CLOSE_PEER] = "peer_closed",
@@ -132,7 +135,7 @@ static void conn_on_timer(struct timer *t)
         return;
     }
     if (tick_expired(c->rd_deadline, now)) {
-        if ((c->flags & CONN_LINGER) && c->qhead && c->wr_deadline) {
+        if ((c->flags & CONN_LINGER) && c->qtail && c->wr_deadline) {
             /* Still writing the last answers: the write deadline guards
              * that wait; the linger starts once they are out. */
             c->rd_deadline = TICK_UNSET;
@@ -232,10 +235,17 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
     c->created = loop_now(s->loop);
     c->last_active = c->created;
     c->state = CSTATE_HEADER;
-    if (peer && peer->sa_family == AF_INET6)
-        memcpy(&c->peer, peer, sizeof(struct sockaddr_in6));
-    else if (peer && peer->sa_family == AF_INET)
-        memcpy(&c->peer, peer, sizeof(struct sockaddr_in));
+    if (peer && peer->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
+        memcpy(c->peer.ip, &in6->sin6_addr, 16);
+        c->peer.port = ntohs(in6->sin6_port);
+        c->peer.family = AF_INET6;
+    } else if (peer && peer->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+        memcpy(c->peer.ip, &in->sin_addr, 4);
+        c->peer.port = ntohs(in->sin_port);
+        c->peer.family = AF_INET;
+    }
     if (loop_watch(s->loop, fd, &c->w, EPOLLIN) < 0) {
         mem_free(MEM_CONN, c);
         s->stats.closed[CLOSE_ERROR]++;
@@ -262,18 +272,13 @@ void conn_set_state(struct conn *c, enum conn_state st)
 void conn_peer_str(const struct conn *c, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    const struct sockaddr *sa = (const struct sockaddr *)&c->peer;
 
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-        snprintf(out, len, "%s:%u", ip, port);
-    } else if (sa->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &c->peer.sin6_addr, ip, sizeof(ip));
-        port = ntohs(c->peer.sin6_port);
-        snprintf(out, len, "[%s]:%u", ip, port);
+    if (c->peer.family == AF_INET) {
+        inet_ntop(AF_INET, c->peer.ip, ip, sizeof(ip));
+        snprintf(out, len, "%s:%u", ip, c->peer.port);
+    } else if (c->peer.family == AF_INET6) {
+        inet_ntop(AF_INET6, c->peer.ip, ip, sizeof(ip));
+        snprintf(out, len, "[%s]:%u", ip, c->peer.port);
     } else {
         snprintf(out, len, "unknown");
     }
@@ -281,17 +286,39 @@ void conn_peer_str(const struct conn *c, char *out, size_t len)
 
 /* ---- the close path ----------------------------------------------------- */
 
+/* The outbound queue is a circular singly linked list reached through its
+ * tail (tail->next is the head): one pointer per conn, O(1) push and pop. */
+static void queue_push(struct conn *c, struct qent *e)
+{
+    if (c->qtail) {
+        e->next = c->qtail->next;
+        c->qtail->next = e;
+    } else {
+        e->next = e;
+    }
+    c->qtail = e;
+}
+
+/* Unlinks the head entry and returns it. The queue must not be empty. */
+static struct qent *queue_pop(struct conn *c)
+{
+    struct qent *h = c->qtail->next;
+
+    if (h == c->qtail)
+        c->qtail = NULL;
+    else
+        c->qtail->next = h->next;
+    return h;
+}
+
 static void queue_clear(struct conn *c)
 {
-    struct qent *e, *next;
-
-    for (e = c->qhead; e; e = next) {
-        next = e->next;
+    while (c->qtail) {
+        struct qent *e = queue_pop(c);
         msg_unref(e->m);
         mem_free(MEM_QUEUE, e);
     }
     c->set->stats.queued_bytes -= c->qbytes;
-    c->qhead = c->qtail = NULL;
     c->qbytes = 0;
 }
 
@@ -357,14 +384,9 @@ int conn_send(struct conn *c, struct msg *m)
     e = mem_alloc(MEM_QUEUE, sizeof(*e));
     if (!e)
         return -ENOMEM;
-    e->next = NULL;
     e->m = msg_ref(m);
     e->off = 0;
-    if (c->qtail)
-        c->qtail->next = e;
-    else
-        c->qhead = e;
-    c->qtail = e;
+    queue_push(c, e);
     c->qbytes += m->len;
     c->set->stats.queued_bytes += m->len;
     pending_add(c);
@@ -403,20 +425,26 @@ static void set_events(struct conn *c)
     loop_modify(conn_loop(c), c->fd, &c->w, ev);
 }
 
-/* Writes as much of the queue as the socket takes, in one writev per
+/* Writes as much of the queue as the socket takes, in one sendmsg per
  * CONN_IOV_MAX entries. Returns 0, or -errno on a fatal socket error. */
 static int flush(struct conn *c)
 {
     struct iovec iov[CONN_IOV_MAX];
 
-    while (c->qhead) {
-        struct qent *e = c->qhead;
+    while (c->qtail) {
+        struct qent *e = c->qtail->next;
+        size_t want = 0;
         int n = 0;
         ssize_t w;
 
-        for (; e && n < CONN_IOV_MAX; e = e->next, n++) {
+        for (;;) {
             iov[n].iov_base = e->m->data + e->off;
             iov[n].iov_len = e->m->len - e->off;
+            want += iov[n].iov_len;
+            n++;
+            if (e == c->qtail || n == CONN_IOV_MAX)
+                break;
+            e = e->next;
         }
         /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user
          * who does not ignore SIGPIPE survives a peer that left. */
@@ -436,27 +464,22 @@ static int flush(struct conn *c)
         if (c->wr_deadline)
             c->wr_deadline =
                 tick_add(c->last_active, c->set->lim.write_timeout_ms);
-        while (w > 0) {
-            e = c->qhead;
-            size_t left = e->m->len - e->off;
-            if ((size_t)w < left) {
-                e->off += (uint32_t)w;
-                c->qbytes -= (uint32_t)w;
-                c->set->stats.queued_bytes -= w;
-                w = 0;
+        c->qbytes -= (uint32_t)w;
+        c->set->stats.queued_bytes -= w;
+        for (size_t left = (size_t)w; left > 0;) {
+            e = c->qtail->next;
+            size_t rest = e->m->len - e->off;
+            if (left < rest) {
+                e->off += (uint32_t)left;
                 break;
             }
-            w -= (ssize_t)left;
-            c->qbytes -= (uint32_t)left;
-            c->set->stats.queued_bytes -= (int64_t)left;
-            c->qhead = e->next;
-            if (!c->qhead)
-                c->qtail = NULL;
+            left -= rest;
+            queue_pop(c);
             msg_unref(e->m);
             mem_free(MEM_QUEUE, e);
         }
-        if (n == CONN_IOV_MAX || !c->qhead)
-            continue;
+        if ((size_t)w < want)
+            return 0; /* the socket is full; EPOLLOUT resumes */
     }
     return 0;
 }
@@ -466,7 +489,7 @@ static int flush(struct conn *c)
  * protocol. */
 static void after_write(struct conn *c)
 {
-    if (c->qhead) {
+    if (c->qtail) {
         if (!(c->flags & CONN_WANT_WRITE)) {
             c->flags |= CONN_WANT_WRITE;
             set_events(c);
@@ -566,7 +589,7 @@ static void do_read(struct conn *c)
          * out (a pipelined client that half-closes), so stop reading
          * and close once the queue is empty. */
         c->flags |= CONN_EOF;
-        if (!c->qhead) {
+        if (!c->qtail) {
             conn_close(c, CLOSE_PEER);
             return;
         }
@@ -703,7 +726,7 @@ static void set_on_hook(struct loop_hook *h)
                 continue;
             }
         }
-        if (c->qhead || (c->flags & CONN_LINGER))
+        if (c->qtail || (c->flags & CONN_LINGER))
             do_flush(c);
     }
 }

@@ -31,9 +31,12 @@ enum http_phase {
 struct http_conn {
     struct http_server *srv;
     struct msg *held; /* answer waiting for its request's body */
-    uint64_t body_left;
-    struct http_chunked chunked;
-    uint32_t scan; /* http_parse_request resume hint */
+    union {           /* by phase: only one body framing at a time */
+        uint64_t body_left;
+        struct http_chunked chunked;
+    };
+    uint16_t scan; /* http_parse_request resume hint; header blocks are
+                      at most 60 KiB (config.c), so 16 bits hold it */
     uint8_t phase;
     uint16_t held_status;
     bool keep_alive; /* of the request whose body is being read */
@@ -98,6 +101,8 @@ static const char *date_header(struct http_server *srv)
 }
 
 static size_t http_on_data(struct conn *c, uint8_t *p, size_t len);
+_Static_assert(sizeof(struct http_conn) <= 48,
+               "http_conn grew: it is paid by every idle connection");
 static void http_on_drain(struct conn *c);
 static bool http_on_timeout(struct conn *c);
 static void http_on_close(struct conn *c, enum close_reason why);
@@ -391,6 +396,7 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
 {
     struct http_server *srv = hc->srv;
     struct http_request *req = &srv->req;
+    uint32_t scan;
     int status = 0;
     ssize_t n;
 
@@ -404,7 +410,9 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
                                    CLOSE_HEADER_TIMEOUT);
         }
     }
-    n = http_parse_request(p, len, &srv->o.lim, &hc->scan, req, &status);
+    scan = hc->scan;
+    n = http_parse_request(p, len, &srv->o.lim, &scan, req, &status);
+    hc->scan = (uint16_t)MIN(scan, (uint32_t)UINT16_MAX);
     if (n == 0)
         return 0;
     if (n < 0) {

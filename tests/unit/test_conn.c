@@ -491,7 +491,7 @@ static void test_send_takes_a_reference(void **state)
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(m->refs, 3);
-    assert_ptr_equal(e.c->qhead->m, m);
+    assert_ptr_equal(e.c->qtail->next->m, m);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(m->refs, 1);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 12);
