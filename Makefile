@@ -48,7 +48,9 @@ help:
 deps:
 	@scripts/install-deps.sh
 
-release: $(REL)/moor $(REL)/libmoor.a $(REL)/libmoor.so
+EXAMPLES := $(patsubst examples/%.c,$(REL)/examples/%,$(wildcard examples/*.c))
+
+release: $(REL)/moor $(REL)/libmoor.a $(REL)/libmoor.so $(EXAMPLES)
 debug: $(DBG)/moor
 
 run: deps release
@@ -93,6 +95,12 @@ $(REL)/moor: $(call app_objs,$(REL)) $(REL)/libmoor-objs.a
 	$(CC) -o $@ $^ $(LIBS)
 $(DBG)/moor: $(call app_objs,$(DBG)) $(DBG)/libmoor-objs.a
 	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Examples are built the way a user would: only include/moor.h, linked
+# against the installed-style static library.
+$(REL)/examples/%: examples/%.c $(REL)/libmoor.a include/moor.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -o $@ $< $(REL)/libmoor.a $(LIBS)
 
 # Unit tests link the library objects and config.o (the app's flag table).
 $(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(REL)/obj/config.o | $(REL)/tests

@@ -8,10 +8,11 @@
  *    moves in), "returns a new reference", "caller frees with ...".
  *  - Every type is opaque; its layout is not part of the contract.
  *
- * Status: the foundation release exposes memory accounting and the
- * version. The connection API (servers and clients of WebSocket, SSE,
- * framed TCP, with send/backpressure callbacks) is added with the
- * WebSocket work; until then the `moor` program is the way to use moor.
+ * What is here: a WebSocket server in a page of C (see
+ * examples/echo_server.c), and moor's memory accounting. Threads: a
+ * moor_server runs on the thread that calls moor_server_run(); every
+ * callback runs on that thread; no function here may be called from
+ * another thread except moor_server_stop().
  */
 #ifndef MOOR_H
 #define MOOR_H
@@ -23,6 +24,78 @@ extern "C" {
 #endif
 
 #define MOOR_API __attribute__((visibility("default")))
+
+#include <stddef.h>
+
+struct moor_server; /* an HTTP + WebSocket server on one event loop */
+struct moor_ws;     /* one WebSocket connection */
+
+/* Server settings. Fill with moor_server_options_init() (the defaults of
+ * `moor serve`), then change what you need. Strings are borrowed and must
+ * outlive the server. */
+struct moor_server_options {
+    const char *listen;           /* "127.0.0.1:8080"; port 0 = any */
+    unsigned max_conns;           /* more are answered 503 */
+    uint64_t max_message;         /* bigger WebSocket message: close 1009 */
+    uint64_t queue_limit;         /* outbound bytes per connection */
+    uint32_t ping_interval_ms;    /* ping after this much silence */
+    uint32_t pong_timeout_ms;     /* then close if nothing arrives */
+    uint32_t write_timeout_ms;    /* close a peer that takes no bytes */
+    uint32_t idle_timeout_ms;     /* HTTP keep-alive */
+    uint32_t shutdown_timeout_ms; /* graceful drain at most this long */
+    const char *allowed_origins;  /* NULL/"" = any; else "https://a,..." */
+};
+
+/* Callbacks of a WebSocket route. Each is optional; arg is passed back. */
+struct moor_ws_handlers {
+    void (*on_open)(struct moor_ws *ws, void *arg);
+    /* A complete message; data is valid only during the call. */
+    void (*on_message)(struct moor_ws *ws, const void *data, size_t len,
+                       int is_text, void *arg);
+    /* The outbound queue drained after moor_ws_send() reported
+     * backpressure: a good moment to send more. */
+    void (*on_drain)(struct moor_ws *ws, void *arg);
+    /* The connection is gone (code 1006 if it ended without a close
+     * frame). ws is valid during the call and never after. */
+    void (*on_close)(struct moor_ws *ws, int code, void *arg);
+    void *arg;
+};
+
+enum moor_send_result {
+    MOOR_SEND_OK = 0,           /* queued; will go out this loop turn */
+    MOOR_SEND_BACKPRESSURE = 1, /* queued, but the queue is over its limit:
+                                   wait for on_drain before sending more */
+    MOOR_SEND_DROPPED = 2,      /* not queued (queue full, or closing) */
+};
+
+MOOR_API void moor_server_options_init(struct moor_server_options *o);
+/* Binds the listener. Returns a new server (caller frees with
+ * moor_server_free()), or NULL with a one-line reason in err. */
+MOOR_API struct moor_server *
+moor_server_new(const struct moor_server_options *o, char *err, size_t errlen);
+/* Serves WebSocket upgrades on path (borrowed). Returns 0 or -ENOSPC. */
+MOOR_API int moor_server_ws(struct moor_server *s, const char *path,
+                            const struct moor_ws_handlers *h);
+/* The port the server listens on (useful with port 0). */
+MOOR_API int moor_server_port(const struct moor_server *s);
+/* Runs until SIGINT, SIGTERM or moor_server_stop(), then drains (close
+ * 1001 to every WebSocket) within shutdown_timeout. Returns 0 or
+ * -errno. */
+MOOR_API int moor_server_run(struct moor_server *s);
+/* Asks a running server to drain and stop. */
+MOOR_API void moor_server_stop(struct moor_server *s);
+MOOR_API void moor_server_free(struct moor_server *s);
+
+/* Sends one message; copies data once into a frame. */
+MOOR_API enum moor_send_result
+moor_ws_send(struct moor_ws *ws, const void *data, size_t len, int is_text);
+/* Bytes queued for ws and not yet written. */
+MOOR_API size_t moor_ws_buffered_amount(const struct moor_ws *ws);
+/* Starts the close handshake (reason may be NULL). */
+MOOR_API void moor_ws_close(struct moor_ws *ws, int code, const char *reason);
+/* Per-connection user data (NULL until set). */
+MOOR_API void moor_ws_set_user(struct moor_ws *ws, void *user);
+MOOR_API void *moor_ws_user(const struct moor_ws *ws);
 
 /* Returns the library version, e.g. "0.1.0". Static storage. */
 MOOR_API const char *moor_version(void);

@@ -28,7 +28,7 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fno-omit-frame-pointer \
 sources_for() {
     case "$1" in
     http1) echo "src/http1.c" ;;
-    ws) echo "src/ws.c src/http1.c src/mem.c" ;;
+    ws | ws_handshake) echo "src/ws.c src/http1.c" ;;
     frame) echo "src/frame.c src/mem.c" ;;
     sse) echo "src/sse.c src/mem.c" ;;
     *)
@@ -43,7 +43,7 @@ sources_for() {
 # Extra libraries per target (the WebSocket handshake needs SHA-1).
 libs_for() {
     case "$1" in
-    ws) echo "-lcrypto" ;;
+    ws | ws_handshake) echo "-lcrypto" ;;
     *) echo "" ;;
     esac
 }

@@ -1,11 +1,15 @@
 #!/bin/sh
-# Installs, with apt-get, only the Debian 12 packages moor needs that are not
-# installed yet. Run as root (make run / make test call it). Idempotent and
-# quiet when nothing is missing.
+# Installs what moor needs that is not installed yet: Debian 12 packages
+# with apt-get (as root), and the node test client's npm packages. Run by
+# `make run` and `make test`. Idempotent and quiet when nothing is missing.
 set -eu
+cd "$(dirname "$0")/.."
 
 PKGS="build-essential clang clang-format pkg-config libssl-dev libcmocka-dev \
-python3 python3-pytest curl wrk nginx-light prometheus"
+python3 python3-pytest python3-websockets curl wrk nginx-light prometheus"
+# Node.js for the `ws` interop client: Debian's, unless a node is present.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
 missing=""
 for p in $PKGS; do
@@ -13,15 +17,24 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
 
-if [ "$(id -u)" != 0 ]; then
-    echo "moor: missing Debian packages:$missing" >&2
-    echo "moor: run as root, or: sudo apt-get install$missing" >&2
-    exit 1
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "moor: missing Debian packages:$missing" >&2
+        echo "moor: run as root, or: sudo apt-get install$missing" >&2
+        exit 1
+    fi
+    echo "moor: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-echo "moor: installing$missing"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+# npm packages of the integration tests (the node `ws` client), from the
+# committed lock file.
+NODE_DIR=tests/integration/node
+if [ -f "$NODE_DIR/package-lock.json" ] && [ ! -d "$NODE_DIR/node_modules/ws" ]; then
+    echo "moor: installing npm packages in $NODE_DIR"
+    npm ci --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
+fi

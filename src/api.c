@@ -1,15 +1,20 @@
 /*
  * api.c - the public functions of include/moor.h, as thin wrappers over
- * the internal modules. Nothing else in the library is visible outside it
- * (built with -fvisibility=hidden).
+ * the internal modules (server, ws_server, mem). Nothing else in the library is
+ * visible outside it (built with -fvisibility=hidden).
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "moor.h"
 #include "buf.h"
 #include "mem.h"
 #include "metrics.h"
+#include "server.h"
+#include "util.h"
+#include "ws_server.h"
 
 MOOR_API const char *moor_version(void)
 {
@@ -39,4 +44,242 @@ MOOR_API long moor_mem_json(char *out, unsigned long cap)
     }
     sbuf_fini(&b);
     return need;
+}
+
+/* ---- the server -------------------------------------------------------- */
+
+#define API_MAX_ROUTES 16
+
+struct api_route {
+    struct moor_server *owner;
+    struct moor_ws_handlers user; /* the application's callbacks */
+    struct ws_handlers h;         /* trampolines into them */
+};
+
+struct moor_server {
+    struct server *srv;
+    unsigned n_routes;
+    struct api_route routes[API_MAX_ROUTES];
+};
+
+/* A moor_ws is the conn itself: no allocation, no wrapper. */
+static struct moor_ws *to_ws(struct conn *c)
+{
+    return (struct moor_ws *)(void *)c;
+}
+
+static struct conn *to_conn(const struct moor_ws *ws)
+{
+    return (struct conn *)(void *)ws;
+}
+
+static void t_open(struct conn *c, void *arg)
+{
+    struct api_route *r = arg;
+
+    if (r->user.on_open)
+        r->user.on_open(to_ws(c), r->user.arg);
+}
+
+static void t_message(struct conn *c, const uint8_t *data, size_t len,
+                      bool text, void *arg)
+{
+    struct api_route *r = arg;
+
+    if (r->user.on_message)
+        r->user.on_message(to_ws(c), data, len, text, r->user.arg);
+}
+
+static void t_drain(struct conn *c, void *arg)
+{
+    struct api_route *r = arg;
+
+    if (r->user.on_drain)
+        r->user.on_drain(to_ws(c), r->user.arg);
+}
+
+static void t_close(struct conn *c, uint16_t code, void *arg)
+{
+    struct api_route *r = arg;
+
+    if (r->user.on_close)
+        r->user.on_close(to_ws(c), code, r->user.arg);
+}
+
+static void on_upgrade(struct http_exchange *ex, void *arg)
+{
+    struct api_route *r = arg;
+
+    ws_server_upgrade(server_ws(r->owner->srv), ex, &r->h);
+}
+
+static void on_wake(struct loop *l, void *arg)
+{
+    (void)l;
+    server_shutdown(arg);
+}
+
+/* The defaults of `moor serve` (src/config.c's table; test_api checks
+ * that they agree). */
+MOOR_API void moor_server_options_init(struct moor_server_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->listen = "127.0.0.1:8080";
+    o->max_conns = 10000;
+    o->max_message = 16u << 20;
+    o->queue_limit = 1u << 20;
+    o->ping_interval_ms = 30000;
+    o->pong_timeout_ms = 15000;
+    o->write_timeout_ms = 30000;
+    o->idle_timeout_ms = 60000;
+    o->shutdown_timeout_ms = 10000;
+}
+
+/* Splits "host:port" or "[v6]:port" into host and port. */
+static int split_addr(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    const char *h = s;
+    size_t hl;
+    char *end;
+    unsigned long p;
+
+    if (!colon)
+        return -EINVAL;
+    hl = (size_t)(colon - s);
+    if (hl >= 2 && s[0] == '[' && colon[-1] == ']') {
+        h = s + 1;
+        hl -= 2;
+    }
+    if (hl >= hostlen)
+        return -EINVAL;
+    p = strtoul(colon + 1, &end, 10);
+    if (*end || end == colon + 1 || p > 65535)
+        return -EINVAL;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+MOOR_API struct moor_server *
+moor_server_new(const struct moor_server_options *o, char *err, size_t errlen)
+{
+    struct moor_server *ms;
+    struct server_opts so;
+    char host[128];
+    uint16_t port;
+    int e = 0;
+
+    if (split_addr(o->listen ? o->listen : "", host, sizeof(host), &port)) {
+        snprintf(err, errlen,
+                 "bad listen address \"%s\": expected "
+                 "host:port",
+                 o->listen ? o->listen : "");
+        return NULL;
+    }
+    ms = mem_calloc(MEM_CONFIG, 1, sizeof(*ms));
+    if (!ms) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    memset(&so, 0, sizeof(so));
+    so.host = host;
+    so.port = port;
+    so.listen.max_conns = o->max_conns;
+    so.conn.write_timeout_ms = o->write_timeout_ms;
+    so.conn.queue_limit = (uint32_t)MIN(o->queue_limit, (uint64_t)UINT32_MAX);
+    so.http.lim.max_header_bytes = 8192;
+    so.http.lim.max_headers = 100;
+    so.http.lim.max_body = 1u << 20;
+    so.http.header_timeout_ms = 10000;
+    so.http.body_timeout_ms = 30000;
+    so.http.idle_timeout_ms = o->idle_timeout_ms;
+    so.http.linger_timeout_ms = 2000;
+    so.ws.max_message = o->max_message;
+    so.ws.ping_interval_ms = o->ping_interval_ms;
+    so.ws.pong_timeout_ms = o->pong_timeout_ms;
+    so.ws.close_timeout_ms = 5000;
+    so.ws.drain_spread_ms = 0;
+    so.ws.allowed_origins = o->allowed_origins;
+    so.read_buffer = 64u << 10;
+    so.shutdown_timeout_ms = o->shutdown_timeout_ms;
+    ms->srv = server_new(&so, &e, err, errlen);
+    if (!ms->srv) {
+        mem_free(MEM_CONFIG, ms);
+        return NULL;
+    }
+    loop_on_wake(server_loop(ms->srv), on_wake, ms->srv);
+    return ms;
+}
+
+MOOR_API int moor_server_ws(struct moor_server *s, const char *path,
+                            const struct moor_ws_handlers *h)
+{
+    struct api_route *r;
+
+    if (s->n_routes >= API_MAX_ROUTES)
+        return -ENOSPC;
+    r = &s->routes[s->n_routes];
+    r->owner = s;
+    r->user = *h;
+    r->h.on_open = t_open;
+    r->h.on_message = t_message;
+    r->h.on_drain = t_drain;
+    r->h.on_close = t_close;
+    r->h.arg = r;
+    if (http_server_route(server_http(s->srv), path, false, HTTP_M(HTTP_GET),
+                          on_upgrade, r) < 0)
+        return -ENOSPC;
+    s->n_routes++;
+    return 0;
+}
+
+MOOR_API int moor_server_port(const struct moor_server *s)
+{
+    return server_port(s->srv);
+}
+
+MOOR_API int moor_server_run(struct moor_server *s)
+{
+    return server_run(s->srv);
+}
+
+MOOR_API void moor_server_stop(struct moor_server *s)
+{
+    loop_wake(server_loop(s->srv));
+}
+
+MOOR_API void moor_server_free(struct moor_server *s)
+{
+    if (!s)
+        return;
+    server_free(s->srv);
+    mem_free(MEM_CONFIG, s);
+}
+
+MOOR_API enum moor_send_result
+moor_ws_send(struct moor_ws *ws, const void *data, size_t len, int is_text)
+{
+    return (enum moor_send_result)ws_send(to_conn(ws), data, len, is_text != 0);
+}
+
+MOOR_API size_t moor_ws_buffered_amount(const struct moor_ws *ws)
+{
+    return ws_buffered_amount(to_conn(ws));
+}
+
+MOOR_API void moor_ws_close(struct moor_ws *ws, int code, const char *reason)
+{
+    ws_close(to_conn(ws), (uint16_t)code, reason);
+}
+
+MOOR_API void moor_ws_set_user(struct moor_ws *ws, void *user)
+{
+    to_conn(ws)->user = user;
+}
+
+MOOR_API void *moor_ws_user(const struct moor_ws *ws)
+{
+    return to_conn(ws)->user;
 }

@@ -52,6 +52,7 @@ enum opt_kind {
     OPT_SIZE,     /* uint64_t, bytes */
     OPT_ENUM,     /* char[]: one of opt.choices */
     OPT_BOOL,     /* bool: no value on the command line */
+    OPT_ORIGINS,  /* char[]: comma-separated origins, "*", or empty */
 };
 
 struct opt {
@@ -212,6 +213,60 @@ static const struct opt opts[] = {
      .help = "live bytes at most (moor's own accounting), 0 = no limit; "
              "over it new connections are answered 503",
      .metric = "moor_refused_total{reason=\"memory\"}"},
+    {.name = "max-message",
+     .kind = OPT_SIZE,
+     FIELD(max_message),
+     .def = "16MiB",
+     .min = 1,
+     .max = GiB(1),
+     .help = "WebSocket message at most, in bytes, fragments included; a "
+             "longer one is closed with 1009 as soon as its frame header "
+             "says so, before any of it is buffered",
+     .metric = "moor_closed_total{reason=\"message_too_big\"}"},
+    {.name = "ping-interval",
+     .kind = OPT_DURATION,
+     FIELD(ping_interval_ms),
+     .def = "30s",
+     .min = 1,
+     .max = DURATION_MAX_MS,
+     .help = "send a WebSocket ping after this long without a frame from "
+             "the peer",
+     .metric = "-"},
+    {.name = "pong-timeout",
+     .kind = OPT_DURATION,
+     FIELD(pong_timeout_ms),
+     .def = "15s",
+     .min = 1,
+     .max = DURATION_MAX_MS,
+     .help = "close a WebSocket that sends nothing this long after a ping "
+             "(half-open connections die); also sets TCP_USER_TIMEOUT to "
+             "ping-interval + pong-timeout",
+     .metric = "moor_closed_total{reason=\"pong_timeout\"}"},
+    {.name = "close-timeout",
+     .kind = OPT_DURATION,
+     FIELD(close_timeout_ms),
+     .def = "5s",
+     .min = 1,
+     .max = DURATION_MAX_MS,
+     .help = "after moor sends a WebSocket close, how long the peer has to "
+             "answer it",
+     .metric = "moor_closed_total{reason=\"close_timeout\"}"},
+    {.name = "drain-spread",
+     .kind = OPT_DURATION,
+     FIELD(drain_spread_ms),
+     .def = "2s",
+     .min = 0,
+     .max = DURATION_MAX_MS,
+     .help = "on shutdown, WebSockets get close 1001 at random moments "
+             "over this long, so clients do not all reconnect at once",
+     .metric = "moor_closed_total{reason=\"shutdown\"}"},
+    {.name = "allowed-origins",
+     .kind = OPT_ORIGINS,
+     FIELD(allowed_origins),
+     .def = "",
+     .help = "origins allowed to open a WebSocket, comma-separated "
+             "(https://example.com); others get 403; empty allows any",
+     .metric = "moor_http_rejected_total{status=\"403\"}"},
     {.name = "log-level",
      .kind = OPT_ENUM,
      FIELD(log_level),
@@ -549,7 +604,51 @@ static void expected(const struct opt *o, int rc, char *buf, size_t len)
     case OPT_BOOL:
         snprintf(buf, len, "expected 1, 0, true or false");
         break;
+    case OPT_ORIGINS:
+        snprintf(buf, len,
+                 "expected origins like https://example.com,"
+                 "http://localhost:8080 (comma-separated), or *");
+        break;
     }
+}
+
+/* Checks a comma-separated list of origins: each "*" or
+ * scheme://host[:port] with scheme http or https, no path. */
+static int parse_origins(const char *s)
+{
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        const char *host;
+        size_t hn;
+
+        while (n && *s == ' ') {
+            s++;
+            n--;
+        }
+        while (n && s[n - 1] == ' ')
+            n--;
+        if (n == 1 && *s == '*')
+            goto next;
+        if (n > 7 && !strncmp(s, "http://", 7))
+            host = s + 7;
+        else if (n > 8 && !strncmp(s, "https://", 8))
+            host = s + 8;
+        else
+            return -EINVAL;
+        hn = n - (size_t)(host - s);
+        if (hn == 0)
+            return -EINVAL;
+        for (size_t i = 0; i < hn; i++)
+            if ((unsigned char)host[i] <= ' ' || host[i] == '/' ||
+                host[i] == 0x7f)
+                return -EINVAL;
+    next:
+        if (!end)
+            break;
+        s = end + 1;
+    }
+    return 0;
 }
 
 /* Parses text as o's kind, checks the range and stores it in c. Returns 0
@@ -573,6 +672,13 @@ static int store(struct moor_config *c, const struct opt *o, const char *text)
             memcpy(field, text, strlen(text) + 1);
         return rc;
     }
+    case OPT_ORIGINS:
+        rc = parse_origins(text);
+        if (rc == 0 && strlen(text) >= o->len)
+            rc = -ERANGE;
+        if (rc == 0)
+            memcpy(field, text, strlen(text) + 1);
+        return rc;
     case OPT_ENUM:
         rc = parse_choice(o->choices, text);
         if (rc == 0 && strlen(text) >= o->len)
@@ -656,6 +762,8 @@ static bool row_ok(const struct opt *o)
         return o->len > 1;
     case OPT_ENUM:
         return o->len > 1 && o->choices;
+    case OPT_ORIGINS:
+        return o->len > 1;
     }
     return false;
 }
@@ -822,8 +930,10 @@ const char *config_flag_name(size_t i)
 static const char *metavar(const struct opt *o)
 {
     static const char *const names[] = {
-        [OPT_ADDR] = "ADDR", [OPT_UINT] = "N",    [OPT_DURATION] = "DURATION",
-        [OPT_SIZE] = "SIZE", [OPT_ENUM] = "WORD", [OPT_BOOL] = "",
+        [OPT_ADDR] = "ADDR",         [OPT_UINT] = "N",
+        [OPT_DURATION] = "DURATION", [OPT_SIZE] = "SIZE",
+        [OPT_ENUM] = "WORD",         [OPT_BOOL] = "",
+        [OPT_ORIGINS] = "LIST",
     };
 
     return o->arg ? o->arg : names[o->kind];
@@ -886,7 +996,8 @@ void config_print_help(FILE *out)
          "gateway, with bounded, accounted memory: every limit is a flag "
          "below, and each time one bites a counter on GET /metrics goes "
          "up. Endpoints: GET /healthz (liveness), GET /metrics "
-         "(Prometheus text), GET /debug/mem (live memory by tag, JSON).",
+         "(Prometheus text), GET /debug/mem (live memory by tag, JSON), "
+         "GET /echo (WebSocket echo).",
          0, 0);
     fprintf(out, "\nflags:\n");
     for (size_t i = 0; i < N_OPTS; i++) {
@@ -897,6 +1008,9 @@ void config_print_help(FILE *out)
         n = snprintf(left, sizeof(left), "  --%s %s", o->name, metavar(o));
         if (o->kind == OPT_BOOL)
             snprintf(text, sizeof(text), "%s (env %s=1)", o->help, env);
+        else if (!o->def[0])
+            snprintf(text, sizeof(text), "%s (default none, env %s)", o->help,
+                     env);
         else
             snprintf(text, sizeof(text), "%s (default %s, env %s)", o->help,
                      o->def, env);
@@ -943,7 +1057,10 @@ void config_print_limits_md(FILE *out)
         const struct opt *o = &opts[i];
 
         env_name(o, env, sizeof(env));
-        fprintf(out, "| `--%s` | `%s` | `%s` | ", o->name, o->def, env);
+        if (o->def[0])
+            fprintf(out, "| `--%s` | `%s` | `%s` | ", o->name, o->def, env);
+        else
+            fprintf(out, "| `--%s` | (none) | `%s` | ", o->name, env);
         md_cell(out, o->help);
         if (o->kind == OPT_DURATION) {
             fmt_duration(o->min, lo, sizeof(lo));

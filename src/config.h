@@ -36,6 +36,12 @@ struct moor_config {
     uint64_t read_buffer;         /* --read-buffer per loop */
     uint64_t memory_limit;        /* --memory-limit, 0 = none */
     char log_level[16];           /* --log-level */
+    uint64_t max_message;         /* --max-message (WebSocket) */
+    uint32_t ping_interval_ms;    /* --ping-interval */
+    uint32_t pong_timeout_ms;     /* --pong-timeout */
+    uint32_t close_timeout_ms;    /* --close-timeout */
+    uint32_t drain_spread_ms;     /* --drain-spread */
+    char allowed_origins[1024];   /* --allowed-origins */
     bool mem_trace;               /* --mem-trace */
 };
 

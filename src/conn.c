@@ -45,6 +45,10 @@ static const char *const reason_names[CLOSE_REASON_COUNT] = {
     [CLOSE_SHUTDOWN] = "shutdown",
     [CLOSE_SLOW_CONSUMER] = "slow_consumer",
     [CLOSE_NO_MEMORY] = "out_of_memory",
+    [CLOSE_PONG_TIMEOUT] = "pong_timeout",
+    [CLOSE_PROTOCOL_ERROR] = "protocol_error",
+    [CLOSE_TOO_BIG] = "message_too_big",
+    [CLOSE_CLOSE_TIMEOUT] = "close_timeout",
 };
 
 const char *close_reason_name(enum close_reason r)
@@ -58,6 +62,7 @@ static const char *const state_names[CSTATE_COUNT] = {
     [CSTATE_IDLE] = "idle",
     [CSTATE_ACTIVE] = "active",
     [CSTATE_LINGER] = "lingering",
+    [CSTATE_WEBSOCKET] = "websocket",
 };
 
 const char *conn_state_name(enum conn_state s)
@@ -260,6 +265,12 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
     return c;
 }
 
+void conn_set_proto(struct conn *c, const struct conn_proto *proto)
+{
+    c->proto = proto;
+    c->flags |= CONN_SWITCHED;
+}
+
 void conn_set_state(struct conn *c, enum conn_state st)
 {
     if (c->state == st || conn_is_closing(c))
@@ -377,7 +388,9 @@ int conn_send(struct conn *c, struct msg *m)
 
     if (conn_is_closing(c))
         return -EPIPE;
-    if ((uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
+    /* A lone message larger than the cap may go on an empty queue, or it
+     * could never be sent; it is bounded by its producer's own limit. */
+    if (c->qbytes && (uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
         c->set->stats.queue_overflows++;
         return -ENOBUFS;
     }
@@ -545,6 +558,14 @@ static void deliver(struct conn *c, uint8_t *p, size_t len)
 {
     size_t used = c->proto->on_data(c, p, len);
 
+    /* A protocol switch (HTTP upgrade) hands the rest of this buffer to
+     * the new protocol at once: it may be waiting for no more bytes. */
+    while ((c->flags & CONN_SWITCHED) && used < len && !conn_is_closing(c) &&
+           !(c->flags & CONN_LINGER)) {
+        c->flags &= ~CONN_SWITCHED;
+        used += c->proto->on_data(c, p + used, len - used);
+    }
+    c->flags &= ~CONN_SWITCHED;
     if (conn_is_closing(c) || (c->flags & CONN_LINGER))
         return;
     if (used < len) {

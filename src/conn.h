@@ -59,6 +59,10 @@ enum close_reason {
     CLOSE_SHUTDOWN,       /* shutdown: server stopping */
     CLOSE_SLOW_CONSUMER,  /* slow_consumer: outbound queue over limit */
     CLOSE_NO_MEMORY,      /* out_of_memory: an allocation failed */
+    CLOSE_PONG_TIMEOUT,   /* pong_timeout: no frame after our ping */
+    CLOSE_PROTOCOL_ERROR, /* protocol_error: WebSocket 1002/1007 */
+    CLOSE_TOO_BIG,        /* message_too_big: WebSocket 1009 */
+    CLOSE_CLOSE_TIMEOUT,  /* close_timeout: no reply to our close */
     CLOSE_REASON_COUNT
 };
 const char *close_reason_name(enum close_reason r);
@@ -79,6 +83,7 @@ enum conn_state {
     CSTATE_IDLE,       /* idle (keep-alive between requests) */
     CSTATE_ACTIVE,     /* active (handling / writing a response) */
     CSTATE_LINGER,     /* lingering (draining after an error) */
+    CSTATE_WEBSOCKET,  /* websocket (open) */
     CSTATE_COUNT
 };
 const char *conn_state_name(enum conn_state s);
@@ -174,7 +179,9 @@ enum conn_flag {
     CONN_INPUT_PENDING = 1u << 3, /* carry to process after resume */
     CONN_LINGER = 1u << 4,        /* draining input before close */
     CONN_EOF = 1u << 5,           /* peer sent FIN */
-    CONN_SHUT_WR = 1u << 6,       /* our write side is shut down */
+    CONN_SHUT_WR = 1u << 6,
+    CONN_SWITCHED = 1u << 7,
+    /* protocol changed during on_data */ /* our write side is shut down */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -235,7 +242,8 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
 
 /* Queues a reference to m (takes a new reference; the caller keeps its
  * own). Never copies the payload. Returns 0; -ENOBUFS if the queue would
- * pass its byte limit (nothing queued; the caller applies its policy);
+ * pass its byte limit (nothing queued; the caller applies its policy;
+ * a message alone on an empty queue is always taken);
  * -ENOMEM; or -EPIPE if the conn is closing. */
 int conn_send(struct conn *c, struct msg *m);
 /* Copies p[0..n) into a new message and queues it. Same returns. */
@@ -263,6 +271,11 @@ void conn_resume_read(struct conn *c, enum pause_cause cause);
  * not call it: admission control refuses new conns instead, and a conn
  * already accepted is always answered (invariant 6). */
 bool conn_pause_if_over_budget(struct conn *c);
+
+/* Switches the conn to another protocol (an HTTP upgrade). Bytes left in
+ * the current read after the upgrade request go to the new protocol in
+ * the same call. The ext area must be big enough for the new state. */
+void conn_set_proto(struct conn *c, const struct conn_proto *proto);
 
 /* Sets the state shown in metrics (keeps the per-state gauges right). */
 void conn_set_state(struct conn *c, enum conn_state st);

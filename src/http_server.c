@@ -162,7 +162,8 @@ int http_server_accept(struct http_server *srv, int fd,
     struct conn *c;
     struct http_conn *hc;
 
-    c = conn_new(srv->set, fd, peer, &http_proto, sizeof(struct http_conn),
+    c = conn_new(srv->set, fd, peer, &http_proto,
+                 MAX(sizeof(struct http_conn), (size_t)srv->o.conn_ext),
                  srv->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
     if (!c)
         return -ENOMEM;
@@ -291,9 +292,9 @@ static void allow_header(unsigned methods, char *out, size_t len)
         snprintf(out + off, len - off, "\r\n");
 }
 
-/* Runs the route for a complete header block. Returns false if the
- * connection is closing (or will close after this answer). */
-static void dispatch(struct http_conn *hc, struct conn *c,
+/* Runs the route for a complete header block. Returns true if the route
+ * upgraded the conn to another protocol (hc is then no longer ours). */
+static bool dispatch(struct http_conn *hc, struct conn *c,
                      const struct http_request *req)
 {
     struct http_server *srv = hc->srv;
@@ -322,9 +323,12 @@ static void dispatch(struct http_conn *hc, struct conn *c,
             http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
                          "500 Internal Server Error\n", 26);
     }
+    if (ex.upgraded)
+        return true; /* hc is the new protocol's state now: hands off */
     hc->keep_alive = ex.keep_alive;
     hc->held = ex.held;
     hc->held_status = (uint16_t)ex.status;
+    return false;
 }
 
 /* Queues the answer held back while the body was read. */
@@ -421,7 +425,8 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
     }
     srv->stats.requests++;
     conn_set_state(c, CSTATE_ACTIVE);
-    dispatch(hc, c, req);
+    if (dispatch(hc, c, req))
+        return (size_t)n; /* upgraded: the rest belongs to the new protocol */
     if (conn_is_closing(c))
         return len;
     if (req->has_body && hc->keep_alive) {
@@ -463,6 +468,8 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
             if (used == 0)
                 return off; /* incomplete: conn.c carries the tail */
             off += used;
+            if (c->proto != &http_proto)
+                return off; /* upgraded: conn.c hands on the rest */
             break;
         case PHASE_BODY_LENGTH:
             used = (size_t)MIN((uint64_t)(len - off), hc->body_left);

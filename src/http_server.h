@@ -41,6 +41,7 @@ struct http_exchange {
     const struct http_request *req;
     bool keep_alive; /* the handler may clear it */
     bool responded;
+    bool upgraded; /* the handler switched the conn's protocol */
     /* Internal: a request with a body has its answer held until the body
      * is complete (a bad body then gets its own precise status). */
     bool hold;
@@ -55,6 +56,8 @@ typedef void http_handler_fn(struct http_exchange *ex, void *arg);
 
 struct http_server_opts {
     struct http_limits lim;
+    uint32_t conn_ext; /* ext bytes per conn for protocols it may be
+                          upgraded to (ws_conn_ext_size()), or 0 */
     uint32_t header_timeout_ms;
     uint32_t body_timeout_ms;
     uint32_t idle_timeout_ms;
@@ -64,9 +67,9 @@ struct http_server_opts {
 /* Status codes counted in moor_http_rejected_total. */
 #define HTTP_REJECT_CODES                                                      \
     {                                                                          \
-        400, 404, 405, 408, 413, 414, 431, 500, 501, 503, 505                  \
+        400, 403, 404, 405, 408, 413, 414, 426, 431, 500, 501, 503, 505        \
     }
-#define HTTP_REJECT_COUNT 11
+#define HTTP_REJECT_COUNT 13
 
 struct http_stats {
     uint64_t requests;                    /* complete header blocks */

@@ -35,6 +35,26 @@ static void on_healthz(struct http_exchange *ex, void *arg)
     http_respond(ex, 200, "text/plain; charset=utf-8", NULL, "ok\n", 3);
 }
 
+/* /echo: every message goes back with its type. A 1:1 stream: when the
+ * echoes pile up, ws_server stops reading the peer until they drain. */
+static void echo_message(struct conn *c, const uint8_t *data, size_t len,
+                         bool text, void *arg)
+{
+    (void)arg;
+    ws_send(c, data, len, text);
+}
+
+static const struct ws_handlers echo_handlers = {
+    .on_message = echo_message,
+};
+
+static void on_echo(struct http_exchange *ex, void *arg)
+{
+    struct serve *sv = arg;
+
+    ws_server_upgrade(server_ws(sv->srv), ex, &echo_handlers);
+}
+
 static void respond_sbuf(struct http_exchange *ex, int rc, struct sbuf *b,
                          const char *ctype)
 {
@@ -100,6 +120,12 @@ static void options_from_config(const struct moor_config *c,
     o->http.body_timeout_ms = c->body_timeout_ms;
     o->http.idle_timeout_ms = c->idle_timeout_ms;
     o->http.linger_timeout_ms = c->linger_timeout_ms;
+    o->ws.max_message = c->max_message;
+    o->ws.ping_interval_ms = c->ping_interval_ms;
+    o->ws.pong_timeout_ms = c->pong_timeout_ms;
+    o->ws.close_timeout_ms = c->close_timeout_ms;
+    o->ws.drain_spread_ms = c->drain_spread_ms;
+    o->ws.allowed_origins = c->allowed_origins;
     o->read_buffer = c->read_buffer;
     o->shutdown_timeout_ms = c->shutdown_timeout_ms;
 }
@@ -116,8 +142,9 @@ static void banner(const char *host, uint16_t port)
            "  %s/healthz     liveness\n"
            "  %s/metrics     Prometheus metrics\n"
            "  %s/debug/mem   memory by tag (JSON)\n"
+           "  %s/echo        WebSocket echo (ws://)\n"
            "Stop with Ctrl-C or SIGTERM (graceful).\n",
-           MOOR_VERSION, base, (int)getpid(), base, base, base);
+           MOOR_VERSION, base, (int)getpid(), base, base, base, base);
     fflush(stdout);
 }
 
@@ -179,6 +206,8 @@ int serve_main(int argc, char **argv)
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, &sv);
     http_server_route(server_http(sv.srv), "/debug/mem", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, &sv);
+    http_server_route(server_http(sv.srv), "/echo", false, HTTP_M(HTTP_GET),
+                      on_echo, &sv);
     sv.hook.fn = on_hook;
     loop_add_hook(server_loop(sv.srv), &sv.hook);
     banner(host, server_port(sv.srv));

@@ -25,6 +25,7 @@ struct server {
     struct conn_set conns;
     struct listener *listener;
     struct http_server *http;
+    struct ws_server *ws;
     struct watcher sigw;
     struct timer shutdown_timer;
     struct loop_hook hook;
@@ -77,6 +78,7 @@ void server_shutdown(struct server *s)
              (long long)s->conns.stats.open, s->shutdown_timeout_ms);
     listener_stop(s->listener);
     http_server_drain(s->http);
+    ws_server_drain(s->ws);
     loop_timer_in(s->loop, &s->shutdown_timer,
                   s->shutdown_timeout_ms ? s->shutdown_timeout_ms : 1);
 }
@@ -139,11 +141,19 @@ struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
         snprintf(errmsg, errlen, "out of memory");
         goto err_loop;
     }
-    s->http = http_server_new(&s->conns, &o->http);
+    struct http_server_opts ho = o->http;
+    ho.conn_ext = (uint32_t)MAX((size_t)ho.conn_ext, ws_conn_ext_size());
+    s->http = http_server_new(&s->conns, &ho);
     if (!s->http) {
         rc = -ENOMEM;
         snprintf(errmsg, errlen, "out of memory");
         goto err_conns;
+    }
+    s->ws = ws_server_new(&s->conns, &o->ws);
+    if (!s->ws) {
+        rc = -ENOMEM;
+        snprintf(errmsg, errlen, "out of memory");
+        goto err_http;
     }
     s->listener = listener_new(s->loop, &s->conns, o->host, o->port, &o->listen,
                                on_accept, s, &rc);
@@ -166,6 +176,7 @@ err_listener:
         close(s->sigfd);
     listener_free(s->listener);
 err_http:
+    ws_server_free(s->ws);
     http_server_free(s->http);
 err_conns:
     conn_set_fini(&s->conns);
@@ -200,6 +211,7 @@ void server_free(struct server *s)
     listener_free(s->listener);
     conn_set_fini(&s->conns);
     http_server_free(s->http);
+    ws_server_free(s->ws);
     loop_free(s->loop);
     mem_free(MEM_CONFIG, s);
 }
@@ -212,6 +224,11 @@ uint16_t server_port(const struct server *s)
 struct http_server *server_http(struct server *s)
 {
     return s->http;
+}
+
+struct ws_server *server_ws(struct server *s)
+{
+    return s->ws;
 }
 
 struct loop *server_loop(struct server *s)

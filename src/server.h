@@ -20,6 +20,7 @@
 #include "loop.h"
 #include "http_server.h"
 #include "metrics.h"
+#include "ws_server.h"
 
 struct server_opts {
     const char *host;
@@ -27,6 +28,7 @@ struct server_opts {
     struct listen_opts listen;
     struct conn_limits conn;
     struct http_server_opts http;
+    struct ws_server_opts ws;
     size_t read_buffer;
     uint32_t shutdown_timeout_ms;
 };
@@ -47,6 +49,7 @@ void server_free(struct server *s);
 
 uint16_t server_port(const struct server *s);
 struct http_server *server_http(struct server *s);
+struct ws_server *server_ws(struct server *s);
 struct loop *server_loop(struct server *s);
 /* Fills v with every loop's counters, for metrics_render(). */
 void server_metrics_view(const struct server *s, struct metrics_view *v);

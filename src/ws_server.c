@@ -1,0 +1,471 @@
+/*
+ * ws_server.c - the WebSocket connection protocol (a conn_proto): the
+ * upgrade from HTTP, message assembly, liveness, the close handshake and
+ * the graceful drain.
+ *
+ * Keeps: an open WebSocket always has a deadline (ping, pong, drain or
+ * close); nothing is buffered for a message except the bytes that have
+ * arrived, bounded by max_message, and freed on delivery or close; after
+ * a close frame in either direction no input is processed.
+ * Must not: make syscalls other than the one setsockopt at upgrade (conn.c
+ * does the I/O); allocate while a connection is idle.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "ws_server.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "util.h"
+
+enum ws_phase {
+    WSP_OPEN = 0, /* messages flow; the ping deadline is armed */
+    WSP_PINGED,   /* a ping is out; the pong deadline is armed */
+    WSP_DRAIN,    /* shutting down: our close goes out at the deadline */
+    WSP_CLOSING,  /* our close is out; waiting for the peer's */
+};
+
+/* A message arriving in several pieces. Grows as bytes arrive. */
+struct ws_abuf {
+    uint32_t len;
+    uint32_t cap;
+    uint8_t data[];
+};
+
+/* Per-connection state in the conn's ext area. */
+struct ws_conn {
+    struct ws_server *srv;
+    const struct ws_handlers *h;
+    struct ws_abuf *abuf; /* message being assembled, or NULL */
+    struct ws_parser parser;
+    uint8_t phase;
+    bool text;          /* type of the message being assembled */
+    bool opened;        /* on_open ran: on_close is owed */
+    bool got_close;     /* the peer's close frame arrived */
+    uint16_t peer_code; /* the peer's close code (1006 if none) */
+};
+
+struct ws_server {
+    struct conn_set *set;
+    struct ws_server_opts o;
+    uint64_t rng; /* xorshift state for the drain spread */
+};
+
+static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len);
+static void ws_on_drain(struct conn *c);
+static bool ws_on_timeout(struct conn *c);
+static void ws_on_close(struct conn *c, enum close_reason why);
+
+static const struct conn_proto ws_proto = {
+    .name = "websocket",
+    .on_data = ws_on_data,
+    .on_drain = ws_on_drain,
+    .on_timeout = ws_on_timeout,
+    .on_close = ws_on_close,
+};
+
+size_t ws_conn_ext_size(void)
+{
+    return sizeof(struct ws_conn);
+}
+
+bool ws_is_websocket(const struct conn *c)
+{
+    return c->proto == &ws_proto;
+}
+
+struct ws_server *ws_server_new(struct conn_set *set,
+                                const struct ws_server_opts *o)
+{
+    struct ws_server *ws = mem_calloc(MEM_CONFIG, 1, sizeof(*ws));
+    struct timespec ts;
+
+    if (!ws)
+        return NULL;
+    ws->set = set;
+    ws->o = *o;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ws->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+              (uint64_t)(uintptr_t)ws;
+    if (!ws->rng)
+        ws->rng = 0x9e3779b97f4a7c15ull;
+    return ws;
+}
+
+void ws_server_free(struct ws_server *ws)
+{
+    mem_free(MEM_CONFIG, ws);
+}
+
+static uint64_t next_random(struct ws_server *ws)
+{
+    uint64_t x = ws->rng;
+
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    ws->rng = x;
+    return x;
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+/* Queues one frame (header + copy of payload). Returns 0 or -errno. */
+static int send_frame(struct conn *c, uint8_t opcode, const void *p, size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t hl = ws_encode_header(hdr, opcode, true, len, NULL);
+    struct msg *m;
+    int rc;
+
+    m = msg_new(NULL, hl + len);
+    if (!m)
+        return -ENOMEM;
+    memcpy(m->data, hdr, hl);
+    if (len)
+        memcpy(m->data + hl, p, len);
+    rc = conn_send(c, m);
+    msg_unref(m);
+    return rc;
+}
+
+enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
+                            bool text)
+{
+    struct ws_conn *w = conn_ext(c);
+    int rc;
+
+    if (c->proto != &ws_proto || conn_is_closing(c) || w->phase >= WSP_CLOSING)
+        return WS_SEND_DROPPED;
+    rc = send_frame(c, text ? WS_OP_TEXT : WS_OP_BINARY, data, len);
+    if (rc == -ENOMEM) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return WS_SEND_DROPPED;
+    }
+    if (rc < 0)
+        return WS_SEND_DROPPED;
+    return conn_queued_bytes(c) > c->set->lim.queue_limit ? WS_SEND_BACKPRESSURE
+                                                          : WS_SEND_OK;
+}
+
+/* Sends our close frame and waits close_timeout for the peer's. */
+static void start_close(struct conn *c, uint16_t code, const char *reason)
+{
+    struct ws_conn *w = conn_ext(c);
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = ws_encode_close_payload(payload, code, reason);
+
+    w->phase = WSP_CLOSING;
+    if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_set_read_deadline(c, w->srv->o.close_timeout_ms, CLOSE_CLOSE_TIMEOUT);
+}
+
+void ws_close(struct conn *c, uint16_t code, const char *reason)
+{
+    struct ws_conn *w = conn_ext(c);
+
+    if (c->proto != &ws_proto || conn_is_closing(c) || w->phase >= WSP_CLOSING)
+        return;
+    start_close(c, code, reason);
+}
+
+/* The peer broke the protocol: close frame with code, then TCP close. */
+static void fail(struct conn *c, uint16_t code)
+{
+    struct ws_conn *w = conn_ext(c);
+    uint8_t payload[2];
+    size_t n = ws_encode_close_payload(payload, code, NULL);
+    char peer[64];
+
+    conn_peer_str(c, peer, sizeof(peer));
+    LOG_INFO("websocket protocol error", "conn=%llu peer=%s code=%u",
+             (unsigned long long)c->id, peer, code);
+    w->phase = WSP_CLOSING;
+    w->parser.closed = true;
+    if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_close_after_flush(
+        c, code == WS_CLOSE_TOO_BIG ? CLOSE_TOO_BIG : CLOSE_PROTOCOL_ERROR,
+        w->srv->o.close_timeout_ms);
+}
+
+/* ---- the upgrade ------------------------------------------------------- */
+
+static void set_user_timeout(struct conn *c, uint32_t ms)
+{
+    unsigned int v = ms;
+
+    /* A peer that vanished with bytes queued is found in seconds, not
+     * the kernel's default of about 15 minutes. */
+    setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
+}
+
+int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
+                      const struct ws_handlers *h)
+{
+    struct ws_handshake hs;
+    char accept[WS_ACCEPT_LEN + 1];
+    char head[512];
+    struct conn *c = ex->c;
+    struct ws_conn *w;
+    ssize_t n;
+    int status;
+
+    status = ws_handshake_check(ex->req, &hs);
+    if (!status && ex->req->has_body)
+        status = 400; /* an upgrade request carries no body */
+    if (status == 426) {
+        http_respond(ex, 426, "text/plain; charset=utf-8",
+                     "Sec-WebSocket-Version: 13\r\n",
+                     "426 Upgrade Required: WebSocket version 13\n", 43);
+        return status;
+    }
+    if (status == 405) {
+        http_respond(ex, 405, "text/plain; charset=utf-8", "Allow: GET\r\n",
+                     "405 Method Not Allowed\n", 23);
+        return status;
+    }
+    if (status) {
+        ex->keep_alive = false;
+        http_respond(ex, status, "text/plain; charset=utf-8", NULL,
+                     "400 Bad Request: not a WebSocket handshake\n", 43);
+        return status;
+    }
+    if (!ws_origin_allowed(hs.origin, ws->o.allowed_origins, false)) {
+        http_respond(ex, 403, "text/plain; charset=utf-8", NULL,
+                     "403 Forbidden: origin not allowed\n", 34);
+        return 403;
+    }
+    ws_accept_key(hs.key.p, hs.key.len, accept);
+    n = ws_format_upgrade(head, sizeof(head), accept, NULL);
+    if (n < 0 || conn_send_bytes(c, head, (size_t)n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return 500;
+    }
+    ex->responded = true;
+    ex->upgraded = true;
+
+    w = conn_ext(c);
+    memset(w, 0, sizeof(*w));
+    w->srv = ws;
+    w->h = h;
+    w->peer_code = WS_CLOSE_ABNORMAL;
+    ws_parser_init(&w->parser, true, ws->o.max_message);
+    conn_set_proto(c, &ws_proto);
+    conn_set_state(c, CSTATE_WEBSOCKET);
+    conn_set_read_deadline(c, ws->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
+    set_user_timeout(c, ws->o.ping_interval_ms + ws->o.pong_timeout_ms);
+    w->opened = true;
+    if (h->on_open)
+        h->on_open(c, h->arg);
+    return 0;
+}
+
+/* ---- receiving --------------------------------------------------------- */
+
+static void deliver(struct conn *c, struct ws_conn *w, const uint8_t *p,
+                    size_t len, bool text)
+{
+    if (w->h->on_message)
+        w->h->on_message(c, p, len, text, w->h->arg);
+}
+
+/* Appends a piece of a message. Grows by doubling as bytes arrive; the
+ * parser already holds the total under max_message. */
+static int abuf_append(struct ws_conn *w, const uint8_t *p, size_t n)
+{
+    struct ws_abuf *b = w->abuf;
+    size_t need = (b ? b->len : 0) + n;
+
+    if (!b || need > b->cap) {
+        size_t cap = b ? b->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        b = mem_realloc(MEM_MSG, b, sizeof(*b) + cap);
+        if (!b)
+            return -ENOMEM;
+        if (!w->abuf)
+            b->len = 0;
+        b->cap = (uint32_t)cap;
+        w->abuf = b;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += (uint32_t)n;
+    return 0;
+}
+
+static void on_data_piece(struct conn *c, struct ws_conn *w,
+                          const struct ws_event *ev)
+{
+    if (ev->first && ev->fin && !w->abuf) {
+        /* The whole message is in the read buffer: no copy. */
+        deliver(c, w, ev->data, ev->len, ev->opcode == WS_OP_TEXT);
+        return;
+    }
+    if (ev->first)
+        w->text = ev->opcode == WS_OP_TEXT;
+    if (abuf_append(w, ev->data, ev->len) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    if (ev->fin) {
+        struct ws_abuf *b = w->abuf;
+        w->abuf = NULL;
+        deliver(c, w, b->data, b->len, w->text);
+        mem_free(MEM_MSG, b);
+    }
+}
+
+static void on_close_frame(struct conn *c, struct ws_conn *w,
+                           const struct ws_event *ev)
+{
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = 0;
+
+    w->got_close = true;
+    w->peer_code = ev->close_code;
+    if (w->phase == WSP_CLOSING) {
+        /* The answer to our close: the handshake is complete. */
+        conn_close(c, CLOSE_DONE);
+        return;
+    }
+    /* Echo the peer's code (none if it sent none), then close TCP. */
+    if (ev->close_code != WS_CLOSE_NO_STATUS)
+        n = ws_encode_close_payload(payload, ev->close_code, NULL);
+    w->phase = WSP_CLOSING;
+    if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_close_after_flush(c, CLOSE_DONE, w->srv->o.close_timeout_ms);
+}
+
+static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    struct ws_conn *w = conn_ext(c);
+    size_t off = 0;
+
+    /* Any inbound byte is proof of life. */
+    if (w->phase == WSP_OPEN || w->phase == WSP_PINGED) {
+        w->phase = WSP_OPEN;
+        conn_set_read_deadline(c, w->srv->o.ping_interval_ms,
+                               CLOSE_PONG_TIMEOUT);
+    }
+    while (off < len && !conn_is_closing(c) && !(c->flags & CONN_LINGER)) {
+        struct ws_event ev;
+        uint16_t code = 0;
+        ssize_t n;
+
+        if (conn_queued_bytes(c) > c->set->lim.queue_limit) {
+            /* Our answers (echoes, pongs) pile up: stop reading until
+             * they drain, so TCP pushes back on the peer. */
+            conn_pause_read(c, PAUSE_BACKPRESSURE);
+            return off;
+        }
+        n = ws_parse(&w->parser, p + off, len - off, &ev, &code);
+        if (n < 0) {
+            fail(c, code);
+            return len;
+        }
+        if (n == 0)
+            break;
+        off += (size_t)n;
+        switch (ev.type) {
+        case WS_EV_DATA:
+            on_data_piece(c, w, &ev);
+            break;
+        case WS_EV_PING:
+            if (w->phase < WSP_CLOSING &&
+                send_frame(c, WS_OP_PONG, ev.data, ev.len) < 0)
+                conn_close(c, CLOSE_NO_MEMORY);
+            break;
+        case WS_EV_PONG:
+            break; /* proof of life, counted above */
+        case WS_EV_CLOSE:
+            on_close_frame(c, w, &ev);
+            return len;
+        case WS_EV_NONE:
+            break;
+        }
+    }
+    if (w->parser.closed)
+        return len; /* nothing after a close frame */
+    return off;
+}
+
+static void ws_on_drain(struct conn *c)
+{
+    struct ws_conn *w = conn_ext(c);
+
+    conn_resume_read(c, PAUSE_BACKPRESSURE);
+    if (w->h->on_drain && !conn_is_closing(c))
+        w->h->on_drain(c, w->h->arg);
+}
+
+/* The read deadline passed: ping, give up, or start the drain's close. */
+static bool ws_on_timeout(struct conn *c)
+{
+    struct ws_conn *w = conn_ext(c);
+
+    switch (w->phase) {
+    case WSP_OPEN:
+        if (send_frame(c, WS_OP_PING, NULL, 0) < 0)
+            return false;
+        w->phase = WSP_PINGED;
+        conn_set_read_deadline(c, w->srv->o.pong_timeout_ms,
+                               CLOSE_PONG_TIMEOUT);
+        return true;
+    case WSP_DRAIN:
+        start_close(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        return !conn_is_closing(c);
+    default:
+        return false; /* pong or close reply never came */
+    }
+}
+
+static void ws_on_close(struct conn *c, enum close_reason why)
+{
+    struct ws_conn *w = conn_ext(c);
+
+    (void)why;
+    if (w->abuf) {
+        mem_free(MEM_MSG, w->abuf);
+        w->abuf = NULL;
+    }
+    if (w->opened && w->h->on_close) {
+        w->opened = false;
+        w->h->on_close(c, w->got_close ? w->peer_code : WS_CLOSE_ABNORMAL,
+                       w->h->arg);
+    }
+}
+
+static void drain_one(struct conn *c, void *arg)
+{
+    struct ws_server *ws = arg;
+    struct ws_conn *w = conn_ext(c);
+    uint32_t delay;
+
+    if (c->proto != &ws_proto || w->srv != ws || w->phase >= WSP_DRAIN)
+        return;
+    delay = ws->o.drain_spread_ms
+                ? (uint32_t)(next_random(ws) % ws->o.drain_spread_ms) + 1
+                : 1;
+    w->phase = WSP_DRAIN;
+    conn_set_read_deadline(c, delay, CLOSE_SHUTDOWN);
+}
+
+void ws_server_drain(struct ws_server *ws)
+{
+    conn_set_each(ws->set, drain_one, ws);
+}
