@@ -151,6 +151,7 @@ BAD_HANDSHAKES = {
     "post": (dict(method="POST", headers=[("Content-Length", "0")]), 405),
     "put": (dict(method="PUT", headers=[("Content-Length", "0")]), 405),
     "delete": (dict(method="DELETE"), 405),
+    "head": (dict(method="HEAD"), 405),
     "no-version": (dict(omit=["Sec-WebSocket-Version"]), 426),
     "version-8": (dict(replace={"Sec-WebSocket-Version": "8"}), 426),
     "version-12": (dict(replace={"Sec-WebSocket-Version": "12"}), 426),
@@ -167,6 +168,9 @@ def test_handshake_rejected(server, name):
         assert head.header("sec-websocket-accept") is None, head
         if status == 426:
             assert head.header("sec-websocket-version") == "13", head
+        if status == 405:
+            allow = [m.strip() for m in (head.header("allow") or "").split(",")]
+            assert "GET" in allow, head
     # The server is still fine.
     with connect(server.port) as ws:
         close_clean(ws)
@@ -777,6 +781,94 @@ def test_max_message_fragment_pushes_over(server):
         ws.send_frame(OP_TEXT, b"x" * 1024, fin=False)
         ws.send_frame(OP_CONT, b"abc", claim_len=16 * MiB, fin=True)
         ws.expect_close(1009, timeout=slack(1.0))
+
+
+# ---- memory: nothing sized by a claimed length ------------------------------
+
+def live_bytes(s):
+    return s.debug_mem()["live_bytes"]
+
+
+def wait_live_below(s, limit, timeout=5.0):
+    end = time.monotonic() + timeout
+    while True:
+        v = live_bytes(s)
+        if v < limit or time.monotonic() > end:
+            return v
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fragmented", [False, True],
+                         ids=["one-frame", "fragmented"])
+def test_claimed_length_not_allocated(server, fragmented):
+    """A header claims 15 MiB (under --max-message) and 100 bytes follow:
+    live memory grows by what arrived, not by the claim."""
+    base = live_bytes(server)
+    with connect(server.port) as ws:
+        if fragmented:
+            ws.send_frame(OP_BINARY, b"a" * 50, fin=False)
+            ws.send_frame(OP_CONT, b"b" * 50, claim_len=15 * MiB)
+        else:
+            ws.send_frame(OP_BINARY, b"a" * 100, claim_len=15 * MiB)
+        time.sleep(0.2)
+        grown = live_bytes(server) - base
+        assert grown < 256 * 1024, \
+            f"live bytes grew by {grown} for 100 bytes of a 15 MiB claim"
+        ws.send_ping(b"still parsing the frame", tolerate_closed=True)
+        # The frame is incomplete: the ping's bytes are payload, not a
+        # ping. Nothing comes back.
+        assert not ws.readable_within(0.3), "answer inside an open frame"
+
+
+def test_memory_returns_after_16mib_message(server):
+    base = live_bytes(server)
+    payload = binary_payload(16 * MiB)
+    with connect(server.port, timeout=30) as ws:
+        ws.send_binary(payload)
+        assert_echo(ws, OP_BINARY, payload, timeout=60)
+        # Idle again: the message buffer and the queued echo are freed.
+        v = wait_live_below(server, base + 256 * 1024)
+        assert v < base + 256 * 1024, \
+            f"live bytes {v} stay above {base} + 256 KiB after the echo"
+        close_clean(ws)
+
+
+# ---- a client that never reads --------------------------------------------
+
+def test_client_that_never_reads_is_dropped(moor):
+    """Echoes pile up for a client that sends but never reads: it is
+    dropped (write timeout or queue limit), and the server goes on."""
+    s = moor("--write-timeout", "1s", "--queue-limit", "64KiB")
+    before = s.metrics()
+    with connect(s.port, rcvbuf=4096) as ws:
+        # Whole frames only (a partial write continues where it
+        # stopped), so the stream stays valid WebSocket.
+        ws.sock.setblocking(False)
+        frame = encode_frame(OP_BINARY, binary_payload(32 * 1024))
+        pos = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            try:
+                pos += ws.sock.send(frame[pos:])
+            except BlockingIOError:
+                time.sleep(0.02)
+            except OSError:
+                break
+            if pos == len(frame):
+                pos = 0
+
+        def dropped(m):
+            keys = ("write_timeout", "slow_consumer")
+            return sum(m.get_value("moor_closed_total", reason=k)
+                       for k in keys) > sum(before.get_value(
+                           "moor_closed_total", reason=k) for k in keys)
+
+        m = s.wait_metric(dropped, timeout=slack(1.0) + 4.0)
+        assert dropped(m), "a WebSocket that never reads was not dropped"
+    with connect(s.port) as ws:
+        ws.send_text("next")
+        assert_echo(ws, OP_TEXT, b"next")
+        close_clean(ws)
 
 
 # ---- ping / pong liveness --------------------------------------------------

@@ -191,11 +191,20 @@ class WsConn:
     Reads go through a bytearray buffer (so a 16 MiB frame does not cost
     quadratic copying)."""
 
-    def __init__(self, port, timeout=TIMEOUT, host=HOST):
+    def __init__(self, port, timeout=TIMEOUT, host=HOST, rcvbuf=None):
+        """rcvbuf: SO_RCVBUF set before connecting (a small one makes a
+        client that does not read stall the server's writes sooner)."""
         self.port = port
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
+        try:
+            self.sock.connect((host, port))
+        except BaseException:
+            self.sock.close()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False
@@ -307,7 +316,9 @@ class WsConn:
 
     # ---- handshake -------------------------------------------------------
 
-    def read_head(self, deadline=None):
+    def read_head(self, deadline=None, no_body=False):
+        """Reads a response head, and its body if it has a Content-Length
+        (no_body: the request was HEAD)."""
         raw = self.read_until(b"\r\n\r\n", deadline=deadline)
         lines = raw[:-4].decode("latin-1").split("\r\n")
         parts = lines[0].split(" ", 2)
@@ -322,7 +333,7 @@ class WsConn:
             headers.append((k.strip().lower(), v.strip()))
         head = HttpHead(status, reason, headers)
         cl = head.header("content-length")
-        if status >= 200 and cl is not None:
+        if status >= 200 and cl is not None and not no_body:
             head.body = self.read_exact(int(cl), deadline)
         return head
 
@@ -331,7 +342,7 @@ class WsConn:
         response head. Does not check it."""
         self.key = key if key is not None else new_key()
         self.send_raw(handshake_request(path, self.key, **kw), split=split)
-        return self.read_head()
+        return self.read_head(no_body=kw.get("method") == "HEAD")
 
     def open(self, path="/echo", **kw):
         """handshake() and assert a correct 101. Returns the head."""
@@ -491,9 +502,9 @@ def check_101(head, key):
         f"Sec-WebSocket-Accept {got!r}, wanted {accept_for(key)!r}"
 
 
-def connect(port, path="/echo", timeout=TIMEOUT, **kw):
+def connect(port, path="/echo", timeout=TIMEOUT, rcvbuf=None, **kw):
     """An open WebSocket (101 checked)."""
-    c = WsConn(port, timeout=timeout)
+    c = WsConn(port, timeout=timeout, rcvbuf=rcvbuf)
     try:
         c.open(path, **kw)
     except BaseException:

@@ -19,6 +19,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <stdlib.h>
+
+#include <openssl/crypto.h>
+
 #include "http1.h"
 #include "mem.h"
 #include "ws.h"
@@ -412,6 +416,73 @@ static void test_accept_key(void **state)
     assert_int_equal(ws_format_upgrade(head, (size_t)n, out, "chat"), -ENOBUFS);
     assert_int_equal(ws_format_upgrade(head, (size_t)n + 1, out, "chat"), n);
     assert_int_equal(ws_format_upgrade(head, 10, out, NULL), -ENOBUFS);
+    no_leak();
+}
+
+/*
+ * OpenSSL's allocator, hooked so a test can make its n-th allocation fail
+ * (SQLite style). Raw malloc is right here: these blocks belong to OpenSSL,
+ * which frees them with ossl_free below, and moor's tls.c routes them
+ * through mem.c in the real server.
+ */
+static long ossl_fail_at; /* 0: never; else counts down to the failure */
+static bool ossl_failed;
+
+static bool ossl_should_fail(void)
+{
+    if (ossl_fail_at == 0 || --ossl_fail_at != 0)
+        return false;
+    ossl_failed = true;
+    return true;
+}
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return ossl_should_fail() ? NULL : malloc(n); /* lint: allow - OpenSSL */
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return ossl_should_fail() ? NULL : realloc(p, n); /* lint: allow */
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p); /* lint: allow - OpenSSL's own blocks */
+}
+
+/* When OpenSSL cannot allocate, ws_accept_key fails cleanly with "". */
+static void test_accept_key_oom(void **state)
+{
+    char out[WS_ACCEPT_LEN + 1];
+    bool ok = false;
+    int fails = 0;
+
+    (void)state;
+    /* Once without failures, so OpenSSL's one-time set-up is done. */
+    assert_true(ws_accept_key(GOOD_KEY, strlen(GOOD_KEY), out));
+    for (long n = 1; n < 100 && !ok; n++) {
+        ossl_failed = false;
+        ossl_fail_at = n;
+        memset(out, 'x', sizeof(out));
+        ok = ws_accept_key(GOOD_KEY, strlen(GOOD_KEY), out);
+        if (ok) {
+            assert_string_equal(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        } else {
+            assert_true(ossl_failed);
+            assert_string_equal(out, "");
+            fails++;
+        }
+    }
+    ossl_fail_at = 0;
+    assert_true(ok);
+    assert_true(fails > 0);
     no_leak();
 }
 
@@ -1840,6 +1911,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accept_key),
+        cmocka_unit_test(test_accept_key_oom),
         cmocka_unit_test(test_handshake_ok),
         cmocka_unit_test(test_handshake_fail),
         cmocka_unit_test(test_origin),
@@ -1873,5 +1945,8 @@ int main(void)
         cmocka_unit_test(test_encode_close_payload),
     };
 
+    /* Before OpenSSL allocates anything, or the hooks are refused. */
+    if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free))
+        return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
