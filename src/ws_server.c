@@ -247,7 +247,13 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
                      "403 Forbidden: origin not allowed\n", 34);
         return 403;
     }
-    ws_accept_key(hs.key.p, hs.key.len, accept);
+    if (!ws_accept_key(hs.key.p, hs.key.len, accept)) {
+        /* OpenSSL could not allocate its digest context. */
+        ex->keep_alive = false;
+        http_respond(ex, 503, "text/plain; charset=utf-8", NULL,
+                     "503 Service Unavailable\n", 24);
+        return 503;
+    }
     n = ws_format_upgrade(head, sizeof(head), accept, NULL);
     if (n < 0 || conn_send_bytes(c, head, (size_t)n) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
