@@ -183,9 +183,30 @@ int conn_set_init(struct conn_set *s, struct loop *l,
     return 0;
 }
 
+/* Conns come from the set's pool when their size is the pool's (the
+ * first conn fixes it: one listener's protocols share one ext size), else
+ * from the heap. */
+static struct conn *conn_alloc(struct conn_set *s, size_t size)
+{
+    struct conn *c;
+
+    if (!s->pool.size)
+        pool_init(&s->pool, MEM_CONN, size);
+    if ((size + 15) / 16 * 16 == s->pool.size) {
+        c = pool_alloc(&s->pool);
+        if (c)
+            c->flags = CONN_POOLED;
+        return c;
+    }
+    return mem_calloc(MEM_CONN, 1, size);
+}
+
 static void conn_free(struct conn *c)
 {
-    mem_free(MEM_CONN, c);
+    if (c->flags & CONN_POOLED)
+        pool_free(&c->set->pool, c);
+    else
+        mem_free(MEM_CONN, c);
 }
 
 void conn_set_fini(struct conn_set *s)
@@ -201,6 +222,7 @@ void conn_set_fini(struct conn_set *s)
     timer_cancel(loop_timers(s->loop), &s->mem_timer);
     mem_free(MEM_LOOP, s->by_fd);
     s->by_fd = NULL;
+    pool_fini(&s->pool);
 }
 
 void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
@@ -225,7 +247,7 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
         close(fd);
         return NULL;
     }
-    c = mem_calloc(MEM_CONN, 1, sizeof(*c) + ext_size);
+    c = conn_alloc(s, sizeof(*c) + ext_size);
     if (!c) {
         s->stats.closed[CLOSE_NO_MEMORY]++;
         close(fd);
@@ -252,7 +274,8 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
         c->peer.family = AF_INET;
     }
     if (loop_watch(s->loop, fd, &c->w, EPOLLIN) < 0) {
-        mem_free(MEM_CONN, c);
+        c->set = s;
+        conn_free(c);
         s->stats.closed[CLOSE_ERROR]++;
         close(fd);
         return NULL;

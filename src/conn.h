@@ -42,6 +42,7 @@
 #include "timer.h"
 #include "buf.h"
 #include "msg.h"
+#include "pool.h"
 
 /* Keep close_reason_name() in conn.c in step. */
 enum close_reason {
@@ -181,6 +182,7 @@ enum conn_flag {
     CONN_EOF = 1u << 5,           /* peer sent FIN */
     CONN_SHUT_WR = 1u << 6,
     CONN_SWITCHED = 1u << 7,
+    CONN_POOLED = 1u << 8,                /* allocated from the set's pool */
     /* protocol changed during on_data */ /* our write side is shut down */
 };
 
@@ -195,6 +197,7 @@ struct conn_set {
     uint64_t next_id;
     struct conn_limits lim;
     struct conn_stats stats;
+    struct pool pool;       /* conns of the common size */
     struct timer mem_timer; /* polls the budget while paused */
 };
 

@@ -38,6 +38,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -572,6 +573,50 @@ void mem_free(enum mem_tag tag, void *p)
         trace_remove(p, tag);
     free(p);
     count_free(tag, sz);
+}
+
+/* Slabs: MEM_SLAB_SIZE bytes aligned to MEM_SLAB_SIZE, from mmap so that
+ * long-lived pooled objects never sit between short-lived heap blocks
+ * (which would pin heap pages), and untouched pages cost no RSS. An
+ * aligned region is cut from a mapping twice the size. */
+void *mem_slab_alloc_at(enum mem_tag tag, const char *file, int line)
+{
+    size_t sz = MEM_SLAB_SIZE;
+    uintptr_t base, aligned;
+    void *p;
+
+    tag = tag_check(tag);
+    if (unlikely(fail_now())) {
+        count_failed(tag);
+        return NULL;
+    }
+    p = mmap(NULL, 2 * sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+             -1, 0);
+    if (p == MAP_FAILED) {
+        count_failed(tag);
+        return NULL;
+    }
+    base = (uintptr_t)p;
+    aligned = (base + sz - 1) & ~(uintptr_t)(sz - 1);
+    if (aligned > base)
+        munmap(p, aligned - base);
+    if (base + 2 * sz > aligned + sz)
+        munmap((void *)(aligned + sz), base + 2 * sz - (aligned + sz));
+    count_alloc(tag, sz);
+    if (unlikely(tracing()))
+        trace_add((void *)aligned, tag, sz, file, line);
+    return (void *)aligned;
+}
+
+void mem_slab_free(enum mem_tag tag, void *slab)
+{
+    if (!slab)
+        return;
+    tag = tag_check(tag);
+    if (unlikely(tracing()))
+        trace_remove(slab, tag);
+    munmap(slab, MEM_SLAB_SIZE);
+    count_free(tag, MEM_SLAB_SIZE);
 }
 
 /* ------------------------------------------------------------------ */

@@ -74,6 +74,14 @@ char *mem_strndup_at(enum mem_tag tag, const char *s, size_t n,
 /* Frees p (NULL is a no-op). The tag must be the one p was allocated with. */
 void mem_free(enum mem_tag tag, void *p);
 
+/* Slabs for fixed-size object pools (pool.c): MEM_SLAB_SIZE bytes,
+ * aligned to MEM_SLAB_SIZE, page-backed (mmap), zero-filled. Counted as
+ * MEM_SLAB_SIZE live bytes under tag. NULL on failure. */
+#define MEM_SLAB_SIZE ((size_t)64 << 10)
+#define mem_slab_alloc(tag) mem_slab_alloc_at((tag), __FILE__, __LINE__)
+void *mem_slab_alloc_at(enum mem_tag tag, const char *file, int line);
+void mem_slab_free(enum mem_tag tag, void *slab);
+
 /* Sum over all threads of one tag, or of all tags when tag == MEM_ALL. */
 void mem_stats(enum mem_tag tag, struct mem_tag_stats *out);
 /* Live bytes of one tag, or of all tags when tag == MEM_TAG_COUNT. */

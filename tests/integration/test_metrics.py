@@ -145,8 +145,11 @@ def test_mem_live_bytes_return_to_baseline(server):
     for c in conns[:10]:
         c.send(b"GET /healthz HTTP/1.1\r\nX-Part: abc")
     during = server.metrics()
-    assert during.get_value("moor_mem_live_bytes", tag="conn") > \
-        base.get_value("moor_mem_live_bytes", tag="conn")
+    # Conns live on 64 KiB slabs (pool.c), so the conn tag moves by whole
+    # slabs; the open-connection gauges and the carry tag move per conn.
+    assert during.sum("moor_connections") >= base.sum("moor_connections") + 50
+    assert during.get_value("moor_mem_live_bytes", tag="carry") > \
+        base.get_value("moor_mem_live_bytes", tag="carry")
     for c in conns:
         c.close()
     target = base.sum("moor_mem_live_bytes") + 512

@@ -107,6 +107,46 @@ def test_handshake_token_lists_any_case(server, fields):
         close_clean(ws)
 
 
+def test_handshake_fields_over_several_lines(server):
+    """Connection and Upgrade tokens may come in several field lines."""
+    with WsConn(server.port) as ws:
+        ws.open(omit=["Connection", "Upgrade"],
+                headers=[("Connection", "keep-alive"),
+                         ("Upgrade", "foo/2"),
+                         ("Connection", "Upgrade"),
+                         ("Upgrade", "websocket")])
+        ws.send_text("lines")
+        assert_echo(ws, OP_TEXT, b"lines")
+        close_clean(ws)
+
+
+def test_upgrade_after_keepalive_request(server):
+    """A keep-alive connection that served a plain request can then be
+    upgraded."""
+    with WsConn(server.port) as ws:
+        ws.send_raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = ws.read_head()
+        assert head.status == 200 and head.body == b"ok\n", head
+        ws.open()
+        ws.send_text("upgraded late")
+        assert_echo(ws, OP_TEXT, b"upgraded late")
+        close_clean(ws)
+
+
+def test_http_timeouts_do_not_apply_after_upgrade(moor):
+    """--idle-timeout and --header-timeout are HTTP deadlines: a quiet
+    WebSocket (ping interval 30 s) outlives them."""
+    s = moor("--idle-timeout", "500ms", "--header-timeout", "500ms",
+             "--body-timeout", "500ms")
+    with connect(s.port) as ws:
+        assert ws.wait_closed(2.0) is None, \
+            "a quiet WebSocket was closed by an HTTP timeout"
+        assert not ws.buf, f"unexpected bytes {bytes(ws.buf)!r}"
+        ws.send_text("still open")
+        assert_echo(ws, OP_TEXT, b"still open")
+        close_clean(ws)
+
+
 def test_handshake_split_into_bytes(server):
     with WsConn(server.port) as ws:
         ws.open(split=True)

@@ -271,7 +271,7 @@ static void env_close(struct env *e)
     for (int s = 0; s < CSTATE_COUNT; s++)
         assert_int_equal(e->set.stats.by_state[s], 0);
     assert_int_equal(loop_run_once(e->l, 0), 0); /* frees closed conns */
-    assert_int_equal(live_count(MEM_CONN), 0);
+    assert_int_equal((int64_t)e->set.pool.live, 0);
     conn_set_fini(&e->set);
     loop_free(e->l);
     if (e->sv[1] >= 0)
@@ -322,7 +322,7 @@ static void test_new_state(void **state)
     assert_true(timer_armed(&e.c->timer));
     assert_int_equal(e.c->rd_reason, CLOSE_IDLE_TIMEOUT);
     /* Invariant 3: nothing but the conn itself. */
-    assert_int_equal(live_count(MEM_CONN), 1);
+    assert_int_equal((int64_t)e.set.pool.live, 1);
     assert_int_equal(live_bytes(MEM_CARRY), 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
 
@@ -562,13 +562,13 @@ static void test_close_idempotent(void **state)
     assert_int_equal(conn_send_bytes(e.c, "x", 1), -EPIPE);
     conn_set_read_deadline(e.c, 10, CLOSE_HEADER_TIMEOUT);
     assert_false(timer_armed(&e.c->timer));
-    assert_int_equal(live_count(MEM_CONN), 1);
+    assert_int_equal((int64_t)e.set.pool.live, 1);
     /* The peer sees EOF, the queued bytes were dropped. */
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 0);
     assert_int_equal(len, 0);
     /* The struct itself goes at the end of the iteration. */
     assert_int_equal(loop_run_once(e.l, 0), 0);
-    assert_int_equal(live_count(MEM_CONN), 0);
+    assert_int_equal((int64_t)e.set.pool.live, 0);
     assert_int_equal(R.closes, 1);
     env_close(&e);
 }
@@ -590,7 +590,7 @@ static void test_close_inside_on_data(void **state)
     assert_int_equal(e.set.stats.closed[CLOSE_ERROR], 0);
     /* The rest was not carried. */
     assert_int_equal(live_bytes(MEM_CARRY), 0);
-    assert_int_equal(live_count(MEM_CONN), 0);
+    assert_int_equal((int64_t)e.set.pool.live, 0);
     run_for(e.l, 20);
     assert_int_equal(R.closes, 1);
     env_close(&e);
