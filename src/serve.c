@@ -142,9 +142,9 @@ static void banner(const char *host, uint16_t port)
            "  %s/healthz     liveness\n"
            "  %s/metrics     Prometheus metrics\n"
            "  %s/debug/mem   memory by tag (JSON)\n"
-           "  %s/echo        WebSocket echo (ws://)\n"
+           "  ws%s/echo          WebSocket echo\n"
            "Stop with Ctrl-C or SIGTERM (graceful).\n",
-           MOOR_VERSION, base, (int)getpid(), base, base, base, base);
+           MOOR_VERSION, base, (int)getpid(), base, base, base, base + 4);
     fflush(stdout);
 }
 

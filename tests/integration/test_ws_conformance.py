@@ -11,6 +11,7 @@ then the end of the TCP connection; expect_close() checks both.
 """
 
 import os
+import random
 import select
 import signal
 import socket
@@ -209,8 +210,8 @@ def test_handshake_rejected(server, name):
         if status == 426:
             assert head.header("sec-websocket-version") == "13", head
         if status == 405:
-            allow = [m.strip() for m in (head.header("allow") or "").split(",")]
-            assert "GET" in allow, head
+            allow = (head.header("allow") or "").split(",")
+            assert "GET" in [m.strip() for m in allow], head
     # The server is still fine.
     with connect(server.port) as ws:
         close_clean(ws)
@@ -1103,3 +1104,115 @@ def test_drain_with_message_in_flight(moor):
         elapsed = time.monotonic() - t0
     assert elapsed < slack(0.3) + 2.0, f"exit took {elapsed:.2f} s"
     assert_clean_exit(rc, err)
+
+
+# ---- randomized: fragmentation and TCP splits; garbage ----------------------
+
+def random_text(rng, n):
+    pool = "aZ09 ~κόσμε€𝄞\u0080\u07ff\u0800\uffff\U00010000\U0010ffff"
+    out = "".join(rng.choice(pool) for _ in range(n))
+    return out.encode()
+
+
+def random_session(rng, n_msgs):
+    """Bytes of n_msgs messages, each cut into random fragments (a text
+    character may be split between two) with pings between some; and the
+    (opcode, payload) messages and ping payloads to expect back."""
+    data, msgs, pings = [], [], []
+    for i in range(n_msgs):
+        op = rng.choice([OP_TEXT, OP_BINARY])
+        n = rng.choice([0, 1, 2, 3, 7, 125, 126, 127, 1000, 65535, 65536,
+                        rng.randrange(0, 20000)])
+        if op == OP_TEXT:
+            payload = random_text(rng, max(1, n // 3))[:n] if n else b""
+            while True:          # the cut may have split a character
+                try:
+                    payload.decode()
+                    break
+                except UnicodeDecodeError:
+                    payload = payload[:-1]
+        else:
+            payload = rng.randbytes(n)
+        k = rng.randrange(1, 6)
+        cuts = sorted(rng.randrange(0, len(payload) + 1)
+                      for _ in range(k - 1))
+        pieces = [payload[a:b] for a, b in
+                  zip([0] + cuts, cuts + [len(payload)])]
+        for j, piece in enumerate(pieces):
+            last = j == len(pieces) - 1
+            data.append(encode_frame(op if j == 0 else OP_CONT, piece,
+                                     fin=last))
+            if not last and rng.random() < 0.5:
+                p = rng.randbytes(rng.randrange(0, 126))
+                pings.append(p)
+                data.append(encode_frame(OP_PING, p))
+        msgs.append((op, payload))
+    return b"".join(data), msgs, pings
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_fragments_and_splits(server, seed):
+    rng = random.Random(seed)
+    data, msgs, pings = random_session(rng, 25)
+    with connect(server.port) as ws:
+        pos = 0
+        while pos < len(data):
+            n = rng.choice([1, 2, 3, 7, 13, 100, 1000, 4096, 65536])
+            ws.send_raw(data[pos:pos + n])
+            pos += n
+        pongs = []
+        for i, (op, payload) in enumerate(msgs):
+            got_op, got = ws.recv_message(timeout=10, pongs=pongs)
+            assert (got_op, len(got)) == (op, len(payload)), f"message {i}"
+            assert got == payload, f"message {i} differs"
+        while len(pongs) < len(pings):
+            f = ws.recv_frame(timeout=3)
+            assert f.opcode == OP_PONG, f
+            pongs.append(f.payload)
+        assert pongs == pings
+        close_clean(ws)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_garbage_never_crashes(server, seed):
+    """Valid sessions with random bytes flipped, inserted or cut: whatever
+    the server answers, every close code it sends is one a server may
+    send, and it keeps serving. (The teardown checks the sanitizers.)"""
+    rng = random.Random(seed)
+    allowed = set(VALID_CLOSE)
+    for batch in range(4):
+        conns = []
+        for _ in range(40):
+            data, _, _ = random_session(rng, rng.randrange(1, 4))
+            data = bytearray(data[:rng.randrange(1, min(len(data), 3000) + 1)])
+            for _ in range(rng.randrange(1, 6)):
+                if not data:
+                    data += rng.randbytes(1)
+                i = rng.randrange(len(data))
+                r = rng.random()
+                if r < 0.6:
+                    data[i] ^= 1 << rng.randrange(8)
+                elif r < 0.8:
+                    data[i:i] = rng.randbytes(rng.randrange(1, 10))
+                else:
+                    del data[i:i + rng.randrange(1, 10)]
+            ws = connect(server.port)
+            conns.append(ws)
+            if data:
+                ws.send_raw(bytes(data), tolerate_closed=True)
+        end = time.monotonic() + 0.5
+        for ws in conns:
+            try:
+                while ws.readable_within(max(0.0, end - time.monotonic())):
+                    f = ws.recv_frame(timeout=1)
+                    if f.opcode == OP_CLOSE:
+                        assert f.close_code in allowed | {None}, f
+                        break
+            except (Closed, socket.timeout):
+                pass
+            finally:
+                ws.close()
+    with connect(server.port) as ws:
+        ws.send_text("survived")
+        assert_echo(ws, OP_TEXT, b"survived")
+        close_clean(ws)
