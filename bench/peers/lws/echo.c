@@ -36,9 +36,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_MESSAGE ((size_t)16 << 20) /* larger: close 1009 */
-#define SUB_QUEUE_CAP ((size_t)8 << 20) /* subscriber queued bytes */
-#define ECHO_QUEUE_HIGH ((size_t)1 << 20) /* echo: stop reading above */
+#define MAX_MESSAGE ((size_t)16 << 20)     /* larger: close 1009 */
+#define SUB_QUEUE_CAP ((size_t)8 << 20)    /* subscriber queued bytes */
+#define ECHO_QUEUE_HIGH ((size_t)1 << 20)  /* echo: stop reading above */
 #define ECHO_QUEUE_LOW ((size_t)256 << 10) /* echo: read again below */
 
 enum route { ROUTE_NONE, ROUTE_ECHO, ROUTE_SUB, ROUTE_PUB };
@@ -60,10 +60,10 @@ struct qnode {
 struct session {
     struct lws *wsi;
     enum route route;
-    struct msg *rx;           /* message being reassembled */
+    struct msg *rx;            /* message being reassembled */
     struct qnode *head, *tail; /* outbound queue */
     size_t qbytes;
-    int rx_active;            /* inside a message (between its chunks) */
+    int rx_active; /* inside a message (between its chunks) */
     int rx_paused;
     int http_ok;              /* plain HTTP: the path was /healthz */
     struct session *next_sub; /* ROUTE_SUB: the subscriber list */
@@ -161,7 +161,8 @@ static void publish(struct msg *m)
             /* Too far behind: drop its queue, close it soon (not from
              * inside another connection's callback). */
             queue_clear(s);
-            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND,
+                            LWS_TO_KILL_ASYNC);
         }
     }
 }
@@ -191,13 +192,15 @@ static const char *http_body(int ok)
 static int http_reply(struct lws *wsi, struct session *s, const char *path)
 {
     unsigned char buf[LWS_PRE + 256];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    unsigned char *start = buf + LWS_PRE, *p = start,
+                  *end = buf + sizeof(buf) - 1;
     int ok = !strcmp(path, "/healthz");
     size_t blen = strlen(http_body(ok));
 
     s->http_ok = ok;
 
-    if (lws_add_http_common_headers(wsi, ok ? HTTP_STATUS_OK : HTTP_STATUS_NOT_FOUND,
+    if (lws_add_http_common_headers(wsi,
+                                    ok ? HTTP_STATUS_OK : HTTP_STATUS_NOT_FOUND,
                                     "text/plain", (lws_filepos_t)blen, &p, end))
         return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
@@ -206,8 +209,8 @@ static int http_reply(struct lws *wsi, struct session *s, const char *path)
     return 0;
 }
 
-static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-                    void *in, size_t len)
+static int callback(struct lws *wsi, enum lws_callback_reasons reason,
+                    void *user, void *in, size_t len)
 {
     struct session *s = user;
 
@@ -220,7 +223,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         const char *body = http_body(s->http_ok);
         size_t blen = strlen(body);
         memcpy(buf + LWS_PRE, body, blen);
-        if (lws_write(wsi, buf + LWS_PRE, blen, LWS_WRITE_HTTP_FINAL) != (int)blen)
+        if (lws_write(wsi, buf + LWS_PRE, blen, LWS_WRITE_HTTP_FINAL) !=
+            (int)blen)
             return 1;
         if (lws_http_transaction_completed(wsi))
             return -1;
@@ -388,7 +392,8 @@ int main(int argc, char **argv)
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
     int bound = vh ? lws_get_vhost_listen_port(vh) : (int)port;
-    printf("lws listening on http://%s:%d (pid %ld)\n", host, bound, (long)getpid());
+    printf("lws listening on http://%s:%d (pid %ld)\n", host, bound,
+           (long)getpid());
     fflush(stdout);
 
     while (!interrupted) {

@@ -25,6 +25,11 @@ const MAX_MESSAGE = 16 * 1024 * 1024;
 // The most bytes buffered for one subscriber; a subscriber that falls
 // further behind is disconnected (moor's default "disconnect" policy).
 const SUB_QUEUE_CAP = 8 * 1024 * 1024;
+// Echo: stop reading a client whose replies are not being read once this
+// much is buffered, read again below ECHO_LOW (without it `ws` buffers
+// replies without bound; gorilla and lws stop reading too).
+const ECHO_HIGH = 1024 * 1024;
+const ECHO_LOW = 256 * 1024;
 
 function parseArgs(argv) {
   const opts = { host: '127.0.0.1', port: 0 };
@@ -71,8 +76,12 @@ const sub = new WebSocketServer(wsOptions); // sub.clients: the subscribers
 
 echo.on('connection', (ws) => {
   ws.on('error', () => {});
+  const onSent = () => {
+    if (ws.isPaused && ws.bufferedAmount < ECHO_LOW) ws.resume();
+  };
   ws.on('message', (data, isBinary) => {
-    ws.send(data, { binary: isBinary });
+    ws.send(data, { binary: isBinary }, onSent);
+    if (ws.bufferedAmount > ECHO_HIGH && !ws.isPaused) ws.pause();
   });
 });
 
