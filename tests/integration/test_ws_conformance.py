@@ -16,6 +16,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -910,6 +911,84 @@ def test_client_that_never_reads_is_dropped(moor):
         ws.send_text("next")
         assert_echo(ws, OP_TEXT, b"next")
         close_clean(ws)
+
+
+@pytest.mark.parametrize("queue_limit,count", [("64KiB", 200),
+                                               ("1MiB", 1000)])
+def test_slow_reader_gets_every_echo(moor, queue_limit, count):
+    """/echo is a 1:1 stream: when echoes pile up past --queue-limit the
+    server stops reading the client (TCP pushes back), it never drops an
+    echo. The client writes count 10 KiB messages while reading nothing
+    for 1 s, then reads: every echo arrives, in order."""
+    s = moor("--queue-limit", queue_limit)
+    msgs = [bytes([i % 251]) * 10240 for i in range(count)]
+    data = b"".join(encode_frame(OP_BINARY, m) for m in msgs)
+    with connect(s.port, rcvbuf=4096, timeout=10) as ws:
+        errors = []
+        # The writer's own socket object, so the reader's per-read
+        # timeouts do not change the writer's.
+        wsock = ws.sock.dup()
+        wsock.settimeout(20)
+
+        def writer():
+            try:
+                wsock.sendall(data)
+            except OSError as e:
+                errors.append(e)
+            finally:
+                wsock.close()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        try:
+            time.sleep(1.0)
+            for i, m in enumerate(msgs):
+                try:
+                    op, got = ws.recv_message(timeout=5)
+                except socket.timeout:
+                    over = s.metric("moor_queue_overflows_total")
+                    pytest.fail(f"echo {i} of {count} never came (queue "
+                                f"overflows: {over:.0f})")
+                assert op == OP_BINARY
+                assert got == m, \
+                    f"echo {i} is message {got[0]}-ish: echoes were dropped"
+        finally:
+            if t.is_alive():
+                try:    # unblocks the writer if the test failed
+                    ws.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            t.join(10)
+        assert not errors, errors
+        close_clean(ws)
+
+
+def test_ping_flood_slow_reader_not_out_of_memory(moor):
+    """Pongs piling up for a client that does not read: the server may
+    pause reading, coalesce pongs (RFC 6455 5.5.3) or drop the client as
+    a slow consumer, but no allocation failed, so the close reason is
+    not out_of_memory."""
+    s = moor("--queue-limit", "64KiB")
+    before = s.metric("moor_closed_total", reason="out_of_memory")
+    data = encode_frame(OP_PING, b"p" * 125) * 1000
+    with connect(s.port, rcvbuf=4096) as ws:
+        # Whole frames only, for 1.5 s or until the server closes.
+        ws.sock.setblocking(False)
+        pos = 0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5:
+            try:
+                pos += ws.sock.send(data[pos:])
+            except BlockingIOError:
+                time.sleep(0.01)
+            except OSError:
+                break
+            if pos == len(data):
+                pos = 0
+    time.sleep(0.2)
+    after = s.metric("moor_closed_total", reason="out_of_memory")
+    assert after == before, \
+        "a ping flood from a slow reader was closed as out_of_memory"
 
 
 # ---- ping / pong liveness --------------------------------------------------
