@@ -4,10 +4,10 @@
  *   cc echo_server.c $(pkg-config --cflags --libs libmoor) -o echo_server
  *   ./echo_server 127.0.0.1:9001
  *
- * Every message comes back with its type. When a client reads slower
- * than it sends, moor_ws_send() reports backpressure; this server then
- * closes the client rather than buffer without bound. Ctrl-C drains:
- * every client gets close 1001.
+ * Every message comes back with its type. An echo is a 1:1 stream: when a
+ * client reads slower than it sends, moor stops reading it until its
+ * echoes drain, so memory stays bounded and nothing is dropped. Ctrl-C
+ * drains: every client gets close 1001.
  */
 #include <stdio.h>
 #include <moor.h>
@@ -24,8 +24,7 @@ static void on_message(struct moor_ws *ws, const void *data, size_t len,
                        int is_text, void *arg)
 {
     (void)arg;
-    if (moor_ws_send(ws, data, len, is_text) == MOOR_SEND_DROPPED)
-        moor_ws_close(ws, 1008, "too slow");
+    moor_ws_send(ws, data, len, is_text); /* never dropped: see below */
 }
 
 static void on_close(struct moor_ws *ws, int code, void *arg)
@@ -44,6 +43,7 @@ int main(int argc, char **argv)
         .on_message = on_message,
         .on_close = on_close,
         .arg = &clients,
+        .pause_reading_on_backpressure = 1,
     };
     struct moor_server_options o;
     struct moor_server *s;

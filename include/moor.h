@@ -59,6 +59,11 @@ struct moor_ws_handlers {
      * frame). ws is valid during the call and never after. */
     void (*on_close)(struct moor_ws *ws, int code, void *arg);
     void *arg;
+    /* Nonzero for a 1:1 stream (echo, request/response): moor_ws_send()
+     * never drops; over the queue limit it queues, reports backpressure,
+     * and moor stops reading that connection until its queue drains.
+     * Zero (fan-out): a send into a full queue is dropped. */
+    int pause_reading_on_backpressure;
 };
 
 enum moor_send_result {

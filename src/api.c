@@ -228,6 +228,7 @@ MOOR_API int moor_server_ws(struct moor_server *s, const char *path,
     r->h.on_drain = t_drain;
     r->h.on_close = t_close;
     r->h.arg = r;
+    r->h.pause_on_backpressure = h->pause_reading_on_backpressure != 0;
     if (http_server_route(server_http(s->srv), path, false, HTTP_M(HTTP_GET),
                           on_upgrade, r) < 0)
         return -ENOSPC;

@@ -407,13 +407,19 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
 
 int conn_send(struct conn *c, struct msg *m)
 {
+    return conn_send_flags(c, m, 0);
+}
+
+int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
+{
     struct qent *e;
 
     if (conn_is_closing(c))
         return -EPIPE;
     /* A lone message larger than the cap may go on an empty queue, or it
      * could never be sent; it is bounded by its producer's own limit. */
-    if (c->qbytes && (uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
+    if (!(flags & CONN_SEND_OVERCAP) && c->qbytes &&
+        (uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
         c->set->stats.queue_overflows++;
         return -ENOBUFS;
     }

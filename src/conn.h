@@ -249,6 +249,12 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
  * a message alone on an empty queue is always taken);
  * -ENOMEM; or -EPIPE if the conn is closing. */
 int conn_send(struct conn *c, struct msg *m);
+/* conn_send() with flags. CONN_SEND_OVERCAP queues even past the byte
+ * limit: for small control frames, and for 1:1 streams whose producer is
+ * this conn's own input, which the caller then stops reading (invariant 5:
+ * the queue exceeds its limit by at most one message). */
+#define CONN_SEND_OVERCAP 1u
+int conn_send_flags(struct conn *c, struct msg *m, unsigned flags);
 /* Copies p[0..n) into a new message and queues it. Same returns. */
 int conn_send_bytes(struct conn *c, const void *p, size_t n);
 static inline uint32_t conn_queued_bytes(const struct conn *c)

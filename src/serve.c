@@ -46,6 +46,7 @@ static void echo_message(struct conn *c, const uint8_t *data, size_t len,
 
 static const struct ws_handlers echo_handlers = {
     .on_message = echo_message,
+    .pause_on_backpressure = true,
 };
 
 static void on_echo(struct http_exchange *ex, void *arg)

@@ -116,8 +116,12 @@ static uint64_t next_random(struct ws_server *ws)
 
 /* ---- sending ----------------------------------------------------------- */
 
-/* Queues one frame (header + copy of payload). Returns 0 or -errno. */
-static int send_frame(struct conn *c, uint8_t opcode, const void *p, size_t len)
+/* Queues one frame (header + copy of payload). Control frames (at most
+ * 127 bytes, produced at most once per frame read, and reading stops
+ * while the queue is over its limit) always fit; data frames respect the
+ * limit unless overcap. Returns 0 or -errno (-ENOBUFS: queue full). */
+static int send_frame_flags(struct conn *c, uint8_t opcode, const void *p,
+                            size_t len, bool overcap)
 {
     uint8_t hdr[WS_MAX_HEADER];
     size_t hl = ws_encode_header(hdr, opcode, true, len, NULL);
@@ -130,9 +134,15 @@ static int send_frame(struct conn *c, uint8_t opcode, const void *p, size_t len)
     memcpy(m->data, hdr, hl);
     if (len)
         memcpy(m->data + hl, p, len);
-    rc = conn_send(c, m);
+    rc = conn_send_flags(c, m,
+                         overcap || (opcode & 0x8) ? CONN_SEND_OVERCAP : 0);
     msg_unref(m);
     return rc;
+}
+
+static int send_frame(struct conn *c, uint8_t opcode, const void *p, size_t len)
+{
+    return send_frame_flags(c, opcode, p, len, false);
 }
 
 enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
@@ -143,7 +153,10 @@ enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
 
     if (c->proto != &ws_proto || conn_is_closing(c) || w->phase >= WSP_CLOSING)
         return WS_SEND_DROPPED;
-    rc = send_frame(c, text ? WS_OP_TEXT : WS_OP_BINARY, data, len);
+    /* A 1:1 stream never drops: it queues past the limit and reading
+     * pauses (ws_on_data) until the queue drains. */
+    rc = send_frame_flags(c, text ? WS_OP_TEXT : WS_OP_BINARY, data, len,
+                          w->h->pause_on_backpressure);
     if (rc == -ENOMEM) {
         conn_close(c, CLOSE_NO_MEMORY);
         return WS_SEND_DROPPED;

@@ -49,6 +49,12 @@ struct ws_handlers {
      * 1006 when the connection ended without a close frame. */
     void (*on_close)(struct conn *c, uint16_t code, void *arg);
     void *arg;
+    /* A 1:1 stream (echo, a request/response protocol): ws_send() never
+     * drops; over the queue limit it still queues, reports
+     * WS_SEND_BACKPRESSURE, and the conn's reading pauses until the queue
+     * drains, so TCP pushes back on the peer. Otherwise (fan-out) a send
+     * into a full queue is dropped. */
+    bool pause_on_backpressure;
 };
 
 enum ws_send_result {
