@@ -182,6 +182,11 @@ int serve_main(int argc, char **argv)
     const char *hook;
     int rc, e = 0;
 
+#ifdef MOOR_DEBUG
+    /* A debug build always records allocation sites, so a leak found at
+     * exit is printed by site (check_memory). */
+    mem_trace_enable();
+#endif
     rc = config_parse(&cfg, argc, argv, environ, stdout, err, sizeof(err));
     if (rc > 0)
         return 0;

@@ -48,8 +48,9 @@ def test_content_type(server):
         "text/plain; version=0.0.4; charset=utf-8"
 
 
-@pytest.mark.skipif(not os.path.exists(PROMTOOL), reason="no promtool")
 def test_promtool_check(server):
+    assert os.path.exists(PROMTOOL), \
+        "promtool missing (Debian package prometheus): run make deps"
     # Make a few labelled series exist first.
     server.get("/nope")
     with server.conn() as c:
