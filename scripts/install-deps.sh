@@ -1,15 +1,23 @@
 #!/bin/sh
 # Installs what moor needs that is not installed yet: Debian 12 packages
-# with apt-get (as root), and the node test client's npm packages. Run by
+# with apt-get (as root), and the node test client's npm packages.
+# usage: scripts/install-deps.sh [PACKAGE ...] Run by
 # `make run` and `make test`. Idempotent and quiet when nothing is missing.
 set -eu
 cd "$(dirname "$0")/.."
 
-PKGS="build-essential clang clang-format pkg-config libssl-dev libcmocka-dev \
-python3 python3-pytest python3-websockets curl wrk nginx-light prometheus"
-# Node.js for the `ws` interop client: Debian's, unless a node is present.
-command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
-command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+# With arguments, installs exactly those packages (if missing) and nothing
+# else: bench/peers/build.sh uses it for the benchmark peers' packages.
+if [ $# -gt 0 ]; then
+    PKGS="$*"
+else
+    PKGS="build-essential clang clang-format pkg-config libssl-dev \
+libcmocka-dev python3 python3-pytest python3-websockets curl wrk nginx-light \
+prometheus"
+    # Node.js for the `ws` interop client: Debian's, unless a node is present.
+    command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+    command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
+fi
 
 missing=""
 for p in $PKGS; do
@@ -34,6 +42,7 @@ fi
 # npm packages of the integration tests (the node `ws` client), from the
 # committed lock file.
 NODE_DIR=tests/integration/node
+[ $# -gt 0 ] && exit 0
 if [ -f "$NODE_DIR/package-lock.json" ] && [ ! -d "$NODE_DIR/node_modules/ws" ]; then
     echo "moor: installing npm packages in $NODE_DIR"
     npm ci --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >/dev/null

@@ -37,23 +37,8 @@ libwebsockets-dev"
 command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
-missing=""
-for p in $PKGS; do
-    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
-        missing="$missing $p"
-    fi
-done
-if [ -n "$missing" ]; then
-    if [ "$(id -u)" != 0 ]; then
-        fail "missing Debian packages:$missing (run as root, or: sudo apt-get install$missing)"
-    fi
-    echo "peers: installing$missing"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || fail "apt-get update failed"
-    # shellcheck disable=SC2086
-    apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
-        fail "apt-get install$missing failed"
-fi
+# shellcheck disable=SC2086
+"$ROOT/scripts/install-deps.sh" $PKGS || fail "could not install:$PKGS"
 
 GOSRC=/usr/share/gocode
 [ -d "$GOSRC/src/github.com/gorilla/websocket" ] ||
