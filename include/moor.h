@@ -9,10 +9,12 @@
  *  - Every type is opaque; its layout is not part of the contract.
  *
  * What is here: a WebSocket server in a page of C (see
- * examples/echo_server.c), and moor's memory accounting. Threads: a
+ * examples/echo_server.c), a WebSocket client (examples/ws_client.c), and
+ * moor's memory accounting. Threads: a
  * moor_server runs on the thread that calls moor_server_run(); every
  * callback runs on that thread; no function here may be called from
- * another thread except moor_server_stop().
+ * another thread except moor_server_stop(). The same holds for a
+ * moor_client, moor_client_run() and moor_client_stop().
  */
 #ifndef MOOR_H
 #define MOOR_H
@@ -101,6 +103,51 @@ MOOR_API void moor_ws_close(struct moor_ws *ws, int code, const char *reason);
 /* Per-connection user data (NULL until set). */
 MOOR_API void moor_ws_set_user(struct moor_ws *ws, void *user);
 MOOR_API void *moor_ws_user(const struct moor_ws *ws);
+
+/* ---- the client ----------------------------------------------------- */
+
+struct moor_client; /* WebSocket client connections on one event loop */
+
+/* Client settings. Fill with moor_client_options_init(), then change what
+ * you need. */
+struct moor_client_options {
+    uint64_t max_message;        /* bigger incoming message: close 1009 */
+    uint64_t queue_limit;        /* outbound bytes per connection */
+    uint32_t connect_timeout_ms; /* TCP connect + handshake, together */
+    uint32_t ping_interval_ms;   /* ping after this much silence */
+    uint32_t pong_timeout_ms;    /* then close if nothing arrives */
+    uint32_t write_timeout_ms;   /* close a server that takes no bytes */
+    uint32_t close_timeout_ms;   /* wait for the server's close reply */
+};
+
+MOOR_API void moor_client_options_init(struct moor_client_options *o);
+/* Returns a new client (caller frees with moor_client_free()), or NULL
+ * with a one-line reason in err. */
+MOOR_API struct moor_client *
+moor_client_new(const struct moor_client_options *o, char *err, size_t errlen);
+/* Opens a WebSocket to url, "ws://HOST[:PORT][/PATH]" (HOST an IP address
+ * or "localhost"; PORT defaults to 80). Progress is reported through h
+ * (borrowed; must outlive the connection): on_open once the handshake
+ * succeeded, or on_close with code 1006 if the connect or the handshake
+ * failed (moor_ws_error() says why). user becomes moor_ws_user().
+ * Returns 0, or -errno with a one-line reason in err: -EINVAL (bad URL),
+ * -EMFILE, -ENOMEM, ... (then no callback runs). */
+MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
+                                 const struct moor_ws_handlers *h, void *user,
+                                 char *err, size_t errlen);
+/* Runs the client's loop until moor_client_stop() or until no connection
+ * is left. Returns 0 or -errno. */
+MOOR_API int moor_client_run(struct moor_client *cl);
+/* Makes moor_client_run() return (from a callback on the loop thread, or
+ * from any other thread). Open connections stay open. */
+MOOR_API void moor_client_stop(struct moor_client *cl);
+/* Closes every connection still open (on_close runs with 1006) and frees
+ * the client. */
+MOOR_API void moor_client_free(struct moor_client *cl);
+
+/* During on_close: why the connection ended, in a few words ("connection
+ * refused", "handshake: HTTP 404", "pong timeout", "closed by peer"). */
+MOOR_API const char *moor_ws_error(const struct moor_ws *ws);
 
 /* Returns the library version, e.g. "0.1.0". Static storage. */
 MOOR_API const char *moor_version(void);

@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "server.h"
 #include "util.h"
+#include "ws_client.h"
 #include "ws_server.h"
 
 MOOR_API const char *moor_version(void)
@@ -50,10 +51,17 @@ MOOR_API long moor_mem_json(char *out, unsigned long cap)
 
 #define API_MAX_ROUTES 16
 
+/* The application's callbacks and the internal trampolines into them. */
+struct api_handlers {
+    struct moor_ws_handlers user;
+    struct ws_handlers h;
+    const struct moor_ws_handlers *key; /* the caller's pointer (client) */
+    struct api_handlers *next;          /* the client's list */
+};
+
 struct api_route {
     struct moor_server *owner;
-    struct moor_ws_handlers user; /* the application's callbacks */
-    struct ws_handlers h;         /* trampolines into them */
+    struct api_handlers ah;
 };
 
 struct moor_server {
@@ -75,7 +83,7 @@ static struct conn *to_conn(const struct moor_ws *ws)
 
 static void t_open(struct conn *c, void *arg)
 {
-    struct api_route *r = arg;
+    struct api_handlers *r = arg;
 
     if (r->user.on_open)
         r->user.on_open(to_ws(c), r->user.arg);
@@ -84,7 +92,7 @@ static void t_open(struct conn *c, void *arg)
 static void t_message(struct conn *c, const uint8_t *data, size_t len,
                       bool text, void *arg)
 {
-    struct api_route *r = arg;
+    struct api_handlers *r = arg;
 
     if (r->user.on_message)
         r->user.on_message(to_ws(c), data, len, text, r->user.arg);
@@ -92,7 +100,7 @@ static void t_message(struct conn *c, const uint8_t *data, size_t len,
 
 static void t_drain(struct conn *c, void *arg)
 {
-    struct api_route *r = arg;
+    struct api_handlers *r = arg;
 
     if (r->user.on_drain)
         r->user.on_drain(to_ws(c), r->user.arg);
@@ -100,17 +108,30 @@ static void t_drain(struct conn *c, void *arg)
 
 static void t_close(struct conn *c, uint16_t code, void *arg)
 {
-    struct api_route *r = arg;
+    struct api_handlers *r = arg;
 
     if (r->user.on_close)
         r->user.on_close(to_ws(c), code, r->user.arg);
+}
+
+static void handlers_init(struct api_handlers *a,
+                          const struct moor_ws_handlers *h)
+{
+    a->user = *h;
+    a->key = h;
+    a->h.on_open = t_open;
+    a->h.on_message = t_message;
+    a->h.on_drain = t_drain;
+    a->h.on_close = t_close;
+    a->h.arg = a;
+    a->h.pause_on_backpressure = h->pause_reading_on_backpressure != 0;
 }
 
 static void on_upgrade(struct http_exchange *ex, void *arg)
 {
     struct api_route *r = arg;
 
-    ws_server_upgrade(server_ws(r->owner->srv), ex, &r->h);
+    ws_server_upgrade(server_ws(r->owner->srv), ex, &r->ah.h);
 }
 
 static void on_wake(struct loop *l, void *arg)
@@ -222,13 +243,7 @@ MOOR_API int moor_server_ws(struct moor_server *s, const char *path,
         return -ENOSPC;
     r = &s->routes[s->n_routes];
     r->owner = s;
-    r->user = *h;
-    r->h.on_open = t_open;
-    r->h.on_message = t_message;
-    r->h.on_drain = t_drain;
-    r->h.on_close = t_close;
-    r->h.arg = r;
-    r->h.pause_on_backpressure = h->pause_reading_on_backpressure != 0;
+    handlers_init(&r->ah, h);
     if (http_server_route(server_http(s->srv), path, false, HTTP_M(HTTP_GET),
                           on_upgrade, r) < 0)
         return -ENOSPC;
@@ -277,10 +292,195 @@ MOOR_API void moor_ws_close(struct moor_ws *ws, int code, const char *reason)
 
 MOOR_API void moor_ws_set_user(struct moor_ws *ws, void *user)
 {
-    to_conn(ws)->user = user;
+    ws_set_user(to_conn(ws), user);
 }
 
 MOOR_API void *moor_ws_user(const struct moor_ws *ws)
 {
-    return to_conn(ws)->user;
+    return ws_user(to_conn(ws));
+}
+
+MOOR_API const char *moor_ws_error(const struct moor_ws *ws)
+{
+    return ws_close_detail(to_conn(ws));
+}
+
+/* ---- the client -------------------------------------------------------- */
+
+struct moor_client {
+    struct loop *loop;
+    struct conn_set set;
+    struct ws_client *ws;
+    struct loop_hook hook;
+    struct api_handlers *handlers; /* one per distinct handlers pointer */
+    bool running;
+};
+
+MOOR_API void moor_client_options_init(struct moor_client_options *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->max_message = 16u << 20;
+    o->queue_limit = 1u << 20;
+    o->connect_timeout_ms = 10000;
+    o->ping_interval_ms = 30000;
+    o->pong_timeout_ms = 15000;
+    o->write_timeout_ms = 30000;
+    o->close_timeout_ms = 5000;
+}
+
+/* After every iteration: stop once no connection is left. */
+static void client_hook(struct loop_hook *h)
+{
+    struct moor_client *cl = container_of(h, struct moor_client, hook);
+
+    if (cl->running && cl->set.stats.open == 0)
+        loop_stop(cl->loop);
+}
+
+static void client_wake(struct loop *l, void *arg)
+{
+    (void)arg;
+    loop_stop(l);
+}
+
+MOOR_API struct moor_client *
+moor_client_new(const struct moor_client_options *o, char *err, size_t errlen)
+{
+    struct moor_client *cl = mem_calloc(MEM_CONFIG, 1, sizeof(*cl));
+    struct conn_limits lim = {
+        .write_timeout_ms = o->write_timeout_ms,
+        .queue_limit = (uint32_t)MIN(o->queue_limit, (uint64_t)UINT32_MAX),
+    };
+    struct ws_client_opts wo = {
+        .max_message = o->max_message,
+        .connect_timeout_ms = o->connect_timeout_ms,
+        .ping_interval_ms = o->ping_interval_ms,
+        .pong_timeout_ms = o->pong_timeout_ms,
+        .close_timeout_ms = o->close_timeout_ms,
+    };
+
+    if (!cl) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    cl->loop = loop_new(64u << 10);
+    if (!cl->loop) {
+        snprintf(err, errlen, "cannot create the event loop");
+        mem_free(MEM_CONFIG, cl);
+        return NULL;
+    }
+    if (conn_set_init(&cl->set, cl->loop, &lim) < 0) {
+        snprintf(err, errlen, "out of memory");
+        loop_free(cl->loop);
+        mem_free(MEM_CONFIG, cl);
+        return NULL;
+    }
+    cl->ws = ws_client_new(&cl->set, &wo);
+    if (!cl->ws) {
+        snprintf(err, errlen, "out of memory");
+        conn_set_fini(&cl->set);
+        loop_free(cl->loop);
+        mem_free(MEM_CONFIG, cl);
+        return NULL;
+    }
+    cl->hook.fn = client_hook;
+    loop_add_hook(cl->loop, &cl->hook);
+    loop_on_wake(cl->loop, client_wake, cl);
+    return cl;
+}
+
+static struct api_handlers *client_handlers(struct moor_client *cl,
+                                            const struct moor_ws_handlers *h)
+{
+    struct api_handlers *a;
+
+    for (a = cl->handlers; a; a = a->next)
+        if (a->key == h)
+            return a;
+    a = mem_calloc(MEM_CONFIG, 1, sizeof(*a));
+    if (!a)
+        return NULL;
+    handlers_init(a, h);
+    a->next = cl->handlers;
+    cl->handlers = a;
+    return a;
+}
+
+MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
+                                 const struct moor_ws_handlers *h, void *user,
+                                 char *err, size_t errlen)
+{
+    struct ws_url u;
+    struct ws_target t;
+    struct api_handlers *a;
+    const char *why = ws_url_parse(url ? url : "", &u);
+    int e = 0;
+
+    if (why) {
+        snprintf(err, errlen, "bad URL \"%s\": %s", url ? url : "", why);
+        return -EINVAL;
+    }
+    if (u.tls) {
+        snprintf(err, errlen, "bad URL \"%s\": wss:// is not supported yet",
+                 url);
+        return -EINVAL;
+    }
+    a = client_handlers(cl, h);
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    memset(&t, 0, sizeof(t));
+    t.addr = (const struct sockaddr *)&u.addr;
+    t.addrlen = u.addrlen;
+    t.host = u.host;
+    t.path = u.path;
+    if (!ws_client_connect(cl->ws, &t, &a->h, user, &e)) {
+        char buf[64];
+        snprintf(err, errlen, "cannot connect to %s: %s", url,
+                 strerror_r(-e, buf, sizeof(buf)));
+        return e;
+    }
+    return 0;
+}
+
+MOOR_API int moor_client_run(struct moor_client *cl)
+{
+    int rc;
+
+    if (cl->set.stats.open == 0)
+        return 0;
+    cl->running = true;
+    rc = loop_run(cl->loop);
+    cl->running = false;
+    return rc;
+}
+
+MOOR_API void moor_client_stop(struct moor_client *cl)
+{
+    loop_wake(cl->loop);
+}
+
+static void client_close_one(struct conn *c, void *arg)
+{
+    (void)arg;
+    conn_close(c, CLOSE_SHUTDOWN);
+}
+
+MOOR_API void moor_client_free(struct moor_client *cl)
+{
+    if (!cl)
+        return;
+    conn_set_each(&cl->set, client_close_one, NULL);
+    /* One iteration frees the closed conns (end-of-iteration hook). */
+    loop_run_once(cl->loop, 0);
+    ws_client_free(cl->ws);
+    conn_set_fini(&cl->set);
+    loop_free(cl->loop);
+    while (cl->handlers) {
+        struct api_handlers *a = cl->handlers;
+        cl->handlers = a->next;
+        mem_free(MEM_CONFIG, a);
+    }
+    mem_free(MEM_CONFIG, cl);
 }

@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/tcp.h>
 
 #include "conn.h"
 #include "log.h"
@@ -49,6 +50,9 @@ static const char *const reason_names[CLOSE_REASON_COUNT] = {
     [CLOSE_PROTOCOL_ERROR] = "protocol_error",
     [CLOSE_TOO_BIG] = "message_too_big",
     [CLOSE_CLOSE_TIMEOUT] = "close_timeout",
+    [CLOSE_CONNECT_FAILED] = "connect_failed",
+    [CLOSE_CONNECT_TIMEOUT] = "connect_timeout",
+    [CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
 };
 
 const char *close_reason_name(enum close_reason r)
@@ -63,6 +67,7 @@ static const char *const state_names[CSTATE_COUNT] = {
     [CSTATE_ACTIVE] = "active",
     [CSTATE_LINGER] = "lingering",
     [CSTATE_WEBSOCKET] = "websocket",
+    [CSTATE_CONNECTING] = "connecting",
 };
 
 const char *conn_state_name(enum conn_state s)
@@ -74,6 +79,7 @@ static void conn_on_io(struct watcher *w, uint32_t events);
 static void conn_on_timer(struct timer *t);
 static void set_on_hook(struct loop_hook *h);
 static void set_on_mem_timer(struct timer *t);
+static void set_events(struct conn *c);
 
 #define MEM_POLL_MS 100 /* budget check period while readers are paused */
 
@@ -237,9 +243,12 @@ void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
 
 /* ---- creation ----------------------------------------------------------- */
 
-struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
-                      const struct conn_proto *proto, size_t ext_size,
-                      uint32_t ms, enum close_reason reason)
+/* Allocates and registers a conn for fd, watching `events`. On failure
+ * closes fd and returns NULL with the reason counted. */
+static struct conn *conn_setup(struct conn_set *s, int fd,
+                               const struct sockaddr *peer,
+                               const struct conn_proto *proto, size_t ext_size,
+                               uint32_t events, enum conn_state st)
 {
     struct conn *c;
 
@@ -261,7 +270,7 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
     c->id = s->next_id++;
     c->created = loop_now(s->loop);
     c->last_active = c->created;
-    c->state = CSTATE_HEADER;
+    c->state = (uint8_t)st;
     if (peer && peer->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
         memcpy(c->peer.ip, &in6->sin6_addr, 16);
@@ -273,7 +282,7 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
         c->peer.port = ntohs(in->sin_port);
         c->peer.family = AF_INET;
     }
-    if (loop_watch(s->loop, fd, &c->w, EPOLLIN) < 0) {
+    if (loop_watch(s->loop, fd, &c->w, events) < 0) {
         c->set = s;
         conn_free(c);
         s->stats.closed[CLOSE_ERROR]++;
@@ -281,11 +290,84 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
         return NULL;
     }
     s->by_fd[fd] = c;
-    s->stats.accepted++;
     s->stats.open++;
-    s->stats.by_state[CSTATE_HEADER]++;
+    s->stats.by_state[st]++;
+    return c;
+}
+
+struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
+                      const struct conn_proto *proto, size_t ext_size,
+                      uint32_t ms, enum close_reason reason)
+{
+    struct conn *c =
+        conn_setup(s, fd, peer, proto, ext_size, EPOLLIN, CSTATE_HEADER);
+
+    if (!c)
+        return NULL;
+    s->stats.accepted++;
     conn_set_read_deadline(c, ms, reason);
     return c;
+}
+
+struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
+                          socklen_t addrlen, const struct sockaddr *source,
+                          socklen_t sourcelen, const struct conn_proto *proto,
+                          size_t ext_size, uint32_t ms, int *err)
+{
+    int fd =
+        socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct conn *c;
+
+    if (fd < 0) {
+        *err = -errno;
+        return NULL;
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (source) {
+        /* The port is chosen at connect(), per destination, so one source
+         * address is not limited to one 64k range across servers. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, source, sourcelen) < 0) {
+            *err = -errno;
+            close(fd);
+            return NULL;
+        }
+    }
+    if (connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS) {
+        *err = -errno;
+        close(fd);
+        return NULL;
+    }
+    c = conn_setup(s, fd, addr, proto, ext_size, EPOLLOUT, CSTATE_CONNECTING);
+    if (!c) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    s->stats.connects++;
+    c->flags |= CONN_CONNECTING;
+    conn_set_read_deadline(c, ms, CLOSE_CONNECT_TIMEOUT);
+    return c;
+}
+
+/* The connect finished (EPOLLOUT, or an error): tell the protocol. */
+static void connect_done(struct conn *c)
+{
+    int e = 0;
+    socklen_t len = sizeof(e);
+
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        e = errno;
+    if (e) {
+        c->proto->on_connect(c, -e);
+        conn_close(c, CLOSE_CONNECT_FAILED);
+        return;
+    }
+    c->flags &= ~CONN_CONNECTING;
+    set_events(c);
+    c->proto->on_connect(c, 0);
+    if (!conn_is_closing(c) && c->qtail)
+        pending_add(c);
 }
 
 void conn_set_proto(struct conn *c, const struct conn_proto *proto)
@@ -456,6 +538,10 @@ static void set_events(struct conn *c)
 {
     uint32_t ev = 0;
 
+    if (c->flags & CONN_CONNECTING) {
+        loop_modify(conn_loop(c), c->fd, &c->w, EPOLLOUT);
+        return;
+    }
     if (!c->pause && !(c->flags & CONN_EOF))
         ev |= EPOLLIN;
     /* Paused for memory, a peer that leaves must still be noticed, or its
@@ -680,6 +766,10 @@ static void conn_on_io(struct watcher *w, uint32_t events)
 
     if (conn_is_closing(c))
         return;
+    if (c->flags & CONN_CONNECTING) {
+        connect_done(c);
+        return;
+    }
     if (events & EPOLLOUT) {
         do_flush(c);
         if (conn_is_closing(c))
@@ -776,7 +866,8 @@ static void set_on_hook(struct loop_hook *h)
                 continue;
             }
         }
-        if (c->qtail || (c->flags & CONN_LINGER))
+        if ((c->qtail || (c->flags & CONN_LINGER)) &&
+            !(c->flags & CONN_CONNECTING))
             do_flush(c);
     }
 }

@@ -47,23 +47,26 @@
 /* Keep close_reason_name() in conn.c in step. */
 enum close_reason {
     CLOSE_NONE = 0,
-    CLOSE_PEER,           /* peer_closed: EOF or reset from the peer */
-    CLOSE_ERROR,          /* error: socket error on read or write */
-    CLOSE_HEADER_TIMEOUT, /* header_timeout */
-    CLOSE_BODY_TIMEOUT,   /* body_timeout */
-    CLOSE_IDLE_TIMEOUT,   /* idle_timeout */
-    CLOSE_WRITE_TIMEOUT,  /* write_timeout: peer took no bytes */
-    CLOSE_LINGER_TIMEOUT, /* linger_timeout: peer kept sending after
-                             an error response */
-    CLOSE_BAD_REQUEST,    /* bad_request: answered with a 4xx/5xx */
-    CLOSE_DONE,           /* done: response complete, no keep-alive */
-    CLOSE_SHUTDOWN,       /* shutdown: server stopping */
-    CLOSE_SLOW_CONSUMER,  /* slow_consumer: outbound queue over limit */
-    CLOSE_NO_MEMORY,      /* out_of_memory: an allocation failed */
-    CLOSE_PONG_TIMEOUT,   /* pong_timeout: no frame after our ping */
-    CLOSE_PROTOCOL_ERROR, /* protocol_error: WebSocket 1002/1007 */
-    CLOSE_TOO_BIG,        /* message_too_big: WebSocket 1009 */
-    CLOSE_CLOSE_TIMEOUT,  /* close_timeout: no reply to our close */
+    CLOSE_PEER,             /* peer_closed: EOF or reset from the peer */
+    CLOSE_ERROR,            /* error: socket error on read or write */
+    CLOSE_HEADER_TIMEOUT,   /* header_timeout */
+    CLOSE_BODY_TIMEOUT,     /* body_timeout */
+    CLOSE_IDLE_TIMEOUT,     /* idle_timeout */
+    CLOSE_WRITE_TIMEOUT,    /* write_timeout: peer took no bytes */
+    CLOSE_LINGER_TIMEOUT,   /* linger_timeout: peer kept sending after
+                               an error response */
+    CLOSE_BAD_REQUEST,      /* bad_request: answered with a 4xx/5xx */
+    CLOSE_DONE,             /* done: response complete, no keep-alive */
+    CLOSE_SHUTDOWN,         /* shutdown: server stopping */
+    CLOSE_SLOW_CONSUMER,    /* slow_consumer: outbound queue over limit */
+    CLOSE_NO_MEMORY,        /* out_of_memory: an allocation failed */
+    CLOSE_PONG_TIMEOUT,     /* pong_timeout: no frame after our ping */
+    CLOSE_PROTOCOL_ERROR,   /* protocol_error: WebSocket 1002/1007 */
+    CLOSE_TOO_BIG,          /* message_too_big: WebSocket 1009 */
+    CLOSE_CLOSE_TIMEOUT,    /* close_timeout: no reply to our close */
+    CLOSE_CONNECT_FAILED,   /* connect_failed: our outgoing connect failed */
+    CLOSE_CONNECT_TIMEOUT,  /* connect_timeout: no connect/handshake in time */
+    CLOSE_HANDSHAKE_FAILED, /* handshake_failed: the server's answer was bad */
     CLOSE_REASON_COUNT
 };
 const char *close_reason_name(enum close_reason r);
@@ -85,6 +88,7 @@ enum conn_state {
     CSTATE_ACTIVE,     /* active (handling / writing a response) */
     CSTATE_LINGER,     /* lingering (draining after an error) */
     CSTATE_WEBSOCKET,  /* websocket (open) */
+    CSTATE_CONNECTING, /* connecting (outgoing, before it is open) */
     CSTATE_COUNT
 };
 const char *conn_state_name(enum conn_state s);
@@ -105,6 +109,11 @@ struct conn_proto {
      * (and set a new read deadline), false to close with the reason given
      * when the deadline was set (optional; NULL = close). */
     bool (*on_timeout)(struct conn *c);
+    /* An outgoing conn (conn_connect) finished connecting: err is 0, or
+     * -errno if it failed (the conn is then closed with connect_failed
+     * right after this call). Required for protocols used with
+     * conn_connect. */
+    void (*on_connect)(struct conn *c, int err);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
 };
@@ -117,6 +126,7 @@ struct qent {
 
 struct conn_stats {
     uint64_t accepted;
+    uint64_t connects; /* outgoing connects started */
     uint64_t closed[CLOSE_REASON_COUNT];
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -169,8 +179,7 @@ struct conn {
     uint8_t pause;         /* enum pause_cause bits */
     uint8_t after_flush;   /* close reason to apply once drained */
     struct conn_addr peer; /* for logs and /debug/conns */
-    void *user;
-    uint64_t ext[]; /* protocol state, ext_size bytes */
+    uint64_t ext[];        /* protocol state, ext_size bytes */
 };
 
 enum conn_flag {
@@ -180,10 +189,10 @@ enum conn_flag {
     CONN_INPUT_PENDING = 1u << 3, /* carry to process after resume */
     CONN_LINGER = 1u << 4,        /* draining input before close */
     CONN_EOF = 1u << 5,           /* peer sent FIN */
-    CONN_SHUT_WR = 1u << 6,
-    CONN_SWITCHED = 1u << 7,
-    CONN_POOLED = 1u << 8,                /* allocated from the set's pool */
-    /* protocol changed during on_data */ /* our write side is shut down */
+    CONN_SHUT_WR = 1u << 6,       /* our write side is shut down */
+    CONN_SWITCHED = 1u << 7,      /* protocol changed during on_data */
+    CONN_POOLED = 1u << 8,        /* allocated from the set's pool */
+    CONN_CONNECTING = 1u << 9,    /* outgoing connect in progress */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -220,6 +229,19 @@ void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
 struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
                       const struct conn_proto *proto, size_t ext_size,
                       uint32_t ms, enum close_reason reason);
+
+/* Opens an outgoing TCP connection to addr (from source, if non-NULL,
+ * bound with IP_BIND_ADDRESS_NO_PORT so the kernel picks the port per
+ * destination): allocates a conn like conn_new() in state connecting,
+ * and arms a deadline of ms with reason connect_timeout (the protocol
+ * moves it on). proto->on_connect() reports the outcome; output queued
+ * meanwhile goes out once connected. Returns the conn, or NULL with
+ * *err = -errno when nothing was started (socket, bind or connect failed
+ * at once). */
+struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
+                          socklen_t addrlen, const struct sockaddr *source,
+                          socklen_t sourcelen, const struct conn_proto *proto,
+                          size_t ext_size, uint32_t ms, int *err);
 
 static inline void *conn_ext(struct conn *c)
 {

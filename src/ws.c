@@ -36,7 +36,11 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <openssl/evp.h>
 
@@ -391,6 +395,225 @@ bool ws_pick_protocol(struct http_str offered, const char *supported, char *out,
         return true;
     }
     return false;
+}
+
+/* ---- the client's side of the handshake --------------------------------- */
+
+ssize_t ws_format_request(char *out, size_t cap, const char *host,
+                          const char *path, const char *key, const char *origin,
+                          const char *protocols)
+{
+    int n = snprintf(out, cap,
+                     "GET %s HTTP/1.1\r\n"
+                     "Host: %s\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n"
+                     "%s%s%s"
+                     "%s%s%s"
+                     "\r\n",
+                     path && *path ? path : "/", host, key,
+                     origin ? "Origin: " : "", origin ? origin : "",
+                     origin ? "\r\n" : "",
+                     protocols ? "Sec-WebSocket-Protocol: " : "",
+                     protocols ? protocols : "", protocols ? "\r\n" : "");
+
+    if (n < 0 || (size_t)n >= cap)
+        return -ENOBUFS;
+    return n;
+}
+
+/* Finds "\r\n\r\n" (the end of a response head) in p[0..n). */
+static size_t head_end(const char *p, size_t n)
+{
+    for (size_t i = 3; i < n; i++) {
+        if (p[i] == '\n' && p[i - 1] == '\r' && p[i - 2] == '\n' &&
+            p[i - 3] == '\r')
+            return i + 1;
+    }
+    return 0;
+}
+
+static ssize_t resp_fail(struct ws_response *r, const char *why)
+{
+    r->why = why;
+    return -1;
+}
+
+ssize_t ws_check_response(const uint8_t *in, size_t len, const char *accept,
+                          const char *protocols, struct ws_response *r)
+{
+    const char *p = (const char *)in;
+    size_t end = head_end(p, len < WS_MAX_RESPONSE ? len : WS_MAX_RESPONSE);
+    size_t pos, line_end;
+    bool upgrade = false, connection = false, accept_ok = false;
+
+    memset(r, 0, sizeof(*r));
+    if (!end)
+        return len >= WS_MAX_RESPONSE
+                   ? resp_fail(r, "response header too large")
+                   : 0;
+    /* Status line: HTTP/1.1 SP 3DIGIT SP reason */
+    if (end < 12 || memcmp(p, "HTTP/1.1 ", 9) != 0 || p[9] < '0' ||
+        p[9] > '9' || p[10] < '0' || p[10] > '9' || p[11] < '0' ||
+        p[11] > '9' || (p[12] != ' ' && p[12] != '\r'))
+        return resp_fail(r, "not an HTTP/1.1 response");
+    r->status =
+        (uint16_t)((p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0'));
+    if (r->status != 101)
+        return resp_fail(r, "status is not 101");
+    pos = 0;
+    while (p[pos] != '\n')
+        pos++;
+    pos++;
+    for (; pos + 2 <= end && !(p[pos] == '\r' && p[pos + 1] == '\n');
+         pos = line_end + 1) {
+        const char *name = p + pos, *val;
+        size_t name_len = 0, val_len;
+
+        line_end = pos;
+        while (p[line_end] != '\n')
+            line_end++;
+        if (line_end == pos || p[line_end - 1] != '\r')
+            return resp_fail(r, "malformed header line");
+        while (pos + name_len < line_end && p[pos + name_len] != ':')
+            name_len++;
+        if (pos + name_len >= line_end || name_len == 0)
+            return resp_fail(r, "malformed header line");
+        val = name + name_len + 1;
+        val_len = (size_t)(p + line_end - 1 - val);
+        while (val_len && is_ows(*val)) {
+            val++;
+            val_len--;
+        }
+        while (val_len && is_ows(val[val_len - 1]))
+            val_len--;
+        if (ci_equal(name, name_len, "upgrade", 7)) {
+            upgrade = upgrade || list_has(val, val_len, "websocket", 9, true);
+        } else if (ci_equal(name, name_len, "connection", 10)) {
+            connection =
+                connection || list_has(val, val_len, "upgrade", 7, true);
+        } else if (ci_equal(name, name_len, "sec-websocket-accept", 20)) {
+            if (accept_ok || val_len != WS_ACCEPT_LEN ||
+                memcmp(val, accept, WS_ACCEPT_LEN) != 0)
+                return resp_fail(r, "wrong Sec-WebSocket-Accept");
+            accept_ok = true;
+        } else if (ci_equal(name, name_len, "sec-websocket-extensions", 24)) {
+            /* We offer none, so the server may accept none (4.1). */
+            if (val_len)
+                return resp_fail(r, "extension not offered");
+        } else if (ci_equal(name, name_len, "sec-websocket-protocol", 22)) {
+            if (r->protocol.len || !protocols ||
+                !list_has(protocols, strlen(protocols), val, val_len, false))
+                return resp_fail(r, "subprotocol not offered");
+            r->protocol.p = val;
+            r->protocol.len = val_len;
+        }
+    }
+    if (!upgrade)
+        return resp_fail(r, "no Upgrade: websocket");
+    if (!connection)
+        return resp_fail(r, "no Connection: upgrade");
+    if (!accept_ok)
+        return resp_fail(r, "no Sec-WebSocket-Accept");
+    return (ssize_t)end;
+}
+
+/* ---- URLs --------------------------------------------------------------- */
+
+const char *ws_url_parse(const char *url, struct ws_url *u)
+{
+    const char *p = url, *host, *host_end, *port_s = NULL, *auth_end;
+    size_t hl;
+    unsigned long port;
+    char ip[64];
+
+    memset(u, 0, sizeof(*u));
+    if (!strncmp(p, "ws://", 5)) {
+        p += 5;
+    } else if (!strncmp(p, "wss://", 6)) {
+        p += 6;
+        u->tls = true;
+    } else {
+        return "URL must start with ws:// or wss://";
+    }
+    auth_end = p + strcspn(p, "/?#");
+    if (auth_end == p)
+        return "URL has no host";
+    if (memchr(p, '@', (size_t)(auth_end - p)))
+        return "URL user info is not supported";
+    host = p;
+    if (*p == '[') {
+        host_end = memchr(p, ']', (size_t)(auth_end - p));
+        if (!host_end)
+            return "URL has an unclosed [ in its host";
+        host++;
+        if (host_end + 1 < auth_end) {
+            if (host_end[1] != ':')
+                return "URL has junk after ]";
+            port_s = host_end + 2;
+        }
+    } else {
+        host_end = memchr(p, ':', (size_t)(auth_end - p));
+        if (host_end)
+            port_s = host_end + 1;
+        else
+            host_end = auth_end;
+    }
+    port = u->tls ? 443 : 80;
+    if (port_s) {
+        char *end;
+        if (port_s == auth_end || *port_s < '0' || *port_s > '9')
+            return "URL port is not a number";
+        port = strtoul(port_s, &end, 10);
+        if (end != auth_end || port == 0 || port > 65535)
+            return "URL port must be 1-65535";
+    }
+    hl = (size_t)(host_end - host);
+    if (hl == 0 || hl >= sizeof(ip))
+        return "URL host is empty or too long";
+    memcpy(ip, host, hl);
+    ip[hl] = '\0';
+    if ((size_t)(auth_end - p) >= sizeof(u->host))
+        return "URL host is too long";
+    memcpy(u->host, p, (size_t)(auth_end - p));
+    if (!*auth_end) {
+        strcpy(u->path, "/");
+    } else {
+        if (strlen(auth_end) >= sizeof(u->path))
+            return "URL path is too long";
+        if (*auth_end == '#')
+            strcpy(u->path, "/");
+        else if (*auth_end == '?')
+            snprintf(u->path, sizeof(u->path), "/%.*s",
+                     (int)strcspn(auth_end, "#"), auth_end);
+        else
+            snprintf(u->path, sizeof(u->path), "%.*s",
+                     (int)strcspn(auth_end, "#"), auth_end);
+        for (const char *q = u->path; *q; q++)
+            if ((unsigned char)*q <= ' ' || *q == 0x7f)
+                return "URL path has a space or control character";
+    }
+    if (!strcasecmp(ip, "localhost"))
+        strcpy(ip, "127.0.0.1");
+    {
+        struct sockaddr_in *in = (struct sockaddr_in *)&u->addr;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&u->addr;
+        if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+            in->sin_family = AF_INET;
+            in->sin_port = htons((uint16_t)port);
+            u->addrlen = sizeof(*in);
+        } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+            in6->sin6_family = AF_INET6;
+            in6->sin6_port = htons((uint16_t)port);
+            u->addrlen = sizeof(*in6);
+        } else {
+            return "URL host must be an IP address or localhost (no DNS "
+                   "lookups)";
+        }
+    }
+    return NULL;
 }
 
 /* ---- frames ------------------------------------------------------------ */

@@ -35,6 +35,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 #include "http1.h"
 
 enum ws_opcode {
@@ -129,6 +130,54 @@ ssize_t ws_format_upgrade(char *out, size_t cap, const char *accept,
  * Sec-WebSocket-Protocol is sent). */
 bool ws_pick_protocol(struct http_str offered, const char *supported, char *out,
                       size_t cap);
+
+/* ---- the client's side of the handshake --------------------------------- */
+
+#define WS_MAX_RESPONSE 8192 /* a longer 101 response head is refused */
+
+/* Formats the opening handshake request (RFC 6455 4.1) into out[0..cap):
+ * GET path with Host, Upgrade, Connection, Sec-WebSocket-Key key (base64
+ * of 16 random bytes), version 13, and Origin / Sec-WebSocket-Protocol
+ * when non-NULL. Returns its length or -ENOBUFS. */
+ssize_t ws_format_request(char *out, size_t cap, const char *host,
+                          const char *path, const char *key, const char *origin,
+                          const char *protocols);
+
+struct ws_response {
+    uint16_t status;          /* the status code, once the line parsed */
+    struct http_str protocol; /* chosen subprotocol, or empty */
+    const char *why;          /* on failure: what was wrong (static) */
+};
+
+/*
+ * Checks the server's answer to the opening handshake in in[0..len):
+ * HTTP/1.1 101, Upgrade containing "websocket", Connection containing
+ * "upgrade" (any case, token lists), exactly the Sec-WebSocket-Accept
+ * `accept` (WS_ACCEPT_LEN characters, from ws_accept_key() of our key),
+ * no extension (we offer none), and a subprotocol only if it is one of
+ * the comma-separated `protocols` we offered (NULL: none).
+ * Return value: >0 the length of the response head (the bytes after it
+ * are frames); 0 the head is not complete yet (call again with more);
+ * <0 the handshake failed: r->why says why, r->status holds the status if
+ * the status line was read. A head longer than WS_MAX_RESPONSE fails.
+ */
+ssize_t ws_check_response(const uint8_t *in, size_t len, const char *accept,
+                          const char *protocols, struct ws_response *r);
+
+/* A ws:// URL, parsed. */
+struct ws_url {
+    char host[256];  /* Host header value: host[:port] as written */
+    char path[1024]; /* request target, "/" if none */
+    struct sockaddr_storage addr; /* the address to connect to */
+    socklen_t addrlen;
+    bool tls; /* wss:// */
+};
+
+/* Parses "ws://HOST[:PORT][/PATH]" or "wss://..." where HOST is an IPv4
+ * address, [IPv6] or "localhost" (127.0.0.1); PORT defaults to 80 (443
+ * for wss). No name lookups: no blocking. Returns NULL, or a static
+ * message saying what is wrong. */
+const char *ws_url_parse(const char *url, struct ws_url *u);
 
 /* ---- frames ------------------------------------------------------------ */
 

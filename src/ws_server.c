@@ -24,6 +24,8 @@
 #include "msg.h"
 #include "util.h"
 
+#include <openssl/rand.h>
+
 enum ws_phase {
     WSP_OPEN = 0, /* messages flow; the ping deadline is armed */
     WSP_PINGED,   /* a ping is out; the pong deadline is armed */
@@ -38,23 +40,12 @@ struct ws_abuf {
     uint8_t data[];
 };
 
-/* Per-connection state in the conn's ext area. */
-struct ws_conn {
-    struct ws_server *srv;
-    const struct ws_handlers *h;
-    struct ws_abuf *abuf; /* message being assembled, or NULL */
-    struct ws_parser parser;
-    uint8_t phase;
-    bool text;          /* type of the message being assembled */
-    bool opened;        /* on_open ran: on_close is owed */
-    bool got_close;     /* the peer's close frame arrived */
-    uint16_t peer_code; /* the peer's close code (1006 if none) */
-};
-
 struct ws_server {
     struct conn_set *set;
     struct ws_server_opts o;
-    uint64_t rng; /* xorshift state for the drain spread */
+    uint64_t rng;       /* xorshift state for the drain spread */
+    uint32_t key_pos;   /* next unused byte of keys */
+    uint8_t keys[1024]; /* random mask keys, refilled by RAND_bytes */
 };
 
 static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len);
@@ -95,6 +86,7 @@ struct ws_server *ws_server_new(struct conn_set *set,
               (uint64_t)(uintptr_t)ws;
     if (!ws->rng)
         ws->rng = 0x9e3779b97f4a7c15ull;
+    ws->key_pos = sizeof(ws->keys); /* filled on first use */
     return ws;
 }
 
@@ -114,6 +106,31 @@ static uint64_t next_random(struct ws_server *ws)
     return x;
 }
 
+/* A fresh mask key from the CSPRNG for every client frame (RFC 6455
+ * 5.3), taken from a block refilled 256 keys at a time so a frame costs
+ * no RAND_bytes call of its own. Returns false if OpenSSL fails. */
+bool ws_server_mask_key(struct ws_server *ws, uint8_t key[4])
+{
+    if (ws->key_pos + 4 > sizeof(ws->keys)) {
+        if (RAND_bytes(ws->keys, (int)sizeof(ws->keys)) != 1)
+            return false;
+        ws->key_pos = 0;
+    }
+    memcpy(key, ws->keys + ws->key_pos, 4);
+    ws->key_pos += 4;
+    return true;
+}
+
+void *ws_user(const struct conn *c)
+{
+    return ((const struct ws_conn *)c->ext)->user;
+}
+
+void ws_set_user(struct conn *c, void *user)
+{
+    ((struct ws_conn *)conn_ext(c))->user = user;
+}
+
 /* ---- sending ----------------------------------------------------------- */
 
 /* Queues one frame (header + copy of payload). Control frames (at most
@@ -123,17 +140,25 @@ static uint64_t next_random(struct ws_server *ws)
 static int send_frame_flags(struct conn *c, uint8_t opcode, const void *p,
                             size_t len, bool overcap)
 {
+    struct ws_conn *w = conn_ext(c);
     uint8_t hdr[WS_MAX_HEADER];
-    size_t hl = ws_encode_header(hdr, opcode, true, len, NULL);
+    uint8_t key[4];
+    size_t hl;
     struct msg *m;
     int rc;
 
+    if (w->client && !ws_server_mask_key(w->srv, key))
+        return -ENOMEM;
+    hl = ws_encode_header(hdr, opcode, true, len, w->client ? key : NULL);
     m = msg_new(NULL, hl + len);
     if (!m)
         return -ENOMEM;
     memcpy(m->data, hdr, hl);
-    if (len)
+    if (len) {
         memcpy(m->data + hl, p, len);
+        if (w->client)
+            ws_mask(m->data + hl, len, key, 0);
+    }
     rc = conn_send_flags(c, m,
                          overcap || (opcode & 0x8) ? CONN_SEND_OVERCAP : 0);
     msg_unref(m);
@@ -231,7 +256,6 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
     char accept[WS_ACCEPT_LEN + 1];
     char head[512];
     struct conn *c = ex->c;
-    struct ws_conn *w;
     ssize_t n;
     int status;
 
@@ -274,13 +298,23 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
     }
     ex->responded = true;
     ex->upgraded = true;
+    ws_conn_open(ws, c, h, false);
+    return 0;
+}
 
-    w = conn_ext(c);
+void ws_conn_open(struct ws_server *ws, struct conn *c,
+                  const struct ws_handlers *h, bool client)
+{
+    struct ws_conn *w = conn_ext(c);
+    void *user = client ? w->user : NULL;
+
     memset(w, 0, sizeof(*w));
     w->srv = ws;
     w->h = h;
+    w->user = user;
+    w->client = client;
     w->peer_code = WS_CLOSE_ABNORMAL;
-    ws_parser_init(&w->parser, true, ws->o.max_message);
+    ws_parser_init(&w->parser, !client, ws->o.max_message);
     conn_set_proto(c, &ws_proto);
     conn_set_state(c, CSTATE_WEBSOCKET);
     conn_set_read_deadline(c, ws->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
@@ -288,7 +322,6 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
     w->opened = true;
     if (h->on_open)
         h->on_open(c, h->arg);
-    return 0;
 }
 
 /* ---- receiving --------------------------------------------------------- */

@@ -26,6 +26,22 @@
 #include "ws.h"
 
 struct ws_server;
+struct ws_handlers;
+
+/* Per-connection state in the conn's ext area (server and client). */
+struct ws_conn {
+    struct ws_server *srv;
+    const struct ws_handlers *h;
+    struct ws_abuf *abuf; /* message being assembled, or NULL */
+    void *user;           /* the application's per-connection data */
+    struct ws_parser parser;
+    uint8_t phase;
+    bool client;        /* we are the client: mask what we send */
+    bool text;          /* type of the message being assembled */
+    bool opened;        /* on_open ran: on_close is owed */
+    bool got_close;     /* the peer's close frame arrived */
+    uint16_t peer_code; /* the peer's close code (1006 if none) */
+};
 
 struct ws_server_opts {
     uint64_t max_message;
@@ -83,6 +99,15 @@ size_t ws_conn_ext_size(void);
 int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
                       const struct ws_handlers *h);
 
+/* Makes c an open WebSocket conn (after the handshake, either side):
+ * switches its protocol, arms the ping deadline, runs h->on_open. A
+ * client conn keeps the user pointer already in its ws_conn. */
+void ws_conn_open(struct ws_server *ws, struct conn *c,
+                  const struct ws_handlers *h, bool client);
+/* Writes a fresh random mask key (CSPRNG). Returns false if OpenSSL
+ * failed. */
+bool ws_server_mask_key(struct ws_server *ws, uint8_t key[4]);
+
 /* Sends one message (text or binary). Copies data once into a frame.
  * Returns a ws_send_result. */
 enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
@@ -94,7 +119,10 @@ static inline uint32_t ws_buffered_amount(const struct conn *c)
 {
     return conn_queued_bytes(c);
 }
-/* True if c is a WebSocket conn of this server family. */
+/* Per-connection user data (NULL until set). */
+void *ws_user(const struct conn *c);
+void ws_set_user(struct conn *c, void *user);
+/* True if c is an open WebSocket conn (server or client side). */
 bool ws_is_websocket(const struct conn *c);
 
 /* Graceful drain: every open WebSocket gets close 1001 at a random moment

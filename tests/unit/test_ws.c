@@ -22,6 +22,8 @@
 #include <stdlib.h>
 
 #include <openssl/crypto.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "http1.h"
 #include "mem.h"
@@ -1907,6 +1909,165 @@ static void test_encode_close_payload(void **state)
     no_leak();
 }
 
+/* ---- the client's handshake ------------------------------------------ */
+
+/* The RFC 6455 1.3 example key and its accept value. */
+#define RFC_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+static ssize_t check_resp(const char *resp, const char *protocols,
+                          struct ws_response *r)
+{
+    return ws_check_response((const uint8_t *)resp, strlen(resp), RFC_ACCEPT,
+                             protocols, r);
+}
+
+static void test_format_request(void **state)
+{
+    char out[512];
+    ssize_t n;
+
+    (void)state;
+    n = ws_format_request(out, sizeof(out), "127.0.0.1:8080", "/echo?x=1",
+                          RFC_KEY, NULL, NULL);
+    assert_true(n > 0);
+    assert_string_equal(out, "GET /echo?x=1 HTTP/1.1\r\n"
+                             "Host: 127.0.0.1:8080\r\n"
+                             "Upgrade: websocket\r\n"
+                             "Connection: Upgrade\r\n"
+                             "Sec-WebSocket-Key: " RFC_KEY "\r\n"
+                             "Sec-WebSocket-Version: 13\r\n\r\n");
+    n = ws_format_request(out, sizeof(out), "h", "/", RFC_KEY,
+                          "https://a.example", "chat, superchat");
+    assert_true(n > 0);
+    assert_non_null(strstr(out, "\r\nOrigin: https://a.example\r\n"));
+    assert_non_null(
+        strstr(out, "\r\nSec-WebSocket-Protocol: chat, superchat\r\n"));
+    assert_int_equal(ws_format_request(out, 40, "h", "/", RFC_KEY, NULL, NULL),
+                     -ENOBUFS);
+}
+
+static void test_check_response(void **state)
+{
+    struct ws_response r;
+    const char *ok = "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n";
+    char buf[512];
+
+    (void)state;
+    /* The accept value of the RFC's example key. */
+    assert_true(ws_accept_key(RFC_KEY, strlen(RFC_KEY), buf));
+    assert_string_equal(buf, RFC_ACCEPT);
+
+    assert_int_equal(check_resp(ok, NULL, &r), (ssize_t)strlen(ok));
+    assert_int_equal(r.status, 101);
+    /* Incomplete at every cut: needs more, never a verdict. */
+    for (size_t i = 0; i < strlen(ok); i++)
+        assert_int_equal(
+            ws_check_response((const uint8_t *)ok, i, RFC_ACCEPT, NULL, &r), 0);
+    /* Frames right behind the head are not part of it. */
+    snprintf(buf, sizeof(buf), "%s\x81\x02hi", ok);
+    assert_int_equal(check_resp(buf, NULL, &r), (ssize_t)strlen(ok));
+    /* Token lists and any case. */
+    assert_true(check_resp("HTTP/1.1 101 OK\r\nupgrade: foo, WebSocket\r\n"
+                           "CONNECTION: keep-alive, upgrade\r\n"
+                           "sec-websocket-accept: " RFC_ACCEPT "\r\n\r\n",
+                           NULL, &r) > 0);
+
+    assert_true(
+        check_resp("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", NULL,
+                   &r) < 0);
+    assert_int_equal(r.status, 404);
+    assert_true(check_resp("HTTP/1.1 200 OK\r\n\r\n", NULL, &r) < 0);
+    assert_int_equal(r.status, 200);
+    assert_true(check_resp("HTTP/1.0 101 x\r\n\r\n", NULL, &r) < 0);
+    assert_string_equal(r.why, "not an HTTP/1.1 response");
+    assert_true(check_resp("HTTP/1.1 101 x\r\nConnection: upgrade\r\n"
+                           "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
+                           NULL, &r) < 0);
+    assert_string_equal(r.why, "no Upgrade: websocket");
+    assert_true(check_resp("HTTP/1.1 101 x\r\nUpgrade: websocket\r\n"
+                           "Sec-WebSocket-Accept: " RFC_ACCEPT "\r\n\r\n",
+                           NULL, &r) < 0);
+    assert_string_equal(r.why, "no Connection: upgrade");
+    assert_true(check_resp("HTTP/1.1 101 x\r\nUpgrade: websocket\r\n"
+                           "Connection: upgrade\r\n\r\n",
+                           NULL, &r) < 0);
+    assert_string_equal(r.why, "no Sec-WebSocket-Accept");
+    assert_true(
+        check_resp("HTTP/1.1 101 x\r\nUpgrade: websocket\r\n"
+                   "Connection: upgrade\r\n"
+                   "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOO=\r\n\r\n",
+                   NULL, &r) < 0);
+    assert_string_equal(r.why, "wrong Sec-WebSocket-Accept");
+    /* We offer no extension, and only the subprotocols we named. */
+    snprintf(buf, sizeof(buf),
+             "%.*sSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+             (int)strlen(ok) - 2, ok);
+    assert_true(check_resp(buf, NULL, &r) < 0);
+    assert_string_equal(r.why, "extension not offered");
+    snprintf(buf, sizeof(buf), "%.*sSec-WebSocket-Protocol: chat\r\n\r\n",
+             (int)strlen(ok) - 2, ok);
+    assert_true(check_resp(buf, NULL, &r) < 0);
+    assert_string_equal(r.why, "subprotocol not offered");
+    assert_true(check_resp(buf, "superchat, chat", &r) > 0);
+    assert_int_equal(r.protocol.len, 4);
+    assert_memory_equal(r.protocol.p, "chat", 4);
+    assert_true(check_resp(buf, "superchat", &r) < 0);
+    /* A head that never ends is refused at WS_MAX_RESPONSE. */
+    {
+        static char big[WS_MAX_RESPONSE + 10];
+        memset(big, 'a', sizeof(big));
+        memcpy(big, "HTTP/1.1 101 x\r\nX: ", 19);
+        assert_true(ws_check_response((const uint8_t *)big, sizeof(big),
+                                      RFC_ACCEPT, NULL, &r) < 0);
+        assert_string_equal(r.why, "response header too large");
+    }
+}
+
+static void test_url_parse(void **state)
+{
+    struct ws_url u;
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&u.addr;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&u.addr;
+
+    (void)state;
+    assert_null(ws_url_parse("ws://127.0.0.1:8080/echo", &u));
+    assert_string_equal(u.host, "127.0.0.1:8080");
+    assert_string_equal(u.path, "/echo");
+    assert_int_equal(in->sin_family, AF_INET);
+    assert_int_equal(ntohs(in->sin_port), 8080);
+    assert_false(u.tls);
+
+    assert_null(ws_url_parse("ws://localhost", &u));
+    assert_string_equal(u.path, "/");
+    assert_int_equal(ntohs(in->sin_port), 80);
+    assert_int_equal(in->sin_addr.s_addr, htonl(0x7f000001));
+
+    assert_null(ws_url_parse("wss://[::1]/a/b?c=d#frag", &u));
+    assert_true(u.tls);
+    assert_int_equal(in6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(in6->sin6_port), 443);
+    assert_string_equal(u.host, "[::1]");
+    assert_string_equal(u.path, "/a/b?c=d");
+
+    assert_null(ws_url_parse("ws://10.0.0.1:9?q", &u));
+    assert_string_equal(u.path, "/?q");
+
+    assert_non_null(ws_url_parse("http://127.0.0.1/", &u));
+    assert_non_null(ws_url_parse("ws://", &u));
+    assert_non_null(ws_url_parse("ws://127.0.0.1:0/", &u));
+    assert_non_null(ws_url_parse("ws://127.0.0.1:65536/", &u));
+    assert_non_null(ws_url_parse("ws://127.0.0.1:x/", &u));
+    assert_non_null(ws_url_parse("ws://127.0.0.1:/", &u));
+    assert_non_null(ws_url_parse("ws://example.com/", &u));
+    assert_non_null(ws_url_parse("ws://[::1/", &u));
+    assert_non_null(ws_url_parse("ws://u@127.0.0.1/", &u));
+    assert_non_null(ws_url_parse("ws://127.0.0.1/a b", &u));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1943,6 +2104,9 @@ int main(void)
         cmocka_unit_test(test_encode_header),
         cmocka_unit_test(test_encode_round_trip),
         cmocka_unit_test(test_encode_close_payload),
+        cmocka_unit_test(test_format_request),
+        cmocka_unit_test(test_check_response),
+        cmocka_unit_test(test_url_parse),
     };
 
     /* Before OpenSSL allocates anything, or the hooks are refused. */
