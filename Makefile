@@ -49,9 +49,10 @@ deps:
 	@scripts/install-deps.sh
 
 EXAMPLES := $(patsubst examples/%.c,$(REL)/examples/%,$(wildcard examples/*.c))
+DBG_EXAMPLES := $(patsubst examples/%.c,$(DBG)/examples/%,$(wildcard examples/*.c))
 
 release: $(REL)/moor $(REL)/libmoor.a $(REL)/libmoor.so $(EXAMPLES)
-debug: $(DBG)/moor
+debug: $(DBG)/moor $(DBG_EXAMPLES)
 
 run: deps release
 	$(REL)/moor serve $(ARGS)
@@ -101,6 +102,13 @@ $(DBG)/moor: $(call app_objs,$(DBG)) $(DBG)/libmoor-objs.a
 $(REL)/examples/%: examples/%.c $(REL)/libmoor.a include/moor.h
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -Wall -Wextra -Werror -O2 -g -Iinclude -o $@ $< $(REL)/libmoor.a $(LIBS)
+# The sanitizer build of each example, so the integration tests against
+# build/debug run the library code an example drives under ASan + UBSan.
+$(DBG)/examples/%: examples/%.c $(DBG)/libmoor-objs.a include/moor.h
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -Wall -Wextra -Werror -O1 -g -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=all -Iinclude \
+		-o $@ $< $(DBG)/libmoor-objs.a $(LIBS)
 
 # Unit tests link the library objects and config.o (the app's flag table).
 $(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(REL)/obj/config.o | $(REL)/tests
