@@ -193,7 +193,7 @@ static void on_event(struct run *r, const struct ws_event *ev)
         else
             CHECK(ws_close_code_valid(ev->close_code));
         CHECK(ref_utf8(ev->reason, ev->reason_len) == 1);
-        CHECK(r->p.closed);
+        CHECK(r->p.s.closed);
         log_rec(r, 'c', ev->close_code, ev->reason, ev->reason_len);
         break;
     default:
@@ -216,7 +216,7 @@ static size_t process(struct run *r, uint8_t *buf, size_t n)
             CHECK(ev.type == WS_EV_NONE);
             CHECK(code == WS_CLOSE_PROTOCOL || code == WS_CLOSE_INVALID_DATA ||
                   (code == WS_CLOSE_TOO_BIG && r->max != 0));
-            CHECK(r->p.closed);
+            CHECK(r->p.s.closed);
             r->failed = true;
             r->code = code;
             return off;
@@ -249,7 +249,7 @@ static void feed(struct run *r, uint8_t *chunk, size_t n)
     size_t len = n;
     size_t off;
 
-    if (r->failed || r->p.closed) {
+    if (r->failed || r->p.s.closed) {
         struct ws_event ev;
         uint16_t code = 0;
         /* Nothing is processed after a close or an error. */
@@ -265,7 +265,7 @@ static void feed(struct run *r, uint8_t *chunk, size_t n)
         memcpy(buf + r->carry_len, chunk, n);
     }
     off = process(r, buf, len);
-    if (r->failed || r->p.closed)
+    if (r->failed || r->p.s.closed)
         return;
     r->carry_len = len - off;
     CHECK(r->carry_len < CARRY_CAP);
@@ -299,8 +299,8 @@ static void run_end(struct run *r)
     tail[0] = r->failed;
     tail[1] = (uint8_t)(r->code >> 8);
     tail[2] = (uint8_t)r->code;
-    tail[3] = r->p.closed;
-    if (!r->failed && !r->p.closed) {
+    tail[3] = r->p.s.closed;
+    if (!r->failed && !r->p.s.closed) {
         uint64_t c = r->consumed;
         memcpy(tail + 4, &c, sizeof(c));
         tail[12] = (uint8_t)r->carry_len;

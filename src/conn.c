@@ -29,7 +29,7 @@
 
 #define CONN_IOV_MAX 64
 
-_Static_assert(sizeof(struct conn) <= 168,
+_Static_assert(sizeof(struct conn) <= 80,
                "struct conn grew: every idle connection pays for it");
 
 static const char *const reason_names[CLOSE_REASON_COUNT] = {
@@ -75,8 +75,8 @@ const char *conn_state_name(enum conn_state s)
     return (unsigned)s < CSTATE_COUNT ? state_names[s] : "unknown";
 }
 
-static void conn_on_io(struct watcher *w, uint32_t events);
-static void conn_on_timer(struct timer *t);
+static void conn_on_fd(void *arg, int fd, uint32_t events);
+static void conn_on_timer(struct tnode *t);
 static void set_on_hook(struct loop_hook *h);
 static void set_on_mem_timer(struct timer *t);
 static void set_events(struct conn *c);
@@ -92,8 +92,10 @@ static void pending_add(struct conn *c)
     if (c->flags & CONN_PENDING)
         return;
     c->flags |= CONN_PENDING;
-    c->pending_next = c->set->pending;
-    c->set->pending = c;
+    struct conn_set *s = conn_set_of(c);
+
+    c->pending_next = s->pending;
+    s->pending = c;
 }
 
 /* ---- deadlines ---------------------------------------------------------- */
@@ -108,7 +110,7 @@ static uint32_t next_deadline(const struct conn *c)
 static void rearm(struct conn *c)
 {
     uint32_t next = next_deadline(c);
-    struct timer_wheel *w = loop_timers(conn_loop(c));
+    struct timer_wheel *w = &conn_set_of(c)->wheel;
 
     if (next == TICK_UNSET) {
         /* Invariant 2: a live conn always waits under some deadline. A
@@ -119,9 +121,9 @@ static void rearm(struct conn *c)
         c->rd_reason = CLOSE_ERROR;
         next = c->rd_deadline;
     }
-    if (timer_armed(&c->timer) && !tick_after(c->timer.expire, next))
+    if (tnode_armed(&c->timer) && !tick_after(c->timer.expire, next))
         return;
-    timer_arm(w, &c->timer, next);
+    tnode_arm(w, &c->timer, next);
 }
 
 void conn_set_read_deadline(struct conn *c, uint32_t ms,
@@ -134,7 +136,7 @@ void conn_set_read_deadline(struct conn *c, uint32_t ms,
     rearm(c);
 }
 
-static void conn_on_timer(struct timer *t)
+static void conn_on_timer(struct tnode *t)
 {
     struct conn *c = container_of(t, struct conn, timer);
     uint32_t now = loop_now(conn_loop(c));
@@ -153,8 +155,8 @@ static void conn_on_timer(struct timer *t)
             rearm(c);
             return;
         }
-        if (c->proto->on_timeout && !(c->flags & CONN_LINGER) &&
-            c->proto->on_timeout(c)) {
+        if (conn_proto(c)->on_timeout && !(c->flags & CONN_LINGER) &&
+            conn_proto(c)->on_timeout(c)) {
             if (!conn_is_closing(c))
                 rearm(c);
             return;
@@ -183,36 +185,41 @@ int conn_set_init(struct conn_set *s, struct loop *l,
     s->loop = l;
     s->lim = *lim;
     s->next_id = 1;
+    s->fd_handler = loop_add_fd_handler(l, conn_on_fd, s);
+    timer_wheel_init_fire(&s->wheel, loop_now(l), conn_on_timer);
+    if (s->fd_handler < 0 || loop_add_wheel(l, &s->wheel) < 0) {
+        mem_free(MEM_LOOP, s->by_fd);
+        s->by_fd = NULL;
+        return -ENOSPC;
+    }
     s->hook.fn = set_on_hook;
     loop_add_hook(l, &s->hook);
     timer_init(&s->mem_timer, set_on_mem_timer);
     return 0;
 }
 
-/* Conns come from the set's pool when their size is the pool's (the
- * first conn fixes it: one listener's protocols share one ext size), else
- * from the heap. */
+/* Every conn comes from one of the set's pools, one per conn size (one
+ * listener's protocols share one ext size), so that a conn finds its set
+ * from its slab (pool_owner) instead of carrying a pointer. */
 static struct conn *conn_alloc(struct conn_set *s, size_t size)
 {
-    struct conn *c;
+    size_t rounded = (size + 15) / 16 * 16;
 
-    if (!s->pool.size)
-        pool_init(&s->pool, MEM_CONN, size);
-    if ((size + 15) / 16 * 16 == s->pool.size) {
-        c = pool_alloc(&s->pool);
-        if (c)
-            c->flags = CONN_POOLED;
-        return c;
+    for (int i = 0; i < CONN_MAX_SIZES; i++) {
+        struct pool *p = &s->pools[i];
+        if (!p->size) {
+            pool_init(p, MEM_CONN, size);
+            pool_set_owner(p, s);
+        }
+        if (p->size == rounded)
+            return pool_alloc(p);
     }
-    return mem_calloc(MEM_CONN, 1, size);
+    return NULL; /* a fifth conn size: a bug in the caller */
 }
 
 static void conn_free(struct conn *c)
 {
-    if (c->flags & CONN_POOLED)
-        pool_free(&c->set->pool, c);
-    else
-        mem_free(MEM_CONN, c);
+    pool_free(pool_of(c), c);
 }
 
 void conn_set_fini(struct conn_set *s)
@@ -226,9 +233,11 @@ void conn_set_fini(struct conn_set *s)
     }
     s->pending = NULL;
     timer_cancel(loop_timers(s->loop), &s->mem_timer);
+    loop_remove_wheel(s->loop, &s->wheel);
     mem_free(MEM_LOOP, s->by_fd);
     s->by_fd = NULL;
-    pool_fini(&s->pool);
+    for (int i = 0; i < CONN_MAX_SIZES; i++)
+        pool_fini(&s->pools[i]);
 }
 
 void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
@@ -243,16 +252,34 @@ void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
 
 /* ---- creation ----------------------------------------------------------- */
 
+/* The index of (proto, ctx) in the set's table, added if new; -1 when
+ * the table is full. */
+static int proto_index(struct conn_set *s, const struct conn_proto *proto,
+                       void *ctx)
+{
+    for (unsigned i = 0; i < s->n_protos; i++)
+        if (s->protos[i].proto == proto && s->protos[i].ctx == ctx)
+            return (int)i;
+    if (s->n_protos >= CONN_MAX_PROTOS)
+        return -1;
+    s->protos[s->n_protos].proto = proto;
+    s->protos[s->n_protos].ctx = ctx;
+    return (int)s->n_protos++;
+}
+
 /* Allocates and registers a conn for fd, watching `events`. On failure
  * closes fd and returns NULL with the reason counted. */
 static struct conn *conn_setup(struct conn_set *s, int fd,
-                               const struct sockaddr *peer,
-                               const struct conn_proto *proto, size_t ext_size,
-                               uint32_t events, enum conn_state st)
+                               const struct conn_proto *proto, void *ctx,
+                               size_t ext_size, uint32_t events,
+                               enum conn_state st)
 {
+    int pi = proto_index(s, proto, ctx);
     struct conn *c;
 
-    if (fd < 0 || (uint32_t)fd >= s->by_fd_len) {
+    if (fd < 0 || (uint32_t)fd >= s->by_fd_len || pi < 0) {
+        if (pi < 0)
+            s->stats.closed[CLOSE_ERROR]++;
         close(fd);
         return NULL;
     }
@@ -262,28 +289,13 @@ static struct conn *conn_setup(struct conn_set *s, int fd,
         close(fd);
         return NULL;
     }
-    c->w.fn = conn_on_io;
-    timer_init(&c->timer, conn_on_timer);
-    c->set = s;
-    c->proto = proto;
+    tnode_init(&c->timer);
+    c->proto = (uint8_t)pi;
     c->fd = fd;
     c->id = s->next_id++;
-    c->created = loop_now(s->loop);
-    c->last_active = c->created;
+    c->timer.data = loop_now(s->loop);
     c->state = (uint8_t)st;
-    if (peer && peer->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)peer;
-        memcpy(c->peer.ip, &in6->sin6_addr, 16);
-        c->peer.port = ntohs(in6->sin6_port);
-        c->peer.family = AF_INET6;
-    } else if (peer && peer->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
-        memcpy(c->peer.ip, &in->sin_addr, 4);
-        c->peer.port = ntohs(in->sin_port);
-        c->peer.family = AF_INET;
-    }
-    if (loop_watch(s->loop, fd, &c->w, events) < 0) {
-        c->set = s;
+    if (loop_watch_fd(s->loop, fd, s->fd_handler, events) < 0) {
         conn_free(c);
         s->stats.closed[CLOSE_ERROR]++;
         close(fd);
@@ -295,12 +307,13 @@ static struct conn *conn_setup(struct conn_set *s, int fd,
     return c;
 }
 
-struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
-                      const struct conn_proto *proto, size_t ext_size,
-                      uint32_t ms, enum close_reason reason)
+struct conn *conn_new_ctx(struct conn_set *s, int fd,
+                          const struct conn_proto *proto, void *ctx,
+                          size_t ext_size, uint32_t ms,
+                          enum close_reason reason)
 {
     struct conn *c =
-        conn_setup(s, fd, peer, proto, ext_size, EPOLLIN, CSTATE_HEADER);
+        conn_setup(s, fd, proto, ctx, ext_size, EPOLLIN, CSTATE_HEADER);
 
     if (!c)
         return NULL;
@@ -309,10 +322,18 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
     return c;
 }
 
+struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
+                      const struct conn_proto *proto, size_t ext_size,
+                      uint32_t ms, enum close_reason reason)
+{
+    (void)peer; /* the kernel keeps it: conn_peer_str() */
+    return conn_new_ctx(s, fd, proto, NULL, ext_size, ms, reason);
+}
+
 struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
                           socklen_t addrlen, const struct sockaddr *source,
                           socklen_t sourcelen, const struct conn_proto *proto,
-                          size_t ext_size, uint32_t ms, int *err)
+                          void *ctx, size_t ext_size, uint32_t ms, int *err)
 {
     int fd =
         socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -339,7 +360,7 @@ struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
         close(fd);
         return NULL;
     }
-    c = conn_setup(s, fd, addr, proto, ext_size, EPOLLOUT, CSTATE_CONNECTING);
+    c = conn_setup(s, fd, proto, ctx, ext_size, EPOLLOUT, CSTATE_CONNECTING);
     if (!c) {
         *err = -ENOMEM;
         return NULL;
@@ -356,45 +377,70 @@ static void connect_done(struct conn *c)
     int e = 0;
     socklen_t len = sizeof(e);
 
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+
     if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
         e = errno;
     if (e) {
-        c->proto->on_connect(c, -e);
+        conn_proto(c)->on_connect(c, -e);
         conn_close(c, CLOSE_CONNECT_FAILED);
         return;
     }
+    /* A stale event (routed by fd) must not pass for the connect's end. */
+    if (getpeername(c->fd, (struct sockaddr *)&peer, &plen) < 0 &&
+        errno == ENOTCONN)
+        return;
     c->flags &= ~CONN_CONNECTING;
     set_events(c);
-    c->proto->on_connect(c, 0);
+    conn_proto(c)->on_connect(c, 0);
     if (!conn_is_closing(c) && c->qtail)
         pending_add(c);
 }
 
+int conn_set_proto_ctx(struct conn *c, const struct conn_proto *proto,
+                       void *ctx)
+{
+    int pi = proto_index(conn_set_of(c), proto, ctx);
+
+    if (pi < 0)
+        return -ENOSPC;
+    c->proto = (uint8_t)pi;
+    c->flags |= CONN_SWITCHED;
+    return 0;
+}
+
 void conn_set_proto(struct conn *c, const struct conn_proto *proto)
 {
-    c->proto = proto;
-    c->flags |= CONN_SWITCHED;
+    if (conn_set_proto_ctx(c, proto, NULL) < 0)
+        conn_close(c, CLOSE_ERROR);
 }
 
 void conn_set_state(struct conn *c, enum conn_state st)
 {
     if (c->state == st || conn_is_closing(c))
         return;
-    c->set->stats.by_state[c->state]--;
-    c->set->stats.by_state[st]++;
+    conn_set_of(c)->stats.by_state[c->state]--;
+    conn_set_of(c)->stats.by_state[st]++;
     c->state = (uint8_t)st;
 }
 
 void conn_peer_str(const struct conn *c, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
 
-    if (c->peer.family == AF_INET) {
-        inet_ntop(AF_INET, c->peer.ip, ip, sizeof(ip));
-        snprintf(out, len, "%s:%u", ip, c->peer.port);
-    } else if (c->peer.family == AF_INET6) {
-        inet_ntop(AF_INET6, c->peer.ip, ip, sizeof(ip));
-        snprintf(out, len, "[%s]:%u", ip, c->peer.port);
+    if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
+        snprintf(out, len, "unknown");
+    } else if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "[%s]:%u", ip, ntohs(in6->sin6_port));
     } else {
         snprintf(out, len, "unknown");
     }
@@ -434,13 +480,13 @@ static void queue_clear(struct conn *c)
         msg_unref(e->m);
         mem_free(MEM_QUEUE, e);
     }
-    c->set->stats.queued_bytes -= c->qbytes;
+    conn_set_of(c)->stats.queued_bytes -= c->qbytes;
     c->qbytes = 0;
 }
 
 void conn_close(struct conn *c, enum close_reason why)
 {
-    struct conn_set *s = c->set;
+    struct conn_set *s = conn_set_of(c);
 
     if (conn_is_closing(c))
         return;
@@ -451,10 +497,10 @@ void conn_close(struct conn *c, enum close_reason why)
     s->stats.by_state[c->state]--;
     if (c->pause)
         s->stats.paused--;
-    timer_cancel(loop_timers(s->loop), &c->timer);
+    tnode_cancel(&s->wheel, &c->timer);
     loop_unwatch(s->loop, c->fd);
-    if (c->proto->on_close)
-        c->proto->on_close(c, why);
+    if (conn_proto(c)->on_close)
+        conn_proto(c)->on_close(c, why);
     queue_clear(c);
     carry_release(&c->carry);
     s->by_fd[c->fd] = NULL;
@@ -478,9 +524,8 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
     /* Keep reading (to discard) even if paused for backpressure. */
     if (c->pause) {
         c->pause = 0;
-        c->set->stats.paused--;
-        loop_modify(conn_loop(c), c->fd, &c->w,
-                    EPOLLIN | ((c->flags & CONN_WANT_WRITE) ? EPOLLOUT : 0));
+        conn_set_of(c)->stats.paused--;
+        set_events(c);
     }
     pending_add(c);
 }
@@ -494,6 +539,7 @@ int conn_send(struct conn *c, struct msg *m)
 
 int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
 {
+    struct conn_set *s = conn_set_of(c);
     struct qent *e;
 
     if (conn_is_closing(c))
@@ -501,8 +547,8 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
     /* A lone message larger than the cap may go on an empty queue, or it
      * could never be sent; it is bounded by its producer's own limit. */
     if (!(flags & CONN_SEND_OVERCAP) && c->qbytes &&
-        (uint64_t)c->qbytes + m->len > c->set->lim.queue_limit) {
-        c->set->stats.queue_overflows++;
+        (uint64_t)c->qbytes + m->len > s->lim.queue_limit) {
+        s->stats.queue_overflows++;
         return -ENOBUFS;
     }
     e = mem_alloc(MEM_QUEUE, sizeof(*e));
@@ -512,7 +558,7 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
     e->off = 0;
     queue_push(c, e);
     c->qbytes += m->len;
-    c->set->stats.queued_bytes += m->len;
+    s->stats.queued_bytes += m->len;
     pending_add(c);
     return 0;
 }
@@ -539,8 +585,8 @@ static void set_events(struct conn *c)
     uint32_t ev = 0;
 
     if (c->flags & CONN_CONNECTING) {
-        loop_modify(conn_loop(c), c->fd, &c->w, EPOLLOUT);
-        return;
+        ev = EPOLLOUT;
+        goto out;
     }
     if (!c->pause && !(c->flags & CONN_EOF))
         ev |= EPOLLIN;
@@ -550,13 +596,15 @@ static void set_events(struct conn *c)
         ev |= EPOLLRDHUP;
     if (c->flags & CONN_WANT_WRITE)
         ev |= EPOLLOUT;
-    loop_modify(conn_loop(c), c->fd, &c->w, ev);
+out:
+    loop_modify_fd(conn_loop(c), c->fd, conn_set_of(c)->fd_handler, ev);
 }
 
 /* Writes as much of the queue as the socket takes, in one sendmsg per
  * CONN_IOV_MAX entries. Returns 0, or -errno on a fatal socket error. */
 static int flush(struct conn *c)
 {
+    struct conn_set *s = conn_set_of(c);
     struct iovec iov[CONN_IOV_MAX];
 
     while (c->qtail) {
@@ -585,15 +633,13 @@ static int flush(struct conn *c)
                 return 0;
             return -errno;
         }
-        c->bytes_out += (uint64_t)w;
-        c->set->stats.bytes_out += (uint64_t)w;
-        c->last_active = loop_now(conn_loop(c));
+        s->stats.bytes_out += (uint64_t)w;
         /* Progress resets the write deadline. */
         if (c->wr_deadline)
             c->wr_deadline =
-                tick_add(c->last_active, c->set->lim.write_timeout_ms);
+                tick_add(loop_now(s->loop), s->lim.write_timeout_ms);
         c->qbytes -= (uint32_t)w;
-        c->set->stats.queued_bytes -= w;
+        s->stats.queued_bytes -= w;
         for (size_t left = (size_t)w; left > 0;) {
             e = c->qtail->next;
             size_t rest = e->m->len - e->off;
@@ -623,8 +669,8 @@ static void after_write(struct conn *c)
             set_events(c);
         }
         if (!c->wr_deadline) {
-            c->wr_deadline =
-                tick_add(loop_now(conn_loop(c)), c->set->lim.write_timeout_ms);
+            c->wr_deadline = tick_add(loop_now(conn_loop(c)),
+                                      conn_set_of(c)->lim.write_timeout_ms);
             rearm(c);
         }
         return;
@@ -650,8 +696,8 @@ static void after_write(struct conn *c)
         }
         return;
     }
-    if (c->proto->on_drain)
-        c->proto->on_drain(c);
+    if (conn_proto(c)->on_drain)
+        conn_proto(c)->on_drain(c);
 }
 
 static void do_flush(struct conn *c)
@@ -671,14 +717,14 @@ static void do_flush(struct conn *c)
 /* Hands rb[0..len) to the protocol and carries what it leaves. */
 static void deliver(struct conn *c, uint8_t *p, size_t len)
 {
-    size_t used = c->proto->on_data(c, p, len);
+    size_t used = conn_proto(c)->on_data(c, p, len);
 
     /* A protocol switch (HTTP upgrade) hands the rest of this buffer to
      * the new protocol at once: it may be waiting for no more bytes. */
     while ((c->flags & CONN_SWITCHED) && used < len && !conn_is_closing(c) &&
            !(c->flags & CONN_LINGER)) {
         c->flags &= ~CONN_SWITCHED;
-        used += c->proto->on_data(c, p + used, len - used);
+        used += conn_proto(c)->on_data(c, p + used, len - used);
     }
     c->flags &= ~CONN_SWITCHED;
     if (conn_is_closing(c) || (c->flags & CONN_LINGER))
@@ -688,7 +734,7 @@ static void deliver(struct conn *c, uint8_t *p, size_t len)
             conn_close(c, CLOSE_NO_MEMORY);
             return;
         }
-        c->set->stats.carry_saves++;
+        conn_set_of(c)->stats.carry_saves++;
     }
 }
 
@@ -735,9 +781,7 @@ static void do_read(struct conn *c)
         set_events(c);
         return;
     }
-    c->bytes_in += (uint64_t)n;
-    c->set->stats.bytes_in += (uint64_t)n;
-    c->last_active = loop_now(conn_loop(c));
+    conn_set_of(c)->stats.bytes_in += (uint64_t)n;
     if (c->flags & CONN_LINGER)
         return; /* discarded */
     carry_release(&c->carry);
@@ -760,11 +804,14 @@ static void reprocess(struct conn *c)
     deliver(c, rb->data, have);
 }
 
-static void conn_on_io(struct watcher *w, uint32_t events)
+static void conn_on_fd(void *arg, int fd, uint32_t events)
 {
-    struct conn *c = container_of(w, struct conn, w);
+    struct conn_set *s = arg;
+    struct conn *c = (uint32_t)fd < s->by_fd_len ? s->by_fd[fd] : NULL;
 
-    if (conn_is_closing(c))
+    /* Routed by fd: a conn closed earlier in this iteration is gone from
+     * by_fd; a new conn on a reused fd treats the event as a hint. */
+    if (!c || conn_is_closing(c))
         return;
     if (c->flags & CONN_CONNECTING) {
         connect_done(c);
@@ -792,8 +839,8 @@ bool conn_pause_if_over_budget(struct conn *c)
     if (likely(!mem_over_budget()) || (c->flags & CONN_LINGER))
         return false;
     conn_pause_read(c, PAUSE_MEMORY);
-    if (!timer_armed(&c->set->mem_timer))
-        loop_timer_in(conn_loop(c), &c->set->mem_timer, MEM_POLL_MS);
+    if (!timer_armed(&conn_set_of(c)->mem_timer))
+        loop_timer_in(conn_loop(c), &conn_set_of(c)->mem_timer, MEM_POLL_MS);
     return true;
 }
 
@@ -802,9 +849,9 @@ void conn_pause_read(struct conn *c, enum pause_cause cause)
     if (conn_is_closing(c) || (c->flags & CONN_LINGER) || (c->pause & cause))
         return;
     if (!c->pause)
-        c->set->stats.paused++;
+        conn_set_of(c)->stats.paused++;
     c->pause |= (uint8_t)cause;
-    c->set->stats.paused_total[__builtin_ctz(cause)]++;
+    conn_set_of(c)->stats.paused_total[__builtin_ctz(cause)]++;
     set_events(c);
 }
 
@@ -815,7 +862,7 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
     c->pause &= (uint8_t)~cause;
     if (c->pause)
         return;
-    c->set->stats.paused--;
+    conn_set_of(c)->stats.paused--;
     set_events(c);
     if (c->carry) {
         c->flags |= CONN_INPUT_PENDING;

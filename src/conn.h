@@ -144,42 +144,33 @@ struct conn_limits {
     uint32_t queue_limit; /* outbound bytes per conn */
 };
 
-/* A peer address in 20 bytes instead of a 28-byte sockaddr_in6. */
-struct conn_addr {
-    uint8_t ip[16]; /* IPv4 in the first 4 bytes */
-    uint16_t port;  /* host order */
-    uint8_t family; /* AF_INET, AF_INET6, or 0 if unknown */
-    uint8_t unused;
-};
-
 /* The struct a connection costs while idle (with its protocol's ext area
- * behind it): keep it small. 168 bytes on x86-64. */
+ * behind it): 80 bytes on x86-64. What is not here, on purpose: the set
+ * (found from the conn's pool slab, pool_owner()), the protocol's
+ * pointers (an index into the set's table), the epoll watcher (events are
+ * routed by fd), the peer address and the byte and activity counters
+ * (the kernel keeps them: getpeername() and TCP_INFO, read only when
+ * logging or listing conns). */
 struct conn {
-    struct watcher w;   /* epoll dispatch; first member */
-    struct timer timer; /* nearest deadline */
-    struct conn_set *set;
-    const struct conn_proto *proto;
+    struct tnode timer;        /* nearest deadline; timer.data: created */
+    struct conn *pending_next; /* set's end-of-iteration list */
     struct carry *carry;       /* incomplete input tail, or NULL */
     struct qent *qtail;        /* outbound queue: circular, tail->next is
                                   the head; NULL when empty */
-    struct conn *pending_next; /* set's end-of-iteration list */
-    uint64_t id;
-    uint64_t bytes_in, bytes_out;
-    uint32_t qbytes;      /* bytes queued, not yet written */
-    uint32_t rd_deadline; /* tick, or TICK_UNSET */
-    uint32_t wr_deadline; /* tick, or TICK_UNSET */
-    uint32_t created;     /* tick */
-    uint32_t last_active; /* tick of the last read or write */
-    uint32_t linger_ms;   /* close_after_flush: wait for the peer after */
+    uint64_t id : 48;          /* unique in the set, for logs */
+    uint64_t linger_ms : 16;   /* close_after_flush: wait for the peer */
+    uint32_t qbytes;           /* bytes queued, not yet written */
+    uint32_t rd_deadline;      /* tick, or TICK_UNSET */
+    uint32_t wr_deadline;      /* tick, or TICK_UNSET */
     int fd;
     uint16_t flags;
-    uint8_t state;         /* enum conn_state */
-    uint8_t rd_reason;     /* enum close_reason for rd_deadline */
-    uint8_t close_reason;  /* set once closing */
-    uint8_t pause;         /* enum pause_cause bits */
-    uint8_t after_flush;   /* close reason to apply once drained */
-    struct conn_addr peer; /* for logs and /debug/conns */
-    uint64_t ext[];        /* protocol state, ext_size bytes */
+    uint8_t state;        /* enum conn_state */
+    uint8_t rd_reason;    /* enum close_reason for rd_deadline */
+    uint8_t close_reason; /* set once closing */
+    uint8_t pause;        /* enum pause_cause bits */
+    uint8_t after_flush;  /* close reason to apply once drained */
+    uint8_t proto;        /* index into the set's protocol table */
+    uint64_t ext[];       /* protocol state, ext_size bytes */
 };
 
 enum conn_flag {
@@ -197,17 +188,27 @@ enum conn_flag {
 
 /* The per-loop set of connections: stats, the pending list, the fd
  * table used to walk every conn (shutdown, /debug/conns). */
+#define CONN_MAX_PROTOS 64 /* (protocol, context) pairs per set */
+#define CONN_MAX_SIZES 4   /* distinct conn sizes (pools) per set */
+
 struct conn_set {
     struct loop *loop;
     struct loop_hook hook;
     struct conn *pending; /* singly linked via pending_next */
     struct conn **by_fd;
     uint32_t by_fd_len;
+    int fd_handler; /* this set's index in the loop's fd handlers */
     uint64_t next_id;
     struct conn_limits lim;
     struct conn_stats stats;
-    struct pool pool;       /* conns of the common size */
-    struct timer mem_timer; /* polls the budget while paused */
+    struct pool pools[CONN_MAX_SIZES]; /* conns, by size */
+    struct timer mem_timer;            /* polls the budget while paused */
+    unsigned n_protos;
+    struct {
+        const struct conn_proto *proto;
+        void *ctx;
+    } protos[CONN_MAX_PROTOS];
+    struct timer_wheel wheel; /* conns' deadlines; last: 33 KiB */
 };
 
 /* Sets up s on loop l (allocates the fd table, tag MEM_LOOP, sized to the
@@ -229,6 +230,11 @@ void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
 struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
                       const struct conn_proto *proto, size_t ext_size,
                       uint32_t ms, enum close_reason reason);
+/* conn_new() with a context for the protocol (conn_ctx()). */
+struct conn *conn_new_ctx(struct conn_set *s, int fd,
+                          const struct conn_proto *proto, void *ctx,
+                          size_t ext_size, uint32_t ms,
+                          enum close_reason reason);
 
 /* Opens an outgoing TCP connection to addr (from source, if non-NULL,
  * bound with IP_BIND_ADDRESS_NO_PORT so the kernel picks the port per
@@ -241,11 +247,29 @@ struct conn *conn_new(struct conn_set *s, int fd, const struct sockaddr *peer,
 struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
                           socklen_t addrlen, const struct sockaddr *source,
                           socklen_t sourcelen, const struct conn_proto *proto,
-                          size_t ext_size, uint32_t ms, int *err);
+                          void *ctx, size_t ext_size, uint32_t ms, int *err);
 
 static inline void *conn_ext(struct conn *c)
 {
     return c->ext;
+}
+static inline struct conn_set *conn_set_of(const struct conn *c)
+{
+    return (struct conn_set *)pool_owner(c);
+}
+static inline const struct conn_proto *conn_proto(const struct conn *c)
+{
+    return conn_set_of(c)->protos[c->proto].proto;
+}
+/* The context given with the protocol (conn_set_proto_ctx). */
+static inline void *conn_ctx(const struct conn *c)
+{
+    return conn_set_of(c)->protos[c->proto].ctx;
+}
+/* Tick at which the conn was created. */
+static inline uint32_t conn_created(const struct conn *c)
+{
+    return c->timer.data;
 }
 static inline bool conn_is_closing(const struct conn *c)
 {
@@ -253,7 +277,7 @@ static inline bool conn_is_closing(const struct conn *c)
 }
 static inline struct loop *conn_loop(const struct conn *c)
 {
-    return c->set->loop;
+    return conn_set_of(c)->loop;
 }
 
 /* THE close path (invariant 1). Idempotent; the first reason counts. */
@@ -307,11 +331,17 @@ bool conn_pause_if_over_budget(struct conn *c);
  * the current read after the upgrade request go to the new protocol in
  * the same call. The ext area must be big enough for the new state. */
 void conn_set_proto(struct conn *c, const struct conn_proto *proto);
+/* The same with a context pointer for the protocol (conn_ctx()): e.g. the
+ * server and handlers of a WebSocket route. Each distinct pair takes a
+ * slot of the set's table (CONN_MAX_PROTOS): returns 0 or -ENOSPC. */
+int conn_set_proto_ctx(struct conn *c, const struct conn_proto *proto,
+                       void *ctx);
 
 /* Sets the state shown in metrics (keeps the per-state gauges right). */
 void conn_set_state(struct conn *c, enum conn_state st);
 
-/* Formats the peer address as "ip:port" into out. */
+/* Formats the peer address as "ip:port" into out (getpeername(): a
+ * syscall, for logs and listings only; "unknown" once the peer is gone). */
 void conn_peer_str(const struct conn *c, char *out, size_t len);
 
 #endif

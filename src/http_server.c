@@ -29,7 +29,6 @@ enum http_phase {
 
 /* Per-connection state, in the conn's ext area. */
 struct http_conn {
-    struct http_server *srv;
     struct msg *held; /* answer waiting for its request's body */
     union {           /* by phase: only one body framing at a time */
         uint64_t body_left;
@@ -107,6 +106,12 @@ static void http_on_drain(struct conn *c);
 static bool http_on_timeout(struct conn *c);
 static void http_on_close(struct conn *c, enum close_reason why);
 
+/* The server of an HTTP conn is its protocol context. */
+static struct http_server *srv_of(const struct conn *c)
+{
+    return conn_ctx(c);
+}
+
 static const struct conn_proto http_proto = {
     .name = "http",
     .on_data = http_on_data,
@@ -162,13 +167,13 @@ int http_server_accept(struct http_server *srv, int fd,
     struct conn *c;
     struct http_conn *hc;
 
-    c = conn_new(srv->set, fd, peer, &http_proto,
-                 MAX(sizeof(struct http_conn), (size_t)srv->o.conn_ext),
-                 srv->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
+    (void)peer;
+    c = conn_new_ctx(srv->set, fd, &http_proto, srv,
+                     MAX(sizeof(struct http_conn), (size_t)srv->o.conn_ext),
+                     srv->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
     if (!c)
         return -ENOMEM;
     hc = conn_ext(c);
-    hc->srv = srv;
     hc->keep_alive = true;
     return 0;
 }
@@ -250,11 +255,12 @@ static void reject(struct http_conn *hc, struct conn *c, int status,
     hc->phase = PHASE_DONE;
     msg_unref(hc->held);
     hc->held = NULL;
-    if (send_response(hc->srv, c, status, false, false, false,
+    if (send_response(srv_of(c), c, status, false, false, false,
                       "text/plain; charset=utf-8", extra, body, (size_t)n,
                       NULL) < 0)
         return;
-    conn_close_after_flush(c, CLOSE_BAD_REQUEST, hc->srv->o.linger_timeout_ms);
+    conn_close_after_flush(c, CLOSE_BAD_REQUEST,
+                           srv_of(c)->o.linger_timeout_ms);
 }
 
 /* ---- request flow ------------------------------------------------------- */
@@ -297,7 +303,7 @@ static void allow_header(unsigned methods, char *out, size_t len)
 static bool dispatch(struct http_conn *hc, struct conn *c,
                      const struct http_request *req)
 {
-    struct http_server *srv = hc->srv;
+    struct http_server *srv = srv_of(c);
     struct http_exchange ex = {
         .srv = srv,
         .c = c,
@@ -346,13 +352,13 @@ static void send_held(struct http_conn *hc, struct conn *c)
         conn_close(c, rc == -ENOBUFS ? CLOSE_SLOW_CONSUMER : CLOSE_NO_MEMORY);
         return;
     }
-    count_status(hc->srv, hc->held_status);
+    count_status(srv_of(c), hc->held_status);
 }
 
 /* The request (and its body) is complete: go idle or close. */
 static void finish_request(struct http_conn *hc, struct conn *c)
 {
-    struct http_server *srv = hc->srv;
+    struct http_server *srv = srv_of(c);
 
     hc->in_request = false;
     hc->scan = 0;
@@ -372,7 +378,7 @@ static void finish_request(struct http_conn *hc, struct conn *c)
 static void start_body(struct http_conn *hc, struct conn *c,
                        const struct http_request *req)
 {
-    struct http_server *srv = hc->srv;
+    struct http_server *srv = srv_of(c);
 
     if (req->expect_continue && req->version_minor == 1)
         conn_send_bytes(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
@@ -398,7 +404,7 @@ static void discard(void *arg, const uint8_t *p, size_t n)
 static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
                         size_t len)
 {
-    struct http_server *srv = hc->srv;
+    struct http_server *srv = srv_of(c);
     struct http_request *req = &srv->req;
     uint32_t scan;
     int status = 0;
@@ -448,7 +454,7 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
 static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
 {
     struct http_conn *hc = conn_ext(c);
-    struct http_server *srv = hc->srv;
+    struct http_server *srv = srv_of(c);
     size_t off = 0;
 
     while (off < len && !conn_is_closing(c)) {
@@ -468,7 +474,7 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
             if (used == 0)
                 return off; /* incomplete: conn.c carries the tail */
             off += used;
-            if (c->proto != &http_proto)
+            if (conn_proto(c) != &http_proto)
                 return off; /* upgraded: conn.c hands on the rest */
             break;
         case PHASE_BODY_LENGTH:
@@ -504,7 +510,7 @@ static void http_on_drain(struct conn *c)
 
     /* Shutting down: an idle conn whose last answer just went out is
      * done. */
-    if (hc->srv->draining && idle) {
+    if (srv_of(c)->draining && idle) {
         conn_close(c, CLOSE_SHUTDOWN);
         return;
     }
@@ -512,7 +518,7 @@ static void http_on_drain(struct conn *c)
      * request was complete: a big answer to a slow reader takes a while,
      * and the write deadline guards that wait. */
     if (idle)
-        conn_set_read_deadline(c, hc->srv->o.idle_timeout_ms,
+        conn_set_read_deadline(c, srv_of(c)->o.idle_timeout_ms,
                                CLOSE_IDLE_TIMEOUT);
     conn_resume_read(c, PAUSE_BACKPRESSURE);
 }
@@ -523,11 +529,9 @@ static void http_on_drain(struct conn *c)
  * any other deadline closes as usual. */
 static bool http_on_timeout(struct conn *c)
 {
-    struct http_conn *hc = conn_ext(c);
-
     if (c->rd_reason != CLOSE_IDLE_TIMEOUT || conn_queued_bytes(c) == 0)
         return false;
-    conn_set_read_deadline(c, hc->srv->o.idle_timeout_ms, CLOSE_IDLE_TIMEOUT);
+    conn_set_read_deadline(c, srv_of(c)->o.idle_timeout_ms, CLOSE_IDLE_TIMEOUT);
     return true;
 }
 
@@ -545,7 +549,7 @@ static void drain_one(struct conn *c, void *arg)
 {
     struct http_conn *hc = conn_ext(c);
 
-    if (c->proto != &http_proto)
+    if (conn_proto(c) != &http_proto)
         return;
     (void)arg;
     if (!hc->in_request && hc->phase == PHASE_HEADER && !conn_queued_bytes(c))

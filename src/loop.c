@@ -17,6 +17,7 @@
  * see the loop_unwatch() contract in loop.h), or treat EINTR as an error.
  */
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
@@ -48,6 +49,13 @@ struct loop {
 
     struct epoll_event *events; /* LOOP_MAX_EVENTS entries, MEM_LOOP */
     struct readbuf rb;
+    struct timer_wheel *wheels[LOOP_MAX_WHEELS]; /* added by owners */
+    struct {
+        loop_fd_fn *fn;
+        void *arg;
+    } fd_handlers[LOOP_MAX_FD_HANDLERS];
+    unsigned n_fd_handlers;
+    unsigned n_wheels;
     struct timer_wheel timers; /* last: 33 KiB of slots and bitmap */
 };
 
@@ -156,6 +164,40 @@ int loop_modify(struct loop *l, int fd, struct watcher *w, uint32_t events)
     return ctl(l, EPOLL_CTL_MOD, fd, w, events);
 }
 
+/* Events of fds watched by handler carry this tag, the handler's index
+ * and the fd instead of a watcher pointer (user-space pointers never have
+ * the top bit set). */
+#define FD_TAG (1ull << 63)
+
+int loop_add_fd_handler(struct loop *l, loop_fd_fn *fn, void *arg)
+{
+    if (l->n_fd_handlers >= LOOP_MAX_FD_HANDLERS)
+        return -ENOSPC;
+    l->fd_handlers[l->n_fd_handlers].fn = fn;
+    l->fd_handlers[l->n_fd_handlers].arg = arg;
+    return (int)l->n_fd_handlers++;
+}
+
+static int ctl_fd(struct loop *l, int op, int fd, int handler, uint32_t events)
+{
+    struct epoll_event ev;
+
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.u64 = FD_TAG | ((uint64_t)(uint32_t)handler << 32) | (uint32_t)fd;
+    return epoll_ctl(l->epfd, op, fd, &ev) < 0 ? -errno : 0;
+}
+
+int loop_watch_fd(struct loop *l, int fd, int handler, uint32_t events)
+{
+    return ctl_fd(l, EPOLL_CTL_ADD, fd, handler, events);
+}
+
+int loop_modify_fd(struct loop *l, int fd, int handler, uint32_t events)
+{
+    return ctl_fd(l, EPOLL_CTL_MOD, fd, handler, events);
+}
+
 int loop_unwatch(struct loop *l, int fd)
 {
     return ctl(l, EPOLL_CTL_DEL, fd, NULL, 0);
@@ -174,6 +216,24 @@ uint64_t loop_wall_ms(const struct loop *l)
 struct timer_wheel *loop_timers(struct loop *l)
 {
     return &l->timers;
+}
+
+int loop_add_wheel(struct loop *l, struct timer_wheel *w)
+{
+    if (l->n_wheels >= LOOP_MAX_WHEELS)
+        return -ENOSPC;
+    l->wheels[l->n_wheels++] = w;
+    return 0;
+}
+
+void loop_remove_wheel(struct loop *l, struct timer_wheel *w)
+{
+    for (unsigned i = 0; i < l->n_wheels; i++) {
+        if (l->wheels[i] == w) {
+            l->wheels[i] = l->wheels[--l->n_wheels];
+            return;
+        }
+    }
 }
 
 void loop_timer_in(struct loop *l, struct timer *t, uint32_t ms)
@@ -224,6 +284,12 @@ static int wait_timeout(const struct loop *l, int timeout_ms)
 {
     int next = timer_next_ms(&l->timers, l->now);
 
+    for (unsigned i = 0; i < l->n_wheels; i++) {
+        int n = timer_next_ms(l->wheels[i], l->now);
+        if (n >= 0 && (next < 0 || n < next))
+            next = n;
+    }
+
     if (next < 0)
         return timeout_ms;
     if (timeout_ms < 0 || next < timeout_ms)
@@ -250,13 +316,22 @@ int loop_run_once(struct loop *l, int timeout_ms)
      * in this array; its watcher is then called anyway. loop.h makes that
      * harmless by contract: watchers are freed only after the iteration. */
     for (i = 0; i < n; i++) {
-        struct watcher *w = l->events[i].data.ptr;
+        uint64_t d = l->events[i].data.u64;
 
-        w->fn(w, l->events[i].events);
+        if (d & FD_TAG) {
+            unsigned hi = (unsigned)(d >> 32) & 0x7fffffffu;
+            l->fd_handlers[hi].fn(l->fd_handlers[hi].arg, (int)(uint32_t)d,
+                                  l->events[i].events);
+        } else {
+            struct watcher *w = l->events[i].data.ptr;
+            w->fn(w, l->events[i].events);
+        }
     }
 
     loop_update_time(l);
     timer_run(&l->timers, l->now);
+    for (i = 0; i < (int)l->n_wheels; i++)
+        timer_run(l->wheels[i], l->now);
 
     /* Read next after the call, so a hook added by a hook runs too. A hook
      * whose fn is NULL has been switched off by its owner. */

@@ -66,6 +66,19 @@ int loop_modify(struct loop *l, int fd, struct watcher *w, uint32_t events);
  * routed by watcher, never by fd, so the new owner sees none of them. */
 int loop_unwatch(struct loop *l, int fd);
 
+/* Watching without a watcher struct (8 bytes saved per connection): the
+ * fd's events go to handler fn(arg, fd, events), registered once per
+ * loop with loop_add_fd_handler() (returns its index, or -ENOSPC past
+ * LOOP_MAX_FD_HANDLERS). Stale events are routed by fd: after an fd is
+ * unwatched and its number reused within the same iteration, the new
+ * owner may see one stale event, so the handler must treat an event as
+ * a hint (read/write until EAGAIN), never as a fact. */
+#define LOOP_MAX_FD_HANDLERS 4
+typedef void loop_fd_fn(void *arg, int fd, uint32_t events);
+int loop_add_fd_handler(struct loop *l, loop_fd_fn *fn, void *arg);
+int loop_watch_fd(struct loop *l, int fd, int handler, uint32_t events);
+int loop_modify_fd(struct loop *l, int fd, int handler, uint32_t events);
+
 /* Cached time in ticks (ms since the loop started, never TICK_UNSET),
  * refreshed once per iteration and by loop_update_time(). */
 uint32_t loop_now(const struct loop *l);
@@ -74,6 +87,12 @@ void loop_update_time(struct loop *l);
 uint64_t loop_wall_ms(const struct loop *l);
 
 struct timer_wheel *loop_timers(struct loop *l);
+/* Runs another wheel (borrowed) with this loop's clock, after the loop's
+ * own: a conn set keeps its conns' deadlines in a wheel of bare nodes.
+ * Returns 0 or -ENOSPC (LOOP_MAX_WHEELS). Remove it before freeing it. */
+#define LOOP_MAX_WHEELS 4
+int loop_add_wheel(struct loop *l, struct timer_wheel *w);
+void loop_remove_wheel(struct loop *l, struct timer_wheel *w);
 /* Arms t to fire `ms` from now on this loop's wheel. */
 void loop_timer_in(struct loop *l, struct timer *t, uint32_t ms);
 struct readbuf *loop_readbuf(struct loop *l);

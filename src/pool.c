@@ -15,14 +15,6 @@ struct pool_free {
     struct pool_free *next;
 };
 
-struct pool_slab {
-    struct pool_slab *next, *prev; /* on the partial list */
-    struct pool_free *free;        /* free objects of this slab */
-    uint32_t used;
-    uint32_t fresh; /* objects never handed out yet */
-    uint8_t *bump;  /* next never-used object */
-};
-
 #define SLAB_HDR ((sizeof(struct pool_slab) + 15) & ~(size_t)15)
 
 void pool_init(struct pool *p, enum mem_tag tag, size_t size)
@@ -60,6 +52,8 @@ static struct pool_slab *new_slab(struct pool *p)
     if (!s)
         return NULL;
     /* mmap memory is zeroed: only the header needs setting. */
+    s->owner = p->owner;
+    s->pool = p;
     s->fresh = p->per_slab;
     s->bump = (uint8_t *)s + SLAB_HDR;
     p->slabs++;

@@ -20,9 +20,22 @@
 #include <stdint.h>
 #include "mem.h"
 
-struct pool_slab;
+/* A slab starts with this header; objects follow. Slabs are aligned to
+ * MEM_SLAB_SIZE, so an object finds its slab, and its pool's owner, from
+ * its own address: what lets a conn carry no pointer to its set. */
+struct pool;
+struct pool_slab {
+    void *owner;                   /* the pool's owner (pool_set_owner) */
+    struct pool *pool;             /* the pool it belongs to */
+    struct pool_slab *next, *prev; /* on the partial list */
+    struct pool_free *free;        /* free objects of this slab */
+    uint32_t used;
+    uint32_t fresh; /* objects never handed out yet */
+    uint8_t *bump;  /* next never-used object */
+};
 
 struct pool {
+    void *owner; /* copied into each slab */
     enum mem_tag tag;
     uint32_t size;             /* object size, rounded to 16 bytes */
     uint32_t per_slab;         /* objects per slab */
@@ -35,6 +48,24 @@ struct pool {
 /* Sets up an empty pool of objects of size bytes (at most 16 KiB). No
  * allocation until the first pool_alloc(). */
 void pool_init(struct pool *p, enum mem_tag tag, size_t size);
+/* Sets what pool_owner() returns for this pool's objects (before the
+ * first pool_alloc()). */
+static inline void pool_set_owner(struct pool *p, void *owner)
+{
+    p->owner = owner;
+}
+static inline void *pool_owner(const void *obj)
+{
+    return ((const struct pool_slab *)((uintptr_t)obj &
+                                       ~(uintptr_t)(MEM_SLAB_SIZE - 1)))
+        ->owner;
+}
+static inline struct pool *pool_of(const void *obj)
+{
+    return ((const struct pool_slab *)((uintptr_t)obj &
+                                       ~(uintptr_t)(MEM_SLAB_SIZE - 1)))
+        ->pool;
+}
 /* Frees every slab. All objects must have been returned. */
 void pool_fini(struct pool *p);
 /* Returns a zeroed object, or NULL (allocation failure). */

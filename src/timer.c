@@ -50,7 +50,7 @@ static inline bool bit_test(const struct timer_wheel *w, uint32_t slot)
 }
 
 /* Pushes t at the head of the list *head. t must be unlinked. */
-static void link_head(struct timer **head, struct timer *t)
+static void link_head(struct tnode **head, struct tnode *t)
 {
     t->next = *head;
     if (t->next)
@@ -61,7 +61,7 @@ static void link_head(struct timer **head, struct timer *t)
 
 /* Unlinks t from whatever list it is on (a slot or timer_run()'s local
  * list) and marks it unarmed. */
-static void unlink_node(struct timer *t)
+static void unlink_node(struct tnode *t)
 {
     *t->pprev = t->next;
     if (t->next)
@@ -70,25 +70,46 @@ static void unlink_node(struct timer *t)
     t->pprev = NULL;
 }
 
+void tnode_init(struct tnode *n)
+{
+    n->next = NULL;
+    n->pprev = NULL;
+    n->expire = TICK_UNSET;
+}
+
 void timer_init(struct timer *t, timer_fn *fn)
 {
-    t->next = NULL;
-    t->pprev = NULL;
-    t->expire = TICK_UNSET;
+    tnode_init(&t->node);
     t->fn = fn;
+}
+
+void timer_wheel_init_fire(struct timer_wheel *w, uint32_t now, tnode_fn *fire)
+{
+    memset(w, 0, sizeof(*w));
+    w->now = now;
+    w->fire = fire;
 }
 
 void timer_wheel_init(struct timer_wheel *w, uint32_t now)
 {
-    memset(w, 0, sizeof(*w));
-    w->now = now;
+    timer_wheel_init_fire(w, now, NULL);
 }
 
 void timer_arm(struct timer_wheel *w, struct timer *t, uint32_t expire)
 {
+    tnode_arm(w, &t->node, expire);
+}
+
+void timer_cancel(struct timer_wheel *w, struct timer *t)
+{
+    tnode_cancel(w, &t->node);
+}
+
+void tnode_arm(struct timer_wheel *w, struct tnode *t, uint32_t expire)
+{
     uint32_t slot;
 
-    if (timer_armed(t))
+    if (tnode_armed(t))
         unlink_node(t);
     else
         w->count++;
@@ -99,9 +120,9 @@ void timer_arm(struct timer_wheel *w, struct timer *t, uint32_t expire)
     bit_set(w, slot);
 }
 
-void timer_cancel(struct timer_wheel *w, struct timer *t)
+void tnode_cancel(struct timer_wheel *w, struct tnode *t)
 {
-    if (!timer_armed(t))
+    if (!tnode_armed(t))
         return;
     unlink_node(t);
     assert(w->count > 0);
@@ -111,7 +132,7 @@ void timer_cancel(struct timer_wheel *w, struct timer *t)
 /* True if the list holds a timer that is due at now. Read-only, so that a
  * slot scanned again within its 16 ms (the loop runs the wheel on every
  * iteration) costs no writes when nothing in it is due yet. */
-static bool slot_has_due(const struct timer *t, uint32_t now)
+static bool slot_has_due(const struct tnode *t, uint32_t now)
 {
     for (; t; t = t->next) {
         if (!tick_after(t->expire, now))
@@ -134,8 +155,8 @@ static bool slot_has_due(const struct timer *t, uint32_t now)
  */
 static size_t run_slot(struct timer_wheel *w, uint32_t slot, uint32_t now)
 {
-    struct timer *local = w->slots[slot];
-    struct timer *t;
+    struct tnode *local = w->slots[slot];
+    struct tnode *t;
     size_t fired = 0;
 
     if (!local) {
@@ -154,7 +175,10 @@ static size_t run_slot(struct timer_wheel *w, uint32_t slot, uint32_t now)
             continue;
         }
         w->count--;
-        t->fn(t);
+        if (w->fire)
+            w->fire(t);
+        else
+            ((struct timer *)(void *)t)->fn((struct timer *)(void *)t);
         fired++;
     }
     if (!w->slots[slot])

@@ -29,27 +29,49 @@
 #define TIMER_SLOT_BITS 12
 #define TIMER_SLOTS (1u << TIMER_SLOT_BITS) /* 4096 slots, ~65.5 s */
 
+/* The wheel's node: 24 bytes, no callback. A wheel either holds bare
+ * nodes and calls its own `fire` for each (a conn set's wheel: every node
+ * is a conn), or holds struct timer and calls each timer's fn. */
+struct tnode {
+    struct tnode *next;
+    struct tnode **pprev; /* NULL when not armed */
+    uint32_t expire;      /* tick; meaningful only while armed */
+    uint32_t data;        /* never touched by the wheel: the owner's */
+};
+typedef void tnode_fn(struct tnode *n);
+
 struct timer;
 typedef void timer_fn(struct timer *t);
 
+/* A node with its own callback, for wheels without a `fire`. */
 struct timer {
-    struct timer *next;
-    struct timer **pprev; /* NULL when not armed */
-    uint32_t expire;      /* tick; meaningful only while armed */
+    struct tnode node;
     timer_fn *fn;
 };
 
 struct timer_wheel {
-    uint32_t now; /* last tick processed */
-    size_t count; /* armed timers */
-    struct timer *slots[TIMER_SLOTS];
+    uint32_t now;   /* last tick processed */
+    size_t count;   /* armed nodes */
+    tnode_fn *fire; /* NULL: nodes are struct timer, call their fn */
+    struct tnode *slots[TIMER_SLOTS];
     uint64_t bitmap[TIMER_SLOTS / 64];
 };
 
 /* Prepares a node; no allocation. */
 void timer_init(struct timer *t, timer_fn *fn);
-/* Sets up an empty wheel whose clock starts at now. */
+void tnode_init(struct tnode *n);
+/* Sets up an empty wheel whose clock starts at now. fire: see struct
+ * timer_wheel (NULL for a wheel of struct timer). */
 void timer_wheel_init(struct timer_wheel *w, uint32_t now);
+void timer_wheel_init_fire(struct timer_wheel *w, uint32_t now, tnode_fn *fire);
+
+/* The same operations on bare nodes. */
+void tnode_arm(struct timer_wheel *w, struct tnode *n, uint32_t expire);
+void tnode_cancel(struct timer_wheel *w, struct tnode *n);
+static inline bool tnode_armed(const struct tnode *n)
+{
+    return n->pprev != NULL;
+}
 
 /* (Re)arms t to fire at tick expire (re-arming an armed timer moves it).
  * An expire not after the wheel's now fires on the next timer_run(). */
@@ -58,7 +80,7 @@ void timer_arm(struct timer_wheel *w, struct timer *t, uint32_t expire);
 void timer_cancel(struct timer_wheel *w, struct timer *t);
 static inline bool timer_armed(const struct timer *t)
 {
-    return t->pprev != NULL;
+    return t->node.pprev != NULL;
 }
 
 /* Advances the wheel to now and calls fn for every timer whose expire is

@@ -626,12 +626,19 @@ bool ws_close_code_valid(uint16_t code)
            (code >= 3000 && code <= 4999);
 }
 
+void ws_pstate_init(struct ws_pstate *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->utf8 = WS_UTF8_ACCEPT;
+}
+
 void ws_parser_init(struct ws_parser *p, bool server, uint64_t max_message)
 {
     memset(p, 0, sizeof(*p));
+    ws_pstate_init(&p->s);
     p->server = server;
-    p->max_message = max_message;
-    p->utf8 = WS_UTF8_ACCEPT;
+    p->max_message = max_message < WS_MAX_MESSAGE_LIMIT ? (uint32_t)max_message
+                                                        : WS_MAX_MESSAGE_LIMIT;
 }
 
 static bool is_control(uint8_t op)
@@ -666,7 +673,9 @@ static uint64_t get_be(const uint8_t *p, int n)
  * msg_len never exceeds max_message, so the subtraction cannot wrap. */
 static bool too_big(const struct ws_parser *p, uint64_t len)
 {
-    return p->max_message != 0 && len > p->max_message - p->msg_len;
+    uint32_t max = p->max_message ? p->max_message : WS_MAX_MESSAGE_LIMIT;
+
+    return len > max - p->s.msg_len;
 }
 
 /*
@@ -692,7 +701,7 @@ static int head_parse(const struct ws_parser *p, const uint8_t *in, size_t n,
     if (is_control(h->op)) {
         if (!h->fin || len7 > WS_MAX_CONTROL)
             return -WS_CLOSE_PROTOCOL;
-    } else if ((h->op == WS_OP_CONT) != (p->msg_op != 0)) {
+    } else if ((h->op == WS_OP_CONT) != (p->s.msg_op != 0)) {
         /* A continuation needs a message in progress; a new message may
          * not start inside one. */
         return -WS_CLOSE_PROTOCOL;
@@ -728,7 +737,7 @@ static int head_parse(const struct ws_parser *p, const uint8_t *in, size_t n,
 /* Records the protocol error: the parser is closed from now on. */
 static ssize_t fail(struct ws_parser *p, uint16_t *code, uint16_t c)
 {
-    p->closed = true;
+    p->s.closed = true;
     *code = c;
     return -1;
 }
@@ -766,7 +775,7 @@ static uint16_t control_event(struct ws_parser *p, uint8_t op, uint8_t *pl,
             return WS_CLOSE_INVALID_DATA;
     }
     ev->type = WS_EV_CLOSE;
-    p->closed = true;
+    p->s.closed = true;
     return 0;
 }
 
@@ -778,32 +787,36 @@ static uint16_t control_event(struct ws_parser *p, uint8_t op, uint8_t *pl,
 static ssize_t deliver(struct ws_parser *p, uint8_t *in, size_t avail,
                        struct ws_event *ev, uint16_t *code)
 {
-    size_t n = p->remaining < avail ? (size_t)p->remaining : avail;
+    size_t n = p->s.remaining < avail ? (size_t)p->s.remaining : avail;
     bool fin;
 
-    if (n == 0 && p->remaining != 0)
+    if (n == 0 && p->s.remaining != 0)
         return 0;
     if (p->server)
-        p->mask_pos = ws_mask(in, n, p->mask, p->mask_pos);
-    p->remaining -= n;
-    fin = p->frame_fin && p->remaining == 0;
-    if (p->msg_op == WS_OP_TEXT &&
-        (!ws_utf8_feed(&p->utf8, in, n) || (fin && p->utf8 != WS_UTF8_ACCEPT)))
-        return fail(p, code, WS_CLOSE_INVALID_DATA);
+        p->s.mask_pos = ws_mask(in, n, p->s.mask, p->s.mask_pos) & 3;
+    p->s.remaining -= n;
+    fin = p->s.frame_fin && p->s.remaining == 0;
+    if (p->s.msg_op == WS_OP_TEXT) {
+        uint32_t st = p->s.utf8;
+        bool ok = ws_utf8_feed(&st, in, n);
+        p->s.utf8 = st & 0xF;
+        if (!ok || (fin && st != WS_UTF8_ACCEPT))
+            return fail(p, code, WS_CLOSE_INVALID_DATA);
+    }
     ev->type = WS_EV_DATA;
-    ev->opcode = p->msg_op;
-    ev->first = p->msg_first;
+    ev->opcode = p->s.msg_op;
+    ev->first = p->s.msg_first;
     ev->fin = fin;
     ev->data = in;
     ev->len = n;
-    p->msg_first = false;
-    p->msg_len += n;
-    if (p->remaining == 0) {
-        p->in_frame = false;
-        if (p->frame_fin) {
-            p->msg_op = 0;
-            p->msg_len = 0;
-            p->utf8 = WS_UTF8_ACCEPT;
+    p->s.msg_first = false;
+    p->s.msg_len += n;
+    if (p->s.remaining == 0) {
+        p->s.in_frame = false;
+        if (p->s.frame_fin) {
+            p->s.msg_op = 0;
+            p->s.msg_len = 0;
+            p->s.utf8 = WS_UTF8_ACCEPT;
         }
     }
     return (ssize_t)n;
@@ -817,9 +830,9 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *in, size_t len,
     int r;
 
     memset(ev, 0, sizeof(*ev));
-    if (p->closed || len == 0)
+    if (p->s.closed || len == 0)
         return 0;
-    if (p->in_frame)
+    if (p->s.in_frame)
         return deliver(p, in, len, ev, code);
 
     r = head_parse(p, in, len, &h);
@@ -845,16 +858,16 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *in, size_t len,
     }
 
     if (h.op != WS_OP_CONT) {
-        p->msg_op = h.op;
-        p->msg_len = 0;
-        p->utf8 = WS_UTF8_ACCEPT;
-        p->msg_first = true;
+        p->s.msg_op = h.op;
+        p->s.msg_len = 0;
+        p->s.utf8 = WS_UTF8_ACCEPT;
+        p->s.msg_first = true;
     }
-    p->remaining = h.len;
-    p->frame_fin = h.fin;
-    memcpy(p->mask, h.mask, sizeof(p->mask));
-    p->mask_pos = 0;
-    p->in_frame = true;
+    p->s.remaining = (uint32_t)h.len; /* too_big() held it under 4 GiB */
+    p->s.frame_fin = h.fin;
+    memcpy(p->s.mask, h.mask, sizeof(p->s.mask));
+    p->s.mask_pos = 0;
+    p->s.in_frame = true;
     n = deliver(p, in + h.size, len - h.size, ev, code);
     return n < 0 ? n : (ssize_t)h.size + n;
 }

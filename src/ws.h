@@ -24,9 +24,10 @@
  *    1016-2999 unassigned, >= 5000).
  *  - 1007: text that is not valid UTF-8 (found at the first bad byte, even
  *    across fragment boundaries); a close reason that is not UTF-8.
- *  - 1009: a message longer than max_message, decided from the frame
- *    header (current message length + this frame's length) before any of
- *    its payload is delivered.
+ *  - 1009: a message longer than max_message (never more than 4 GiB - 1,
+ *    WS_MAX_MESSAGE_LIMIT), decided from the frame header (current message
+ *    length + this frame's length) before any of its payload is
+ *    delivered.
  */
 #ifndef MOOR_WS_H
 #define MOOR_WS_H
@@ -201,24 +202,36 @@ struct ws_event {
     size_t reason_len;
 };
 
-struct ws_parser {
-    uint64_t max_message; /* 0 = no limit */
-    uint64_t remaining;   /* payload bytes left in the current frame */
-    uint64_t msg_len;     /* bytes of the current message so far */
-    uint32_t utf8;        /* UTF-8 state of the current text message */
+/* What a connection keeps between reads: 14 bytes. Message and frame
+ * lengths fit 32 bits because max_message is at most 4 GiB - 1. */
+struct ws_pstate {
+    uint32_t remaining; /* payload bytes left in the current frame */
+    uint32_t msg_len;   /* bytes of the current message so far */
     uint8_t mask[4];
-    uint8_t mask_pos; /* 0..3: where the next byte's key is */
-    uint8_t msg_op;   /* opcode of the message in progress, or 0 */
-    bool in_frame;    /* a data frame's payload is being read */
-    bool frame_fin;   /* the current data frame has FIN */
-    bool msg_first;   /* no piece of the current message delivered */
-    bool server;      /* expects masked frames (else unmasked) */
-    bool closed;      /* a close frame was parsed, or the peer broke
-                         the protocol: nothing after */
+    uint16_t utf8 : 4;      /* UTF-8 state of the current text message */
+    uint16_t mask_pos : 2;  /* 0..3: where the next byte's key is */
+    uint16_t msg_op : 2;    /* opcode of the message in progress, or 0 */
+    uint16_t in_frame : 1;  /* a data frame's payload is being read */
+    uint16_t frame_fin : 1; /* the current data frame has FIN */
+    uint16_t msg_first : 1; /* no piece of the current message delivered */
+    uint16_t closed : 1;    /* a close frame was parsed, or the peer broke
+                               the protocol: nothing after */
+} __attribute__((packed, aligned(2)));
+
+/* A parser: the kept state plus the settings, which a connection takes
+ * from its server instead of storing them (see ws_server.c). */
+struct ws_parser {
+    struct ws_pstate s;
+    uint32_t max_message; /* 0 = the most there is: 4 GiB - 1 */
+    bool server;          /* expects masked frames (else unmasked) */
 };
+
+#define WS_MAX_MESSAGE_LIMIT 0xFFFFFFFFu /* max_message's ceiling */
 
 /* server: true to parse a client's frames (masked), false for a server's. */
 void ws_parser_init(struct ws_parser *p, bool server, uint64_t max_message);
+/* The kept state of a parser that has seen nothing yet. */
+void ws_pstate_init(struct ws_pstate *s);
 
 /*
  * Parses from in[0..len), which it may modify (payload is unmasked in

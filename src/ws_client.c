@@ -35,6 +35,7 @@ struct ws_cconn {
     const char *protocols;          /* offered; borrowed until open */
     char accept[WS_ACCEPT_LEN + 1]; /* the answer we expect */
     char detail[48];                /* why it failed before open */
+    bool silent;                    /* failed inside ws_client_connect() */
 };
 
 static size_t hs_on_data(struct conn *c, uint8_t *p, size_t len);
@@ -86,9 +87,15 @@ struct conn *ws_client_connect(struct ws_client *cl, const struct ws_target *t,
     uint8_t raw[16];
     char key[25];
     char req[1024];
+    struct ws_binding *b = ws_server_bind(cl->ws, h);
     struct ws_cconn *cc;
     struct conn *c;
     ssize_t n;
+
+    if (!b) {
+        *err = -ENOSPC;
+        return NULL;
+    }
 
     /* Sec-WebSocket-Key: 16 random bytes, base64 (4.1). */
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
@@ -103,20 +110,18 @@ struct conn *ws_client_connect(struct ws_client *cl, const struct ws_target *t,
         return NULL;
     }
     c = conn_connect(cl->set, t->addr, t->addrlen, t->source, t->sourcelen,
-                     &hs_proto, sizeof(struct ws_cconn),
+                     &hs_proto, b, sizeof(struct ws_cconn),
                      cl->o.connect_timeout_ms, err);
     if (!c)
         return NULL;
     cc = conn_ext(c);
-    cc->w.srv = cl->ws;
-    cc->w.h = h;
     cc->w.user = user;
     cc->w.client = true;
     cc->protocols = t->protocols;
     if (!ws_accept_key(key, 24, cc->accept) ||
         conn_send_bytes(c, req, (size_t)n) < 0) {
         /* Nothing was reported yet: no callback for this one. */
-        cc->w.h = NULL;
+        cc->silent = true;
         conn_close(c, CLOSE_NO_MEMORY);
         *err = -ENOMEM;
         return NULL;
@@ -165,7 +170,7 @@ static size_t hs_on_data(struct conn *c, uint8_t *p, size_t len)
     cc->detail[0] = '\0';
     cc->protocols = NULL;
     /* Frames after the head go to the WebSocket protocol in this call. */
-    ws_conn_open(cc->w.srv, c, cc->w.h, true);
+    ws_conn_open(conn_ctx(c), c, true);
     return (size_t)n;
 }
 
@@ -186,15 +191,17 @@ static void hs_on_close(struct conn *c, enum close_reason why)
             snprintf(cc->detail, sizeof(cc->detail), "%s",
                      close_reason_name(why));
     }
-    if (cc->w.h && cc->w.h->on_close)
-        cc->w.h->on_close(c, WS_CLOSE_ABNORMAL, cc->w.h->arg);
+    const struct ws_handlers *h = ((struct ws_binding *)conn_ctx(c))->h;
+
+    if (!cc->silent && h->on_close)
+        h->on_close(c, WS_CLOSE_ABNORMAL, h->arg);
 }
 
 const char *ws_close_detail(const struct conn *c)
 {
     const struct ws_cconn *cc = (const struct ws_cconn *)(const void *)c->ext;
 
-    if (c->proto == &hs_proto && cc->detail[0])
+    if (conn_proto(c) == &hs_proto && cc->detail[0])
         return cc->detail;
     switch ((enum close_reason)c->close_reason) {
     case CLOSE_NONE:

@@ -43,6 +43,9 @@ struct ws_abuf {
 struct ws_server {
     struct conn_set *set;
     struct ws_server_opts o;
+    uint32_t max_message; /* o.max_message, capped for the parser */
+    unsigned n_bindings;
+    struct ws_binding bindings[CONN_MAX_PROTOS];
     uint64_t rng;       /* xorshift state for the drain spread */
     uint32_t key_pos;   /* next unused byte of keys */
     uint8_t keys[1024]; /* random mask keys, refilled by RAND_bytes */
@@ -68,7 +71,7 @@ size_t ws_conn_ext_size(void)
 
 bool ws_is_websocket(const struct conn *c)
 {
-    return c->proto == &ws_proto;
+    return conn_proto(c) == &ws_proto;
 }
 
 struct ws_server *ws_server_new(struct conn_set *set,
@@ -81,6 +84,9 @@ struct ws_server *ws_server_new(struct conn_set *set,
         return NULL;
     ws->set = set;
     ws->o = *o;
+    ws->max_message = o->max_message < WS_MAX_MESSAGE_LIMIT
+                          ? (uint32_t)o->max_message
+                          : WS_MAX_MESSAGE_LIMIT;
     clock_gettime(CLOCK_REALTIME, &ts);
     ws->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
               (uint64_t)(uintptr_t)ws;
@@ -121,9 +127,32 @@ bool ws_server_mask_key(struct ws_server *ws, uint8_t key[4])
     return true;
 }
 
+struct ws_binding *ws_server_bind(struct ws_server *ws,
+                                  const struct ws_handlers *h)
+{
+    for (unsigned i = 0; i < ws->n_bindings; i++)
+        if (ws->bindings[i].h == h)
+            return &ws->bindings[i];
+    if (ws->n_bindings >= CONN_MAX_PROTOS)
+        return NULL;
+    ws->bindings[ws->n_bindings].srv = ws;
+    ws->bindings[ws->n_bindings].h = h;
+    return &ws->bindings[ws->n_bindings++];
+}
+
+static struct ws_server *srv_of(const struct conn *c)
+{
+    return ((struct ws_binding *)conn_ctx(c))->srv;
+}
+
+static const struct ws_handlers *h_of(const struct conn *c)
+{
+    return ((struct ws_binding *)conn_ctx(c))->h;
+}
+
 void *ws_user(const struct conn *c)
 {
-    return ((const struct ws_conn *)c->ext)->user;
+    return ((const struct ws_conn *)conn_ext((struct conn *)c))->user;
 }
 
 void ws_set_user(struct conn *c, void *user)
@@ -147,7 +176,7 @@ static int send_frame_flags(struct conn *c, uint8_t opcode, const void *p,
     struct msg *m;
     int rc;
 
-    if (w->client && !ws_server_mask_key(w->srv, key))
+    if (w->client && !ws_server_mask_key(srv_of(c), key))
         return -ENOMEM;
     hl = ws_encode_header(hdr, opcode, true, len, w->client ? key : NULL);
     m = msg_new(NULL, hl + len);
@@ -176,20 +205,22 @@ enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
     struct ws_conn *w = conn_ext(c);
     int rc;
 
-    if (c->proto != &ws_proto || conn_is_closing(c) || w->phase >= WSP_CLOSING)
+    if (conn_proto(c) != &ws_proto || conn_is_closing(c) ||
+        w->phase >= WSP_CLOSING)
         return WS_SEND_DROPPED;
     /* A 1:1 stream never drops: it queues past the limit and reading
      * pauses (ws_on_data) until the queue drains. */
     rc = send_frame_flags(c, text ? WS_OP_TEXT : WS_OP_BINARY, data, len,
-                          w->h->pause_on_backpressure);
+                          h_of(c)->pause_on_backpressure);
     if (rc == -ENOMEM) {
         conn_close(c, CLOSE_NO_MEMORY);
         return WS_SEND_DROPPED;
     }
     if (rc < 0)
         return WS_SEND_DROPPED;
-    return conn_queued_bytes(c) > c->set->lim.queue_limit ? WS_SEND_BACKPRESSURE
-                                                          : WS_SEND_OK;
+    return conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit
+               ? WS_SEND_BACKPRESSURE
+               : WS_SEND_OK;
 }
 
 /* Sends our close frame and waits close_timeout for the peer's. */
@@ -204,14 +235,16 @@ static void start_close(struct conn *c, uint16_t code, const char *reason)
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
-    conn_set_read_deadline(c, w->srv->o.close_timeout_ms, CLOSE_CLOSE_TIMEOUT);
+    conn_set_read_deadline(c, srv_of(c)->o.close_timeout_ms,
+                           CLOSE_CLOSE_TIMEOUT);
 }
 
 void ws_close(struct conn *c, uint16_t code, const char *reason)
 {
     struct ws_conn *w = conn_ext(c);
 
-    if (c->proto != &ws_proto || conn_is_closing(c) || w->phase >= WSP_CLOSING)
+    if (conn_proto(c) != &ws_proto || conn_is_closing(c) ||
+        w->phase >= WSP_CLOSING)
         return;
     start_close(c, code, reason);
 }
@@ -228,14 +261,14 @@ static void fail(struct conn *c, uint16_t code)
     LOG_INFO("websocket protocol error", "conn=%llu peer=%s code=%u",
              (unsigned long long)c->id, peer, code);
     w->phase = WSP_CLOSING;
-    w->parser.closed = true;
+    w->ps.closed = true;
     if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
     conn_close_after_flush(
         c, code == WS_CLOSE_TOO_BIG ? CLOSE_TOO_BIG : CLOSE_PROTOCOL_ERROR,
-        w->srv->o.close_timeout_ms);
+        srv_of(c)->o.close_timeout_ms);
 }
 
 /* ---- the upgrade ------------------------------------------------------- */
@@ -256,6 +289,7 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
     char accept[WS_ACCEPT_LEN + 1];
     char head[512];
     struct conn *c = ex->c;
+    struct ws_binding *b;
     ssize_t n;
     int status;
 
@@ -291,6 +325,13 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
                      "503 Service Unavailable\n", 24);
         return 503;
     }
+    b = ws_server_bind(ws, h);
+    if (!b) {
+        ex->keep_alive = false;
+        http_respond(ex, 500, "text/plain; charset=utf-8", NULL,
+                     "500 Internal Server Error\n", 26);
+        return 500;
+    }
     n = ws_format_upgrade(head, sizeof(head), accept, NULL);
     if (n < 0 || conn_send_bytes(c, head, (size_t)n) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
@@ -298,30 +339,30 @@ int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
     }
     ex->responded = true;
     ex->upgraded = true;
-    ws_conn_open(ws, c, h, false);
+    ws_conn_open(b, c, false);
     return 0;
 }
 
-void ws_conn_open(struct ws_server *ws, struct conn *c,
-                  const struct ws_handlers *h, bool client)
+void ws_conn_open(struct ws_binding *b, struct conn *c, bool client)
 {
     struct ws_conn *w = conn_ext(c);
+    struct ws_server *ws = b->srv;
     void *user = client ? w->user : NULL;
 
     memset(w, 0, sizeof(*w));
-    w->srv = ws;
-    w->h = h;
     w->user = user;
     w->client = client;
-    w->peer_code = WS_CLOSE_ABNORMAL;
-    ws_parser_init(&w->parser, !client, ws->o.max_message);
-    conn_set_proto(c, &ws_proto);
+    ws_pstate_init(&w->ps);
+    if (conn_set_proto_ctx(c, &ws_proto, b) < 0) {
+        conn_close(c, CLOSE_ERROR);
+        return;
+    }
     conn_set_state(c, CSTATE_WEBSOCKET);
     conn_set_read_deadline(c, ws->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
     set_user_timeout(c, ws->o.ping_interval_ms + ws->o.pong_timeout_ms);
     w->opened = true;
-    if (h->on_open)
-        h->on_open(c, h->arg);
+    if (b->h->on_open)
+        b->h->on_open(c, b->h->arg);
 }
 
 /* ---- receiving --------------------------------------------------------- */
@@ -329,8 +370,11 @@ void ws_conn_open(struct ws_server *ws, struct conn *c,
 static void deliver(struct conn *c, struct ws_conn *w, const uint8_t *p,
                     size_t len, bool text)
 {
-    if (w->h->on_message)
-        w->h->on_message(c, p, len, text, w->h->arg);
+    const struct ws_handlers *h = h_of(c);
+
+    (void)w;
+    if (h->on_message)
+        h->on_message(c, p, len, text, h->arg);
 }
 
 /* Appends a piece of a message. Grows by doubling as bytes arrive; the
@@ -379,15 +423,31 @@ static void on_data_piece(struct conn *c, struct ws_conn *w,
     }
 }
 
+/* Tells the application the conn is closing, once: with the peer's code
+ * as soon as its close frame arrives, or 1006 if the conn ends without
+ * one. */
+static void notify_close(struct conn *c, struct ws_conn *w, uint16_t code)
+{
+    const struct ws_handlers *h = h_of(c);
+
+    if (!w->opened)
+        return;
+    w->opened = false;
+    if (h->on_close)
+        h->on_close(c, code, h->arg);
+}
+
 static void on_close_frame(struct conn *c, struct ws_conn *w,
                            const struct ws_event *ev)
 {
     uint8_t payload[WS_MAX_CONTROL];
     size_t n = 0;
+    bool answer = w->phase == WSP_CLOSING;
 
-    w->got_close = true;
-    w->peer_code = ev->close_code;
-    if (w->phase == WSP_CLOSING) {
+    notify_close(c, w, ev->close_code);
+    if (conn_is_closing(c))
+        return;
+    if (answer) {
         /* The answer to our close: the handshake is complete. */
         conn_close(c, CLOSE_DONE);
         return;
@@ -400,39 +460,49 @@ static void on_close_frame(struct conn *c, struct ws_conn *w,
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
-    conn_close_after_flush(c, CLOSE_DONE, w->srv->o.close_timeout_ms);
+    conn_close_after_flush(c, CLOSE_DONE, srv_of(c)->o.close_timeout_ms);
 }
 
 static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
 {
     struct ws_conn *w = conn_ext(c);
+    struct ws_server *srv = srv_of(c);
+    struct ws_parser parser;
     size_t off = 0;
 
     /* Any inbound byte is proof of life. */
     if (w->phase == WSP_OPEN || w->phase == WSP_PINGED) {
         w->phase = WSP_OPEN;
-        conn_set_read_deadline(c, w->srv->o.ping_interval_ms,
-                               CLOSE_PONG_TIMEOUT);
+        conn_set_read_deadline(c, srv->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
     }
+    /* The conn keeps 14 bytes of parser state; the settings come from the
+     * server. */
+    parser.s = w->ps;
+    parser.server = !w->client;
+    parser.max_message = srv->max_message;
     while (off < len && !conn_is_closing(c) && !(c->flags & CONN_LINGER)) {
         struct ws_event ev;
         uint16_t code = 0;
         ssize_t n;
 
-        if (conn_queued_bytes(c) > c->set->lim.queue_limit) {
+        if (conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit) {
             /* Our answers (echoes, pongs) pile up: stop reading until
              * they drain, so TCP pushes back on the peer. */
             conn_pause_read(c, PAUSE_BACKPRESSURE);
-            return off;
+            break;
         }
-        n = ws_parse(&w->parser, p + off, len - off, &ev, &code);
+        n = ws_parse(&parser, p + off, len - off, &ev, &code);
         if (n < 0) {
+            w->ps = parser.s;
             fail(c, code);
             return len;
         }
         if (n == 0)
             break;
         off += (size_t)n;
+        /* Saved before the event runs: callbacks may look at it (fail()
+         * sets closed), and the conn may be gone from under us after. */
+        w->ps = parser.s;
         switch (ev.type) {
         case WS_EV_DATA:
             on_data_piece(c, w, &ev);
@@ -450,19 +520,22 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         case WS_EV_NONE:
             break;
         }
+        if (w->ps.closed)
+            return len;
     }
-    if (w->parser.closed)
+    w->ps = parser.s;
+    if (w->ps.closed)
         return len; /* nothing after a close frame */
     return off;
 }
 
 static void ws_on_drain(struct conn *c)
 {
-    struct ws_conn *w = conn_ext(c);
+    const struct ws_handlers *h = h_of(c);
 
     conn_resume_read(c, PAUSE_BACKPRESSURE);
-    if (w->h->on_drain && !conn_is_closing(c))
-        w->h->on_drain(c, w->h->arg);
+    if (h->on_drain && !conn_is_closing(c))
+        h->on_drain(c, h->arg);
 }
 
 /* The read deadline passed: ping, give up, or start the drain's close. */
@@ -475,7 +548,7 @@ static bool ws_on_timeout(struct conn *c)
         if (send_frame(c, WS_OP_PING, NULL, 0) < 0)
             return false;
         w->phase = WSP_PINGED;
-        conn_set_read_deadline(c, w->srv->o.pong_timeout_ms,
+        conn_set_read_deadline(c, srv_of(c)->o.pong_timeout_ms,
                                CLOSE_PONG_TIMEOUT);
         return true;
     case WSP_DRAIN:
@@ -495,11 +568,7 @@ static void ws_on_close(struct conn *c, enum close_reason why)
         mem_free(MEM_MSG, w->abuf);
         w->abuf = NULL;
     }
-    if (w->opened && w->h->on_close) {
-        w->opened = false;
-        w->h->on_close(c, w->got_close ? w->peer_code : WS_CLOSE_ABNORMAL,
-                       w->h->arg);
-    }
+    notify_close(c, w, WS_CLOSE_ABNORMAL);
 }
 
 static void drain_one(struct conn *c, void *arg)
@@ -508,7 +577,7 @@ static void drain_one(struct conn *c, void *arg)
     struct ws_conn *w = conn_ext(c);
     uint32_t delay;
 
-    if (c->proto != &ws_proto || w->srv != ws || w->phase >= WSP_DRAIN)
+    if (conn_proto(c) != &ws_proto || srv_of(c) != ws || w->phase >= WSP_DRAIN)
         return;
     delay = ws->o.drain_spread_ms
                 ? (uint32_t)(next_random(ws) % ws->o.drain_spread_ms) + 1

@@ -28,19 +28,24 @@
 struct ws_server;
 struct ws_handlers;
 
-/* Per-connection state in the conn's ext area (server and client). */
+/* Per-connection state in the conn's ext area (server and client): 32
+ * bytes. The server and the handlers are the conn's protocol context
+ * (conn_ctx(): a struct ws_binding), not pointers here. */
 struct ws_conn {
-    struct ws_server *srv;
-    const struct ws_handlers *h;
     struct ws_abuf *abuf; /* message being assembled, or NULL */
     void *user;           /* the application's per-connection data */
-    struct ws_parser parser;
-    uint8_t phase;
-    bool client;        /* we are the client: mask what we send */
-    bool text;          /* type of the message being assembled */
-    bool opened;        /* on_open ran: on_close is owed */
-    bool got_close;     /* the peer's close frame arrived */
-    uint16_t peer_code; /* the peer's close code (1006 if none) */
+    struct ws_pstate ps;  /* the frame parser's state */
+    uint8_t phase : 2;    /* enum ws_phase (ws_server.c) */
+    uint8_t client : 1;   /* we are the client: mask what we send */
+    uint8_t text : 1;     /* type of the message being assembled */
+    uint8_t opened : 1;   /* on_open ran and on_close is still owed */
+    uint8_t unused;
+};
+
+/* A (server, handlers) pair: the context of WebSocket conns. */
+struct ws_binding {
+    struct ws_server *srv;
+    const struct ws_handlers *h;
 };
 
 struct ws_server_opts {
@@ -99,11 +104,15 @@ size_t ws_conn_ext_size(void);
 int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
                       const struct ws_handlers *h);
 
+/* The binding of (ws, h), made on first use (at most CONN_MAX_PROTOS per
+ * server). NULL when the table is full. */
+struct ws_binding *ws_server_bind(struct ws_server *ws,
+                                  const struct ws_handlers *h);
 /* Makes c an open WebSocket conn (after the handshake, either side):
- * switches its protocol, arms the ping deadline, runs h->on_open. A
- * client conn keeps the user pointer already in its ws_conn. */
-void ws_conn_open(struct ws_server *ws, struct conn *c,
-                  const struct ws_handlers *h, bool client);
+ * switches its protocol with context b, arms the ping deadline, runs
+ * h->on_open. A client conn keeps the user pointer already in its
+ * ws_conn. */
+void ws_conn_open(struct ws_binding *b, struct conn *c, bool client);
 /* Writes a fresh random mask key (CSPRNG). Returns false if OpenSSL
  * failed. */
 bool ws_server_mask_key(struct ws_server *ws, uint8_t key[4]);

@@ -57,7 +57,7 @@ static void on_fire(struct timer *t)
     struct clock *c = n->clk;
 
     /* Never before its expiry; fired means unarmed. */
-    assert_false(tick_after(t->expire, c->now));
+    assert_false(tick_after(t->node.expire, c->now));
     assert_false(timer_armed(t));
     n->fired++;
     n->fired_at = c->now;
@@ -156,12 +156,13 @@ static void test_order_every_ms(void **state)
 
         assert_int_equal(n->fired, 1);
         /* Run every ms, each timer fires exactly at its expiry... */
-        assert_int_equal(n->fired_at, n->t.expire);
+        assert_int_equal(n->fired_at, n->t.node.expire);
         by_seq[n->seq] = n;
     }
     /* ...so the firing order is the expiry order. */
     for (i = 1; i < N; i++)
-        assert_false(tick_after(by_seq[i - 1]->t.expire, by_seq[i]->t.expire));
+        assert_false(
+            tick_after(by_seq[i - 1]->t.node.expire, by_seq[i]->t.node.expire));
 
     mem_free(MEM_MISC, by_seq);
     mem_free(MEM_MISC, nodes);
@@ -196,8 +197,8 @@ static void test_order_coarse_runs(void **state)
 
             if (n->fired && n->seq >= before) {
                 /* Due now, and was not due at the previous run. */
-                assert_false(tick_after(n->t.expire, c.now));
-                assert_true(tick_after(n->t.expire, c.prev));
+                assert_false(tick_after(n->t.node.expire, c.now));
+                assert_true(tick_after(n->t.node.expire, c.prev));
             }
         }
     }
@@ -206,8 +207,8 @@ static void test_order_coarse_runs(void **state)
         by_seq[nodes[i].seq] = &nodes[i];
     }
     for (i = 1; i < N; i++) {
-        uint32_t a = by_seq[i - 1]->t.expire >> TIMER_RES_SHIFT;
-        uint32_t b = by_seq[i]->t.expire >> TIMER_RES_SHIFT;
+        uint32_t a = by_seq[i - 1]->t.node.expire >> TIMER_RES_SHIFT;
+        uint32_t b = by_seq[i]->t.node.expire >> TIMER_RES_SHIFT;
 
         assert_true(a <= b);
     }
@@ -472,7 +473,7 @@ static void test_beyond_one_revolution(void **state)
 
     assert_int_equal(run_every_ms(&c, 12345 + 199999), 1);
     assert_int_equal(near.fired, 1);
-    assert_int_equal(near.fired_at, near.t.expire);
+    assert_int_equal(near.fired_at, near.t.node.expire);
     assert_int_equal(far.fired, 0);
     assert_true(timer_armed(&far.t));
     assert_int_equal(run_at(&c, 12345 + 200000), 1);
@@ -510,7 +511,7 @@ static void test_tick_wraparound(void **state)
     assert_int_equal(run_every_ms(&c, start + 6001), N);
     for (i = 0; i < N; i++) {
         assert_int_equal(nodes[i].fired, 1);
-        assert_int_equal(nodes[i].fired_at, nodes[i].t.expire);
+        assert_int_equal(nodes[i].fired_at, nodes[i].t.node.expire);
     }
     assert_int_equal(far.fired, 0);
     assert_int_equal(run_at(&c, start + 99999), 0);
@@ -563,7 +564,7 @@ static void test_million_timers(void **state)
         /* At the first run not before its expiry (checked against the run
          * before it here; on_fire checked it was not early). */
         if (n->fired)
-            assert_true(n->fired_at - n->t.expire < 51);
+            assert_true(n->fired_at - n->t.node.expire < 51);
     }
 
     mem_free(MEM_MISC, nodes);
@@ -606,10 +607,12 @@ static void test_next_ms_basic(void **state)
     timer_arm(c.w, &b.t, c.now + 3000);
     timer_cancel(c.w, &a.t);
     ms = timer_next_ms(c.w, c.now);
-    assert_in_range(ms, a.t.expire - c.now, a.t.expire - c.now + TIMER_RES_MS);
+    assert_in_range(ms, a.t.node.expire - c.now,
+                    a.t.node.expire - c.now + TIMER_RES_MS);
     assert_int_equal(run_at(&c, c.now + (uint32_t)ms), 0);
     ms = timer_next_ms(c.w, c.now);
-    assert_in_range(ms, b.t.expire - c.now, b.t.expire - c.now + TIMER_RES_MS);
+    assert_in_range(ms, b.t.node.expire - c.now,
+                    b.t.node.expire - c.now + TIMER_RES_MS);
     assert_int_equal(run_at(&c, c.now + (uint32_t)ms), 1);
     assert_int_equal(b.fired, 1);
 
@@ -656,7 +659,7 @@ static void test_next_ms_drives_loop(void **state)
     }
     for (i = 0; i < N; i++) {
         assert_int_equal(nodes[i].fired, 1);
-        assert_true(nodes[i].fired_at - nodes[i].t.expire <= TIMER_RES_MS);
+        assert_true(nodes[i].fired_at - nodes[i].t.node.expire <= TIMER_RES_MS);
     }
     /* At most one wake-up per slot passed over (~250 s / 16 ms). */
     assert_true(wakes <= 250000 / TIMER_RES_MS + 2);

@@ -199,7 +199,7 @@ static void feed(struct sink *s, uint8_t *chunk, size_t n)
     size_t len = n;
     size_t off;
 
-    if (s->failed || s->p.closed)
+    if (s->failed || s->p.s.closed)
         return;
     s->fed += n;
     if (s->carry_len) {
@@ -210,7 +210,7 @@ static void feed(struct sink *s, uint8_t *chunk, size_t n)
         memcpy(buf + s->carry_len, chunk, n);
     }
     off = process(s, buf, len);
-    if (!s->failed && !s->p.closed) {
+    if (!s->failed && !s->p.s.closed) {
         s->carry_len = len - off;
         assert_true(s->carry_len <= CARRY_CAP);
         memmove(s->carry, buf + off, s->carry_len);
@@ -323,7 +323,7 @@ static uint16_t run_all(const uint8_t *buf, size_t n, bool server, uint64_t max,
         assert_int_equal(s[i].failed, s[0].failed);
         assert_int_equal(s[i].code, s[0].code);
         assert_int_equal(s[i].n_rec, s[0].n_rec);
-        assert_int_equal(s[i].p.closed, s[0].p.closed);
+        assert_int_equal(s[i].p.s.closed, s[0].p.s.closed);
         for (int j = 0; j < s[0].n_rec; j++) {
             assert_int_equal(s[i].rec[j].type, s[0].rec[j].type);
             assert_int_equal(s[i].rec[j].opcode, s[0].rec[j].opcode);
@@ -1410,9 +1410,17 @@ static void test_length_encoding(void **state)
     assert_int_equal(run_all(f, 10, true, 1000, NULL), WS_CLOSE_PROTOCOL);
     memset(f + 2, 0xFF, 8);
     assert_int_equal(run_all(f, 10, true, 0, NULL), WS_CLOSE_PROTOCOL);
-    /* 2^63 - 1 is a legal length (if no limit applies): no error. */
+    /* 2^63 - 1 is a legal encoding, but no message may pass 4 GiB - 1
+     * (WS_MAX_MESSAGE_LIMIT) even with no limit set: 1009. */
     f[2] = 0x7F;
+    assert_int_equal(run_all(f, 14, true, 0, NULL), WS_CLOSE_TOO_BIG);
+    /* 4 GiB - 1 itself is accepted with no limit set. */
+    memset(f + 2, 0, 8);
+    f[6] = f[7] = f[8] = f[9] = 0xFF;
     assert_int_equal(run_all(f, 14, true, 0, NULL), 0);
+    f[5] = 1;
+    f[6] = f[7] = f[8] = f[9] = 0;
+    assert_int_equal(run_all(f, 14, true, 0, NULL), WS_CLOSE_TOO_BIG);
     mem_free(MEM_MISC, f);
     no_leak();
 }
@@ -1455,7 +1463,7 @@ static void test_close_codes(void **state)
         assert_int_equal(s.rec[0].code, good[i]);
         assert_int_equal(s.rec[0].len, 3);
         assert_memory_equal(s.rec[0].data, "why", 3);
-        assert_true(s.p.closed);
+        assert_true(s.p.s.closed);
     }
     for (uint32_t c = 0; c < 65536; c++) {
         bool want = (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
@@ -1519,7 +1527,7 @@ static void test_after_close(void **state)
     ws_parser_init(&p, true, 0);
     assert_int_equal(ws_parse(&p, f, n, &ev, &code), (ssize_t)c);
     assert_int_equal(ev.type, WS_EV_CLOSE);
-    assert_true(p.closed);
+    assert_true(p.s.closed);
     for (size_t i = 0; i <= n - c; i++) {
         code = 0;
         assert_int_equal(ws_parse(&p, f + c, i, &ev, &code), 0);
@@ -1540,7 +1548,7 @@ static void test_after_close(void **state)
     ws_parser_init(&p, true, 0);
     assert_int_equal(ws_parse(&p, f, n, &ev, &code), -1);
     assert_int_equal(code, WS_CLOSE_PROTOCOL);
-    assert_true(p.closed);
+    assert_true(p.s.closed);
     assert_int_equal(ws_parse(&p, f + 7, n - 7, &ev, &code), 0);
     assert_int_equal(ev.type, WS_EV_NONE);
     no_leak();
@@ -1703,10 +1711,15 @@ static void test_max_message(void **state)
     ws_parser_init(&p, true, 1 << 20);
     assert_int_equal(ws_parse(&p, f, 10, &ev, &code), -1);
     assert_int_equal(code, WS_CLOSE_TOO_BIG);
-    /* The same header with no limit is accepted: payload may stream. */
+    /* With no limit, 4 GiB - 1 is the ceiling: 2^62 is still 1009. */
+    ws_parser_init(&p, true, 0);
+    assert_int_equal(ws_parse(&p, f, 14, &ev, &code), -1);
+    assert_int_equal(code, WS_CLOSE_TOO_BIG);
+    /* A 3 GiB header with no limit is accepted: payload may stream. */
+    put_head(f, FIN | WS_OP_BINARY, key, UINT64_C(3) << 30, 64);
     ws_parser_init(&p, true, 0);
     assert_int_equal(ws_parse(&p, f, 14, &ev, &code), 14);
-    assert_true(p.in_frame);
+    assert_true(p.s.in_frame);
     /* Across fragments: the sum counts; the first fragment is out. */
     n = put_frame(f, WS_OP_TEXT, key, "0123456789", 10);
     n += put_frame(f + n, WS_OP_CONT, key, "0123456789", 10);
