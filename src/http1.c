@@ -690,6 +690,9 @@ static int chunk_size_byte(struct http_chunked *c, uint8_t b,
         if (h >= 0) {
             if (c->line_len > CHUNK_SIZE_DIGITS)
                 return 400;
+            /* 2^48 and more is over any max_body (at most 1 TiB). */
+            if (c->remaining >> 44)
+                return 413;
             c->remaining = c->remaining << 4 | (uint64_t)h;
         } else if (b == ';') {
             c->state = CH_EXT;
@@ -734,7 +737,8 @@ static int chunk_size_byte(struct http_chunked *c, uint8_t b,
 static int chunk_trailer_byte(struct http_chunked *c, uint8_t b,
                               const struct http_limits *lim)
 {
-    if (++c->trailer_bytes > lim->max_header_bytes)
+    /* In the trailer section, remaining counts its bytes (it was 0). */
+    if (++c->remaining > lim->max_header_bytes)
         return 431;
     switch (c->state) {
     case CH_TRAILER_START:

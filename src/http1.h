@@ -106,13 +106,13 @@ bool http_token_list_has(struct http_str v, const char *tok);
 
 /* Chunked body decoder state; zero it (or http_chunked_init) per body. */
 struct http_chunked {
-    uint8_t state;
-    uint8_t ext_ws;
-    uint16_t line_len; /* bytes of the current size/trailer line */
-    uint32_t trailer_bytes;
-    uint64_t remaining; /* bytes left in the current chunk */
-    uint64_t total;     /* body bytes so far */
-};
+    uint64_t remaining : 48; /* bytes left in the current chunk; in the
+                                trailer section, its bytes so far */
+    uint64_t line_len : 16;  /* bytes of the current size/trailer line */
+    uint64_t total : 48;     /* body bytes so far (max_body <= 1 TiB) */
+    uint64_t state : 8;
+    uint64_t ext_ws : 8;
+}; /* 16 bytes: every idle keep-alive connection holds one */
 void http_chunked_init(struct http_chunked *c);
 
 typedef void http_data_fn(void *arg, const uint8_t *p, size_t n);

@@ -100,7 +100,7 @@ static const char *date_header(struct http_server *srv)
 }
 
 static size_t http_on_data(struct conn *c, uint8_t *p, size_t len);
-_Static_assert(sizeof(struct http_conn) <= 48,
+_Static_assert(sizeof(struct http_conn) <= 32,
                "http_conn grew: it is paid by every idle connection");
 static void http_on_drain(struct conn *c);
 static bool http_on_timeout(struct conn *c);
