@@ -57,8 +57,11 @@ struct moor_ws_handlers {
     /* The outbound queue drained after moor_ws_send() reported
      * backpressure: a good moment to send more. */
     void (*on_drain)(struct moor_ws *ws, void *arg);
-    /* The connection is gone (code 1006 if it ended without a close
-     * frame). ws is valid during the call and never after. */
+    /* Once per opened connection: the peer's close frame arrived (code
+     * is its code, 1005 if it sent none; moor answers it and closes), or
+     * the connection ended without one (1006). moor_ws_error() says why.
+     * Sends after this are dropped; ws is valid during the call and never
+     * after. */
     void (*on_close)(struct moor_ws *ws, int code, void *arg);
     void *arg;
     /* Nonzero for a 1:1 stream (echo, request/response): moor_ws_send()

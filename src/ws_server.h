@@ -66,8 +66,9 @@ struct ws_handlers {
                        bool text, void *arg);
     /* The conn's outbound queue has drained (after backpressure). */
     void (*on_drain)(struct conn *c, void *arg);
-    /* Once per conn that was opened: code is the peer's close code, or
-     * 1006 when the connection ended without a close frame. */
+    /* Once per conn that was opened: when the peer's close frame arrives
+     * (code is its code, 1005 if none), or when the conn ends without
+     * one (1006). */
     void (*on_close)(struct conn *c, uint16_t code, void *arg);
     void *arg;
     /* A 1:1 stream (echo, a request/response protocol): ws_send() never
