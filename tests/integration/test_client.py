@@ -679,6 +679,31 @@ def test_every_frame_masked_with_a_fresh_key():
     assert r.lines() == [m.encode() for m in msgs]
 
 
+def test_mask_keys_across_many_frames():
+    """300 frames: past any batch of random bytes a client might keep for
+    its mask keys, no key repeats (a refill that reused old bytes would
+    show here; a chance collision of 300 random keys is ~1e-5)."""
+    msgs = [f"m{i}" for i in range(299)]
+
+    def handler(peer):
+        peer.accept()
+        for m in msgs:
+            assert peer.recv_client_message() == (OP_TEXT, m.encode())
+            peer.send(OP_TEXT, m.encode())
+        peer.expect_client_close(1000)
+        keys = peer.mask_keys
+        assert len(keys) == 300, len(keys)
+        dup = {k.hex() for k in keys if keys.count(k) > 1}
+        assert not dup, f"mask keys repeat: {sorted(dup)}"
+        peer.finish_close()
+
+    server = RawServer(handler)
+    r = run_client(server.url(), *msgs)
+    server.join()
+    expect_ok(r)
+    assert r.lines() == [m.encode() for m in msgs]
+
+
 def test_binary_frames_masked(tmp_path):
     payloads = [os.urandom(70000), b"\x00" * 300, b""]
     got = []
