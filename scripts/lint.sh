@@ -38,7 +38,7 @@ fail()
 declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
-    "util mem log buf msg timer loop ratelimit mpsc pool"
+    "util mem log buf msg timer loop ratelimit mpsc pool hist procfs"
     "conn listen queue tls"
     "http1 ws sse frame"
     "pubsub broker httpclient metrics server http_server ws_server ws_client debug authproxy
