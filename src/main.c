@@ -4,17 +4,22 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bench.h"
 #include "serve.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: moor <command> [flags]\n"
                "\n"
-               "moor keeps long-lived connections (HTTP/1.1 keep-alive today;\n"
-               "WebSocket, SSE and TLS next) with bounded, accounted memory.\n"
+               "moor keeps long-lived connections (HTTP/1.1 keep-alive and\n"
+               "WebSocket today; SSE and TLS next) with bounded, accounted\n"
+               "memory.\n"
                "\n"
                "commands:\n"
                "  serve      run the server (moor serve --help for its flags)\n"
+               "  bench      measure a WebSocket server: idle memory per\n"
+               "             connection, echo messages/s and latency\n"
+               "             (moor bench --help)\n"
                "  version    print the version\n"
                "  help       print this text\n");
 }
@@ -27,6 +32,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "serve"))
         return serve_main(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "bench"))
+        return bench_main(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version") ||
         !strcmp(argv[1], "-V")) {
         printf("moor %s\n", MOOR_VERSION);

@@ -1,0 +1,1912 @@
+/*
+ * bench.c - `moor bench`: a WebSocket load generator and memory meter,
+ * built on moor's own client (ws_client.h) and event loop.
+ *
+ * Modes. Each is a struct bench_mode: what it does once every connection
+ * is open (start), at its own deadlines (on_timer), per message received
+ * (on_message) and in the report. The driver around them is shared:
+ *
+ *   warm-up   one connection, one message echoed, closed: the server is
+ *             there, and code it runs once (the handshake's SHA-1, a
+ *             runtime's lazily built tables) is faulted in before any
+ *             baseline is taken;
+ *   settle    a short pause, so the warm-up connection is gone;
+ *   connect   --conns connections, at most --parallel handshakes at once,
+ *             bound round-robin to the --sources addresses, under
+ *             --connect-timeout each and --timeout for the whole phase;
+ *   run       the mode;
+ *   close     a close handshake on every connection, bounded by the
+ *             client's close timeout plus a second, then whatever is left
+ *             is closed outright.
+ *
+ *   idle  reads the server's VmRSS (/proc/PID/status) and Pss and Private
+ *         (/proc/PID/smaps_rollup) after the warm-up, once all are open,
+ *         and after --hold; bytes per connection = growth / open conns.
+ *   echo  keeps --inflight messages of --size bytes in flight on every
+ *         connection (a new one goes out when one comes back), and after
+ *         --warmup counts for --duration: messages/s and the round-trip
+ *         latency of every message in a log-bucket histogram (hist.h).
+ *
+ * A later mode (broadcast: publishers and subscribers) adds a row to
+ * modes[], a bit in the flag table for its own flags, and its hooks.
+ *
+ * Keeps: every wait has a deadline; the bench exits non-zero with a
+ * one-line reason when the server cannot be reached or connections fail;
+ * all memory comes from mem.c and is allocated before the run (nothing
+ * per message but what ws_send() itself allocates); no global mutable
+ * state (everything is in struct bench).
+ *
+ * Latency is measured with CLOCK_MONOTONIC at send and at receive. Each
+ * connection keeps the send times of its messages in flight in a ring of
+ * --inflight slots: an echo server answers in order, and the first 8
+ * bytes of each payload carry its sequence number, so an answer out of
+ * order or of the wrong size is counted as a mismatch, not as a latency.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+
+#include "bench.h"
+#include "config.h"
+#include "conn.h"
+#include "hist.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "procfs.h"
+#include "util.h"
+#include "ws_client.h"
+#include "ws_server.h"
+
+/* fds the bench needs besides its connections: stdio, epoll, eventfd,
+ * signalfd, the warm-up connection, /proc reads. */
+#define FD_RESERVE 32u
+/* Connections per source address that "auto" plans for: well under the
+ * default ephemeral range (28,232 ports). */
+#define AUTO_PER_SOURCE 20000u
+#define AUTO_MIN_SOURCES 16u
+#define MAX_REASONS 12
+#define SETTLE_MS 300u
+#define WARM_MSG_MAX 64u
+
+/* ---- flags ------------------------------------------------------------- */
+
+struct bench_opts {
+    char url[512];
+    char sources[256];
+    uint32_t conns; /* 0 = the mode's default */
+    uint32_t parallel;
+    uint32_t connect_timeout_ms;
+    uint32_t timeout_ms;
+    uint32_t pid; /* 0 = find the process listening on the URL's port */
+    uint32_t hold_ms;
+    uint32_t inflight;
+    uint64_t size;
+    uint32_t duration_ms;
+    uint32_t warmup_ms;
+    bool json;
+};
+
+enum bflag_kind { BF_STR, BF_UINT, BF_DURATION, BF_SIZE, BF_BOOL };
+
+/* Which modes a flag applies to: bit i is modes[i]. */
+#define M_IDLE (1u << 0)
+#define M_ECHO (1u << 1)
+#define M_ALL (M_IDLE | M_ECHO)
+
+struct bflag {
+    const char *name;
+    enum bflag_kind kind;
+    size_t off, len;
+    const char *def; /* as --help shows it; NULL: the mode's (--conns) */
+    uint64_t min, max;
+    unsigned modes;
+    const char *arg;
+    const char *help;
+};
+
+#define BFIELD(f)                                                              \
+    .off = offsetof(struct bench_opts, f),                                     \
+    .len = sizeof(((struct bench_opts *)0)->f)
+
+static const struct bflag bflags[] = {
+    {"url", BF_STR, BFIELD(url), "ws://127.0.0.1:8080/echo", 0, 0, M_ALL, "URL",
+     "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH], HOST an IP "
+     "address or localhost; it must echo what it receives"},
+    {"conns", BF_UINT, BFIELD(conns), NULL, 1, 10000000, M_ALL, "N",
+     "connections to open"},
+    {"sources", BF_STR, BFIELD(sources), "auto", 0, 0, M_ALL, "ADDRS",
+     "local addresses to bind before connecting, round-robin: a range "
+     "127.0.0.2-127.0.0.50, a comma-separated list, \"none\", or \"auto\" "
+     "(for a loopback server 127.0.0.2 onward, at least 16 addresses and "
+     "at most 20000 connections each; otherwise none)"},
+    {"parallel", BF_UINT, BFIELD(parallel), "256", 1, 1000000, M_ALL, "N",
+     "handshakes in progress at once while connecting"},
+    {"connect-timeout", BF_DURATION, BFIELD(connect_timeout_ms), "10s", 1,
+     3600000, M_ALL, NULL,
+     "a connection not open (TCP connect and handshake) after this fails"},
+    {"timeout", BF_DURATION, BFIELD(timeout_ms), "60s", 1, 86400000, M_ALL,
+     NULL, "the whole connecting phase; connections not open by then fail"},
+    {"pid", BF_UINT, BFIELD(pid), "", 1, 4194304, M_ALL, "PID",
+     "the server's process: idle measures its memory, echo reports its CPU "
+     "time (default: the one process that holds the socket listening on "
+     "the URL's address, from /proc/net/tcp and /proc/*/fd; echo goes "
+     "without when there is none)"},
+    {"hold", BF_DURATION, BFIELD(hold_ms), "5s", 0, 86400000, M_IDLE, NULL,
+     "how long the connections stay idle before the last measurement"},
+    {"inflight", BF_UINT, BFIELD(inflight), "16", 1, 65536, M_ECHO, "K",
+     "messages in flight on each connection"},
+    {"size", BF_SIZE, BFIELD(size), "32B", 0, 16u << 20, M_ECHO, NULL,
+     "bytes per message (binary)"},
+    {"duration", BF_DURATION, BFIELD(duration_ms), "10s", 1, 86400000, M_ECHO,
+     NULL, "how long to measure, after the warm-up"},
+    {"warmup", BF_DURATION, BFIELD(warmup_ms), "1s", 0, 3600000, M_ECHO, NULL,
+     "echo traffic before measuring starts; not counted"},
+    {"json", BF_BOOL, BFIELD(json), "off", 0, 0, M_ALL, NULL,
+     "print the result as one JSON object instead of a table"},
+};
+
+/* ---- state ------------------------------------------------------------- */
+
+enum phase {
+    PH_WARMUP = 0,
+    PH_SETTLE,
+    PH_CONNECT,
+    PH_RUN,
+    PH_CLOSE,
+    PH_DONE,
+};
+
+enum bconn_state {
+    BC_IDLE = 0,   /* not started */
+    BC_CONNECTING, /* connect + handshake in progress */
+    BC_OPEN,
+    BC_ABANDONED, /* still connecting when --timeout passed */
+    BC_CLOSED,
+};
+
+struct bconn {
+    struct conn *c;
+    uint64_t *sent_at; /* echo: send times of the messages in flight */
+    uint64_t sent;     /* echo: messages sent */
+    uint64_t rcvd;     /* echo: messages echoed */
+    uint8_t state;     /* enum bconn_state */
+};
+
+struct reasons {
+    struct {
+        char what[80];
+        uint32_t n;
+    } r[MAX_REASONS];
+    uint32_t used;
+};
+
+struct mem_sample {
+    struct procfs_mem m;
+    bool ok;
+};
+
+struct bench;
+
+struct bench_mode {
+    const char *name;
+    unsigned bit;
+    uint32_t default_conns;
+    const char *summary;
+    bool needs_pid; /* measures the server's memory */
+    void (*start)(struct bench *b);
+    void (*on_timer)(struct bench *b);
+    void (*on_message)(struct bench *b, struct bconn *bc, const uint8_t *p,
+                       size_t len);
+    void (*report)(struct bench *b, FILE *out);
+    void (*report_json)(struct bench *b, FILE *out);
+};
+
+struct target {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char host[300]; /* Host header: host[:port] as in the URL */
+    char path[256];
+    bool loopback;
+};
+
+struct bench {
+    const struct bench_mode *mode;
+    struct bench_opts o;
+    struct target t;
+    struct sockaddr_storage *src; /* --sources, or NULL */
+    uint32_t nsrc;
+    pid_t pid;
+
+    struct loop *loop;
+    struct conn_set set;
+    bool set_ready;
+    struct ws_client *cl;
+    struct ws_handlers h;
+    struct loop_hook hook;
+    struct timer timer; /* the current phase's deadline */
+    struct watcher sigw;
+    int sigfd;
+
+    enum phase phase;
+    struct bconn warm;
+    struct bconn *conns; /* o.conns of them */
+    uint32_t launched, connecting, open, failed, lost;
+    uint32_t opened;         /* ever opened (open + lost + closed at the end) */
+    struct reasons fail_why; /* never opened, by reason */
+    struct reasons lost_why; /* opened, then closed before the end */
+    char fatal[400];         /* why the run stopped, if it did */
+    bool interrupted;
+    uint64_t t_connect, t_open; /* ns: connect phase start, all open */
+
+    /* idle */
+    struct mem_sample before, at_open, after;
+    uint32_t open_at_end;
+    uint64_t t_hold;
+
+    /* echo */
+    uint8_t *payload;
+    uint64_t *sent_at; /* conns * inflight send times */
+    struct hist *lat;
+    bool sending, measuring;
+    uint64_t t0, t1;             /* ns: measuring window */
+    uint64_t cpu0, cpu1;         /* ns: our CPU time at t0 and t1 */
+    uint64_t srv_cpu0, srv_cpu1; /* ns: the server's, if pid */
+    bool srv_cpu;                /* both server samples taken */
+    uint64_t rcvd, mismatched, dropped;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void count_reason(struct reasons *r, const char *what)
+{
+    uint32_t i;
+
+    if (!what || !*what)
+        what = "unknown";
+    for (i = 0; i < r->used; i++) {
+        if (!strcmp(r->r[i].what, what)) {
+            r->r[i].n++;
+            return;
+        }
+    }
+    if (r->used == MAX_REASONS) {
+        /* The last slot collects whatever does not fit. */
+        i = MAX_REASONS - 1;
+        snprintf(r->r[i].what, sizeof(r->r[i].what), "other");
+        r->r[i].n++;
+        return;
+    }
+    snprintf(r->r[r->used].what, sizeof(r->r[r->used].what), "%s", what);
+    r->r[r->used++].n = 1;
+}
+
+/* "connection refused: 3, handshake: HTTP 503: 2" */
+static void format_reasons(const struct reasons *r, char *out, size_t len)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (uint32_t i = 0; i < r->used && n < len; i++) {
+        int w = snprintf(out + n, len - n, "%s%s: %" PRIu32, i ? ", " : "",
+                         r->r[i].what, r->r[i].n);
+        if (w < 0)
+            break;
+        n += (size_t)w;
+    }
+}
+
+static void json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch == '"' || ch == '\\')
+            fprintf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(out, "\\u%04x", ch);
+        else
+            fputc(ch, out);
+    }
+    fputc('"', out);
+}
+
+static void json_reasons(FILE *out, const struct reasons *r)
+{
+    fputc('{', out);
+    for (uint32_t i = 0; i < r->used; i++) {
+        if (i)
+            fputs(", ", out);
+        json_str(out, r->r[i].what);
+        fprintf(out, ": %" PRIu32, r->r[i].n);
+    }
+    fputc('}', out);
+}
+
+/* Progress for a person watching; silent with --json. */
+static void note(const struct bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void note(const struct bench *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (b->o.json)
+        return;
+    va_start(ap, fmt);
+    fputs("moor bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void stop_with(struct bench *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void begin_close(struct bench *b);
+
+/* ---- flags ------------------------------------------------------------- */
+
+static const struct bench_mode modes[];
+static const size_t n_modes;
+
+static const char *metavar(const struct bflag *f)
+{
+    if (f->arg)
+        return f->arg;
+    switch (f->kind) {
+    case BF_DURATION:
+        return "DURATION";
+    case BF_SIZE:
+        return "SIZE";
+    case BF_BOOL:
+        return "";
+    default:
+        return "VALUE";
+    }
+}
+
+/* Prints text wrapped at 80 columns; the cursor is at column `at`, and
+ * continuation lines are indented to `indent`. */
+static void wrap(FILE *out, const char *text, int at, int indent)
+{
+    int col = at;
+
+    while (*text) {
+        size_t w = strcspn(text, " ");
+
+        if (col > indent && col + 1 + (int)w > 80) {
+            fprintf(out, "\n%*s", indent, "");
+            col = indent;
+        } else if (col > indent) {
+            fputc(' ', out);
+            col++;
+        }
+        fwrite(text, 1, w, out);
+        col += (int)w;
+        text += w;
+        while (*text == ' ')
+            text++;
+    }
+    fputc('\n', out);
+}
+
+static void print_help(FILE *out)
+{
+    char left[64], text[640], which[64];
+    int col = 0;
+
+    for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
+        int n = snprintf(left, sizeof(left), "  --%s %s", bflags[i].name,
+                         metavar(&bflags[i]));
+        col = MAX(col, n + 2);
+    }
+    fprintf(out, "usage: moor bench MODE [flags]\n\n");
+    wrap(out,
+         "moor bench drives a WebSocket echo server (moor serve's /echo, "
+         "or any other) with moor's own client and measures it. One event "
+         "loop on one thread: pin it to a core of its own (taskset -c 1) "
+         "and the server to another. Connections are bound round-robin to "
+         "the --sources addresses, so ephemeral ports never run out, and "
+         "the open-files limit is raised to its hard limit.",
+         0, 0);
+    fprintf(out, "\nmodes:\n");
+    for (size_t i = 0; i < n_modes; i++) {
+        fprintf(out, "  %-8s", modes[i].name);
+        wrap(out, modes[i].summary, 10, 10);
+    }
+    fprintf(out, "\nflags (the modes they apply to, if not all):\n");
+    for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
+        const struct bflag *f = &bflags[i];
+        size_t wn = 0;
+        int n;
+
+        which[0] = '\0';
+        if (f->modes != M_ALL) {
+            for (size_t m = 0; m < n_modes; m++)
+                if (f->modes & modes[m].bit)
+                    wn +=
+                        (size_t)snprintf(which + wn, sizeof(which) - wn, "%s%s",
+                                         wn ? ", " : "[", modes[m].name);
+            snprintf(which + wn, sizeof(which) - wn, "] ");
+        }
+        n = snprintf(left, sizeof(left), "  --%s %s", f->name, metavar(f));
+        if (f->def && !f->def[0]) {
+            snprintf(text, sizeof(text), "%s%s", which, f->help);
+        } else if (f->def) {
+            snprintf(text, sizeof(text), "%s%s (default %s)", which, f->help,
+                     f->def);
+        } else {
+            size_t tn = (size_t)snprintf(text, sizeof(text), "%s%s (default",
+                                         which, f->help);
+            for (size_t m = 0; m < n_modes && tn < sizeof(text); m++)
+                tn += (size_t)snprintf(text + tn, sizeof(text) - tn,
+                                       "%s %" PRIu32 " for %s", m ? "," : "",
+                                       modes[m].default_conns, modes[m].name);
+            if (tn < sizeof(text))
+                snprintf(text + tn, sizeof(text) - tn, ")");
+        }
+        fprintf(out, "%-*s", col, left);
+        wrap(out, text, MAX(n, col), col);
+    }
+    fprintf(out, "%-*s", col, "  -h, --help");
+    wrap(out, "print this help", col, col);
+    fprintf(out, "\n");
+    wrap(out,
+         "Durations are written 250ms, 10s, 2m; sizes 32B, 4KiB, 1MiB. "
+         "Exit status: 0 the run went as asked; 1 the server could not be "
+         "reached, or a connection failed, closed early or echoed the "
+         "wrong bytes (the figures are still printed); 2 usage; 130 "
+         "interrupted.",
+         0, 0);
+    fprintf(out, "\nexamples:\n"
+                 "  moor bench idle --url ws://127.0.0.1:8080/echo "
+                 "--conns 10000\n"
+                 "  moor bench echo --url ws://127.0.0.1:8080/echo "
+                 "--conns 64 --inflight 16 \\\n"
+                 "      --size 32B --duration 10s\n");
+}
+
+static const struct bflag *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(bflags); i++)
+        if (strlen(bflags[i].name) == len && !memcmp(bflags[i].name, name, len))
+            return &bflags[i];
+    return NULL;
+}
+
+/* Stores text as f's value. Returns 0 or -1 with err set. */
+static int set_flag(struct bench_opts *o, const struct bflag *f,
+                    const char *text, char *err, size_t errlen)
+{
+    char *field = (char *)o + f->off;
+    uint64_t v = 0;
+    uint32_t ms;
+    char *end;
+    int rc = 0;
+
+    switch (f->kind) {
+    case BF_STR:
+        if (strlen(text) >= f->len) {
+            snprintf(err, errlen,
+                     "value for --%s is too long (at most %zu "
+                     "characters)",
+                     f->name, f->len - 1);
+            return -1;
+        }
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
+    case BF_BOOL: {
+        bool bv;
+
+        if (!strcmp(text, "1") || !strcmp(text, "true")) {
+            bv = true;
+        } else if (!strcmp(text, "0") || !strcmp(text, "false")) {
+            bv = false;
+        } else {
+            snprintf(err, errlen,
+                     "invalid value \"%s\" for --%s: expected "
+                     "1, 0, true or false",
+                     text, f->name);
+            return -1;
+        }
+        memcpy(field, &bv, sizeof(bv));
+        return 0;
+    }
+    case BF_UINT:
+        errno = 0;
+        if (text[0] < '0' || text[0] > '9')
+            rc = -EINVAL;
+        v = strtoull(text, &end, 10);
+        if (!rc && (*end || errno))
+            rc = *end ? -EINVAL : -ERANGE;
+        break;
+    case BF_DURATION:
+        rc = config_parse_duration_ms(text, &ms);
+        v = ms;
+        break;
+    case BF_SIZE:
+        rc = config_parse_size(text, &v);
+        break;
+    }
+    if (rc == 0 && (v < f->min || v > f->max))
+        rc = -ERANGE;
+    if (rc < 0) {
+        const char *shape = f->kind == BF_DURATION ? "a duration like 250ms, "
+                                                     "10s, 2m"
+                            : f->kind == BF_SIZE   ? "a size like 32B, 4KiB"
+                                                   : "a whole number";
+
+        snprintf(err, errlen,
+                 "invalid value \"%s\" for --%s: expected %s from %" PRIu64
+                 " to %" PRIu64 "%s",
+                 text, f->name, shape, f->min, f->max,
+                 f->kind == BF_DURATION ? " ms"
+                 : f->kind == BF_SIZE   ? " bytes"
+                                        : "");
+        return -1;
+    }
+    if (f->len == sizeof(uint32_t)) {
+        uint32_t v32 = (uint32_t)v;
+
+        memcpy(field, &v32, sizeof(v32));
+    } else {
+        memcpy(field, &v, sizeof(v));
+    }
+    return 0;
+}
+
+static void set_defaults(struct bench_opts *o)
+{
+    char err[16];
+
+    memset(o, 0, sizeof(*o));
+    for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
+        /* "" (--pid) and NULL (--conns) mean 0: decided later. */
+        if (bflags[i].def && bflags[i].def[0] && strcmp(bflags[i].def, "off"))
+            set_flag(o, &bflags[i], bflags[i].def, err, sizeof(err));
+    }
+}
+
+/* Parses "MODE [flags]". Returns 0, 1 (help printed), or -1 with err. */
+static int parse_args(struct bench *b, int argc, char **argv, char *err,
+                      size_t errlen)
+{
+    int i;
+
+    for (i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            print_help(stdout);
+            return 1;
+        }
+    }
+    if (argc < 1 || argv[0][0] == '-') {
+        snprintf(err, errlen,
+                 "missing mode: moor bench idle|echo [flags] "
+                 "(see moor bench --help)");
+        return -1;
+    }
+    for (size_t m = 0; m < n_modes; m++)
+        if (!strcmp(argv[0], modes[m].name))
+            b->mode = &modes[m];
+    if (!b->mode) {
+        snprintf(err, errlen,
+                 "unknown mode \"%s\": expected idle or echo "
+                 "(see moor bench --help)",
+                 argv[0]);
+        return -1;
+    }
+    set_defaults(&b->o);
+    for (i = 1; i < argc; i++) {
+        const char *word = argv[i], *value = NULL, *eq;
+        const struct bflag *f = NULL;
+
+        if (!strncmp(word, "--", 2)) {
+            eq = strchr(word + 2, '=');
+            f = find_flag(word + 2,
+                          eq ? (size_t)(eq - word - 2) : strlen(word + 2));
+            value = eq ? eq + 1 : NULL;
+        }
+        if (!f) {
+            snprintf(err, errlen, "%s \"%.*s\" (see moor bench --help)",
+                     word[0] == '-' ? "unknown flag" : "unexpected argument",
+                     (int)strcspn(word, "="), word);
+            return -1;
+        }
+        if (!(f->modes & b->mode->bit)) {
+            snprintf(err, errlen,
+                     "--%s does not apply to moor bench %s "
+                     "(see moor bench --help)",
+                     f->name, b->mode->name);
+            return -1;
+        }
+        if (f->kind == BF_BOOL && !value)
+            value = "true";
+        if (!value && i + 1 < argc)
+            value = argv[++i];
+        if (!value) {
+            snprintf(err, errlen, "flag --%s needs a value", f->name);
+            return -1;
+        }
+        if (set_flag(&b->o, f, value, err, errlen) < 0)
+            return -1;
+    }
+    if (!b->o.conns)
+        b->o.conns = b->mode->default_conns;
+    return 0;
+}
+
+/* ---- the URL and the source addresses ---------------------------------- */
+
+/* ws://HOST[:PORT][/PATH]. Returns 0 or -1 with err set. */
+static int parse_url(const char *url, struct target *t, char *err,
+                     size_t errlen)
+{
+    const char *p, *hend, *path;
+    char host[256];
+    size_t hlen;
+    unsigned long port = 80;
+
+    memset(t, 0, sizeof(*t));
+    if (!strncmp(url, "wss://", 6)) {
+        snprintf(err, errlen,
+                 "--url %.200s: wss:// is not supported yet (no "
+                 "TLS client); use ws://",
+                 url);
+        return -1;
+    }
+    if (strncmp(url, "ws://", 5))
+        goto bad;
+    p = url + 5;
+    path = p + strcspn(p, "/?#");
+    if (*path && *path != '/')
+        goto bad;
+    if (*p == '[') {
+        hend = memchr(p, ']', (size_t)(path - p));
+        if (!hend)
+            goto bad;
+        hlen = (size_t)(hend - p - 1);
+        if (hlen >= sizeof(host))
+            goto bad;
+        memcpy(host, p + 1, hlen);
+        hend++;
+    } else {
+        hend = memchr(p, ':', (size_t)(path - p));
+        if (!hend)
+            hend = path;
+        hlen = (size_t)(hend - p);
+        if (hlen >= sizeof(host))
+            goto bad;
+        memcpy(host, p, hlen);
+    }
+    host[hlen] = '\0';
+    if (hend < path) {
+        char *end;
+
+        if (*hend != ':' || hend + 1 == path)
+            goto bad;
+        port = strtoul(hend + 1, &end, 10);
+        if (end != path || port == 0 || port > 65535)
+            goto bad;
+    }
+    if (!hlen)
+        goto bad;
+    snprintf(t->host, sizeof(t->host), "%.*s", (int)(path - p), p);
+    snprintf(t->path, sizeof(t->path), "%s", *path ? path : "/");
+    if (strlen(path) >= sizeof(t->path))
+        goto bad;
+    if (!strcmp(host, "localhost"))
+        snprintf(host, sizeof(host), "127.0.0.1");
+    {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&t->addr;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&t->addr;
+
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+            a4->sin_family = AF_INET;
+            a4->sin_port = htons((uint16_t)port);
+            t->addrlen = sizeof(*a4);
+            t->loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+        } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+            a6->sin6_family = AF_INET6;
+            a6->sin6_port = htons((uint16_t)port);
+            t->addrlen = sizeof(*a6);
+            t->loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+        } else {
+            snprintf(err, errlen,
+                     "--url %.200s: the host must be an IP address "
+                     "or localhost (no DNS)",
+                     url);
+            return -1;
+        }
+    }
+    return 0;
+
+bad:
+    snprintf(err, errlen,
+             "invalid --url \"%.200s\": expected "
+             "ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:8080/echo",
+             url);
+    return -1;
+}
+
+static int add_source(struct bench *b, uint32_t cap, int family,
+                      const char *text)
+{
+    struct sockaddr_storage *s;
+
+    if (b->nsrc == cap)
+        return -1;
+    s = &b->src[b->nsrc];
+    memset(s, 0, sizeof(*s));
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)s;
+
+        a->sin_family = AF_INET;
+        if (inet_pton(AF_INET, text, &a->sin_addr) != 1)
+            return -1;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)s;
+
+        a->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, text, &a->sin6_addr) != 1)
+            return -1;
+    }
+    b->nsrc++;
+    return 0;
+}
+
+/* Fills b->src from --sources. Returns 0 or -1 with err set. */
+static int parse_sources(struct bench *b, char *err, size_t errlen)
+{
+    const char *s = b->o.sources;
+    int family = b->t.addr.ss_family;
+    uint32_t cap = 0;
+    char one[64];
+
+    if (!strcmp(s, "none"))
+        return 0;
+    if (!strcmp(s, "auto")) {
+        uint32_t n;
+
+        if (family != AF_INET || !b->t.loopback)
+            return 0;
+        n = MAX(AUTO_MIN_SOURCES,
+                (b->o.conns + AUTO_PER_SOURCE - 1) / AUTO_PER_SOURCE);
+        n = MIN(n, 253u); /* 127.0.0.2 .. 127.0.0.254 */
+        snprintf(one, sizeof(one), "127.0.0.2-127.0.0.%u", 1 + n);
+        s = one;
+        snprintf(b->o.sources, sizeof(b->o.sources), "%s", one);
+    }
+    if (strchr(s, '-')) {
+        struct in_addr lo, hi;
+        char a[32];
+        size_t alen = strcspn(s, "-");
+
+        if (family != AF_INET || alen >= sizeof(a))
+            goto bad;
+        memcpy(a, s, alen);
+        a[alen] = '\0';
+        if (inet_pton(AF_INET, a, &lo) != 1 ||
+            inet_pton(AF_INET, s + alen + 1, &hi) != 1 ||
+            ntohl(hi.s_addr) < ntohl(lo.s_addr) ||
+            ntohl(hi.s_addr) - ntohl(lo.s_addr) >= 65536)
+            goto bad;
+        cap = ntohl(hi.s_addr) - ntohl(lo.s_addr) + 1;
+        b->src = mem_calloc(MEM_MISC, cap, sizeof(*b->src));
+        if (!b->src)
+            goto nomem;
+        for (uint32_t i = 0; i < cap; i++) {
+            struct in_addr x = {.s_addr = htonl(ntohl(lo.s_addr) + i)};
+
+            inet_ntop(AF_INET, &x, one, sizeof(one));
+            add_source(b, cap, AF_INET, one);
+        }
+        return 0;
+    }
+    cap = 1;
+    for (const char *p = s; *p; p++)
+        cap += *p == ',';
+    b->src = mem_calloc(MEM_MISC, cap, sizeof(*b->src));
+    if (!b->src)
+        goto nomem;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+
+        if (n == 0 || n >= sizeof(one))
+            goto bad;
+        memcpy(one, s, n);
+        one[n] = '\0';
+        if (add_source(b, cap, family, one) < 0)
+            goto bad;
+        s += n + (s[n] == ',');
+    }
+    return 0;
+
+bad:
+    snprintf(err, errlen,
+             "invalid --sources \"%s\": expected a range like "
+             "127.0.0.2-127.0.0.50, a comma-separated list of %s addresses, "
+             "none or auto",
+             b->o.sources, family == AF_INET ? "IPv4" : "IPv6");
+    return -1;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* ---- limits that would stop the run before it starts ------------------- */
+
+/* Raises the open-files soft limit to the hard limit (and the hard limit
+ * too when allowed, i.e. as root). Returns 0, or -1 with err set when
+ * need fds cannot be had. */
+static int raise_nofile(uint64_t need, char *err, size_t errlen)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 0;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        struct rlimit up = {.rlim_cur = need, .rlim_max = need};
+
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            return 0;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        snprintf(err, errlen,
+                 "cannot open that many connections: they need %" PRIu64
+                 " file descriptors, and the open-files limit "
+                 "(RLIMIT_NOFILE) is %llu, its hard limit %llu; raise it "
+                 "(ulimit -Hn as root, or limits.conf) or ask for fewer "
+                 "than %llu connections",
+                 need, (unsigned long long)rl.rlim_cur,
+                 (unsigned long long)rl.rlim_max,
+                 (unsigned long long)(rl.rlim_cur > FD_RESERVE
+                                          ? rl.rlim_cur - FD_RESERVE
+                                          : 0));
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks that each source address has enough ephemeral ports for its
+ * share of the connections. Returns 0 or -1 with err set. */
+static int check_ports(const struct bench *b, char *err, size_t errlen)
+{
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "re");
+    unsigned lo = 0, hi = 0;
+    uint32_t per, nsrc = b->nsrc ? b->nsrc : 1;
+
+    if (!f)
+        return 0;
+    if (fscanf(f, "%u %u", &lo, &hi) != 2 || hi < lo) {
+        fclose(f);
+        return 0;
+    }
+    fclose(f);
+    per = (b->o.conns + nsrc - 1) / nsrc;
+    if (per <= hi - lo + 1)
+        return 0;
+    snprintf(err, errlen,
+             "%" PRIu32 " connections from %s need %" PRIu32 " ports per "
+             "source address, but the ephemeral port range %u-%u has %u: "
+             "spread them over more addresses with --sources (e.g. "
+             "127.0.0.2-127.0.0.%u)",
+             b->o.conns, b->nsrc ? "these source addresses" : "one address",
+             per, lo, hi, hi - lo + 1,
+             MIN(254u, 2u + b->o.conns / (hi - lo + 1)));
+    return -1;
+}
+
+/* Finds the server's pid for a mode that measures memory. Returns 0 or
+ * -1 with err set. */
+static int find_pid(struct bench *b, char *err, size_t errlen)
+{
+    struct procfs_mem m;
+    pid_t pids[8];
+    size_t found = 0;
+    const char *addr = b->t.host;
+    int rc;
+
+    if (b->o.pid) {
+        b->pid = (pid_t)b->o.pid;
+        rc = procfs_mem(b->pid, &m);
+        if (rc < 0) {
+            snprintf(err, errlen,
+                     "cannot read the memory of --pid %d from "
+                     "/proc/%d/status: %s",
+                     (int)b->pid, (int)b->pid, strerror(-rc));
+            return -1;
+        }
+        return 0;
+    }
+    rc = procfs_listener_pid((const struct sockaddr *)&b->t.addr, pids,
+                             ARRAY_SIZE(pids), &found);
+    if (rc > 0) {
+        b->pid = rc;
+        return 0;
+    }
+    if (!b->mode->needs_pid)
+        return 0; /* optional: the report goes without */
+    if (rc == -EEXIST) {
+        char list[96] = "";
+        size_t n = 0;
+
+        for (size_t i = 0; i < MIN(found, ARRAY_SIZE(pids)); i++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d",
+                                  i ? ", " : "", (int)pids[i]);
+        snprintf(err, errlen,
+                 "%zu processes hold the socket listening on "
+                 "%s (%s%s): say which to measure with --pid",
+                 found, addr, list, found > ARRAY_SIZE(pids) ? ", ..." : "");
+        return -1;
+    }
+    snprintf(err, errlen,
+             "no process of ours listens on %s (is the server "
+             "running, on this machine, in this network namespace?); "
+             "give the server's process with --pid",
+             addr);
+    return -1;
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static const struct sockaddr *source_of(const struct bench *b, uint32_t i,
+                                        socklen_t *len)
+{
+    if (!b->nsrc) {
+        *len = 0;
+        return NULL;
+    }
+    *len = b->src[0].ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                          : sizeof(struct sockaddr_in6);
+    return (const struct sockaddr *)&b->src[i % b->nsrc];
+}
+
+/* Starts connection bc (number i). Returns 0 or -errno (nothing started;
+ * no callback will run). */
+static int launch(struct bench *b, struct bconn *bc, uint32_t i)
+{
+    struct ws_target t = {
+        .addr = (const struct sockaddr *)&b->t.addr,
+        .addrlen = b->t.addrlen,
+        .host = b->t.host,
+        .path = b->t.path,
+    };
+    struct conn *c;
+    int err = 0;
+
+    t.source = source_of(b, i, &t.sourcelen);
+    bc->state = BC_CONNECTING;
+    c = ws_client_connect(b->cl, &t, &b->h, bc, &err);
+    if (!c) {
+        bc->state = BC_CLOSED;
+        return err ? err : -EIO;
+    }
+    if (bc->state == BC_CONNECTING || bc->state == BC_OPEN)
+        bc->c = c;
+    return 0;
+}
+
+static void launch_more(struct bench *b)
+{
+    while (b->phase == PH_CONNECT && b->launched < b->o.conns &&
+           b->connecting < b->o.parallel) {
+        struct bconn *bc = &b->conns[b->launched];
+        uint32_t i = b->launched++;
+        int rc;
+
+        b->connecting++;
+        rc = launch(b, bc, i);
+        if (rc < 0) {
+            char what[96];
+
+            b->connecting--;
+            b->failed++;
+            snprintf(what, sizeof(what), "%s%s", strerror(-rc),
+                     rc == -EADDRNOTAVAIL ? " (no free port or source "
+                                            "address: see --sources)"
+                                          : "");
+            count_reason(&b->fail_why, what);
+            if (rc == -EMFILE || rc == -ENFILE) {
+                stop_with(b,
+                          "out of file descriptors after %" PRIu32
+                          " connections: %s",
+                          b->launched - 1, strerror(-rc));
+                return;
+            }
+        }
+    }
+}
+
+static void on_open(struct conn *c, void *arg)
+{
+    struct bench *b = arg;
+    struct bconn *bc = ws_user(c);
+
+    bc->c = c;
+    bc->state = BC_OPEN;
+    if (bc == &b->warm) {
+        /* One message, echoed, then closed: see on_message. */
+        ws_send(c, b->payload, (size_t)MIN(b->o.size, WARM_MSG_MAX), false);
+        return;
+    }
+    b->connecting--;
+    b->open++;
+    b->opened++;
+}
+
+static void on_message(struct conn *c, const uint8_t *data, size_t len,
+                       bool text, void *arg)
+{
+    struct bench *b = arg;
+    struct bconn *bc = ws_user(c);
+
+    (void)text;
+    if (bc == &b->warm) {
+        ws_close(c, WS_CLOSE_NORMAL, NULL);
+        return;
+    }
+    if (b->phase == PH_RUN && b->mode->on_message)
+        b->mode->on_message(b, bc, data, len);
+}
+
+static void on_close(struct conn *c, uint16_t code, void *arg)
+{
+    struct bench *b = arg;
+    struct bconn *bc = ws_user(c);
+    const char *detail = ws_close_detail(c);
+    char what[128];
+
+    if (bc == &b->warm) {
+        uint8_t was = bc->state;
+
+        bc->state = BC_CLOSED;
+        bc->c = NULL;
+        if (b->phase != PH_WARMUP)
+            return;
+        if (was != BC_OPEN) {
+            stop_with(b, "cannot connect to %s: %s", b->o.url,
+                      detail ? detail : "failed");
+            return;
+        }
+        /* The warm-up echo came back and the close completed. */
+        b->phase = PH_SETTLE;
+        loop_timer_in(b->loop, &b->timer, SETTLE_MS);
+        return;
+    }
+    switch (bc->state) {
+    case BC_CONNECTING:
+        b->connecting--;
+        b->failed++;
+        count_reason(&b->fail_why, detail);
+        break;
+    case BC_ABANDONED:
+        b->failed++;
+        snprintf(what, sizeof(what), "not open within --timeout %" PRIu32 " ms",
+                 b->o.timeout_ms);
+        count_reason(&b->fail_why, what);
+        break;
+    case BC_OPEN:
+        b->open--;
+        if (b->phase < PH_CLOSE) {
+            b->lost++;
+            snprintf(what, sizeof(what), "%s (close code %u)",
+                     detail ? detail : "closed", code);
+            count_reason(&b->lost_why, what);
+        }
+        break;
+    default:
+        break;
+    }
+    bc->state = BC_CLOSED;
+    bc->c = NULL;
+}
+
+/* ---- phases ------------------------------------------------------------ */
+
+static void stop_with(struct bench *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!b->fatal[0]) {
+        va_start(ap, fmt);
+        vsnprintf(b->fatal, sizeof(b->fatal), fmt, ap);
+        va_end(ap);
+    }
+    begin_close(b);
+}
+
+static void close_one(struct conn *c, void *arg)
+{
+    (void)arg;
+    conn_close(c, CLOSE_SHUTDOWN);
+}
+
+/* Close handshakes on every connection; whatever is left at the deadline
+ * is closed outright (timer, PH_CLOSE). */
+static void begin_close(struct bench *b)
+{
+    if (b->phase >= PH_CLOSE)
+        return;
+    b->phase = PH_CLOSE;
+    b->sending = false;
+    b->measuring = false;
+    if (b->warm.c)
+        conn_close(b->warm.c, CLOSE_SHUTDOWN);
+    for (uint32_t i = 0; i < b->launched; i++) {
+        struct bconn *bc = &b->conns[i];
+
+        if (bc->state == BC_OPEN && bc->c)
+            ws_close(bc->c, WS_CLOSE_NORMAL, NULL);
+        else if (bc->state == BC_CONNECTING && bc->c)
+            conn_close(bc->c, CLOSE_SHUTDOWN);
+    }
+    /* The client's own close timeout (5 s) bounds each handshake; one
+     * more second, then the rest goes. */
+    loop_timer_in(b->loop, &b->timer, 6000);
+}
+
+static void connect_done(struct bench *b)
+{
+    char why[512];
+
+    timer_cancel(loop_timers(b->loop), &b->timer);
+    b->t_open = now_ns();
+    if (b->failed) {
+        format_reasons(&b->fail_why, why, sizeof(why));
+        note(b, "%" PRIu32 " of %" PRIu32 " connections failed (%s)", b->failed,
+             b->o.conns, why);
+    }
+    if (!b->open) {
+        stop_with(b, "no connection to %s could be opened (%s)", b->o.url, why);
+        return;
+    }
+    note(b, "%" PRIu32 " connections open in %.2f s", b->open,
+         (double)(b->t_open - b->t_connect) / 1e9);
+    b->phase = PH_RUN;
+    b->mode->start(b);
+}
+
+static void on_timer(struct timer *t)
+{
+    struct bench *b = container_of(t, struct bench, timer);
+
+    switch (b->phase) {
+    case PH_WARMUP:
+        stop_with(b,
+                  "the warm-up message sent to %s was not echoed within "
+                  "%" PRIu32 " ms (is it an echo endpoint?)",
+                  b->o.url, b->o.connect_timeout_ms + 5000);
+        break;
+    case PH_SETTLE:
+        if (b->mode->needs_pid) {
+            b->before.ok = procfs_mem(b->pid, &b->before.m) == 0;
+            if (!b->before.ok) {
+                stop_with(b, "cannot read the memory of pid %d", (int)b->pid);
+                break;
+            }
+        }
+        note(b, "opening %" PRIu32 " connections to %s", b->o.conns, b->o.url);
+        b->phase = PH_CONNECT;
+        b->t_connect = now_ns();
+        loop_timer_in(b->loop, &b->timer, b->o.timeout_ms);
+        break;
+    case PH_CONNECT:
+        for (uint32_t i = 0; i < b->launched; i++) {
+            struct bconn *bc = &b->conns[i];
+
+            if (bc->state == BC_CONNECTING) {
+                bc->state = BC_ABANDONED;
+                b->connecting--;
+                if (bc->c)
+                    conn_close(bc->c, CLOSE_SHUTDOWN);
+            }
+        }
+        /* Never launched: they count as failed too. */
+        if (b->launched < b->o.conns) {
+            char what[96];
+
+            snprintf(what, sizeof(what),
+                     "not started within --timeout "
+                     "%" PRIu32 " ms",
+                     b->o.timeout_ms);
+            for (; b->launched < b->o.conns; b->launched++) {
+                b->failed++;
+                count_reason(&b->fail_why, what);
+            }
+        }
+        connect_done(b);
+        break;
+    case PH_RUN:
+        b->mode->on_timer(b);
+        break;
+    case PH_CLOSE:
+        conn_set_each(&b->set, close_one, NULL);
+        b->phase = PH_DONE;
+        loop_stop(b->loop);
+        break;
+    case PH_DONE:
+        break;
+    }
+}
+
+/* End of every loop iteration, before conn.c flushes what was queued. */
+static void on_hook(struct loop_hook *h)
+{
+    struct bench *b = container_of(h, struct bench, hook);
+
+    switch (b->phase) {
+    case PH_CONNECT:
+        launch_more(b);
+        if (b->phase == PH_CONNECT && b->launched == b->o.conns &&
+            b->connecting == 0)
+            connect_done(b);
+        break;
+    case PH_RUN:
+        if (b->open == 0)
+            stop_with(b, "every connection was closed by the server");
+        break;
+    case PH_CLOSE:
+        if (b->open == 0 && b->connecting == 0 && !b->warm.c) {
+            timer_cancel(loop_timers(b->loop), &b->timer);
+            b->phase = PH_DONE;
+            loop_stop(b->loop);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void on_signal(struct watcher *w, uint32_t events)
+{
+    struct bench *b = container_of(w, struct bench, sigw);
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(b->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (b->phase >= PH_CLOSE) {
+            /* A second signal: do not wait for the close handshakes. */
+            conn_set_each(&b->set, close_one, NULL);
+            b->phase = PH_DONE;
+            loop_stop(b->loop);
+            return;
+        }
+        b->interrupted = true;
+        stop_with(b, "interrupted");
+    }
+}
+
+/* ---- idle -------------------------------------------------------------- */
+
+static void idle_start(struct bench *b)
+{
+    b->at_open.ok = procfs_mem(b->pid, &b->at_open.m) == 0;
+    b->t_hold = now_ns();
+    if (b->o.hold_ms)
+        note(b, "holding them idle for %.1f s", b->o.hold_ms / 1000.0);
+    loop_timer_in(b->loop, &b->timer, MAX(b->o.hold_ms, 1u));
+}
+
+static void idle_on_timer(struct bench *b)
+{
+    b->after.ok = procfs_mem(b->pid, &b->after.m) == 0;
+    b->open_at_end = b->open;
+    if (!b->after.ok)
+        stop_with(b, "cannot read the memory of pid %d (has it exited?)",
+                  (int)b->pid);
+    else
+        begin_close(b);
+}
+
+/* (after - before) / n, or INT64_MIN when not known. */
+static int64_t per_conn(int64_t before, int64_t after, uint32_t n)
+{
+    if (before < 0 || after < 0 || n == 0)
+        return INT64_MIN;
+    return (after - before) / (int64_t)n;
+}
+
+static void idle_row(FILE *out, const char *label, const struct mem_sample *s)
+{
+    const struct procfs_mem *m = &s->m;
+
+    if (!s->ok) {
+        fprintf(out, "  %-22s %12s %12s %12s\n", label, "-", "-", "-");
+        return;
+    }
+    fprintf(out, "  %-22s %12" PRId64 " %12" PRId64 " %12" PRId64 "\n", label,
+            m->vm_rss / 1024, m->pss >= 0 ? m->pss / 1024 : -1,
+            m->priv >= 0 ? m->priv / 1024 : -1);
+}
+
+static uint32_t idle_n(const struct bench *b)
+{
+    return b->open_at_end ? b->open_at_end : b->open;
+}
+
+static void idle_report(struct bench *b, FILE *out)
+{
+    uint32_t n = idle_n(b);
+    char hold[48];
+
+    fprintf(out, "idle %s (server pid %d)\n", b->o.url, (int)b->pid);
+    fprintf(out,
+            "connections  %" PRIu32 " of %" PRIu32 " open in %.2f s, "
+            "%" PRIu32 " failed, %" PRIu32 " closed early; %" PRIu32
+            " source address%s\n",
+            n, b->o.conns, (double)(b->t_open - b->t_connect) / 1e9, b->failed,
+            b->lost, b->nsrc, b->nsrc == 1 ? "" : "es");
+    fprintf(out, "server memory (KiB)    %12s %12s %12s\n", "VmRSS", "Pss",
+            "Private");
+    idle_row(out, "before", &b->before);
+    idle_row(out, "all open", &b->at_open);
+    snprintf(hold, sizeof(hold), "after %.1f s idle", b->o.hold_ms / 1000.0);
+    idle_row(out, hold, &b->after);
+    if (b->before.ok && b->after.ok && n) {
+        int64_t rss = per_conn(b->before.m.vm_rss, b->after.m.vm_rss, n);
+        int64_t pss = per_conn(b->before.m.pss, b->after.m.pss, n);
+        int64_t prv = per_conn(b->before.m.priv, b->after.m.priv, n);
+
+        fprintf(out, "bytes per connection   %12" PRId64, rss);
+        if (pss != INT64_MIN)
+            fprintf(out, " %12" PRId64 " %12" PRId64, pss, prv);
+        fprintf(out, "\n");
+    }
+}
+
+static void json_mem(FILE *out, const char *name, const struct mem_sample *s)
+{
+    fprintf(out, "\"%s\": ", name);
+    if (!s->ok) {
+        fputs("null", out);
+        return;
+    }
+    fprintf(out,
+            "{\"vm_rss\": %" PRId64 ", \"rss_anon\": %" PRId64
+            ", \"pss\": %" PRId64 ", \"private\": %" PRId64 "}",
+            s->m.vm_rss, s->m.rss_anon, s->m.pss, s->m.priv);
+}
+
+static void json_per_conn(FILE *out, const char *name, int64_t v)
+{
+    if (v == INT64_MIN)
+        fprintf(out, "\"%s\": null", name);
+    else
+        fprintf(out, "\"%s\": %" PRId64, name, v);
+}
+
+static void idle_report_json(struct bench *b, FILE *out)
+{
+    uint32_t n = idle_n(b);
+    bool ok = b->before.ok && b->after.ok && n;
+
+    fprintf(out, "\"pid\": %d, \"hold_s\": %.3f, \"open_s\": %.3f, ",
+            (int)b->pid, b->o.hold_ms / 1000.0,
+            (double)(b->t_open - b->t_connect) / 1e9);
+    json_mem(out, "before", &b->before);
+    fputs(", ", out);
+    json_mem(out, "all_open", &b->at_open);
+    fputs(", ", out);
+    json_mem(out, "after_hold", &b->after);
+    fputs(", ", out);
+    json_per_conn(out, "bytes_per_conn",
+                  ok ? per_conn(b->before.m.vm_rss, b->after.m.vm_rss, n)
+                     : INT64_MIN);
+    fputs(", ", out);
+    json_per_conn(out, "pss_per_conn",
+                  ok ? per_conn(b->before.m.pss, b->after.m.pss, n)
+                     : INT64_MIN);
+    fputs(", ", out);
+    json_per_conn(out, "private_per_conn",
+                  ok ? per_conn(b->before.m.priv, b->after.m.priv, n)
+                     : INT64_MIN);
+}
+
+/* ---- echo -------------------------------------------------------------- */
+
+/* Sends the next message of bc at time now (ns), its sequence number in
+ * its first 8 bytes when it has that many. */
+static void echo_send(struct bench *b, struct bconn *bc, uint64_t now)
+{
+    uint64_t seq = bc->sent;
+
+    if (b->o.size >= sizeof(seq))
+        memcpy(b->payload, &seq, sizeof(seq));
+    bc->sent_at[seq % b->o.inflight] = now;
+    bc->sent++;
+    if (ws_send(bc->c, b->payload, (size_t)b->o.size, false) == WS_SEND_DROPPED)
+        b->dropped++;
+}
+
+static void cpu_sample(const struct bench *b, uint64_t *self, uint64_t *srv,
+                       bool *ok)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    *self = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    *ok = b->pid > 0 && procfs_cpu_ns(b->pid, srv) == 0;
+}
+
+static void measure_from_now(struct bench *b)
+{
+    bool ok;
+
+    hist_reset(b->lat);
+    b->rcvd = 0;
+    b->measuring = true;
+    cpu_sample(b, &b->cpu0, &b->srv_cpu0, &ok);
+    b->srv_cpu = ok;
+    b->t0 = now_ns();
+    loop_timer_in(b->loop, &b->timer, b->o.duration_ms);
+}
+
+static void echo_start(struct bench *b)
+{
+    note(b,
+         "echo: %" PRIu32 " in flight x %" PRIu64 " B on each; %.1f s "
+         "warm-up, then %.1f s measured",
+         b->o.inflight, b->o.size, b->o.warmup_ms / 1000.0,
+         b->o.duration_ms / 1000.0);
+    b->sending = true;
+    for (uint32_t i = 0; i < b->o.conns; i++) {
+        struct bconn *bc = &b->conns[i];
+
+        if (bc->state != BC_OPEN)
+            continue;
+        for (uint32_t k = 0; k < b->o.inflight && bc->state == BC_OPEN; k++)
+            echo_send(b, bc, now_ns());
+    }
+    if (b->o.warmup_ms)
+        loop_timer_in(b->loop, &b->timer, b->o.warmup_ms);
+    else
+        measure_from_now(b);
+}
+
+static void echo_on_timer(struct bench *b)
+{
+    bool ok;
+
+    if (!b->measuring) {
+        measure_from_now(b); /* the warm-up is over */
+        return;
+    }
+    b->t1 = now_ns();
+    b->measuring = false;
+    cpu_sample(b, &b->cpu1, &b->srv_cpu1, &ok);
+    b->srv_cpu = b->srv_cpu && ok;
+    begin_close(b);
+}
+
+static void echo_on_message(struct bench *b, struct bconn *bc, const uint8_t *p,
+                            size_t len)
+{
+    uint64_t now = now_ns(), seq = bc->rcvd, got;
+
+    if (bc->rcvd >= bc->sent || len != b->o.size) {
+        b->mismatched++;
+        return;
+    }
+    if (len >= sizeof(got)) {
+        memcpy(&got, p, sizeof(got));
+        if (got != seq) {
+            b->mismatched++;
+            return;
+        }
+    }
+    bc->rcvd++;
+    if (b->measuring) {
+        hist_record(b->lat, now - bc->sent_at[seq % b->o.inflight]);
+        b->rcvd++;
+    }
+    /* The next message goes out at once: its send time is now. */
+    if (b->sending && bc->c)
+        echo_send(b, bc, now);
+}
+
+static double echo_secs(const struct bench *b)
+{
+    uint64_t end = b->t1 ? b->t1 : now_ns();
+
+    return b->t0 && end > b->t0 ? (double)(end - b->t0) / 1e9 : 0.0;
+}
+
+static double cpu_pct(uint64_t from, uint64_t to, double secs)
+{
+    return to > from && secs > 0 ? (double)(to - from) / 1e7 / secs : 0.0;
+}
+
+static void fmt_ns(uint64_t ns, char *out, size_t len)
+{
+    if (ns < 10000)
+        snprintf(out, len, "%.2f us", ns / 1e3);
+    else if (ns < 1000000)
+        snprintf(out, len, "%.0f us", ns / 1e3);
+    else
+        snprintf(out, len, "%.2f ms", ns / 1e6);
+}
+
+static void echo_report(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+    char p50[32], p99[32], p999[32], mx[32];
+
+    fmt_ns(hist_quantile(b->lat, 0.50), p50, sizeof(p50));
+    fmt_ns(hist_quantile(b->lat, 0.99), p99, sizeof(p99));
+    fmt_ns(hist_quantile(b->lat, 0.999), p999, sizeof(p999));
+    fmt_ns(hist_max(b->lat), mx, sizeof(mx));
+    fprintf(out, "echo %s\n", b->o.url);
+    fprintf(out,
+            "connections  %" PRIu32 " of %" PRIu32 " open, %" PRIu32
+            " failed, %" PRIu32 " closed early; %" PRIu32 " in flight each, "
+            "%" PRIu64 " B messages\n",
+            b->opened, b->o.conns, b->failed, b->lost, b->o.inflight,
+            b->o.size);
+    fprintf(out,
+            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
+            " messages echoed\n",
+            secs, b->o.warmup_ms / 1000.0, b->rcvd);
+    fprintf(out, "messages/s   %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
+    fprintf(out, "latency      p50 %s   p99 %s   p999 %s   max %s\n", p50, p99,
+            p999, mx);
+    if (secs > 0) {
+        double self = cpu_pct(b->cpu0, b->cpu1, secs);
+
+        fprintf(out, "cpu          bench %.0f%% of a core", self);
+        if (b->srv_cpu)
+            fprintf(out, ", server %.0f%% (pid %d)",
+                    cpu_pct(b->srv_cpu0, b->srv_cpu1, secs), (int)b->pid);
+        fprintf(out, "\n");
+        if (self >= 90.0)
+            fprintf(out, "warning      the bench kept its core busy: it may "
+                         "have been the bottleneck\n");
+    }
+    if (b->mismatched || b->dropped)
+        fprintf(out,
+                "errors       %" PRIu64 " echoes that did not match, "
+                "%" PRIu64 " sends dropped\n",
+                b->mismatched, b->dropped);
+}
+
+static void echo_report_json(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+
+    fprintf(out,
+            "\"inflight\": %" PRIu32 ", \"size\": %" PRIu64
+            ", \"warmup_s\": %.3f, \"duration_s\": %.3f, \"messages\": %" PRIu64
+            ", \"msgs_per_s\": %.0f, \"latency_us\": {\"p50\": %.2f, "
+            "\"p99\": %.2f, \"p999\": %.2f, \"max\": %.2f, \"mean\": %.2f}, "
+            "\"mismatched\": %" PRIu64 ", \"dropped\": %" PRIu64
+            ", \"bench_cpu_pct\": %.1f, \"server_cpu_pct\": ",
+            b->o.inflight, b->o.size, b->o.warmup_ms / 1000.0, secs, b->rcvd,
+            secs > 0 ? b->rcvd / secs : 0.0, hist_quantile(b->lat, 0.50) / 1e3,
+            hist_quantile(b->lat, 0.99) / 1e3,
+            hist_quantile(b->lat, 0.999) / 1e3, hist_max(b->lat) / 1e3,
+            hist_mean(b->lat) / 1e3, b->mismatched, b->dropped,
+            cpu_pct(b->cpu0, b->cpu1, secs));
+    if (b->srv_cpu)
+        fprintf(out, "%.1f", cpu_pct(b->srv_cpu0, b->srv_cpu1, secs));
+    else
+        fputs("null", out);
+}
+
+/* ---- the modes --------------------------------------------------------- */
+
+static const struct bench_mode modes[] = {
+    {
+        .name = "idle",
+        .bit = M_IDLE,
+        .default_conns = 10000,
+        .summary = "open --conns connections, hold them idle for --hold, "
+                   "and report the server's memory per connection: the "
+                   "growth of its VmRSS (/proc/PID/status) and of its Pss "
+                   "and Private (/proc/PID/smaps_rollup) from before the "
+                   "first connection to the end of the hold, divided by "
+                   "the connections open",
+        .needs_pid = true,
+        .start = idle_start,
+        .on_timer = idle_on_timer,
+        .report = idle_report,
+        .report_json = idle_report_json,
+    },
+    {
+        .name = "echo",
+        .bit = M_ECHO,
+        .default_conns = 64,
+        .summary = "keep --inflight messages of --size bytes in flight on "
+                   "each of --conns connections (a new one goes out when "
+                   "one comes back); after --warmup, count for --duration "
+                   "and report messages/s received and the round-trip "
+                   "latency p50/p99/p999",
+        .start = echo_start,
+        .on_timer = echo_on_timer,
+        .on_message = echo_on_message,
+        .report = echo_report,
+        .report_json = echo_report_json,
+    },
+};
+static const size_t n_modes = ARRAY_SIZE(modes);
+
+/* ---- set-up and the run ------------------------------------------------ */
+
+static int setup_signals(struct bench *b)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    b->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (b->sigfd < 0)
+        return -errno;
+    b->sigw.fn = on_signal;
+    return loop_watch(b->loop, b->sigfd, &b->sigw, EPOLLIN);
+}
+
+/* Allocates everything the run needs. Returns 0 or -1 with err set. */
+static int setup(struct bench *b, char *err, size_t errlen)
+{
+    struct ws_client_opts co = {
+        .max_message = MAX(b->o.size, (uint64_t)1 << 20),
+        .connect_timeout_ms = b->o.connect_timeout_ms,
+        .ping_interval_ms = 60000,
+        .pong_timeout_ms = 30000,
+        .close_timeout_ms = 5000,
+    };
+    /* Queue room for every message in flight twice over: sends never
+     * meet the cap in a well-behaved run. */
+    uint64_t q = (uint64_t)b->o.inflight * (b->o.size + 14) * 2;
+    struct conn_limits lim = {
+        .write_timeout_ms = 30000,
+        .queue_limit = (uint32_t)MIN(MAX(q, (uint64_t)1 << 20), UINT32_MAX),
+    };
+    bool echo = b->mode->on_message != NULL;
+    int rc;
+
+    b->sigfd = -1;
+    timer_init(&b->timer, on_timer);
+    b->payload = mem_calloc(MEM_MISC, 1, MAX(b->o.size, WARM_MSG_MAX));
+    b->conns = mem_calloc(MEM_MISC, b->o.conns, sizeof(*b->conns));
+    if (!b->payload || !b->conns)
+        goto nomem;
+    memset(b->payload, 'm', MAX(b->o.size, WARM_MSG_MAX));
+    if (echo) {
+        b->sent_at = mem_calloc(MEM_MISC, (size_t)b->o.conns * b->o.inflight,
+                                sizeof(uint64_t));
+        b->lat = hist_new();
+        if (!b->sent_at || !b->lat)
+            goto nomem;
+        for (uint32_t i = 0; i < b->o.conns; i++)
+            b->conns[i].sent_at = b->sent_at + (size_t)i * b->o.inflight;
+    }
+    b->loop = loop_new(256u << 10);
+    if (!b->loop)
+        goto nomem;
+    /* Registered before the conn set's hook, so what it queues goes out
+     * in the same iteration. */
+    b->hook.fn = on_hook;
+    loop_add_hook(b->loop, &b->hook);
+    if (conn_set_init(&b->set, b->loop, &lim) < 0)
+        goto nomem;
+    b->set_ready = true;
+    b->cl = ws_client_new(&b->set, &co);
+    if (!b->cl)
+        goto nomem;
+    b->h.on_open = on_open;
+    b->h.on_message = on_message;
+    b->h.on_close = on_close;
+    b->h.arg = b;
+    b->h.pause_on_backpressure = true;
+    rc = setup_signals(b);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot set up signals: %s", strerror(-rc));
+        return -1;
+    }
+    return 0;
+
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static void teardown(struct bench *b)
+{
+    if (b->set_ready) {
+        conn_set_each(&b->set, close_one, NULL);
+        conn_set_fini(&b->set);
+    }
+    if (b->cl)
+        ws_client_free(b->cl);
+    if (b->sigfd >= 0) {
+        if (b->loop)
+            loop_unwatch(b->loop, b->sigfd);
+        close(b->sigfd);
+    }
+    if (b->loop) {
+        timer_cancel(loop_timers(b->loop), &b->timer);
+        b->hook.fn = NULL;
+        loop_free(b->loop);
+    }
+    hist_free(b->lat);
+    mem_free(MEM_MISC, b->sent_at);
+    mem_free(MEM_MISC, b->conns);
+    mem_free(MEM_MISC, b->payload);
+    mem_free(MEM_MISC, b->src);
+}
+
+/* The exit status the run earned (before the memory check). */
+static int verdict(const struct bench *b)
+{
+    if (b->interrupted)
+        return 130;
+    if (b->fatal[0] || b->failed || b->lost)
+        return 1;
+    if (b->mode->on_message && (b->rcvd == 0 || b->mismatched || b->dropped))
+        return 1;
+    return 0;
+}
+
+static void report(struct bench *b)
+{
+    char why[512];
+
+    if (b->o.json) {
+        FILE *out = stdout;
+
+        fprintf(out, "{\"mode\": ");
+        json_str(out, b->mode->name);
+        fprintf(out, ", \"url\": ");
+        json_str(out, b->o.url);
+        fprintf(out,
+                ", \"conns\": %" PRIu32 ", \"open\": %" PRIu32
+                ", \"failed\": %" PRIu32 ", \"closed_early\": %" PRIu32
+                ", \"sources\": %" PRIu32 ", \"failures\": ",
+                b->o.conns, b->opened, b->failed, b->lost, b->nsrc);
+        json_reasons(out, &b->fail_why);
+        fprintf(out, ", \"closed_early_reasons\": ");
+        json_reasons(out, &b->lost_why);
+        fprintf(out, ", \"error\": ");
+        if (b->fatal[0])
+            json_str(out, b->fatal);
+        else
+            fputs("null", out);
+        fputs(", ", out);
+        b->mode->report_json(b, out);
+        fprintf(out, ", \"exit\": %d}\n", verdict(b));
+        return;
+    }
+    b->mode->report(b, stdout);
+    if (b->failed) {
+        format_reasons(&b->fail_why, why, sizeof(why));
+        printf("failed       %" PRIu32 ": %s\n", b->failed, why);
+    }
+    if (b->lost) {
+        format_reasons(&b->lost_why, why, sizeof(why));
+        printf("closed early %" PRIu32 ": %s\n", b->lost, why);
+    }
+}
+
+/* After teardown: live bytes must be zero (invariant 7). */
+static int check_memory(void)
+{
+    int64_t live = mem_live_bytes(MEM_ALL);
+
+    if (live == 0)
+        return 0;
+    fprintf(stderr, "moor bench: %lld bytes still allocated at exit\n",
+            (long long)live);
+    if (mem_trace_enabled())
+        mem_trace_dump(stderr);
+#ifdef MOOR_DEBUG
+    return 3;
+#else
+    return 0;
+#endif
+}
+
+int bench_main(int argc, char **argv)
+{
+    struct bench *b;
+    char err[512];
+    int rc, status;
+
+#ifdef MOOR_DEBUG
+    mem_trace_enable();
+#endif
+    log_set_level(LOG_WARN);
+    b = mem_calloc(MEM_MISC, 1, sizeof(*b));
+    if (!b) {
+        fprintf(stderr, "moor bench: out of memory\n");
+        return 1;
+    }
+    b->sigfd = -1;
+    rc = parse_args(b, argc, argv, err, sizeof(err));
+    if (rc == 0 && parse_url(b->o.url, &b->t, err, sizeof(err)) < 0)
+        rc = -1;
+    if (rc == 0 && parse_sources(b, err, sizeof(err)) < 0)
+        rc = -1;
+    if (rc != 0) {
+        mem_free(MEM_MISC, b->src);
+        mem_free(MEM_MISC, b);
+        if (rc > 0)
+            return 0;
+        fprintf(stderr, "moor bench: %s\n", err);
+        return 2;
+    }
+    status = 1;
+    if (raise_nofile((uint64_t)b->o.conns + FD_RESERVE, err, sizeof(err)) < 0 ||
+        check_ports(b, err, sizeof(err)) < 0 ||
+        find_pid(b, err, sizeof(err)) < 0 || setup(b, err, sizeof(err)) < 0) {
+        fprintf(stderr, "moor bench: %s\n", err);
+        goto out;
+    }
+
+    /* The warm-up connection, under the connect timeout plus 5 s for its
+     * echo and close. */
+    b->phase = PH_WARMUP;
+    loop_timer_in(b->loop, &b->timer, b->o.connect_timeout_ms + 5000);
+    {
+        struct ws_target t = {
+            .addr = (const struct sockaddr *)&b->t.addr,
+            .addrlen = b->t.addrlen,
+            .host = b->t.host,
+            .path = b->t.path,
+        };
+        struct conn *c;
+        int e = 0;
+
+        t.source = source_of(b, 0, &t.sourcelen);
+        b->warm.state = BC_CONNECTING;
+        c = ws_client_connect(b->cl, &t, &b->h, &b->warm, &e);
+        if (!c) {
+            fprintf(stderr, "moor bench: cannot connect to %s: %s\n", b->o.url,
+                    strerror(e ? -e : EIO));
+            goto out;
+        }
+        if (b->warm.state == BC_CONNECTING || b->warm.state == BC_OPEN)
+            b->warm.c = c;
+    }
+    rc = loop_run(b->loop);
+    if (rc < 0)
+        stop_with(b, "event loop failed: %s", strerror(-rc));
+    /* A run that stopped before connecting has nothing to report. */
+    if (b->t_connect || b->o.json)
+        report(b);
+    if (b->fatal[0] && !b->interrupted)
+        fprintf(stderr, "moor bench: %s\n", b->fatal);
+    else if (b->interrupted)
+        fprintf(stderr, "moor bench: interrupted\n");
+    status = verdict(b);
+out:
+    teardown(b);
+    mem_free(MEM_MISC, b);
+    rc = check_memory();
+    return rc ? rc : status;
+}
