@@ -215,7 +215,7 @@ static size_t process(struct run *r, uint8_t *buf, size_t n)
             CHECK(k == -1);
             CHECK(ev.type == WS_EV_NONE);
             CHECK(code == WS_CLOSE_PROTOCOL || code == WS_CLOSE_INVALID_DATA ||
-                  (code == WS_CLOSE_TOO_BIG && r->max != 0));
+                  code == WS_CLOSE_TOO_BIG /* max, or 4 GiB - 1 */);
             CHECK(r->p.s.closed);
             r->failed = true;
             r->code = code;

@@ -66,7 +66,8 @@ struct moor_ws_handlers {
     void *arg;
     /* Nonzero for a 1:1 stream (echo, request/response): moor_ws_send()
      * never drops; over the queue limit it queues, reports backpressure,
-     * and moor stops reading that connection until its queue drains.
+     * and moor stops reading that connection until its queue drains (a
+     * client connection never stops reading: the server pushes back).
      * Zero (fan-out): a send into a full queue is dropped. */
     int pause_reading_on_backpressure;
 };

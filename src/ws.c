@@ -530,9 +530,9 @@ const char *ws_url_parse(const char *url, struct ws_url *u)
     char ip[64];
 
     memset(u, 0, sizeof(*u));
-    if (!strncmp(p, "ws://", 5)) {
+    if (!strncasecmp(p, "ws://", 5)) {
         p += 5;
-    } else if (!strncmp(p, "wss://", 6)) {
+    } else if (!strncasecmp(p, "wss://", 6)) {
         p += 6;
         u->tls = true;
     } else {

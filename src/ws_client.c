@@ -205,7 +205,8 @@ const char *ws_close_detail(const struct conn *c)
         return cc->detail;
     switch ((enum close_reason)c->close_reason) {
     case CLOSE_NONE:
-        return "";
+        /* on_close at a close frame, before the conn closes. */
+        return ws_close_sent(c) ? "closed" : "closed by peer";
     case CLOSE_DONE:
         return "closed";
     case CLOSE_PEER:

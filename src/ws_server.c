@@ -69,6 +69,13 @@ size_t ws_conn_ext_size(void)
     return sizeof(struct ws_conn);
 }
 
+bool ws_close_sent(const struct conn *c)
+{
+    const struct ws_conn *w = conn_ext((struct conn *)c);
+
+    return conn_proto(c) == &ws_proto && w->phase == WSP_CLOSING;
+}
+
 bool ws_is_websocket(const struct conn *c)
 {
     return conn_proto(c) == &ws_proto;
@@ -448,8 +455,13 @@ static void on_close_frame(struct conn *c, struct ws_conn *w,
     if (conn_is_closing(c))
         return;
     if (answer) {
-        /* The answer to our close: the handshake is complete. */
-        conn_close(c, CLOSE_DONE);
+        /* The answer to our close: the handshake is complete. Our close
+         * may still be queued (sent in this same turn): write it first. */
+        if (conn_queued_bytes(c))
+            conn_close_after_flush(c, CLOSE_DONE,
+                                   srv_of(c)->o.close_timeout_ms);
+        else
+            conn_close(c, CLOSE_DONE);
         return;
     }
     /* Echo the peer's code (none if it sent none), then close TCP. */
@@ -485,9 +497,13 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         uint16_t code = 0;
         ssize_t n;
 
-        if (conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit) {
-            /* Our answers (echoes, pongs) pile up: stop reading until
-             * they drain, so TCP pushes back on the peer. */
+        if (conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit &&
+            h_of(c)->pause_on_backpressure && !w->client) {
+            /* A 1:1 stream's answers pile up: stop reading until they
+             * drain, so TCP pushes back on the peer. A fan-out conn
+             * keeps reading, and so does a client: the server is the one
+             * that pushes back, and if both sides stopped reading while
+             * their writes wait, each would wait for the other. */
             conn_pause_read(c, PAUSE_BACKPRESSURE);
             break;
         }
@@ -508,7 +524,10 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
             on_data_piece(c, w, &ev);
             break;
         case WS_EV_PING:
+            /* Over the queue limit, only the most recent ping needs its
+             * pong (RFC 6455 5.5.3): skip this one, bounding the queue. */
             if (w->phase < WSP_CLOSING &&
+                conn_queued_bytes(c) <= conn_set_of(c)->lim.queue_limit &&
                 send_frame(c, WS_OP_PONG, ev.data, ev.len) < 0)
                 conn_close(c, CLOSE_NO_MEMORY);
             break;

@@ -132,6 +132,9 @@ static inline uint32_t ws_buffered_amount(const struct conn *c)
 /* Per-connection user data (NULL until set). */
 void *ws_user(const struct conn *c);
 void ws_set_user(struct conn *c, void *user);
+/* True if our close frame is out (we started the close handshake, or
+ * answered the peer's). */
+bool ws_close_sent(const struct conn *c);
 /* True if c is an open WebSocket conn (server or client side). */
 bool ws_is_websocket(const struct conn *c);
 
