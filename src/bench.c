@@ -206,6 +206,8 @@ struct bench_mode {
     const char *summary;
     bool needs_pid; /* measures the server's memory */
     void (*start)(struct bench *b);
+    /* The run ends, by its own deadline or not (optional). */
+    void (*finish)(struct bench *b);
     void (*on_timer)(struct bench *b);
     void (*on_message)(struct bench *b, struct bconn *bc, const uint8_t *p,
                        size_t len);
@@ -1150,6 +1152,8 @@ static void begin_close(struct bench *b)
 {
     if (b->phase >= PH_CLOSE)
         return;
+    if (b->phase == PH_RUN && b->mode->finish)
+        b->mode->finish(b);
     b->phase = PH_CLOSE;
     b->sending = false;
     b->measuring = false;
@@ -1252,31 +1256,28 @@ static void on_timer(struct timer *t)
     }
 }
 
-/* End of every loop iteration, before conn.c flushes what was queued. */
+/* End of every loop iteration, before conn.c flushes what was queued.
+ * One phase may lead to the next within the same call (the last
+ * connection gone ends the run, which may end the close at once): the
+ * checks run in phase order, not as alternatives, so nothing waits for a
+ * deadline that has nothing left to wait for. */
 static void on_hook(struct loop_hook *h)
 {
     struct bench *b = container_of(h, struct bench, hook);
 
-    switch (b->phase) {
-    case PH_CONNECT:
+    if (b->phase == PH_CONNECT) {
         launch_more(b);
         if (b->phase == PH_CONNECT && b->launched == b->o.conns &&
             b->connecting == 0)
             connect_done(b);
-        break;
-    case PH_RUN:
-        if (b->open == 0)
-            stop_with(b, "every connection was closed by the server");
-        break;
-    case PH_CLOSE:
-        if (b->open == 0 && b->connecting == 0 && !b->warm.c) {
-            timer_cancel(loop_timers(b->loop), &b->timer);
-            b->phase = PH_DONE;
-            loop_stop(b->loop);
-        }
-        break;
-    default:
-        break;
+    }
+    if (b->phase == PH_RUN && b->open == 0)
+        stop_with(b, "every connection was closed by the server");
+    if (b->phase == PH_CLOSE && b->open == 0 && b->connecting == 0 &&
+        !b->warm.c) {
+        timer_cancel(loop_timers(b->loop), &b->timer);
+        b->phase = PH_DONE;
+        loop_stop(b->loop);
     }
 }
 
@@ -1488,17 +1489,25 @@ static void echo_start(struct bench *b)
 
 static void echo_on_timer(struct bench *b)
 {
-    bool ok;
-
     if (!b->measuring) {
         measure_from_now(b); /* the warm-up is over */
         return;
     }
+    begin_close(b); /* echo_finish() closes the window */
+}
+
+/* The run ends (its deadline, the server, a signal): the measuring
+ * window, if open, closes now. */
+static void echo_finish(struct bench *b)
+{
+    bool ok;
+
+    if (!b->measuring)
+        return;
     b->t1 = now_ns();
     b->measuring = false;
     cpu_sample(b, &b->cpu1, &b->srv_cpu1, &ok);
     b->srv_cpu = b->srv_cpu && ok;
-    begin_close(b);
 }
 
 static void echo_on_message(struct bench *b, struct bconn *bc, const uint8_t *p,
@@ -1643,6 +1652,7 @@ static const struct bench_mode modes[] = {
                    "and report messages/s received and the round-trip "
                    "latency p50/p99/p999",
         .start = echo_start,
+        .finish = echo_finish,
         .on_timer = echo_on_timer,
         .on_message = echo_on_message,
         .report = echo_report,

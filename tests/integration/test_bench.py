@@ -1,0 +1,293 @@
+"""`moor bench`: the idle and echo modes against a real `moor serve`, the
+errors it must report (unreachable server, refused connections, a server
+that goes away, the open-files limit), its usage errors and --help.
+
+Every run is short (a few hundred connections, one second of echo); the
+figures themselves are checked only for being plausible and consistent,
+never against a target: that is what `make bench` is for.
+"""
+
+import json
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import base_env, is_debug_build, moor_bin, run_moor
+
+
+def bench(*args, timeout=30):
+    """Runs `moor bench ARGS...` to completion."""
+    return run_moor(["bench"] + [str(a) for a in args], timeout=timeout)
+
+
+def bench_json(*args, timeout=30):
+    r = bench(*args, "--json", timeout=timeout)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON on stdout (exit {r.returncode}):\n"
+                             f"stdout: {r.stdout!r}\nstderr: {r.stderr!r}")
+    return r, out
+
+
+def ws_url(server, path="/echo"):
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+def closed_port():
+    """A port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def established_by_source(port):
+    """{local IPv4 address: count} of ESTABLISHED sockets to 127.0.0.1:port,
+    from /proc/net/tcp (the bench's side of its connections)."""
+    counts = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            rip, rport = remote.split(":")
+            if state != "01" or int(rport, 16) != port or \
+                    rip != "0100007F":
+                continue
+            lip = local.split(":")[0]
+            addr = ".".join(str(int(lip[i:i + 2], 16))
+                            for i in (6, 4, 2, 0))
+            counts[addr] = counts.get(addr, 0) + 1
+    return counts
+
+
+# ---- idle ------------------------------------------------------------------
+
+@pytest.mark.wall(30)
+def test_idle_spreads_sources_and_reports_bytes_per_conn(moor):
+    srv = moor("--accept-rate", "0")
+    cmd = [str(moor_bin()), "bench", "idle", "--url", ws_url(srv),
+           "--conns", "200", "--sources", "127.0.0.2-127.0.0.3",
+           "--hold", "1500ms", "--json"]
+    p = subprocess.Popen(cmd, env=base_env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        # While the connections are held: 100 from each source address.
+        spread = {}
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            spread = established_by_source(srv.port)
+            if sum(spread.values()) >= 200:
+                break
+            time.sleep(0.05)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert spread == {"127.0.0.2": 100, "127.0.0.3": 100}, spread
+    assert p.returncode == 0, err
+    d = json.loads(out)
+    assert d["mode"] == "idle"
+    assert (d["conns"], d["open"], d["failed"], d["sources"]) == \
+        (200, 200, 0, 2), d
+    # The pid was found from the listening socket: the server's own.
+    assert d["pid"] == srv.proc.pid
+    before, after = d["before"]["vm_rss"], d["after_hold"]["vm_rss"]
+    assert before > 0 and after >= before, d
+    assert d["bytes_per_conn"] == int((after - before) / 200), d
+    # 200 conns on a fresh server touch new pages: some growth, and far
+    # less than a page per connection.
+    assert 0 < d["bytes_per_conn"] < 4096, d
+    assert d["pss_per_conn"] is not None and d["private_per_conn"] is not None
+    # Every connection was closed at the end: the server is back to none.
+    m = srv.wait_metric(lambda m: m.sum("moor_connections") <= 1, 5)
+    assert m.sum("moor_connections") <= 1, m.family("moor_connections")
+
+
+def test_idle_table_names_each_figure(moor):
+    srv = moor()
+    r = bench("idle", "--url", ws_url(srv), "--conns", 50, "--hold", "100ms",
+              "--pid", srv.proc.pid)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"server pid {srv.proc.pid}" in out
+    assert "50 of 50 open" in out
+    for label in ("VmRSS", "Pss", "Private", "before", "all open",
+                  "after 0.1 s idle", "bytes per connection"):
+        assert label in out, (label, out)
+
+
+def test_idle_counts_refused_connections_by_reason(moor):
+    srv = moor("--max-conns", "30", "--accept-rate", "0")
+    r, d = bench_json("idle", "--url", ws_url(srv), "--conns", 60,
+                      "--hold", "100ms")
+    assert r.returncode == 1, r.stderr
+    assert d["open"] == 30 and d["failed"] == 30, d
+    assert d["failures"] == {"handshake: HTTP 503": 30}, d
+
+
+def test_idle_without_a_server_process_says_so():
+    r = bench("idle", "--url", f"ws://127.0.0.1:{closed_port()}/echo",
+              "--conns", 10)
+    assert r.returncode == 1
+    assert "no process of ours listens on 127.0.0.1:" in r.stderr
+    assert "--pid" in r.stderr
+
+
+# ---- echo ------------------------------------------------------------------
+
+@pytest.mark.wall(30)
+def test_echo_reports_rate_and_latency(moor):
+    srv = moor()
+    r, d = bench_json("echo", "--url", ws_url(srv), "--conns", 4,
+                      "--inflight", 4, "--size", "64B", "--duration", "1s",
+                      "--warmup", "200ms")
+    assert r.returncode == 0, r.stderr
+    assert d["mode"] == "echo" and d["open"] == 4 and d["failed"] == 0, d
+    assert (d["inflight"], d["size"]) == (4, 64)
+    assert 0.9 <= d["duration_s"] <= 1.5, d
+    assert d["messages"] > 0 and d["msgs_per_s"] > 0, d
+    assert abs(d["msgs_per_s"] - d["messages"] / d["duration_s"]) <= \
+        0.01 * d["msgs_per_s"] + 1, d
+    lat = d["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+    assert d["mismatched"] == 0 and d["dropped"] == 0, d
+    assert d["server_cpu_pct"] is not None and d["server_cpu_pct"] > 0, d
+    # The server saw at least every message counted, as a masked frame
+    # of 2 + 4 + 64 bytes, and sent each back (2 + 64 bytes).
+    m = srv.metrics()
+    assert m.get_value("moor_bytes_received_total") >= 70 * d["messages"]
+    assert m.get_value("moor_bytes_sent_total") >= 66 * d["messages"]
+
+
+def test_echo_table(moor):
+    srv = moor()
+    r = bench("echo", "--url", ws_url(srv), "--conns", 2, "--inflight", 2,
+              "--duration", "300ms", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.strip()}
+    rate = lines["messages/s"].split()[1]
+    assert int(rate) > 0, r.stdout
+    assert "p50" in lines["latency"] and "p99" in lines["latency"]
+    assert "p999" in lines["latency"]
+
+
+def test_echo_unreachable_is_a_clear_error():
+    url = f"ws://127.0.0.1:{closed_port()}/echo"
+    r = bench("echo", "--url", url, "--duration", "1s")
+    assert r.returncode == 1
+    assert f"cannot connect to {url}: connection refused" in r.stderr, \
+        r.stderr
+    assert r.stdout == ""
+
+
+def test_echo_wrong_path_is_a_clear_error(moor):
+    srv = moor()
+    r = bench("echo", "--url", ws_url(srv, "/nope"), "--duration", "1s")
+    assert r.returncode == 1
+    assert "handshake: HTTP 404" in r.stderr, r.stderr
+
+
+@pytest.mark.wall(30)
+def test_echo_server_going_away_counts_closed_early(moor):
+    srv = moor("--drain-spread", "100ms")
+    p = subprocess.Popen([str(moor_bin()), "bench", "echo", "--url",
+                          ws_url(srv), "--conns", "4", "--duration", "10s",
+                          "--warmup", "0", "--json"],
+                         env=base_env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(1.0)
+        rc, err = srv.stop(signal.SIGTERM, timeout=15)
+        out, berr = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == 0, err
+    assert p.returncode == 1, berr
+    d = json.loads(out)
+    assert d["closed_early"] == 4, d
+    # The measuring window ended when the server left, not at --duration.
+    assert 0.5 < d["duration_s"] < 5, d
+    assert "every connection was closed by the server" in d["error"], d
+    assert all("1001" in k for k in d["closed_early_reasons"]), d
+
+
+@pytest.mark.wall(30)
+def test_echo_interrupted_exits_130(moor):
+    srv = moor()
+    p = subprocess.Popen([str(moor_bin()), "bench", "echo", "--url",
+                          ws_url(srv), "--conns", "2", "--duration", "20s"],
+                         env=base_env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(1.5 if not is_debug_build() else 2.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    # The connections were closed with a close handshake, not dropped.
+    m = srv.wait_metric(lambda m: m.sum("moor_connections") <= 1, 5)
+    assert m.sum("moor_connections") <= 1
+
+
+# ---- limits, usage, help ---------------------------------------------------
+
+def test_more_conns_than_fds_is_refused_up_front():
+    r = bench("idle", "--url", "ws://127.0.0.1:9/echo", "--conns", 5000000,
+              "--pid", 1)
+    assert r.returncode == 1
+    assert "open-files limit" in r.stderr and "RLIMIT_NOFILE" in r.stderr, \
+        r.stderr
+
+
+@pytest.mark.parametrize("args,needle", [
+    ([], "missing mode"),
+    (["nosuchmode"], 'unknown mode "nosuchmode"'),
+    (["echo", "--bogus"], 'unknown flag "--bogus"'),
+    (["echo", "stray"], 'unexpected argument "stray"'),
+    (["idle", "--inflight", "4"], "--inflight does not apply to moor bench "
+                                  "idle"),
+    (["echo", "--size", "10x"], 'invalid value "10x" for --size'),
+    (["echo", "--conns", "0"], 'invalid value "0" for --conns'),
+    (["echo", "--duration", "soon"], 'invalid value "soon" for --duration'),
+    (["echo", "--conns"], "flag --conns needs a value"),
+    (["echo", "--url", "http://127.0.0.1/echo"], 'invalid --url'),
+    (["echo", "--url", "wss://127.0.0.1/echo"], "wss:// is not supported"),
+    (["echo", "--url", "ws://example.com/echo"], "IP address or localhost"),
+    (["echo", "--sources", "127.0.0.9-127.0.0.2"], "invalid --sources"),
+])
+def test_usage_errors_exit_2(args, needle):
+    r = bench(*args)
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert needle in r.stderr, (args, r.stderr)
+    assert r.stderr.startswith("moor bench: ")
+    assert r.stdout == ""
+
+
+def test_help_lists_modes_and_flags():
+    r = bench("--help")
+    assert r.returncode == 0, r.stderr
+    for word in ("idle", "echo", "--url", "--conns", "--sources", "--pid",
+                 "--hold", "--inflight", "--size", "--duration", "--warmup",
+                 "--json", "--timeout", "--connect-timeout", "--parallel"):
+        assert word in r.stdout, word
+    assert all(len(l) <= 80 for l in r.stdout.splitlines()), \
+        [l for l in r.stdout.splitlines() if len(l) > 80]
+    # The top-level usage names the command.
+    r = run_moor(["help"])
+    assert "bench" in r.stdout
