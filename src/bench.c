@@ -28,7 +28,7 @@
  *         latency of every message in a log-bucket histogram (hist.h).
  *
  * A later mode (broadcast: publishers and subscribers) adds a row to
- * modes[], a bit in the flag table for its own flags, and its hooks.
+ * modes[], a bit (M_*) for the flags that apply to it, and its hooks.
  *
  * Keeps: every wait has a deadline; the bench exits non-zero with a
  * one-line reason when the server cannot be reached or connections fail;
@@ -255,7 +255,6 @@ struct bench {
     /* idle */
     struct mem_sample before, at_open, after;
     uint32_t open_at_end;
-    uint64_t t_hold;
 
     /* echo */
     uint8_t *payload;
@@ -277,6 +276,13 @@ static uint64_t now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Seconds the connecting phase took (0 if it never ended). */
+static double open_secs(const struct bench *b)
+{
+    return b->t_open > b->t_connect ? (double)(b->t_open - b->t_connect) / 1e9
+                                    : 0.0;
 }
 
 static void count_reason(struct reasons *r, const char *what)
@@ -368,8 +374,9 @@ static void begin_close(struct bench *b);
 
 /* ---- flags ------------------------------------------------------------- */
 
-static const struct bench_mode modes[];
-static const size_t n_modes;
+/* The modes (defined at the end, after their hooks): returns the table
+ * and sets *n to its length. */
+static const struct bench_mode *mode_table(size_t *n);
 
 static const char *metavar(const struct bflag *f)
 {
@@ -415,6 +422,8 @@ static void wrap(FILE *out, const char *text, int at, int indent)
 static void print_help(FILE *out)
 {
     char left[64], text[640], which[64];
+    size_t n_modes;
+    const struct bench_mode *modes = mode_table(&n_modes);
     int col = 0;
 
     for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
@@ -593,6 +602,8 @@ static void set_defaults(struct bench_opts *o)
 static int parse_args(struct bench *b, int argc, char **argv, char *err,
                       size_t errlen)
 {
+    size_t n_modes;
+    const struct bench_mode *modes = mode_table(&n_modes);
     int i;
 
     for (i = 0; i < argc; i++) {
@@ -1067,6 +1078,7 @@ static void on_message(struct conn *c, const uint8_t *data, size_t len,
 
     (void)text;
     if (bc == &b->warm) {
+        bc->rcvd++;
         ws_close(c, WS_CLOSE_NORMAL, NULL);
         return;
     }
@@ -1093,7 +1105,14 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
                       detail ? detail : "failed");
             return;
         }
-        /* The warm-up echo came back and the close completed. */
+        if (!bc->rcvd) {
+            stop_with(b,
+                      "%s closed the warm-up connection before echoing its "
+                      "message: %s (close code %u)",
+                      b->o.url, detail ? detail : "closed", code);
+            return;
+        }
+        /* The warm-up echo came back and the close handshake is done. */
         b->phase = PH_SETTLE;
         loop_timer_in(b->loop, &b->timer, SETTLE_MS);
         return;
@@ -1174,7 +1193,7 @@ static void begin_close(struct bench *b)
 
 static void connect_done(struct bench *b)
 {
-    char why[512];
+    char why[512] = "";
 
     timer_cancel(loop_timers(b->loop), &b->timer);
     b->t_open = now_ns();
@@ -1187,8 +1206,7 @@ static void connect_done(struct bench *b)
         stop_with(b, "no connection to %s could be opened (%s)", b->o.url, why);
         return;
     }
-    note(b, "%" PRIu32 " connections open in %.2f s", b->open,
-         (double)(b->t_open - b->t_connect) / 1e9);
+    note(b, "%" PRIu32 " connections open in %.2f s", b->open, open_secs(b));
     b->phase = PH_RUN;
     b->mode->start(b);
 }
@@ -1305,7 +1323,6 @@ static void on_signal(struct watcher *w, uint32_t events)
 static void idle_start(struct bench *b)
 {
     b->at_open.ok = procfs_mem(b->pid, &b->at_open.m) == 0;
-    b->t_hold = now_ns();
     if (b->o.hold_ms)
         note(b, "holding them idle for %.1f s", b->o.hold_ms / 1000.0);
     loop_timer_in(b->loop, &b->timer, MAX(b->o.hold_ms, 1u));
@@ -1358,8 +1375,8 @@ static void idle_report(struct bench *b, FILE *out)
             "connections  %" PRIu32 " of %" PRIu32 " open in %.2f s, "
             "%" PRIu32 " failed, %" PRIu32 " closed early; %" PRIu32
             " source address%s\n",
-            n, b->o.conns, (double)(b->t_open - b->t_connect) / 1e9, b->failed,
-            b->lost, b->nsrc, b->nsrc == 1 ? "" : "es");
+            n, b->o.conns, open_secs(b), b->failed, b->lost, b->nsrc,
+            b->nsrc == 1 ? "" : "es");
     fprintf(out, "server memory (KiB)    %12s %12s %12s\n", "VmRSS", "Pss",
             "Private");
     idle_row(out, "before", &b->before);
@@ -1405,8 +1422,7 @@ static void idle_report_json(struct bench *b, FILE *out)
     bool ok = b->before.ok && b->after.ok && n;
 
     fprintf(out, "\"pid\": %d, \"hold_s\": %.3f, \"open_s\": %.3f, ",
-            (int)b->pid, b->o.hold_ms / 1000.0,
-            (double)(b->t_open - b->t_connect) / 1e9);
+            (int)b->pid, b->o.hold_ms / 1000.0, open_secs(b));
     json_mem(out, "before", &b->before);
     fputs(", ", out);
     json_mem(out, "all_open", &b->at_open);
@@ -1659,7 +1675,11 @@ static const struct bench_mode modes[] = {
         .report_json = echo_report_json,
     },
 };
-static const size_t n_modes = ARRAY_SIZE(modes);
+static const struct bench_mode *mode_table(size_t *n)
+{
+    *n = ARRAY_SIZE(modes);
+    return modes;
+}
 
 /* ---- set-up and the run ------------------------------------------------ */
 
