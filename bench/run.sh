@@ -1,17 +1,33 @@
 #!/usr/bin/env bash
-# bench/run.sh - moor beside nginx on one core (`make bench` runs it).
+# bench/run.sh - moor beside its peers on one core (`make bench` runs it).
+# Every server is pinned to core 0 and the load generator to core 1; one
+# server runs at a time.
 #
-#   (a) requests/s: wrk (pinned to core 1) against GET /healthz of
-#       build/release/moor, then of nginx (each pinned to core 0, one after
-#       the other, never at the same time).
+#   HTTP/1.1, moor beside nginx:
+#   (a) requests/s: wrk against GET /healthz.
 #   (b) idle memory: bench/idle_conns.py opens N keep-alive connections,
 #       one GET each, holds them idle, and reports the server's VmRSS growth
 #       per connection (for nginx: its worker process).
+#   WebSocket, moor beside libwebsockets, node ws and gorilla/websocket
+#   (bench/peers, built by bench/peers/build.sh), all driven by
+#   `moor bench` (moor's own client):
+#   (c) idle: `moor bench idle`, 10,000 connections to /echo held 5 s;
+#       bytes per connection = growth of the server's VmRSS / connections.
+#   (d) echo: `moor bench echo`, 64 connections x 16 messages in flight x
+#       32 B for 10 s after 1 s of warm-up: messages/s and p50/p99/p999;
+#       run 3 times on a fresh server, the median run (by messages/s) is
+#       reported and all three are listed.
 #
-# usage: bench/run.sh [--write] [--conns N] [--duration 10s]
-#   --write      replace the "## HTTP/1.1" section of docs/benchmarks.md
+# usage: bench/run.sh [--write] [--only http|ws] [--conns N] [--duration D]
+#                     [--ws-conns N] [--echo-duration D] [--echo-runs N]
+#   --write      replace the "## HTTP/1.1" and "## WebSocket" sections of
+#                docs/benchmarks.md with what was run
+#   --only P     run one part: http or ws (default both)
 #   --conns N    idle connections for (b) (default 10000)
 #   --duration D wrk duration (default 10s)
+#   --ws-conns N idle connections for (c) (default 10000)
+#   --echo-duration D  measured time of each echo run (default 10s)
+#   --echo-runs N      echo runs per server (default 3)
 #
 # Never part of the tests: figures depend on the machine. Everything it
 # starts is stopped on exit (trap), and every step has a timeout.
@@ -20,23 +36,38 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 WRITE=0
+ONLY=all
 CONNS=10000
 DURATION=10s
+WS_CONNS=10000
+ECHO_DURATION=10s
+ECHO_RUNS=3
 while [ $# -gt 0 ]; do
     case $1 in
     --write) WRITE=1 ;;
+    --only) ONLY=$2; shift ;;
     --conns) CONNS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --ws-conns) WS_CONNS=$2; shift ;;
+    --echo-duration) ECHO_DURATION=$2; shift ;;
+    --echo-runs) ECHO_RUNS=$2; shift ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
+case $ONLY in
+all | http | ws) ;;
+*) echo "bench/run.sh: --only takes http or ws" >&2; exit 2 ;;
+esac
+want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
 MOOR=$ROOT/build/release/moor
 PY=/usr/bin/python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-for tool in "$MOOR" "$NGINX" wrk taskset "$PY"; do
+TOOLS=("$MOOR" taskset "$PY" curl)
+want http && TOOLS+=("$NGINX" wrk)
+for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench/run.sh: $tool not found (make deps release)" >&2
         exit 1
@@ -100,11 +131,15 @@ stop_pid() {    # pid: SIGTERM, wait up to 10 s, then SIGKILL
     wait "$p" 2>/dev/null || true
 }
 
-# start_moor ARGS... -> sets SRV_PID, SRV_PORT
-start_moor() {
-    local out=$TMP/moor.out
+# start_server NAME COMMAND... -> sets SRV_PID, SRV_PORT. COMMAND runs
+# pinned to the server core and prints a banner with its URL and pid
+# ("... http://127.0.0.1:PORT (pid N)"), as moor serve and every peer in
+# bench/peers do.
+start_server() {
+    local name=$1 out=$TMP/$1.out
+    shift
     : >"$out"
-    "${PIN_SRV[@]}" "$MOOR" serve --listen 127.0.0.1:0 "$@" >"$out" 2>"$TMP/moor.err" &
+    "${PIN_SRV[@]}" "$@" >"$out" 2>"$TMP/$name.err" &
     SRV_PID=$!
     PIDS+=("$SRV_PID")
     SRV_PORT=
@@ -115,11 +150,12 @@ start_moor() {
         sleep 0.1
     done
     if [ -z "$SRV_PORT" ]; then
-        echo "bench/run.sh: moor did not start:" >&2
-        cat "$TMP/moor.err" >&2
+        echo "bench/run.sh: $name did not start:" >&2
+        cat "$TMP/$name.err" >&2
         exit 1
     fi
-    # $! may be a wrapper shell; the banner names the server's own pid.
+    # $! may be a wrapper (taskset, env); the banner names the server's
+    # own pid, the one whose memory is read.
     local real
     real=$(grep -oE '\(pid [0-9]+\)' "$out" | head -n1 | tr -dc '0-9') || true
     if [ -n "$real" ] && [ "$real" != "$SRV_PID" ]; then
@@ -127,6 +163,11 @@ start_moor() {
         PIDS+=("$SRV_PID")
     fi
     wait_http "http://127.0.0.1:$SRV_PORT/healthz"
+}
+
+# start_moor ARGS... -> sets SRV_PID, SRV_PORT
+start_moor() {
+    start_server moor "$MOOR" serve --listen 127.0.0.1:0 "$@"
 }
 
 # start_nginx KEEPALIVE_TIMEOUT -> sets SRV_PID (master), SRV_PORT
@@ -202,72 +243,182 @@ idle_bytes() {
     printf '%s\n' "$line" | grep -oE 'bytes_per_conn=[0-9-]+' | cut -d= -f2
 }
 
-WRK_CMD="${PIN_GEN[*]:+${PIN_GEN[*]} }wrk -t1 -c64 -d$DURATION http://127.0.0.1:PORT/healthz"
-MOOR_RPS_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0"
-MOOR_IDLE_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s"
-NGINX_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }nginx -c nginx.conf  # worker_processes 1, access_log off, keepalive_requests 1000000"
-IDLE_CMD="bench/idle_conns.py --port PORT --pid PID --conns $CONNS  # nginx: --child"
-
-echo "== (a) requests/s: moor" >&2
-start_moor
-MOOR_RPS=$(wrk_rps "http://127.0.0.1:$SRV_PORT/healthz")
-stop_pid "$SRV_PID"
-
-echo "== (a) requests/s: nginx" >&2
-start_nginx 75s
-NGINX_RPS=$(wrk_rps "http://127.0.0.1:$SRV_PORT/healthz")
-stop_pid "$SRV_PID"
-
-echo "== (b) idle memory: moor, $CONNS connections" >&2
-start_moor --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s
-MOOR_IDLE=$(idle_bytes --port "$SRV_PORT" --pid "$SRV_PID" \
-    --metrics-url "http://127.0.0.1:$SRV_PORT/metrics")
-MOOR_ACC=$(cat "$TMP/accounted")
-stop_pid "$SRV_PID"
-
-echo "== (b) idle memory: nginx, $CONNS connections" >&2
-start_nginx 600s
-NGINX_IDLE=$(idle_bytes --port "$SRV_PORT" --pid "$SRV_PID" --child)
-stop_pid "$SRV_PID"
-
-RATIO=$(awk -v a="$MOOR_RPS" -v b="$NGINX_RPS" \
-    'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+REPORT=$TMP/report.md
+: >"$REPORT"
 DATE=$(date -u +%Y-%m-%d)
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
-NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/.*: //')
 MOOR_VER=$("$MOOR" --version)
 
-REPORT=$TMP/report.md
-{
-    echo "## HTTP/1.1"
-    echo
-    echo "Measured $DATE on $CPU ($(nproc) cores), $MOOR_VER vs $NGINX_VER."
-    echo "Server pinned to core 0, wrk to core 1; one server at a time."
-    echo
-    echo "| server | req/s | ratio | idle bytes/conn |"
-    echo "|---|---:|---:|---:|"
-    printf '| moor | %.0f | %s | %s |\n' "$MOOR_RPS" "$RATIO" "$MOOR_IDLE"
-    printf '| nginx | %.0f | 1.00 | %s |\n' "$NGINX_RPS" "$NGINX_IDLE"
-    echo
-    echo "req/s: GET /healthz, keep-alive, 64 connections. idle bytes/conn:"
-    echo "growth of the server's VmRSS (nginx: its worker) after $CONNS"
-    echo "keep-alive connections made one request each and went idle, divided"
-    echo "by $CONNS."
-    if [ -n "$MOOR_ACC" ]; then
-        echo "moor's own accounting (sum of moor_mem_live_bytes) for the same:"
-        echo "$MOOR_ACC bytes/conn."
+http_part() {
+    WRK_CMD="${PIN_GEN[*]:+${PIN_GEN[*]} }wrk -t1 -c64 -d$DURATION http://127.0.0.1:PORT/healthz"
+    MOOR_RPS_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0"
+    MOOR_IDLE_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s"
+    NGINX_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }nginx -c nginx.conf  # worker_processes 1, access_log off, keepalive_requests 1000000"
+    IDLE_CMD="bench/idle_conns.py --port PORT --pid PID --conns $CONNS  # nginx: --child"
+
+    echo "== (a) requests/s: moor" >&2
+    start_moor
+    MOOR_RPS=$(wrk_rps "http://127.0.0.1:$SRV_PORT/healthz")
+    stop_pid "$SRV_PID"
+
+    echo "== (a) requests/s: nginx" >&2
+    start_nginx 75s
+    NGINX_RPS=$(wrk_rps "http://127.0.0.1:$SRV_PORT/healthz")
+    stop_pid "$SRV_PID"
+
+    echo "== (b) idle memory: moor, $CONNS connections" >&2
+    start_moor --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s
+    MOOR_IDLE=$(idle_bytes --port "$SRV_PORT" --pid "$SRV_PID" \
+        --metrics-url "http://127.0.0.1:$SRV_PORT/metrics")
+    MOOR_ACC=$(cat "$TMP/accounted")
+    stop_pid "$SRV_PID"
+
+    echo "== (b) idle memory: nginx, $CONNS connections" >&2
+    start_nginx 600s
+    NGINX_IDLE=$(idle_bytes --port "$SRV_PORT" --pid "$SRV_PID" --child)
+    stop_pid "$SRV_PID"
+
+    RATIO=$(awk -v a="$MOOR_RPS" -v b="$NGINX_RPS" \
+        'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+    NGINX_VER=$("$NGINX" -v 2>&1 | sed 's/.*: //')
+
+    {
+        echo "## HTTP/1.1"
+        echo
+        echo "Measured $DATE on $CPU ($(nproc) cores), $MOOR_VER vs $NGINX_VER."
+        echo "Server pinned to core 0, wrk to core 1; one server at a time."
+        echo
+        echo "| server | req/s | ratio | idle bytes/conn |"
+        echo "|---|---:|---:|---:|"
+        printf '| moor | %.0f | %s | %s |\n' "$MOOR_RPS" "$RATIO" "$MOOR_IDLE"
+        printf '| nginx | %.0f | 1.00 | %s |\n' "$NGINX_RPS" "$NGINX_IDLE"
+        echo
+        echo "req/s: GET /healthz, keep-alive, 64 connections. idle bytes/conn:"
+        echo "growth of the server's VmRSS (nginx: its worker) after $CONNS"
+        echo "keep-alive connections made one request each and went idle, divided"
+        echo "by $CONNS."
+        if [ -n "$MOOR_ACC" ]; then
+            echo "moor's own accounting (sum of moor_mem_live_bytes) for the same:"
+            echo "$MOOR_ACC bytes/conn."
+        fi
+        echo
+        echo "Commands (\`make bench\` runs \`bench/run.sh\`):"
+        echo
+        echo '```sh'
+        echo "$MOOR_RPS_CMD"
+        echo "$NGINX_CMD"
+        echo "$WRK_CMD"
+        echo "$MOOR_IDLE_CMD"
+        echo "$IDLE_CMD"
+        echo '```'
+        echo
+    } >>"$REPORT"
+}
+
+# ---- WebSocket --------------------------------------------------------------
+
+# The peers, in the order they are run and shown; libwebsockets is the
+# base of the ratios.
+WS_SERVERS=(moor lws node gorilla)
+
+# start_ws NAME -> sets SRV_PID, SRV_PORT; records the command in
+# $TMP/ws/NAME.cmd
+start_ws() {
+    local cmd env=
+    case $1 in
+    moor)
+        start_moor --accept-rate 0 --max-conns $((WS_CONNS + 1000))
+        cmd="build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((WS_CONNS + 1000))"
+        ;;
+    lws)
+        start_server lws "$ROOT/build/peers/lws-echo" --port 0
+        cmd="build/peers/lws-echo --port 0"
+        ;;
+    node)
+        start_server node node "$ROOT/bench/peers/node/server.js" --port 0
+        cmd="node bench/peers/node/server.js --port 0"
+        ;;
+    gorilla)
+        start_server gorilla env GOMAXPROCS=1 "$ROOT/build/peers/gorilla-echo" \
+            -addr 127.0.0.1:0
+        env="GOMAXPROCS=1 "
+        cmd="build/peers/gorilla-echo -addr 127.0.0.1:0"
+        ;;
+    esac
+    printf '%s\n' "$env${PIN_SRV[*]:+${PIN_SRV[*]} }$cmd" >"$TMP/ws/$1.cmd"
+}
+
+# moor_bench OUT.json ARGS... : one `moor bench` run on the generator core,
+# JSON to OUT.json, the human-readable progress to stderr. A run that
+# fails (exit 1: connections failed) still has its figures; anything else
+# stops the benchmark.
+moor_bench() {
+    local out=$1 rc=0
+    shift
+    timeout 600 "${PIN_GEN[@]}" "$MOOR" bench "$@" --json >"$out" \
+        2>"$TMP/bench.err" || rc=$?
+    sed -e 's/^/    /' "$TMP/bench.err" >&2
+    if [ "$rc" != 0 ] && { [ "$rc" != 1 ] || [ ! -s "$out" ]; }; then
+        echo "bench/run.sh: moor bench $* exited $rc" >&2
+        exit 1
     fi
-    echo
-    echo "Commands (\`make bench\` runs \`bench/run.sh\`):"
-    echo
-    echo '```sh'
-    echo "$MOOR_RPS_CMD"
-    echo "$NGINX_CMD"
-    echo "$WRK_CMD"
-    echo "$MOOR_IDLE_CMD"
-    echo "$IDLE_CMD"
-    echo '```'
-} >"$REPORT"
+    "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1]))
+if d["mode"] == "idle":
+    print("    %d of %d open, %s bytes/conn (VmRSS), %s Pss, %s Private"
+          % (d["open"], d["conns"], d["bytes_per_conn"], d["pss_per_conn"],
+             d["private_per_conn"]))
+else:
+    l = d["latency_us"]
+    print("    %.0f msgs/s, p50 %.0f us, p99 %.0f us, p999 %.0f us, "
+          "bench cpu %.0f%%, server cpu %s%%" % (d["msgs_per_s"], l["p50"],
+          l["p99"], l["p999"], d["bench_cpu_pct"], d["server_cpu_pct"]))
+if d["error"]:
+    print("    error: " + d["error"])' "$out" >&2
+}
+
+ws_part() {
+    mkdir -p "$TMP/ws"
+    echo "== WebSocket peers: bench/peers/build.sh" >&2
+    "$ROOT/bench/peers/build.sh" >&2
+    local name i
+    for name in "${WS_SERVERS[@]}"; do
+        echo "== (c) idle WebSocket memory: $name, $WS_CONNS connections" >&2
+        start_ws "$name"
+        moor_bench "$TMP/ws/$name.idle.json" idle \
+            --url "ws://127.0.0.1:$SRV_PORT/echo" --conns "$WS_CONNS" \
+            --pid "$SRV_PID"
+        stop_pid "$SRV_PID"
+        for i in $(seq "$ECHO_RUNS"); do
+            echo "== (d) echo: $name, run $i of $ECHO_RUNS" >&2
+            start_ws "$name"
+            moor_bench "$TMP/ws/$name.echo$i.json" echo \
+                --url "ws://127.0.0.1:$SRV_PORT/echo" --conns 64 \
+                --inflight 16 --size 32B --duration "$ECHO_DURATION" \
+                --warmup 1s --pid "$SRV_PID"
+            stop_pid "$SRV_PID"
+        done
+    done
+    local gen="${PIN_GEN[*]:+${PIN_GEN[*]} }"
+    {
+        echo "bench/peers/build.sh"
+        for name in "${WS_SERVERS[@]}"; do
+            cat "$TMP/ws/$name.cmd"
+        done
+        echo "${gen}build/release/moor bench idle --url ws://127.0.0.1:PORT/echo --conns $WS_CONNS --pid PID"
+        echo "${gen}build/release/moor bench echo --url ws://127.0.0.1:PORT/echo --conns 64 --inflight 16 --size 32B --duration $ECHO_DURATION --warmup 1s --pid PID  # x $ECHO_RUNS"
+    } >"$TMP/ws/commands"
+    local versions
+    versions="$MOOR_VER"
+    versions+="|libwebsockets $(pkg-config --modversion libwebsockets 2>/dev/null | sed 's/-$//' || echo '?')"
+    versions+="|node $(node --version 2>/dev/null | tr -d v) + ws $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$ROOT/bench/peers/node/node_modules/ws/package.json" 2>/dev/null || echo '?')"
+    versions+="|Go $(go version 2>/dev/null | awk '{print $3}' | sed 's/^go//') + gorilla/websocket $(dpkg-query -W -f '${Version}' golang-github-gorilla-websocket-dev 2>/dev/null | sed 's/-.*//' || echo '?')"
+    "$PY" "$ROOT/bench/ws_report.py" --dir "$TMP/ws" --servers "${WS_SERVERS[*]}" \
+        --versions "$versions" --date "$DATE" --cpu "$CPU ($(nproc) cores)" \
+        --conns "$WS_CONNS" --runs "$ECHO_RUNS" >>"$REPORT"
+}
+
+want http && http_part
+want ws && ws_part
 
 echo
 cat "$REPORT"
@@ -275,21 +426,36 @@ cat "$REPORT"
 if [ "$WRITE" = 1 ]; then
     DOC=$ROOT/docs/benchmarks.md
     [ -f "$DOC" ] || printf '# Benchmarks\n\n' >"$DOC"
-    # Drop the old "## HTTP/1.1" section (up to the next "## " heading),
-    # then append the new one where it was (or at the end).
+    # Each "## " section of the report replaces the document's sections
+    # whose heading starts the same way ("## HTTP/1.1", "## WebSocket"),
+    # where the first of them was (or at the end); other sections stay.
     "$PY" - "$DOC" "$REPORT" <<'EOF'
 import re, sys
 doc, rep = sys.argv[1], sys.argv[2]
 text = open(doc).read()
-new = open(rep).read().rstrip("\n") + "\n"
-m = re.search(r"(?m)^## HTTP/1\.1[^\n]*\n", text)
-if m:
-    nxt = re.search(r"(?m)^## ", text[m.end():])
-    end = m.end() + nxt.start() if nxt else len(text)
-    text = text[:m.start()] + new + ("\n" if nxt else "") + text[end:]
-else:
-    text = text.rstrip("\n") + "\n\n" + new
-open(doc, "w").write(text)
+report = open(rep).read()
+for sec in re.split(r"(?m)^(?=## )", report):
+    if not sec.startswith("## "):
+        continue
+    key = sec.split("\n", 1)[0][3:].split()[0]  # "HTTP/1.1", "WebSocket"
+    new = sec.rstrip("\n") + "\n"
+    head = re.compile(r"(?m)^## " + re.escape(key) + r"\b[^\n]*\n")
+    first = None
+    while True:
+        m = head.search(text)
+        if not m:
+            break
+        nxt = re.search(r"(?m)^## ", text[m.end():])
+        end = m.end() + nxt.start() if nxt else len(text)
+        if first is None:
+            first = m.start()
+        text = text[:m.start()] + text[end:]
+    if first is None:
+        text = text.rstrip("\n") + "\n\n" + new
+    else:
+        rest = text[first:]
+        text = text[:first] + new + ("\n" if rest else "") + rest
+open(doc, "w").write(text.rstrip("\n") + "\n")
 EOF
     echo "wrote $DOC" >&2
 fi
