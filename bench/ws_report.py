@@ -14,8 +14,8 @@ Only the standard library.
 import argparse
 import json
 import os
-import statistics
 import sys
+import textwrap
 
 BASE = "lws"
 GOAL_IDLE_BYTES = 128
@@ -55,6 +55,12 @@ def failures(d):
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def para(text):
+    """One paragraph, wrapped at 76 columns, and a blank line."""
+    return textwrap.fill(" ".join(text.split()), width=76,
+                         break_on_hyphens=False) + "\n\n"
+
+
 def median_run(runs):
     """The run whose messages/s is the median (the lower middle one for
     an even count)."""
@@ -92,12 +98,13 @@ def main():
     e0 = echo[names[0]]
 
     out("## WebSocket\n\n")
-    out(f"Measured {a.date} on {a.cpu}. One server at a time, pinned to "
-        "core 0;\n`moor bench` (moor's own WebSocket client, one thread) "
-        "pinned to core 1.\nRatios are against libwebsockets in the same "
-        "run.\n\n")
+    out(para(f"Measured {a.date} on {a.cpu}. One server at a time, pinned "
+             "to core 0; `moor bench` (moor's own WebSocket client, one "
+             "thread) pinned to core 1. Ratios are against libwebsockets in "
+             "the same run."))
 
-    out(f"Idle: {a.conns:,} connections to `/echo`, held {hold:.0f} s.\n\n")
+    out(para(f"Idle: {a.conns:,} connections to `/echo`, held {hold:.0f} "
+             "s."))
     out("| server | bytes/conn (VmRSS) | vs lws | Pss/conn | Private/conn "
         "| open in |\n|---|---:|---:|---:|---:|---:|\n")
     for n in names:
@@ -107,9 +114,10 @@ def main():
             f"{d['pss_per_conn']} | {d['private_per_conn']} | "
             f"{d['open_s']:.2f} s{failures(d)} |\n")
 
-    out(f"\nEcho: {e0['conns']} connections x {e0['inflight']} messages in "
-        f"flight x {e0['size']} B, {e0['duration_s']:.0f} s after "
-        f"{e0['warmup_s']:.0f} s of warm-up; median of {a.runs} runs.\n\n")
+    out("\n" + para(f"Echo: {e0['conns']} connections x {e0['inflight']} "
+                    f"messages in flight x {e0['size']} B, "
+                    f"{e0['duration_s']:.0f} s after {e0['warmup_s']:.0f} s "
+                    f"of warm-up; median of {a.runs} runs."))
     out("| server | messages/s | vs lws | p50 | p99 | p999 | server CPU "
         "| bench CPU | every run (messages/s) |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
@@ -123,6 +131,14 @@ def main():
             f"{us(lat['p99'])} | {us(lat['p999'])} | "
             f"{'-' if srv is None else f'{srv:.0f}%'} | "
             f"{d['bench_cpu_pct']:.0f}% | {every}{failures(d)} |\n")
+
+    busy = [label[n] for n in names if echo[n]["bench_cpu_pct"] >= 90]
+    if busy:
+        out("\n" + para(f"Bench CPU of 90 % or more ({', '.join(busy)}): "
+                        "the client was as busy as the server, so it may "
+                        "have held the rate down; read that messages/s as "
+                        "a lower bound for the server.").rstrip("\n") +
+            "\n")
 
     if "moor" in names and BASE in names:
         mi, me = idle["moor"], echo["moor"]
