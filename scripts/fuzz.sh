@@ -29,8 +29,8 @@ sources_for() {
     case "$1" in
     http1) echo "src/http1.c" ;;
     ws | ws_handshake) echo "src/ws.c src/http1.c" ;;
-    frame) echo "src/frame.c src/mem.c" ;;
-    sse) echo "src/sse.c src/mem.c" ;;
+    frame) echo "src/frame.c" ;;
+    sse) echo "src/sse.c" ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"
