@@ -41,7 +41,7 @@ layer_rows=(
     "util mem log buf msg timer loop ratelimit mpsc pool hist procfs"
     "conn listen queue tls"
     "http1 ws sse frame"
-    "pubsub broker httpclient metrics server http_server ws_server ws_client debug authproxy
+    "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
      api moor"
     "main serve config bench soak"
 )

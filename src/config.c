@@ -85,6 +85,14 @@ static const struct opt opts[] = {
      .help = "address to serve HTTP on, host:port or [v6]:port; \":port\" "
              "listens on every IPv4 interface; port 0 picks a free port",
      .metric = "-"},
+    {.name = "tcp-listen",
+     .kind = OPT_ADDR,
+     FIELD(tcp_listen),
+     .def = "",
+     .help = "also serve pub/sub as length-prefixed TCP frames here "
+             "(4-byte big-endian length, then payload; first frame \"SUB "
+             "a b\" or \"PUB ch\"); empty: off",
+     .metric = "moor_closed_total{reason=\"protocol_error\"}"},
     {.name = "max-conns",
      .kind = OPT_UINT,
      FIELD(max_conns),
@@ -267,6 +275,95 @@ static const struct opt opts[] = {
      .help = "origins allowed to open a WebSocket, comma-separated "
              "(https://example.com); others get 403; empty allows any",
      .metric = "moor_http_rejected_total{status=\"403\"}"},
+    {.name = "slow-policy",
+     .kind = OPT_ENUM,
+     FIELD(slow_policy),
+     .def = "disconnect",
+     .choices = "disconnect|drop-oldest",
+     .arg = "POLICY",
+     .help = "when a subscriber's queue is full: disconnect it (WebSocket "
+             "close 1008 \"slow consumer\") or drop its oldest queued "
+             "messages and tell it how many ({\"moor_dropped\":N})",
+     .metric = "moor_pubsub_dropped_total, moor_pubsub_slow_disconnects_total"},
+    {.name = "queue-soft-limit",
+     .kind = OPT_SIZE,
+     FIELD(queue_soft_limit),
+     .def = "256KiB",
+     .min = 0,
+     .max = GiB(1),
+     .help = "a subscriber whose queue stays over this for --queue-soft-time "
+             "is disconnected as slow; 0 turns it off",
+     .metric = "moor_pubsub_slow_disconnects_total{limit=\"soft\"}"},
+    {.name = "queue-soft-time",
+     .kind = OPT_DURATION,
+     FIELD(queue_soft_time_ms),
+     .def = "10s",
+     .min = 0,
+     .max = DURATION_MAX_MS,
+     .help = "how long a queue may stay over --queue-soft-limit",
+     .metric = "moor_pubsub_slow_disconnects_total{limit=\"soft\"}"},
+    {.name = "max-channels",
+     .kind = OPT_UINT,
+     FIELD(max_channels),
+     .def = "100000",
+     .min = 1,
+     .max = 100000000,
+     .help = "channels in existence at most; a subscription that would "
+             "create one more is refused",
+     .metric = "moor_pubsub_refused_total"},
+    {.name = "max-channels-per-conn",
+     .kind = OPT_UINT,
+     FIELD(max_channels_per_conn),
+     .def = "64",
+     .min = 1,
+     .max = 65535,
+     .help = "channels one connection may subscribe to; more is 400",
+     .metric = "moor_pubsub_refused_total"},
+    {.name = "rate",
+     .kind = OPT_UINT,
+     FIELD(rate),
+     .def = "10000",
+     .min = 0,
+     .max = 100000000,
+     .help = "messages per second one publishing connection may send; "
+             "above it moor stops reading that connection until tokens "
+             "refill; 0 turns it off",
+     .metric = "moor_read_pauses_total{cause=\"rate\"}"},
+    {.name = "burst",
+     .kind = OPT_UINT,
+     FIELD(burst),
+     .def = "0",
+     .min = 0,
+     .max = 100000000,
+     .help = "messages a publisher may send at once above --rate (0: as "
+             "many as --rate)",
+     .metric = "moor_read_pauses_total{cause=\"rate\"}"},
+    {.name = "byte-rate",
+     .kind = OPT_SIZE,
+     FIELD(byte_rate),
+     .def = "0",
+     .min = 0,
+     .max = GiB(4) - 1,
+     .help = "bytes per second one publishing connection may send "
+             "(burst: one second's worth); 0 turns it off",
+     .metric = "moor_read_pauses_total{cause=\"rate\"}"},
+    {.name = "sse-heartbeat",
+     .kind = OPT_DURATION,
+     FIELD(sse_heartbeat_ms),
+     .def = "15s",
+     .min = 100,
+     .max = DURATION_MAX_MS,
+     .help = "an event stream quiet this long gets a comment line, so "
+             "proxies keep it open and a dead peer is found",
+     .metric = "moor_closed_total{reason=\"write_timeout\"}"},
+    {.name = "sse-retry",
+     .kind = OPT_DURATION,
+     FIELD(sse_retry_ms),
+     .def = "3s",
+     .min = 0,
+     .max = DURATION_MAX_MS,
+     .help = "reconnect delay sent to EventSource clients (retry:)",
+     .metric = "-"},
     {.name = "log-level",
      .kind = OPT_ENUM,
      FIELD(log_level),
@@ -665,7 +762,10 @@ static int store(struct moor_config *c, const struct opt *o, const char *text)
         char host[sizeof(c->listen)];
         uint16_t port;
 
-        rc = config_parse_addr(text, host, sizeof(host), &port);
+        /* An address whose default is empty may be left empty: off. */
+        rc = !*text && !*o->def
+                 ? 0
+                 : config_parse_addr(text, host, sizeof(host), &port);
         if (rc == 0 && strlen(text) >= o->len)
             rc = -ERANGE;
         if (rc == 0)
@@ -997,7 +1097,10 @@ void config_print_help(FILE *out)
          "below, and each time one bites a counter on GET /metrics goes "
          "up. Endpoints: GET /healthz (liveness), GET /metrics "
          "(Prometheus text), GET /debug/mem (live memory by tag, JSON), "
-         "GET /echo (WebSocket echo).",
+         "GET /echo (WebSocket echo), GET /sub/CHANNEL[,CHANNEL...] "
+         "(WebSocket subscriber), GET /pub/CHANNEL (WebSocket publisher), "
+         "POST /pub/CHANNEL (publish the body; 202 with the number of "
+         "subscribers reached).",
          0, 0);
     fprintf(out, "\nflags:\n");
     for (size_t i = 0; i < N_OPTS; i++) {

@@ -19,30 +19,41 @@
 #include <stddef.h>
 
 struct moor_config {
-    char listen[128];             /* --listen host:port */
-    uint32_t max_conns;           /* --max-conns */
-    uint32_t accept_rate;         /* --accept-rate per second, 0 = off */
-    uint32_t accept_burst;        /* --accept-burst */
-    uint32_t header_timeout_ms;   /* --header-timeout */
-    uint32_t body_timeout_ms;     /* --body-timeout */
-    uint32_t idle_timeout_ms;     /* --idle-timeout (keep-alive) */
-    uint32_t write_timeout_ms;    /* --write-timeout */
-    uint32_t linger_timeout_ms;   /* --linger-timeout */
-    uint32_t shutdown_timeout_ms; /* --shutdown-timeout */
-    uint64_t max_header_bytes;    /* --max-header-bytes */
-    uint32_t max_headers;         /* --max-headers */
-    uint64_t max_body;            /* --max-body */
-    uint64_t queue_limit;         /* --queue-limit per connection */
-    uint64_t read_buffer;         /* --read-buffer per loop */
-    uint64_t memory_limit;        /* --memory-limit, 0 = none */
-    char log_level[16];           /* --log-level */
-    uint64_t max_message;         /* --max-message (WebSocket) */
-    uint32_t ping_interval_ms;    /* --ping-interval */
-    uint32_t pong_timeout_ms;     /* --pong-timeout */
-    uint32_t close_timeout_ms;    /* --close-timeout */
-    uint32_t drain_spread_ms;     /* --drain-spread */
-    char allowed_origins[1024];   /* --allowed-origins */
-    bool mem_trace;               /* --mem-trace */
+    char listen[128];               /* --listen host:port */
+    char tcp_listen[128];           /* --tcp-listen host:port, "" = off */
+    uint32_t max_conns;             /* --max-conns */
+    uint32_t accept_rate;           /* --accept-rate per second, 0 = off */
+    uint32_t accept_burst;          /* --accept-burst */
+    uint32_t header_timeout_ms;     /* --header-timeout */
+    uint32_t body_timeout_ms;       /* --body-timeout */
+    uint32_t idle_timeout_ms;       /* --idle-timeout (keep-alive) */
+    uint32_t write_timeout_ms;      /* --write-timeout */
+    uint32_t linger_timeout_ms;     /* --linger-timeout */
+    uint32_t shutdown_timeout_ms;   /* --shutdown-timeout */
+    uint64_t max_header_bytes;      /* --max-header-bytes */
+    uint32_t max_headers;           /* --max-headers */
+    uint64_t max_body;              /* --max-body */
+    uint64_t queue_limit;           /* --queue-limit per connection */
+    uint64_t read_buffer;           /* --read-buffer per loop */
+    uint64_t memory_limit;          /* --memory-limit, 0 = none */
+    char log_level[16];             /* --log-level */
+    uint64_t max_message;           /* --max-message (WebSocket) */
+    uint32_t ping_interval_ms;      /* --ping-interval */
+    uint32_t pong_timeout_ms;       /* --pong-timeout */
+    uint32_t close_timeout_ms;      /* --close-timeout */
+    uint32_t drain_spread_ms;       /* --drain-spread */
+    char allowed_origins[1024];     /* --allowed-origins */
+    bool mem_trace;                 /* --mem-trace */
+    char slow_policy[16];           /* --slow-policy */
+    uint64_t queue_soft_limit;      /* --queue-soft-limit, 0 = none */
+    uint32_t queue_soft_time_ms;    /* --queue-soft-time */
+    uint32_t max_channels;          /* --max-channels in total */
+    uint32_t max_channels_per_conn; /* --max-channels-per-conn */
+    uint32_t rate;                  /* --rate messages/s per publisher */
+    uint32_t burst;                 /* --burst */
+    uint64_t byte_rate;             /* --byte-rate bytes/s per publisher */
+    uint32_t sse_heartbeat_ms;      /* --sse-heartbeat */
+    uint32_t sse_retry_ms;          /* --sse-retry */
 };
 
 /* Fills c with every default. */

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <arpa/inet.h>
@@ -68,6 +69,7 @@ static const char *const state_names[CSTATE_COUNT] = {
     [CSTATE_LINGER] = "lingering",
     [CSTATE_WEBSOCKET] = "websocket",
     [CSTATE_CONNECTING] = "connecting",
+    [CSTATE_SSE] = "sse",
 };
 
 const char *conn_state_name(enum conn_state s)
@@ -96,6 +98,10 @@ static void pending_add(struct conn *c)
 
     c->pending_next = s->pending;
     s->pending = c;
+    /* Queued by a hook that runs after ours (or between iterations): the
+     * loop must come round again without blocking, or it sits unsent. */
+    if (s->hook_iter == loop_iteration(s->loop))
+        loop_poke(s->loop);
 }
 
 /* ---- deadlines ---------------------------------------------------------- */
@@ -148,6 +154,10 @@ static void conn_on_timer(struct tnode *t)
         return;
     }
     if (tick_expired(c->rd_deadline, now)) {
+        if (c->flags & CONN_HARD_LINGER) {
+            conn_close(c, (enum close_reason)c->after_flush);
+            return;
+        }
         if ((c->flags & CONN_LINGER) && c->qtail && c->wr_deadline) {
             /* Still writing the last answers: the write deadline guards
              * that wait; the linger starts once they are out. */
@@ -530,6 +540,13 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
     pending_add(c);
 }
 
+void conn_close_within(struct conn *c, enum close_reason why, uint32_t ms)
+{
+    conn_close_after_flush(c, why, ms);
+    if (!conn_is_closing(c))
+        c->flags |= CONN_HARD_LINGER;
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
 int conn_send(struct conn *c, struct msg *m)
@@ -561,6 +578,71 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
     s->stats.queued_bytes += m->len;
     pending_add(c);
     return 0;
+}
+
+/* Removes the entry after prev (prev == qtail: the head) and drops its
+ * reference. */
+static void queue_remove_after(struct conn *c, struct qent *prev)
+{
+    struct qent *e = prev->next;
+    struct conn_set *s = conn_set_of(c);
+
+    if (e == prev) {
+        c->qtail = NULL; /* the only entry */
+    } else {
+        prev->next = e->next;
+        if (e == c->qtail)
+            c->qtail = prev;
+    }
+    c->qbytes -= e->m->len;
+    s->stats.queued_bytes -= e->m->len;
+    msg_unref(e->m);
+    mem_free(MEM_QUEUE, e);
+}
+
+uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need)
+{
+    uint32_t limit = conn_set_of(c)->lim.queue_limit;
+    uint32_t dropped = 0;
+
+    struct qent *prev;
+
+    if (!c->qtail)
+        return 0;
+    /* Walk from the head, removing published messages not yet started;
+     * a message partly written stays (the stream must stay whole), and
+     * so do control frames, notices and anything else not published. */
+    prev = c->qtail;
+    while ((uint64_t)c->qbytes + need > limit) {
+        struct qent *e = prev->next;
+        if (e->off == 0 && e->m->born_ns) {
+            bool last = e == c->qtail;
+            queue_remove_after(c, prev);
+            dropped++;
+            if (!c->qtail || last)
+                break;
+            continue; /* prev->next is the next entry now */
+        }
+        if (e == c->qtail)
+            break;
+        prev = e;
+    }
+    return dropped;
+}
+
+uint32_t conn_queue_purge(struct conn *c)
+{
+    uint32_t dropped = 0;
+
+    while (c->qtail) {
+        struct qent *head = c->qtail->next;
+        struct qent *prev = head->off ? head : c->qtail;
+        if (prev->next == head && head->off)
+            break;
+        queue_remove_after(c, prev);
+        dropped++;
+    }
+    return dropped;
 }
 
 int conn_send_bytes(struct conn *c, const void *p, size_t n)
@@ -602,10 +684,32 @@ out:
 
 /* Writes as much of the queue as the socket takes, in one sendmsg per
  * CONN_IOV_MAX entries. Returns 0, or -errno on a fatal socket error. */
+/* Counts one published message's publish-to-write latency. now_ns is
+ * read once per flush. */
+static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
+{
+    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
+    uint64_t us;
+    int i = 0;
+
+    if (!*now_ns) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        *now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
+    us = *now_ns > born ? (*now_ns - born) / 1000 : 0;
+    while (us > bounds[i])
+        i++;
+    s->stats.lat_buckets[i]++;
+    s->stats.lat_count++;
+    s->stats.lat_sum_us += us;
+}
+
 static int flush(struct conn *c)
 {
     struct conn_set *s = conn_set_of(c);
     struct iovec iov[CONN_IOV_MAX];
+    uint64_t now_ns = 0;
 
     while (c->qtail) {
         struct qent *e = c->qtail->next;
@@ -649,6 +753,8 @@ static int flush(struct conn *c)
             }
             left -= rest;
             queue_pop(c);
+            if (e->m->born_ns)
+                record_latency(s, e->m->born_ns, &now_ns);
             msg_unref(e->m);
             mem_free(MEM_QUEUE, e);
         }
@@ -689,10 +795,13 @@ static void after_write(struct conn *c)
         if (!(c->flags & CONN_SHUT_WR)) {
             c->flags |= CONN_SHUT_WR;
             shutdown(c->fd, SHUT_WR);
-            /* The linger (waiting for the peer's EOF) starts now. */
-            c->rd_deadline = tick_add(loop_now(conn_loop(c)), c->linger_ms);
-            c->rd_reason = CLOSE_LINGER_TIMEOUT;
-            rearm(c);
+            /* The linger (waiting for the peer's EOF) starts now, unless
+             * one deadline covers it all (conn_close_within). */
+            if (!(c->flags & CONN_HARD_LINGER)) {
+                c->rd_deadline = tick_add(loop_now(conn_loop(c)), c->linger_ms);
+                c->rd_reason = CLOSE_LINGER_TIMEOUT;
+                rearm(c);
+            }
         }
         return;
     }
@@ -917,4 +1026,5 @@ static void set_on_hook(struct loop_hook *h)
             !(c->flags & CONN_CONNECTING))
             do_flush(c);
     }
+    s->hook_iter = loop_iteration(s->loop);
 }

@@ -89,6 +89,7 @@ enum conn_state {
     CSTATE_LINGER,     /* lingering (draining after an error) */
     CSTATE_WEBSOCKET,  /* websocket (open) */
     CSTATE_CONNECTING, /* connecting (outgoing, before it is open) */
+    CSTATE_SSE,        /* sse (an open event stream) */
     CSTATE_COUNT
 };
 const char *conn_state_name(enum conn_state s);
@@ -124,6 +125,13 @@ struct qent {
     uint32_t off;  /* bytes of m already written */
 };
 
+#define CONN_LAT_BUCKETS 15
+#define CONN_LAT_BOUNDS_US                                                     \
+    {                                                                          \
+        100, 250, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000, 250000,  \
+            500000, 1000000, 5000000, UINT64_MAX                               \
+    }
+
 struct conn_stats {
     uint64_t accepted;
     uint64_t connects; /* outgoing connects started */
@@ -137,6 +145,12 @@ struct conn_stats {
     int64_t open;                   /* gauge */
     int64_t paused;                 /* gauge: conns with reading paused */
     int64_t queued_bytes;           /* gauge: sum of outbound queues */
+    /* Publish-to-write latency of messages with born_ns, a Prometheus
+     * histogram: counts per bucket (upper bounds CONN_LAT_BOUNDS_US, the
+     * last is +Inf), their total and sum. */
+    uint64_t lat_buckets[CONN_LAT_BUCKETS];
+    uint64_t lat_count;
+    uint64_t lat_sum_us;
 };
 
 struct conn_limits {
@@ -184,6 +198,7 @@ enum conn_flag {
     CONN_SWITCHED = 1u << 7,      /* protocol changed during on_data */
     CONN_POOLED = 1u << 8,        /* allocated from the set's pool */
     CONN_CONNECTING = 1u << 9,    /* outgoing connect in progress */
+    CONN_HARD_LINGER = 1u << 10,  /* the linger deadline also cuts the flush */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -203,6 +218,7 @@ struct conn_set {
     struct conn_stats stats;
     struct pool pools[CONN_MAX_SIZES]; /* conns, by size */
     struct timer mem_timer;            /* polls the budget while paused */
+    uint64_t hook_iter; /* iteration whose pending list was last done */
     unsigned n_protos;
     struct {
         const struct conn_proto *proto;
@@ -288,6 +304,10 @@ void conn_close(struct conn *c, enum close_reason why);
  * after linger_ms (reason linger_timeout), whichever is first. */
 void conn_close_after_flush(struct conn *c, enum close_reason why,
                             uint32_t linger_ms);
+/* The same, but all of it (the flush and the wait for the peer) ends
+ * within ms: then the conn is closed with `why` (for a slow consumer,
+ * whose goodbye may never be read). */
+void conn_close_within(struct conn *c, enum close_reason why, uint32_t ms);
 
 /* Queues a reference to m (takes a new reference; the caller keeps its
  * own). Never copies the payload. Returns 0; -ENOBUFS if the queue would
@@ -303,6 +323,15 @@ int conn_send(struct conn *c, struct msg *m);
 int conn_send_flags(struct conn *c, struct msg *m, unsigned flags);
 /* Copies p[0..n) into a new message and queues it. Same returns. */
 int conn_send_bytes(struct conn *c, const void *p, size_t n);
+/* For fan-out under a drop-oldest policy: drops the oldest queued
+ * published messages (born_ns set) not yet started until need more bytes
+ * fit under the queue limit, or none is left to drop. A message partly
+ * written always stays (the byte stream stays whole), and so does every
+ * other message (control frames, notices). Returns how many. */
+uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need);
+/* Drops every queued message not yet started (before a goodbye frame to
+ * a slow consumer). Returns how many. */
+uint32_t conn_queue_purge(struct conn *c);
 static inline uint32_t conn_queued_bytes(const struct conn *c)
 {
     return c->qbytes;

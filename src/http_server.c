@@ -28,15 +28,29 @@ enum http_phase {
 };
 
 /* Per-connection state, in the conn's ext area. */
+/* The body of a request to a body route, collected as it arrives. */
+struct http_body {
+    uint32_t len, cap; /* of data */
+    uint16_t path_len;
+    uint8_t route;
+    bool keep_alive;
+    char *path;     /* inside this block, after data's capacity */
+    uint8_t data[]; /* cap bytes, then path_len bytes of path */
+};
+
 struct http_conn {
-    struct msg *held; /* answer waiting for its request's body */
-    union {           /* by phase: only one body framing at a time */
+    union {
+        struct msg *held;       /* answer waiting for its request's body */
+        struct http_body *body; /* collect: the body of a body route */
+    };                          /* answer waiting for its request's body */
+    union {                     /* by phase: only one body framing at a time */
         uint64_t body_left;
         struct http_chunked chunked;
     };
     uint16_t scan; /* http_parse_request resume hint; header blocks are
                       at most 60 KiB (config.c), so 16 bits hold it */
     uint8_t phase;
+    bool collect; /* the body goes to a body route (body, not held) */
     uint16_t held_status;
     bool keep_alive; /* of the request whose body is being read */
     bool in_request; /* bytes of a request have arrived */
@@ -46,6 +60,7 @@ struct http_route {
     const char *path;
     size_t len;
     bool prefix;
+    bool want_body; /* the handler runs once the body is complete */
     unsigned methods;
     http_handler_fn *fn;
     void *arg;
@@ -158,7 +173,19 @@ int http_server_route(struct http_server *srv, const char *path, bool prefix,
     r->methods = methods;
     r->fn = fn;
     r->arg = arg;
+    r->want_body = false;
     return 0;
+}
+
+int http_server_route_body(struct http_server *srv, const char *path,
+                           bool prefix, unsigned methods, http_handler_fn *fn,
+                           void *arg)
+{
+    int rc = http_server_route(srv, path, prefix, methods, fn, arg);
+
+    if (rc == 0)
+        srv->routes[srv->n_routes - 1].want_body = true;
+    return rc;
 }
 
 int http_server_accept(struct http_server *srv, int fd,
@@ -298,6 +325,88 @@ static void allow_header(unsigned methods, char *out, size_t len)
         snprintf(out + off, len - off, "\r\n");
 }
 
+/* Starts collecting the body of a request to a body route: the path is
+ * kept with it, the answer waits for the last byte. */
+static int start_collect(struct http_conn *hc, struct conn *c,
+                         const struct http_request *req, uint8_t route)
+{
+    struct http_server *srv = srv_of(c);
+    size_t cap = req->chunked ? 256 : (size_t)req->content_length;
+    size_t plen = MIN(req->path.len, (size_t)UINT16_MAX);
+    struct http_body *b;
+
+    b = mem_alloc(MEM_HTTP, sizeof(*b) + cap + plen);
+    if (!b) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return -ENOMEM;
+    }
+    b->len = 0;
+    b->cap = (uint32_t)cap;
+    b->route = route;
+    b->keep_alive = req->keep_alive && !srv->draining;
+    b->path_len = (uint16_t)plen;
+    memcpy(b->data + cap, req->path.p, plen);
+    hc->body = b;
+    hc->collect = true;
+    hc->keep_alive = b->keep_alive;
+    return 0;
+}
+
+/* Appends a piece of a collected body (max_body was checked by the
+ * framing: Content-Length up front, chunked as it goes). */
+static void collect(void *arg, const uint8_t *p, size_t n)
+{
+    struct conn *c = arg;
+    struct http_conn *hc = conn_ext(c);
+    struct http_body *b = hc->body;
+
+    if (conn_is_closing(c) || !n)
+        return;
+    if ((size_t)b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        struct http_body *nb;
+        while (cap < (size_t)b->len + n)
+            cap *= 2;
+        nb = mem_alloc(MEM_HTTP, sizeof(*nb) + cap + b->path_len);
+        if (!nb) {
+            conn_close(c, CLOSE_NO_MEMORY);
+            return;
+        }
+        memcpy(nb, b, sizeof(*b) + b->len);
+        memcpy(nb->data + cap, b->data + b->cap, b->path_len);
+        nb->cap = (uint32_t)cap;
+        mem_free(MEM_HTTP, b);
+        hc->body = b = nb;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += (uint32_t)n;
+}
+
+/* The body of a body route is complete: run its handler. */
+static void run_body_route(struct http_conn *hc, struct conn *c)
+{
+    struct http_server *srv = srv_of(c);
+    struct http_body *b = hc->body;
+    const struct http_route *r = &srv->routes[b->route];
+    struct http_exchange ex = {
+        .srv = srv,
+        .c = c,
+        .keep_alive = b->keep_alive && !srv->draining,
+        .body = b->data,
+        .body_len = b->len,
+        .path = {(const char *)b->data + b->cap, b->path_len},
+    };
+
+    hc->collect = false;
+    hc->body = NULL;
+    r->fn(&ex, r->arg);
+    if (!ex.responded && !conn_is_closing(c))
+        http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
+                     "500 Internal Server Error\n", 26);
+    mem_free(MEM_HTTP, b);
+    hc->keep_alive = ex.keep_alive;
+}
+
 /* Runs the route for a complete header block. Returns true if the route
  * upgraded the conn to another protocol (hc is then no longer ours). */
 static bool dispatch(struct http_conn *hc, struct conn *c,
@@ -323,7 +432,13 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
         allow_header(r->methods, allow, sizeof(allow));
         http_respond(&ex, 405, "text/plain; charset=utf-8", allow,
                      "405 Method Not Allowed\n", 23);
+    } else if (r->want_body && req->has_body) {
+        /* The handler runs with the whole body (finish_request). */
+        if (start_collect(hc, c, req, (uint8_t)(r - srv->routes)) < 0)
+            return false;
+        return false;
     } else {
+        ex.path = req->path;
         r->fn(&ex, r->arg);
         if (!ex.responded && !conn_is_closing(c))
             http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
@@ -362,7 +477,10 @@ static void finish_request(struct http_conn *hc, struct conn *c)
 
     hc->in_request = false;
     hc->scan = 0;
-    send_held(hc, c);
+    if (hc->collect)
+        run_body_route(hc, c);
+    else
+        send_held(hc, c);
     if (conn_is_closing(c))
         return;
     if (!hc->keep_alive || srv->draining) {
@@ -435,7 +553,7 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
         return (size_t)n; /* upgraded: the rest belongs to the new protocol */
     if (conn_is_closing(c))
         return len;
-    if (req->has_body && hc->keep_alive) {
+    if (req->has_body && (hc->keep_alive || hc->collect)) {
         start_body(hc, c, req);
     } else if (req->has_body) {
         /* Answered and closing: the body is not worth reading. */
@@ -479,6 +597,8 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
             break;
         case PHASE_BODY_LENGTH:
             used = (size_t)MIN((uint64_t)(len - off), hc->body_left);
+            if (hc->collect)
+                collect(c, p + off, used);
             hc->body_left -= used;
             off += used;
             if (hc->body_left == 0)
@@ -486,7 +606,8 @@ static size_t http_on_data(struct conn *c, uint8_t *p, size_t len)
             break;
         case PHASE_BODY_CHUNKED:
             n = http_chunked_parse(&hc->chunked, p + off, len - off,
-                                   &srv->o.lim, discard, NULL, &done, &status);
+                                   &srv->o.lim, hc->collect ? collect : discard,
+                                   c, &done, &status);
             if (n < 0) {
                 /* The held answer is dropped: the request was bad. */
                 reject(hc, c, status, NULL);
@@ -541,7 +662,12 @@ static void http_on_close(struct conn *c, enum close_reason why)
     struct http_conn *hc = conn_ext(c);
 
     (void)why;
-    msg_unref(hc->held);
+    if (hc->collect) {
+        mem_free(MEM_HTTP, hc->body);
+        hc->collect = false;
+    } else {
+        msg_unref(hc->held);
+    }
     hc->held = NULL;
 }
 

@@ -38,7 +38,10 @@ struct http_server;
 struct http_exchange {
     struct http_server *srv;
     struct conn *c;
-    const struct http_request *req;
+    const struct http_request *req; /* NULL in a body route's handler */
+    struct http_str path;           /* the request's path */
+    const uint8_t *body;            /* body route: the whole body */
+    size_t body_len;
     bool keep_alive; /* the handler may clear it */
     bool responded;
     bool upgraded; /* the handler switched the conn's protocol */
@@ -89,6 +92,14 @@ void http_server_free(struct http_server *srv);
  * mask of HTTP_M(HTTP_GET) | ... Returns 0 or -ENOSPC. */
 int http_server_route(struct http_server *srv, const char *path, bool prefix,
                       unsigned methods, http_handler_fn *fn, void *arg);
+
+/* Adds a route whose handler runs once the request's body is complete
+ * (at most max_body bytes, either framing), with ex->body, ex->body_len
+ * and ex->path; ex->req is NULL then (the header block is gone). A
+ * request without a body runs the handler at once, like any route. */
+int http_server_route_body(struct http_server *srv, const char *path,
+                           bool prefix, unsigned methods, http_handler_fn *fn,
+                           void *arg);
 
 /* Starts serving HTTP on an accepted fd (takes it). Returns 0 or -ENOMEM
  * (the fd is closed either way on failure). */

@@ -55,6 +55,8 @@ struct loop {
         void *arg;
     } fd_handlers[LOOP_MAX_FD_HANDLERS];
     unsigned n_fd_handlers;
+    uint64_t iter; /* iterations begun */
+    bool poked;    /* the next wait must not block */
     unsigned n_wheels;
     struct timer_wheel timers; /* last: 33 KiB of slots and bitmap */
 };
@@ -280,8 +282,22 @@ void loop_wake(struct loop *l)
 }
 
 /* The wheel's next expiry bounds the caller's timeout (-1: no bound). */
-static int wait_timeout(const struct loop *l, int timeout_ms)
+uint64_t loop_iteration(const struct loop *l)
 {
+    return l->iter;
+}
+
+void loop_poke(struct loop *l)
+{
+    l->poked = true;
+}
+
+static int wait_timeout(struct loop *l, int timeout_ms)
+{
+    if (l->poked) {
+        l->poked = false;
+        return 0;
+    }
     int next = timer_next_ms(&l->timers, l->now);
 
     for (unsigned i = 0; i < l->n_wheels; i++) {
@@ -302,6 +318,7 @@ int loop_run_once(struct loop *l, int timeout_ms)
     struct loop_hook *h;
     int n, i;
 
+    l->iter++;
     n = epoll_wait(l->epfd, l->events, LOOP_MAX_EVENTS,
                    wait_timeout(l, timeout_ms));
     if (n < 0) {

@@ -98,6 +98,11 @@ void loop_timer_in(struct loop *l, struct timer *t, uint32_t ms);
 struct readbuf *loop_readbuf(struct loop *l);
 
 void loop_add_hook(struct loop *l, struct loop_hook *h);
+/* The number of the current iteration (counts from 1). */
+uint64_t loop_iteration(const struct loop *l);
+/* Makes the next wait return at once: work was queued for a hook that
+ * has already run in this iteration (a later hook's sends). */
+void loop_poke(struct loop *l);
 
 /* Per-loop user slot (the server keeps its per-loop state here). */
 void loop_set_data(struct loop *l, void *data);

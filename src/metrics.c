@@ -186,6 +186,87 @@ static int render_mem(struct sbuf *o)
     return 0;
 }
 
+#define SUM_PS(v, field)                                                       \
+    ({                                                                         \
+        double s_ = 0;                                                         \
+        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
+            if ((v)->loops[i_].pubsub)                                         \
+                s_ += (double)pubsub_stats((v)->loops[i_].pubsub)->field;      \
+        s_;                                                                    \
+    })
+
+static int render_pubsub(struct sbuf *o, const struct metrics_view *v)
+{
+    double maxq = 0;
+
+    R(family(o, "moor_pubsub_published_total", "counter",
+             "Messages published (whether or not anyone listened)."));
+    R(value(o, "moor_pubsub_published_total", NULL, NULL,
+            SUM_PS(v, published)));
+    R(family(o, "moor_pubsub_delivered_total", "counter",
+             "Messages queued to a subscriber."));
+    R(value(o, "moor_pubsub_delivered_total", NULL, NULL,
+            SUM_PS(v, delivered)));
+    R(family(o, "moor_pubsub_dropped_total", "counter",
+             "Messages a subscriber did not get, by reason: drop_oldest "
+             "(--slow-policy drop-oldest), closing (it was leaving)."));
+    R(value(o, "moor_pubsub_dropped_total", "reason", "drop_oldest",
+            SUM_PS(v, dropped_oldest)));
+    R(value(o, "moor_pubsub_dropped_total", "reason", "closing",
+            SUM_PS(v, dropped_closing)));
+    R(family(o, "moor_pubsub_slow_disconnects_total", "counter",
+             "Subscribers disconnected as slow consumers, by the limit "
+             "passed: hard (--queue-limit) or soft (--queue-soft-limit "
+             "for --queue-soft-time)."));
+    R(value(o, "moor_pubsub_slow_disconnects_total", "limit", "hard",
+            SUM_PS(v, slow_disconnects)));
+    R(value(o, "moor_pubsub_slow_disconnects_total", "limit", "soft",
+            SUM_PS(v, soft_disconnects)));
+    R(family(o, "moor_pubsub_refused_total", "counter",
+             "Subscriptions refused by --max-channels or "
+             "--max-channels-per-conn."));
+    R(value(o, "moor_pubsub_refused_total", NULL, NULL,
+            SUM_PS(v, refused_channels)));
+    R(family(o, "moor_pubsub_channels", "gauge",
+             "Channels with at least one subscriber."));
+    R(value(o, "moor_pubsub_channels", NULL, NULL, SUM_PS(v, channels)));
+    R(family(o, "moor_pubsub_subscriptions", "gauge",
+             "Subscriptions: (connection, channel) pairs."));
+    R(value(o, "moor_pubsub_subscriptions", NULL, NULL,
+            SUM_PS(v, subscriptions)));
+    R(family(o, "moor_pubsub_subscribers", "gauge",
+             "Connections subscribed to at least one channel."));
+    R(value(o, "moor_pubsub_subscribers", NULL, NULL, SUM_PS(v, subscribers)));
+    for (unsigned i = 0; i < v->n_loops; i++)
+        if (v->loops[i].pubsub &&
+            pubsub_stats(v->loops[i].pubsub)->max_queued > maxq)
+            maxq = pubsub_stats(v->loops[i].pubsub)->max_queued;
+    {
+        static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
+        double cum = 0;
+        char le[32];
+        R(family(o, "moor_pubsub_delivery_seconds", "histogram",
+                 "Time from a publish to the write that put the message in "
+                 "a subscriber's socket."));
+        for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
+            cum += SUM_CONN(v, lat_buckets[b]);
+            if (bounds[b] == UINT64_MAX)
+                snprintf(le, sizeof(le), "+Inf");
+            else
+                snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
+            R(value(o, "moor_pubsub_delivery_seconds_bucket", "le", le, cum));
+        }
+        R(value(o, "moor_pubsub_delivery_seconds_sum", NULL, NULL,
+                SUM_CONN(v, lat_sum_us) / 1e6));
+        R(value(o, "moor_pubsub_delivery_seconds_count", NULL, NULL,
+                SUM_CONN(v, lat_count)));
+    }
+    R(family(o, "moor_pubsub_queue_max_bytes", "gauge",
+             "The largest subscriber queue seen at a publish since start."));
+    R(value(o, "moor_pubsub_queue_max_bytes", NULL, NULL, maxq));
+    return 0;
+}
+
 int metrics_render(struct sbuf *o, const struct metrics_view *v)
 {
     int64_t rss = mem_process_rss(), fds = mem_process_open_fds();
@@ -201,6 +282,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     R(value(o, "moor_loops", NULL, NULL, v->n_loops));
     R(render_conns(o, v));
     R(render_http(o, v));
+    R(render_pubsub(o, v));
     R(render_mem(o));
     R(family(o, "moor_log_suppressed_total", "counter",
              "Log lines dropped by per-site rate limiting."));

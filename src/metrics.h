@@ -13,6 +13,7 @@
 #include "conn.h"
 #include "listen.h"
 #include "http_server.h"
+#include "pubsub.h"
 
 #define METRICS_MAX_LOOPS 64
 #define METRICS_PAGE_MAX (1u << 20)
@@ -22,6 +23,7 @@ struct metrics_loop {
     const struct conn_set *conns;
     const struct listener *listener;
     const struct http_server *http;
+    const struct pubsub *pubsub; /* or NULL */
 };
 
 struct metrics_view {

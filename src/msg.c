@@ -37,6 +37,7 @@ struct msg *msg_new(const void *p, size_t n)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)n;
+    m->born_ns = 0;
     if (p && n)
         memcpy(m->data, p, n);
     return m;

@@ -14,6 +14,8 @@
 struct msg {
     uint32_t refs; /* atomic */
     uint32_t len;
+    uint64_t born_ns; /* CLOCK_MONOTONIC of a publish, or 0: when set,
+                         conn.c records publish-to-write latency */
     uint8_t data[];
 };
 

@@ -17,6 +17,8 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "debug.h"
+#include "push.h"
 #include "server.h"
 #include "util.h"
 
@@ -24,6 +26,8 @@ extern char **environ;
 
 struct serve {
     struct server *srv;
+    struct push *push;
+    struct listener *tcp; /* --tcp-listen, or NULL */
     struct loop_hook hook;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
     bool fail_logged;
@@ -76,8 +80,37 @@ static void on_metrics(struct http_exchange *ex, void *arg)
 
     sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
     server_metrics_view(sv->srv, &v);
+    v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     respond_sbuf(ex, metrics_render(&b, &v), &b,
                  "text/plain; version=0.0.4; charset=utf-8");
+}
+
+static void on_shutdown(void *arg)
+{
+    struct serve *sv = arg;
+
+    if (sv->tcp)
+        listener_stop(sv->tcp);
+    push_drain(sv->push);
+}
+
+static void on_tcp_accept(struct listener *ls, int fd,
+                          const struct sockaddr *peer, void *arg)
+{
+    (void)ls;
+    (void)peer;
+    push_tcp_accept(arg, fd);
+}
+
+static void on_debug_conns(struct http_exchange *ex, void *arg)
+{
+    struct serve *sv = arg;
+    struct sbuf b;
+
+    sbuf_init(&b, MEM_METRICS, 16u << 20);
+    respond_sbuf(
+        ex, debug_conns(&b, server_conns(sv->srv), push_describe, sv->push), &b,
+        "application/x-ndjson");
 }
 
 static void on_debug_mem(struct http_exchange *ex, void *arg)
@@ -99,6 +132,27 @@ static void on_hook(struct loop_hook *h)
         LOG_WARN("test hook: allocation failed", "n=%llu",
                  (unsigned long long)sv->fail_at);
     }
+}
+
+static void push_options(const struct moor_config *c,
+                         const struct server_opts *so, struct push_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->pubsub.max_channels = c->max_channels;
+    o->pubsub.max_channels_per_conn = c->max_channels_per_conn;
+    o->pubsub.soft_limit = (uint32_t)MIN(c->queue_soft_limit, UINT32_MAX);
+    o->pubsub.soft_time_ms = c->queue_soft_time_ms;
+    o->pubsub.close_timeout_ms = c->close_timeout_ms;
+    o->pubsub.policy = strcmp(c->slow_policy, "drop-oldest") == 0
+                           ? SLOW_DROP_OLDEST
+                           : SLOW_DISCONNECT;
+    o->max_message = so->ws.max_message;
+    o->rate = c->rate;
+    o->burst = c->burst;
+    o->byte_rate = c->byte_rate;
+    o->sse_heartbeat_ms = c->sse_heartbeat_ms;
+    o->sse_retry_ms = c->sse_retry_ms;
+    o->header_timeout_ms = c->header_timeout_ms;
 }
 
 static void options_from_config(const struct moor_config *c,
@@ -143,9 +197,13 @@ static void banner(const char *host, uint16_t port)
            "  %s/healthz     liveness\n"
            "  %s/metrics     Prometheus metrics\n"
            "  %s/debug/mem   memory by tag (JSON)\n"
+           "  %s/debug/conns one JSON line per connection\n"
            "  ws%s/echo          WebSocket echo\n"
+           "  ws%s/sub/CHANNEL   WebSocket subscriber (CHANNEL: a,b,c)\n"
+           "  ws%s/pub/CHANNEL   WebSocket publisher; or POST %s/pub/CHANNEL\n"
            "Stop with Ctrl-C or SIGTERM (graceful).\n",
-           MOOR_VERSION, base, (int)getpid(), base, base, base, base + 4);
+           MOOR_VERSION, base, (int)getpid(), base, base, base, base, base + 4,
+           base + 4, base + 4, base);
     fflush(stdout);
 }
 
@@ -175,6 +233,7 @@ int serve_main(int argc, char **argv)
 {
     struct moor_config cfg;
     struct server_opts o;
+    struct push_opts po;
     struct serve sv = {0};
     char err[256], host[128];
     uint16_t port = 0;
@@ -214,6 +273,37 @@ int serve_main(int argc, char **argv)
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, &sv);
     http_server_route(server_http(sv.srv), "/echo", false, HTTP_M(HTTP_GET),
                       on_echo, &sv);
+    http_server_route(server_http(sv.srv), "/debug/conns", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_conns,
+                      &sv);
+    push_options(&cfg, &o, &po);
+    sv.push = push_new(server_http(sv.srv), server_ws(sv.srv),
+                       server_conns(sv.srv), &po);
+    if (!sv.push) {
+        fprintf(stderr, "moor: out of memory\n");
+        server_free(sv.srv);
+        return 1;
+    }
+    server_on_shutdown(sv.srv, on_shutdown, &sv);
+    if (cfg.tcp_listen[0]) {
+        char thost[128];
+        uint16_t tport = 0;
+        int terr = 0;
+
+        config_parse_addr(cfg.tcp_listen, thost, sizeof(thost), &tport);
+        sv.tcp = listener_new(server_loop(sv.srv), server_conns(sv.srv), thost,
+                              tport, &o.listen, on_tcp_accept, sv.push, &terr);
+        if (!sv.tcp) {
+            fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
+                    cfg.tcp_listen, strerror(-terr));
+            server_free(sv.srv);
+            push_free(sv.push);
+            return 1;
+        }
+        printf("  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)\n",
+               thost, listener_port(sv.tcp));
+        fflush(stdout);
+    }
     sv.hook.fn = on_hook;
     loop_add_hook(server_loop(sv.srv), &sv.hook);
     banner(host, server_port(sv.srv));
@@ -227,7 +317,9 @@ int serve_main(int argc, char **argv)
     }
     rc = server_run(sv.srv);
     mem_fail_at(0);
+    listener_free(sv.tcp);
     server_free(sv.srv);
+    push_free(sv.push);
     if (rc < 0) {
         LOG_ERROR("event loop failed", "err=\"%s\"", strerror(-rc));
         return 1;

@@ -31,6 +31,8 @@ struct server {
     struct loop_hook hook;
     int sigfd;
     bool stopping;
+    void (*on_shutdown)(void *arg);
+    void *on_shutdown_arg;
     uint32_t shutdown_timeout_ms;
     uint64_t start_wall_ms;
 };
@@ -79,6 +81,8 @@ void server_shutdown(struct server *s)
     listener_stop(s->listener);
     http_server_drain(s->http);
     ws_server_drain(s->ws);
+    if (s->on_shutdown)
+        s->on_shutdown(s->on_shutdown_arg);
     loop_timer_in(s->loop, &s->shutdown_timer,
                   s->shutdown_timeout_ms ? s->shutdown_timeout_ms : 1);
 }
@@ -229,6 +233,17 @@ struct http_server *server_http(struct server *s)
 struct ws_server *server_ws(struct server *s)
 {
     return s->ws;
+}
+
+void server_on_shutdown(struct server *s, void (*fn)(void *arg), void *arg)
+{
+    s->on_shutdown = fn;
+    s->on_shutdown_arg = arg;
+}
+
+struct conn_set *server_conns(struct server *s)
+{
+    return &s->conns;
 }
 
 struct loop *server_loop(struct server *s)

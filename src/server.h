@@ -51,6 +51,10 @@ uint16_t server_port(const struct server *s);
 struct http_server *server_http(struct server *s);
 struct ws_server *server_ws(struct server *s);
 struct loop *server_loop(struct server *s);
+struct conn_set *server_conns(struct server *s);
+/* fn(arg) runs when graceful shutdown begins (after the built-in
+ * protocols start draining): for protocols added from outside. */
+void server_on_shutdown(struct server *s, void (*fn)(void *arg), void *arg);
 /* Fills v with every loop's counters, for metrics_render(). */
 void server_metrics_view(const struct server *s, struct metrics_view *v);
 

@@ -246,6 +246,25 @@ static void start_close(struct conn *c, uint16_t code, const char *reason)
                            CLOSE_CLOSE_TIMEOUT);
 }
 
+void ws_close_purge(struct conn *c, uint16_t code, const char *reason,
+                    enum close_reason why)
+{
+    struct ws_conn *w = conn_ext(c);
+    uint8_t payload[WS_MAX_CONTROL];
+    size_t n = ws_encode_close_payload(payload, code, reason);
+
+    if (conn_proto(c) != &ws_proto || conn_is_closing(c) ||
+        (c->flags & CONN_LINGER))
+        return;
+    conn_queue_purge(c);
+    w->phase = WSP_CLOSING;
+    if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_close_within(c, why, srv_of(c)->o.close_timeout_ms);
+}
+
 void ws_close(struct conn *c, uint16_t code, const char *reason)
 {
     struct ws_conn *w = conn_ext(c);
@@ -541,6 +560,8 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         }
         if (w->ps.closed)
             return len;
+        if (c->pause && !conn_is_closing(c) && !(c->flags & CONN_LINGER))
+            break; /* a rate or memory pause: the rest is carried */
     }
     w->ps = parser.s;
     if (w->ps.closed)

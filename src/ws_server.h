@@ -124,6 +124,11 @@ enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
                             bool text);
 /* Starts the close handshake with code and reason (reason may be NULL). */
 void ws_close(struct conn *c, uint16_t code, const char *reason);
+/* Closes at once, for a peer that fell behind: drops every queued message
+ * not yet started, sends a close frame with code and reason, and closes
+ * the conn with `why` once it is out (or after close_timeout). */
+void ws_close_purge(struct conn *c, uint16_t code, const char *reason,
+                    enum close_reason why);
 /* Bytes queued and not yet written (the buffered amount). */
 static inline uint32_t ws_buffered_amount(const struct conn *c)
 {

@@ -240,6 +240,7 @@ static int check_exposition(const char *page)
     static char families[MAX_FAMILIES][96];
     int n_fam = 0;
     char cur[96] = "";
+    bool hist = false;
     const char *p = page;
 
     assert_true(strlen(page) > 0);
@@ -283,9 +284,13 @@ static int check_exposition(const char *page)
                 size_t nl = strlen(name);
                 if (nl < 6 || strcmp(name + nl - 6, "_total") != 0)
                     fail_msg("counter %s does not end in _total", name);
+            } else if (strcmp(type, "histogram") == 0) {
+                hist = true;
             } else if (strcmp(type, "gauge") != 0) {
                 fail_msg("family %s has type %s", name, type);
             }
+            if (strcmp(type, "histogram") != 0)
+                hist = false;
             continue;
         }
         assert_true(line[0] != '#');
@@ -299,8 +304,17 @@ static int check_exposition(const char *page)
             while (name_char(line[i], i == 0))
                 i++;
             assert_true(i > 0);
-            if (i != strlen(cur) || strncmp(line, cur, i) != 0)
+            /* A histogram's samples are NAME_bucket{le=...}, NAME_sum
+             * and NAME_count. */
+            if (hist && i > strlen(cur) &&
+                strncmp(line, cur, strlen(cur)) == 0 &&
+                (strncmp(line + strlen(cur), "_bucket", i - strlen(cur)) == 0 ||
+                 strncmp(line + strlen(cur), "_sum", i - strlen(cur)) == 0 ||
+                 strncmp(line + strlen(cur), "_count", i - strlen(cur)) == 0)) {
+                /* a histogram sample */
+            } else if (i != strlen(cur) || strncmp(line, cur, i) != 0) {
                 fail_msg("sample '%s' outside its family %s", line, cur);
+            }
             if (line[i] == '{') {
                 const char *close = strchr(line + i, '}');
                 const char *q1, *q2;

@@ -1,0 +1,85 @@
+/*
+ * debug.c - the /debug/conns listing; see debug.h.
+ *
+ * Keeps: reading only; one getsockopt(TCP_INFO) per conn listed.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <linux/tcp.h>
+
+#include "debug.h"
+#include "loop.h"
+
+struct walk {
+    struct sbuf *out;
+    debug_describe_fn *fn;
+    void *arg;
+    int rc;
+};
+
+static void row(struct conn *c, void *arg)
+{
+    struct walk *w = arg;
+    struct tcp_info ti;
+    socklen_t tl = sizeof(ti);
+    char peer[64], channels[1024] = "", paused[48] = "";
+    const char *role = "";
+    uint32_t now = loop_now(conn_loop(c));
+    unsigned long long in = 0, out = 0;
+    long long idle = -1;
+
+    if (w->rc < 0)
+        return;
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+        in = ti.tcpi_bytes_received;
+        out = ti.tcpi_bytes_acked;
+        idle = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
+                   ? ti.tcpi_last_data_recv
+                   : ti.tcpi_last_data_sent;
+    }
+    conn_peer_str(c, peer, sizeof(peer));
+    if (w->fn)
+        role = w->fn(w->arg, c, channels, sizeof(channels));
+    if (c->pause & PAUSE_BACKPRESSURE)
+        strcat(paused, "backpressure,");
+    if (c->pause & PAUSE_RATE)
+        strcat(paused, "rate,");
+    if (c->pause & PAUSE_MEMORY)
+        strcat(paused, "memory,");
+    if (paused[0])
+        paused[strlen(paused) - 1] = '\0';
+    w->rc = sbuf_printf(
+        w->out, "{\"id\":%llu,\"protocol\":", (unsigned long long)c->id);
+    if (w->rc == 0)
+        w->rc = sbuf_json_str(w->out, conn_proto(c)->name,
+                              strlen(conn_proto(c)->name));
+    if (w->rc == 0)
+        w->rc = sbuf_printf(w->out, ",\"role\":\"%s\",\"peer\":", role);
+    if (w->rc == 0)
+        w->rc = sbuf_json_str(w->out, peer, strlen(peer));
+    if (w->rc == 0)
+        w->rc = sbuf_printf(w->out,
+                            ",\"age_s\":%u,\"idle_ms\":%lld,"
+                            "\"channels\":",
+                            (now - conn_created(c)) / 1000, idle);
+    if (w->rc == 0)
+        w->rc = sbuf_json_str(w->out, channels, strlen(channels));
+    if (w->rc == 0)
+        w->rc =
+            sbuf_printf(w->out,
+                        ",\"queued\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
+                        "\"state\":\"%s\",\"paused\":\"%s\"}\n",
+                        conn_queued_bytes(c), in, out,
+                        conn_state_name((enum conn_state)c->state), paused);
+}
+
+int debug_conns(struct sbuf *out, struct conn_set *set, debug_describe_fn *fn,
+                void *arg)
+{
+    struct walk w = {out, fn, arg, 0};
+
+    conn_set_each(set, row, &w);
+    return w.rc;
+}

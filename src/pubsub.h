@@ -1,0 +1,103 @@
+/*
+ * pubsub.h - channels, subscriptions and fan-out with bounded queues
+ * (DESIGN invariants 4, 5 and 6). One struct pubsub per loop.
+ *
+ * A publish frames its payload once per protocol that has subscribers on
+ * the channel (WebSocket today; SSE and length-prefixed TCP next), into
+ * one immutable refcounted message each; every subscriber's queue takes a
+ * reference to it. Payload bytes are never copied per subscriber.
+ *
+ * Every subscriber's queue is bounded by the conn set's queue_limit. When
+ * a message does not fit, the slow policy applies: disconnect (WebSocket
+ * close 1008 "slow consumer"; other protocols just close) or drop-oldest
+ * (the oldest messages not yet started are dropped, counted, and the
+ * subscriber gets a notice saying how many before the next message). A
+ * queue over soft_limit for longer than soft_time is disconnected too
+ * (Redis's client-output-buffer-limit pubsub hard soft seconds).
+ *
+ * A channel exists while it has subscribers: created by the first
+ * subscribe, freed by the last unsubscribe (tag MEM_CHANNEL).
+ */
+#ifndef MOOR_PUBSUB_H
+#define MOOR_PUBSUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "conn.h"
+#include "frame.h" /* channel_name_valid(), CHANNEL_NAME_MAX */
+
+enum pubsub_proto {
+    PS_WEBSOCKET = 0,
+    PS_SSE,
+    PS_TCP, /* 4-byte big-endian length + payload */
+    PS_PROTO_COUNT
+};
+
+enum slow_policy {
+    SLOW_DISCONNECT = 0,
+    SLOW_DROP_OLDEST,
+};
+
+struct pubsub_opts {
+    uint32_t max_channels;          /* channels in total (0 = no limit) */
+    uint32_t max_channels_per_conn; /* subscriptions per conn */
+    uint32_t soft_limit;            /* queued bytes; 0 = no soft limit */
+    uint32_t soft_time_ms;          /* held over soft_limit this long */
+    uint32_t close_timeout_ms;      /* for the goodbye frame */
+    enum slow_policy policy;
+};
+
+struct pubsub_stats {
+    uint64_t published;        /* messages published (any reach) */
+    uint64_t delivered;        /* queued to a subscriber */
+    uint64_t dropped_oldest;   /* dropped by drop-oldest */
+    uint64_t dropped_closing;  /* subscriber already closing */
+    uint64_t slow_disconnects; /* hard limit (disconnect policy) */
+    uint64_t soft_disconnects; /* over the soft limit too long */
+    uint64_t refused_channels; /* subscribe over a channel limit */
+    int64_t channels;          /* gauge */
+    int64_t subscriptions;     /* gauge: (conn, channel) pairs */
+    int64_t subscribers;       /* gauge: conns with a subscription */
+    uint32_t max_queued;       /* largest queue seen at a publish */
+    uint64_t seq;              /* the last publish's number: SSE ids */
+};
+
+struct pubsub;
+struct subscriber;
+
+struct pubsub *pubsub_new(struct conn_set *set, const struct pubsub_opts *o);
+/* Every subscriber must be gone (pubsub_subscriber_free). */
+void pubsub_free(struct pubsub *ps);
+const struct pubsub_stats *pubsub_stats(const struct pubsub *ps);
+
+/* The pub/sub side of one conn (allocated when it first subscribes). */
+struct subscriber *pubsub_subscriber_new(struct pubsub *ps, struct conn *c,
+                                         enum pubsub_proto proto);
+/* Unsubscribes from everything and frees s. */
+void pubsub_subscriber_free(struct pubsub *ps, struct subscriber *s);
+
+/* Subscribes s to the channel name[0..n). Returns 0 (also if already
+ * subscribed), -EINVAL (bad name), -ENOSPC (a channel limit; counted), or
+ * -ENOMEM. */
+int pubsub_subscribe(struct pubsub *ps, struct subscriber *s, const char *name,
+                     size_t n);
+/* Subscribes to each name of a comma-separated list ("a,b,c"); all or
+ * none. Same returns; *bad (may be NULL) gets the reason for an error. */
+int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,
+                          const char *list, size_t n, const char **bad);
+
+/* Publishes data[0..len) on the channel (text: a WebSocket text frame).
+ * Returns the number of local subscribers it was queued for, or -ENOMEM.
+ * A channel nobody listens to is not created. */
+long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
+                    const void *data, size_t len, bool text);
+
+/* The subscriber's queue drained (resets the soft-limit clock). */
+void pubsub_subscriber_drained(struct pubsub *ps, struct subscriber *s);
+
+/* Channels s is subscribed to, written as "a,b" into out (for listings). */
+size_t pubsub_subscriber_channels(const struct subscriber *s, char *out,
+                                  size_t cap);
+
+#endif

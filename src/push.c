@@ -1,0 +1,703 @@
+/*
+ * push.c - /sub and /pub over WebSocket and HTTP; see push.h.
+ *
+ * Keeps: a subscriber's pub/sub state lives exactly as long as its
+ * WebSocket (freed in on_close); a publisher is never read faster than its
+ * token buckets allow, and not at all while the process is over its
+ * memory budget. Must not: hold a message beyond the publish call.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "push.h"
+#include "log.h"
+#include "mem.h"
+#include "ratelimit.h"
+#include "frame.h"
+#include "sse.h"
+#include "util.h"
+#include "ws.h"
+
+struct push {
+    struct conn_set *set;
+    struct http_server *http;
+    struct ws_server *ws;
+    struct pubsub *ps;
+    struct push_opts o;
+    struct ws_handlers sub_h;
+    struct ws_handlers pub_h;
+};
+
+/* A WebSocket publisher: its channel and token buckets. */
+struct publisher {
+    struct push *p;
+    struct conn *c;
+    struct timer resume; /* ends a rate pause */
+    struct ratelimit msgs, bytes;
+    uint16_t len;
+    char name[CHANNEL_NAME_MAX + 1];
+};
+
+static void pub_resume(struct timer *t);
+static bool publish_paced(struct conn *c, struct publisher *pb,
+                          const uint8_t *data, size_t len, bool text);
+
+const struct pubsub *push_pubsub(const struct push *p)
+{
+    return p->ps;
+}
+
+static void respond_text(struct http_exchange *ex, int status, const char *msg)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "%d %s\n", status, msg);
+
+    http_respond(ex, status, "text/plain; charset=utf-8", NULL, body,
+                 (size_t)MIN((size_t)n, sizeof(body) - 1));
+}
+
+/* Checks a comma-separated channel list. Returns NULL or why not. */
+static const char *check_list(const struct push *p, const char *s, size_t n)
+{
+    uint32_t count = 0;
+    size_t a = 0;
+
+    if (n == 0)
+        return "no channel: use /sub/CHANNEL[,CHANNEL...]";
+    while (a <= n) {
+        size_t b = a;
+        while (b < n && s[b] != ',')
+            b++;
+        if (!channel_name_valid((const uint8_t *)s + a, b - a))
+            return "bad channel name: 1-128 of a-z A-Z 0-9 - _ . : @";
+        if (++count > p->o.pubsub.max_channels_per_conn)
+            return "too many channels for one connection "
+                   "(--max-channels-per-conn)";
+        a = b + 1;
+    }
+    return NULL;
+}
+
+/* ---- Server-Sent Events ------------------------------------------------ */
+
+/* An SSE subscriber's conn ext (inside the HTTP conn's area). */
+struct sse_conn {
+    struct subscriber *s;
+};
+
+static size_t sse_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    /* The client has nothing more to say on an event stream. */
+    (void)c;
+    (void)p;
+    return len;
+}
+
+static struct push *push_of(const struct conn *c)
+{
+    return conn_ctx(c);
+}
+
+/* The heartbeat: a comment line every sse_heartbeat, so proxies keep the
+ * stream and a dead peer shows (write timeout, TCP_USER_TIMEOUT). */
+static bool sse_on_timeout(struct conn *c)
+{
+    static const char hb[] = ": heartbeat\n\n";
+
+    if (conn_queued_bytes(c) == 0)
+        conn_send_bytes(c, hb, sizeof(hb) - 1);
+    conn_set_read_deadline(c, push_of(c)->o.sse_heartbeat_ms,
+                           CLOSE_IDLE_TIMEOUT);
+    return !conn_is_closing(c);
+}
+
+static void sse_on_drain(struct conn *c)
+{
+    struct sse_conn *sc = conn_ext(c);
+
+    if (sc->s)
+        pubsub_subscriber_drained(push_of(c)->ps, sc->s);
+}
+
+static void sse_on_close(struct conn *c, enum close_reason why)
+{
+    struct sse_conn *sc = conn_ext(c);
+
+    (void)why;
+    pubsub_subscriber_free(push_of(c)->ps, sc->s);
+    sc->s = NULL;
+}
+
+static const struct conn_proto sse_proto = {
+    .name = "sse",
+    .on_data = sse_on_data,
+    .on_drain = sse_on_drain,
+    .on_timeout = sse_on_timeout,
+    .on_close = sse_on_close,
+};
+
+static bool wants_sse(const struct http_request *req)
+{
+    const struct http_str *acc = http_header_get(req, "accept");
+
+    if (!acc)
+        return false;
+    for (size_t i = 0; i + 17 <= acc->len; i++)
+        if (!strncasecmp(acc->p + i, "text/event-stream", 17))
+            return true;
+    return false;
+}
+
+/* Answers the subscription as an event stream and hands the conn over. */
+static void start_sse(struct http_exchange *ex, struct push *p,
+                      const char *list, size_t n)
+{
+    const struct http_str *last = http_header_get(ex->req, "last-event-id");
+    struct conn *c = ex->c;
+    struct sse_conn *sc;
+    char head[512];
+    uint8_t retry[SSE_RETRY_MAX];
+    uint64_t last_id = 0;
+    const char *why = NULL;
+    ssize_t hl;
+    size_t rl;
+
+    if (last && !sse_parse_last_event_id(last->p, last->len, &last_id)) {
+        respond_text(ex, 400, "bad Last-Event-ID: expected a decimal id");
+        return;
+    }
+    hl = sse_format_head(head, sizeof(head), NULL);
+    rl = sse_encode_retry(retry, sizeof(retry), p->o.sse_retry_ms);
+    if (hl < 0 || conn_send_bytes(c, head, (size_t)hl) < 0 ||
+        conn_send_bytes(c, retry, rl) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    ex->responded = true;
+    ex->upgraded = true;
+    if (conn_set_proto_ctx(c, &sse_proto, p) < 0) {
+        conn_close(c, CLOSE_ERROR);
+        return;
+    }
+    conn_set_state(c, CSTATE_SSE);
+    conn_set_read_deadline(c, p->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
+    sc = conn_ext(c);
+    memset(sc, 0, sizeof(*sc));
+    sc->s = pubsub_subscriber_new(p->ps, c, PS_SSE);
+    if (!sc->s) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    if (pubsub_subscribe_list(p->ps, sc->s, list, n, &why) < 0) {
+        LOG_INFO("sse subscription refused", "conn=%llu why=\"%s\"",
+                 (unsigned long long)c->id, why);
+        conn_close_after_flush(c, CLOSE_DONE, 1000);
+    }
+    (void)last_id; /* no history is kept: ids go on from the server's */
+}
+
+/* ---- length-prefixed TCP ------------------------------------------------ */
+
+struct tcp_abuf {
+    uint32_t len, cap;
+    uint8_t data[];
+};
+
+/* A TCP conn's ext: 32 bytes. */
+struct tcp_conn {
+    struct frame_pstate ps;
+    uint8_t role; /* 0: waiting for the command; TCP_SUB; TCP_PUB */
+    union {
+        struct subscriber *s;
+        struct publisher *pb;
+    };
+    struct tcp_abuf *abuf; /* a frame arriving in pieces */
+};
+
+enum { TCP_SUB = 1, TCP_PUB = 2 };
+
+static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len);
+static bool tcp_on_timeout(struct conn *c);
+static void tcp_on_close(struct conn *c, enum close_reason why);
+static void tcp_on_drain(struct conn *c);
+
+static const struct conn_proto tcp_proto = {
+    .name = "tcp",
+    .on_data = tcp_on_data,
+    .on_drain = tcp_on_drain,
+    .on_timeout = tcp_on_timeout,
+    .on_close = tcp_on_close,
+};
+
+void push_tcp_accept(struct push *p, int fd)
+{
+    struct conn *c = conn_new_ctx(p->set, fd, &tcp_proto, p, 32,
+                                  p->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
+    struct tcp_conn *t;
+
+    if (!c)
+        return;
+    t = conn_ext(c);
+    frame_pstate_init(&t->ps);
+}
+
+static void tcp_fail(struct conn *c, const char *why)
+{
+    char peer[64];
+
+    conn_peer_str(c, peer, sizeof(peer));
+    LOG_INFO("tcp protocol error", "conn=%llu peer=%s why=\"%s\"",
+             (unsigned long long)c->id, peer, why);
+    conn_close(c, CLOSE_PROTOCOL_ERROR);
+}
+
+static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
+                        size_t n)
+{
+    struct push *pp = push_of(c);
+    struct frame_command cmd;
+    const uint8_t *name;
+    size_t pos = 0, nl;
+    uint32_t now = loop_now(conn_loop(c));
+
+    if (frame_parse_command(p, n, pp->o.pubsub.max_channels_per_conn, &cmd) <
+        0) {
+        tcp_fail(c, cmd.why);
+        return;
+    }
+    if (cmd.verb == FRAME_CMD_SUB) {
+        t->s = pubsub_subscriber_new(pp->ps, c, PS_TCP);
+        if (!t->s) {
+            conn_close(c, CLOSE_NO_MEMORY);
+            return;
+        }
+        t->role = TCP_SUB;
+        while (frame_command_next(&cmd, &pos, &name, &nl)) {
+            int rc = pubsub_subscribe(pp->ps, t->s, (const char *)name, nl);
+            if (rc < 0) {
+                tcp_fail(c, rc == -ENOSPC ? "too many channels"
+                                          : "cannot subscribe");
+                return;
+            }
+        }
+        conn_set_state(c, CSTATE_ACTIVE);
+        conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
+        return;
+    }
+    frame_command_next(&cmd, &pos, &name, &nl);
+    t->pb = mem_calloc(MEM_CHANNEL, 1, sizeof(*t->pb));
+    if (!t->pb) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    t->role = TCP_PUB;
+    t->pb->p = pp;
+    t->pb->c = c;
+    t->pb->len = (uint16_t)nl;
+    memcpy(t->pb->name, name, nl);
+    timer_init(&t->pb->resume, pub_resume);
+    ratelimit_init(&t->pb->msgs, pp->o.rate, pp->o.burst, now);
+    ratelimit_init(&t->pb->bytes, (uint32_t)MIN(pp->o.byte_rate, UINT32_MAX), 0,
+                   now);
+    conn_set_state(c, CSTATE_ACTIVE);
+    conn_set_read_deadline(c, pp->o.sse_heartbeat_ms * 4, CLOSE_IDLE_TIMEOUT);
+}
+
+/* A whole frame: the command, a message to publish, or (from a
+ * subscriber) nothing we use. */
+static void tcp_frame(struct conn *c, struct tcp_conn *t, const uint8_t *p,
+                      size_t n)
+{
+    uint32_t st = WS_UTF8_ACCEPT;
+
+    switch (t->role) {
+    case 0:
+        tcp_command(c, t, p, n);
+        break;
+    case TCP_PUB:
+        publish_paced(c, t->pb, p, n,
+                      ws_utf8_feed(&st, p ? p : (const uint8_t *)"", n) &&
+                          st == WS_UTF8_ACCEPT);
+        break;
+    default:
+        break; /* a subscriber's frames are ignored */
+    }
+}
+
+static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    struct tcp_conn *t = conn_ext(c);
+    struct push *pp = push_of(c);
+    struct frame_parser parser;
+    size_t off = 0;
+
+    parser.s = t->ps;
+    parser.max_message =
+        t->role == 0 ? (uint32_t)MIN(frame_command_max(
+                                         pp->o.pubsub.max_channels_per_conn),
+                                     (size_t)UINT32_MAX)
+                     : (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
+    if (t->role == TCP_PUB)
+        conn_set_read_deadline(c, pp->o.sse_heartbeat_ms * 4,
+                               CLOSE_IDLE_TIMEOUT);
+    while (off < len && !conn_is_closing(c) && !c->pause) {
+        struct frame_event ev;
+        int err = 0;
+        ssize_t n = frame_parse(&parser, p + off, len - off, &ev, &err);
+
+        if (n < 0) {
+            t->ps = parser.s;
+            tcp_fail(c, t->role == 0 ? "command frame too long"
+                                     : "frame over --max-message");
+            return len;
+        }
+        if (n == 0)
+            break;
+        off += (size_t)n;
+        t->ps = parser.s;
+        if (ev.type != FRAME_EV_DATA)
+            continue;
+        if (ev.first && ev.fin) {
+            tcp_frame(c, t, ev.data, ev.len); /* whole: no copy */
+        } else {
+            struct tcp_abuf *b = t->abuf;
+            if (ev.first) {
+                b = mem_alloc(MEM_MSG, sizeof(*b) + ev.frame_len);
+                if (!b) {
+                    conn_close(c, CLOSE_NO_MEMORY);
+                    return len;
+                }
+                b->len = 0;
+                b->cap = ev.frame_len;
+                t->abuf = b;
+            }
+            memcpy(b->data + b->len, ev.data, ev.len);
+            b->len += (uint32_t)ev.len;
+            if (ev.fin) {
+                t->abuf = NULL;
+                tcp_frame(c, t, b->data, b->len);
+                mem_free(MEM_MSG, b);
+            }
+        }
+        if (t->role == TCP_PUB && !conn_is_closing(c))
+            parser.max_message =
+                (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
+    }
+    t->ps = parser.s;
+    return off;
+}
+
+static bool tcp_on_timeout(struct conn *c)
+{
+    struct tcp_conn *t = conn_ext(c);
+    static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
+
+    if (t->role != TCP_SUB)
+        return false; /* no command in time, or a silent publisher */
+    if (conn_queued_bytes(c) == 0)
+        conn_send_bytes(c, heartbeat, sizeof(heartbeat));
+    conn_set_read_deadline(c, push_of(c)->o.sse_heartbeat_ms,
+                           CLOSE_IDLE_TIMEOUT);
+    return !conn_is_closing(c);
+}
+
+static void tcp_on_drain(struct conn *c)
+{
+    struct tcp_conn *t = conn_ext(c);
+
+    if (t->role == TCP_SUB && t->s)
+        pubsub_subscriber_drained(push_of(c)->ps, t->s);
+}
+
+static void tcp_on_close(struct conn *c, enum close_reason why)
+{
+    struct tcp_conn *t = conn_ext(c);
+
+    (void)why;
+    if (t->abuf) {
+        mem_free(MEM_MSG, t->abuf);
+        t->abuf = NULL;
+    }
+    if (t->role == TCP_SUB) {
+        pubsub_subscriber_free(push_of(c)->ps, t->s);
+    } else if (t->role == TCP_PUB) {
+        timer_cancel(loop_timers(conn_loop(c)), &t->pb->resume);
+        mem_free(MEM_CHANNEL, t->pb);
+    }
+    t->role = 0;
+    t->s = NULL;
+}
+
+static void close_stream(struct conn *c, void *arg)
+{
+    (void)arg;
+    if (conn_proto(c) == &sse_proto || conn_proto(c) == &tcp_proto)
+        conn_close_after_flush(c, CLOSE_SHUTDOWN, 1000);
+}
+
+void push_drain(struct push *p)
+{
+    conn_set_each(p->set, close_stream, p);
+}
+
+/* ---- WebSocket subscribers ---------------------------------------------- */
+
+static void sub_close(struct conn *c, uint16_t code, void *arg)
+{
+    struct push *p = arg;
+
+    (void)code;
+    pubsub_subscriber_free(p->ps, ws_user(c));
+    ws_set_user(c, NULL);
+}
+
+static void sub_drain(struct conn *c, void *arg)
+{
+    struct push *p = arg;
+    struct subscriber *s = ws_user(c);
+
+    if (s)
+        pubsub_subscriber_drained(p->ps, s);
+}
+
+static void on_sub(struct http_exchange *ex, void *arg)
+{
+    struct push *p = arg;
+    const char *list = ex->path.p + 5; /* after "/sub/" */
+    size_t n = ex->path.len - 5;
+    const char *why = check_list(p, list, n);
+    struct subscriber *s;
+    struct conn *c = ex->c;
+    int rc;
+
+    if (why) {
+        respond_text(ex, 400, why);
+        return;
+    }
+    if (wants_sse(ex->req)) {
+        start_sse(ex, p, list, n);
+        return;
+    }
+    if (ws_server_upgrade(p->ws, ex, &p->sub_h) != 0)
+        return; /* answered: 400, 403, 405 or 426 */
+    s = pubsub_subscriber_new(p->ps, c, PS_WEBSOCKET);
+    if (!s) {
+        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+        return;
+    }
+    ws_set_user(c, s);
+    rc = pubsub_subscribe_list(p->ps, s, list, n, &why);
+    if (rc < 0)
+        ws_close(c, rc == -ENOSPC ? WS_CLOSE_POLICY : WS_CLOSE_INTERNAL, why);
+}
+
+/* ---- publishers -------------------------------------------------------- */
+
+static void pub_resume(struct timer *t)
+{
+    struct publisher *pb = container_of(t, struct publisher, resume);
+
+    conn_resume_read(pb->c, PAUSE_RATE);
+}
+
+/* Publishes one message of a publisher conn, then holds the conn to its
+ * rate and to the memory budget. Returns false if it failed for memory. */
+static bool publish_paced(struct conn *c, struct publisher *pb,
+                          const uint8_t *data, size_t len, bool text)
+{
+    struct push *p = pb->p;
+    uint32_t now = loop_now(conn_loop(c));
+    uint32_t nb = (uint32_t)MIN(len, (size_t)pb->bytes.burst);
+    bool ok;
+
+    if (pubsub_publish(p->ps, pb->name, pb->len, data, len, text) < 0)
+        return false;
+    /* The message is here: it is published, and reading stops until the
+     * buckets hold what it took (a publisher is held to its rate). */
+    ok = ratelimit_take(&pb->msgs, 1, now);
+    ok = ratelimit_take(&pb->bytes, nb, now) && ok;
+    if (!ok) {
+        uint32_t w = MAX(ratelimit_wait_ms(&pb->msgs, 1, now),
+                         ratelimit_wait_ms(&pb->bytes, nb, now));
+        conn_pause_read(c, PAUSE_RATE);
+        loop_timer_in(conn_loop(c), &pb->resume, MAX(w, 1u));
+    }
+    conn_pause_if_over_budget(c);
+    return true;
+}
+
+static void pub_message(struct conn *c, const uint8_t *data, size_t len,
+                        bool text, void *arg)
+{
+    (void)arg;
+    if (!publish_paced(c, ws_user(c), data, len, text))
+        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+}
+
+static void pub_close(struct conn *c, uint16_t code, void *arg)
+{
+    struct publisher *pb = ws_user(c);
+
+    (void)code;
+    (void)arg;
+    if (!pb)
+        return;
+    timer_cancel(loop_timers(conn_loop(c)), &pb->resume);
+    mem_free(MEM_CHANNEL, pb);
+    ws_set_user(c, NULL);
+}
+
+static void on_pub_ws(struct http_exchange *ex, struct push *p,
+                      const char *name, size_t n)
+{
+    struct publisher *pb = mem_calloc(MEM_CHANNEL, 1, sizeof(*pb));
+    struct conn *c = ex->c;
+    uint32_t now = loop_now(conn_loop(c));
+
+    if (!pb) {
+        respond_text(ex, 503, "out of memory");
+        return;
+    }
+    if (ws_server_upgrade(p->ws, ex, &p->pub_h) != 0) {
+        mem_free(MEM_CHANNEL, pb);
+        return;
+    }
+    pb->p = p;
+    pb->c = c;
+    pb->len = (uint16_t)n;
+    memcpy(pb->name, name, n);
+    timer_init(&pb->resume, pub_resume);
+    ratelimit_init(&pb->msgs, p->o.rate, p->o.burst, now);
+    ratelimit_init(&pb->bytes, (uint32_t)MIN(p->o.byte_rate, UINT32_MAX), 0,
+                   now);
+    ws_set_user(c, pb);
+}
+
+static void on_pub(struct http_exchange *ex, void *arg)
+{
+    struct push *p = arg;
+    const char *name = ex->path.p + 5; /* after "/pub/" */
+    size_t n = ex->path.len - 5;
+    char body[64];
+    uint32_t st = WS_UTF8_ACCEPT;
+    long reached;
+    int k;
+
+    if (!channel_name_valid((const uint8_t *)name, n)) {
+        respond_text(ex, 400,
+                     "bad channel name: 1-128 of a-z A-Z 0-9 - _ . : @");
+        return;
+    }
+    if (ex->req && ex->req->method == HTTP_GET) { /* a WebSocket publisher */
+        on_pub_ws(ex, p, name, n);
+        return;
+    }
+    if (ex->body_len > p->o.max_message) {
+        respond_text(ex, 413, "message over --max-message");
+        return;
+    }
+    if (mem_over_budget()) {
+        http_respond(ex, 503, "text/plain; charset=utf-8", "Retry-After: 1\r\n",
+                     "503 over --memory-limit; retry later\n", 37);
+        return;
+    }
+    reached = pubsub_publish(
+        p->ps, name, n, ex->body, ex->body_len,
+        ws_utf8_feed(&st, ex->body ? ex->body : (const uint8_t *)"",
+                     ex->body_len) &&
+            st == WS_UTF8_ACCEPT);
+    if (reached < 0) {
+        respond_text(ex, 503, "out of memory");
+        return;
+    }
+    k = snprintf(body, sizeof(body), "{\"subscribers\":%ld}\n", reached);
+    http_respond(ex, 202, "application/json", NULL, body, (size_t)k);
+}
+
+const char *push_describe(void *arg, struct conn *c, char *channels, size_t cap)
+{
+    struct push *p = arg;
+    const struct ws_binding *b;
+
+    if (cap)
+        channels[0] = '\0';
+    if (conn_proto(c) == &sse_proto) {
+        const struct sse_conn *sc = conn_ext(c);
+        if (sc->s)
+            pubsub_subscriber_channels(sc->s, channels, cap);
+        return "subscriber";
+    }
+    if (conn_proto(c) == &tcp_proto) {
+        const struct tcp_conn *t = conn_ext(c);
+        if (t->role == TCP_SUB && t->s) {
+            pubsub_subscriber_channels(t->s, channels, cap);
+            return "subscriber";
+        }
+        if (t->role == TCP_PUB && t->pb) {
+            snprintf(channels, cap, "%s", t->pb->name);
+            return "publisher";
+        }
+        return "";
+    }
+    if (!ws_is_websocket(c))
+        return "";
+    b = conn_ctx(c);
+    if (b->h == &p->sub_h) {
+        if (ws_user(c))
+            pubsub_subscriber_channels(ws_user(c), channels, cap);
+        return "subscriber";
+    }
+    if (b->h == &p->pub_h) {
+        const struct publisher *pb = ws_user(c);
+        if (pb)
+            snprintf(channels, cap, "%s", pb->name);
+        return "publisher";
+    }
+    return "";
+}
+
+struct push *push_new(struct http_server *http, struct ws_server *ws,
+                      struct conn_set *set, const struct push_opts *o)
+{
+    struct push *p = mem_calloc(MEM_CHANNEL, 1, sizeof(*p));
+
+    if (!p)
+        return NULL;
+    p->set = set;
+    p->http = http;
+    p->ws = ws;
+    p->o = *o;
+    p->ps = pubsub_new(set, &o->pubsub);
+    if (!p->ps) {
+        mem_free(MEM_CHANNEL, p);
+        return NULL;
+    }
+    p->sub_h.on_close = sub_close;
+    p->sub_h.on_drain = sub_drain;
+    p->sub_h.arg = p;
+    p->pub_h.on_message = pub_message;
+    p->pub_h.on_close = pub_close;
+    p->pub_h.arg = p;
+    /* A publisher is a 1:1 stream for its own pongs; its messages go to
+     * others' queues, bounded there. */
+    p->pub_h.pause_on_backpressure = true;
+    if (http_server_route(http, "/sub/", true, HTTP_M(HTTP_GET), on_sub, p) <
+            0 ||
+        http_server_route_body(http, "/pub/", true,
+                               HTTP_M(HTTP_GET) | HTTP_M(HTTP_POST), on_pub,
+                               p) < 0) {
+        push_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void push_free(struct push *p)
+{
+    if (!p)
+        return;
+    pubsub_free(p->ps);
+    mem_free(MEM_CHANNEL, p);
+}

@@ -1,0 +1,66 @@
+/*
+ * push.h - the push gateway's endpoints on an HTTP server: subscribe and
+ * publish over WebSocket and HTTP, on one loop's pub/sub.
+ *
+ *   GET  /sub/a,b,c   WebSocket: every message published on a, b or c
+ *   GET  /pub/ch      WebSocket: every message received is published on ch
+ *   POST /pub/ch      the body is published on ch; 202 {"subscribers":N}
+ *
+ * A /sub request with "Accept: text/event-stream" gets Server-Sent Events
+ * instead: "retry:" first, then one event per message (id: the publish's
+ * number on this server), a ": heartbeat" comment after sse_heartbeat of
+ * quiet, and for drop-oldest an "event: dropped" whose data is the count.
+ * Last-Event-ID is checked (400 if not a decimal id); no history is kept,
+ * so a client sees what it missed from the gap in the ids.
+ *
+ * Channel names: 1-128 of a-z A-Z 0-9 - _ . : @; several in one /sub path
+ * separated by commas (a bad name or too many is 400 before the upgrade).
+ * Publishers are held to --rate/--burst/--byte-rate (reading pauses while
+ * the bucket refills) and stop being read while the process is over
+ * --memory-limit; an HTTP publish over it is answered 503.
+ */
+#ifndef MOOR_PUSH_H
+#define MOOR_PUSH_H
+
+#include <stdint.h>
+#include "http_server.h"
+#include "pubsub.h"
+#include "ws_server.h"
+
+struct push_opts {
+    struct pubsub_opts pubsub;
+    uint64_t max_message;       /* bigger HTTP publish: 413 */
+    uint32_t rate;              /* messages/s per publishing conn; 0 = off */
+    uint32_t burst;             /* 0 = rate */
+    uint64_t byte_rate;         /* bytes/s per publishing conn; 0 = off */
+    uint32_t sse_heartbeat_ms;  /* comment line after this much quiet */
+    uint32_t sse_retry_ms;      /* the reconnect delay sent to EventSource */
+    uint32_t header_timeout_ms; /* TCP: the command frame within this */
+};
+
+struct push;
+
+/* Creates the loop's pub/sub and adds the routes to http. Returns NULL on
+ * allocation failure or a full route table. */
+struct push *push_new(struct http_server *http, struct ws_server *ws,
+                      struct conn_set *set, const struct push_opts *o);
+/* Serves the length-prefixed TCP protocol on an accepted fd (takes it):
+ * the first frame is "SUB ch1 ch2 ..." or "PUB ch"; after SUB every
+ * message of those channels arrives as a frame (an empty frame is a
+ * heartbeat after sse_heartbeat of quiet); after PUB every frame is
+ * published. A frame over max_message, a bad command, or a command not
+ * sent within header_timeout closes the connection. */
+void push_tcp_accept(struct push *p, int fd);
+
+/* Shutdown: closes every event stream (the conn set's other protocols
+ * drain themselves). */
+void push_drain(struct push *p);
+/* After every conn is closed. */
+void push_free(struct push *p);
+const struct pubsub *push_pubsub(const struct push *p);
+/* For /debug/conns (a debug_describe_fn; arg is the push): a conn's role
+ * ("subscriber", "publisher" or "") and its channels. */
+const char *push_describe(void *arg, struct conn *c, char *channels,
+                          size_t cap);
+
+#endif
