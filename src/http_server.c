@@ -33,6 +33,7 @@ struct http_body {
     uint32_t len, cap; /* of data */
     uint16_t path_len;
     uint8_t route;
+    uint8_t method; /* enum http_method */
     bool keep_alive;
     char *path;     /* inside this block, after data's capacity */
     uint8_t data[]; /* cap bytes, then path_len bytes of path */
@@ -343,6 +344,7 @@ static int start_collect(struct http_conn *hc, struct conn *c,
     b->len = 0;
     b->cap = (uint32_t)cap;
     b->route = route;
+    b->method = (uint8_t)req->method;
     b->keep_alive = req->keep_alive && !srv->draining;
     b->path_len = (uint16_t)plen;
     memcpy(b->data + cap, req->path.p, plen);
@@ -391,6 +393,7 @@ static void run_body_route(struct http_conn *hc, struct conn *c)
     struct http_exchange ex = {
         .srv = srv,
         .c = c,
+        .method = (enum http_method)b->method,
         .keep_alive = b->keep_alive && !srv->draining,
         .body = b->data,
         .body_len = b->len,
@@ -419,6 +422,7 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
         .req = req,
         .keep_alive = req->keep_alive && !srv->draining,
         .hold = req->has_body && req->keep_alive && !srv->draining,
+        .method = req->method,
     };
     const struct http_route *r;
     bool known;
@@ -432,7 +436,8 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
         allow_header(r->methods, allow, sizeof(allow));
         http_respond(&ex, 405, "text/plain; charset=utf-8", allow,
                      "405 Method Not Allowed\n", 23);
-    } else if (r->want_body && req->has_body) {
+    } else if (r->want_body && req->has_body && req->method != HTTP_GET &&
+               req->method != HTTP_HEAD) {
         /* The handler runs with the whole body (finish_request). */
         if (start_collect(hc, c, req, (uint8_t)(r - srv->routes)) < 0)
             return false;

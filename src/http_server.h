@@ -39,8 +39,9 @@ struct http_exchange {
     struct http_server *srv;
     struct conn *c;
     const struct http_request *req; /* NULL in a body route's handler */
-    struct http_str path;           /* the request's path */
-    const uint8_t *body;            /* body route: the whole body */
+    enum http_method method;
+    struct http_str path; /* the request's path */
+    const uint8_t *body;  /* body route: the whole body */
     size_t body_len;
     bool keep_alive; /* the handler may clear it */
     bool responded;
@@ -94,9 +95,10 @@ int http_server_route(struct http_server *srv, const char *path, bool prefix,
                       unsigned methods, http_handler_fn *fn, void *arg);
 
 /* Adds a route whose handler runs once the request's body is complete
- * (at most max_body bytes, either framing), with ex->body, ex->body_len
- * and ex->path; ex->req is NULL then (the header block is gone). A
- * request without a body runs the handler at once, like any route. */
+ * (at most max_body bytes, either framing), with ex->body, ex->body_len,
+ * ex->path and ex->method; ex->req is NULL then (the header block is
+ * gone). A request without a body, or a GET or HEAD (whose body means
+ * nothing), runs the handler at once, like any route. */
 int http_server_route_body(struct http_server *srv, const char *path,
                            bool prefix, unsigned methods, http_handler_fn *fn,
                            void *arg);

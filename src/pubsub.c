@@ -49,6 +49,8 @@ struct subscriber {
     bool kicked;         /* disconnected as slow: deliver nothing more */
 };
 
+#define MIN_BUCKETS 64 /* the channel table never shrinks below this */
+
 struct pubsub {
     struct conn_set *set;
     struct pubsub_opts o;
@@ -76,7 +78,7 @@ struct pubsub *pubsub_new(struct conn_set *set, const struct pubsub_opts *o)
         return NULL;
     ps->set = set;
     ps->o = *o;
-    ps->n_buckets = 64;
+    ps->n_buckets = MIN_BUCKETS;
     ps->buckets = mem_calloc(MEM_CHANNEL, ps->n_buckets, sizeof(*ps->buckets));
     if (!ps->buckets) {
         mem_free(MEM_CHANNEL, ps);
@@ -111,14 +113,22 @@ static struct channel *find(const struct pubsub *ps, const char *name, size_t n,
     return NULL;
 }
 
-/* Doubles the table when channels outnumber buckets (best effort: a
- * failed grow keeps the old table, only chains get longer). */
-static void maybe_grow(struct pubsub *ps)
+/* Doubles the table when channels outnumber buckets, and halves it when
+ * they fall under a quarter of them (so churn leaves no grown table
+ * behind). Best effort: a failed resize keeps the old table. */
+static void maybe_resize(struct pubsub *ps)
 {
-    uint32_t nb = ps->n_buckets * 2;
+    uint32_t nb;
     struct channel **t;
 
-    if ((uint64_t)ps->stats.channels <= ps->n_buckets || nb == 0)
+    if ((uint64_t)ps->stats.channels > ps->n_buckets)
+        nb = ps->n_buckets * 2;
+    else if (ps->n_buckets > MIN_BUCKETS &&
+             (uint64_t)ps->stats.channels < ps->n_buckets / 4)
+        nb = ps->n_buckets / 2;
+    else
+        return;
+    if (nb == 0)
         return;
     t = mem_calloc(MEM_CHANNEL, nb, sizeof(*t));
     if (!t)
@@ -162,7 +172,7 @@ static struct channel *channel_get(struct pubsub *ps, const char *name,
     ch->hnext = *b;
     *b = ch;
     ps->stats.channels++;
-    maybe_grow(ps);
+    maybe_resize(ps);
     return ch;
 }
 
@@ -181,6 +191,7 @@ static void channel_release(struct pubsub *ps, struct channel *ch)
     }
     ps->stats.channels--;
     mem_free(MEM_CHANNEL, ch);
+    maybe_resize(ps);
 }
 
 /* ---- subscribers ------------------------------------------------------- */
@@ -516,6 +527,11 @@ long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
     for (int i = 0; i < PS_PROTO_COUNT; i++)
         msg_unref(framed[i]);
     return reached;
+}
+
+void pubsub_note_refused(struct pubsub *ps)
+{
+    ps->stats.refused_channels++;
 }
 
 void pubsub_subscriber_drained(struct pubsub *ps, struct subscriber *s)

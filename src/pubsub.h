@@ -93,6 +93,10 @@ int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,
 long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
                     const void *data, size_t len, bool text);
 
+/* Counts a subscription refused before it reached pub/sub (a request
+ * naming more channels than max_channels_per_conn, or a bad name). */
+void pubsub_note_refused(struct pubsub *ps);
+
 /* The subscriber's queue drained (resets the soft-limit clock). */
 void pubsub_subscriber_drained(struct pubsub *ps, struct subscriber *s);
 

@@ -36,6 +36,7 @@ struct publisher {
     struct conn *c;
     struct timer resume; /* ends a rate pause */
     struct ratelimit msgs, bytes;
+    uint32_t debt_msgs, debt_bytes; /* taken by a message already out */
     uint16_t len;
     char name[CHANNEL_NAME_MAX + 1];
 };
@@ -473,6 +474,7 @@ static void on_sub(struct http_exchange *ex, void *arg)
     int rc;
 
     if (why) {
+        pubsub_note_refused(p->ps);
         respond_text(ex, 400, why);
         return;
     }
@@ -495,10 +497,31 @@ static void on_sub(struct http_exchange *ex, void *arg)
 
 /* ---- publishers -------------------------------------------------------- */
 
+/* Milliseconds until the publisher's debts can be paid (0: now). */
+static uint32_t debt_wait(struct publisher *pb, uint32_t now)
+{
+    return MAX(
+        pb->debt_msgs ? ratelimit_wait_ms(&pb->msgs, pb->debt_msgs, now) : 0u,
+        pb->debt_bytes ? ratelimit_wait_ms(&pb->bytes, pb->debt_bytes, now)
+                       : 0u);
+}
+
+/* The pause ends once the tokens for the message already published have
+ * come in: they are paid, and reading resumes. */
 static void pub_resume(struct timer *t)
 {
     struct publisher *pb = container_of(t, struct publisher, resume);
+    uint32_t now = loop_now(conn_loop(pb->c));
+    uint32_t w = debt_wait(pb, now);
 
+    if (w) {
+        loop_timer_in(conn_loop(pb->c), &pb->resume, w);
+        return;
+    }
+    if (pb->debt_msgs && ratelimit_take(&pb->msgs, pb->debt_msgs, now))
+        pb->debt_msgs = 0;
+    if (pb->debt_bytes && ratelimit_take(&pb->bytes, pb->debt_bytes, now))
+        pb->debt_bytes = 0;
     conn_resume_read(pb->c, PAUSE_RATE);
 }
 
@@ -516,13 +539,21 @@ static bool publish_paced(struct conn *c, struct publisher *pb,
         return false;
     /* The message is here: it is published, and reading stops until the
      * buckets hold what it took (a publisher is held to its rate). */
-    ok = ratelimit_take(&pb->msgs, 1, now);
-    ok = ratelimit_take(&pb->bytes, nb, now) && ok;
+    /* What the buckets cannot give now is owed: reading stays paused
+     * until it has come in and is paid (pub_resume), so over time the
+     * publisher gets exactly its rate. */
+    ok = true;
+    if (!ratelimit_take(&pb->msgs, 1, now)) {
+        pb->debt_msgs = 1;
+        ok = false;
+    }
+    if (nb && !ratelimit_take(&pb->bytes, nb, now)) {
+        pb->debt_bytes = nb;
+        ok = false;
+    }
     if (!ok) {
-        uint32_t w = MAX(ratelimit_wait_ms(&pb->msgs, 1, now),
-                         ratelimit_wait_ms(&pb->bytes, nb, now));
         conn_pause_read(c, PAUSE_RATE);
-        loop_timer_in(conn_loop(c), &pb->resume, MAX(w, 1u));
+        loop_timer_in(conn_loop(c), &pb->resume, MAX(debt_wait(pb, now), 1u));
     }
     conn_pause_if_over_budget(c);
     return true;
@@ -590,7 +621,7 @@ static void on_pub(struct http_exchange *ex, void *arg)
                      "bad channel name: 1-128 of a-z A-Z 0-9 - _ . : @");
         return;
     }
-    if (ex->req && ex->req->method == HTTP_GET) { /* a WebSocket publisher */
+    if (ex->method == HTTP_GET) { /* a WebSocket publisher */
         on_pub_ws(ex, p, name, n);
         return;
     }
