@@ -156,9 +156,11 @@ static void start_sse(struct http_exchange *ex, struct push *p,
                       const char *list, size_t n)
 {
     const struct http_str *last = http_header_get(ex->req, "last-event-id");
+    const struct http_str *origin;
+    char extra[320] = "";
     struct conn *c = ex->c;
     struct sse_conn *sc;
-    char head[512];
+    char head[1024];
     uint8_t retry[SSE_RETRY_MAX];
     uint64_t last_id = 0;
     const char *why = NULL;
@@ -169,7 +171,20 @@ static void start_sse(struct http_exchange *ex, struct push *p,
         respond_text(ex, 400, "bad Last-Event-ID: expected a decimal id");
         return;
     }
-    hl = sse_format_head(head, sizeof(head), NULL);
+    origin = http_header_get(ex->req, "origin");
+    if (origin) {
+        /* EventSource from a page of another origin needs CORS; the same
+         * --allowed-origins rule as WebSocket decides. */
+        if (!ws_origin_allowed(*origin, p->o.allowed_origins, false)) {
+            respond_text(ex, 403, "origin not allowed (--allowed-origins)");
+            return;
+        }
+        if (origin->len < 256)
+            snprintf(extra, sizeof(extra),
+                     "Access-Control-Allow-Origin: %.*s\r\nVary: Origin\r\n",
+                     (int)origin->len, origin->p);
+    }
+    hl = sse_format_head(head, sizeof(head), extra[0] ? extra : NULL);
     rl = sse_encode_retry(retry, sizeof(retry), p->o.sse_retry_ms);
     if (hl < 0 || conn_send_bytes(c, head, (size_t)hl) < 0 ||
         conn_send_bytes(c, retry, rl) < 0) {

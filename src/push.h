@@ -29,13 +29,14 @@
 
 struct push_opts {
     struct pubsub_opts pubsub;
-    uint64_t max_message;       /* bigger HTTP publish: 413 */
-    uint32_t rate;              /* messages/s per publishing conn; 0 = off */
-    uint32_t burst;             /* 0 = rate */
-    uint64_t byte_rate;         /* bytes/s per publishing conn; 0 = off */
-    uint32_t sse_heartbeat_ms;  /* comment line after this much quiet */
-    uint32_t sse_retry_ms;      /* the reconnect delay sent to EventSource */
-    uint32_t header_timeout_ms; /* TCP: the command frame within this */
+    uint64_t max_message;        /* bigger HTTP publish: 413 */
+    uint32_t rate;               /* messages/s per publishing conn; 0 = off */
+    uint32_t burst;              /* 0 = rate */
+    uint64_t byte_rate;          /* bytes/s per publishing conn; 0 = off */
+    uint32_t sse_heartbeat_ms;   /* comment line after this much quiet */
+    uint32_t sse_retry_ms;       /* the reconnect delay sent to EventSource */
+    uint32_t header_timeout_ms;  /* TCP: the command frame within this */
+    const char *allowed_origins; /* SSE from a page: CORS (ws.h rules) */
 };
 
 struct push;

@@ -153,6 +153,7 @@ static void push_options(const struct moor_config *c,
     o->sse_heartbeat_ms = c->sse_heartbeat_ms;
     o->sse_retry_ms = c->sse_retry_ms;
     o->header_timeout_ms = c->header_timeout_ms;
+    o->allowed_origins = c->allowed_origins;
 }
 
 static void options_from_config(const struct moor_config *c,
