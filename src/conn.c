@@ -494,6 +494,15 @@ static void queue_clear(struct conn *c)
     c->qbytes = 0;
 }
 
+/* Clears every pause cause of c, keeping the per-cause gauges right. */
+static void unpause_all(struct conn_set *s, struct conn *c)
+{
+    for (unsigned b = 0; b < 4; b++)
+        if (c->pause & (1u << b))
+            s->stats.paused_by[b]--;
+    c->pause = 0;
+}
+
 void conn_close(struct conn *c, enum close_reason why)
 {
     struct conn_set *s = conn_set_of(c);
@@ -507,6 +516,7 @@ void conn_close(struct conn *c, enum close_reason why)
     s->stats.by_state[c->state]--;
     if (c->pause)
         s->stats.paused--;
+    unpause_all(s, c);
     tnode_cancel(&s->wheel, &c->timer);
     loop_unwatch(s->loop, c->fd);
     if (conn_proto(c)->on_close)
@@ -533,8 +543,8 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
     conn_set_read_deadline(c, linger_ms ? linger_ms : 1, CLOSE_LINGER_TIMEOUT);
     /* Keep reading (to discard) even if paused for backpressure. */
     if (c->pause) {
-        c->pause = 0;
         conn_set_of(c)->stats.paused--;
+        unpause_all(conn_set_of(c), c);
         set_events(c);
     }
     pending_add(c);
@@ -961,6 +971,7 @@ void conn_pause_read(struct conn *c, enum pause_cause cause)
         conn_set_of(c)->stats.paused++;
     c->pause |= (uint8_t)cause;
     conn_set_of(c)->stats.paused_total[__builtin_ctz(cause)]++;
+    conn_set_of(c)->stats.paused_by[__builtin_ctz(cause)]++;
     set_events(c);
 }
 
@@ -969,6 +980,7 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
     if (conn_is_closing(c) || !(c->pause & cause))
         return;
     c->pause &= (uint8_t)~cause;
+    conn_set_of(c)->stats.paused_by[__builtin_ctz(cause)]--;
     if (c->pause)
         return;
     conn_set_of(c)->stats.paused--;

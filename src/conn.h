@@ -144,6 +144,7 @@ struct conn_stats {
     int64_t by_state[CSTATE_COUNT]; /* gauge */
     int64_t open;                   /* gauge */
     int64_t paused;                 /* gauge: conns with reading paused */
+    int64_t paused_by[4];           /* gauge: by cause bit index */
     int64_t queued_bytes;           /* gauge: sum of outbound queues */
     /* Publish-to-write latency of messages with born_ns, a Prometheus
      * histogram: counts per bucket (upper bounds CONN_LAT_BOUNDS_US, the

@@ -96,6 +96,12 @@ static int render_conns(struct sbuf *o, const struct metrics_view *v)
     R(family(o, "moor_connections_paused", "gauge",
              "Open connections whose reading is paused."));
     R(value(o, "moor_connections_paused", NULL, NULL, SUM_CONN(v, paused)));
+    R(family(o, "moor_connections_paused_by_cause", "gauge",
+             "Open connections whose reading is paused, by cause (one "
+             "connection may have several)."));
+    for (int c = 0; c < 3; c++)
+        R(value(o, "moor_connections_paused_by_cause", "cause", cause[c],
+                SUM_CONN(v, paused_by[c])));
     R(family(o, "moor_read_pauses_total", "counter",
              "Times a connection's reading was paused, by cause."));
     for (int c = 0; c < 3; c++)
