@@ -1078,6 +1078,51 @@ static void count_each(struct conn *c, void *arg)
     (*(int *)arg)++;
 }
 
+/* A hook that runs after the set's own (registered later) and queues a
+ * send. */
+struct late_hook {
+    struct loop_hook h;
+    struct conn *c;
+    bool sent;
+};
+
+static void late_hook_fn(struct loop_hook *h)
+{
+    struct late_hook *lh = container_of(h, struct late_hook, h);
+
+    if (!lh->sent) {
+        lh->sent = true;
+        assert_int_equal(conn_send_bytes(lh->c, "late\n", 5), 0);
+    }
+}
+
+/* Output queued by a hook that runs after the set's end-of-iteration
+ * flush is not stranded: the loop comes round at once (loop_poke) instead
+ * of blocking until some other event. */
+static void test_send_from_late_hook(void **state)
+{
+    static struct env e;
+    static struct late_hook lh;
+    char buf[16];
+    size_t len = 0;
+
+    (void)state;
+    env_default(&e);
+    memset(&lh, 0, sizeof(lh));
+    lh.h.fn = late_hook_fn;
+    lh.c = e.c;
+    loop_add_hook(e.l, &lh.h);
+    /* One iteration with nothing to do runs the late hook, which queues;
+     * the next must not block (a 5 s wait would fail the test). */
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_true(lh.sent);
+    assert_int_equal(loop_run_once(e.l, 5000), 0);
+    assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 5);
+    assert_memory_equal(buf, "late\n", 5);
+    lh.h.fn = NULL;
+    env_close(&e);
+}
+
 static void test_set_each_and_peer_str(void **state)
 {
     static struct env e; /* static: outlives a failed test */
@@ -1240,6 +1285,7 @@ int main(void)
         cmocka_unit_test_setup(test_close_after_flush_linger, leftover_setup),
         cmocka_unit_test_setup(test_linger_timeout, leftover_setup),
         cmocka_unit_test_setup(test_set_each_and_peer_str, leftover_setup),
+        cmocka_unit_test_setup(test_send_from_late_hook, leftover_setup),
         cmocka_unit_test_setup(test_alloc_failures, leftover_setup),
     };
 
