@@ -13,7 +13,10 @@ if [ $# -gt 0 ]; then
 else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
 libcmocka-dev python3 python3-pytest python3-websockets curl wrk nginx-light \
-prometheus"
+prometheus chromium"
+    # chromium (large, ~290 MB with its libraries) is the project's headless
+    # browser for pages: tests/integration/test_sse_tcp.py runs EventSource
+    # in it (chromium --headless --dump-dom).
     # Node.js for the `ws` interop client: Debian's, unless a node is present.
     command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
     command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
