@@ -272,7 +272,8 @@ static const struct opt opts[] = {
      .kind = OPT_ORIGINS,
      FIELD(allowed_origins),
      .def = "",
-     .help = "origins allowed to open a WebSocket, comma-separated "
+     .help = "origins allowed to open a WebSocket or an event stream "
+             "(SSE, answered with CORS headers), comma-separated "
              "(https://example.com); others get 403; empty allows any",
      .metric = "moor_http_rejected_total{status=\"403\"}"},
     {.name = "slow-policy",

@@ -477,6 +477,10 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
         return false;
     }
     ps->stats.delivered++;
+    /* A heartbeat is for quiet streams: a delivery pushes it back (lazy
+     * re-arm: no timer work). */
+    if (s->proto != PS_WEBSOCKET && ps->o.heartbeat_ms)
+        conn_set_read_deadline(c, ps->o.heartbeat_ms, CLOSE_IDLE_TIMEOUT);
     if (conn_queued_bytes(c) > ps->stats.max_queued)
         ps->stats.max_queued = conn_queued_bytes(c);
     if (ps->o.soft_limit && conn_queued_bytes(c) > ps->o.soft_limit) {

@@ -45,6 +45,8 @@ struct pubsub_opts {
     uint32_t soft_limit;            /* queued bytes; 0 = no soft limit */
     uint32_t soft_time_ms;          /* held over soft_limit this long */
     uint32_t close_timeout_ms;      /* for the goodbye frame */
+    uint32_t heartbeat_ms;          /* SSE/TCP: a delivery moves the
+                                       heartbeat deadline this far */
     enum slow_policy policy;
 };
 

@@ -318,7 +318,7 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     ratelimit_init(&t->pb->bytes, (uint32_t)MIN(pp->o.byte_rate, UINT32_MAX), 0,
                    now);
     conn_set_state(c, CSTATE_ACTIVE);
-    conn_set_read_deadline(c, pp->o.sse_heartbeat_ms * 4, CLOSE_IDLE_TIMEOUT);
+    conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
 }
 
 /* A whole frame: the command, a message to publish, or (from a
@@ -355,9 +355,6 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
                                          pp->o.pubsub.max_channels_per_conn),
                                      (size_t)UINT32_MAX)
                      : (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
-    if (t->role == TCP_PUB)
-        conn_set_read_deadline(c, pp->o.sse_heartbeat_ms * 4,
-                               CLOSE_IDLE_TIMEOUT);
     while (off < len && !conn_is_closing(c) && !c->pause) {
         struct frame_event ev;
         int err = 0;
@@ -379,15 +376,24 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
             tcp_frame(c, t, ev.data, ev.len); /* whole: no copy */
         } else {
             struct tcp_abuf *b = t->abuf;
-            if (ev.first) {
-                b = mem_alloc(MEM_MSG, sizeof(*b) + ev.frame_len);
-                if (!b) {
+            size_t need = (b ? b->len : 0) + ev.len;
+            /* Grown as bytes arrive (doubling, capped at the frame's
+             * length), never sized by the length the peer claims. */
+            if (!b || need > b->cap) {
+                size_t cap = b ? b->cap : 256;
+                struct tcp_abuf *nb;
+                while (cap < need)
+                    cap *= 2;
+                cap = MIN(cap, (size_t)ev.frame_len);
+                nb = mem_realloc(MEM_MSG, b, sizeof(*nb) + cap);
+                if (!nb) {
                     conn_close(c, CLOSE_NO_MEMORY);
                     return len;
                 }
-                b->len = 0;
-                b->cap = ev.frame_len;
-                t->abuf = b;
+                if (!b)
+                    nb->len = 0;
+                nb->cap = (uint32_t)cap;
+                t->abuf = b = nb;
             }
             memcpy(b->data + b->len, ev.data, ev.len);
             b->len += (uint32_t)ev.len;
@@ -410,8 +416,11 @@ static bool tcp_on_timeout(struct conn *c)
     struct tcp_conn *t = conn_ext(c);
     static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
 
-    if (t->role != TCP_SUB)
-        return false; /* no command in time, or a silent publisher */
+    if (t->role == 0)
+        return false; /* no command in time */
+    /* Subscribers and publishers alike get an empty frame after quiet:
+     * proxies keep the connection, and a vanished peer is found by the
+     * write timeout; a silent publisher is not closed. */
     if (conn_queued_bytes(c) == 0)
         conn_send_bytes(c, heartbeat, sizeof(heartbeat));
     conn_set_read_deadline(c, push_of(c)->o.sse_heartbeat_ms,

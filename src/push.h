@@ -49,8 +49,10 @@ struct push *push_new(struct http_server *http, struct ws_server *ws,
  * the first frame is "SUB ch1 ch2 ..." or "PUB ch"; after SUB every
  * message of those channels arrives as a frame (an empty frame is a
  * heartbeat after sse_heartbeat of quiet); after PUB every frame is
- * published. A frame over max_message, a bad command, or a command not
- * sent within header_timeout closes the connection. */
+ * published (a publisher also gets an empty frame after sse_heartbeat, so
+ * a silent one is kept and a vanished one found). A frame over
+ * max_message, a bad command, or a command not sent within header_timeout
+ * closes the connection. */
 void push_tcp_accept(struct push *p, int fd);
 
 /* Shutdown: closes every event stream (the conn set's other protocols

@@ -151,6 +151,7 @@ static void push_options(const struct moor_config *c,
     o->burst = c->burst;
     o->byte_rate = c->byte_rate;
     o->sse_heartbeat_ms = c->sse_heartbeat_ms;
+    o->pubsub.heartbeat_ms = c->sse_heartbeat_ms;
     o->sse_retry_ms = c->sse_retry_ms;
     o->header_timeout_ms = c->header_timeout_ms;
     o->allowed_origins = c->allowed_origins;
