@@ -17,17 +17,37 @@
 #       32 B for 10 s after 1 s of warm-up: messages/s and p50/p99/p999;
 #       run 3 times on a fresh server, the median run (by messages/s) is
 #       reported and all three are listed.
+#   Broadcast, the same four servers (moor's /sub/bench and /pub/bench, the
+#   peers' /sub and /pub), driven by `moor bench broadcast`: 2,000
+#   subscribers on one channel, one publisher, 64 B messages:
+#   (e) throughput: at most 64 messages published and not yet received by
+#       every subscriber, 10 s after 1 s of warm-up: deliveries/s; 3 runs
+#       on a fresh server, the median (by deliveries/s) reported;
+#   (f) latency: 10 messages/s, 10 s after 1 s: publish-to-receive
+#       p50/p99/p999 over every delivery; 3 runs, the median by p99.
+#   (g) the window: one throughput run with each of 4, 16, 64 and 256
+#       messages in flight, to show how each server responds to it.
 #
-# usage: bench/run.sh [--write] [--only http|ws] [--conns N] [--duration D]
-#                     [--ws-conns N] [--echo-duration D] [--echo-runs N]
-#   --write      replace the "## HTTP/1.1" and "## WebSocket" sections of
-#                docs/benchmarks.md with what was run
-#   --only P     run one part: http or ws (default both)
+# usage: bench/run.sh [--write] [--only http|ws|broadcast] [--conns N]
+#                     [--duration D] [--ws-conns N] [--echo-duration D]
+#                     [--echo-runs N] [--bc-conns N] [--bc-duration D]
+#                     [--bc-runs N] [--bc-inflight K] [--bc-rate R]
+#                     [--bc-sweep "K..."]
+#   --write      replace the "## HTTP/1.1", "## WebSocket" and
+#                "## Broadcast" sections of docs/benchmarks.md with what
+#                was run
+#   --only P     run one part: http, ws or broadcast (default all three)
 #   --conns N    idle connections for (b) (default 10000)
 #   --duration D wrk duration (default 10s)
 #   --ws-conns N idle connections for (c) (default 10000)
 #   --echo-duration D  measured time of each echo run (default 10s)
 #   --echo-runs N      echo runs per server (default 3)
+#   --bc-conns N       broadcast subscribers (default 2000)
+#   --bc-duration D    measured time of each broadcast run (default 10s)
+#   --bc-runs N        broadcast runs of each kind per server (default 3)
+#   --bc-inflight K    the throughput window (default 64)
+#   --bc-rate R        the latency runs' messages/s (default 10)
+#   --bc-sweep "K..."  windows of (g) (default "4 16 64 256"; "" skips it)
 #
 # Never part of the tests: figures depend on the machine. Everything it
 # starts is stopped on exit (trap), and every step has a timeout.
@@ -42,6 +62,12 @@ DURATION=10s
 WS_CONNS=10000
 ECHO_DURATION=10s
 ECHO_RUNS=3
+BC_CONNS=2000
+BC_DURATION=10s
+BC_RUNS=3
+BC_INFLIGHT=64
+BC_RATE=10
+BC_SWEEP="4 16 64 256"
 while [ $# -gt 0 ]; do
     case $1 in
     --write) WRITE=1 ;;
@@ -51,14 +77,20 @@ while [ $# -gt 0 ]; do
     --ws-conns) WS_CONNS=$2; shift ;;
     --echo-duration) ECHO_DURATION=$2; shift ;;
     --echo-runs) ECHO_RUNS=$2; shift ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    --bc-conns) BC_CONNS=$2; shift ;;
+    --bc-duration) BC_DURATION=$2; shift ;;
+    --bc-runs) BC_RUNS=$2; shift ;;
+    --bc-inflight) BC_INFLIGHT=$2; shift ;;
+    --bc-rate) BC_RATE=$2; shift ;;
+    --bc-sweep) BC_SWEEP=$2; shift ;;
+    -h|--help) sed -n '2,56p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 case $ONLY in
-all | http | ws) ;;
-*) echo "bench/run.sh: --only takes http or ws" >&2; exit 2 ;;
+all | http | ws | broadcast) ;;
+*) echo "bench/run.sh: --only takes http, ws or broadcast" >&2; exit 2 ;;
 esac
 want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
@@ -321,14 +353,16 @@ http_part() {
 # base of the ratios.
 WS_SERVERS=(moor lws node gorilla)
 
-# start_ws NAME -> sets SRV_PID, SRV_PORT; records the command in
-# $TMP/ws/NAME.cmd
+# start_ws NAME DIR [MOOR_ARGS...] -> sets SRV_PID, SRV_PORT; records the
+# command in DIR/NAME.cmd. MOOR_ARGS are moor's flags (the peers take
+# none).
 start_ws() {
-    local cmd env=
-    case $1 in
+    local cmd env='' name=$1 dir=$2
+    shift 2
+    case $name in
     moor)
-        start_moor --accept-rate 0 --max-conns $((WS_CONNS + 1000))
-        cmd="build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((WS_CONNS + 1000))"
+        start_moor "$@"
+        cmd="build/release/moor serve --listen 127.0.0.1:0 $*"
         ;;
     lws)
         start_server lws "$ROOT/build/peers/lws-echo" --port 0
@@ -345,7 +379,7 @@ start_ws() {
         cmd="build/peers/gorilla-echo -addr 127.0.0.1:0"
         ;;
     esac
-    printf '%s\n' "$env${PIN_SRV[*]:+${PIN_SRV[*]} }$cmd" >"$TMP/ws/$1.cmd"
+    printf '%s\n' "$env${PIN_SRV[*]:+${PIN_SRV[*]} }$cmd" >"$dir/$name.cmd"
 }
 
 # moor_bench OUT.json ARGS... : one `moor bench` run on the generator core,
@@ -367,6 +401,14 @@ if d["mode"] == "idle":
     print("    %d of %d open, %s bytes/conn (VmRSS), %s Pss, %s Private"
           % (d["open"], d["conns"], d["bytes_per_conn"], d["pss_per_conn"],
              d["private_per_conn"]))
+elif d["mode"] == "broadcast":
+    l = d["latency_us"]
+    print("    %.0f deliveries/s (%.0f published/s), p50 %.0f us, p99 %.0f "
+          "us, p999 %.0f us, lost %d, duplicated %d, out of order %d, "
+          "bench cpu %.0f%%, server cpu %s%%" % (d["deliveries_per_s"],
+          d["published_per_s"], l["p50"], l["p99"], l["p999"], d["lost"],
+          d["duplicated"], d["out_of_order"], d["bench_cpu_pct"],
+          d["server_cpu_pct"]))
 else:
     l = d["latency_us"]
     print("    %.0f msgs/s, p50 %.0f us, p99 %.0f us, p999 %.0f us, "
@@ -376,6 +418,10 @@ if d["error"]:
     print("    error: " + d["error"])' "$out" >&2
 }
 
+# moor's flags for the WebSocket part: connections accepted as fast as
+# they come, and room for all of them.
+MOOR_WS_ARGS=(--accept-rate 0 --max-conns $((WS_CONNS + 1000)))
+
 ws_part() {
     mkdir -p "$TMP/ws"
     echo "== WebSocket peers: bench/peers/build.sh" >&2
@@ -383,14 +429,14 @@ ws_part() {
     local name i
     for name in "${WS_SERVERS[@]}"; do
         echo "== (c) idle WebSocket memory: $name, $WS_CONNS connections" >&2
-        start_ws "$name"
+        start_ws "$name" "$TMP/ws" "${MOOR_WS_ARGS[@]}"
         moor_bench "$TMP/ws/$name.idle.json" idle \
             --url "ws://127.0.0.1:$SRV_PORT/echo" --conns "$WS_CONNS" \
             --pid "$SRV_PID"
         stop_pid "$SRV_PID"
         for i in $(seq "$ECHO_RUNS"); do
             echo "== (d) echo: $name, run $i of $ECHO_RUNS" >&2
-            start_ws "$name"
+            start_ws "$name" "$TMP/ws" "${MOOR_WS_ARGS[@]}"
             moor_bench "$TMP/ws/$name.echo$i.json" echo \
                 --url "ws://127.0.0.1:$SRV_PORT/echo" --conns 64 \
                 --inflight 16 --size 32B --duration "$ECHO_DURATION" \
@@ -407,18 +453,101 @@ ws_part() {
         echo "${gen}build/release/moor bench idle --url ws://127.0.0.1:PORT/echo --conns $WS_CONNS --pid PID"
         echo "${gen}build/release/moor bench echo --url ws://127.0.0.1:PORT/echo --conns 64 --inflight 16 --size 32B --duration $ECHO_DURATION --warmup 1s --pid PID  # x $ECHO_RUNS"
     } >"$TMP/ws/commands"
-    local versions
-    versions="$MOOR_VER"
-    versions+="|libwebsockets $(pkg-config --modversion libwebsockets 2>/dev/null | sed 's/-$//' || echo '?')"
-    versions+="|node $(node --version 2>/dev/null | tr -d v) + ws $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$ROOT/bench/peers/node/node_modules/ws/package.json" 2>/dev/null || echo '?')"
-    versions+="|Go $(go version 2>/dev/null | awk '{print $3}' | sed 's/^go//') + gorilla/websocket $(dpkg-query -W -f '${Version}' golang-github-gorilla-websocket-dev 2>/dev/null | sed 's/-.*//' || echo '?')"
     "$PY" "$ROOT/bench/ws_report.py" --dir "$TMP/ws" --servers "${WS_SERVERS[*]}" \
-        --versions "$versions" --date "$DATE" --cpu "$CPU ($(nproc) cores)" \
+        --versions "$(peer_versions)" --date "$DATE" \
+        --cpu "$CPU ($(nproc) cores)" \
         --conns "$WS_CONNS" --runs "$ECHO_RUNS" >>"$REPORT"
+}
+
+# The versions of moor and the peers, |-separated in WS_SERVERS order.
+peer_versions() {
+    local v
+    v="$MOOR_VER"
+    v+="|libwebsockets $(pkg-config --modversion libwebsockets 2>/dev/null | sed 's/-$//' || echo '?')"
+    v+="|node $(node --version 2>/dev/null | tr -d v) + ws $("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["version"])' "$ROOT/bench/peers/node/node_modules/ws/package.json" 2>/dev/null || echo '?')"
+    v+="|Go $(go version 2>/dev/null | awk '{print $3}' | sed 's/^go//') + gorilla/websocket $(dpkg-query -W -f '${Version}' golang-github-gorilla-websocket-dev 2>/dev/null | sed 's/-.*//' || echo '?')"
+    printf '%s\n' "$v"
+}
+
+# ---- Broadcast --------------------------------------------------------------
+
+# moor's flags for the broadcast part: the subscribers accepted as fast as
+# they come, room for all of them, and no publish rate limit (--rate 0:
+# the default, 10,000 messages/s per publisher, is above what any run
+# here publishes, but the figures must not depend on that). The queue
+# limits stay at their defaults (1 MiB hard, 256 KiB soft): the bench's
+# window keeps every queue far below them.
+MOOR_BC_ARGS=(--accept-rate 0 --max-conns $((BC_CONNS + 1000)) --rate 0)
+
+# bc_urls NAME -> the subscriber and publisher URLs of a server on
+# SRV_PORT: moor's channel "bench", the peers' one broadcast.
+bc_urls() {
+    if [ "$1" = moor ]; then
+        BC_SUB="ws://127.0.0.1:$SRV_PORT/sub/bench"
+        BC_PUB="ws://127.0.0.1:$SRV_PORT/pub/bench"
+    else
+        BC_SUB="ws://127.0.0.1:$SRV_PORT/sub"
+        BC_PUB="ws://127.0.0.1:$SRV_PORT/pub"
+    fi
+}
+
+bcast_part() {
+    local dir=$TMP/bc name i k
+    mkdir -p "$dir"
+    echo "== WebSocket peers: bench/peers/build.sh" >&2
+    "$ROOT/bench/peers/build.sh" >&2
+    for name in "${WS_SERVERS[@]}"; do
+        for i in $(seq "$BC_RUNS"); do
+            echo "== (e) broadcast throughput: $name, $BC_CONNS subscribers, run $i of $BC_RUNS" >&2
+            start_ws "$name" "$dir" "${MOOR_BC_ARGS[@]}"
+            bc_urls "$name"
+            moor_bench "$dir/$name.tput$i.json" broadcast \
+                --sub-url "$BC_SUB" --pub-url "$BC_PUB" --conns "$BC_CONNS" \
+                --size 64B --inflight "$BC_INFLIGHT" \
+                --duration "$BC_DURATION" --warmup 1s --pid "$SRV_PID"
+            stop_pid "$SRV_PID"
+        done
+        for i in $(seq "$BC_RUNS"); do
+            echo "== (f) broadcast latency: $name, $BC_RATE messages/s, run $i of $BC_RUNS" >&2
+            start_ws "$name" "$dir" "${MOOR_BC_ARGS[@]}"
+            bc_urls "$name"
+            moor_bench "$dir/$name.lat$i.json" broadcast \
+                --sub-url "$BC_SUB" --pub-url "$BC_PUB" --conns "$BC_CONNS" \
+                --size 64B --rate "$BC_RATE" \
+                --duration "$BC_DURATION" --warmup 1s --pid "$SRV_PID"
+            stop_pid "$SRV_PID"
+        done
+        for k in $BC_SWEEP; do
+            echo "== (g) broadcast window: $name, $k messages in flight" >&2
+            start_ws "$name" "$dir" "${MOOR_BC_ARGS[@]}"
+            bc_urls "$name"
+            moor_bench "$dir/$name.win-$k.json" broadcast \
+                --sub-url "$BC_SUB" --pub-url "$BC_PUB" --conns "$BC_CONNS" \
+                --size 64B --inflight "$k" \
+                --duration "$BC_DURATION" --warmup 1s --pid "$SRV_PID"
+            stop_pid "$SRV_PID"
+        done
+    done
+    local gen="${PIN_GEN[*]:+${PIN_GEN[*]} }"
+    {
+        echo "bench/peers/build.sh"
+        for name in "${WS_SERVERS[@]}"; do
+            cat "$dir/$name.cmd"
+        done
+        echo "${gen}build/release/moor bench broadcast --sub-url ws://127.0.0.1:PORT/sub/bench --pub-url ws://127.0.0.1:PORT/pub/bench --conns $BC_CONNS --size 64B --inflight $BC_INFLIGHT --duration $BC_DURATION --warmup 1s --pid PID  # x $BC_RUNS; peers: --sub-url .../sub --pub-url .../pub"
+        echo "${gen}build/release/moor bench broadcast --sub-url ws://127.0.0.1:PORT/sub/bench --pub-url ws://127.0.0.1:PORT/pub/bench --conns $BC_CONNS --size 64B --rate $BC_RATE --duration $BC_DURATION --warmup 1s --pid PID  # x $BC_RUNS"
+        [ -z "$BC_SWEEP" ] || echo "${gen}build/release/moor bench broadcast ... --inflight K  # K = ${BC_SWEEP// /, }, once each"
+    } >"$dir/commands"
+    "$PY" "$ROOT/bench/broadcast_report.py" --dir "$dir" \
+        --servers "${WS_SERVERS[*]}" --versions "$(peer_versions)" \
+        --date "$DATE" --cpu "$CPU ($(nproc) cores)" \
+        --moor-flags "${MOOR_BC_ARGS[*]}" --runs "$BC_RUNS" \
+        --sweep "$BC_SWEEP" >>"$REPORT"
 }
 
 want http && http_part
 want ws && ws_part
+want broadcast && bcast_part
 
 echo
 cat "$REPORT"
@@ -427,7 +556,8 @@ if [ "$WRITE" = 1 ]; then
     DOC=$ROOT/docs/benchmarks.md
     [ -f "$DOC" ] || printf '# Benchmarks\n\n' >"$DOC"
     # Each "## " section of the report replaces the document's sections
-    # whose heading starts the same way ("## HTTP/1.1", "## WebSocket"),
+    # whose heading starts the same way ("## HTTP/1.1", "## WebSocket",
+    # "## Broadcast"),
     # where the first of them was (or at the end); other sections stay.
     "$PY" - "$DOC" "$REPORT" <<'EOF'
 import re, sys

@@ -26,9 +26,15 @@
  *         connection (a new one goes out when one comes back), and after
  *         --warmup counts for --duration: messages/s and the round-trip
  *         latency of every message in a log-bucket histogram (hist.h).
+ *   broadcast  --conns subscribers on --sub-url, one publisher on
+ *         --pub-url (see "broadcast" below): deliveries/s and the
+ *         publish-to-receive latency of every delivery.
  *
- * A later mode (broadcast: publishers and subscribers) adds a row to
- * modes[], a bit (M_*) for the flags that apply to it, and its hooks.
+ * A mode is a row of modes[], a bit (M_*) for the flags that apply to it,
+ * and its hooks. A mode with a publisher (broadcast) changes the warm-up:
+ * the publisher connection is opened beside the warm-up connection (a
+ * subscriber) and publishes until the subscriber has received a message;
+ * the publisher then stays open for the run.
  *
  * Keeps: every wait has a deadline; the bench exits non-zero with a
  * one-line reason when the server cannot be reached or connections fail;
@@ -83,7 +89,9 @@
 /* ---- flags ------------------------------------------------------------- */
 
 struct bench_opts {
-    char url[512];
+    char url[512];     /* broadcast: --sub-url is copied here */
+    char sub_url[512]; /* broadcast */
+    char pub_url[512]; /* broadcast */
     char sources[256];
     uint32_t conns; /* 0 = the mode's default */
     uint32_t parallel;
@@ -95,6 +103,7 @@ struct bench_opts {
     uint64_t size;
     uint32_t duration_ms;
     uint32_t warmup_ms;
+    uint32_t rate; /* broadcast: messages/s, 0 = throughput */
     bool json;
 };
 
@@ -103,13 +112,14 @@ enum bflag_kind { BF_STR, BF_UINT, BF_DURATION, BF_SIZE, BF_BOOL };
 /* Which modes a flag applies to: bit i is modes[i]. */
 #define M_IDLE (1u << 0)
 #define M_ECHO (1u << 1)
-#define M_ALL (M_IDLE | M_ECHO)
+#define M_BCAST (1u << 2)
+#define M_ALL (M_IDLE | M_ECHO | M_BCAST)
 
 struct bflag {
     const char *name;
     enum bflag_kind kind;
     size_t off, len;
-    const char *def; /* as --help shows it; NULL: the mode's (--conns) */
+    const char *def; /* as --help shows it; NULL: the mode's (mode_default) */
     uint64_t min, max;
     unsigned modes;
     const char *arg;
@@ -121,9 +131,18 @@ struct bflag {
     .len = sizeof(((struct bench_opts *)0)->f)
 
 static const struct bflag bflags[] = {
-    {"url", BF_STR, BFIELD(url), "ws://127.0.0.1:8080/echo", 0, 0, M_ALL, "URL",
+    {"url", BF_STR, BFIELD(url), "ws://127.0.0.1:8080/echo", 0, 0,
+     M_IDLE | M_ECHO, "URL",
      "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH], HOST an IP "
      "address or localhost; it must echo what it receives"},
+    {"sub-url", BF_STR, BFIELD(sub_url), "ws://127.0.0.1:8080/sub/bench", 0, 0,
+     M_BCAST, "URL",
+     "where the subscribers connect (a WebSocket that receives every "
+     "message published on --pub-url)"},
+    {"pub-url", BF_STR, BFIELD(pub_url), "ws://127.0.0.1:8080/pub/bench", 0, 0,
+     M_BCAST, "URL",
+     "where the publisher connects (a WebSocket whose every message goes "
+     "to every subscriber)"},
     {"conns", BF_UINT, BFIELD(conns), NULL, 1, 10000000, M_ALL, "N",
      "connections to open"},
     {"sources", BF_STR, BFIELD(sources), "auto", 0, 0, M_ALL, "ADDRS",
@@ -139,20 +158,25 @@ static const struct bflag bflags[] = {
     {"timeout", BF_DURATION, BFIELD(timeout_ms), "60s", 1, 86400000, M_ALL,
      NULL, "the whole connecting phase; connections not open by then fail"},
     {"pid", BF_UINT, BFIELD(pid), "", 1, 4194304, M_ALL, "PID",
-     "the server's process: idle measures its memory, echo reports its CPU "
-     "time (default: the one process that holds the socket listening on "
-     "the URL's address, from /proc/net/tcp and /proc/*/fd; echo goes "
-     "without when there is none)"},
+     "the server's process: idle measures its memory, echo and broadcast "
+     "report its CPU time (default: the one process that holds the socket "
+     "listening on the (sub-)URL's address, from /proc/net/tcp and "
+     "/proc/*/fd; echo and broadcast go without when there is none)"},
     {"hold", BF_DURATION, BFIELD(hold_ms), "5s", 0, 86400000, M_IDLE, NULL,
      "how long the connections stay idle before the last measurement"},
-    {"inflight", BF_UINT, BFIELD(inflight), "16", 1, 65536, M_ECHO, "K",
-     "messages in flight on each connection"},
-    {"size", BF_SIZE, BFIELD(size), "32B", 0, 16u << 20, M_ECHO, NULL,
-     "bytes per message (binary)"},
-    {"duration", BF_DURATION, BFIELD(duration_ms), "10s", 1, 86400000, M_ECHO,
-     NULL, "how long to measure, after the warm-up"},
-    {"warmup", BF_DURATION, BFIELD(warmup_ms), "1s", 0, 3600000, M_ECHO, NULL,
-     "echo traffic before measuring starts; not counted"},
+    {"inflight", BF_UINT, BFIELD(inflight), NULL, 1, 65536, M_ECHO | M_BCAST,
+     "K",
+     "echo: messages in flight on each connection; broadcast: published "
+     "messages not yet received by every subscriber, at most"},
+    {"size", BF_SIZE, BFIELD(size), "32B", 0, 16u << 20, M_ECHO | M_BCAST, NULL,
+     "bytes per message (binary; broadcast: at least 16)"},
+    {"rate", BF_UINT, BFIELD(rate), "0", 0, 1000000, M_BCAST, "R",
+     "publish R messages per second (latency); 0: as fast as --inflight "
+     "lets the publisher (throughput)"},
+    {"duration", BF_DURATION, BFIELD(duration_ms), "10s", 1, 86400000,
+     M_ECHO | M_BCAST, NULL, "how long to measure, after the warm-up"},
+    {"warmup", BF_DURATION, BFIELD(warmup_ms), "1s", 0, 3600000,
+     M_ECHO | M_BCAST, NULL, "traffic before measuring starts; not counted"},
     {"json", BF_BOOL, BFIELD(json), "off", 0, 0, M_ALL, NULL,
      "print the result as one JSON object instead of a table"},
 };
@@ -179,9 +203,19 @@ enum bconn_state {
 struct bconn {
     struct conn *c;
     uint64_t *sent_at; /* echo: send times of the messages in flight */
-    uint64_t sent;     /* echo: messages sent */
-    uint64_t rcvd;     /* echo: messages echoed */
+    uint64_t sent;     /* echo: messages sent; broadcast: published */
+    uint64_t rcvd;     /* echo: messages echoed; broadcast: received */
+    uint64_t next;     /* broadcast: the sequence number expected next */
+    uint64_t missing;  /* broadcast: bit i set = next - 1 - i was skipped */
     uint8_t state;     /* enum bconn_state */
+};
+
+/* Broadcast, once every subscriber is open. */
+enum bstage {
+    BS_SYNC = 0, /* probes until every subscriber has received one */
+    BS_RUN,      /* the warm-up, then the measured window */
+    BS_DRAIN,    /* publishing stopped; waiting for the last deliveries */
+    BS_DONE,
 };
 
 struct reasons {
@@ -203,8 +237,10 @@ struct bench_mode {
     const char *name;
     unsigned bit;
     uint32_t default_conns;
+    uint32_t default_inflight;
     const char *summary;
     bool needs_pid; /* measures the server's memory */
+    bool publisher; /* --pub-url: the warm-up goes through a publisher */
     void (*start)(struct bench *b);
     /* The run ends, by its own deadline or not (optional). */
     void (*finish)(struct bench *b);
@@ -213,6 +249,8 @@ struct bench_mode {
                        size_t len);
     void (*report)(struct bench *b, FILE *out);
     void (*report_json)(struct bench *b, FILE *out);
+    /* The run's figures cannot be trusted (optional): a mismatch, a loss. */
+    bool (*invalid)(const struct bench *b);
 };
 
 struct target {
@@ -226,7 +264,8 @@ struct target {
 struct bench {
     const struct bench_mode *mode;
     struct bench_opts o;
-    struct target t;
+    struct target t;              /* --url; broadcast: --sub-url */
+    struct target pt;             /* broadcast: --pub-url */
     struct sockaddr_storage *src; /* --sources, or NULL */
     uint32_t nsrc;
     pid_t pid;
@@ -266,6 +305,23 @@ struct bench {
     uint64_t srv_cpu0, srv_cpu1; /* ns: the server's, if pid */
     bool srv_cpu;                /* both server samples taken */
     uint64_t rcvd, mismatched, dropped;
+
+    /* broadcast */
+    struct bconn pub;  /* the publisher: open from the warm-up to the end */
+    struct timer tick; /* probes, the --rate schedule, the stall check */
+    uint32_t *ring;    /* receipts of seq in [done, pub.sent), by seq % K */
+    enum bstage stage;
+    uint32_t synced;      /* subscribers that have received a message */
+    uint32_t nsubs;       /* subscribers open when the run started */
+    uint64_t win0;        /* the first sequence number of the run */
+    uint64_t done;        /* every seq in [win0, done) reached everyone */
+    uint64_t pub0, pub1;  /* pub.sent at t0 and t1 */
+    uint64_t sched0;      /* ns: --rate: when the schedule started */
+    uint64_t due;         /* --rate: messages the schedule has asked for */
+    uint64_t progress_at; /* ns: done last moved (or started) */
+    uint64_t lost_msgs, duplicated, reordered, malformed;
+    uint64_t held;          /* --rate: due while --inflight outstanding */
+    uint64_t drain_missing; /* deliveries not made by the drain's end */
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -371,6 +427,9 @@ static void stop_with(struct bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void begin_close(struct bench *b);
+static void bcast_warm_probe(struct bench *b);
+static void bcast_on_tick(struct timer *t);
+static void bcast_conn_gone(struct bench *b, struct bconn *bc);
 
 /* ---- flags ------------------------------------------------------------- */
 
@@ -419,12 +478,19 @@ static void wrap(FILE *out, const char *text, int at, int indent)
     fputc('\n', out);
 }
 
+/* The default of a flag whose value depends on the mode (def NULL). */
+static uint32_t mode_default(const struct bench_mode *m, const struct bflag *f)
+{
+    return !strcmp(f->name, "inflight") ? m->default_inflight
+                                        : m->default_conns;
+}
+
 static void print_help(FILE *out)
 {
     char left[64], text[640], which[64];
     size_t n_modes;
     const struct bench_mode *modes = mode_table(&n_modes);
-    int col = 0;
+    int col = 0, mw = 0;
 
     for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
         int n = snprintf(left, sizeof(left), "  --%s %s", bflags[i].name,
@@ -434,16 +500,19 @@ static void print_help(FILE *out)
     fprintf(out, "usage: moor bench MODE [flags]\n\n");
     wrap(out,
          "moor bench drives a WebSocket echo server (moor serve's /echo, "
-         "or any other) with moor's own client and measures it. One event "
+         "or any other), or a broadcast server (moor serve's /sub and "
+         "/pub), with moor's own client and measures it. One event "
          "loop on one thread: pin it to a core of its own (taskset -c 1) "
          "and the server to another. Connections are bound round-robin to "
          "the --sources addresses, so ephemeral ports never run out, and "
          "the open-files limit is raised to its hard limit.",
          0, 0);
     fprintf(out, "\nmodes:\n");
+    for (size_t i = 0; i < n_modes; i++)
+        mw = MAX(mw, (int)strlen(modes[i].name));
     for (size_t i = 0; i < n_modes; i++) {
-        fprintf(out, "  %-8s", modes[i].name);
-        wrap(out, modes[i].summary, 10, 10);
+        fprintf(out, "  %-*s", mw + 2, modes[i].name);
+        wrap(out, modes[i].summary, mw + 4, mw + 4);
     }
     fprintf(out, "\nflags (the modes they apply to, if not all):\n");
     for (size_t i = 0; i < ARRAY_SIZE(bflags); i++) {
@@ -469,10 +538,17 @@ static void print_help(FILE *out)
         } else {
             size_t tn = (size_t)snprintf(text, sizeof(text), "%s%s (default",
                                          which, f->help);
-            for (size_t m = 0; m < n_modes && tn < sizeof(text); m++)
-                tn += (size_t)snprintf(text + tn, sizeof(text) - tn,
-                                       "%s %" PRIu32 " for %s", m ? "," : "",
-                                       modes[m].default_conns, modes[m].name);
+            bool first = true;
+
+            for (size_t m = 0; m < n_modes && tn < sizeof(text); m++) {
+                if (!(f->modes & modes[m].bit))
+                    continue;
+                tn +=
+                    (size_t)snprintf(text + tn, sizeof(text) - tn,
+                                     "%s %" PRIu32 " for %s", first ? "" : ",",
+                                     mode_default(&modes[m], f), modes[m].name);
+                first = false;
+            }
             if (tn < sizeof(text))
                 snprintf(text + tn, sizeof(text) - tn, ")");
         }
@@ -486,7 +562,8 @@ static void print_help(FILE *out)
          "Durations are written 250ms, 10s, 2m; sizes 32B, 4KiB, 1MiB. "
          "Exit status: 0 the run went as asked; 1 the server could not be "
          "reached, or a connection failed, closed early or echoed the "
-         "wrong bytes (the figures are still printed); 2 usage; 130 "
+         "wrong bytes, or a broadcast message was lost, duplicated or "
+         "reordered (the figures are still printed); 2 usage; 130 "
          "interrupted.",
          0, 0);
     fprintf(out, "\nexamples:\n"
@@ -494,7 +571,11 @@ static void print_help(FILE *out)
                  "--conns 10000\n"
                  "  moor bench echo --url ws://127.0.0.1:8080/echo "
                  "--conns 64 --inflight 16 \\\n"
-                 "      --size 32B --duration 10s\n");
+                 "      --size 32B --duration 10s\n"
+                 "  moor bench broadcast --sub-url ws://127.0.0.1:8080/sub/b "
+                 "\\\n"
+                 "      --pub-url ws://127.0.0.1:8080/pub/b --conns 2000 "
+                 "--size 64B [--rate 10]\n");
 }
 
 static const struct bflag *find_flag(const char *name, size_t len)
@@ -614,7 +695,7 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
     }
     if (argc < 1 || argv[0][0] == '-') {
         snprintf(err, errlen,
-                 "missing mode: moor bench idle|echo [flags] "
+                 "missing mode: moor bench idle|echo|broadcast [flags] "
                  "(see moor bench --help)");
         return -1;
     }
@@ -623,7 +704,7 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
             b->mode = &modes[m];
     if (!b->mode) {
         snprintf(err, errlen,
-                 "unknown mode \"%s\": expected idle or echo "
+                 "unknown mode \"%s\": expected idle, echo or broadcast "
                  "(see moor bench --help)",
                  argv[0]);
         return -1;
@@ -665,14 +746,30 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
     }
     if (!b->o.conns)
         b->o.conns = b->mode->default_conns;
+    if (!b->o.inflight)
+        b->o.inflight = b->mode->default_inflight;
+    if (b->mode->publisher) {
+        if (b->o.size < 2 * sizeof(uint64_t)) {
+            snprintf(err, errlen,
+                     "--size %" PRIu64 " is too small for broadcast: each "
+                     "message carries its sequence number and send time "
+                     "(16 bytes)",
+                     b->o.size);
+            return -1;
+        }
+        /* The subscribers are the driver's connections: every message
+         * about "the URL" names theirs. */
+        memcpy(b->o.url, b->o.sub_url, sizeof(b->o.url));
+    }
     return 0;
 }
 
 /* ---- the URL and the source addresses ---------------------------------- */
 
-/* ws://HOST[:PORT][/PATH]. Returns 0 or -1 with err set. */
-static int parse_url(const char *url, struct target *t, char *err,
-                     size_t errlen)
+/* ws://HOST[:PORT][/PATH], the value of --flag. Returns 0 or -1 with
+ * err set. */
+static int parse_url(const char *flag, const char *url, struct target *t,
+                     char *err, size_t errlen)
 {
     const char *p, *hend, *path;
     char host[256];
@@ -682,9 +779,9 @@ static int parse_url(const char *url, struct target *t, char *err,
     memset(t, 0, sizeof(*t));
     if (!strncmp(url, "wss://", 6)) {
         snprintf(err, errlen,
-                 "--url %.200s: wss:// is not supported yet (no "
+                 "--%s %.200s: wss:// is not supported yet (no "
                  "TLS client); use ws://",
-                 url);
+                 flag, url);
         return -1;
     }
     if (strncmp(url, "ws://", 5))
@@ -745,9 +842,9 @@ static int parse_url(const char *url, struct target *t, char *err,
             t->loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
         } else {
             snprintf(err, errlen,
-                     "--url %.200s: the host must be an IP address "
+                     "--%s %.200s: the host must be an IP address "
                      "or localhost (no DNS)",
-                     url);
+                     flag, url);
             return -1;
         }
     }
@@ -755,9 +852,12 @@ static int parse_url(const char *url, struct target *t, char *err,
 
 bad:
     snprintf(err, errlen,
-             "invalid --url \"%.200s\": expected "
-             "ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:8080/echo",
-             url);
+             "invalid --%s \"%.200s\": expected "
+             "ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:8080/%s",
+             flag, url,
+             !strcmp(flag, "url")       ? "echo"
+             : !strcmp(flag, "sub-url") ? "sub/bench"
+                                        : "pub/bench");
     return -1;
 }
 
@@ -1022,6 +1122,37 @@ static int launch(struct bench *b, struct bconn *bc, uint32_t i)
     return 0;
 }
 
+/* Starts one of the bench's own connections (the warm-up one, the
+ * publisher) to tg, bound to the first source address if it is of the
+ * same family. Returns 0, or -1 with err set (nothing started). */
+static int connect_own(struct bench *b, struct bconn *bc,
+                       const struct target *tg, const char *url, char *err,
+                       size_t errlen)
+{
+    struct ws_target t = {
+        .addr = (const struct sockaddr *)&tg->addr,
+        .addrlen = tg->addrlen,
+        .host = tg->host,
+        .path = tg->path,
+    };
+    struct conn *c;
+    int e = 0;
+
+    if (b->nsrc && b->src[0].ss_family == tg->addr.ss_family)
+        t.source = source_of(b, 0, &t.sourcelen);
+    bc->state = BC_CONNECTING;
+    c = ws_client_connect(b->cl, &t, &b->h, bc, &e);
+    if (!c) {
+        bc->state = BC_CLOSED;
+        snprintf(err, errlen, "cannot connect to %s: %s", url,
+                 strerror(e ? -e : EIO));
+        return -1;
+    }
+    if (bc->state == BC_CONNECTING || bc->state == BC_OPEN)
+        bc->c = c;
+    return 0;
+}
+
 static void launch_more(struct bench *b)
 {
     while (b->phase == PH_CONNECT && b->launched < b->o.conns &&
@@ -1060,9 +1191,17 @@ static void on_open(struct conn *c, void *arg)
 
     bc->c = c;
     bc->state = BC_OPEN;
+    if (bc == &b->pub) {
+        bcast_warm_probe(b);
+        return;
+    }
     if (bc == &b->warm) {
-        /* One message, echoed, then closed: see on_message. */
-        ws_send(c, b->payload, (size_t)MIN(b->o.size, WARM_MSG_MAX), false);
+        /* One message, echoed (or published to it), then closed: see
+         * on_message. */
+        if (b->mode->publisher)
+            bcast_warm_probe(b);
+        else
+            ws_send(c, b->payload, (size_t)MIN(b->o.size, WARM_MSG_MAX), false);
         return;
     }
     b->connecting--;
@@ -1077,6 +1216,8 @@ static void on_message(struct conn *c, const uint8_t *data, size_t len,
     struct bconn *bc = ws_user(c);
 
     (void)text;
+    if (bc == &b->pub)
+        return; /* a server may say things to its publisher: not counted */
     if (bc == &b->warm) {
         bc->rcvd++;
         ws_close(c, WS_CLOSE_NORMAL, NULL);
@@ -1093,6 +1234,23 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
     const char *detail = ws_close_detail(c);
     char what[128];
 
+    if (bc == &b->pub) {
+        uint8_t was = bc->state;
+
+        bc->state = BC_CLOSED;
+        bc->c = NULL;
+        if (b->phase >= PH_CLOSE)
+            return;
+        if (was != BC_OPEN)
+            stop_with(b, "cannot connect to %s: %s", b->o.pub_url,
+                      detail ? detail : "failed");
+        else
+            stop_with(b,
+                      "%s closed the publisher's connection: %s (close "
+                      "code %u)",
+                      b->o.pub_url, detail ? detail : "closed", code);
+        return;
+    }
     if (bc == &b->warm) {
         uint8_t was = bc->state;
 
@@ -1105,6 +1263,13 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
                       detail ? detail : "failed");
             return;
         }
+        if (!bc->rcvd && b->mode->publisher) {
+            stop_with(b,
+                      "%s closed the warm-up subscriber before a message "
+                      "published on %s reached it: %s (close code %u)",
+                      b->o.url, b->o.pub_url, detail ? detail : "closed", code);
+            return;
+        }
         if (!bc->rcvd) {
             stop_with(b,
                       "%s closed the warm-up connection before echoing its "
@@ -1112,7 +1277,9 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
                       b->o.url, detail ? detail : "closed", code);
             return;
         }
-        /* The warm-up echo came back and the close handshake is done. */
+        /* The warm-up message came back (or was delivered) and the close
+         * handshake is done. */
+        timer_cancel(loop_timers(b->loop), &b->tick);
         b->phase = PH_SETTLE;
         loop_timer_in(b->loop, &b->timer, SETTLE_MS);
         return;
@@ -1137,6 +1304,8 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
                      detail ? detail : "closed", code);
             count_reason(&b->lost_why, what);
         }
+        if (b->mode->publisher)
+            bcast_conn_gone(b, bc);
         break;
     default:
         break;
@@ -1176,8 +1345,13 @@ static void begin_close(struct bench *b)
     b->phase = PH_CLOSE;
     b->sending = false;
     b->measuring = false;
+    timer_cancel(loop_timers(b->loop), &b->tick);
     if (b->warm.c)
         conn_close(b->warm.c, CLOSE_SHUTDOWN);
+    if (b->pub.c && b->pub.state == BC_OPEN)
+        ws_close(b->pub.c, WS_CLOSE_NORMAL, NULL);
+    else if (b->pub.c)
+        conn_close(b->pub.c, CLOSE_SHUTDOWN);
     for (uint32_t i = 0; i < b->launched; i++) {
         struct bconn *bc = &b->conns[i];
 
@@ -1217,10 +1391,23 @@ static void on_timer(struct timer *t)
 
     switch (b->phase) {
     case PH_WARMUP:
-        stop_with(b,
-                  "the warm-up message sent to %s was not echoed within "
-                  "%" PRIu32 " ms (is it an echo endpoint?)",
-                  b->o.url, b->o.connect_timeout_ms + 5000);
+        if (b->mode->publisher && b->pub.state == BC_OPEN &&
+            b->warm.state == BC_OPEN)
+            stop_with(b,
+                      "no message published on %s reached the subscriber "
+                      "on %s within %" PRIu32 " ms (is that where its "
+                      "messages go?)",
+                      b->o.pub_url, b->o.url, b->o.connect_timeout_ms + 5000);
+        else if (b->mode->publisher)
+            stop_with(b, "the %s on %s was not open within %" PRIu32 " ms",
+                      b->pub.state != BC_OPEN ? "publisher" : "subscriber",
+                      b->pub.state != BC_OPEN ? b->o.pub_url : b->o.url,
+                      b->o.connect_timeout_ms + 5000);
+        else
+            stop_with(b,
+                      "the warm-up message sent to %s was not echoed within "
+                      "%" PRIu32 " ms (is it an echo endpoint?)",
+                      b->o.url, b->o.connect_timeout_ms + 5000);
         break;
     case PH_SETTLE:
         if (b->mode->needs_pid) {
@@ -1292,7 +1479,7 @@ static void on_hook(struct loop_hook *h)
     if (b->phase == PH_RUN && b->open == 0)
         stop_with(b, "every connection was closed by the server");
     if (b->phase == PH_CLOSE && b->open == 0 && b->connecting == 0 &&
-        !b->warm.c) {
+        !b->warm.c && !b->pub.c) {
         timer_cancel(loop_timers(b->loop), &b->timer);
         b->phase = PH_DONE;
         loop_stop(b->loop);
@@ -1616,6 +1803,11 @@ static void echo_report(struct bench *b, FILE *out)
                 b->mismatched, b->dropped);
 }
 
+static bool echo_invalid(const struct bench *b)
+{
+    return b->rcvd == 0 || b->mismatched || b->dropped;
+}
+
 static void echo_report_json(struct bench *b, FILE *out)
 {
     double secs = echo_secs(b);
@@ -1637,6 +1829,440 @@ static void echo_report_json(struct bench *b, FILE *out)
         fprintf(out, "%.1f", cpu_pct(b->srv_cpu0, b->srv_cpu1, secs));
     else
         fputs("null", out);
+}
+
+/* ---- broadcast --------------------------------------------------------- */
+
+/*
+ * --conns subscribers on --sub-url and one publisher on --pub-url. Every
+ * message carries its sequence number (bytes 0-7) and its send time
+ * (CLOCK_MONOTONIC ns, bytes 8-15); the rest is filler up to --size.
+ *
+ *   sync     once every subscriber is open, the publisher sends a probe
+ *            every PROBE_MS until each subscriber has received one (a
+ *            server may register a subscriber a moment after its 101), so
+ *            from the run's first message on, every subscriber must get
+ *            every message. --connect-timeout bounds it.
+ *   run      throughput (--rate 0): at most --inflight messages are
+ *            published and not yet received by every open subscriber; the
+ *            next goes out as soon as the slowest subscriber has the
+ *            oldest. So no subscriber ever has more than --inflight
+ *            messages queued on the server, whatever order it writes in,
+ *            and no server's slow-consumer limit can be reached (it
+ *            measures fan-out, not queueing). --rate R: R messages per
+ *            second on a fixed schedule (a message due while --inflight
+ *            are outstanding is held back and counted).
+ *            --warmup, then --duration measured: deliveries counted and
+ *            the latency of each (its receive time minus its send time).
+ *   drain    publishing stops; the run waits (DRAIN_MS at most) until every
+ *            subscriber has every message; what never came is lost.
+ *
+ * Each subscriber checks its sequence numbers: a gap counts the messages
+ * skipped as lost; one that comes late (within 64 of the newest) turns a
+ * loss into "out of order"; one seen before is a duplicate. Any of them,
+ * or a message of the wrong size, makes the run invalid (exit 1).
+ *
+ * The completion window is a ring of --inflight receipt counts: message s
+ * has reached everyone when its count reaches the subscribers open. Each
+ * subscriber receives in order, so messages complete in order and `done`
+ * only moves forward. Nothing moves for STALL_MS: the run stops.
+ */
+#define PROBE_MS 100u
+#define STALL_MS 5000u
+#define DRAIN_MS 5000u
+
+/* Publishes message number pub.sent, stamped with now. */
+static void bcast_publish(struct bench *b, uint64_t now)
+{
+    uint64_t seq = b->pub.sent;
+
+    if (!b->pub.c || b->pub.state != BC_OPEN)
+        return;
+    b->pub.sent++;
+    memcpy(b->payload, &seq, sizeof(seq));
+    memcpy(b->payload + sizeof(seq), &now, sizeof(now));
+    b->ring[seq % b->o.inflight] = 0;
+    if (ws_send(b->pub.c, b->payload, (size_t)b->o.size, false) ==
+        WS_SEND_DROPPED)
+        b->dropped++;
+}
+
+/* Warm-up: once the publisher and the warm-up subscriber are both open,
+ * a probe now and every PROBE_MS until the subscriber has one. */
+static void bcast_warm_probe(struct bench *b)
+{
+    if (b->phase != PH_WARMUP || b->pub.state != BC_OPEN ||
+        b->warm.state != BC_OPEN || b->warm.rcvd)
+        return;
+    bcast_publish(b, now_ns());
+    loop_timer_in(b->loop, &b->tick, PROBE_MS);
+}
+
+static void bcast_drained(struct bench *b);
+
+/* Moves `done` past every message that has reached every open subscriber,
+ * then publishes into the room made (throughput) or ends the drain. */
+static void bcast_advance(struct bench *b, uint64_t now)
+{
+    uint32_t k = b->o.inflight;
+
+    while (b->done < b->pub.sent && b->ring[b->done % k] >= b->open)
+        b->done++;
+    b->progress_at = now;
+    if (b->stage == BS_RUN && b->sending && !b->o.rate) {
+        while (b->pub.sent - b->done < k && b->pub.state == BC_OPEN)
+            bcast_publish(b, now);
+    } else if (b->stage == BS_DRAIN && b->done == b->pub.sent) {
+        bcast_drained(b);
+    }
+}
+
+/* --rate: publishes every message the schedule has asked for by now and
+ * arms the tick for the next one. */
+static void bcast_schedule(struct bench *b, uint64_t now)
+{
+    double r = b->o.rate;
+    uint64_t want = (uint64_t)((double)(now - b->sched0) * r / 1e9) + 1;
+    uint64_t next_ns;
+
+    while (b->due < want) {
+        b->due++;
+        if (b->pub.sent - b->done < b->o.inflight)
+            bcast_publish(b, now);
+        else
+            b->held++;
+    }
+    next_ns = b->sched0 + (uint64_t)((double)b->due * 1e9 / r);
+    loop_timer_in(b->loop, &b->tick,
+                  next_ns > now ? (uint32_t)MAX((next_ns - now) / 1000000u, 1u)
+                                : 1u);
+}
+
+static void bcast_check_stall(struct bench *b, uint64_t now)
+{
+    if (b->pub.sent == b->done) {
+        b->progress_at = now;
+        return;
+    }
+    if (now - b->progress_at < (uint64_t)STALL_MS * 1000000u)
+        return;
+    stop_with(b,
+              "no progress for %u ms: message %" PRIu64 " reached %" PRIu32
+              " of %" PRIu32 " subscribers (lost on the way?)",
+              STALL_MS, b->done, b->ring[b->done % b->o.inflight], b->open);
+}
+
+/* Every subscriber has received a probe: the run proper starts. */
+static void bcast_go(struct bench *b)
+{
+    uint64_t now = now_ns();
+
+    timer_cancel(loop_timers(b->loop), &b->tick);
+    b->stage = BS_RUN;
+    b->nsubs = b->open;
+    b->win0 = b->done = b->pub.sent;
+    b->progress_at = now;
+    b->sending = true;
+    if (b->o.rate) {
+        note(b,
+             "broadcast: %" PRIu32 " messages/s of %" PRIu64 " B to %" PRIu32
+             " subscribers; %.1f s warm-up, then %.1f s measured",
+             b->o.rate, b->o.size, b->open, b->o.warmup_ms / 1000.0,
+             b->o.duration_ms / 1000.0);
+        b->sched0 = now;
+        b->due = 0;
+        bcast_schedule(b, now);
+    } else {
+        note(b,
+             "broadcast: %" PRIu64 " B messages to %" PRIu32 " subscribers, "
+             "at most %" PRIu32 " in flight; %.1f s warm-up, then %.1f s "
+             "measured",
+             b->o.size, b->open, b->o.inflight, b->o.warmup_ms / 1000.0,
+             b->o.duration_ms / 1000.0);
+        bcast_advance(b, now);
+        loop_timer_in(b->loop, &b->tick, 1000);
+    }
+    if (b->o.warmup_ms) {
+        loop_timer_in(b->loop, &b->timer, b->o.warmup_ms);
+    } else {
+        measure_from_now(b);
+        b->pub0 = b->win0; /* the first messages are in the window */
+    }
+}
+
+static void bcast_start(struct bench *b)
+{
+    b->stage = BS_SYNC;
+    loop_timer_in(b->loop, &b->timer, b->o.connect_timeout_ms);
+    bcast_publish(b, now_ns());
+    loop_timer_in(b->loop, &b->tick, PROBE_MS);
+}
+
+static void bcast_on_tick(struct timer *t)
+{
+    struct bench *b = container_of(t, struct bench, tick);
+    uint64_t now = now_ns();
+
+    if (b->phase == PH_WARMUP) {
+        bcast_warm_probe(b);
+        return;
+    }
+    if (b->phase != PH_RUN)
+        return;
+    if (b->stage == BS_SYNC) {
+        if (b->open && b->synced >= b->open) {
+            bcast_go(b);
+            return;
+        }
+        bcast_publish(b, now);
+        loop_timer_in(b->loop, &b->tick, PROBE_MS);
+    } else if (b->stage == BS_RUN) {
+        if (b->o.rate)
+            bcast_schedule(b, now);
+        else
+            loop_timer_in(b->loop, &b->tick, 1000);
+        bcast_check_stall(b, now);
+    }
+}
+
+/* The end of the measured window (its deadline, or the run stopping). */
+static void bcast_finish(struct bench *b)
+{
+    if (!b->measuring)
+        return;
+    echo_finish(b);
+    b->pub1 = b->pub.sent;
+}
+
+/* The drain is over (everything arrived, or DRAIN_MS passed): whatever a
+ * subscriber still lacks is lost. */
+static void bcast_drained(struct bench *b)
+{
+    uint64_t missing = 0;
+
+    timer_cancel(loop_timers(b->loop), &b->timer);
+    b->stage = BS_DONE;
+    for (uint32_t i = 0; i < b->launched; i++) {
+        struct bconn *bc = &b->conns[i];
+
+        if (bc->state == BC_OPEN && bc->rcvd && bc->next < b->pub.sent)
+            missing += b->pub.sent - bc->next;
+    }
+    b->lost_msgs += missing;
+    b->drain_missing = missing;
+    if (missing)
+        stop_with(b,
+                  "%" PRIu64 " deliveries of the last messages had not "
+                  "arrived %u ms after the last publish",
+                  missing, DRAIN_MS);
+    else
+        begin_close(b);
+}
+
+static void bcast_on_timer(struct bench *b)
+{
+    switch (b->stage) {
+    case BS_SYNC:
+        stop_with(b,
+                  "%" PRIu32 " of %" PRIu32 " subscribers received nothing "
+                  "published on %s within %" PRIu32 " ms (--connect-timeout)",
+                  b->open - MIN(b->synced, b->open), b->open, b->o.pub_url,
+                  b->o.connect_timeout_ms);
+        break;
+    case BS_RUN:
+        if (!b->measuring) {
+            measure_from_now(b); /* the warm-up is over */
+            b->pub0 = b->pub.sent;
+            break;
+        }
+        bcast_finish(b);
+        b->sending = false;
+        b->stage = BS_DRAIN;
+        timer_cancel(loop_timers(b->loop), &b->tick);
+        loop_timer_in(b->loop, &b->timer, DRAIN_MS);
+        if (b->done == b->pub.sent)
+            bcast_drained(b);
+        break;
+    case BS_DRAIN:
+        bcast_drained(b);
+        break;
+    case BS_DONE:
+        break;
+    }
+}
+
+/* A subscriber that had been open is gone (the run is invalid already:
+ * it counts as closed early); the rest must not wait for it. */
+static void bcast_conn_gone(struct bench *b, struct bconn *bc)
+{
+    if (bc->rcvd && b->synced)
+        b->synced--;
+    if (b->phase != PH_RUN || !b->open)
+        return;
+    if (b->stage == BS_SYNC && b->synced >= b->open)
+        bcast_go(b);
+    else if (b->stage == BS_RUN || b->stage == BS_DRAIN)
+        bcast_advance(b, now_ns());
+}
+
+static void bcast_on_message(struct bench *b, struct bconn *bc,
+                             const uint8_t *p, size_t len)
+{
+    uint64_t seq, sent_at, now;
+
+    if (len != b->o.size) {
+        b->malformed++;
+        return;
+    }
+    memcpy(&seq, p, sizeof(seq));
+    memcpy(&sent_at, p + sizeof(seq), sizeof(sent_at));
+    if (seq >= b->pub.sent) {
+        b->malformed++; /* never published */
+        return;
+    }
+    if (!bc->rcvd) {
+        /* The first: where this subscriber's sequence starts (sync). */
+        bc->rcvd = 1;
+        bc->next = seq + 1;
+        bc->missing = 0;
+        b->synced++;
+        if (b->stage == BS_SYNC && b->synced >= b->open)
+            bcast_go(b);
+        return;
+    }
+    if (seq == bc->next) {
+        bc->next++;
+        bc->missing <<= 1;
+    } else if (seq > bc->next) {
+        uint64_t gap = seq - bc->next;
+
+        b->lost_msgs += gap;
+        bc->missing = gap + 1 >= 64 ? ~(uint64_t)1
+                                    : (bc->missing << (gap + 1)) |
+                                          ((((uint64_t)1 << gap) - 1) << 1);
+        bc->next = seq + 1;
+    } else {
+        uint64_t i = bc->next - 1 - seq;
+
+        if (i >= 64 || !(bc->missing >> i & 1)) {
+            b->duplicated++;
+            return;
+        }
+        bc->missing &= ~((uint64_t)1 << i);
+        b->lost_msgs--;
+        b->reordered++;
+    }
+    bc->rcvd++;
+    if (b->stage < BS_RUN || seq < b->win0)
+        return; /* a probe */
+    now = now_ns();
+    if (b->measuring) {
+        b->rcvd++;
+        hist_record(b->lat, now - sent_at);
+    }
+    if (seq >= b->done) {
+        b->ring[seq % b->o.inflight]++;
+        if (seq == b->done)
+            bcast_advance(b, now);
+    }
+}
+
+static void bcast_report(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+    uint64_t published = b->pub1 > b->pub0 ? b->pub1 - b->pub0 : 0;
+    char p50[32], p99[32], p999[32], mx[32];
+
+    fmt_ns(hist_quantile(b->lat, 0.50), p50, sizeof(p50));
+    fmt_ns(hist_quantile(b->lat, 0.99), p99, sizeof(p99));
+    fmt_ns(hist_quantile(b->lat, 0.999), p999, sizeof(p999));
+    fmt_ns(hist_max(b->lat), mx, sizeof(mx));
+    fprintf(out, "broadcast %s -> %s\n", b->o.pub_url, b->o.url);
+    fprintf(out,
+            "subscribers  %" PRIu32 " of %" PRIu32 " open, %" PRIu32
+            " failed, %" PRIu32 " closed early; %" PRIu64 " B messages, ",
+            b->opened, b->o.conns, b->failed, b->lost, b->o.size);
+    if (b->o.rate)
+        fprintf(out, "%" PRIu32 " per second\n", b->o.rate);
+    else
+        fprintf(out, "at most %" PRIu32 " in flight\n", b->o.inflight);
+    fprintf(out,
+            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
+            " messages published, %" PRIu64 " delivered\n",
+            secs, b->o.warmup_ms / 1000.0, published, b->rcvd);
+    fprintf(out, "deliveries/s %.0f (%.0f messages/s published)\n",
+            secs > 0 ? b->rcvd / secs : 0.0, secs > 0 ? published / secs : 0.0);
+    fprintf(out, "latency      p50 %s   p99 %s   p999 %s   max %s\n", p50, p99,
+            p999, mx);
+    if (secs > 0) {
+        double self = cpu_pct(b->cpu0, b->cpu1, secs);
+
+        fprintf(out, "cpu          bench %.0f%% of a core", self);
+        if (b->srv_cpu)
+            fprintf(out, ", server %.0f%% (pid %d)",
+                    cpu_pct(b->srv_cpu0, b->srv_cpu1, secs), (int)b->pid);
+        fprintf(out, "\n");
+        if (self >= 90.0)
+            fprintf(out, "warning      the bench kept its core busy: it may "
+                         "have been the bottleneck\n");
+    }
+    fprintf(out,
+            "check        %" PRIu64 " lost, %" PRIu64 " duplicated, %" PRIu64
+            " out of order, %" PRIu64 " malformed, %" PRIu64
+            " sends dropped%s\n",
+            b->lost_msgs, b->duplicated, b->reordered, b->malformed, b->dropped,
+            b->lost_msgs || b->duplicated || b->reordered || b->malformed ||
+                    b->dropped
+                ? ": NOT VALID"
+                : "");
+    if (b->held)
+        fprintf(out,
+                "held back    %" PRIu64 " scheduled messages (--inflight "
+                "already outstanding)\n",
+                b->held);
+}
+
+static void bcast_report_json(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+    uint64_t published = b->pub1 > b->pub0 ? b->pub1 - b->pub0 : 0;
+
+    fprintf(out, "\"pub_url\": ");
+    json_str(out, b->o.pub_url);
+    fprintf(out,
+            ", \"size\": %" PRIu64 ", \"inflight\": %" PRIu32 ", \"rate\": ",
+            b->o.size, b->o.inflight);
+    if (b->o.rate)
+        fprintf(out, "%" PRIu32, b->o.rate);
+    else
+        fputs("null", out);
+    fprintf(out,
+            ", \"subscribers\": %" PRIu32 ", \"warmup_s\": %.3f, "
+            "\"duration_s\": %.3f, \"published\": %" PRIu64
+            ", \"published_per_s\": %.1f, \"deliveries\": %" PRIu64
+            ", \"deliveries_per_s\": %.0f, \"latency_us\": {\"p50\": %.2f, "
+            "\"p99\": %.2f, \"p999\": %.2f, \"max\": %.2f, \"mean\": %.2f}, "
+            "\"lost\": %" PRIu64 ", \"duplicated\": %" PRIu64
+            ", \"out_of_order\": %" PRIu64 ", \"malformed\": %" PRIu64
+            ", \"dropped\": %" PRIu64 ", \"held\": %" PRIu64
+            ", \"bench_cpu_pct\": %.1f, \"server_cpu_pct\": ",
+            b->nsubs, b->o.warmup_ms / 1000.0, secs, published,
+            secs > 0 ? published / secs : 0.0, b->rcvd,
+            secs > 0 ? b->rcvd / secs : 0.0, hist_quantile(b->lat, 0.50) / 1e3,
+            hist_quantile(b->lat, 0.99) / 1e3,
+            hist_quantile(b->lat, 0.999) / 1e3, hist_max(b->lat) / 1e3,
+            hist_mean(b->lat) / 1e3, b->lost_msgs, b->duplicated, b->reordered,
+            b->malformed, b->dropped, b->held, cpu_pct(b->cpu0, b->cpu1, secs));
+    if (b->srv_cpu)
+        fprintf(out, "%.1f", cpu_pct(b->srv_cpu0, b->srv_cpu1, secs));
+    else
+        fputs("null", out);
+}
+
+static bool bcast_invalid(const struct bench *b)
+{
+    return b->rcvd == 0 || b->lost_msgs || b->duplicated || b->reordered ||
+           b->malformed || b->dropped;
 }
 
 /* ---- the modes --------------------------------------------------------- */
@@ -1662,6 +2288,7 @@ static const struct bench_mode modes[] = {
         .name = "echo",
         .bit = M_ECHO,
         .default_conns = 64,
+        .default_inflight = 16,
         .summary = "keep --inflight messages of --size bytes in flight on "
                    "each of --conns connections (a new one goes out when "
                    "one comes back); after --warmup, count for --duration "
@@ -1673,6 +2300,30 @@ static const struct bench_mode modes[] = {
         .on_message = echo_on_message,
         .report = echo_report,
         .report_json = echo_report_json,
+        .invalid = echo_invalid,
+    },
+    {
+        .name = "broadcast",
+        .bit = M_BCAST,
+        .default_conns = 2000,
+        .default_inflight = 64,
+        .summary = "open --conns subscribers on --sub-url and one "
+                   "publisher on --pub-url, and publish --size byte "
+                   "messages: with --rate 0 as fast as every subscriber "
+                   "takes them (at most --inflight published and not yet "
+                   "received by all), else --rate per second; after "
+                   "--warmup, count for --duration and report deliveries/s "
+                   "(messages received by all subscribers together) and "
+                   "the publish-to-receive latency p50/p99/p999; a message "
+                   "lost, duplicated or out of order fails the run",
+        .publisher = true,
+        .start = bcast_start,
+        .finish = bcast_finish,
+        .on_timer = bcast_on_timer,
+        .on_message = bcast_on_message,
+        .report = bcast_report,
+        .report_json = bcast_report_json,
+        .invalid = bcast_invalid,
     },
 };
 static const struct bench_mode *mode_table(size_t *n)
@@ -1717,24 +2368,33 @@ static int setup(struct bench *b, char *err, size_t errlen)
         .write_timeout_ms = 30000,
         .queue_limit = (uint32_t)MIN(MAX(q, (uint64_t)1 << 20), UINT32_MAX),
     };
-    bool echo = b->mode->on_message != NULL;
     int rc;
 
     b->sigfd = -1;
     timer_init(&b->timer, on_timer);
+    timer_init(&b->tick, bcast_on_tick);
     b->payload = mem_calloc(MEM_MISC, 1, MAX(b->o.size, WARM_MSG_MAX));
     b->conns = mem_calloc(MEM_MISC, b->o.conns, sizeof(*b->conns));
     if (!b->payload || !b->conns)
         goto nomem;
     memset(b->payload, 'm', MAX(b->o.size, WARM_MSG_MAX));
-    if (echo) {
+    if (b->mode->on_message) {
+        b->lat = hist_new();
+        if (!b->lat)
+            goto nomem;
+    }
+    if (b->mode->bit == M_ECHO) {
         b->sent_at = mem_calloc(MEM_MISC, (size_t)b->o.conns * b->o.inflight,
                                 sizeof(uint64_t));
-        b->lat = hist_new();
-        if (!b->sent_at || !b->lat)
+        if (!b->sent_at)
             goto nomem;
         for (uint32_t i = 0; i < b->o.conns; i++)
             b->conns[i].sent_at = b->sent_at + (size_t)i * b->o.inflight;
+    }
+    if (b->mode->publisher) {
+        b->ring = mem_calloc(MEM_MISC, b->o.inflight, sizeof(*b->ring));
+        if (!b->ring)
+            goto nomem;
     }
     b->loop = loop_new(256u << 10);
     if (!b->loop)
@@ -1781,10 +2441,12 @@ static void teardown(struct bench *b)
     }
     if (b->loop) {
         timer_cancel(loop_timers(b->loop), &b->timer);
+        timer_cancel(loop_timers(b->loop), &b->tick);
         b->hook.fn = NULL;
         loop_free(b->loop);
     }
     hist_free(b->lat);
+    mem_free(MEM_MISC, b->ring);
     mem_free(MEM_MISC, b->sent_at);
     mem_free(MEM_MISC, b->conns);
     mem_free(MEM_MISC, b->payload);
@@ -1798,7 +2460,7 @@ static int verdict(const struct bench *b)
         return 130;
     if (b->fatal[0] || b->failed || b->lost)
         return 1;
-    if (b->mode->on_message && (b->rcvd == 0 || b->mismatched || b->dropped))
+    if (b->mode->invalid && b->mode->invalid(b))
         return 1;
     return 0;
 }
@@ -1878,7 +2540,11 @@ int bench_main(int argc, char **argv)
     }
     b->sigfd = -1;
     rc = parse_args(b, argc, argv, err, sizeof(err));
-    if (rc == 0 && parse_url(b->o.url, &b->t, err, sizeof(err)) < 0)
+    if (rc == 0 && parse_url(b->mode->publisher ? "sub-url" : "url", b->o.url,
+                             &b->t, err, sizeof(err)) < 0)
+        rc = -1;
+    if (rc == 0 && b->mode->publisher &&
+        parse_url("pub-url", b->o.pub_url, &b->pt, err, sizeof(err)) < 0)
         rc = -1;
     if (rc == 0 && parse_sources(b, err, sizeof(err)) < 0)
         rc = -1;
@@ -1898,30 +2564,15 @@ int bench_main(int argc, char **argv)
         goto out;
     }
 
-    /* The warm-up connection, under the connect timeout plus 5 s for its
-     * echo and close. */
+    /* The warm-up connection (and the publisher), under the connect
+     * timeout plus 5 s for its message and close. */
     b->phase = PH_WARMUP;
     loop_timer_in(b->loop, &b->timer, b->o.connect_timeout_ms + 5000);
-    {
-        struct ws_target t = {
-            .addr = (const struct sockaddr *)&b->t.addr,
-            .addrlen = b->t.addrlen,
-            .host = b->t.host,
-            .path = b->t.path,
-        };
-        struct conn *c;
-        int e = 0;
-
-        t.source = source_of(b, 0, &t.sourcelen);
-        b->warm.state = BC_CONNECTING;
-        c = ws_client_connect(b->cl, &t, &b->h, &b->warm, &e);
-        if (!c) {
-            fprintf(stderr, "moor bench: cannot connect to %s: %s\n", b->o.url,
-                    strerror(e ? -e : EIO));
-            goto out;
-        }
-        if (b->warm.state == BC_CONNECTING || b->warm.state == BC_OPEN)
-            b->warm.c = c;
+    if (connect_own(b, &b->warm, &b->t, b->o.url, err, sizeof(err)) < 0 ||
+        (b->mode->publisher &&
+         connect_own(b, &b->pub, &b->pt, b->o.pub_url, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "moor bench: %s\n", err);
+        goto out;
     }
     rc = loop_run(b->loop);
     if (rc < 0)

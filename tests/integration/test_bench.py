@@ -1,6 +1,7 @@
-"""`moor bench`: the idle and echo modes against a real `moor serve`, the
-errors it must report (unreachable server, refused connections, a server
-that goes away, the open-files limit), its usage errors and --help.
+"""`moor bench`: the idle, echo and broadcast modes against a real
+`moor serve`, the errors it must report (unreachable server, refused
+connections, a server that goes away, lost messages, the open-files
+limit), its usage errors and --help.
 
 Every run is short (a few hundred connections, one second of echo); the
 figures themselves are checked only for being plausible and consistent,
@@ -245,6 +246,126 @@ def test_echo_interrupted_exits_130(moor):
     assert m.sum("moor_connections") <= 1
 
 
+# ---- broadcast -------------------------------------------------------------
+
+def bc_args(server, conns=50, channel="t", pub_channel=None):
+    return ["--sub-url", ws_url(server, f"/sub/{channel}"),
+            "--pub-url", ws_url(server, f"/pub/{pub_channel or channel}"),
+            "--conns", conns]
+
+
+@pytest.mark.wall(30)
+def test_broadcast_counts_every_delivery(moor):
+    srv = moor("--rate", "0")
+    r, d = bench_json("broadcast", *bc_args(srv), "--size", "64B",
+                      "--inflight", 8, "--duration", "1s",
+                      "--warmup", "200ms")
+    assert r.returncode == 0, r.stderr
+    assert d["mode"] == "broadcast" and d["error"] is None, d
+    assert (d["open"], d["failed"], d["closed_early"]) == (50, 0, 0), d
+    assert (d["subscribers"], d["size"], d["inflight"]) == (50, 64, 8), d
+    assert d["rate"] is None
+    assert d["url"] == ws_url(srv, "/sub/t")
+    assert d["pub_url"] == ws_url(srv, "/pub/t")
+    assert (d["lost"], d["duplicated"], d["out_of_order"], d["malformed"],
+            d["dropped"]) == (0, 0, 0, 0, 0), d
+    assert 0.9 <= d["duration_s"] <= 1.5, d
+    assert d["published"] > 0 and d["deliveries"] > 0, d
+    # Each message of the window reaches all 50, give or take the 8 in
+    # flight at either edge of it.
+    assert abs(d["deliveries"] - 50 * d["published"]) <= 50 * 8, d
+    assert abs(d["deliveries_per_s"] - d["deliveries"] / d["duration_s"]) \
+        <= 0.01 * d["deliveries_per_s"] + 1, d
+    lat = d["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+    assert d["server_cpu_pct"] is not None and d["server_cpu_pct"] > 0, d
+    # The server published at least every message counted (and the warm-up
+    # and sync probes) and queued each for every subscriber.
+    m = srv.metrics()
+    assert m.get_value("moor_pubsub_published_total") >= d["published"]
+    assert m.get_value("moor_pubsub_delivered_total") >= d["deliveries"]
+    assert m.sum("moor_pubsub_slow_disconnects_total") == 0
+    # Every connection was closed at the end.
+    m = srv.wait_metric(lambda m: m.sum("moor_connections") <= 1, 5)
+    assert m.sum("moor_connections") <= 1, m.family("moor_connections")
+
+
+@pytest.mark.wall(30)
+def test_broadcast_at_a_fixed_rate(moor):
+    srv = moor()
+    r, d = bench_json("broadcast", *bc_args(srv, conns=30), "--size", "16B",
+                      "--rate", 20, "--duration", "1s", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert d["rate"] == 20 and d["held"] == 0, d
+    # 20 messages in the second (one at its start, a tick of 16 ms late
+    # at most at its end), each to all 30.
+    assert 18 <= d["published"] <= 24, d
+    assert 25 * d["published"] <= d["deliveries"] <= 30 * d["published"], d
+    lat = d["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], lat
+    assert d["lost"] == 0 and d["duplicated"] == 0, d
+
+
+def test_broadcast_table(moor):
+    srv = moor("--rate", "0")
+    r = bench("broadcast", *bc_args(srv, conns=10), "--duration", "300ms",
+              "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    lines = {l.split()[0]: l for l in out.splitlines() if l.strip()}
+    assert int(lines["deliveries/s"].split()[1]) > 0, out
+    for word in ("p50", "p99", "p999"):
+        assert word in lines["latency"], out
+    assert lines["check"].split()[1:3] == ["0", "lost,"], out
+    assert "10 of 10 open" in lines["subscribers"], out
+    assert "at most 64 in flight" in lines["subscribers"], out
+
+
+@pytest.mark.wall(30)
+def test_broadcast_loss_fails_the_run(moor):
+    # Queues of 1 KiB that drop their oldest: a burst of 64 messages of
+    # 256 B cannot fit, so subscribers miss messages (and get moor's
+    # {"moor_dropped":N} notices, which are not the bench's messages).
+    srv = moor("--rate", "0", "--queue-limit", "1KiB", "--slow-policy",
+               "drop-oldest")
+    r, d = bench_json("broadcast", *bc_args(srv, conns=10), "--size",
+                      "256B", "--duration", "500ms", "--warmup", "0")
+    assert r.returncode == 1, r.stderr
+    assert d["lost"] > 0 and d["malformed"] > 0, d
+    assert d["exit"] == 1
+    assert srv.metric("moor_pubsub_dropped_total", reason="drop_oldest") > 0
+
+
+def test_broadcast_wrong_pub_path_is_a_clear_error(moor):
+    srv = moor()
+    r = bench("broadcast", "--sub-url", ws_url(srv, "/sub/t"), "--pub-url",
+              ws_url(srv, "/nope"), "--conns", 5)
+    assert r.returncode == 1
+    assert f"cannot connect to {ws_url(srv, '/nope')}: handshake: HTTP 404" \
+        in r.stderr, r.stderr
+    assert r.stdout == ""
+
+
+def test_broadcast_unreachable_is_a_clear_error():
+    port = closed_port()
+    r = bench("broadcast", "--sub-url", f"ws://127.0.0.1:{port}/sub/t",
+              "--pub-url", f"ws://127.0.0.1:{port}/pub/t", "--conns", 5)
+    assert r.returncode == 1
+    assert f"cannot connect to ws://127.0.0.1:{port}/" in r.stderr, r.stderr
+    assert "connection refused" in r.stderr, r.stderr
+
+
+@pytest.mark.wall(30)
+def test_broadcast_other_channel_is_a_clear_error(moor):
+    srv = moor()
+    r = bench("broadcast", *bc_args(srv, conns=5, pub_channel="elsewhere"),
+              "--connect-timeout", "200ms", timeout=20)
+    assert r.returncode == 1
+    assert f"no message published on {ws_url(srv, '/pub/elsewhere')} " \
+        f"reached the subscriber on {ws_url(srv, '/sub/t')}" in r.stderr, \
+        r.stderr
+
+
 # ---- limits, usage, help ---------------------------------------------------
 
 def test_more_conns_than_fds_is_refused_up_front():
@@ -270,6 +391,15 @@ def test_more_conns_than_fds_is_refused_up_front():
     (["echo", "--url", "wss://127.0.0.1/echo"], "wss:// is not supported"),
     (["echo", "--url", "ws://example.com/echo"], "IP address or localhost"),
     (["echo", "--sources", "127.0.0.9-127.0.0.2"], "invalid --sources"),
+    (["echo", "--rate", "10"], "--rate does not apply to moor bench echo"),
+    (["broadcast", "--url", "ws://127.0.0.1/echo"],
+     "--url does not apply to moor bench broadcast"),
+    (["broadcast", "--size", "8B"], "too small for broadcast"),
+    (["broadcast", "--pub-url", "http://127.0.0.1/pub/t"],
+     'invalid --pub-url "http://127.0.0.1/pub/t"'),
+    (["broadcast", "--sub-url", "wss://127.0.0.1/sub/t"],
+     "--sub-url wss://127.0.0.1/sub/t: wss:// is not supported"),
+    (["broadcast", "--rate", "x"], 'invalid value "x" for --rate'),
 ])
 def test_usage_errors_exit_2(args, needle):
     r = bench(*args)
@@ -282,7 +412,8 @@ def test_usage_errors_exit_2(args, needle):
 def test_help_lists_modes_and_flags():
     r = bench("--help")
     assert r.returncode == 0, r.stderr
-    for word in ("idle", "echo", "--url", "--conns", "--sources", "--pid",
+    for word in ("idle", "echo", "broadcast", "--url", "--sub-url",
+                 "--pub-url", "--rate", "--conns", "--sources", "--pid",
                  "--hold", "--inflight", "--size", "--duration", "--warmup",
                  "--json", "--timeout", "--connect-timeout", "--parallel"):
         assert word in r.stdout, word
