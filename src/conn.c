@@ -435,7 +435,7 @@ void conn_set_state(struct conn *c, enum conn_state st)
     c->state = (uint8_t)st;
 }
 
-void conn_peer_str(const struct conn *c, char *out, size_t len)
+const char *conn_peer_str(const struct conn *c, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
     struct sockaddr_storage ss;
@@ -454,6 +454,7 @@ void conn_peer_str(const struct conn *c, char *out, size_t len)
     } else {
         snprintf(out, len, "unknown");
     }
+    return out;
 }
 
 /* ---- the close path ----------------------------------------------------- */

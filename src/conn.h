@@ -372,6 +372,6 @@ void conn_set_state(struct conn *c, enum conn_state st);
 
 /* Formats the peer address as "ip:port" into out (getpeername(): a
  * syscall, for logs and listings only; "unknown" once the peer is gone). */
-void conn_peer_str(const struct conn *c, char *out, size_t len);
+const char *conn_peer_str(const struct conn *c, char *out, size_t len);
 
 #endif

@@ -108,6 +108,22 @@ static bool site_admit(struct log_site *site, uint64_t sec, uint32_t *sup)
     return true;
 }
 
+bool log_site_full(const struct log_site *site)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts); /* the clock log_at() uses */
+    return __atomic_load_n(&site->window, __ATOMIC_RELAXED) ==
+               (uint64_t)ts.tv_sec &&
+           __atomic_load_n(&site->count, __ATOMIC_RELAXED) >= LOG_BURST;
+}
+
+void log_site_suppress(struct log_site *site)
+{
+    __atomic_add_fetch(&site->suppressed, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&suppressed_total, 1, __ATOMIC_RELAXED);
+}
+
 static bool is_ctl(unsigned char ch)
 {
     return ch < 0x20 || ch == 0x7f;

@@ -12,6 +12,7 @@
 #ifndef MOOR_LOG_H
 #define MOOR_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,11 +41,24 @@ uint64_t log_suppressed_total(void);
 void log_at(struct log_site *site, enum log_level lvl, const char *msg,
             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* True if the site has used its LOG_BURST lines this second: the line
+ * would be suppressed, so the caller need not compute its arguments
+ * (log_site_suppress() counts it instead). */
+bool log_site_full(const struct log_site *site);
+void log_site_suppress(struct log_site *site);
+
+/* The arguments are evaluated only for a line that will be written, so a
+ * costly one (a peer address from getpeername) costs nothing when the
+ * site is rate limited. */
 #define LOG_AT_(lvl, msg, ...)                                                 \
     do {                                                                       \
         static struct log_site log_site_;                                      \
-        if ((lvl) >= log_get_level())                                          \
-            log_at(&log_site_, (lvl), (msg), __VA_ARGS__);                     \
+        if ((lvl) >= log_get_level()) {                                        \
+            if (log_site_full(&log_site_))                                     \
+                log_site_suppress(&log_site_);                                 \
+            else                                                               \
+                log_at(&log_site_, (lvl), (msg), __VA_ARGS__);                 \
+        }                                                                      \
     } while (0)
 
 #define LOG_DEBUG(msg, ...) LOG_AT_(LOG_DEBUG, msg, __VA_ARGS__)

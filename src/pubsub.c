@@ -389,10 +389,10 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
         ps->stats.soft_disconnects++;
     else
         ps->stats.slow_disconnects++;
-    conn_peer_str(c, peer, sizeof(peer));
     LOG_WARN("slow consumer disconnected",
              "conn=%llu peer=%s queued=%u limit=%s", (unsigned long long)c->id,
-             peer, conn_queued_bytes(c), soft ? "soft" : "hard");
+             conn_peer_str(c, peer, sizeof(peer)), conn_queued_bytes(c),
+             soft ? "soft" : "hard");
     switch ((enum pubsub_proto)s->proto) {
     case PS_SSE:
     case PS_TCP:
@@ -457,10 +457,10 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
         n = conn_queue_drop_oldest(c, m->len + NOTICE_MAX);
         s->missed += n;
         ps->stats.dropped_oldest += n;
-        conn_peer_str(c, peer, sizeof(peer));
         LOG_WARN("messages dropped (drop-oldest)",
                  "conn=%llu peer=%s dropped=%u queued=%u",
-                 (unsigned long long)c->id, peer, n, conn_queued_bytes(c));
+                 (unsigned long long)c->id,
+                 conn_peer_str(c, peer, sizeof(peer)), n, conn_queued_bytes(c));
         if (s->missed)
             send_notice(ps, s);
         rc = conn_send(c, m);

@@ -263,9 +263,9 @@ static void tcp_fail(struct conn *c, const char *why)
 {
     char peer[64];
 
-    conn_peer_str(c, peer, sizeof(peer));
     LOG_INFO("tcp protocol error", "conn=%llu peer=%s why=\"%s\"",
-             (unsigned long long)c->id, peer, why);
+             (unsigned long long)c->id, conn_peer_str(c, peer, sizeof(peer)),
+             why);
     conn_close(c, CLOSE_PROTOCOL_ERROR);
 }
 

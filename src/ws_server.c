@@ -283,9 +283,9 @@ static void fail(struct conn *c, uint16_t code)
     size_t n = ws_encode_close_payload(payload, code, NULL);
     char peer[64];
 
-    conn_peer_str(c, peer, sizeof(peer));
     LOG_INFO("websocket protocol error", "conn=%llu peer=%s code=%u",
-             (unsigned long long)c->id, peer, code);
+             (unsigned long long)c->id, conn_peer_str(c, peer, sizeof(peer)),
+             code);
     w->phase = WSP_CLOSING;
     w->ps.closed = true;
     if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {

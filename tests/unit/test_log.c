@@ -252,6 +252,35 @@ static void test_rate_limit(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+static unsigned evaluated;
+
+static unsigned costly(unsigned i)
+{
+    evaluated++;
+    return i;
+}
+
+/* A line that will be suppressed does not evaluate its arguments (a peer
+ * address costs a syscall), and is still counted. */
+static void test_suppressed_args_not_evaluated(void **state)
+{
+    uint64_t before = log_suppressed_total();
+    struct cap c;
+
+    (void)state;
+    log_set_level(LOG_INFO);
+    cap_open(&c);
+    wait_fresh_second();
+    evaluated = 0;
+    for (unsigned i = 0; i < 50; i++)
+        LOG_WARN("costly", "i=%u", costly(i));
+    assert_int_equal(count_str(cap_text(&c), "msg=\"costly\""), LOG_BURST);
+    assert_int_equal(evaluated, LOG_BURST);
+    assert_int_equal(log_suppressed_total() - before, 50 - LOG_BURST);
+    cap_close(&c);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 #define LT_THREADS 4
 #define LT_LINES 2000
 
@@ -300,6 +329,7 @@ int main(void)
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_levels_filter),
         cmocka_unit_test(test_rate_limit),
+        cmocka_unit_test(test_suppressed_args_not_evaluated),
         cmocka_unit_test(test_threads_one_site),
     };
 
