@@ -68,6 +68,41 @@ void carry_release(struct carry **c)
     *c = NULL;
 }
 
+int abuf_append(struct abuf **bp, enum mem_tag tag, const void *p, size_t n,
+                size_t max)
+{
+    struct abuf *b = *bp;
+    size_t need = (b ? b->len : 0) + n;
+
+    if (need > max || need > UINT32_MAX)
+        return -ENOBUFS;
+    if (!b || need > b->cap) {
+        size_t cap = b ? b->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        cap = MIN(cap, MAX(MIN(max, (size_t)UINT32_MAX), need));
+        b = mem_realloc(tag, b, sizeof(*b) + cap);
+        if (!b)
+            return -ENOMEM;
+        if (!*bp)
+            b->len = 0;
+        b->cap = (uint32_t)cap;
+        *bp = b;
+    }
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += (uint32_t)n;
+    return 0;
+}
+
+void abuf_free(struct abuf **b, enum mem_tag tag)
+{
+    if (!*b)
+        return;
+    mem_free(tag, *b);
+    *b = NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Read buffer.                                                       */
 /* ------------------------------------------------------------------ */

@@ -31,6 +31,22 @@ int carry_save(struct carry **c, const uint8_t *p, size_t n);
 /* Frees *c and sets it to NULL (NULL is a no-op). */
 void carry_release(struct carry **c);
 
+/* struct abuf: a message arriving in pieces (a fragmented WebSocket
+ * message, a TCP frame split over reads, an HTTP body). It grows as its
+ * bytes actually arrive, doubling from 256 bytes and never past max, so
+ * its size follows what was received, never a length the peer claims
+ * (invariant 8). */
+struct abuf {
+    uint32_t len, cap;
+    uint8_t data[];
+};
+/* Appends p[0..n) to *b (allocated on the first append). Returns 0,
+ * -ENOBUFS if the total would pass max (nothing appended), or -ENOMEM. */
+int abuf_append(struct abuf **b, enum mem_tag tag, const void *p, size_t n,
+                size_t max);
+/* Frees *b and sets it to NULL (NULL is a no-op). */
+void abuf_free(struct abuf **b, enum mem_tag tag);
+
 /* The per-loop shared read buffer: one allocation of `size` usable bytes
  * plus padding, tag MEM_READBUF. */
 struct readbuf {

@@ -28,15 +28,15 @@ enum http_phase {
 };
 
 /* Per-connection state, in the conn's ext area. */
-/* The body of a request to a body route, collected as it arrives. */
+/* A request to a body route while its body arrives: what the handler
+ * will need of the header block (gone by then), and the body so far. */
 struct http_body {
-    uint32_t len, cap; /* of data */
+    struct abuf *data; /* grown as bytes arrive (invariant 8) */
     uint16_t path_len;
     uint8_t route;
     uint8_t method; /* enum http_method */
     bool keep_alive;
-    char *path;     /* inside this block, after data's capacity */
-    uint8_t data[]; /* cap bytes, then path_len bytes of path */
+    char path[]; /* path_len bytes */
 };
 
 struct http_conn {
@@ -332,22 +332,20 @@ static int start_collect(struct http_conn *hc, struct conn *c,
                          const struct http_request *req, uint8_t route)
 {
     struct http_server *srv = srv_of(c);
-    size_t cap = req->chunked ? 256 : (size_t)req->content_length;
     size_t plen = MIN(req->path.len, (size_t)UINT16_MAX);
     struct http_body *b;
 
-    b = mem_alloc(MEM_HTTP, sizeof(*b) + cap + plen);
+    b = mem_alloc(MEM_HTTP, sizeof(*b) + plen);
     if (!b) {
         conn_close(c, CLOSE_NO_MEMORY);
         return -ENOMEM;
     }
-    b->len = 0;
-    b->cap = (uint32_t)cap;
+    b->data = NULL;
     b->route = route;
     b->method = (uint8_t)req->method;
     b->keep_alive = req->keep_alive && !srv->draining;
     b->path_len = (uint16_t)plen;
-    memcpy(b->data + cap, req->path.p, plen);
+    memcpy(b->path, req->path.p, plen);
     hc->body = b;
     hc->collect = true;
     hc->keep_alive = b->keep_alive;
@@ -360,28 +358,16 @@ static void collect(void *arg, const uint8_t *p, size_t n)
 {
     struct conn *c = arg;
     struct http_conn *hc = conn_ext(c);
-    struct http_body *b = hc->body;
-
     if (conn_is_closing(c) || !n)
         return;
-    if ((size_t)b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        struct http_body *nb;
-        while (cap < (size_t)b->len + n)
-            cap *= 2;
-        nb = mem_alloc(MEM_HTTP, sizeof(*nb) + cap + b->path_len);
-        if (!nb) {
-            conn_close(c, CLOSE_NO_MEMORY);
-            return;
-        }
-        memcpy(nb, b, sizeof(*b) + b->len);
-        memcpy(nb->data + cap, b->data + b->cap, b->path_len);
-        nb->cap = (uint32_t)cap;
-        mem_free(MEM_HTTP, b);
-        hc->body = b = nb;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += (uint32_t)n;
+    if (abuf_append(&hc->body->data, MEM_HTTP, p, n, SIZE_MAX) < 0)
+        conn_close(c, CLOSE_NO_MEMORY);
+}
+
+static void body_free(struct http_body *b)
+{
+    abuf_free(&b->data, MEM_HTTP);
+    mem_free(MEM_HTTP, b);
 }
 
 /* The body of a body route is complete: run its handler. */
@@ -395,9 +381,9 @@ static void run_body_route(struct http_conn *hc, struct conn *c)
         .c = c,
         .method = (enum http_method)b->method,
         .keep_alive = b->keep_alive && !srv->draining,
-        .body = b->data,
-        .body_len = b->len,
-        .path = {(const char *)b->data + b->cap, b->path_len},
+        .body = b->data ? b->data->data : NULL,
+        .body_len = b->data ? b->data->len : 0,
+        .path = {b->path, b->path_len},
     };
 
     hc->collect = false;
@@ -406,7 +392,7 @@ static void run_body_route(struct http_conn *hc, struct conn *c)
     if (!ex.responded && !conn_is_closing(c))
         http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
                      "500 Internal Server Error\n", 26);
-    mem_free(MEM_HTTP, b);
+    body_free(b);
     hc->keep_alive = ex.keep_alive;
 }
 
@@ -668,7 +654,7 @@ static void http_on_close(struct conn *c, enum close_reason why)
 
     (void)why;
     if (hc->collect) {
-        mem_free(MEM_HTTP, hc->body);
+        body_free(hc->body);
         hc->collect = false;
     } else {
         msg_unref(hc->held);

@@ -216,11 +216,6 @@ static void start_sse(struct http_exchange *ex, struct push *p,
 
 /* ---- length-prefixed TCP ------------------------------------------------ */
 
-struct tcp_abuf {
-    uint32_t len, cap;
-    uint8_t data[];
-};
-
 /* A TCP conn's ext: 32 bytes. */
 struct tcp_conn {
     struct frame_pstate ps;
@@ -229,7 +224,7 @@ struct tcp_conn {
         struct subscriber *s;
         struct publisher *pb;
     };
-    struct tcp_abuf *abuf; /* a frame arriving in pieces */
+    struct abuf *abuf; /* a frame arriving in pieces */
 };
 
 enum { TCP_SUB = 1, TCP_PUB = 2 };
@@ -375,32 +370,18 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
         if (ev.first && ev.fin) {
             tcp_frame(c, t, ev.data, ev.len); /* whole: no copy */
         } else {
-            struct tcp_abuf *b = t->abuf;
-            size_t need = (b ? b->len : 0) + ev.len;
-            /* Grown as bytes arrive (doubling, capped at the frame's
-             * length), never sized by the length the peer claims. */
-            if (!b || need > b->cap) {
-                size_t cap = b ? b->cap : 256;
-                struct tcp_abuf *nb;
-                while (cap < need)
-                    cap *= 2;
-                cap = MIN(cap, (size_t)ev.frame_len);
-                nb = mem_realloc(MEM_MSG, b, sizeof(*nb) + cap);
-                if (!nb) {
-                    conn_close(c, CLOSE_NO_MEMORY);
-                    return len;
-                }
-                if (!b)
-                    nb->len = 0;
-                nb->cap = (uint32_t)cap;
-                t->abuf = b = nb;
+            struct abuf *b;
+            /* Grown as bytes arrive, never past the frame's length. */
+            if (abuf_append(&t->abuf, MEM_MSG, ev.data, ev.len, ev.frame_len) <
+                0) {
+                conn_close(c, CLOSE_NO_MEMORY);
+                return len;
             }
-            memcpy(b->data + b->len, ev.data, ev.len);
-            b->len += (uint32_t)ev.len;
             if (ev.fin) {
+                b = t->abuf;
                 t->abuf = NULL;
                 tcp_frame(c, t, b->data, b->len);
-                mem_free(MEM_MSG, b);
+                abuf_free(&b, MEM_MSG);
             }
         }
         if (t->role == TCP_PUB && !conn_is_closing(c))
@@ -441,10 +422,7 @@ static void tcp_on_close(struct conn *c, enum close_reason why)
     struct tcp_conn *t = conn_ext(c);
 
     (void)why;
-    if (t->abuf) {
-        mem_free(MEM_MSG, t->abuf);
-        t->abuf = NULL;
-    }
+    abuf_free(&t->abuf, MEM_MSG);
     if (t->role == TCP_SUB) {
         pubsub_subscriber_free(push_of(c)->ps, t->s);
     } else if (t->role == TCP_PUB) {

@@ -33,13 +33,6 @@ enum ws_phase {
     WSP_CLOSING,  /* our close is out; waiting for the peer's */
 };
 
-/* A message arriving in several pieces. Grows as bytes arrive. */
-struct ws_abuf {
-    uint32_t len;
-    uint32_t cap;
-    uint8_t data[];
-};
-
 struct ws_server {
     struct conn_set *set;
     struct ws_server_opts o;
@@ -403,30 +396,6 @@ static void deliver(struct conn *c, struct ws_conn *w, const uint8_t *p,
         h->on_message(c, p, len, text, h->arg);
 }
 
-/* Appends a piece of a message. Grows by doubling as bytes arrive; the
- * parser already holds the total under max_message. */
-static int abuf_append(struct ws_conn *w, const uint8_t *p, size_t n)
-{
-    struct ws_abuf *b = w->abuf;
-    size_t need = (b ? b->len : 0) + n;
-
-    if (!b || need > b->cap) {
-        size_t cap = b ? b->cap : 256;
-        while (cap < need)
-            cap *= 2;
-        b = mem_realloc(MEM_MSG, b, sizeof(*b) + cap);
-        if (!b)
-            return -ENOMEM;
-        if (!w->abuf)
-            b->len = 0;
-        b->cap = (uint32_t)cap;
-        w->abuf = b;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += (uint32_t)n;
-    return 0;
-}
-
 static void on_data_piece(struct conn *c, struct ws_conn *w,
                           const struct ws_event *ev)
 {
@@ -437,15 +406,16 @@ static void on_data_piece(struct conn *c, struct ws_conn *w,
     }
     if (ev->first)
         w->text = ev->opcode == WS_OP_TEXT;
-    if (abuf_append(w, ev->data, ev->len) < 0) {
+    /* The parser already holds the total under max_message. */
+    if (abuf_append(&w->abuf, MEM_MSG, ev->data, ev->len, SIZE_MAX) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
     if (ev->fin) {
-        struct ws_abuf *b = w->abuf;
+        struct abuf *b = w->abuf;
         w->abuf = NULL;
         deliver(c, w, b->data, b->len, w->text);
-        mem_free(MEM_MSG, b);
+        abuf_free(&b, MEM_MSG);
     }
 }
 
@@ -604,10 +574,7 @@ static void ws_on_close(struct conn *c, enum close_reason why)
     struct ws_conn *w = conn_ext(c);
 
     (void)why;
-    if (w->abuf) {
-        mem_free(MEM_MSG, w->abuf);
-        w->abuf = NULL;
-    }
+    abuf_free(&w->abuf, MEM_MSG);
     notify_close(c, w, WS_CLOSE_ABNORMAL);
 }
 

@@ -32,13 +32,13 @@ struct ws_handlers;
  * bytes. The server and the handlers are the conn's protocol context
  * (conn_ctx(): a struct ws_binding), not pointers here. */
 struct ws_conn {
-    struct ws_abuf *abuf; /* message being assembled, or NULL */
-    void *user;           /* the application's per-connection data */
-    struct ws_pstate ps;  /* the frame parser's state */
-    uint8_t phase : 2;    /* enum ws_phase (ws_server.c) */
-    uint8_t client : 1;   /* we are the client: mask what we send */
-    uint8_t text : 1;     /* type of the message being assembled */
-    uint8_t opened : 1;   /* on_open ran and on_close is still owed */
+    struct abuf *abuf;   /* message being assembled, or NULL */
+    void *user;          /* the application's per-connection data */
+    struct ws_pstate ps; /* the frame parser's state */
+    uint8_t phase : 2;   /* enum ws_phase (ws_server.c) */
+    uint8_t client : 1;  /* we are the client: mask what we send */
+    uint8_t text : 1;    /* type of the message being assembled */
+    uint8_t opened : 1;  /* on_open ran and on_close is still owed */
     uint8_t unused;
 };
 

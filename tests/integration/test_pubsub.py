@@ -824,6 +824,32 @@ def test_post_chunked_empty_and_connection_close(server):
         w.close()
 
 
+def test_post_body_memory_follows_bytes_received(moor):
+    """A POST claiming a large Content-Length holds memory for the bytes
+    that arrived, not for the length claimed (invariant 8)."""
+    s = moor("--max-body", "64MiB", "--max-message", "64MiB")
+    ka = KeepAlive(s)
+    before = tag_bytes(ka.mem(), "http")
+    conns = []
+    for _ in range(4):
+        c = s.conn()
+        c.send(b"POST /pub/m HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Length: 50000000\r\n\r\n" + b"x" * 10)
+        conns.append(c)
+    deadline = time.monotonic() + 5
+    while True:
+        grown = tag_bytes(ka.mem(), "http") - before
+        if time.monotonic() > deadline or grown > 0:
+            break
+        time.sleep(0.05)
+    # 4 bodies of 10 bytes: a few hundred bytes each, nowhere near 4 x 50 MB.
+    assert 0 < grown < 64 * 1024, \
+        f"4 POSTs of 10 bytes (claiming 50 MB) hold {grown} bytes"
+    for c in conns:
+        c.close()
+    ka.close()
+
+
 def test_post_pipelined(server):
     subs = three_subs(server)
     reqs = []

@@ -118,6 +118,44 @@ static void test_carry_failure_keeps_old(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* An abuf grows as bytes arrive: doubling from 256, never past max,
+ * and a failed append leaves it as it was. */
+static void test_abuf(void **state)
+{
+    struct abuf *b = NULL;
+    uint8_t chunk[300];
+
+    (void)state;
+    memset(chunk, 'a', sizeof(chunk));
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 10, 1000), 0);
+    assert_int_equal(b->len, 10);
+    assert_int_equal(b->cap, 256);
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 1000), 0);
+    assert_int_equal(b->len, 310);
+    assert_int_equal(b->cap, 512);
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 1000), 0);
+    assert_int_equal(b->cap, 1000); /* capped at max, not 1024 */
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 1000), 0);
+    assert_int_equal(b->len, 910);
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 1000), -ENOBUFS);
+    assert_int_equal(b->len, 910);
+    assert_memory_equal(b->data + 600, chunk, 300);
+    /* A higher max: 910 + 300 must grow, and a failed growth changes
+     * nothing. */
+    mem_fail_at(1);
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 100000), -ENOMEM);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    assert_int_equal(b->len, 910);
+    assert_int_equal(b->cap, 1000);
+    assert_int_equal(abuf_append(&b, MEM_MSG, chunk, 300, 100000), 0);
+    assert_int_equal(b->cap, 2000);
+    abuf_free(&b, MEM_MSG);
+    assert_null(b);
+    abuf_free(&b, MEM_MSG);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 static void test_readbuf(void **state)
 {
     struct readbuf rb;
@@ -391,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_carry_save_from_itself),
         cmocka_unit_test(test_carry_zero_frees),
         cmocka_unit_test(test_carry_failure_keeps_old),
+        cmocka_unit_test(test_abuf),
         cmocka_unit_test(test_readbuf),
         cmocka_unit_test(test_sbuf_growth),
         cmocka_unit_test(test_sbuf_cap),
