@@ -209,23 +209,30 @@ struct subscriber *pubsub_subscriber_new(struct pubsub *ps, struct conn *c,
     return s;
 }
 
+/* Removes s's most recent subscription (the head of its list), freeing
+ * the channel if it was its last subscriber. */
+static void unsubscribe_newest(struct pubsub *ps, struct subscriber *s)
+{
+    struct sub *u = s->subs;
+
+    s->subs = u->snext;
+    *u->cprev = u->cnext;
+    if (u->cnext)
+        u->cnext->cprev = u->cprev;
+    u->ch->n_subs--;
+    ps->stats.subscriptions--;
+    channel_release(ps, u->ch);
+    mem_free(MEM_CHANNEL, u);
+    if (--s->n_subs == 0)
+        ps->stats.subscribers--;
+}
+
 void pubsub_subscriber_free(struct pubsub *ps, struct subscriber *s)
 {
     if (!s)
         return;
-    while (s->subs) {
-        struct sub *u = s->subs;
-        s->subs = u->snext;
-        *u->cprev = u->cnext;
-        if (u->cnext)
-            u->cnext->cprev = u->cprev;
-        u->ch->n_subs--;
-        ps->stats.subscriptions--;
-        channel_release(ps, u->ch);
-        mem_free(MEM_CHANNEL, u);
-    }
-    if (s->n_subs)
-        ps->stats.subscribers--;
+    while (s->subs)
+        unsubscribe_newest(ps, s);
     mem_free(MEM_CHANNEL, s);
 }
 
@@ -301,19 +308,8 @@ int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,
                                    : "out of memory";
         /* All or none: undo what this list subscribed (new ones are at
          * the head of s->subs). */
-        while (s->subs && s->n_subs > before) {
-            struct sub *u = s->subs;
-            s->subs = u->snext;
-            *u->cprev = u->cnext;
-            if (u->cnext)
-                u->cnext->cprev = u->cprev;
-            u->ch->n_subs--;
-            ps->stats.subscriptions--;
-            channel_release(ps, u->ch);
-            mem_free(MEM_CHANNEL, u);
-            if (--s->n_subs == 0)
-                ps->stats.subscribers--;
-        }
+        while (s->subs && s->n_subs > before)
+            unsubscribe_newest(ps, s);
     }
     return rc;
 }

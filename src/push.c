@@ -42,6 +42,9 @@ struct publisher {
 };
 
 static void pub_resume(struct timer *t);
+static struct publisher *publisher_new(struct push *p, struct conn *c,
+                                       const void *name, size_t n);
+static void publisher_free(struct conn *c, struct publisher *pb);
 static bool publish_paced(struct conn *c, struct publisher *pb,
                           const uint8_t *data, size_t len, bool text);
 
@@ -271,7 +274,6 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     struct frame_command cmd;
     const uint8_t *name;
     size_t pos = 0, nl;
-    uint32_t now = loop_now(conn_loop(c));
 
     if (frame_parse_command(p, n, pp->o.pubsub.max_channels_per_conn, &cmd) <
         0) {
@@ -298,20 +300,12 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
         return;
     }
     frame_command_next(&cmd, &pos, &name, &nl);
-    t->pb = mem_calloc(MEM_CHANNEL, 1, sizeof(*t->pb));
+    t->pb = publisher_new(pp, c, name, nl);
     if (!t->pb) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
     t->role = TCP_PUB;
-    t->pb->p = pp;
-    t->pb->c = c;
-    t->pb->len = (uint16_t)nl;
-    memcpy(t->pb->name, name, nl);
-    timer_init(&t->pb->resume, pub_resume);
-    ratelimit_init(&t->pb->msgs, pp->o.rate, pp->o.burst, now);
-    ratelimit_init(&t->pb->bytes, (uint32_t)MIN(pp->o.byte_rate, UINT32_MAX), 0,
-                   now);
     conn_set_state(c, CSTATE_ACTIVE);
     conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
 }
@@ -365,8 +359,8 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
             break;
         off += (size_t)n;
         t->ps = parser.s;
-        if (ev.type != FRAME_EV_DATA)
-            continue;
+        if (ev.type != FRAME_EV_DATA || t->role == TCP_SUB)
+            continue; /* a subscriber's frames are read and dropped */
         if (ev.first && ev.fin) {
             tcp_frame(c, t, ev.data, ev.len); /* whole: no copy */
         } else {
@@ -426,8 +420,7 @@ static void tcp_on_close(struct conn *c, enum close_reason why)
     if (t->role == TCP_SUB) {
         pubsub_subscriber_free(push_of(c)->ps, t->s);
     } else if (t->role == TCP_PUB) {
-        timer_cancel(loop_timers(conn_loop(c)), &t->pb->resume);
-        mem_free(MEM_CHANNEL, t->pb);
+        publisher_free(c, t->pb);
     }
     t->role = 0;
     t->s = NULL;
@@ -575,28 +568,19 @@ static void pub_close(struct conn *c, uint16_t code, void *arg)
 
     (void)code;
     (void)arg;
-    if (!pb)
-        return;
-    timer_cancel(loop_timers(conn_loop(c)), &pb->resume);
-    mem_free(MEM_CHANNEL, pb);
+    publisher_free(c, pb);
     ws_set_user(c, NULL);
 }
 
-static void on_pub_ws(struct http_exchange *ex, struct push *p,
-                      const char *name, size_t n)
+/* A publisher on channel name[0..n) for conn c, its buckets full. */
+static struct publisher *publisher_new(struct push *p, struct conn *c,
+                                       const void *name, size_t n)
 {
     struct publisher *pb = mem_calloc(MEM_CHANNEL, 1, sizeof(*pb));
-    struct conn *c = ex->c;
     uint32_t now = loop_now(conn_loop(c));
 
-    if (!pb) {
-        respond_text(ex, 503, "out of memory");
-        return;
-    }
-    if (ws_server_upgrade(p->ws, ex, &p->pub_h) != 0) {
-        mem_free(MEM_CHANNEL, pb);
-        return;
-    }
+    if (!pb)
+        return NULL;
     pb->p = p;
     pb->c = c;
     pb->len = (uint16_t)n;
@@ -605,6 +589,31 @@ static void on_pub_ws(struct http_exchange *ex, struct push *p,
     ratelimit_init(&pb->msgs, p->o.rate, p->o.burst, now);
     ratelimit_init(&pb->bytes, (uint32_t)MIN(p->o.byte_rate, UINT32_MAX), 0,
                    now);
+    return pb;
+}
+
+static void publisher_free(struct conn *c, struct publisher *pb)
+{
+    if (!pb)
+        return;
+    timer_cancel(loop_timers(conn_loop(c)), &pb->resume);
+    mem_free(MEM_CHANNEL, pb);
+}
+
+static void on_pub_ws(struct http_exchange *ex, struct push *p,
+                      const char *name, size_t n)
+{
+    struct conn *c = ex->c;
+    struct publisher *pb = publisher_new(p, c, name, n);
+
+    if (!pb) {
+        respond_text(ex, 503, "out of memory");
+        return;
+    }
+    if (ws_server_upgrade(p->ws, ex, &p->pub_h) != 0) {
+        publisher_free(c, pb);
+        return;
+    }
     ws_set_user(c, pb);
 }
 
