@@ -53,6 +53,7 @@ enum opt_kind {
     OPT_ENUM,     /* char[]: one of opt.choices */
     OPT_BOOL,     /* bool: no value on the command line */
     OPT_ORIGINS,  /* char[]: comma-separated origins, "*", or empty */
+    OPT_PATH,     /* char[]: a file name, or empty */
 };
 
 struct opt {
@@ -93,6 +94,53 @@ static const struct opt opts[] = {
              "(4-byte big-endian length, then payload; first frame \"SUB "
              "a b\" or \"PUB ch\"); empty: off",
      .metric = "moor_closed_total{reason=\"protocol_error\"}"},
+    {.name = "tls-listen",
+     .kind = OPT_ADDR,
+     FIELD(tls_listen),
+     .def = "",
+     .help = "also serve everything --listen serves over TLS here (HTTPS, "
+             "wss://, SSE); needs --tls-cert and --tls-key; empty: off",
+     .metric = "moor_tls_handshakes_total"},
+    {.name = "tls-cert",
+     .kind = OPT_PATH,
+     FIELD(tls_cert),
+     .def = "",
+     .help = "PEM certificate chain for --tls-listen: the server's "
+             "certificate first, then intermediates; SIGHUP reloads it",
+     .metric = "moor_tls_reloads_total"},
+    {.name = "tls-key",
+     .kind = OPT_PATH,
+     FIELD(tls_key),
+     .def = "",
+     .help = "PEM private key (not encrypted) of --tls-cert; SIGHUP "
+             "reloads it",
+     .metric = "moor_tls_reloads_total"},
+    {.name = "tls-min-version",
+     .kind = OPT_ENUM,
+     FIELD(tls_min_version),
+     .def = "1.2",
+     .choices = "1.2|1.3",
+     .arg = "VERSION",
+     .help = "oldest TLS version accepted; older clients fail the "
+             "handshake",
+     .metric = "moor_tls_handshakes_total{result=\"failed\"}"},
+    {.name = "tls-tickets",
+     .kind = OPT_BOOL,
+     FIELD(tls_tickets),
+     .def = "false",
+     .help = "issue TLS session tickets so returning clients skip the full "
+             "handshake (the server keeps no per-session state; off: "
+             "every handshake is full)",
+     .metric = "-"},
+    {.name = "handshake-timeout",
+     .kind = OPT_DURATION,
+     FIELD(handshake_timeout_ms),
+     .def = "10s",
+     .min = 1,
+     .max = DURATION_MAX_MS,
+     .help = "close a TLS connection whose handshake takes longer (a client "
+             "that sends nothing or half a ClientHello)",
+     .metric = "moor_closed_total{reason=\"handshake_timeout\"}"},
     {.name = "max-conns",
      .kind = OPT_UINT,
      FIELD(max_conns),
@@ -707,6 +755,10 @@ static void expected(const struct opt *o, int rc, char *buf, size_t len)
                  "expected origins like https://example.com,"
                  "http://localhost:8080 (comma-separated), or *");
         break;
+    case OPT_PATH:
+        snprintf(buf, len, "expected a file name shorter than %zu bytes",
+                 o->len);
+        break;
     }
 }
 
@@ -780,6 +832,11 @@ static int store(struct moor_config *c, const struct opt *o, const char *text)
         if (rc == 0)
             memcpy(field, text, strlen(text) + 1);
         return rc;
+    case OPT_PATH:
+        if (strlen(text) >= o->len)
+            return -ERANGE;
+        memcpy(field, text, strlen(text) + 1);
+        return 0;
     case OPT_ENUM:
         rc = parse_choice(o->choices, text);
         if (rc == 0 && strlen(text) >= o->len)
@@ -864,6 +921,7 @@ static bool row_ok(const struct opt *o)
     case OPT_ENUM:
         return o->len > 1 && o->choices;
     case OPT_ORIGINS:
+    case OPT_PATH:
         return o->len > 1;
     }
     return false;
@@ -992,6 +1050,20 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
     char rb[32], mh[32], need[32];
     uint64_t min_rb = c->max_header_bytes + READ_BUFFER_HEADROOM;
 
+    if (c->tls_listen[0] && (!c->tls_cert[0] || !c->tls_key[0])) {
+        set_err(err, errlen,
+                "--tls-listen %s needs a certificate and its key: add "
+                "--tls-cert FILE and --tls-key FILE (PEM)",
+                c->tls_listen);
+        return -1;
+    }
+    if (!c->tls_listen[0] && (c->tls_cert[0] || c->tls_key[0])) {
+        set_err(err, errlen,
+                "--tls-cert and --tls-key are used only with --tls-listen "
+                "ADDR: add it, or drop them");
+        return -1;
+    }
+
     if (c->read_buffer >= min_rb)
         return 0;
     fmt_size(c->read_buffer, rb, sizeof(rb));
@@ -1034,7 +1106,7 @@ static const char *metavar(const struct opt *o)
         [OPT_ADDR] = "ADDR",         [OPT_UINT] = "N",
         [OPT_DURATION] = "DURATION", [OPT_SIZE] = "SIZE",
         [OPT_ENUM] = "WORD",         [OPT_BOOL] = "",
-        [OPT_ORIGINS] = "LIST",
+        [OPT_ORIGINS] = "LIST",      [OPT_PATH] = "FILE",
     };
 
     return o->arg ? o->arg : names[o->kind];

@@ -21,6 +21,12 @@
 struct moor_config {
     char listen[128];               /* --listen host:port */
     char tcp_listen[128];           /* --tcp-listen host:port, "" = off */
+    char tls_listen[128];           /* --tls-listen host:port, "" = off */
+    char tls_cert[512];             /* --tls-cert PEM chain */
+    char tls_key[512];              /* --tls-key PEM key */
+    char tls_min_version[8];        /* --tls-min-version 1.2|1.3 */
+    bool tls_tickets;               /* --tls-tickets */
+    uint32_t handshake_timeout_ms;  /* --handshake-timeout */
     uint32_t max_conns;             /* --max-conns */
     uint32_t accept_rate;           /* --accept-rate per second, 0 = off */
     uint32_t accept_burst;          /* --accept-burst */

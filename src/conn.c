@@ -26,6 +26,7 @@
 #include "conn.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 #include "util.h"
 
 #define CONN_IOV_MAX 64
@@ -54,6 +55,8 @@ static const char *const reason_names[CLOSE_REASON_COUNT] = {
     [CLOSE_CONNECT_FAILED] = "connect_failed",
     [CLOSE_CONNECT_TIMEOUT] = "connect_timeout",
     [CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
+    [CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [CLOSE_TLS_ERROR] = "tls_error",
 };
 
 const char *close_reason_name(enum close_reason r)
@@ -70,6 +73,7 @@ static const char *const state_names[CSTATE_COUNT] = {
     [CSTATE_WEBSOCKET] = "websocket",
     [CSTATE_CONNECTING] = "connecting",
     [CSTATE_SSE] = "sse",
+    [CSTATE_TLS] = "tls_handshake",
 };
 
 const char *conn_state_name(enum conn_state s)
@@ -82,6 +86,9 @@ static void conn_on_timer(struct tnode *t);
 static void set_on_hook(struct loop_hook *h);
 static void set_on_mem_timer(struct timer *t);
 static void set_events(struct conn *c);
+static void do_handshake(struct conn *c);
+static void do_read(struct conn *c);
+static void tls_end(struct conn *c, enum close_reason why);
 
 #define MEM_POLL_MS 100 /* budget check period while readers are paused */
 
@@ -165,7 +172,8 @@ static void conn_on_timer(struct tnode *t)
             rearm(c);
             return;
         }
-        if (conn_proto(c)->on_timeout && !(c->flags & CONN_LINGER) &&
+        if (conn_proto(c)->on_timeout &&
+            !(c->flags & (CONN_LINGER | CONN_HANDSHAKE)) &&
             conn_proto(c)->on_timeout(c)) {
             if (!conn_is_closing(c))
                 rearm(c);
@@ -246,6 +254,8 @@ void conn_set_fini(struct conn_set *s)
     loop_remove_wheel(s->loop, &s->wheel);
     mem_free(MEM_LOOP, s->by_fd);
     s->by_fd = NULL;
+    mem_free(MEM_LOOP, s->tls_by_fd);
+    s->tls_by_fd = NULL;
     for (int i = 0; i < CONN_MAX_SIZES; i++)
         pool_fini(&s->pools[i]);
 }
@@ -381,6 +391,151 @@ struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
     return c;
 }
 
+/* ---- TLS ---------------------------------------------------------------- */
+
+struct tls_conn *conn_tls(const struct conn *c)
+{
+    return (c->flags & CONN_TLS) ? conn_set_of(c)->tls_by_fd[c->fd] : NULL;
+}
+
+const char *conn_tls_error(const struct conn *c)
+{
+    struct tls_conn *tc = conn_tls(c);
+
+    return tc ? tls_conn_error(tc) : "";
+}
+
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
+                   const char *host, uint32_t ms)
+{
+    struct conn_set *s = conn_set_of(c);
+    struct tls_conn *tc;
+
+    if (conn_is_closing(c) || (c->flags & CONN_TLS))
+        return -EINVAL;
+    if (!s->tls_by_fd) {
+        s->tls_by_fd =
+            mem_calloc(MEM_LOOP, s->by_fd_len, sizeof(*s->tls_by_fd));
+        if (!s->tls_by_fd)
+            return -ENOMEM;
+    }
+    tc = tls_conn_new(ctx, c->fd, server, host);
+    if (!tc)
+        return -ENOMEM;
+    s->tls_by_fd[c->fd] = tc;
+    c->flags |= CONN_TLS;
+    s->stats.tls_open++;
+    if (server) {
+        /* A client's handshake starts when its connect is done. */
+        c->flags |= CONN_HANDSHAKE;
+        conn_set_state(c, CSTATE_TLS);
+    }
+    if (ms)
+        conn_set_read_deadline(c, ms, CLOSE_HANDSHAKE_TIMEOUT);
+    return 0;
+}
+
+/* Frees c's TLS engine, after a close_notify if the conn ends well and
+ * the handshake was done (never waiting for the peer's). From the close
+ * path, or when a plaintext client is answered in plaintext. */
+static void tls_drop(struct conn *c, bool notify)
+{
+    struct conn_set *s = conn_set_of(c);
+    struct tls_conn *tc = s->tls_by_fd[c->fd];
+
+    if (notify && !(c->flags & CONN_HANDSHAKE))
+        tls_shutdown(tc);
+    tls_conn_free(tc);
+    s->tls_by_fd[c->fd] = NULL;
+    c->flags &= (uint16_t) ~(CONN_TLS | CONN_HANDSHAKE | CONN_TLS_RW);
+    s->stats.tls_open--;
+}
+
+static void tls_end(struct conn *c, enum close_reason why)
+{
+    struct conn_set *s = conn_set_of(c);
+
+    if ((c->flags & CONN_HANDSHAKE) &&
+        (why == CLOSE_HANDSHAKE_TIMEOUT || why == CLOSE_CONNECT_TIMEOUT))
+        s->stats.tls_handshakes[TLS_HS_TIMEOUT]++;
+    tls_drop(c,
+             why != CLOSE_PEER && why != CLOSE_ERROR && why != CLOSE_TLS_ERROR);
+}
+
+/* Plain HTTP on the TLS port (nginx's answer): the request is still in
+ * the socket, so the conn goes on without TLS, answers 400 in plaintext
+ * and closes within what is left of its handshake deadline. */
+static void tls_plaintext(struct conn *c)
+{
+    static const char resp[] =
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 50\r\n"
+        "Connection: close\r\n\r\n"
+        "400 The plain HTTP request was sent to HTTPS port\n";
+    uint32_t now = loop_now(conn_loop(c));
+    uint32_t left = 1;
+
+    conn_set_of(c)->stats.tls_handshakes[TLS_HS_PLAINTEXT]++;
+    tls_drop(c, false);
+    set_events(c);
+    if (c->rd_deadline != TICK_UNSET && tick_after(c->rd_deadline, now))
+        left = c->rd_deadline - now;
+    if (conn_send_bytes(c, resp, sizeof(resp) - 1) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_close_within(c, CLOSE_BAD_REQUEST, left);
+}
+
+/* Drives the TLS handshake; once done, the protocol is told the conn is
+ * ready (on_connect) and queued output goes out. */
+static void do_handshake(struct conn *c)
+{
+    struct conn_set *s = conn_set_of(c);
+    struct tls_conn *tc = conn_tls(c);
+    int rc = tls_handshake(tc);
+    char peer[64];
+
+    switch (rc) {
+    case TLS_OK:
+        c->flags &= (uint16_t) ~(CONN_HANDSHAKE | CONN_TLS_RW);
+        s->stats.tls_handshakes[TLS_HS_OK]++;
+        set_events(c);
+        conn_proto(c)->on_connect(c, 0);
+        if (conn_is_closing(c))
+            return;
+        if (c->qtail)
+            pending_add(c);
+        /* Bytes that came with the handshake's last flight may sit
+         * decrypted inside OpenSSL, where epoll cannot see them. */
+        if (tls_pending(tc)) {
+            c->flags |= CONN_INPUT_PENDING;
+            pending_add(c);
+        }
+        return;
+    case TLS_WANT_READ:
+    case TLS_WANT_WRITE:
+        if (rc == TLS_WANT_WRITE)
+            c->flags |= CONN_TLS_RW;
+        else
+            c->flags &= ~CONN_TLS_RW;
+        set_events(c);
+        return;
+    case TLS_ERR_PLAINTEXT:
+        tls_plaintext(c);
+        return;
+    default:
+        s->stats.tls_handshakes[TLS_HS_FAILED]++;
+        LOG_INFO("tls handshake failed", "conn=%llu peer=%s err=\"%s\"",
+                 (unsigned long long)c->id,
+                 conn_peer_str(c, peer, sizeof(peer)), tls_conn_error(tc));
+        conn_proto(c)->on_connect(c, -EPROTO);
+        conn_close(c, rc == TLS_EOF ? CLOSE_PEER : CLOSE_TLS_ERROR);
+        return;
+    }
+}
+
 /* The connect finished (EPOLLOUT, or an error): tell the protocol. */
 static void connect_done(struct conn *c)
 {
@@ -402,6 +557,11 @@ static void connect_done(struct conn *c)
         errno == ENOTCONN)
         return;
     c->flags &= ~CONN_CONNECTING;
+    if (c->flags & CONN_TLS) {
+        c->flags |= CONN_HANDSHAKE;
+        do_handshake(c);
+        return;
+    }
     set_events(c);
     conn_proto(c)->on_connect(c, 0);
     if (!conn_is_closing(c) && c->qtail)
@@ -522,6 +682,8 @@ void conn_close(struct conn *c, enum close_reason why)
     loop_unwatch(s->loop, c->fd);
     if (conn_proto(c)->on_close)
         conn_proto(c)->on_close(c, why);
+    if (c->flags & CONN_TLS)
+        tls_end(c, why);
     queue_clear(c);
     carry_release(&c->carry);
     s->by_fd[c->fd] = NULL;
@@ -681,6 +843,12 @@ static void set_events(struct conn *c)
         ev = EPOLLOUT;
         goto out;
     }
+    if (c->flags & CONN_HANDSHAKE) {
+        ev = (c->flags & CONN_TLS_RW) ? EPOLLOUT : EPOLLIN;
+        goto out;
+    }
+    if (c->flags & CONN_TLS_RW)
+        ev |= EPOLLOUT;
     if (!c->pause && !(c->flags & CONN_EOF))
         ev |= EPOLLIN;
     /* Paused for memory, a peer that leaves must still be noticed, or its
@@ -716,6 +884,29 @@ static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
     s->stats.lat_sum_us += us;
 }
 
+/* Sends iov[0..n) as far as the socket takes it: through the TLS engine
+ * if c has one (which also takes the bytes as one stream, and wants the
+ * same bytes offered again after a short count). Returns the count or
+ * -errno (-EAGAIN: nothing taken; -EPROTO: a TLS failure). */
+static ssize_t conn_writev(struct conn *c, struct iovec *iov, int n)
+{
+    ssize_t w;
+
+    if (c->flags & CONN_TLS) {
+        w = tls_writev(conn_tls(c), iov, n);
+        if (w >= 0)
+            return w;
+        if (w == TLS_WANT_WRITE || w == TLS_WANT_READ)
+            return -EAGAIN;
+        return w == TLS_ERR ? -EPROTO : -EPIPE;
+    }
+    /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user who
+     * does not ignore SIGPIPE survives a peer that left. */
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    return w < 0 ? -errno : w;
+}
+
 static int flush(struct conn *c)
 {
     struct conn_set *s = conn_set_of(c);
@@ -737,16 +928,13 @@ static int flush(struct conn *c)
                 break;
             e = e->next;
         }
-        /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user
-         * who does not ignore SIGPIPE survives a peer that left. */
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        w = conn_writev(c, iov, n);
         if (w < 0) {
-            if (errno == EINTR)
+            if (w == -EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+            if (w == -EAGAIN || w == -EWOULDBLOCK)
                 return 0;
-            return -errno;
+            return (int)w;
         }
         s->stats.bytes_out += (uint64_t)w;
         /* Progress resets the write deadline. */
@@ -805,6 +993,8 @@ static void after_write(struct conn *c)
         /* Half-close: the peer reads our answer, then its EOF ends us. */
         if (!(c->flags & CONN_SHUT_WR)) {
             c->flags |= CONN_SHUT_WR;
+            if (c->flags & CONN_TLS)
+                tls_shutdown(conn_tls(c)); /* close_notify first */
             shutdown(c->fd, SHUT_WR);
             /* The linger (waiting for the peer's EOF) starts now, unless
              * one deadline covers it all (conn_close_within). */
@@ -826,6 +1016,7 @@ static void do_flush(struct conn *c)
 
     if (rc < 0) {
         conn_close(c, rc == -EPIPE || rc == -ECONNRESET ? CLOSE_PEER
+                      : rc == -EPROTO                   ? CLOSE_TLS_ERROR
                                                         : CLOSE_ERROR);
         return;
     }
@@ -875,7 +1066,28 @@ static void do_read(struct conn *c)
         conn_close(c, CLOSE_ERROR);
         return;
     }
-    n = read(c->fd, rb->data + have, rb->size - have);
+    if (c->flags & CONN_TLS) {
+        n = tls_read(conn_tls(c), rb->data + have, rb->size - have);
+        switch (n) {
+        case TLS_WANT_READ:
+            return;
+        case TLS_WANT_WRITE: /* OpenSSL must send first (a KeyUpdate) */
+            c->flags |= CONN_TLS_RW;
+            set_events(c);
+            return;
+        case TLS_CLOSED:
+        case TLS_EOF:
+            n = 0;
+            break;
+        default:
+            if (n < 0) {
+                conn_close(c, CLOSE_TLS_ERROR);
+                return;
+            }
+        }
+    } else {
+        n = read(c->fd, rb->data + have, rb->size - have);
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
             return;
@@ -906,6 +1118,13 @@ static void do_read(struct conn *c)
         return; /* discarded */
     carry_release(&c->carry);
     deliver(c, rb->data, have + (size_t)n);
+    /* A full buffer may leave decrypted bytes inside OpenSSL, where
+     * epoll cannot see them: come back for them this iteration. */
+    if ((c->flags & CONN_TLS) && !conn_is_closing(c) &&
+        tls_pending(conn_tls(c))) {
+        c->flags |= CONN_INPUT_PENDING;
+        pending_add(c);
+    }
 }
 
 /* Feeds a carried tail to the protocol again without reading (after a
@@ -916,7 +1135,13 @@ static void reprocess(struct conn *c)
     size_t have;
 
     c->flags &= ~CONN_INPUT_PENDING;
-    if (!c->carry || c->pause)
+    if (c->pause)
+        return;
+    if ((c->flags & CONN_TLS) && tls_pending(conn_tls(c))) {
+        do_read(c); /* puts the carry in front itself */
+        return;
+    }
+    if (!c->carry)
         return;
     have = c->carry->len;
     memcpy(rb->data, c->carry->data, have);
@@ -936,6 +1161,19 @@ static void conn_on_fd(void *arg, int fd, uint32_t events)
     if (c->flags & CONN_CONNECTING) {
         connect_done(c);
         return;
+    }
+    if (c->flags & CONN_HANDSHAKE) {
+        do_handshake(c);
+        return;
+    }
+    if ((events & EPOLLOUT) && (c->flags & CONN_TLS_RW)) {
+        /* The read that waited for writability goes first. */
+        c->flags &= ~CONN_TLS_RW;
+        set_events(c);
+        if (!c->pause)
+            do_read(c);
+        if (conn_is_closing(c))
+            return;
     }
     if (events & EPOLLOUT) {
         do_flush(c);
@@ -986,7 +1224,7 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
         return;
     conn_set_of(c)->stats.paused--;
     set_events(c);
-    if (c->carry) {
+    if (c->carry || ((c->flags & CONN_TLS) && tls_pending(conn_tls(c)))) {
         c->flags |= CONN_INPUT_PENDING;
         pending_add(c);
     }
@@ -1036,7 +1274,7 @@ static void set_on_hook(struct loop_hook *h)
             }
         }
         if ((c->qtail || (c->flags & CONN_LINGER)) &&
-            !(c->flags & CONN_CONNECTING))
+            !(c->flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
             do_flush(c);
     }
     s->hook_iter = loop_iteration(s->loop);

@@ -47,26 +47,29 @@
 /* Keep close_reason_name() in conn.c in step. */
 enum close_reason {
     CLOSE_NONE = 0,
-    CLOSE_PEER,             /* peer_closed: EOF or reset from the peer */
-    CLOSE_ERROR,            /* error: socket error on read or write */
-    CLOSE_HEADER_TIMEOUT,   /* header_timeout */
-    CLOSE_BODY_TIMEOUT,     /* body_timeout */
-    CLOSE_IDLE_TIMEOUT,     /* idle_timeout */
-    CLOSE_WRITE_TIMEOUT,    /* write_timeout: peer took no bytes */
-    CLOSE_LINGER_TIMEOUT,   /* linger_timeout: peer kept sending after
-                               an error response */
-    CLOSE_BAD_REQUEST,      /* bad_request: answered with a 4xx/5xx */
-    CLOSE_DONE,             /* done: response complete, no keep-alive */
-    CLOSE_SHUTDOWN,         /* shutdown: server stopping */
-    CLOSE_SLOW_CONSUMER,    /* slow_consumer: outbound queue over limit */
-    CLOSE_NO_MEMORY,        /* out_of_memory: an allocation failed */
-    CLOSE_PONG_TIMEOUT,     /* pong_timeout: no frame after our ping */
-    CLOSE_PROTOCOL_ERROR,   /* protocol_error: WebSocket 1002/1007 */
-    CLOSE_TOO_BIG,          /* message_too_big: WebSocket 1009 */
-    CLOSE_CLOSE_TIMEOUT,    /* close_timeout: no reply to our close */
-    CLOSE_CONNECT_FAILED,   /* connect_failed: our outgoing connect failed */
-    CLOSE_CONNECT_TIMEOUT,  /* connect_timeout: no connect/handshake in time */
-    CLOSE_HANDSHAKE_FAILED, /* handshake_failed: the server's answer was bad */
+    CLOSE_PEER,              /* peer_closed: EOF or reset from the peer */
+    CLOSE_ERROR,             /* error: socket error on read or write */
+    CLOSE_HEADER_TIMEOUT,    /* header_timeout */
+    CLOSE_BODY_TIMEOUT,      /* body_timeout */
+    CLOSE_IDLE_TIMEOUT,      /* idle_timeout */
+    CLOSE_WRITE_TIMEOUT,     /* write_timeout: peer took no bytes */
+    CLOSE_LINGER_TIMEOUT,    /* linger_timeout: peer kept sending after
+                                an error response */
+    CLOSE_BAD_REQUEST,       /* bad_request: answered with a 4xx/5xx */
+    CLOSE_DONE,              /* done: response complete, no keep-alive */
+    CLOSE_SHUTDOWN,          /* shutdown: server stopping */
+    CLOSE_SLOW_CONSUMER,     /* slow_consumer: outbound queue over limit */
+    CLOSE_NO_MEMORY,         /* out_of_memory: an allocation failed */
+    CLOSE_PONG_TIMEOUT,      /* pong_timeout: no frame after our ping */
+    CLOSE_PROTOCOL_ERROR,    /* protocol_error: WebSocket 1002/1007 */
+    CLOSE_TOO_BIG,           /* message_too_big: WebSocket 1009 */
+    CLOSE_CLOSE_TIMEOUT,     /* close_timeout: no reply to our close */
+    CLOSE_CONNECT_FAILED,    /* connect_failed: our outgoing connect failed */
+    CLOSE_CONNECT_TIMEOUT,   /* connect_timeout: no connect/handshake in time */
+    CLOSE_HANDSHAKE_FAILED,  /* handshake_failed: the server's answer was bad */
+    CLOSE_HANDSHAKE_TIMEOUT, /* handshake_timeout: no TLS handshake in time */
+    CLOSE_TLS_ERROR,         /* tls_error: a TLS failure (alert, bad record,
+                                certificate, no common version) */
     CLOSE_REASON_COUNT
 };
 const char *close_reason_name(enum close_reason r);
@@ -90,6 +93,7 @@ enum conn_state {
     CSTATE_WEBSOCKET,  /* websocket (open) */
     CSTATE_CONNECTING, /* connecting (outgoing, before it is open) */
     CSTATE_SSE,        /* sse (an open event stream) */
+    CSTATE_TLS,        /* tls_handshake (server side, before any request) */
     CSTATE_COUNT
 };
 const char *conn_state_name(enum conn_state s);
@@ -110,10 +114,13 @@ struct conn_proto {
      * (and set a new read deadline), false to close with the reason given
      * when the deadline was set (optional; NULL = close). */
     bool (*on_timeout)(struct conn *c);
-    /* An outgoing conn (conn_connect) finished connecting: err is 0, or
-     * -errno if it failed (the conn is then closed with connect_failed
-     * right after this call). Required for protocols used with
-     * conn_connect. */
+    /* The conn is ready for the protocol's first bytes: an outgoing conn
+     * (conn_connect) finished connecting, and its TLS handshake if it has
+     * one; or a server conn finished its TLS handshake (conn_start_tls).
+     * err is 0, or -errno if it failed: the conn is then closed right
+     * after this call (connect_failed, or tls_error with -EPROTO:
+     * conn_tls_error() says why). Required for protocols used with
+     * conn_connect or with TLS. */
     void (*on_connect)(struct conn *c, int err);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
@@ -131,6 +138,15 @@ struct qent {
         100, 250, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000, 250000,  \
             500000, 1000000, 5000000, UINT64_MAX                               \
     }
+
+/* TLS handshake outcomes (conn_stats.tls_handshakes). */
+enum tls_hs_result {
+    TLS_HS_OK = 0,
+    TLS_HS_FAILED,    /* an alert, a bad record, no common version, ... */
+    TLS_HS_TIMEOUT,   /* not done within its deadline */
+    TLS_HS_PLAINTEXT, /* a plain HTTP request on the TLS port */
+    TLS_HS_COUNT
+};
 
 struct conn_stats {
     uint64_t accepted;
@@ -152,6 +168,8 @@ struct conn_stats {
     uint64_t lat_buckets[CONN_LAT_BUCKETS];
     uint64_t lat_count;
     uint64_t lat_sum_us;
+    uint64_t tls_handshakes[TLS_HS_COUNT];
+    int64_t tls_open; /* gauge: conns with TLS */
 };
 
 struct conn_limits {
@@ -200,6 +218,9 @@ enum conn_flag {
     CONN_POOLED = 1u << 8,        /* allocated from the set's pool */
     CONN_CONNECTING = 1u << 9,    /* outgoing connect in progress */
     CONN_HARD_LINGER = 1u << 10,  /* the linger deadline also cuts the flush */
+    CONN_TLS = 1u << 11,          /* has a tls_conn (set->tls_by_fd) */
+    CONN_HANDSHAKE = 1u << 12,    /* TLS handshake in progress */
+    CONN_TLS_RW = 1u << 13,       /* a TLS read waits for writability */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -212,6 +233,9 @@ struct conn_set {
     struct loop_hook hook;
     struct conn *pending; /* singly linked via pending_next */
     struct conn **by_fd;
+    /* TLS engines by fd, allocated with the first TLS conn: a side table
+     * rather than a pointer in every conn, since most conns have none. */
+    struct tls_conn **tls_by_fd;
     uint32_t by_fd_len;
     int fd_handler; /* this set's index in the loop's fd handlers */
     uint64_t next_id;
@@ -369,6 +393,28 @@ int conn_set_proto_ctx(struct conn *c, const struct conn_proto *proto,
 
 /* Sets the state shown in metrics (keeps the per-state gauges right). */
 void conn_set_state(struct conn *c, enum conn_state st);
+
+/* ---- TLS ---- */
+struct tls_ctx;
+struct tls_conn;
+
+/* Puts TLS under c: a server conn right after conn_new*() (server true,
+ * host NULL), or an outgoing conn right after conn_connect() (server
+ * false, host: the name to send as SNI and to check the certificate
+ * against). The handshake runs before the protocol sees a byte; then
+ * proto->on_connect(c, 0) tells it the conn is ready. A server conn's
+ * read deadline becomes ms with reason handshake_timeout (ms == 0 keeps
+ * the deadline it has: a client's connect_timeout covers connect and
+ * handshake together). Reads and writes then go through the engine, and
+ * close sends close_notify without waiting for the peer's. Returns 0, or
+ * -ENOMEM / -EINVAL (the conn is left as it was; the caller closes it). */
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
+                   const char *host, uint32_t ms);
+/* c's TLS engine, or NULL. */
+struct tls_conn *conn_tls(const struct conn *c);
+/* Why c's TLS failed ("certificate verify failed: ..."), "" if it did
+ * not; valid until c is closed. */
+const char *conn_tls_error(const struct conn *c);
 
 /* Formats the peer address as "ip:port" into out (getpeername(): a
  * syscall, for logs and listings only; "unknown" once the peer is gone). */

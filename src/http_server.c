@@ -121,6 +121,7 @@ _Static_assert(sizeof(struct http_conn) <= 32,
 static void http_on_drain(struct conn *c);
 static bool http_on_timeout(struct conn *c);
 static void http_on_close(struct conn *c, enum close_reason why);
+static void http_on_ready(struct conn *c, int err);
 
 /* The server of an HTTP conn is its protocol context. */
 static struct http_server *srv_of(const struct conn *c)
@@ -134,6 +135,7 @@ static const struct conn_proto http_proto = {
     .on_drain = http_on_drain,
     .on_timeout = http_on_timeout,
     .on_close = http_on_close,
+    .on_connect = http_on_ready,
 };
 
 struct http_server *http_server_new(struct conn_set *set,
@@ -204,6 +206,37 @@ int http_server_accept(struct http_server *srv, int fd,
     hc = conn_ext(c);
     hc->keep_alive = true;
     return 0;
+}
+
+int http_server_accept_tls(struct http_server *srv, int fd, struct tls_ctx *tls,
+                           uint32_t handshake_ms)
+{
+    struct conn *c;
+    struct http_conn *hc;
+
+    c = conn_new_ctx(srv->set, fd, &http_proto, srv,
+                     MAX(sizeof(struct http_conn), (size_t)srv->o.conn_ext),
+                     handshake_ms, CLOSE_HANDSHAKE_TIMEOUT);
+    if (!c)
+        return -ENOMEM;
+    hc = conn_ext(c);
+    hc->keep_alive = true;
+    if (conn_start_tls(c, tls, true, NULL, handshake_ms) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* The TLS handshake is done: the first request's header timeout starts. */
+static void http_on_ready(struct conn *c, int err)
+{
+    struct http_server *srv = conn_ctx(c);
+
+    if (err)
+        return; /* conn.c closes it */
+    conn_set_state(c, CSTATE_HEADER);
+    conn_set_read_deadline(c, srv->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
 }
 
 /* ---- responses ---------------------------------------------------------- */

@@ -107,6 +107,12 @@ int http_server_route_body(struct http_server *srv, const char *path,
  * (the fd is closed either way on failure). */
 int http_server_accept(struct http_server *srv, int fd,
                        const struct sockaddr *peer);
+/* The same for a conn that speaks TLS (a --tls-listen listener): the
+ * TLS handshake must finish within handshake_ms (reason
+ * handshake_timeout), then the header timeout starts. */
+struct tls_ctx;
+int http_server_accept_tls(struct http_server *srv, int fd, struct tls_ctx *tls,
+                           uint32_t handshake_ms);
 
 /* Drain mode (graceful shutdown): idle connections are closed now;
  * connections in the middle of a request finish it and then close. */

@@ -6,14 +6,15 @@
 
 #include "bench.h"
 #include "serve.h"
+#include "tls.h"
 
 static void usage(FILE *f)
 {
     fprintf(f, "usage: moor <command> [flags]\n"
                "\n"
-               "moor keeps long-lived connections (HTTP/1.1 keep-alive and\n"
-               "WebSocket today; SSE and TLS next) with bounded, accounted\n"
-               "memory.\n"
+               "moor keeps long-lived connections (HTTP/1.1 keep-alive,\n"
+               "WebSocket, Server-Sent Events, length-prefixed TCP, all of\n"
+               "them over TLS too) with bounded, accounted memory.\n"
                "\n"
                "commands:\n"
                "  serve      run the server (moor serve --help for its flags)\n"
@@ -26,6 +27,9 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Before anything calls OpenSSL (SHA-1, RAND_bytes, TLS): its every
+     * allocation is then counted under the tls tag. */
+    tls_mem_init();
     if (argc < 2) {
         usage(stderr);
         return 2;

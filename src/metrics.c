@@ -65,6 +65,36 @@ static int value(struct sbuf *o, const char *name, const char *lname,
         s_;                                                                    \
     })
 
+static int render_tls(struct sbuf *o, const struct metrics_view *v)
+{
+    static const char *const result[TLS_HS_COUNT] = {
+        [TLS_HS_OK] = "ok",
+        [TLS_HS_FAILED] = "failed",
+        [TLS_HS_TIMEOUT] = "timeout",
+        [TLS_HS_PLAINTEXT] = "plaintext",
+    };
+    uint64_t ok = 0, failed = 0;
+
+    R(family(o, "moor_tls_handshakes_total", "counter",
+             "TLS handshakes, by outcome: ok, failed (alert, bad record, no "
+             "common version or cipher), timeout (--handshake-timeout), "
+             "plaintext (plain HTTP on the TLS port, answered 400)."));
+    for (int r = 0; r < TLS_HS_COUNT; r++)
+        R(value(o, "moor_tls_handshakes_total", "result", result[r],
+                SUM_CONN(v, tls_handshakes[r])));
+    R(family(o, "moor_tls_connections", "gauge",
+             "Open connections with TLS (in handshake or established)."));
+    R(value(o, "moor_tls_connections", NULL, NULL, SUM_CONN(v, tls_open)));
+    if (v->tls)
+        tls_reload_counts(v->tls, &ok, &failed);
+    R(family(o, "moor_tls_reloads_total", "counter",
+             "Certificate reloads (SIGHUP), by outcome; a failed one keeps "
+             "the certificate in service."));
+    R(value(o, "moor_tls_reloads_total", "result", "ok", (double)ok));
+    R(value(o, "moor_tls_reloads_total", "result", "failed", (double)failed));
+    return 0;
+}
+
 static int render_conns(struct sbuf *o, const struct metrics_view *v)
 {
     static const char *const cause[] = {"backpressure", "rate", "memory",
@@ -287,6 +317,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     R(family(o, "moor_loops", "gauge", "Event loops (worker threads)."));
     R(value(o, "moor_loops", NULL, NULL, v->n_loops));
     R(render_conns(o, v));
+    R(render_tls(o, v));
     R(render_http(o, v));
     R(render_pubsub(o, v));
     R(render_mem(o));

@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "http_server.h"
 #include "pubsub.h"
+#include "tls.h"
 
 #define METRICS_MAX_LOOPS 64
 #define METRICS_PAGE_MAX (1u << 20)
@@ -29,7 +30,8 @@ struct metrics_loop {
 struct metrics_view {
     unsigned n_loops;
     struct metrics_loop loops[METRICS_MAX_LOOPS];
-    uint64_t start_wall_ms; /* process start, for uptime */
+    const struct tls_ctx *tls; /* --tls-listen's context, or NULL */
+    uint64_t start_wall_ms;    /* process start, for uptime */
     uint64_t now_wall_ms;
 };
 

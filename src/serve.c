@@ -20,6 +20,7 @@
 #include "debug.h"
 #include "push.h"
 #include "server.h"
+#include "tls.h"
 #include "util.h"
 
 extern char **environ;
@@ -27,7 +28,10 @@ extern char **environ;
 struct serve {
     struct server *srv;
     struct push *push;
-    struct listener *tcp; /* --tcp-listen, or NULL */
+    struct listener *tcp;          /* --tcp-listen, or NULL */
+    struct listener *tls_listener; /* --tls-listen, or NULL */
+    struct tls_ctx *tls;           /* its certificate and settings */
+    const struct moor_config *cfg;
     struct loop_hook hook;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
     bool fail_logged;
@@ -80,6 +84,7 @@ static void on_metrics(struct http_exchange *ex, void *arg)
 
     sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
     server_metrics_view(sv->srv, &v);
+    v.tls = sv->tls;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     respond_sbuf(ex, metrics_render(&b, &v), &b,
                  "text/plain; version=0.0.4; charset=utf-8");
@@ -91,6 +96,8 @@ static void on_shutdown(void *arg)
 
     if (sv->tcp)
         listener_stop(sv->tcp);
+    if (sv->tls_listener)
+        listener_stop(sv->tls_listener);
     push_drain(sv->push);
 }
 
@@ -100,6 +107,74 @@ static void on_tcp_accept(struct listener *ls, int fd,
     (void)ls;
     (void)peer;
     push_tcp_accept(arg, fd);
+}
+
+static void on_tls_accept(struct listener *ls, int fd,
+                          const struct sockaddr *peer, void *arg)
+{
+    struct serve *sv = arg;
+
+    (void)ls;
+    (void)peer;
+    http_server_accept_tls(server_http(sv->srv), fd, sv->tls,
+                           sv->cfg->handshake_timeout_ms);
+}
+
+/* SIGHUP: the certificate and key are read again from the same files;
+ * open connections keep the one they started with. */
+static void on_reload(void *arg)
+{
+    struct serve *sv = arg;
+    char err[256];
+
+    if (!sv->tls) {
+        LOG_INFO("nothing to reload on SIGHUP (no --tls-listen)", "%s", "");
+        return;
+    }
+    if (tls_reload(sv->tls, sv->cfg->tls_cert, sv->cfg->tls_key, err,
+                   sizeof(err)) == 0)
+        LOG_INFO("tls certificate reloaded", "cert=\"%s\" key=\"%s\"",
+                 sv->cfg->tls_cert, sv->cfg->tls_key);
+    else
+        LOG_ERROR("tls reload failed, the old certificate stays in service",
+                  "err=\"%s\"", err);
+}
+
+/* Builds the TLS context and listener of --tls-listen. Returns 0, or 1
+ * with the reason printed. */
+static int start_tls(struct serve *sv, const struct moor_config *c,
+                     const struct listen_opts *lo)
+{
+    struct tls_server_opts to = {
+        .cert_file = c->tls_cert,
+        .key_file = c->tls_key,
+        .min_version = tls_parse_version(c->tls_min_version),
+        .tickets = c->tls_tickets,
+    };
+    char err[512], host[128];
+    uint16_t port = 0;
+    int e = 0;
+
+    sv->tls = tls_server_new(&to, err, sizeof(err));
+    if (!sv->tls) {
+        fprintf(stderr, "moor: --tls-cert/--tls-key: %s\n", err);
+        return 1;
+    }
+    config_parse_addr(c->tls_listen, host, sizeof(host), &port);
+    sv->tls_listener = listener_new(server_loop(sv->srv), server_conns(sv->srv),
+                                    host, port, lo, on_tls_accept, sv, &e);
+    if (!sv->tls_listener) {
+        fprintf(stderr, "moor: cannot listen on %s (--tls-listen): %s\n",
+                c->tls_listen, strerror(-e));
+        return 1;
+    }
+    server_on_reload(sv->srv, on_reload, sv);
+    printf("  https://%s:%u      TLS listener (--tls-listen): HTTPS, wss://, "
+           "SSE\n",
+           host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1",
+           listener_port(sv->tls_listener));
+    fflush(stdout);
+    return 0;
 }
 
 static void on_debug_conns(struct http_exchange *ex, void *arg)
@@ -287,6 +362,15 @@ int serve_main(int argc, char **argv)
         return 1;
     }
     server_on_shutdown(sv.srv, on_shutdown, &sv);
+    sv.cfg = &cfg;
+    if (cfg.tls_listen[0] && start_tls(&sv, &cfg, &o.listen)) {
+        listener_free(sv.tls_listener);
+        tls_ctx_free(sv.tls);
+        server_free(sv.srv);
+        push_free(sv.push);
+        tls_mem_fini();
+        return 1;
+    }
     if (cfg.tcp_listen[0]) {
         char thost[128];
         uint16_t tport = 0;
@@ -298,8 +382,11 @@ int serve_main(int argc, char **argv)
         if (!sv.tcp) {
             fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
                     cfg.tcp_listen, strerror(-terr));
+            listener_free(sv.tls_listener);
+            tls_ctx_free(sv.tls);
             server_free(sv.srv);
             push_free(sv.push);
+            tls_mem_fini();
             return 1;
         }
         printf("  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)\n",
@@ -320,8 +407,13 @@ int serve_main(int argc, char **argv)
     rc = server_run(sv.srv);
     mem_fail_at(0);
     listener_free(sv.tcp);
+    listener_free(sv.tls_listener);
     server_free(sv.srv);
     push_free(sv.push);
+    /* After every conn: each holds a reference to the OpenSSL context. */
+    tls_ctx_free(sv.tls);
+    /* OpenSSL's process-wide state, so that live bytes can reach 0. */
+    tls_mem_fini();
     if (rc < 0) {
         LOG_ERROR("event loop failed", "err=\"%s\"", strerror(-rc));
         return 1;

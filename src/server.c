@@ -33,6 +33,8 @@ struct server {
     bool stopping;
     void (*on_shutdown)(void *arg);
     void *on_shutdown_arg;
+    void (*on_reload)(void *arg);
+    void *on_reload_arg;
     uint32_t shutdown_timeout_ms;
     uint64_t start_wall_ms;
 };
@@ -98,6 +100,12 @@ static void on_signal(struct watcher *w, uint32_t events)
             LOG_INFO("signal", "sig=%s",
                      si.ssi_signo == SIGTERM ? "TERM" : "INT");
             server_shutdown(s);
+        } else if (si.ssi_signo == SIGHUP) {
+            LOG_INFO("signal", "sig=HUP");
+            if (s->on_reload)
+                s->on_reload(s->on_reload_arg);
+            else
+                LOG_INFO("nothing to reload on SIGHUP", "%s", "");
         }
     }
 }
@@ -110,6 +118,7 @@ static int setup_signals(struct server *s)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
         return -EINVAL;
     s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -239,6 +248,12 @@ void server_on_shutdown(struct server *s, void (*fn)(void *arg), void *arg)
 {
     s->on_shutdown = fn;
     s->on_shutdown_arg = arg;
+}
+
+void server_on_reload(struct server *s, void (*fn)(void *arg), void *arg)
+{
+    s->on_reload = fn;
+    s->on_reload_arg = arg;
 }
 
 struct conn_set *server_conns(struct server *s)

@@ -55,6 +55,9 @@ struct conn_set *server_conns(struct server *s);
 /* fn(arg) runs when graceful shutdown begins (after the built-in
  * protocols start draining): for protocols added from outside. */
 void server_on_shutdown(struct server *s, void (*fn)(void *arg), void *arg);
+/* fn(arg) runs on the loop when the process gets SIGHUP (certificate
+ * reload); without one, SIGHUP is logged and ignored. */
+void server_on_reload(struct server *s, void (*fn)(void *arg), void *arg);
 /* Fills v with every loop's counters, for metrics_render(). */
 void server_metrics_view(const struct server *s, struct metrics_view *v);
 

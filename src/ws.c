@@ -575,6 +575,7 @@ const char *ws_url_parse(const char *url, struct ws_url *u)
         return "URL host is empty or too long";
     memcpy(ip, host, hl);
     ip[hl] = '\0';
+    memcpy(u->name, ip, hl + 1);
     if ((size_t)(auth_end - p) >= sizeof(u->host))
         return "URL host is too long";
     memcpy(u->host, p, (size_t)(auth_end - p));

@@ -34,7 +34,7 @@ struct ws_cconn {
     struct ws_conn w;
     const char *protocols;          /* offered; borrowed until open */
     char accept[WS_ACCEPT_LEN + 1]; /* the answer we expect */
-    char detail[48];                /* why it failed before open */
+    char detail[96];                /* why it failed before open */
     bool silent;                    /* failed inside ws_client_connect() */
 };
 
@@ -114,6 +114,14 @@ struct conn *ws_client_connect(struct ws_client *cl, const struct ws_target *t,
                      cl->o.connect_timeout_ms, err);
     if (!c)
         return NULL;
+    if (t->tls_name && (!cl->o.tls || conn_start_tls(c, cl->o.tls, false,
+                                                     t->tls_name, 0) < 0)) {
+        cc = conn_ext(c);
+        cc->silent = true;
+        conn_close(c, CLOSE_NO_MEMORY);
+        *err = cl->o.tls ? -ENOMEM : -EPROTONOSUPPORT;
+        return NULL;
+    }
     cc = conn_ext(c);
     cc->w.user = user;
     cc->w.client = true;
@@ -142,6 +150,11 @@ static void hs_on_connect(struct conn *c, int err)
         break;
     case ETIMEDOUT:
         snprintf(cc->detail, sizeof(cc->detail), "connect timeout");
+        break;
+    case EPROTO:
+        snprintf(cc->detail, sizeof(cc->detail), "tls: %s",
+                 conn_tls_error(c)[0] ? conn_tls_error(c)
+                                      : "connection closed by the server");
         break;
     default:
         snprintf(cc->detail, sizeof(cc->detail), "connect: %s",
@@ -181,8 +194,9 @@ static void hs_on_close(struct conn *c, enum close_reason why)
     if (!cc->detail[0]) {
         if (why == CLOSE_CONNECT_TIMEOUT)
             snprintf(cc->detail, sizeof(cc->detail), "%s",
-                     (c->flags & CONN_CONNECTING)
-                         ? "connect timeout"
+                     (c->flags & CONN_CONNECTING) ? "connect timeout"
+                     : (c->flags & CONN_HANDSHAKE)
+                         ? "tls handshake timeout: no answer from the server"
                          : "handshake timeout: no answer from the server");
         else if (why == CLOSE_PEER)
             snprintf(cc->detail, sizeof(cc->detail),
