@@ -122,6 +122,12 @@ struct moor_client_options {
     uint32_t pong_timeout_ms;    /* then close if nothing arrives */
     uint32_t write_timeout_ms;   /* close a server that takes no bytes */
     uint32_t close_timeout_ms;   /* wait for the server's close reply */
+    /* wss:// URLs. The server's certificate is verified, and its name
+     * checked against the URL's host, unless insecure is set (tests with
+     * self-signed certificates only). */
+    const char *tls_ca; /* PEM file of CAs to trust (copied); NULL: the
+                           system's store */
+    int insecure;       /* 1: no certificate or name check at all */
 };
 
 MOOR_API void moor_client_options_init(struct moor_client_options *o);
@@ -129,13 +135,13 @@ MOOR_API void moor_client_options_init(struct moor_client_options *o);
  * with a one-line reason in err. */
 MOOR_API struct moor_client *
 moor_client_new(const struct moor_client_options *o, char *err, size_t errlen);
-/* Opens a WebSocket to url, "ws://HOST[:PORT][/PATH]" (HOST an IP address
- * or "localhost"; PORT defaults to 80). Progress is reported through h
- * (borrowed; must outlive the connection): on_open once the handshake
- * succeeded, or on_close with code 1006 if the connect or the handshake
- * failed (moor_ws_error() says why). user becomes moor_ws_user().
- * Returns 0, or -errno with a one-line reason in err: -EINVAL (bad URL),
- * -EMFILE, -ENOMEM, ... (then no callback runs). */
+/* Opens a WebSocket to url, "ws://HOST[:PORT][/PATH]" or "wss://..." (TLS;
+ * HOST an IP address or "localhost"; PORT defaults to 80, 443 for wss).
+ * Progress is reported through h (borrowed; must outlive the connection):
+ * on_open once the handshake succeeded, or on_close with code 1006 if the
+ * connect or the handshake failed (moor_ws_error() says why). user becomes
+ * moor_ws_user(). Returns 0, or -errno with a one-line reason in err: -EINVAL
+ * (bad URL), -EMFILE, -ENOMEM, ... (then no callback runs). */
 MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
                                  const struct moor_ws_handlers *h, void *user,
                                  char *err, size_t errlen);

@@ -13,6 +13,7 @@
 #include "mem.h"
 #include "metrics.h"
 #include "server.h"
+#include "tls.h"
 #include "util.h"
 #include "ws_client.h"
 #include "ws_server.h"
@@ -313,6 +314,9 @@ struct moor_client {
     struct ws_client *ws;
     struct loop_hook hook;
     struct api_handlers *handlers; /* one per distinct handlers pointer */
+    struct tls_ctx *tls;           /* made at the first wss:// connect */
+    char tls_ca[512];              /* moor_client_options.tls_ca */
+    bool insecure;
     bool running;
 };
 
@@ -383,6 +387,13 @@ moor_client_new(const struct moor_client_options *o, char *err, size_t errlen)
         mem_free(MEM_CONFIG, cl);
         return NULL;
     }
+    if (o->tls_ca && strlen(o->tls_ca) >= sizeof(cl->tls_ca)) {
+        snprintf(err, errlen, "tls_ca: file name too long");
+        moor_client_free(cl);
+        return NULL;
+    }
+    snprintf(cl->tls_ca, sizeof(cl->tls_ca), "%s", o->tls_ca ? o->tls_ca : "");
+    cl->insecure = o->insecure != 0;
     cl->hook.fn = client_hook;
     loop_add_hook(cl->loop, &cl->hook);
     loop_on_wake(cl->loop, client_wake, cl);
@@ -420,10 +431,18 @@ MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
         snprintf(err, errlen, "bad URL \"%s\": %s", url ? url : "", why);
         return -EINVAL;
     }
-    if (u.tls) {
-        snprintf(err, errlen, "bad URL \"%s\": wss:// is not supported yet",
-                 url);
-        return -EINVAL;
+    if (u.tls && !cl->tls) {
+        struct tls_client_opts to = {
+            .ca_file = cl->tls_ca[0] ? cl->tls_ca : NULL,
+            .insecure = cl->insecure,
+        };
+        char terr[256];
+
+        cl->tls = tls_client_new(&to, terr, sizeof(terr));
+        if (!cl->tls) {
+            snprintf(err, errlen, "TLS: %s", terr);
+            return -EINVAL;
+        }
     }
     a = client_handlers(cl, h);
     if (!a) {
@@ -435,6 +454,8 @@ MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
     t.addrlen = u.addrlen;
     t.host = u.host;
     t.path = u.path;
+    t.tls = u.tls ? cl->tls : NULL;
+    t.tls_name = u.name;
     if (!ws_client_connect(cl->ws, &t, &a->h, user, &e)) {
         char buf[64];
         snprintf(err, errlen, "cannot connect to %s: %s", url,
@@ -476,6 +497,7 @@ MOOR_API void moor_client_free(struct moor_client *cl)
     loop_run_once(cl->loop, 0);
     ws_client_free(cl->ws);
     conn_set_fini(&cl->set);
+    tls_ctx_free(cl->tls);
     loop_free(cl->loop);
     while (cl->handlers) {
         struct api_handlers *a = cl->handlers;

@@ -29,6 +29,13 @@
  *   broadcast  --conns subscribers on --sub-url, one publisher on
  *         --pub-url (see "broadcast" below): deliveries/s and the
  *         publish-to-receive latency of every delivery.
+ *   handshake  keeps --conns connections in their opening handshake: each
+ *         one, as soon as it is open, is closed outright (no close
+ *         handshake) and a new one takes its place; after --warmup counts
+ *         for --duration: handshakes/s and the time of each (from the
+ *         connect call to the validated 101: TCP, TLS for wss://, and the
+ *         WebSocket upgrade). The connecting phase before it is only the
+ *         ramp-up.
  *
  * A mode is a row of modes[], a bit (M_*) for the flags that apply to it,
  * and its hooks. A mode with a publisher (broadcast) changes the warm-up:
@@ -71,6 +78,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "procfs.h"
+#include "tls.h"
 #include "util.h"
 #include "ws_client.h"
 #include "ws_server.h"
@@ -105,6 +113,8 @@ struct bench_opts {
     uint32_t warmup_ms;
     uint32_t rate; /* broadcast: messages/s, 0 = throughput */
     bool json;
+    char tls_ca[512]; /* wss://: trust these CAs, not the system store */
+    bool insecure;    /* wss://: no certificate check at all */
 };
 
 enum bflag_kind { BF_STR, BF_UINT, BF_DURATION, BF_SIZE, BF_BOOL };
@@ -113,7 +123,8 @@ enum bflag_kind { BF_STR, BF_UINT, BF_DURATION, BF_SIZE, BF_BOOL };
 #define M_IDLE (1u << 0)
 #define M_ECHO (1u << 1)
 #define M_BCAST (1u << 2)
-#define M_ALL (M_IDLE | M_ECHO | M_BCAST)
+#define M_HS (1u << 3)
+#define M_ALL (M_IDLE | M_ECHO | M_BCAST | M_HS)
 
 struct bflag {
     const char *name;
@@ -132,7 +143,7 @@ struct bflag {
 
 static const struct bflag bflags[] = {
     {"url", BF_STR, BFIELD(url), "ws://127.0.0.1:8080/echo", 0, 0,
-     M_IDLE | M_ECHO, "URL",
+     M_IDLE | M_ECHO | M_HS, "URL",
      "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH], HOST an IP "
      "address or localhost; it must echo what it receives"},
     {"sub-url", BF_STR, BFIELD(sub_url), "ws://127.0.0.1:8080/sub/bench", 0, 0,
@@ -144,7 +155,8 @@ static const struct bflag bflags[] = {
      "where the publisher connects (a WebSocket whose every message goes "
      "to every subscriber)"},
     {"conns", BF_UINT, BFIELD(conns), NULL, 1, 10000000, M_ALL, "N",
-     "connections to open"},
+     "connections to open (handshake: connections in their handshake at "
+     "once)"},
     {"sources", BF_STR, BFIELD(sources), "auto", 0, 0, M_ALL, "ADDRS",
      "local addresses to bind before connecting, round-robin: a range "
      "127.0.0.2-127.0.0.50, a comma-separated list, \"none\", or \"auto\" "
@@ -158,10 +170,10 @@ static const struct bflag bflags[] = {
     {"timeout", BF_DURATION, BFIELD(timeout_ms), "60s", 1, 86400000, M_ALL,
      NULL, "the whole connecting phase; connections not open by then fail"},
     {"pid", BF_UINT, BFIELD(pid), "", 1, 4194304, M_ALL, "PID",
-     "the server's process: idle measures its memory, echo and broadcast "
+     "the server's process: idle measures its memory, the other modes "
      "report its CPU time (default: the one process that holds the socket "
      "listening on the (sub-)URL's address, from /proc/net/tcp and "
-     "/proc/*/fd; echo and broadcast go without when there is none)"},
+     "/proc/*/fd; the other modes go without when there is none)"},
     {"hold", BF_DURATION, BFIELD(hold_ms), "5s", 0, 86400000, M_IDLE, NULL,
      "how long the connections stay idle before the last measurement"},
     {"inflight", BF_UINT, BFIELD(inflight), NULL, 1, 65536, M_ECHO | M_BCAST,
@@ -174,11 +186,18 @@ static const struct bflag bflags[] = {
      "publish R messages per second (latency); 0: as fast as --inflight "
      "lets the publisher (throughput)"},
     {"duration", BF_DURATION, BFIELD(duration_ms), "10s", 1, 86400000,
-     M_ECHO | M_BCAST, NULL, "how long to measure, after the warm-up"},
+     M_ECHO | M_BCAST | M_HS, NULL, "how long to measure, after the warm-up"},
     {"warmup", BF_DURATION, BFIELD(warmup_ms), "1s", 0, 3600000,
-     M_ECHO | M_BCAST, NULL, "traffic before measuring starts; not counted"},
+     M_ECHO | M_BCAST | M_HS, NULL,
+     "traffic before measuring starts; not counted"},
     {"json", BF_BOOL, BFIELD(json), "off", 0, 0, M_ALL, NULL,
      "print the result as one JSON object instead of a table"},
+    {"tls-ca", BF_STR, BFIELD(tls_ca), "", 0, 0, M_ALL, "FILE",
+     "wss:// URLs: trust the CA certificates in this PEM file instead of "
+     "the system's"},
+    {"insecure", BF_BOOL, BFIELD(insecure), "off", 0, 0, M_ALL, NULL,
+     "wss:// URLs: do not verify the server's certificate or name (for "
+     "tests with self-signed certificates only)"},
 };
 
 /* ---- state ------------------------------------------------------------- */
@@ -198,6 +217,7 @@ enum bconn_state {
     BC_OPEN,
     BC_ABANDONED, /* still connecting when --timeout passed */
     BC_CLOSED,
+    BC_RECYCLED, /* handshake: closed by us once open; the slot is free */
 };
 
 struct bconn {
@@ -207,6 +227,7 @@ struct bconn {
     uint64_t rcvd;     /* echo: messages echoed; broadcast: received */
     uint64_t next;     /* broadcast: the sequence number expected next */
     uint64_t missing;  /* broadcast: bit i set = next - 1 - i was skipped */
+    uint64_t started;  /* ns: the connect call */
     uint8_t state;     /* enum bconn_state */
 };
 
@@ -241,12 +262,17 @@ struct bench_mode {
     const char *summary;
     bool needs_pid; /* measures the server's memory */
     bool publisher; /* --pub-url: the warm-up goes through a publisher */
+    /* Each connection is closed as it opens and another takes its slot
+     * (on_open does the closing; the driver starts the next ones). */
+    bool churn;
     void (*start)(struct bench *b);
     /* The run ends, by its own deadline or not (optional). */
     void (*finish)(struct bench *b);
     void (*on_timer)(struct bench *b);
     void (*on_message)(struct bench *b, struct bconn *bc, const uint8_t *p,
                        size_t len);
+    /* One of the --conns connections opened during the run (optional). */
+    void (*on_open)(struct bench *b, struct bconn *bc);
     void (*report)(struct bench *b, FILE *out);
     void (*report_json)(struct bench *b, FILE *out);
     /* The run's figures cannot be trusted (optional): a mismatch, a loss. */
@@ -257,8 +283,10 @@ struct target {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char host[300]; /* Host header: host[:port] as in the URL */
+    char name[64];  /* the host alone: TLS's SNI and certificate check */
     char path[256];
     bool loopback;
+    bool tls; /* wss:// */
 };
 
 struct bench {
@@ -274,6 +302,7 @@ struct bench {
     struct conn_set set;
     bool set_ready;
     struct ws_client *cl;
+    struct tls_ctx *tls; /* client context when a URL is wss://, or NULL */
     struct ws_handlers h;
     struct loop_hook hook;
     struct timer timer; /* the current phase's deadline */
@@ -322,6 +351,11 @@ struct bench {
     uint64_t lost_msgs, duplicated, reordered, malformed;
     uint64_t held;          /* --rate: due while --inflight outstanding */
     uint64_t drain_missing; /* deliveries not made by the drain's end */
+
+    /* handshake (rcvd counts the handshakes in the measuring window) */
+    uint64_t relaunched; /* connections started during the run */
+    uint64_t hs_total;   /* handshakes completed during the run */
+    uint32_t run_failed; /* handshakes that failed during the run */
 };
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -575,7 +609,9 @@ static void print_help(FILE *out)
                  "  moor bench broadcast --sub-url ws://127.0.0.1:8080/sub/b "
                  "\\\n"
                  "      --pub-url ws://127.0.0.1:8080/pub/b --conns 2000 "
-                 "--size 64B [--rate 10]\n");
+                 "--size 64B [--rate 10]\n"
+                 "  moor bench handshake --url ws://127.0.0.1:8080/echo "
+                 "--conns 32 --duration 10s\n");
 }
 
 static const struct bflag *find_flag(const char *name, size_t len)
@@ -695,7 +731,8 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
     }
     if (argc < 1 || argv[0][0] == '-') {
         snprintf(err, errlen,
-                 "missing mode: moor bench idle|echo|broadcast [flags] "
+                 "missing mode: moor bench idle|echo|broadcast|handshake "
+                 "[flags] "
                  "(see moor bench --help)");
         return -1;
     }
@@ -704,7 +741,8 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
             b->mode = &modes[m];
     if (!b->mode) {
         snprintf(err, errlen,
-                 "unknown mode \"%s\": expected idle, echo or broadcast "
+                 "unknown mode \"%s\": expected idle, echo, broadcast or "
+                 "handshake "
                  "(see moor bench --help)",
                  argv[0]);
         return -1;
@@ -771,94 +809,32 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
 static int parse_url(const char *flag, const char *url, struct target *t,
                      char *err, size_t errlen)
 {
-    const char *p, *hend, *path;
-    char host[256];
-    size_t hlen;
-    unsigned long port = 80;
+    struct ws_url u;
+    const char *why = ws_url_parse(url, &u);
 
     memset(t, 0, sizeof(*t));
-    if (!strncmp(url, "wss://", 6)) {
-        snprintf(err, errlen,
-                 "--%s %.200s: wss:// is not supported yet (no "
-                 "TLS client); use ws://",
-                 flag, url);
+    if (why) {
+        snprintf(err, errlen, "invalid --%s \"%.200s\": %s", flag, url, why);
         return -1;
     }
-    if (strncmp(url, "ws://", 5))
-        goto bad;
-    p = url + 5;
-    path = p + strcspn(p, "/?#");
-    if (*path && *path != '/')
-        goto bad;
-    if (*p == '[') {
-        hend = memchr(p, ']', (size_t)(path - p));
-        if (!hend)
-            goto bad;
-        hlen = (size_t)(hend - p - 1);
-        if (hlen >= sizeof(host))
-            goto bad;
-        memcpy(host, p + 1, hlen);
-        hend++;
+    memcpy(&t->addr, &u.addr, u.addrlen);
+    t->addrlen = u.addrlen;
+    t->tls = u.tls;
+    snprintf(t->host, sizeof(t->host), "%s", u.host);
+    snprintf(t->name, sizeof(t->name), "%s", u.name);
+    if (strlen(u.path) >= sizeof(t->path)) {
+        snprintf(err, errlen, "--%s %.200s: the path is too long", flag, url);
+        return -1;
+    }
+    memcpy(t->path, u.path, strlen(u.path) + 1);
+    if (u.addr.ss_family == AF_INET) {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)&u.addr;
+        t->loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
     } else {
-        hend = memchr(p, ':', (size_t)(path - p));
-        if (!hend)
-            hend = path;
-        hlen = (size_t)(hend - p);
-        if (hlen >= sizeof(host))
-            goto bad;
-        memcpy(host, p, hlen);
-    }
-    host[hlen] = '\0';
-    if (hend < path) {
-        char *end;
-
-        if (*hend != ':' || hend + 1 == path)
-            goto bad;
-        port = strtoul(hend + 1, &end, 10);
-        if (end != path || port == 0 || port > 65535)
-            goto bad;
-    }
-    if (!hlen)
-        goto bad;
-    snprintf(t->host, sizeof(t->host), "%.*s", (int)(path - p), p);
-    snprintf(t->path, sizeof(t->path), "%s", *path ? path : "/");
-    if (strlen(path) >= sizeof(t->path))
-        goto bad;
-    if (!strcmp(host, "localhost"))
-        snprintf(host, sizeof(host), "127.0.0.1");
-    {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&t->addr;
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&t->addr;
-
-        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-            a4->sin_family = AF_INET;
-            a4->sin_port = htons((uint16_t)port);
-            t->addrlen = sizeof(*a4);
-            t->loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
-        } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-            a6->sin6_family = AF_INET6;
-            a6->sin6_port = htons((uint16_t)port);
-            t->addrlen = sizeof(*a6);
-            t->loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
-        } else {
-            snprintf(err, errlen,
-                     "--%s %.200s: the host must be an IP address "
-                     "or localhost (no DNS)",
-                     flag, url);
-            return -1;
-        }
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&u.addr;
+        t->loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
     }
     return 0;
-
-bad:
-    snprintf(err, errlen,
-             "invalid --%s \"%.200s\": expected "
-             "ws://HOST[:PORT][/PATH], e.g. ws://127.0.0.1:8080/%s",
-             flag, url,
-             !strcmp(flag, "url")       ? "echo"
-             : !strcmp(flag, "sub-url") ? "sub/bench"
-                                        : "pub/bench");
-    return -1;
 }
 
 static int add_source(struct bench *b, uint32_t cap, int family,
@@ -1106,12 +1082,15 @@ static int launch(struct bench *b, struct bconn *bc, uint32_t i)
         .addrlen = b->t.addrlen,
         .host = b->t.host,
         .path = b->t.path,
+        .tls = b->t.tls ? b->tls : NULL,
+        .tls_name = b->t.name,
     };
     struct conn *c;
     int err = 0;
 
     t.source = source_of(b, i, &t.sourcelen);
     bc->state = BC_CONNECTING;
+    bc->started = now_ns();
     c = ws_client_connect(b->cl, &t, &b->h, bc, &err);
     if (!c) {
         bc->state = BC_CLOSED;
@@ -1134,6 +1113,8 @@ static int connect_own(struct bench *b, struct bconn *bc,
         .addrlen = tg->addrlen,
         .host = tg->host,
         .path = tg->path,
+        .tls = tg->tls ? b->tls : NULL,
+        .tls_name = tg->name,
     };
     struct conn *c;
     int e = 0;
@@ -1153,6 +1134,29 @@ static int connect_own(struct bench *b, struct bconn *bc,
     return 0;
 }
 
+/* launch() of the connection after the first n returned rc < 0: counts
+ * the failure. Returns -1 if the run was stopped (out of file
+ * descriptors), else 0. */
+static int launch_failed(struct bench *b, int rc, uint64_t n)
+{
+    char what[96];
+
+    b->connecting--;
+    b->failed++;
+    snprintf(what, sizeof(what), "%s%s", strerror(-rc),
+             rc == -EADDRNOTAVAIL ? " (no free port or source "
+                                    "address: see --sources)"
+                                  : "");
+    count_reason(&b->fail_why, what);
+    if (rc == -EMFILE || rc == -ENFILE) {
+        stop_with(b,
+                  "out of file descriptors after %" PRIu64 " connections: %s",
+                  n, strerror(-rc));
+        return -1;
+    }
+    return 0;
+}
+
 static void launch_more(struct bench *b)
 {
     while (b->phase == PH_CONNECT && b->launched < b->o.conns &&
@@ -1163,24 +1167,42 @@ static void launch_more(struct bench *b)
 
         b->connecting++;
         rc = launch(b, bc, i);
-        if (rc < 0) {
-            char what[96];
+        if (rc < 0 && launch_failed(b, rc, i) < 0)
+            return;
+    }
+}
 
-            b->connecting--;
-            b->failed++;
-            snprintf(what, sizeof(what), "%s%s", strerror(-rc),
-                     rc == -EADDRNOTAVAIL ? " (no free port or source "
-                                            "address: see --sources)"
-                                          : "");
-            count_reason(&b->fail_why, what);
-            if (rc == -EMFILE || rc == -ENFILE) {
-                stop_with(b,
-                          "out of file descriptors after %" PRIu32
-                          " connections: %s",
-                          b->launched - 1, strerror(-rc));
+/* Handshakes that may fail during a handshake run before it stops (a
+ * server that went away refuses every connect at once). */
+#define HS_MAX_FAILS 100u
+
+/* handshake: a new connection in every free slot, one closed by us once
+ * open or one whose handshake failed. The source addresses keep rotating
+ * from where the connecting phase left them. */
+static void churn_launch(struct bench *b)
+{
+    for (uint32_t i = 0; i < b->o.conns && b->phase == PH_RUN; i++) {
+        struct bconn *bc = &b->conns[i];
+        uint64_t n;
+        int rc;
+
+        if (bc->state != BC_RECYCLED && bc->state != BC_CLOSED)
+            continue;
+        n = b->o.conns + b->relaunched++;
+        b->connecting++;
+        rc = launch(b, bc, (uint32_t)n);
+        if (rc < 0) {
+            b->run_failed++;
+            if (launch_failed(b, rc, n) < 0)
                 return;
-            }
         }
+    }
+    if (b->phase == PH_RUN && b->run_failed >= HS_MAX_FAILS) {
+        char why[512];
+
+        format_reasons(&b->fail_why, why, sizeof(why));
+        stop_with(b, "%" PRIu32 " handshakes failed during the run (%s)",
+                  b->run_failed, why);
     }
 }
 
@@ -1207,6 +1229,8 @@ static void on_open(struct conn *c, void *arg)
     b->connecting--;
     b->open++;
     b->opened++;
+    if (b->phase == PH_RUN && b->mode->on_open)
+        b->mode->on_open(b, bc);
 }
 
 static void on_message(struct conn *c, const uint8_t *data, size_t len,
@@ -1288,8 +1312,14 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
     case BC_CONNECTING:
         b->connecting--;
         b->failed++;
+        if (b->phase == PH_RUN)
+            b->run_failed++;
         count_reason(&b->fail_why, detail);
         break;
+    case BC_RECYCLED:
+        b->open--;
+        bc->c = NULL; /* stays BC_RECYCLED: the hook starts the next */
+        return;
     case BC_ABANDONED:
         b->failed++;
         snprintf(what, sizeof(what), "not open within --timeout %" PRIu32 " ms",
@@ -1476,7 +1506,9 @@ static void on_hook(struct loop_hook *h)
             b->connecting == 0)
             connect_done(b);
     }
-    if (b->phase == PH_RUN && b->open == 0)
+    if (b->phase == PH_RUN && b->mode->churn)
+        churn_launch(b);
+    if (b->phase == PH_RUN && b->open == 0 && !b->mode->churn)
         stop_with(b, "every connection was closed by the server");
     if (b->phase == PH_CLOSE && b->open == 0 && b->connecting == 0 &&
         !b->warm.c && !b->pub.c) {
@@ -1761,27 +1793,16 @@ static void fmt_ns(uint64_t ns, char *out, size_t len)
         snprintf(out, len, "%.2f ms", ns / 1e6);
 }
 
-static void echo_report(struct bench *b, FILE *out)
+/* The latency and cpu lines of a report over a measuring window of secs
+ * (echo, handshake). */
+static void latency_cpu_lines(struct bench *b, FILE *out, double secs)
 {
-    double secs = echo_secs(b);
     char p50[32], p99[32], p999[32], mx[32];
 
     fmt_ns(hist_quantile(b->lat, 0.50), p50, sizeof(p50));
     fmt_ns(hist_quantile(b->lat, 0.99), p99, sizeof(p99));
     fmt_ns(hist_quantile(b->lat, 0.999), p999, sizeof(p999));
     fmt_ns(hist_max(b->lat), mx, sizeof(mx));
-    fprintf(out, "echo %s\n", b->o.url);
-    fprintf(out,
-            "connections  %" PRIu32 " of %" PRIu32 " open, %" PRIu32
-            " failed, %" PRIu32 " closed early; %" PRIu32 " in flight each, "
-            "%" PRIu64 " B messages\n",
-            b->opened, b->o.conns, b->failed, b->lost, b->o.inflight,
-            b->o.size);
-    fprintf(out,
-            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
-            " messages echoed\n",
-            secs, b->o.warmup_ms / 1000.0, b->rcvd);
-    fprintf(out, "messages/s   %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
     fprintf(out, "latency      p50 %s   p99 %s   p999 %s   max %s\n", p50, p99,
             p999, mx);
     if (secs > 0) {
@@ -1796,6 +1817,43 @@ static void echo_report(struct bench *b, FILE *out)
             fprintf(out, "warning      the bench kept its core busy: it may "
                          "have been the bottleneck\n");
     }
+}
+
+/* The same as JSON: "latency_us": {...}, "bench_cpu_pct": ...,
+ * "server_cpu_pct": ... */
+static void json_latency_cpu(struct bench *b, FILE *out, double secs)
+{
+    fprintf(out,
+            "\"latency_us\": {\"p50\": %.2f, \"p99\": %.2f, \"p999\": %.2f, "
+            "\"max\": %.2f, \"mean\": %.2f}, \"bench_cpu_pct\": %.1f, "
+            "\"server_cpu_pct\": ",
+            hist_quantile(b->lat, 0.50) / 1e3,
+            hist_quantile(b->lat, 0.99) / 1e3,
+            hist_quantile(b->lat, 0.999) / 1e3, hist_max(b->lat) / 1e3,
+            hist_mean(b->lat) / 1e3, cpu_pct(b->cpu0, b->cpu1, secs));
+    if (b->srv_cpu)
+        fprintf(out, "%.1f", cpu_pct(b->srv_cpu0, b->srv_cpu1, secs));
+    else
+        fputs("null", out);
+}
+
+static void echo_report(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+
+    fprintf(out, "echo %s\n", b->o.url);
+    fprintf(out,
+            "connections  %" PRIu32 " of %" PRIu32 " open, %" PRIu32
+            " failed, %" PRIu32 " closed early; %" PRIu32 " in flight each, "
+            "%" PRIu64 " B messages\n",
+            b->opened, b->o.conns, b->failed, b->lost, b->o.inflight,
+            b->o.size);
+    fprintf(out,
+            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
+            " messages echoed\n",
+            secs, b->o.warmup_ms / 1000.0, b->rcvd);
+    fprintf(out, "messages/s   %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
+    latency_cpu_lines(b, out, secs);
     if (b->mismatched || b->dropped)
         fprintf(out,
                 "errors       %" PRIu64 " echoes that did not match, "
@@ -1815,20 +1873,11 @@ static void echo_report_json(struct bench *b, FILE *out)
     fprintf(out,
             "\"inflight\": %" PRIu32 ", \"size\": %" PRIu64
             ", \"warmup_s\": %.3f, \"duration_s\": %.3f, \"messages\": %" PRIu64
-            ", \"msgs_per_s\": %.0f, \"latency_us\": {\"p50\": %.2f, "
-            "\"p99\": %.2f, \"p999\": %.2f, \"max\": %.2f, \"mean\": %.2f}, "
-            "\"mismatched\": %" PRIu64 ", \"dropped\": %" PRIu64
-            ", \"bench_cpu_pct\": %.1f, \"server_cpu_pct\": ",
+            ", \"msgs_per_s\": %.0f, \"mismatched\": %" PRIu64
+            ", \"dropped\": %" PRIu64 ", ",
             b->o.inflight, b->o.size, b->o.warmup_ms / 1000.0, secs, b->rcvd,
-            secs > 0 ? b->rcvd / secs : 0.0, hist_quantile(b->lat, 0.50) / 1e3,
-            hist_quantile(b->lat, 0.99) / 1e3,
-            hist_quantile(b->lat, 0.999) / 1e3, hist_max(b->lat) / 1e3,
-            hist_mean(b->lat) / 1e3, b->mismatched, b->dropped,
-            cpu_pct(b->cpu0, b->cpu1, secs));
-    if (b->srv_cpu)
-        fprintf(out, "%.1f", cpu_pct(b->srv_cpu0, b->srv_cpu1, secs));
-    else
-        fputs("null", out);
+            secs > 0 ? b->rcvd / secs : 0.0, b->mismatched, b->dropped);
+    json_latency_cpu(b, out, secs);
 }
 
 /* ---- broadcast --------------------------------------------------------- */
@@ -2265,6 +2314,88 @@ static bool bcast_invalid(const struct bench *b)
            b->malformed || b->dropped;
 }
 
+/* ---- handshake --------------------------------------------------------- */
+
+/*
+ * The driver opens --conns connections (the ramp-up, not measured); then
+ * every connection is closed as soon as it is open (conn_close: no
+ * WebSocket close handshake; a TLS conn sends its close_notify) and the
+ * end-of-iteration hook starts a new one in its slot (churn_launch), so
+ * --conns handshakes are always in progress. The measuring window is
+ * echo's (measure_from_now, echo_on_timer, echo_finish): b->rcvd counts
+ * the handshakes completed in it and b->lat holds their times.
+ */
+
+static void hs_recycle(struct bench *b, struct bconn *bc)
+{
+    (void)b;
+    bc->state = BC_RECYCLED;
+    conn_close(bc->c, CLOSE_DONE); /* on_close runs now: the slot is free */
+}
+
+static void hs_start(struct bench *b)
+{
+    note(b,
+         "handshake: %" PRIu32 " at a time, each connection closed once "
+         "open; %.1f s warm-up, then %.1f s measured",
+         b->o.conns, b->o.warmup_ms / 1000.0, b->o.duration_ms / 1000.0);
+    for (uint32_t i = 0; i < b->o.conns; i++) {
+        struct bconn *bc = &b->conns[i];
+
+        if (bc->state == BC_OPEN && bc->c)
+            hs_recycle(b, bc);
+    }
+    if (b->o.warmup_ms)
+        loop_timer_in(b->loop, &b->timer, b->o.warmup_ms);
+    else
+        measure_from_now(b);
+}
+
+static void hs_on_open(struct bench *b, struct bconn *bc)
+{
+    b->hs_total++;
+    if (b->measuring) {
+        hist_record(b->lat, now_ns() - bc->started);
+        b->rcvd++;
+    }
+    hs_recycle(b, bc);
+}
+
+static void hs_report(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+
+    fprintf(out, "handshake %s\n", b->o.url);
+    fprintf(out,
+            "connections  %" PRIu32 " at a time, each closed once open; "
+            "%" PRIu64 " handshakes in the run, %" PRIu32 " failed\n",
+            b->o.conns, b->hs_total, b->failed);
+    fprintf(out,
+            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
+            " handshakes\n",
+            secs, b->o.warmup_ms / 1000.0, b->rcvd);
+    fprintf(out, "handshakes/s %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
+    latency_cpu_lines(b, out, secs);
+}
+
+static void hs_report_json(struct bench *b, FILE *out)
+{
+    double secs = echo_secs(b);
+
+    fprintf(out,
+            "\"warmup_s\": %.3f, \"duration_s\": %.3f, \"handshakes\": %" PRIu64
+            ", \"handshakes_per_s\": %.0f, \"handshakes_in_run\": %" PRIu64
+            ", \"failed_in_run\": %" PRIu32 ", ",
+            b->o.warmup_ms / 1000.0, secs, b->rcvd,
+            secs > 0 ? b->rcvd / secs : 0.0, b->hs_total, b->run_failed);
+    json_latency_cpu(b, out, secs);
+}
+
+static bool hs_invalid(const struct bench *b)
+{
+    return b->rcvd == 0;
+}
+
 /* ---- the modes --------------------------------------------------------- */
 
 static const struct bench_mode modes[] = {
@@ -2325,6 +2456,25 @@ static const struct bench_mode modes[] = {
         .report_json = bcast_report_json,
         .invalid = bcast_invalid,
     },
+    {
+        .name = "handshake",
+        .bit = M_HS,
+        .default_conns = 32,
+        .summary = "keep --conns connections in their opening handshake: "
+                   "each is closed outright as soon as it is open and a "
+                   "new one takes its place; after --warmup, count for "
+                   "--duration and report handshakes/s and the time of "
+                   "each (connect to the 101: TCP, TLS for wss://, the "
+                   "upgrade) p50/p99/p999",
+        .churn = true,
+        .start = hs_start,
+        .finish = echo_finish,
+        .on_timer = echo_on_timer,
+        .on_open = hs_on_open,
+        .report = hs_report,
+        .report_json = hs_report_json,
+        .invalid = hs_invalid,
+    },
 };
 static const struct bench_mode *mode_table(size_t *n)
 {
@@ -2378,7 +2528,7 @@ static int setup(struct bench *b, char *err, size_t errlen)
     if (!b->payload || !b->conns)
         goto nomem;
     memset(b->payload, 'm', MAX(b->o.size, WARM_MSG_MAX));
-    if (b->mode->on_message) {
+    if (b->mode->on_message || b->mode->churn) {
         b->lat = hist_new();
         if (!b->lat)
             goto nomem;
@@ -2406,6 +2556,19 @@ static int setup(struct bench *b, char *err, size_t errlen)
     if (conn_set_init(&b->set, b->loop, &lim) < 0)
         goto nomem;
     b->set_ready = true;
+    if (b->t.tls || b->pt.tls) {
+        struct tls_client_opts to = {
+            .ca_file = b->o.tls_ca[0] ? b->o.tls_ca : NULL,
+            .insecure = b->o.insecure,
+        };
+        char terr[256];
+
+        b->tls = tls_client_new(&to, terr, sizeof(terr));
+        if (!b->tls) {
+            snprintf(err, errlen, "TLS: %s", terr);
+            return -1;
+        }
+    }
     b->cl = ws_client_new(&b->set, &co);
     if (!b->cl)
         goto nomem;
@@ -2434,6 +2597,7 @@ static void teardown(struct bench *b)
     }
     if (b->cl)
         ws_client_free(b->cl);
+    tls_ctx_free(b->tls);
     if (b->sigfd >= 0) {
         if (b->loop)
             loop_unwatch(b->loop, b->sigfd);
@@ -2588,6 +2752,7 @@ int bench_main(int argc, char **argv)
 out:
     teardown(b);
     mem_free(MEM_MISC, b);
+    tls_mem_fini(); /* OpenSSL's process state, before the exit check */
     rc = check_memory();
     return rc ? rc : status;
 }

@@ -114,12 +114,12 @@ struct conn *ws_client_connect(struct ws_client *cl, const struct ws_target *t,
                      cl->o.connect_timeout_ms, err);
     if (!c)
         return NULL;
-    if (t->tls_name && (!cl->o.tls || conn_start_tls(c, cl->o.tls, false,
-                                                     t->tls_name, 0) < 0)) {
+    if (t->tls && conn_start_tls(c, t->tls, false, t->tls_name, 0) < 0) {
+        /* Out of memory, or a verifying context without a name. */
         cc = conn_ext(c);
         cc->silent = true;
         conn_close(c, CLOSE_NO_MEMORY);
-        *err = cl->o.tls ? -ENOMEM : -EPROTONOSUPPORT;
+        *err = -ENOMEM;
         return NULL;
     }
     cc = conn_ext(c);

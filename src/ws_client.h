@@ -33,8 +33,6 @@ struct ws_client_opts {
     uint32_t ping_interval_ms;   /* ping after this much silence */
     uint32_t pong_timeout_ms;    /* then close if nothing arrives */
     uint32_t close_timeout_ms;   /* wait for the server's close reply */
-    struct tls_ctx *tls; /* client TLS context for wss:// targets (borrowed,
-                            outlives the client), or NULL */
 };
 
 /* Where to connect. Every pointer is borrowed for the call only, except
@@ -45,8 +43,11 @@ struct ws_target {
     const struct sockaddr *source; /* local address to bind, or NULL */
     socklen_t sourcelen;
     const char *host;      /* Host header, e.g. "127.0.0.1:8080" */
-    const char *tls_name;  /* wss://: the server's name (SNI and the
-                              certificate check), NULL: plain ws:// */
+    struct tls_ctx *tls;   /* wss://: a client context (tls_client_new,
+                              borrowed; may be freed once the conn is
+                              closed), NULL: plain ws:// */
+    const char *tls_name;  /* wss://: the server's name, sent as SNI and
+                              checked against its certificate */
     const char *path;      /* request target, e.g. "/echo" */
     const char *origin;    /* Origin header, or NULL for none */
     const char *protocols; /* Sec-WebSocket-Protocol offer, or NULL */

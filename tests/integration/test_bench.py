@@ -1,4 +1,4 @@
-"""`moor bench`: the idle, echo and broadcast modes against a real
+"""`moor bench`: the idle, echo, broadcast and handshake modes against a real
 `moor serve`, the errors it must report (unreachable server, refused
 connections, a server that goes away, lost messages, the open-files
 limit), its usage errors and --help.
@@ -366,6 +366,54 @@ def test_broadcast_other_channel_is_a_clear_error(moor):
         r.stderr
 
 
+# ---- handshake -------------------------------------------------------------
+
+@pytest.mark.wall(30)
+def test_handshake_counts_every_connection_the_server_saw(moor):
+    srv = moor("--accept-rate", "0")
+    r, d = bench_json("handshake", "--url", ws_url(srv), "--conns", 4,
+                      "--duration", "1s", "--warmup", "200ms")
+    assert r.returncode == 0, r.stderr
+    assert d["mode"] == "handshake" and d["failed"] == 0, d
+    assert d["error"] is None and d["failed_in_run"] == 0, d
+    assert 0.9 <= d["duration_s"] <= 1.5, d
+    assert 0 < d["handshakes"] <= d["handshakes_in_run"], d
+    assert abs(d["handshakes_per_s"] - d["handshakes"] / d["duration_s"]) \
+        <= 0.01 * d["handshakes_per_s"] + 1, d
+    lat = d["latency_us"]
+    assert 0 < lat["p50"] <= lat["p99"] <= lat["p999"] <= lat["max"], lat
+    assert d["server_cpu_pct"] is not None, d
+    # Every handshake counted was a connection the server accepted and
+    # upgraded (besides the warm-up one and the 4 of the ramp-up), and
+    # each was closed: none is left open, none is left counted.
+    m = srv.wait_metric(lambda m: m.sum("moor_connections") <= 1, 5)
+    assert m.sum("moor_connections") <= 1, m.family("moor_connections")
+    assert m.get_value("moor_accepted_total") >= \
+        d["handshakes_in_run"] + 4 + 1, d
+    # Closed outright once open: the server saw the peer go, not a close
+    # handshake.
+    assert m.get_value("moor_closed_total", reason="peer_closed") >= \
+        d["handshakes_in_run"], d
+
+
+def test_handshake_table(moor):
+    srv = moor("--accept-rate", "0")
+    r = bench("handshake", "--url", ws_url(srv), "--conns", 2,
+              "--duration", "300ms", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.strip()}
+    assert int(lines["handshakes/s"].split()[1]) > 0, r.stdout
+    assert "2 at a time" in lines["connections"], r.stdout
+    assert "p50" in lines["latency"] and "p99" in lines["latency"]
+
+
+def test_handshake_wrong_path_is_a_clear_error(moor):
+    srv = moor()
+    r = bench("handshake", "--url", ws_url(srv, "/nope"), "--duration", "1s")
+    assert r.returncode == 1
+    assert "handshake: HTTP 404" in r.stderr, r.stderr
+
+
 # ---- limits, usage, help ---------------------------------------------------
 
 def test_more_conns_than_fds_is_refused_up_front():
@@ -388,7 +436,7 @@ def test_more_conns_than_fds_is_refused_up_front():
     (["echo", "--duration", "soon"], 'invalid value "soon" for --duration'),
     (["echo", "--conns"], "flag --conns needs a value"),
     (["echo", "--url", "http://127.0.0.1/echo"], 'invalid --url'),
-    (["echo", "--url", "wss://127.0.0.1/echo"], "wss:// is not supported"),
+    (["echo", "--url", "ws://127.0.0.1:99999/echo"], "port must be 1-65535"),
     (["echo", "--url", "ws://example.com/echo"], "IP address or localhost"),
     (["echo", "--sources", "127.0.0.9-127.0.0.2"], "invalid --sources"),
     (["echo", "--rate", "10"], "--rate does not apply to moor bench echo"),
@@ -397,9 +445,13 @@ def test_more_conns_than_fds_is_refused_up_front():
     (["broadcast", "--size", "8B"], "too small for broadcast"),
     (["broadcast", "--pub-url", "http://127.0.0.1/pub/t"],
      'invalid --pub-url "http://127.0.0.1/pub/t"'),
-    (["broadcast", "--sub-url", "wss://127.0.0.1/sub/t"],
-     "--sub-url wss://127.0.0.1/sub/t: wss:// is not supported"),
+    (["broadcast", "--sub-url", "wss://127.0.0.1:0/sub/t"],
+     'invalid --sub-url "wss://127.0.0.1:0/sub/t": URL port must be'),
     (["broadcast", "--rate", "x"], 'invalid value "x" for --rate'),
+    (["handshake", "--inflight", "4"], "--inflight does not apply to moor "
+                                       "bench handshake"),
+    (["handshake", "--hold", "1s"], "--hold does not apply to moor bench "
+                                    "handshake"),
 ])
 def test_usage_errors_exit_2(args, needle):
     r = bench(*args)
@@ -412,7 +464,7 @@ def test_usage_errors_exit_2(args, needle):
 def test_help_lists_modes_and_flags():
     r = bench("--help")
     assert r.returncode == 0, r.stderr
-    for word in ("idle", "echo", "broadcast", "--url", "--sub-url",
+    for word in ("idle", "echo", "broadcast", "handshake", "--url", "--sub-url",
                  "--pub-url", "--rate", "--conns", "--sources", "--pid",
                  "--hold", "--inflight", "--size", "--duration", "--warmup",
                  "--json", "--timeout", "--connect-timeout", "--parallel"):
