@@ -1311,6 +1311,11 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
     switch (bc->state) {
     case BC_CONNECTING:
         b->connecting--;
+        /* Still in its handshake when the run ended (handshake mode, or
+         * a stop during the connecting phase): cut short by us, not a
+         * failure of the server. */
+        if (b->phase >= PH_CLOSE)
+            break;
         b->failed++;
         if (b->phase == PH_RUN)
             b->run_failed++;

@@ -18,11 +18,14 @@
 
 #define METRICS_MAX_LOOPS 64
 #define METRICS_PAGE_MAX (1u << 20)
+#define METRICS_MAX_LISTENERS 4
 
 /* What one loop contributes. */
 struct metrics_loop {
     const struct conn_set *conns;
-    const struct listener *listener;
+    /* Every listener of the loop (HTTP, --tls-listen, --tcp-listen):
+     * refusals and accept pauses are summed over them. */
+    const struct listener *listeners[METRICS_MAX_LISTENERS];
     const struct http_server *http;
     const struct pubsub *pubsub; /* or NULL */
 };

@@ -85,6 +85,8 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
     server_metrics_view(sv->srv, &v);
     v.tls = sv->tls;
+    v.loops[0].listeners[1] = sv->tls_listener;
+    v.loops[0].listeners[2] = sv->tcp;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     respond_sbuf(ex, metrics_render(&b, &v), &b,
                  "text/plain; version=0.0.4; charset=utf-8");

@@ -271,7 +271,7 @@ void server_metrics_view(const struct server *s, struct metrics_view *v)
     memset(v, 0, sizeof(*v));
     v->n_loops = 1;
     v->loops[0].conns = &s->conns;
-    v->loops[0].listener = s->listener;
+    v->loops[0].listeners[0] = s->listener;
     v->loops[0].http = s->http;
     v->start_wall_ms = s->start_wall_ms;
     v->now_wall_ms = loop_wall_ms(s->loop);

@@ -134,7 +134,8 @@ enum tc_flag {
     TC_FATAL = 1u << 3,     /* OpenSSL failed: only SSL_free() is allowed */
     TC_EOF = 1u << 4,       /* the socket read returned 0 */
     TC_SHUT_SENT = 1u << 5, /* close_notify handed to the socket */
-    TC_LOWAT = 1u << 6      /* server: SO_RCVLOWAT raised (first_record) */
+    TC_LOWAT = 1u << 6,     /* server: SO_RCVLOWAT raised (first_record) */
+    TC_VERIFY = 1u << 7     /* the peer's certificate failed verification */
 };
 
 /* One method for the process, created with the first context and freed
@@ -843,8 +844,10 @@ static int fail(struct tls_conn *tc, int ret)
     vr = SSL_get_verify_result(tc->ssl);
     if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
         ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED &&
-        vr != X509_V_OK)
+        vr != X509_V_OK) {
         tc->why = X509_verify_cert_error_string(vr);
+        tc->flags |= TC_VERIFY;
+    }
     else
         tc->why = code ? err_text(code) : (tc->why ? tc->why : "tls error");
     ERR_clear_error();
@@ -1128,6 +1131,11 @@ int tls_shutdown(struct tls_conn *tc)
 const char *tls_conn_error(const struct tls_conn *tc)
 {
     return tc->why ? tc->why : "";
+}
+
+bool tls_conn_verify_failed(const struct tls_conn *tc)
+{
+    return tc->flags & TC_VERIFY;
 }
 
 const char *tls_conn_alpn(const struct tls_conn *tc, size_t *len)

@@ -279,6 +279,9 @@ const char *tls_conn_error(const struct tls_conn *tc);
 /* After the handshake: the protocol chosen by ALPN (not NUL-terminated;
  * *len = 0 if none), the version ("TLSv1.3") and the cipher name, all
  * owned by OpenSSL and valid while tc is. */
+/* The error was the peer's certificate failing verification (unknown
+ * issuer, expired, wrong host name...): tls_conn_error() says which. */
+bool tls_conn_verify_failed(const struct tls_conn *tc);
 const char *tls_conn_alpn(const struct tls_conn *tc, size_t *len);
 const char *tls_conn_version(const struct tls_conn *tc);
 const char *tls_conn_cipher(const struct tls_conn *tc);

@@ -19,6 +19,7 @@
 #include "ws_client.h"
 #include "log.h"
 #include "mem.h"
+#include "tls.h"
 #include "util.h"
 #include "ws.h"
 
@@ -151,11 +152,17 @@ static void hs_on_connect(struct conn *c, int err)
     case ETIMEDOUT:
         snprintf(cc->detail, sizeof(cc->detail), "connect timeout");
         break;
-    case EPROTO:
-        snprintf(cc->detail, sizeof(cc->detail), "tls: %s",
+    case EPROTO: {
+        struct tls_conn *tc = conn_tls(c);
+
+        snprintf(cc->detail, sizeof(cc->detail), "tls: %s%s",
+                 tc && tls_conn_verify_failed(tc)
+                     ? "certificate verification failed: "
+                     : "",
                  conn_tls_error(c)[0] ? conn_tls_error(c)
                                       : "connection closed by the server");
         break;
+    }
     default:
         snprintf(cc->detail, sizeof(cc->detail), "connect: %s",
                  strerror_r(-err, buf, sizeof(buf)));

@@ -38,7 +38,7 @@ def flag_sections(help_text):
     out = {}
     name = None
     for line in help_text.splitlines():
-        m = re.match(r"^\s+--([a-z][a-z0-9-]*)\b(.*)$", line)
+        m = re.match(r"^\s{1,8}--([a-z][a-z0-9-]*)\b(.*)$", line)
         if m:
             name = m.group(1)
             out.setdefault(name, "")

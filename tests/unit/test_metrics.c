@@ -142,7 +142,7 @@ static void env_open(struct env *e)
 
     e->v.n_loops = 2;
     e->v.loops[0].conns = &e->set[0];
-    e->v.loops[0].listener = e->ls;
+    e->v.loops[0].listeners[0] = e->ls;
     e->v.loops[0].http = e->srv;
     e->v.loops[1].conns = &e->set[1]; /* no listener, no http here */
     e->v.start_wall_ms = 1700000000123ull;
