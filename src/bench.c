@@ -62,6 +62,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -115,6 +116,7 @@ struct bench_opts {
     bool json;
     char tls_ca[512]; /* wss://: trust these CAs, not the system store */
     bool insecure;    /* wss://: no certificate check at all */
+    bool tls;         /* --tls: ws:// URLs are taken as wss:// */
 };
 
 enum bflag_kind { BF_STR, BF_UINT, BF_DURATION, BF_SIZE, BF_BOOL };
@@ -144,8 +146,9 @@ struct bflag {
 static const struct bflag bflags[] = {
     {"url", BF_STR, BFIELD(url), "ws://127.0.0.1:8080/echo", 0, 0,
      M_IDLE | M_ECHO | M_HS, "URL",
-     "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH], HOST an IP "
-     "address or localhost; it must echo what it receives"},
+     "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH] or wss:// "
+     "(TLS), HOST an IP address or localhost; it must echo what it "
+     "receives"},
     {"sub-url", BF_STR, BFIELD(sub_url), "ws://127.0.0.1:8080/sub/bench", 0, 0,
      M_BCAST, "URL",
      "where the subscribers connect (a WebSocket that receives every "
@@ -195,6 +198,10 @@ static const struct bflag bflags[] = {
     {"tls-ca", BF_STR, BFIELD(tls_ca), "", 0, 0, M_ALL, "FILE",
      "wss:// URLs: trust the CA certificates in this PEM file instead of "
      "the system's"},
+    {"tls", BF_BOOL, BFIELD(tls), "off", 0, 0, M_ALL, NULL,
+     "connect with TLS: a ws:// URL is taken as wss:// (the same as "
+     "writing wss://; the server's certificate is verified, see --tls-ca "
+     "and --insecure)"},
     {"insecure", BF_BOOL, BFIELD(insecure), "off", 0, 0, M_ALL, NULL,
      "wss:// URLs: do not verify the server's certificate or name (for "
      "tests with self-signed certificates only)"},
@@ -716,6 +723,18 @@ static void set_defaults(struct bench_opts *o)
 }
 
 /* Parses "MODE [flags]". Returns 0, 1 (help printed), or -1 with err. */
+/* --tls: "ws://..." becomes "wss://..." (in place; a URL too long for
+ * the field is left alone, and parse_url then reports it). */
+static void with_tls(char *url, size_t cap)
+{
+    size_t n = strlen(url);
+
+    if (strncasecmp(url, "ws://", 5) != 0 || n + 2 > cap)
+        return;
+    memmove(url + 3, url + 2, n - 1); /* "//..." and its NUL */
+    memcpy(url, "wss", 3);
+}
+
 static int parse_args(struct bench *b, int argc, char **argv, char *err,
                       size_t errlen)
 {
@@ -781,6 +800,11 @@ static int parse_args(struct bench *b, int argc, char **argv, char *err,
         }
         if (set_flag(&b->o, f, value, err, errlen) < 0)
             return -1;
+    }
+    if (b->o.tls) {
+        with_tls(b->o.url, sizeof(b->o.url));
+        with_tls(b->o.sub_url, sizeof(b->o.sub_url));
+        with_tls(b->o.pub_url, sizeof(b->o.pub_url));
     }
     if (!b->o.conns)
         b->o.conns = b->mode->default_conns;

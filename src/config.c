@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "http1.h"
+#include "tls.h"
 
 /* Ticks are 32-bit milliseconds compared with wrap-safe arithmetic, so a
  * deadline must stay under 2^31 ms (24.8 days). 24 days is the round
@@ -54,6 +55,7 @@ enum opt_kind {
     OPT_BOOL,     /* bool: no value on the command line */
     OPT_ORIGINS,  /* char[]: comma-separated origins, "*", or empty */
     OPT_PATH,     /* char[]: a file name, or empty */
+    OPT_TEXT,     /* char[]: free text checked by its user (a list) */
 };
 
 struct opt {
@@ -124,6 +126,23 @@ static const struct opt opts[] = {
      .help = "oldest TLS version accepted; older clients fail the "
              "handshake",
      .metric = "moor_tls_handshakes_total{result=\"failed\"}"},
+    {.name = "tls-ciphersuites",
+     .kind = OPT_TEXT,
+     FIELD(tls_ciphersuites),
+     .def = TLS_SUITES_DEFAULT,
+     .arg = "LIST",
+     .help = "TLS 1.3 cipher suites, most preferred first, colon-separated "
+             "(OpenSSL names); ChaCha20 first because its state is the "
+             "smallest per connection",
+     .metric = "-"},
+    {.name = "tls-ciphers",
+     .kind = OPT_TEXT,
+     FIELD(tls_ciphers),
+     .def = TLS_CIPHERS_DEFAULT,
+     .arg = "LIST",
+     .help = "TLS 1.2 cipher list, most preferred first (OpenSSL cipher "
+             "string)",
+     .metric = "-"},
     {.name = "tls-tickets",
      .kind = OPT_BOOL,
      FIELD(tls_tickets),
@@ -759,6 +778,9 @@ static void expected(const struct opt *o, int rc, char *buf, size_t len)
         snprintf(buf, len, "expected a file name shorter than %zu bytes",
                  o->len);
         break;
+    case OPT_TEXT:
+        snprintf(buf, len, "expected at most %zu bytes", o->len - 1);
+        break;
     }
 }
 
@@ -833,6 +855,7 @@ static int store(struct moor_config *c, const struct opt *o, const char *text)
             memcpy(field, text, strlen(text) + 1);
         return rc;
     case OPT_PATH:
+    case OPT_TEXT:
         if (strlen(text) >= o->len)
             return -ERANGE;
         memcpy(field, text, strlen(text) + 1);
@@ -922,6 +945,7 @@ static bool row_ok(const struct opt *o)
         return o->len > 1 && o->choices;
     case OPT_ORIGINS:
     case OPT_PATH:
+    case OPT_TEXT:
         return o->len > 1;
     }
     return false;
@@ -1107,6 +1131,7 @@ static const char *metavar(const struct opt *o)
         [OPT_DURATION] = "DURATION", [OPT_SIZE] = "SIZE",
         [OPT_ENUM] = "WORD",         [OPT_BOOL] = "",
         [OPT_ORIGINS] = "LIST",      [OPT_PATH] = "FILE",
+        [OPT_TEXT] = "TEXT",
     };
 
     return o->arg ? o->arg : names[o->kind];
@@ -1120,16 +1145,24 @@ static const char *metavar(const struct opt *o)
 static void wrap(FILE *out, const char *text, int used, int indent)
 {
     int col = used;
-    bool first = true;
+    bool first = true, glued = false;
 
     while (*text) {
         int n = (int)strcspn(text, " ");
 
+        /* A word longer than a line (a cipher list) breaks after its
+         * ':' and ',' instead of running past the edge. */
+        if (n > HELP_WIDTH - indent) {
+            int k = (int)strcspn(text, ":,");
+
+            if (k + 1 < n)
+                n = k + 1;
+        }
         if (n > 0) {
-            if (!first && col + 1 + n > HELP_WIDTH) {
+            if (!first && col + !glued + n > HELP_WIDTH) {
                 fprintf(out, "\n%*s", indent, "");
                 col = indent;
-            } else if (!first) {
+            } else if (!first && !glued) {
                 fputc(' ', out);
                 col++;
             }
@@ -1138,6 +1171,7 @@ static void wrap(FILE *out, const char *text, int used, int indent)
             first = false;
         }
         text += n;
+        glued = *text && *text != ' ';
         while (*text == ' ')
             text++;
     }

@@ -25,6 +25,8 @@ struct moor_config {
     char tls_cert[512];             /* --tls-cert PEM chain */
     char tls_key[512];              /* --tls-key PEM key */
     char tls_min_version[8];        /* --tls-min-version 1.2|1.3 */
+    char tls_ciphersuites[256];     /* --tls-ciphersuites (TLS 1.3) */
+    char tls_ciphers[512];          /* --tls-ciphers (TLS 1.2) */
     bool tls_tickets;               /* --tls-tickets */
     uint32_t handshake_timeout_ms;  /* --handshake-timeout */
     uint32_t max_conns;             /* --max-conns */

@@ -152,6 +152,8 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
         .key_file = c->tls_key,
         .min_version = tls_parse_version(c->tls_min_version),
         .tickets = c->tls_tickets,
+        .ciphers = c->tls_ciphers,
+        .ciphersuites = c->tls_ciphersuites,
     };
     char err[512], host[128];
     uint16_t port = 0;
@@ -159,7 +161,7 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
 
     sv->tls = tls_server_new(&to, err, sizeof(err));
     if (!sv->tls) {
-        fprintf(stderr, "moor: --tls-cert/--tls-key: %s\n", err);
+        fprintf(stderr, "moor: TLS setup failed: %s\n", err);
         return 1;
     }
     config_parse_addr(c->tls_listen, host, sizeof(host), &port);

@@ -417,11 +417,11 @@ static bool setup_common(SSL_CTX *c, const struct tls_ctx *t, char *err,
         return false;
     }
     if (SSL_CTX_set_cipher_list(c, ciphers) != 1) {
-        load_error(err, errlen, "cipher list", ciphers);
+        load_error(err, errlen, "--tls-ciphers", ciphers);
         return false;
     }
     if (SSL_CTX_set_ciphersuites(c, suites) != 1) {
-        load_error(err, errlen, "TLS 1.3 cipher suites", suites);
+        load_error(err, errlen, "--tls-ciphersuites", suites);
         return false;
     }
     if (SSL_CTX_set1_groups_list(c, TLS_GROUPS_DEFAULT) != 1) {
@@ -609,6 +609,10 @@ static struct tls_ctx *ctx_alloc(int min_version, const char *ciphers,
     }
     pthread_mutex_init(&t->lock, NULL);
     t->min_version = min_version;
+    if (ciphers && !ciphers[0])
+        ciphers = NULL; /* "": the default */
+    if (suites && !suites[0])
+        suites = NULL;
     if ((ciphers && !(t->ciphers = mem_strndup(MEM_TLS, ciphers, 4096))) ||
         (suites && !(t->suites = mem_strndup(MEM_TLS, suites, 4096)))) {
         ctx_free_settings(t);

@@ -76,8 +76,8 @@ int tls_parse_version(const char *s);
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS_SUITES_DEFAULT                                                     \
-    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"                           \
-    "TLS_CHACHA20_POLY1305_SHA256"
+    "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:"                     \
+    "TLS_AES_256_GCM_SHA384"
 #define TLS_GROUPS_DEFAULT "X25519:P-256:P-384"
 
 /* ---- OpenSSL's memory ------------------------------------------------- */

@@ -567,6 +567,25 @@ def test_min_version_13_refuses_tls12(moor, certs):
 
 # ---- handshake deadline ----------------------------------------------------
 
+def test_cipher_suite_preference(moor, certs):
+    """TLS 1.3: ChaCha20-Poly1305 by default (the smallest state per
+    connection), whatever order the client offers; --tls-ciphersuites
+    changes it. TLS 1.2 follows --tls-ciphers."""
+    s = start_tls(moor, certs)
+    with tls_sock(s.tls_port, client_ctx(certs.ca)) as t:
+        assert t.version() == "TLSv1.3"
+        assert t.cipher()[0] == "TLS_CHACHA20_POLY1305_SHA256", t.cipher()
+    s2 = start_tls(moor, certs, "--tls-ciphersuites", "TLS_AES_256_GCM_SHA384",
+                   "--tls-ciphers", "ECDHE-ECDSA-AES256-GCM-SHA384:"
+                   "ECDHE-RSA-AES256-GCM-SHA384")
+    with tls_sock(s2.tls_port, client_ctx(certs.ca)) as t:
+        assert t.cipher()[0] == "TLS_AES_256_GCM_SHA384", t.cipher()
+    ctx = client_ctx(certs.ca, max_version=ssl.TLSVersion.TLSv1_2)
+    with tls_sock(s2.tls_port, ctx) as t:
+        assert t.version() == "TLSv1.2"
+        assert "AES256-GCM-SHA384" in t.cipher()[0], t.cipher()
+
+
 def test_stalled_handshakes_time_out(moor, certs):
     s = start_tls(moor, certs, "--handshake-timeout", "500ms")
     # One good handshake first: OpenSSL's first-use state is in the
@@ -1077,6 +1096,28 @@ def test_bench_wss_with_tls_ca(moor, certs):
     assert handshakes(m, "failed") == 0, tls_figures(m)
 
 
+def test_bench_idle_tls_flag(moor, certs):
+    """--tls takes a ws:// URL as wss://: the idle connections are TLS
+    connections the server counts, and the report names the wss:// URL."""
+    s = start_tls(moor, certs)
+    r = bench("idle", "--tls", "--url", f"ws://127.0.0.1:{s.tls_port}/echo",
+              "--tls-ca", certs.ca, "--conns", 20, "--hold", "300ms",
+              "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["url"] == f"wss://127.0.0.1:{s.tls_port}/echo", d
+    assert d["open"] == 20 and d["failed"] == 0, d
+    m = wait_for(s, "the bench's connections closed",
+                 lambda m: m.get_value("moor_tls_connections") == 0)
+    assert handshakes(m, "ok") >= 20, tls_figures(m)
+    # Without --tls the same URL is plain WebSocket, which the TLS port
+    # does not speak: every connection fails.
+    r = bench("idle", "--url", f"ws://127.0.0.1:{s.tls_port}/echo",
+              "--conns", 2, "--hold", "0", "--connect-timeout", "2s",
+              "--json")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+
+
 def test_bench_wss_verifies_by_default(moor, certs):
     s = start_tls(moor, certs)
     url = f"wss://127.0.0.1:{s.tls_port}/echo"
@@ -1174,6 +1215,11 @@ def test_startup_file_errors(certs, tmp_path):
         (["--tls-cert", certs.chain, "--tls-key", garbage], [str(garbage)]),
         (["--tls-cert", certs.chain, "--tls-key", certs.wrong_key],
          [str(certs.wrong_key), str(certs.chain), "mismatch"]),
+        (["--tls-cert", certs.chain, "--tls-key", certs.key,
+          "--tls-ciphersuites", "TLS_NO_SUCH_SUITE"],
+         ["--tls-ciphersuites TLS_NO_SUCH_SUITE"]),
+        (["--tls-cert", certs.chain, "--tls-key", certs.key,
+          "--tls-ciphers", "NO-SUCH-CIPHER"], ["--tls-ciphers NO-SUCH-CIPHER"]),
     ]
     for args, words in cases:
         r = serve_fails(*(L + args))
