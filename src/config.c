@@ -96,6 +96,14 @@ static const struct opt opts[] = {
              "(4-byte big-endian length, then payload; first frame \"SUB "
              "a b\" or \"PUB ch\"); empty: off",
      .metric = "moor_closed_total{reason=\"protocol_error\"}"},
+    {.name = "tcp-tls",
+     .kind = OPT_BOOL,
+     FIELD(tcp_tls),
+     .def = "false",
+     .help = "--tcp-listen speaks TLS (the frames inside it), with "
+             "--tls-cert and --tls-key and the same TLS settings as "
+             "--tls-listen",
+     .metric = "moor_tls_handshakes_total"},
     {.name = "tls-listen",
      .kind = OPT_ADDR,
      FIELD(tls_listen),
@@ -1081,10 +1089,22 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
                 c->tls_listen);
         return -1;
     }
-    if (!c->tls_listen[0] && (c->tls_cert[0] || c->tls_key[0])) {
+    if (c->tcp_tls && !c->tcp_listen[0]) {
+        set_err(err, errlen,
+                "--tcp-tls needs --tcp-listen ADDR: add it, or drop "
+                "--tcp-tls");
+        return -1;
+    }
+    if (c->tcp_tls && (!c->tls_cert[0] || !c->tls_key[0])) {
+        set_err(err, errlen,
+                "--tcp-tls needs a certificate and its key: add "
+                "--tls-cert FILE and --tls-key FILE (PEM)");
+        return -1;
+    }
+    if (!c->tls_listen[0] && !c->tcp_tls && (c->tls_cert[0] || c->tls_key[0])) {
         set_err(err, errlen,
                 "--tls-cert and --tls-key are used only with --tls-listen "
-                "ADDR: add it, or drop them");
+                "ADDR or --tcp-tls: add one, or drop them");
         return -1;
     }
 

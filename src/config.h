@@ -28,6 +28,7 @@ struct moor_config {
     char tls_ciphersuites[256];     /* --tls-ciphersuites (TLS 1.3) */
     char tls_ciphers[512];          /* --tls-ciphers (TLS 1.2) */
     bool tls_tickets;               /* --tls-tickets */
+    bool tcp_tls;                   /* --tcp-tls */
     uint32_t handshake_timeout_ms;  /* --handshake-timeout */
     uint32_t max_conns;             /* --max-conns */
     uint32_t accept_rate;           /* --accept-rate per second, 0 = off */

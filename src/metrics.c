@@ -54,8 +54,8 @@ static int value(struct sbuf *o, const char *name, const char *lname,
         for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
             for (unsigned j_ = 0; j_ < METRICS_MAX_LISTENERS; j_++)            \
                 if ((v)->loops[i_].listeners[j_])                              \
-                    s_ += (double)listener_stats(                              \
-                              (v)->loops[i_].listeners[j_])->field;            \
+                    s_ += (double)listener_stats((v)->loops[i_].listeners[j_]) \
+                              ->field;                                         \
         s_;                                                                    \
     })
 #define SUM_HTTP(v, field)                                                     \

@@ -236,25 +236,44 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len);
 static bool tcp_on_timeout(struct conn *c);
 static void tcp_on_close(struct conn *c, enum close_reason why);
 static void tcp_on_drain(struct conn *c);
+static void tcp_on_ready(struct conn *c, int err);
 
 static const struct conn_proto tcp_proto = {
     .name = "tcp",
+    .on_connect = tcp_on_ready,
     .on_data = tcp_on_data,
     .on_drain = tcp_on_drain,
     .on_timeout = tcp_on_timeout,
     .on_close = tcp_on_close,
 };
 
-void push_tcp_accept(struct push *p, int fd)
+void push_tcp_accept(struct push *p, int fd, struct tls_ctx *tls,
+                     uint32_t handshake_ms)
 {
-    struct conn *c = conn_new_ctx(p->set, fd, &tcp_proto, p, 32,
-                                  p->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
+    struct conn *c =
+        tls ? conn_new_ctx(p->set, fd, &tcp_proto, p, 32, handshake_ms,
+                           CLOSE_HANDSHAKE_TIMEOUT)
+            : conn_new_ctx(p->set, fd, &tcp_proto, p, 32,
+                           p->o.header_timeout_ms, CLOSE_HEADER_TIMEOUT);
     struct tcp_conn *t;
 
     if (!c)
         return;
     t = conn_ext(c);
     frame_pstate_init(&t->ps);
+    if (tls && conn_start_tls(c, tls, true, NULL, handshake_ms) < 0)
+        conn_close(c, CLOSE_NO_MEMORY);
+}
+
+/* The TLS handshake is done: the command frame is due within
+ * header_timeout, as on a plain connection. */
+static void tcp_on_ready(struct conn *c, int err)
+{
+    if (err)
+        return; /* conn.c closes it */
+    conn_set_state(c, CSTATE_HEADER);
+    conn_set_read_deadline(c, push_of(c)->o.header_timeout_ms,
+                           CLOSE_HEADER_TIMEOUT);
 }
 
 static void tcp_fail(struct conn *c, const char *why)

@@ -43,6 +43,8 @@ struct push;
 
 /* Creates the loop's pub/sub and adds the routes to http. Returns NULL on
  * allocation failure or a full route table. */
+struct tls_ctx;
+
 struct push *push_new(struct http_server *http, struct ws_server *ws,
                       struct conn_set *set, const struct push_opts *o);
 /* Serves the length-prefixed TCP protocol on an accepted fd (takes it):
@@ -52,8 +54,11 @@ struct push *push_new(struct http_server *http, struct ws_server *ws,
  * published (a publisher also gets an empty frame after sse_heartbeat, so
  * a silent one is kept and a vanished one found). A frame over
  * max_message, a bad command, or a command not sent within header_timeout
- * closes the connection. */
-void push_tcp_accept(struct push *p, int fd);
+ * closes the connection. With tls (not NULL) the frames travel inside
+ * TLS: the handshake comes first, within handshake_ms, and the command's
+ * header_timeout starts once it is done. */
+void push_tcp_accept(struct push *p, int fd, struct tls_ctx *tls,
+                     uint32_t handshake_ms);
 
 /* Shutdown: closes every event stream (the conn set's other protocols
  * drain themselves). */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -31,6 +32,7 @@ struct serve {
     struct listener *tcp;          /* --tcp-listen, or NULL */
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
+    char more[512]; /* the banner's lines for --tls-listen, --tcp-listen */
     const struct moor_config *cfg;
     struct loop_hook hook;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
@@ -106,9 +108,12 @@ static void on_shutdown(void *arg)
 static void on_tcp_accept(struct listener *ls, int fd,
                           const struct sockaddr *peer, void *arg)
 {
+    struct serve *sv = arg;
+
     (void)ls;
     (void)peer;
-    push_tcp_accept(arg, fd);
+    push_tcp_accept(sv->push, fd, sv->cfg->tcp_tls ? sv->tls : NULL,
+                    sv->cfg->handshake_timeout_ms);
 }
 
 static void on_tls_accept(struct listener *ls, int fd,
@@ -130,7 +135,9 @@ static void on_reload(void *arg)
     char err[256];
 
     if (!sv->tls) {
-        LOG_INFO("nothing to reload on SIGHUP (no --tls-listen)", "%s", "");
+        LOG_INFO("nothing to reload on SIGHUP (no --tls-listen or "
+                 "--tcp-tls)",
+                 "%s", "");
         return;
     }
     if (tls_reload(sv->tls, sv->cfg->tls_cert, sv->cfg->tls_key, err,
@@ -142,8 +149,20 @@ static void on_reload(void *arg)
                   "err=\"%s\"", err);
 }
 
-/* Builds the TLS context and listener of --tls-listen. Returns 0, or 1
- * with the reason printed. */
+/* Adds a line to the banner (after the routes, before "Stop with"). */
+static void more_line(struct serve *sv, const char *fmt, ...)
+{
+    size_t n = strlen(sv->more);
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sv->more + n, sizeof(sv->more) - n, fmt, ap);
+    va_end(ap);
+}
+
+/* Builds the TLS context (for --tls-listen and --tcp-tls) and the
+ * listener of --tls-listen if set. Returns 0, or 1 with the reason
+ * printed. */
 static int start_tls(struct serve *sv, const struct moor_config *c,
                      const struct listen_opts *lo)
 {
@@ -164,6 +183,9 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
         fprintf(stderr, "moor: TLS setup failed: %s\n", err);
         return 1;
     }
+    server_on_reload(sv->srv, on_reload, sv);
+    if (!c->tls_listen[0])
+        return 0;
     config_parse_addr(c->tls_listen, host, sizeof(host), &port);
     sv->tls_listener = listener_new(server_loop(sv->srv), server_conns(sv->srv),
                                     host, port, lo, on_tls_accept, sv, &e);
@@ -172,12 +194,11 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
                 c->tls_listen, strerror(-e));
         return 1;
     }
-    server_on_reload(sv->srv, on_reload, sv);
-    printf("  https://%s:%u      TLS listener (--tls-listen): HTTPS, wss://, "
-           "SSE\n",
-           host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1",
-           listener_port(sv->tls_listener));
-    fflush(stdout);
+    more_line(sv,
+              "  https://%s:%u      TLS listener (--tls-listen): HTTPS, "
+              "wss://, SSE\n",
+              host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1",
+              listener_port(sv->tls_listener));
     return 0;
 }
 
@@ -266,7 +287,7 @@ static void options_from_config(const struct moor_config *c,
     o->shutdown_timeout_ms = c->shutdown_timeout_ms;
 }
 
-static void banner(const char *host, uint16_t port)
+static void banner(const char *host, uint16_t port, const char *more)
 {
     const char *shown = host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
     bool v6 = strchr(shown, ':') != NULL;
@@ -282,9 +303,10 @@ static void banner(const char *host, uint16_t port)
            "  ws%s/echo          WebSocket echo\n"
            "  ws%s/sub/CHANNEL   WebSocket subscriber (CHANNEL: a,b,c)\n"
            "  ws%s/pub/CHANNEL   WebSocket publisher; or POST %s/pub/CHANNEL\n"
+           "%s"
            "Stop with Ctrl-C or SIGTERM (graceful).\n",
            MOOR_VERSION, base, (int)getpid(), base, base, base, base, base + 4,
-           base + 4, base + 4, base);
+           base + 4, base + 4, base, more);
     fflush(stdout);
 }
 
@@ -367,7 +389,7 @@ int serve_main(int argc, char **argv)
     }
     server_on_shutdown(sv.srv, on_shutdown, &sv);
     sv.cfg = &cfg;
-    if (cfg.tls_listen[0] && start_tls(&sv, &cfg, &o.listen)) {
+    if ((cfg.tls_listen[0] || cfg.tcp_tls) && start_tls(&sv, &cfg, &o.listen)) {
         listener_free(sv.tls_listener);
         tls_ctx_free(sv.tls);
         server_free(sv.srv);
@@ -382,7 +404,7 @@ int serve_main(int argc, char **argv)
 
         config_parse_addr(cfg.tcp_listen, thost, sizeof(thost), &tport);
         sv.tcp = listener_new(server_loop(sv.srv), server_conns(sv.srv), thost,
-                              tport, &o.listen, on_tcp_accept, sv.push, &terr);
+                              tport, &o.listen, on_tcp_accept, &sv, &terr);
         if (!sv.tcp) {
             fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
                     cfg.tcp_listen, strerror(-terr));
@@ -393,13 +415,15 @@ int serve_main(int argc, char **argv)
             tls_mem_fini();
             return 1;
         }
-        printf("  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)\n",
-               thost, listener_port(sv.tcp));
-        fflush(stdout);
+        more_line(
+            &sv,
+            "  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)%s\n",
+            thost, listener_port(sv.tcp),
+            cfg.tcp_tls ? ", over TLS (--tcp-tls)" : "");
     }
     sv.hook.fn = on_hook;
     loop_add_hook(server_loop(sv.srv), &sv.hook);
-    banner(host, server_port(sv.srv));
+    banner(host, server_port(sv.srv), sv.more);
     LOG_INFO("listening", "addr=%s:%u max_conns=%u", host, server_port(sv.srv),
              cfg.max_conns);
 

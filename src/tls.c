@@ -851,8 +851,7 @@ static int fail(struct tls_conn *tc, int ret)
         vr != X509_V_OK) {
         tc->why = X509_verify_cert_error_string(vr);
         tc->flags |= TC_VERIFY;
-    }
-    else
+    } else
         tc->why = code ? err_text(code) : (tc->why ? tc->why : "tls error");
     ERR_clear_error();
     tc->end = TLS_ERR;

@@ -35,6 +35,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -299,8 +300,10 @@ def test_banner_and_routes_over_https(moor, certs):
     out = s.stdout_text()
     line = next(l for l in out.splitlines() if "https://" in l)
     assert "--tls-listen" in line, out
-    # The https:// line comes before the main banner's first http:// URL.
-    assert out.index("https://") < out.index("http://"), out
+    # The https:// line comes after the plain listener's routes, before
+    # the closing line.
+    assert out.index("serving http://") < out.index("https://") < \
+        out.index("Stop with"), out
     for path in ("/healthz", "/metrics", "/debug/mem", "/debug/conns"):
         r = tls_get(s, certs, path)
         assert r.status == 200, (path, r)
@@ -524,6 +527,91 @@ def test_sse_and_pubsub_over_tls(moor, certs):
         sub.wait(timeout=10)
     wait_for(s, "every TLS connection closed",
              lambda m: m.get_value("moor_tls_connections") == 0)
+
+
+# ---- framed TCP over TLS (--tcp-tls) ---------------------------------------
+
+TCP_BANNER_RE = re.compile(rb"tcp://127\.0\.0\.1:(\d+)\S* .*over TLS")
+
+
+def tcp_frame(payload):
+    return struct.pack("!I", len(payload)) + payload
+
+
+def tls_recv_frame(sk, timeout=5.0):
+    """One length-prefixed frame from a TLS socket."""
+    sk.settimeout(timeout)
+    buf = b""
+    while len(buf) < 4:
+        chunk = sk.recv(4 - len(buf))
+        assert chunk, "closed before a frame header"
+        buf += chunk
+    (n,) = struct.unpack("!I", buf)
+    body = b""
+    while len(body) < n:
+        chunk = sk.recv(n - len(body))
+        assert chunk, "closed inside a frame"
+        body += chunk
+    return body
+
+
+def test_tcp_frames_over_tls(moor, certs):
+    """--tcp-tls: the framed TCP listener speaks TLS with the same
+    certificate; a subscriber there gets what a POST publishes, a TLS
+    publisher there reaches it too, a plaintext client is not served, and
+    a silent one is closed at --handshake-timeout and counted."""
+    s = moor("--tcp-listen", f"{HOST}:0", "--tcp-tls",
+             "--tls-cert", str(certs.chain), "--tls-key", str(certs.key),
+             "--handshake-timeout", "500ms")
+    m = TCP_BANNER_RE.search(s.out_path.read_bytes())
+    assert m, f"no tcp:// ... over TLS line in the banner:\n{s.stdout_text()}"
+    port = int(m.group(1))
+    ctx = client_ctx(certs.ca)
+    sub = tls_sock(port, ctx)
+    pub = None
+    try:
+        sub.sendall(tcp_frame(b"SUB news"))
+        wait_for(s, "the TLS subscriber",
+                 lambda m: m.get_value("moor_pubsub_subscribers") == 1)
+        r = s.get("/pub/news", method="POST", body=b"hello over tls")
+        assert r.status == 202 and r.body == b'{"subscribers":1}\n', r
+        assert tls_recv_frame(sub) == b"hello over tls"
+        pub = tls_sock(port, ctx)
+        pub.sendall(tcp_frame(b"PUB news") + tcp_frame(b"from a tls pub"))
+        assert tls_recv_frame(sub) == b"from a tls pub"
+    finally:
+        sub.close()
+        if pub:
+            pub.close()
+    # Plaintext frames on the TLS port: no subscription, the conn closed.
+    raw = socket.create_connection((HOST, port), timeout=5)
+    try:
+        raw.sendall(tcp_frame(b"SUB news"))
+        raw.settimeout(slack(3))
+        try:
+            while raw.recv(4096):
+                pass
+        except (ConnectionResetError, socket.timeout):
+            pass
+    finally:
+        raw.close()
+    # A silent client: closed at the handshake timeout.
+    t0 = time.monotonic()
+    silent = socket.create_connection((HOST, port), timeout=slack(5))
+    try:
+        assert silent.recv(1) == b""
+    except ConnectionResetError:
+        pass
+    finally:
+        silent.close()
+    took = time.monotonic() - t0
+    assert 0.4 <= took <= slack(3), took
+    m = wait_for(s, "the TLS conns on the TCP port closed",
+                 lambda m: m.get_value("moor_tls_connections") == 0
+                 and handshakes(m, "timeout") >= 1)
+    assert handshakes(m, "ok") == 2, tls_figures(m)
+    assert handshakes(m, "failed") >= 1, tls_figures(m)
+    assert m.get_value("moor_pubsub_subscribers") == 0
 
 
 # ---- versions --------------------------------------------------------------

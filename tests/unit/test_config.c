@@ -546,7 +546,7 @@ static void test_help(void **state)
         snprintf(want, sizeof(want), "  --%s ", name);
         assert_non_null(strstr(outbuf, want));
     }
-    assert_int_equal(n, 43);
+    assert_int_equal(n, 44);
     /* Every line fits in 80 columns. */
     for (line = outbuf; *line;) {
         size_t len = strcspn(line, "\n");
@@ -629,6 +629,39 @@ static void test_read_buffer_cross_check(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+static void test_tls_cross_checks(void **state)
+{
+    struct moor_config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(PARSE(&c, NULL, err, "--tls-listen", ":8443"), -1);
+    assert_non_null(strstr(err, "--tls-listen :8443 needs a certificate"));
+    assert_int_equal(
+        PARSE(&c, NULL, err, "--tls-listen", ":8443", "--tls-cert", "c.pem"),
+        -1);
+    assert_int_equal(
+        PARSE(&c, NULL, err, "--tls-cert", "c.pem", "--tls-key", "k.pem"), -1);
+    assert_non_null(strstr(err, "used only with --tls-listen"));
+    assert_int_equal(PARSE(&c, NULL, err, "--tcp-tls"), -1);
+    assert_non_null(strstr(err, "--tcp-tls needs --tcp-listen"));
+    assert_int_equal(PARSE(&c, NULL, err, "--tcp-tls", "--tcp-listen", ":9000"),
+                     -1);
+    assert_non_null(strstr(err, "--tcp-tls needs a certificate"));
+    /* Files are opened later (serve): only the combination is checked. */
+    assert_int_equal(PARSE(&c, NULL, err, "--tcp-tls", "--tcp-listen", ":9000",
+                           "--tls-cert", "c.pem", "--tls-key", "k.pem"),
+                     0);
+    assert_true(c.tcp_tls);
+    assert_int_equal(PARSE(&c, NULL, err, "--tls-listen", ":8443", "--tls-cert",
+                           "c.pem", "--tls-key", "k.pem", "--tls-ciphersuites",
+                           "TLS_AES_128_GCM_SHA256"),
+                     0);
+    assert_string_equal(c.tls_ciphersuites, "TLS_AES_128_GCM_SHA256");
+    assert_string_equal(c.tls_min_version, "1.2");
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -646,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_help),
         cmocka_unit_test(test_print_functions),
         cmocka_unit_test(test_read_buffer_cross_check),
+        cmocka_unit_test(test_tls_cross_checks),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
