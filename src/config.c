@@ -1227,7 +1227,10 @@ void config_print_help(FILE *out)
          "GET /echo (WebSocket echo), GET /sub/CHANNEL[,CHANNEL...] "
          "(WebSocket subscriber), GET /pub/CHANNEL (WebSocket publisher), "
          "POST /pub/CHANNEL (publish the body; 202 with the number of "
-         "subscribers reached).",
+         "subscribers reached); GET /sub/CHANNEL with Accept: "
+         "text/event-stream is Server-Sent Events. --tcp-listen adds "
+         "length-prefixed TCP pub/sub; --tls-listen serves all of it over "
+         "TLS (HTTPS, wss://), --tcp-tls the TCP listener.",
          0, 0);
     fprintf(out, "\nflags:\n");
     for (size_t i = 0; i < N_OPTS; i++) {
