@@ -27,16 +27,33 @@
 #       p50/p99/p999 over every delivery; 3 runs, the median by p99.
 #   (g) the window: one throughput run with each of 4, 16, 64 and 256
 #       messages in flight, to show how each server responds to it.
+#   TLS, the same four servers serving wss:// with a P-256 certificate for
+#   127.0.0.1 (made here with the openssl CLI, signed by a CA made here,
+#   which the bench trusts with --tls-ca), each with its own TLS stack at
+#   its defaults (moor: OpenSSL through src/tls.c; lws: OpenSSL; node: its
+#   tls module; gorilla: Go's crypto/tls):
+#   (h) idle: `moor bench idle`, 10,000 wss connections to /echo held 5 s:
+#       bytes per connection from the server's VmRSS, and for moor the
+#       growth of its `tls` tag and of all its tags (/debug/mem) per
+#       connection; then moor once more with --mem-trace, and the tls
+#       tag's growth by OpenSSL call site (/debug/mem's trace), per
+#       connection;
+#   (i) handshakes: `moor bench handshake`, 32 connections at a time,
+#       each closed as soon as its TLS and WebSocket handshakes are done
+#       and replaced by a new one, 10 s after 1 s of warm-up:
+#       handshakes/s and the time of each; 3 runs on a fresh server, the
+#       median (by handshakes/s) reported.
 #
-# usage: bench/run.sh [--write] [--only http|ws|broadcast] [--conns N]
+# usage: bench/run.sh [--write] [--only http|ws|broadcast|tls] [--conns N]
 #                     [--duration D] [--ws-conns N] [--echo-duration D]
 #                     [--echo-runs N] [--bc-conns N] [--bc-duration D]
 #                     [--bc-runs N] [--bc-inflight K] [--bc-rate R]
-#                     [--bc-sweep "K..."]
-#   --write      replace the "## HTTP/1.1", "## WebSocket" and
-#                "## Broadcast" sections of docs/benchmarks.md with what
+#                     [--bc-sweep "K..."] [--tls-conns N] [--hs-conns N]
+#                     [--hs-duration D] [--hs-runs N]
+#   --write      replace the "## HTTP/1.1", "## WebSocket", "## Broadcast"
+#                and "## TLS" sections of docs/benchmarks.md with what
 #                was run
-#   --only P     run one part: http, ws or broadcast (default all three)
+#   --only P     run one part: http, ws, broadcast or tls (default all)
 #   --conns N    idle connections for (b) (default 10000)
 #   --duration D wrk duration (default 10s)
 #   --ws-conns N idle connections for (c) (default 10000)
@@ -48,6 +65,10 @@
 #   --bc-inflight K    the throughput window (default 64)
 #   --bc-rate R        the latency runs' messages/s (default 10)
 #   --bc-sweep "K..."  windows of (g) (default "4 16 64 256"; "" skips it)
+#   --tls-conns N      idle wss connections for (h) (default 10000)
+#   --hs-conns N       handshakes in progress at once in (i) (default 32)
+#   --hs-duration D    measured time of each handshake run (default 10s)
+#   --hs-runs N        handshake runs per server (default 3)
 #
 # Never part of the tests: figures depend on the machine. Everything it
 # starts is stopped on exit (trap), and every step has a timeout.
@@ -68,6 +89,10 @@ BC_RUNS=3
 BC_INFLIGHT=64
 BC_RATE=10
 BC_SWEEP="4 16 64 256"
+TLS_CONNS=10000
+HS_CONNS=32
+HS_DURATION=10s
+HS_RUNS=3
 while [ $# -gt 0 ]; do
     case $1 in
     --write) WRITE=1 ;;
@@ -83,14 +108,18 @@ while [ $# -gt 0 ]; do
     --bc-inflight) BC_INFLIGHT=$2; shift ;;
     --bc-rate) BC_RATE=$2; shift ;;
     --bc-sweep) BC_SWEEP=$2; shift ;;
-    -h|--help) sed -n '2,56p' "$0"; exit 0 ;;
+    --tls-conns) TLS_CONNS=$2; shift ;;
+    --hs-conns) HS_CONNS=$2; shift ;;
+    --hs-duration) HS_DURATION=$2; shift ;;
+    --hs-runs) HS_RUNS=$2; shift ;;
+    -h|--help) sed -n '2,80p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 case $ONLY in
-all | http | ws | broadcast) ;;
-*) echo "bench/run.sh: --only takes http, ws or broadcast" >&2; exit 2 ;;
+all | http | ws | broadcast | tls) ;;
+*) echo "bench/run.sh: --only takes http, ws, broadcast or tls" >&2; exit 2 ;;
 esac
 want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
@@ -99,6 +128,7 @@ PY=/usr/bin/python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TOOLS=("$MOOR" taskset "$PY" curl)
 want http && TOOLS+=("$NGINX" wrk)
+want tls && TOOLS+=(openssl)
 for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench/run.sh: $tool not found (make deps release)" >&2
@@ -141,14 +171,16 @@ free_port() {
     "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_http() {   # url: until it answers 200, at most 10 s
+wait_http() {   # url [curl args]: until it answers 200, at most 10 s
+    local url=$1
+    shift
     for _ in $(seq 100); do
-        if curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null; then
+        if curl -fsS -o /dev/null --max-time 1 "$@" "$url" 2>/dev/null; then
             return 0
         fi
         sleep 0.1
     done
-    echo "bench/run.sh: $1 never answered" >&2
+    echo "bench/run.sh: $url never answered" >&2
     return 1
 }
 
@@ -166,7 +198,11 @@ stop_pid() {    # pid: SIGTERM, wait up to 10 s, then SIGKILL
 # start_server NAME COMMAND... -> sets SRV_PID, SRV_PORT. COMMAND runs
 # pinned to the server core and prints a banner with its URL and pid
 # ("... http://127.0.0.1:PORT (pid N)"), as moor serve and every peer in
-# bench/peers do.
+# bench/peers do. With SRV_SCHEME=https the banner's https:// URL is the
+# one (a peer serving TLS), and its /healthz is checked over TLS with
+# CURL_TLS (the curl flags that trust the certificate).
+SRV_SCHEME=http
+CURL_TLS=()
 start_server() {
     local name=$1 out=$TMP/$1.out
     shift
@@ -176,8 +212,8 @@ start_server() {
     PIDS+=("$SRV_PID")
     SRV_PORT=
     for _ in $(seq 100); do
-        SRV_PORT=$(grep -oE 'http://127\.0\.0\.1:[0-9]+' "$out" | head -n1 |
-            sed 's/.*://') || true
+        SRV_PORT=$(grep -oE "$SRV_SCHEME://127\.0\.0\.1:[0-9]+" "$out" |
+            head -n1 | sed 's/.*://') || true
         [ -n "$SRV_PORT" ] && break
         sleep 0.1
     done
@@ -194,7 +230,11 @@ start_server() {
         SRV_PID=$real
         PIDS+=("$SRV_PID")
     fi
-    wait_http "http://127.0.0.1:$SRV_PORT/healthz"
+    if [ "$SRV_SCHEME" = https ]; then
+        wait_http "https://127.0.0.1:$SRV_PORT/healthz" "${CURL_TLS[@]}"
+    else
+        wait_http "http://127.0.0.1:$SRV_PORT/healthz"
+    fi
 }
 
 # start_moor ARGS... -> sets SRV_PID, SRV_PORT
@@ -401,6 +441,12 @@ if d["mode"] == "idle":
     print("    %d of %d open, %s bytes/conn (VmRSS), %s Pss, %s Private"
           % (d["open"], d["conns"], d["bytes_per_conn"], d["pss_per_conn"],
              d["private_per_conn"]))
+elif d["mode"] == "handshake":
+    l = d["latency_us"]
+    print("    %.0f handshakes/s, p50 %.0f us, p99 %.0f us, failed %d, "
+          "bench cpu %.0f%%, server cpu %s%%" % (d["handshakes_per_s"],
+          l["p50"], l["p99"], d["failed"], d["bench_cpu_pct"],
+          d["server_cpu_pct"]))
 elif d["mode"] == "broadcast":
     l = d["latency_us"]
     print("    %.0f deliveries/s (%.0f published/s), p50 %.0f us, p99 %.0f "
@@ -545,9 +591,195 @@ bcast_part() {
         --sweep "$BC_SWEEP" >>"$REPORT"
 }
 
+# ---- TLS --------------------------------------------------------------------
+
+# make_certs DIR: a P-256 CA and a server certificate for IP 127.0.0.1
+# signed by it (DIR/ca.pem, DIR/cert.pem, DIR/key.pem), valid two days.
+make_certs() {
+    local d=$1
+    mkdir -p "$d"
+    printf '%s\n' "subjectAltName=IP:127.0.0.1" \
+        "basicConstraints=critical,CA:FALSE" \
+        "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" >"$d/ext.cnf"
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 2 \
+            -subj "/CN=moor bench CA" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+                -nodes -keyout "$d/key.pem" -out "$d/cert.csr" \
+                -subj "/CN=127.0.0.1" &&
+            openssl x509 -req -in "$d/cert.csr" -CA "$d/ca.pem" \
+                -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+                -extfile "$d/ext.cnf" -out "$d/cert.pem" &&
+            openssl verify -CAfile "$d/ca.pem" "$d/cert.pem"
+    } >"$d/openssl.log" 2>&1 || {
+        cat "$d/openssl.log" >&2
+        echo "bench/run.sh: could not make the test certificates" >&2
+        exit 1
+    }
+}
+
+# moor's flags for the TLS part: connections accepted as fast as they
+# come, room for all of them; certificates and the rest at their defaults
+# (no session tickets or cache, handshake timeout 10 s).
+MOOR_TLS_ARGS=(--accept-rate 0 --max-conns $((TLS_CONNS + 1000)))
+
+# start_tls NAME DIR -> sets SRV_PID, TLS_PORT (the wss:// port) and, for
+# moor, SRV_PORT (its plain port: /metrics, /debug/mem); records the
+# command in DIR/NAME.cmd. MOOR_ARGS (moor only) go after moor's TLS flags.
+start_tls() {
+    local cmd env='' name=$1 dir=$2 c=$TLS_DIR/cert.pem k=$TLS_DIR/key.pem
+    shift 2
+    SRV_SCHEME=https
+    case $name in
+    moor)
+        SRV_SCHEME=http
+        start_moor "${MOOR_TLS_ARGS[@]}" --tls-listen 127.0.0.1:0 \
+            --tls-cert "$c" --tls-key "$k" "$@"
+        TLS_PORT=$(grep -oE 'https://127\.0\.0\.1:[0-9]+' "$TMP/moor.out" |
+            head -n1 | sed 's/.*://') || true
+        if [ -z "$TLS_PORT" ]; then
+            echo "bench/run.sh: moor printed no https:// listener:" >&2
+            cat "$TMP/moor.out" >&2
+            exit 1
+        fi
+        wait_http "https://127.0.0.1:$TLS_PORT/healthz" "${CURL_TLS[@]}"
+        cmd="build/release/moor serve --listen 127.0.0.1:0 ${MOOR_TLS_ARGS[*]} --tls-listen 127.0.0.1:0 --tls-cert cert.pem --tls-key key.pem${*:+ $*}"
+        ;;
+    lws)
+        start_server lws "$ROOT/build/peers/lws-echo" --port 0 \
+            --tls-cert "$c" --tls-key "$k"
+        cmd="build/peers/lws-echo --port 0 --tls-cert cert.pem --tls-key key.pem"
+        ;;
+    node)
+        start_server node node "$ROOT/bench/peers/node/server.js" --port 0 \
+            --tls-cert "$c" --tls-key "$k"
+        cmd="node bench/peers/node/server.js --port 0 --tls-cert cert.pem --tls-key key.pem"
+        ;;
+    gorilla)
+        start_server gorilla env GOMAXPROCS=1 "$ROOT/build/peers/gorilla-echo" \
+            -addr 127.0.0.1:0 -tls-cert "$c" -tls-key "$k"
+        env="GOMAXPROCS=1 "
+        cmd="build/peers/gorilla-echo -addr 127.0.0.1:0 -tls-cert cert.pem -tls-key key.pem"
+        ;;
+    esac
+    [ "$name" = moor ] || TLS_PORT=$SRV_PORT
+    SRV_SCHEME=http
+    printf '%s\n' "$env${PIN_SRV[*]:+${PIN_SRV[*]} }$cmd" >"$dir/$name.cmd"
+}
+
+# tls_warm: a second of handshakes (4 at a time) against the server on
+# TLS_PORT before any baseline, so that what a server sets up on its
+# first TLS connections (OpenSSL's algorithm caches, a runtime's lazily
+# built tables) is not counted per connection.
+tls_warm() {
+    timeout 60 "${PIN_GEN[@]}" "$MOOR" bench handshake \
+        --url "wss://127.0.0.1:$TLS_PORT/echo" --tls-ca "$TLS_DIR/ca.pem" \
+        --conns 4 --duration 1s --warmup 0 >/dev/null 2>"$TMP/warm.err" || {
+        cat "$TMP/warm.err" >&2
+        echo "bench/run.sh: TLS warm-up against $TLS_PORT failed" >&2
+        exit 1
+    }
+}
+
+# metric NAME: the value of an unlabelled metric of moor on SRV_PORT (0
+# if there is none yet)
+metric() {
+    curl -fsS --max-time 5 "http://127.0.0.1:$SRV_PORT/metrics" |
+        awk -v m="$1" '$1 == m { v = $2 } END { print v + 0 }'
+}
+
+# tls_idle_moor OUT PREFIX: `moor bench idle` over wss:// into OUT.json
+# as for every server; besides, moor's /debug/mem before it (after the
+# warm-up) into PREFIX.before.json, and once all TLS_CONNS are open
+# into PREFIX.open.json, with the TLS connections open then in
+# PREFIX.conns.
+tls_idle_moor() {
+    local out=$1 pre=$2 bpid n=0
+    curl -fsS "http://127.0.0.1:$SRV_PORT/debug/mem" >"$pre.before.json"
+    moor_bench "$out" idle --url "wss://127.0.0.1:$TLS_PORT/echo" \
+        --tls-ca "$TLS_DIR/ca.pem" --conns "$TLS_CONNS" --pid "$SRV_PID" &
+    bpid=$!
+    # Until every connection is open (or the bench is gone): 120 s at most.
+    for _ in $(seq 600); do
+        n=$(metric moor_tls_connections) || n=0
+        [ "$n" -ge "$TLS_CONNS" ] && break
+        kill -0 "$bpid" 2>/dev/null || break
+        sleep 0.2
+    done
+    # Handshakes still finishing settle; the bench holds them 5 s.
+    sleep 1
+    n=$(metric moor_tls_connections) || n=0
+    curl -fsS "http://127.0.0.1:$SRV_PORT/debug/mem" >"$pre.open.json"
+    echo "$n" >"$pre.conns"
+    echo "    moor: /debug/mem read with $n TLS connections open" >&2
+    wait "$bpid" || exit 1
+}
+
+tls_part() {
+    local dir=$TMP/tls name i
+    mkdir -p "$dir"
+    TLS_DIR=$dir/certs
+    make_certs "$TLS_DIR"
+    CURL_TLS=(--cacert "$TLS_DIR/ca.pem")
+    echo "== WebSocket peers: bench/peers/build.sh" >&2
+    "$ROOT/bench/peers/build.sh" >&2
+    for name in "${WS_SERVERS[@]}"; do
+        echo "== (h) idle TLS memory: $name, $TLS_CONNS wss connections" >&2
+        start_tls "$name" "$dir"
+        tls_warm
+        if [ "$name" = moor ]; then
+            tls_idle_moor "$dir/moor.idle.json" "$dir/moor.mem"
+        else
+            moor_bench "$dir/$name.idle.json" idle \
+                --url "wss://127.0.0.1:$TLS_PORT/echo" \
+                --tls-ca "$TLS_DIR/ca.pem" --conns "$TLS_CONNS" \
+                --pid "$SRV_PID"
+        fi
+        stop_pid "$SRV_PID"
+        if [ "$name" = moor ]; then
+            echo "== (h) moor --mem-trace: the tls tag by call site" >&2
+            start_tls moor "$dir" --mem-trace
+            mv "$dir/moor.cmd" "$dir/moor-trace.cmd"
+            tls_warm
+            tls_idle_moor "$dir/moor-trace.idle.json" "$dir/moor.trace"
+            stop_pid "$SRV_PID"
+        fi
+        for i in $(seq "$HS_RUNS"); do
+            echo "== (i) handshakes: $name, run $i of $HS_RUNS" >&2
+            start_tls "$name" "$dir"
+            moor_bench "$dir/$name.hs$i.json" handshake \
+                --url "wss://127.0.0.1:$TLS_PORT/echo" \
+                --tls-ca "$TLS_DIR/ca.pem" --conns "$HS_CONNS" \
+                --duration "$HS_DURATION" --warmup 1s --pid "$SRV_PID"
+            stop_pid "$SRV_PID"
+        done
+    done
+    local gen="${PIN_GEN[*]:+${PIN_GEN[*]} }"
+    {
+        echo "bench/peers/build.sh"
+        echo "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 ...  # CA, then a certificate for IP:127.0.0.1 signed by it (bench/run.sh make_certs)"
+        for name in "${WS_SERVERS[@]}"; do
+            cat "$dir/$name.cmd"
+        done
+        cat "$dir/moor-trace.cmd"
+        echo "${gen}build/release/moor bench handshake --url wss://127.0.0.1:PORT/echo --tls-ca ca.pem --conns 4 --duration 1s --warmup 0  # warm-up, before each idle run"
+        echo "${gen}build/release/moor bench idle --url wss://127.0.0.1:PORT/echo --tls-ca ca.pem --conns $TLS_CONNS --pid PID"
+        echo "curl http://127.0.0.1:PORT/debug/mem  # moor: before, and once the $TLS_CONNS are open"
+        echo "${gen}build/release/moor bench handshake --url wss://127.0.0.1:PORT/echo --tls-ca ca.pem --conns $HS_CONNS --duration $HS_DURATION --warmup 1s --pid PID  # x $HS_RUNS"
+    } >"$dir/commands"
+    "$PY" "$ROOT/bench/tls_report.py" --dir "$dir" \
+        --servers "${WS_SERVERS[*]}" --versions "$(peer_versions)" \
+        --date "$DATE" --cpu "$CPU ($(nproc) cores)" \
+        --conns "$TLS_CONNS" --runs "$HS_RUNS" \
+        --openssl "$(openssl version | awk '{print $2}')" >>"$REPORT"
+}
+
 want http && http_part
 want ws && ws_part
 want broadcast && bcast_part
+want tls && tls_part
 
 echo
 cat "$REPORT"
@@ -557,7 +789,7 @@ if [ "$WRITE" = 1 ]; then
     [ -f "$DOC" ] || printf '# Benchmarks\n\n' >"$DOC"
     # Each "## " section of the report replaces the document's sections
     # whose heading starts the same way ("## HTTP/1.1", "## WebSocket",
-    # "## Broadcast"),
+    # "## Broadcast", "## TLS"),
     # where the first of them was (or at the end); other sections stay.
     "$PY" - "$DOC" "$REPORT" <<'EOF'
 import re, sys

@@ -7,11 +7,18 @@
 //	GET /sub      WebSocket: receives every message published on /pub
 //	GET /pub      WebSocket: every message received is sent to every /sub
 //
-// usage: gorilla-echo [-addr 127.0.0.1:0]
+// usage: gorilla-echo [-addr 127.0.0.1:0] [-tls-cert F -tls-key F]
+//
+// With -tls-cert and -tls-key (PEM files: the chain, leaf first, and its
+// key) the same endpoints are served over TLS (https, wss) by Go's
+// crypto/tls with its defaults: TLS 1.2 and 1.3, session tickets on, no
+// session cache, ALPN http/1.1 (HTTP/2 is not configured), and nothing
+// tuned for memory.
 //
 // Once listening it prints one line to stdout:
 //
 //	gorilla listening on http://127.0.0.1:PORT (pid N)
+//	gorilla listening on https://127.0.0.1:PORT (pid N)   (with TLS)
 //
 // It is one process. When pinned to one core the Go runtime already sets
 // GOMAXPROCS to 1 (it reads the CPU affinity); the runner may also set
@@ -19,6 +26,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log"
@@ -209,7 +217,12 @@ func pub(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (host:port; port 0 picks a free one)")
+	certFile := flag.String("tls-cert", "", "serve TLS with this certificate chain (PEM, leaf first)")
+	keyFile := flag.String("tls-key", "", "the private key of -tls-cert (PEM)")
 	flag.Parse()
+	if (*certFile == "") != (*keyFile == "") {
+		log.Fatal("gorilla-echo: -tls-cert and -tls-key go together")
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -220,11 +233,31 @@ func main() {
 	mux.HandleFunc("/sub", sub)
 	mux.HandleFunc("/pub", pub)
 
+	scheme := "http"
+	var cfg *tls.Config
+	if *certFile != "" {
+		// Loaded before listening, so a bad file fails at once.
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			log.Fatalf("gorilla-echo: %v", err)
+		}
+		// crypto/tls's defaults; only the certificate and ALPN (what
+		// http.Server.ServeTLS would set without HTTP/2) are given.
+		cfg = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			NextProtos:   []string{"http/1.1"},
+		}
+		scheme = "https"
+	}
+
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatalf("gorilla-echo: listen %s: %v", *addr, err)
 	}
-	fmt.Printf("gorilla listening on http://%s (pid %d)\n", ln.Addr(), os.Getpid())
+	fmt.Printf("gorilla listening on %s://%s (pid %d)\n", scheme, ln.Addr(), os.Getpid())
 	os.Stdout.Sync()
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
+	}
 	log.Fatal(http.Serve(ln, mux))
 }

@@ -10,10 +10,17 @@
  *   GET /pub      WebSocket: every message received is sent to every /sub
  *
  * usage: lws-echo [--port N] [--host 127.0.0.1]
+ *                 [--tls-cert CHAIN.pem --tls-key KEY.pem]
  *   --port 0 (the default) picks a free port.
+ *   --tls-cert, --tls-key: serve the same endpoints over TLS (https, wss)
+ *   with the OpenSSL lws is built on (Debian: the system's OpenSSL 3) and
+ *   lws's defaults: the vhost's SSL_CTX as lws sets it up (its
+ *   SSL_MODE_RELEASE_BUFFERS included), OpenSSL's defaults otherwise (TLS
+ *   1.2 and 1.3, session tickets and the server session cache on).
  *
  * Once listening it prints one line to stdout:
  *   lws listening on http://127.0.0.1:PORT (pid N)
+ *   lws listening on https://127.0.0.1:PORT (pid N)   (with TLS)
  *
  * Messages arrive from lws in pieces (one LWS_CALLBACK_RECEIVE per chunk of
  * at most rx_buffer_size bytes, and per frame of a fragmented message); they
@@ -338,12 +345,14 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lws-echo [--port N] [--host 127.0.0.1]\n");
+    fprintf(f, "usage: lws-echo [--port N] [--host 127.0.0.1] "
+               "[--tls-cert CHAIN.pem --tls-key KEY.pem]\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *host = "127.0.0.1";
+    const char *cert = NULL, *key = NULL;
     long port = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -357,6 +366,10 @@ int main(int argc, char **argv)
             }
         } else if (!strcmp(a, "--host") && i + 1 < argc) {
             host = argv[++i];
+        } else if (!strcmp(a, "--tls-cert") && i + 1 < argc) {
+            cert = argv[++i];
+        } else if (!strcmp(a, "--tls-key") && i + 1 < argc) {
+            key = argv[++i];
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
@@ -365,6 +378,11 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+
+    if (!cert != !key) {
+        fprintf(stderr, "lws-echo: --tls-cert and --tls-key go together\n");
+        return 2;
     }
 
     lws_set_log_level(LLL_ERR | LLL_WARN, NULL);
@@ -384,6 +402,12 @@ int main(int argc, char **argv)
     info.gid = -1;
     info.uid = -1;
     info.options = LWS_SERVER_OPTION_DISABLE_IPV6;
+    if (cert) {
+        /* Only the files: everything else is lws's default. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cert;
+        info.ssl_private_key_filepath = key;
+    }
 
     struct lws_context *ctx = lws_create_context(&info);
     if (!ctx) {
@@ -392,8 +416,8 @@ int main(int argc, char **argv)
     }
     struct lws_vhost *vh = lws_get_vhost_by_name(ctx, "default");
     int bound = vh ? lws_get_vhost_listen_port(vh) : (int)port;
-    printf("lws listening on http://%s:%d (pid %ld)\n", host, bound,
-           (long)getpid());
+    printf("lws listening on %s://%s:%d (pid %ld)\n", cert ? "https" : "http",
+           host, bound, (long)getpid());
     fflush(stdout);
 
     while (!interrupted) {

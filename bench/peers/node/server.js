@@ -8,16 +8,24 @@
 //   GET /pub      WebSocket: every message received is sent to every /sub
 //
 // usage: node server.js [--port N] [--host 127.0.0.1]
+//                        [--tls-cert CHAIN.pem --tls-key KEY.pem]
 //   --port 0 (the default) picks a free port.
+//   --tls-cert, --tls-key: serve the same endpoints over TLS (https, wss)
+//   with node's https/tls module and its defaults (OpenSSL, as bundled
+//   with node: TLS 1.2 and 1.3, session tickets on, no session cache,
+//   nothing tuned for memory).
 //
 // Once listening it prints one line to stdout:
 //   node-ws listening on http://127.0.0.1:PORT (pid N)
+//   node-ws listening on https://127.0.0.1:PORT (pid N)   (with TLS)
 //
 // One process, one thread for the sockets. Install: npm ci --prefix
 // bench/peers/node (bench/peers/build.sh does it).
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
 const { WebSocketServer } = require('ws');
 
 // The largest message accepted (ws closes with 1009 above it).
@@ -32,7 +40,7 @@ const ECHO_HIGH = 1024 * 1024;
 const ECHO_LOW = 256 * 1024;
 
 function parseArgs(argv) {
-  const opts = { host: '127.0.0.1', port: 0 };
+  const opts = { host: '127.0.0.1', port: 0, tlsCert: null, tlsKey: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const eq = a.indexOf('=');
@@ -42,8 +50,13 @@ function parseArgs(argv) {
       opts.port = Number(val());
     } else if (key === '--host') {
       opts.host = val();
+    } else if (key === '--tls-cert') {
+      opts.tlsCert = val();
+    } else if (key === '--tls-key') {
+      opts.tlsKey = val();
     } else if (key === '-h' || key === '--help') {
-      process.stdout.write('usage: node server.js [--port N] [--host 127.0.0.1]\n');
+      process.stdout.write('usage: node server.js [--port N] [--host 127.0.0.1] ' +
+        '[--tls-cert CHAIN.pem --tls-key KEY.pem]\n');
       process.exit(0);
     } else {
       process.stderr.write(`node-ws: unknown argument ${a}\n`);
@@ -54,12 +67,16 @@ function parseArgs(argv) {
     process.stderr.write('node-ws: --port must be 0..65535\n');
     process.exit(2);
   }
+  if (!opts.tlsCert !== !opts.tlsKey) {
+    process.stderr.write('node-ws: --tls-cert and --tls-key go together\n');
+    process.exit(2);
+  }
   return opts;
 }
 
 const opts = parseArgs(process.argv.slice(2));
 
-const server = http.createServer((req, res) => {
+const onRequest = (req, res) => {
   if (req.method === 'GET' && req.url === '/healthz') {
     res.writeHead(200, { 'Content-Type': 'text/plain' });
     res.end('ok\n');
@@ -67,7 +84,16 @@ const server = http.createServer((req, res) => {
   }
   res.writeHead(404, { 'Content-Type': 'text/plain' });
   res.end('not found\n');
-});
+};
+
+// With TLS: https.createServer with only the certificate and key given;
+// everything else is node's default.
+const tls = opts.tlsCert !== null;
+const server = tls
+  ? https.createServer(
+    { cert: fs.readFileSync(opts.tlsCert), key: fs.readFileSync(opts.tlsKey) },
+    onRequest)
+  : http.createServer(onRequest);
 
 const wsOptions = { noServer: true, maxPayload: MAX_MESSAGE, perMessageDeflate: false };
 const echo = new WebSocketServer({ ...wsOptions, clientTracking: false });
@@ -123,7 +149,8 @@ server.on('error', (err) => {
 
 server.listen(opts.port, opts.host, () => {
   const { address, port } = server.address();
-  process.stdout.write(`node-ws listening on http://${address}:${port} (pid ${process.pid})\n`);
+  const scheme = tls ? 'https' : 'http';
+  process.stdout.write(`node-ws listening on ${scheme}://${address}:${port} (pid ${process.pid})\n`);
 });
 
 for (const sig of ['SIGTERM', 'SIGINT']) {
