@@ -401,9 +401,10 @@ static const struct opt opts[] = {
      .def = "10000",
      .min = 0,
      .max = 100000000,
-     .help = "messages per second one publishing connection may send; "
-             "above it moor stops reading that connection until tokens "
-             "refill; 0 turns it off",
+     .help = "messages per second one publishing connection (WebSocket "
+             "/pub or TCP PUB) may send; above it moor stops reading that "
+             "connection until tokens refill; 0 turns it off (POST /pub "
+             "is not paced: see docs/pubsub.md)",
      .metric = "moor_read_pauses_total{cause=\"rate\"}"},
     {.name = "burst",
      .kind = OPT_UINT,
