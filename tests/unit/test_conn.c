@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -490,12 +491,151 @@ static void test_send_takes_a_reference(void **state)
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(m->refs, 3);
-    assert_ptr_equal(e.c->qtail->next->m, m);
+    assert_ptr_equal(e.c->q->m[e.c->q->head], m);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(m->refs, 1);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 12);
     assert_memory_equal(buf, "sharedshared", 12);
     msg_unref(m);
+    env_close(&e);
+}
+
+/* Reads from the peer until len bytes are in, running the loop meanwhile
+ * (its flushes resume on EPOLLOUT). */
+static void drain_peer(struct env *e, char *out, size_t want, size_t *len)
+{
+    uint64_t dl = now_ms() + 5000;
+
+    while (*len < want && now_ms() < dl) {
+        peer_read(e->sv[1], out, want, len);
+        assert_int_equal(loop_run_once(e->l, 1), 0);
+    }
+    assert_int_equal(*len, want);
+}
+
+/* The queue is a ring of references: it keeps its order across the wrap
+ * and when it doubles, a growth that fails loses nothing (-ENOMEM), and
+ * the ring goes as soon as the queue is empty. */
+static void test_queue_ring(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    static char big[2][65536];
+    static char got[2 * 65536 + 64];
+    static char want[2 * 65536 + 64];
+    size_t len = 0, n = 0;
+    int small = 4096;
+    struct msg *m;
+    char s[3];
+
+    (void)state;
+    env_open(&e, 5000, 4u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (int b = 0; b < 2; b++) {
+        memset(big[b], 'B' + b, sizeof(big[b]));
+        assert_int_equal(conn_send_bytes(e.c, big[b], sizeof(big[b])), 0);
+        memcpy(want + n, big[b], sizeof(big[b]));
+        n += sizeof(big[b]);
+    }
+    for (int i = 1; i <= 6; i++) {
+        snprintf(s, sizeof(s), "%c%c", 'a' + i, 'A' + i);
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+        memcpy(want + n, s, 2);
+        n += 2;
+    }
+    assert_int_equal(e.c->q->cap, 8);
+    assert_int_equal(conn_queued_count(e.c), 8);
+    /* The first message goes out in full, the second in part: the head
+     * moves on, so the next messages wrap round the ring. */
+    drain_peer(&e, got, sizeof(big[0]), &len);
+    assert_int_equal(e.c->q->head, 1);
+    assert_int_equal(conn_queued_count(e.c), 7);
+    for (int i = 7; i <= 14; i++) {
+        snprintf(s, sizeof(s), "%c%c", 'a' + i, 'A' + i);
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+        memcpy(want + n, s, 2);
+        n += 2;
+    }
+    assert_int_equal(e.c->q->cap, 16);
+    assert_int_equal(conn_queued_count(e.c), 15);
+    snprintf(s, sizeof(s), "zZ");
+    m = msg_new(s, 2);
+    assert_non_null(m);
+    assert_int_equal(conn_send(e.c, m), 0); /* the ring is full now */
+    memcpy(want + n, s, 2);
+    n += 2;
+    /* Growing fails: nothing queued, nothing lost. */
+    mem_fail_at(1);
+    assert_int_equal(conn_send(e.c, m), -ENOMEM);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    assert_int_equal(conn_queued_count(e.c), 16);
+    assert_int_equal(m->refs, 2);
+    assert_int_equal(conn_send(e.c, m), 0);
+    memcpy(want + n, s, 2);
+    n += 2;
+    assert_int_equal(e.c->q->cap, 32);
+    msg_unref(m);
+    drain_peer(&e, got, n, &len);
+    assert_memory_equal(got, want, n);
+    assert_null(e.c->q);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+    env_close(&e);
+}
+
+static int send_published(struct conn *c, const char *p, unsigned flags)
+{
+    struct msg *m = msg_new(p, strlen(p));
+    int rc;
+
+    assert_non_null(m);
+    m->born_ns = 1;
+    rc = conn_send_flags(c, m, flags);
+    msg_unref(m);
+    return rc;
+}
+
+/* The ring's own memory is bounded: a queue takes at most
+ * conn_queue_max_entries() messages (queue_limit / 16, at least 64)
+ * unless the sender says overcap. Dropping published messages keeps the
+ * rest in order; a purge drops everything not started. */
+static void test_queue_entries_and_drops(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    char buf[64];
+    size_t len = 0;
+
+    (void)state;
+    env_open(&e, 1000, 1000, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(conn_queue_max_entries(&e.set.lim), 64);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(send_published(e.c, "x", 0), 0);
+    assert_int_equal(send_published(e.c, "x", 0), -ENOBUFS);
+    assert_int_equal(e.set.stats.queue_overflows, 1);
+    assert_false(conn_queue_over_limit(e.c));
+    assert_int_equal(send_published(e.c, "x", CONN_SEND_OVERCAP), 0);
+    assert_true(conn_queue_over_limit(e.c));
+    /* Room for one more message and a notice: two go. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 0), 3);
+    assert_int_equal(conn_queued_count(e.c), 62);
+    assert_int_equal(conn_queue_purge(e.c), 62);
+    assert_null(e.c->q);
+    assert_int_equal(conn_queued_bytes(e.c), 0);
+    assert_int_equal(e.set.stats.queued_bytes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+    /* Oldest published first; control frames and notices stay. */
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1000 - 10 + 4), 2);
+    assert_int_equal(conn_queued_bytes(e.c), 6);
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
+    assert_memory_equal(buf, "k1k2p3", 6);
+    assert_null(e.c->q);
     env_close(&e);
 }
 
@@ -1261,6 +1401,8 @@ int main(void)
                                leftover_setup),
         cmocka_unit_test_setup(test_send_takes_a_reference, leftover_setup),
         cmocka_unit_test_setup(test_queue_limit, leftover_setup),
+        cmocka_unit_test_setup(test_queue_ring, leftover_setup),
+        cmocka_unit_test_setup(test_queue_entries_and_drops, leftover_setup),
         cmocka_unit_test_setup(test_close_idempotent, leftover_setup),
         cmocka_unit_test_setup(test_close_inside_on_data, leftover_setup),
         cmocka_unit_test_setup(test_peer_eof, leftover_setup),
