@@ -626,8 +626,9 @@ const char *conn_peer_str(const struct conn *c, char *out, size_t len)
  * that overlaps them may be dropped. */
 static size_t conn_locked_bytes(const struct conn *c)
 {
-    (void)c;
-    return 0;
+    struct tls_conn *tc = conn_tls(c);
+
+    return tc ? tls_write_pending(tc) : 0;
 }
 
 /* The i-th message from the head. */

@@ -2,7 +2,10 @@
  * test_conn.c - unit tests for conn.c: delivery through the shared read
  * buffer, the carry of an incomplete tail (and that an idle conn holds no
  * buffer), corked writes flushed at the end of the iteration, the queue
- * cap, the one close path (idempotent, first reason counted, on_close once,
+ * (byte and message caps; the ring keeps its order across the wrap and
+ * when it grows, and goes when empty; drop-oldest and purge keep
+ * whatever a half-sent TLS record holds), the
+ * one close path (idempotent, first reason counted, on_close once,
  * close from inside on_data), read deadlines and lazy re-arm, the write
  * deadline, pausing and resuming (carried input reprocessed), peer EOF,
  * close-after-flush with and without linger, and every allocation failing
@@ -22,6 +25,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +37,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "msg.h"
+#include "tls.h"
 #include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -127,6 +132,7 @@ struct rec {
     int closes;
     enum close_reason why;
     int drains;
+    int connects; /* on_connect(c, 0) calls: a TLS handshake done */
     int timeouts;
     int handle_timeouts; /* on_timeout returns true this many times */
     bool consume_nothing;
@@ -202,6 +208,13 @@ static bool line_on_timeout(struct conn *c)
     return false;
 }
 
+static void line_on_connect(struct conn *c, int err)
+{
+    (void)c;
+    if (err == 0)
+        R.connects++;
+}
+
 static void line_on_close(struct conn *c, enum close_reason why)
 {
     R.closes++;
@@ -215,6 +228,7 @@ static const struct conn_proto line_proto = {
     .name = "line",
     .on_data = line_on_data,
     .on_drain = line_on_drain,
+    .on_connect = line_on_connect,
     .on_timeout = line_on_timeout,
     .on_close = line_on_close,
 };
@@ -230,6 +244,8 @@ struct env {
 
 /* The env a test holds open; a failed assertion leaves it behind. */
 static struct env *live_env;
+/* The TLS test's client engine, likewise. */
+static struct tls_conn *live_peer;
 
 static void env_open(struct env *e, uint32_t write_timeout_ms,
                      uint32_t queue_limit, size_t readbuf, uint32_t rd_ms,
@@ -289,6 +305,8 @@ static int leftover_setup(void **state)
     (void)state;
     mem_fail_at(0);
     mem_set_budget(0, 90);
+    tls_conn_free(live_peer);
+    live_peer = NULL;
     if (!e)
         return 0;
     live_env = NULL;
@@ -637,6 +655,128 @@ static void test_queue_entries_and_drops(void **state)
     assert_memory_equal(buf, "k1k2p3", 6);
     assert_null(e.c->q);
     env_close(&e);
+}
+
+/* Message i of the TLS test: 64 bytes that say which one it is. */
+static void numbered(char out[65], unsigned i)
+{
+    snprintf(out, 65, "%063u\n", i);
+}
+
+/* Over TLS, the bytes of a record OpenSSL encrypted but could not finish
+ * sending must be offered again unchanged (tls.h, tls_write_pending). The
+ * head message is not started then (q->off is 0: the queue advances only
+ * by what tls_writev reports taken), yet drop-oldest and purge must keep
+ * every message the record holds; the peer gets one whole stream. */
+static void test_queue_drop_keeps_tls_record(void **state)
+{
+    enum { N = 2000, LEN = 64, EXTRA = 10 };
+    static struct env e; /* static: outlives a failed test */
+    static char got[(N + 1) * LEN];
+    char dir[] = "/tmp/moor-conn-tls.XXXXXX";
+    char cmd[512], err[256], cert[64], key[64], line[65];
+    struct tls_server_opts so = {0};
+    struct tls_client_opts co = {.insecure = true};
+    struct tls_ctx *sctx, *cctx;
+    struct tls_conn *peer;
+    int small = 4096, hs = TLS_WANT_READ;
+    uint32_t queued, locked_msgs, written_msgs, total;
+    size_t len = 0, pend;
+    uint64_t dl;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -keyout %s -out %s -subj /CN=localhost -days 2 "
+             ">/dev/null 2>&1",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    so.cert_file = cert;
+    so.key_file = key;
+    sctx = tls_server_new(&so, err, sizeof(err));
+    assert_non_null(sctx);
+    cctx = tls_client_new(&co, err, sizeof(err));
+    assert_non_null(cctx);
+
+    env_open(&e, 5000, 1u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(conn_start_tls(e.c, sctx, true, NULL, 0), 0);
+    peer = tls_conn_new(cctx, e.sv[1], false, "localhost");
+    assert_non_null(peer);
+    live_peer = peer;
+    /* The engines keep what they need of their contexts. */
+    tls_ctx_free(sctx);
+    tls_ctx_free(cctx);
+    dl = now_ms() + 5000;
+    while ((hs != TLS_OK || R.connects == 0) && now_ms() < dl) {
+        if (hs != TLS_OK)
+            hs = tls_handshake(peer);
+        assert_int_equal(loop_run_once(e.l, 1), 0);
+    }
+    assert_int_equal(hs, TLS_OK);
+    assert_int_equal(R.connects, 1);
+
+    /* A small socket buffer, and more published messages than it takes:
+     * the flush stops inside a record. */
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (unsigned i = 0; i < N; i++) {
+        numbered(line, i);
+        assert_int_equal(send_published(e.c, line, 0), 0);
+    }
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    pend = tls_write_pending(conn_tls(e.c));
+    assert_true(pend > 0);
+    assert_non_null(e.c->q);
+    assert_int_equal(e.c->q->off, 0);
+    queued = conn_queued_count(e.c);
+    written_msgs = N - queued;
+    locked_msgs = (uint32_t)((pend + LEN - 1) / LEN);
+    assert_true(locked_msgs > 0 && locked_msgs < queued);
+
+    /* Nothing the record holds goes; everything behind it does. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20),
+                     queued - locked_msgs);
+    assert_int_equal(conn_queued_count(e.c), locked_msgs);
+    assert_int_equal(conn_queued_bytes(e.c), locked_msgs * LEN);
+    for (unsigned i = 0; i < EXTRA; i++) {
+        numbered(line, N + i);
+        assert_int_equal(send_published(e.c, line, 0), 0);
+    }
+    assert_int_equal(conn_queue_purge(e.c), EXTRA);
+    assert_int_equal(conn_queue_purge(e.c), 0);
+    assert_int_equal(conn_queued_count(e.c), locked_msgs);
+    /* A control frame after them: the stream goes on from there. */
+    numbered(line, N);
+    assert_int_equal(conn_send_bytes(e.c, line, LEN), 0);
+
+    total = written_msgs + locked_msgs + 1;
+    dl = now_ms() + 5000;
+    while (len < (size_t)total * LEN && now_ms() < dl) {
+        ssize_t n = tls_read(peer, got + len, sizeof(got) - len);
+
+        if (n > 0)
+            len += (size_t)n;
+        else
+            assert_true(n == TLS_WANT_READ);
+        assert_int_equal(loop_run_once(e.l, 1), 0);
+    }
+    assert_int_equal(len, (size_t)total * LEN);
+    for (uint32_t i = 0; i < total; i++) {
+        numbered(line, i + 1 == total ? N : i);
+        assert_memory_equal(got + (size_t)i * LEN, line, LEN);
+    }
+    assert_null(e.c->q);
+    assert_int_equal(R.closes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+
+    live_peer = NULL;
+    tls_conn_free(peer);
+    env_close(&e);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* Invariant 5: the queue is capped in bytes; over the cap nothing is
@@ -1403,6 +1543,8 @@ int main(void)
         cmocka_unit_test_setup(test_queue_limit, leftover_setup),
         cmocka_unit_test_setup(test_queue_ring, leftover_setup),
         cmocka_unit_test_setup(test_queue_entries_and_drops, leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_keeps_tls_record,
+                               leftover_setup),
         cmocka_unit_test_setup(test_close_idempotent, leftover_setup),
         cmocka_unit_test_setup(test_close_inside_on_data, leftover_setup),
         cmocka_unit_test_setup(test_peer_eof, leftover_setup),
