@@ -3,8 +3,8 @@
  * buffer, the carry of an incomplete tail (and that an idle conn holds no
  * buffer), corked writes flushed at the end of the iteration, the queue
  * (byte and message caps; the ring keeps its order across the wrap and
- * when it grows, and goes when empty; drop-oldest and purge keep
- * whatever a half-sent TLS record holds), the
+ * when it grows, and goes when empty; drop-oldest and purge keep a
+ * partly written head and whatever a half-sent TLS record holds), the
  * one close path (idempotent, first reason counted, on_close once,
  * close from inside on_data), read deadlines and lazy re-arm, the write
  * deadline, pausing and resuming (carried input reprocessed), peer EOF,
@@ -633,7 +633,8 @@ static void test_queue_entries_and_drops(void **state)
     assert_false(conn_queue_over_limit(e.c));
     assert_int_equal(send_published(e.c, "x", CONN_SEND_OVERCAP), 0);
     assert_true(conn_queue_over_limit(e.c));
-    /* Room for one more message and a notice: two go. */
+    /* 65 queued, at most 64, and room wanted for two more (the message to
+     * send and a notice): three go. */
     assert_int_equal(conn_queue_drop_oldest(e.c, 0), 3);
     assert_int_equal(conn_queued_count(e.c), 62);
     assert_int_equal(conn_queue_purge(e.c), 62);
@@ -654,6 +655,61 @@ static void test_queue_entries_and_drops(void **state)
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
     assert_memory_equal(buf, "k1k2p3", 6);
     assert_null(e.c->q);
+    env_close(&e);
+}
+
+/* A message partly written stays through drop-oldest and purge (the byte
+ * stream must stay whole: the peer gets all of it), while the published
+ * messages behind it go, and a control frame keeps its place. */
+static void test_queue_drop_keeps_started_head(void **state)
+{
+    enum { BIG = 65536 };
+    static struct env e; /* static: outlives a failed test */
+    static char big[BIG];
+    static char got[BIG + 64];
+    size_t len = 0;
+    int small = 4096;
+    struct msg *m;
+
+    (void)state;
+    env_open(&e, 5000, 1u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)('a' + i % 26);
+    m = msg_new(big, BIG);
+    assert_non_null(m);
+    m->born_ns = 1; /* published: drop-oldest's kind of message */
+    assert_int_equal(conn_send(e.c, m), 0);
+    msg_unref(m);
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    /* One iteration writes what the socket takes: part of the head. */
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_non_null(e.c->q);
+    assert_true(e.c->q->off > 0 && e.c->q->off < BIG);
+    assert_int_equal(conn_queued_count(e.c), 4);
+    /* No room can ever be made (need is the whole limit): every published
+     * message not started goes, the head and the control frame stay. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 2);
+    assert_int_equal(conn_queued_count(e.c), 2);
+    assert_int_equal(conn_queued_bytes(e.c), BIG - e.c->q->off + 2);
+    assert_int_equal(e.set.stats.queued_bytes, conn_queued_bytes(e.c));
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(conn_queue_purge(e.c), 2); /* k1 and p3 */
+    assert_int_equal(conn_queued_count(e.c), 1);
+    assert_true(e.c->q->off > 0);
+    assert_int_equal(conn_queue_purge(e.c), 0);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    /* The peer gets the head whole, then k2. */
+    drain_peer(&e, got, BIG + 2, &len);
+    assert_memory_equal(got, big, BIG);
+    assert_memory_equal(got + BIG, "k2", 2);
+    assert_null(e.c->q);
+    assert_int_equal(R.closes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
     env_close(&e);
 }
 
@@ -1543,6 +1599,8 @@ int main(void)
         cmocka_unit_test_setup(test_queue_limit, leftover_setup),
         cmocka_unit_test_setup(test_queue_ring, leftover_setup),
         cmocka_unit_test_setup(test_queue_entries_and_drops, leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_keeps_started_head,
+                               leftover_setup),
         cmocka_unit_test_setup(test_queue_drop_keeps_tls_record,
                                leftover_setup),
         cmocka_unit_test_setup(test_close_idempotent, leftover_setup),
