@@ -795,39 +795,53 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
 /* Drops queued messages that are not started and that no TLS record holds
  * (purge: all of them; else only published ones, oldest first, until need
  * more bytes and two more messages fit under the limits). What stays keeps
- * its order: the ring is compacted in place, a rare path. Returns how
- * many were dropped. */
+ * its order. Drop-oldest stops as soon as there is room, so its cost is
+ * the prefix it walks, not the queue: the kept messages of that prefix
+ * (a started head, a TLS record's, control frames) move up against the
+ * rest and the head moves past the gap. Returns how many were dropped. */
 static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
 {
     struct conn_set *s = conn_set_of(c);
     uint32_t max = conn_queue_max_entries(&s->lim);
     size_t locked = conn_locked_bytes(c);
     struct oq *q = c->q;
-    uint32_t n, kept = 0, dropped = 0;
+    uint32_t n, i, mask, dst, dropped = 0;
     size_t pos = 0; /* queue bytes in front of message i */
 
     if (!q)
         return 0;
     n = q->count;
-    for (uint32_t i = 0; i < n; i++) {
-        struct msg *m = oq_at(q, i);
+    mask = q->cap - 1;
+    for (i = 0; i < n; i++) {
+        struct msg **slot = &q->m[(q->head + i) & mask];
+        struct msg *m = *slot;
         uint32_t len = i == 0 ? m->len - q->off : m->len;
         bool started = i == 0 && q->off;
-        bool fits = (uint64_t)c->qbytes + need <= s->lim.queue_limit &&
-                    n - dropped + 2 <= max;
 
-        if (!started && pos >= locked && (purge || (m->born_ns && !fits))) {
+        if (!purge && (uint64_t)c->qbytes + need <= s->lim.queue_limit &&
+            n - dropped + 2 <= max)
+            break; /* room enough */
+        if (!started && pos >= locked && (purge || m->born_ns)) {
             c->qbytes -= len;
             s->stats.queued_bytes -= len;
             msg_unref(m);
+            *slot = NULL;
             dropped++;
-        } else {
-            q->m[(q->head + kept) & (q->cap - 1)] = m;
-            kept++;
         }
         pos += len;
     }
-    q->count = kept;
+    /* Close the gaps in [0, i) from the back: what stays ends up right in
+     * front of message i, the head dropped places further on. A started
+     * head stays the head, so q->off still belongs to it. */
+    dst = i;
+    for (uint32_t j = i; j-- > 0 && dst > dropped;) {
+        struct msg *m = q->m[(q->head + j) & mask];
+
+        if (m)
+            q->m[(q->head + --dst) & mask] = m;
+    }
+    q->head = (q->head + dropped) & mask;
+    q->count -= dropped;
     oq_release_if_empty(c);
     return dropped;
 }

@@ -660,7 +660,8 @@ static void test_queue_entries_and_drops(void **state)
 
 /* A message partly written stays through drop-oldest and purge (the byte
  * stream must stay whole: the peer gets all of it), while the published
- * messages behind it go, and a control frame keeps its place. */
+ * messages behind it go, and a control frame keeps its place, also when
+ * what stays sits on both sides of the ring's wrap. */
 static void test_queue_drop_keeps_started_head(void **state)
 {
     enum { BIG = 65536 };
@@ -676,40 +677,83 @@ static void test_queue_drop_keeps_started_head(void **state)
     setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
     for (size_t i = 0; i < BIG; i++)
         big[i] = (char)('a' + i % 26);
+    for (int i = 0; i < 5; i++) {
+        char s[2] = {'s', (char)('0' + i)};
+
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+    }
     m = msg_new(big, BIG);
     assert_non_null(m);
     m->born_ns = 1; /* published: drop-oldest's kind of message */
     assert_int_equal(conn_send(e.c, m), 0);
     msg_unref(m);
+    /* One iteration writes what the socket takes: the five small ones and
+     * part of the big one, now the head in slot 5 of 8. */
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_non_null(e.c->q);
+    assert_int_equal(e.c->q->cap, 8);
+    assert_int_equal(e.c->q->head, 5);
+    assert_int_equal(conn_queued_count(e.c), 1);
+    assert_true(e.c->q->off > 0 && e.c->q->off < BIG);
+    /* Slots 6, 7, then 0 past the wrap. */
     assert_int_equal(send_published(e.c, "p1", 0), 0);
     assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
     assert_int_equal(send_published(e.c, "p2", 0), 0);
-    /* One iteration writes what the socket takes: part of the head. */
-    assert_int_equal(loop_run_once(e.l, 0), 0);
-    assert_non_null(e.c->q);
-    assert_true(e.c->q->off > 0 && e.c->q->off < BIG);
-    assert_int_equal(conn_queued_count(e.c), 4);
     /* No room can ever be made (need is the whole limit): every published
      * message not started goes, the head and the control frame stay. */
     assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 2);
     assert_int_equal(conn_queued_count(e.c), 2);
     assert_int_equal(conn_queued_bytes(e.c), BIG - e.c->q->off + 2);
     assert_int_equal(e.set.stats.queued_bytes, conn_queued_bytes(e.c));
+    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
+    assert_true(e.c->q->off > 0);
     assert_int_equal(send_published(e.c, "p3", 0), 0);
     assert_int_equal(conn_queue_purge(e.c), 2); /* k1 and p3 */
     assert_int_equal(conn_queued_count(e.c), 1);
+    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
     assert_true(e.c->q->off > 0);
     assert_int_equal(conn_queue_purge(e.c), 0);
     assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 0);
     assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
-    /* The peer gets the head whole, then k2. */
-    drain_peer(&e, got, BIG + 2, &len);
-    assert_memory_equal(got, big, BIG);
-    assert_memory_equal(got + BIG, "k2", 2);
+    /* The peer gets the small ones, the head whole, then k2. */
+    drain_peer(&e, got, 10 + BIG + 2, &len);
+    assert_memory_equal(got, "s0s1s2s3s4", 10);
+    assert_memory_equal(got + 10, big, BIG);
+    assert_memory_equal(got + 10 + BIG, "k2", 2);
     assert_null(e.c->q);
     assert_int_equal(R.closes, 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
     assert_int_equal(live_bytes(MEM_MSG), 0);
+    env_close(&e);
+}
+
+/* Drop-oldest stops once there is room: the newer published messages stay,
+ * in order, with a control frame between them. */
+static void test_queue_drop_oldest_stops_at_room(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    char buf[64];
+    size_t len = 0;
+
+    (void)state;
+    env_open(&e, 1000, 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(send_published(e.c, "p4", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    assert_int_equal(send_published(e.c, "p5", 0), 0);
+    /* 14 bytes queued, room wanted for 10: p1 and p2 go, nothing else. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 10), 2);
+    assert_int_equal(conn_queued_bytes(e.c), 10);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 10), 0);
+    /* Room for 14: p3 and p4 go, k1 stays in front of k2. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 14), 2);
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
+    assert_memory_equal(buf, "k1k2p5", 6);
+    assert_null(e.c->q);
     env_close(&e);
 }
 
@@ -1600,6 +1644,8 @@ int main(void)
         cmocka_unit_test_setup(test_queue_ring, leftover_setup),
         cmocka_unit_test_setup(test_queue_entries_and_drops, leftover_setup),
         cmocka_unit_test_setup(test_queue_drop_keeps_started_head,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_oldest_stops_at_room,
                                leftover_setup),
         cmocka_unit_test_setup(test_queue_drop_keeps_tls_record,
                                leftover_setup),
