@@ -275,8 +275,9 @@ static const struct opt opts[] = {
      .def = "1MiB",
      .min = KiB(1),
      .max = GiB(1),
-     .help = "bytes queued for one connection at most; a peer that falls "
-             "further behind is disconnected",
+     .help = "bytes queued for one connection at most, and one message "
+             "per 16 bytes of it (so the queue's own slots fit under it "
+             "too); a peer that falls further behind is disconnected",
      .metric = "moor_closed_total{reason=\"slow_consumer\"}"},
     {.name = "read-buffer",
      .kind = OPT_SIZE,

@@ -165,7 +165,7 @@ static void conn_on_timer(struct tnode *t)
             conn_close(c, (enum close_reason)c->after_flush);
             return;
         }
-        if ((c->flags & CONN_LINGER) && c->qtail && c->wr_deadline) {
+        if ((c->flags & CONN_LINGER) && c->q && c->wr_deadline) {
             /* Still writing the last answers: the write deadline guards
              * that wait; the linger starts once they are out. */
             c->rd_deadline = TICK_UNSET;
@@ -505,7 +505,7 @@ static void do_handshake(struct conn *c)
         conn_proto(c)->on_connect(c, 0);
         if (conn_is_closing(c))
             return;
-        if (c->qtail)
+        if (c->q)
             pending_add(c);
         /* Bytes that came with the handshake's last flight may sit
          * decrypted inside OpenSSL, where epoll cannot see them. */
@@ -564,7 +564,7 @@ static void connect_done(struct conn *c)
     }
     set_events(c);
     conn_proto(c)->on_connect(c, 0);
-    if (!conn_is_closing(c) && c->qtail)
+    if (!conn_is_closing(c) && c->q)
         pending_add(c);
 }
 
@@ -617,43 +617,82 @@ const char *conn_peer_str(const struct conn *c, char *out, size_t len)
     return out;
 }
 
-/* ---- the close path ----------------------------------------------------- */
+/* ---- the outbound queue ------------------------------------------------- */
 
-/* The outbound queue is a circular singly linked list reached through its
- * tail (tail->next is the head): one pointer per conn, O(1) push and pop. */
-static void queue_push(struct conn *c, struct qent *e)
+#define OQ_MIN_CAP 8 /* slots of a new ring: 80 bytes with its header */
+
+/* Bytes at the head of the queue a TLS record already holds
+ * (tls_write_pending): they must be offered again unchanged, so no message
+ * that overlaps them may be dropped. */
+static size_t conn_locked_bytes(const struct conn *c)
 {
-    if (c->qtail) {
-        e->next = c->qtail->next;
-        c->qtail->next = e;
-    } else {
-        e->next = e;
+    struct tls_conn *tc = conn_tls(c);
+
+    return tc ? tls_write_pending(tc) : 0;
+}
+
+/* The i-th message from the head. */
+static inline struct msg *oq_at(const struct oq *q, uint32_t i)
+{
+    return q->m[(q->head + i) & (q->cap - 1)];
+}
+
+/* Frees the ring once it holds nothing: an idle conn holds no queue. */
+static void oq_release_if_empty(struct conn *c)
+{
+    if (c->q && c->q->count == 0) {
+        mem_free(MEM_QUEUE, c->q);
+        c->q = NULL;
     }
-    c->qtail = e;
 }
 
-/* Unlinks the head entry and returns it. The queue must not be empty. */
-static struct qent *queue_pop(struct conn *c)
+/* Makes room for one more message: allocates the ring for the first one,
+ * doubles it when full. Returns 0, or -ENOMEM with the queue untouched. */
+static int oq_reserve(struct conn *c)
 {
-    struct qent *h = c->qtail->next;
+    struct oq *q = c->q;
+    uint32_t cap;
 
-    if (h == c->qtail)
-        c->qtail = NULL;
-    else
-        c->qtail->next = h->next;
-    return h;
+    if (!q) {
+        q = mem_alloc(MEM_QUEUE, sizeof(*q) + OQ_MIN_CAP * sizeof(q->m[0]));
+        if (!q)
+            return -ENOMEM;
+        *q = (struct oq){.cap = OQ_MIN_CAP};
+        c->q = q;
+        return 0;
+    }
+    if (q->count < q->cap)
+        return 0;
+    if (q->cap > UINT32_MAX / 2)
+        return -ENOMEM;
+    cap = q->cap * 2;
+    q = mem_realloc(MEM_QUEUE, q, sizeof(*q) + (size_t)cap * sizeof(q->m[0]));
+    if (!q)
+        return -ENOMEM;
+    /* It was full: slots [head, cap) then [0, head). The wrapped part
+     * moves behind the first, so the messages sit in order from head. */
+    memcpy(&q->m[q->cap], &q->m[0], q->head * sizeof(q->m[0]));
+    q->cap = cap;
+    c->q = q;
+    return 0;
 }
 
+/* Drops every message and the ring. */
 static void queue_clear(struct conn *c)
 {
-    while (c->qtail) {
-        struct qent *e = queue_pop(c);
-        msg_unref(e->m);
-        mem_free(MEM_QUEUE, e);
+    struct oq *q = c->q;
+
+    if (q) {
+        for (uint32_t i = 0; i < q->count; i++)
+            msg_unref(oq_at(q, i));
+        q->count = 0;
+        oq_release_if_empty(c);
     }
     conn_set_of(c)->stats.queued_bytes -= c->qbytes;
     c->qbytes = 0;
 }
+
+/* ---- the close path ----------------------------------------------------- */
 
 /* Clears every pause cause of c, keeping the per-cause gauges right. */
 static void unpause_all(struct conn_set *s, struct conn *c)
@@ -730,92 +769,91 @@ int conn_send(struct conn *c, struct msg *m)
 int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
 {
     struct conn_set *s = conn_set_of(c);
-    struct qent *e;
+    struct oq *q;
 
     if (conn_is_closing(c))
         return -EPIPE;
     /* A lone message larger than the cap may go on an empty queue, or it
      * could never be sent; it is bounded by its producer's own limit. */
-    if (!(flags & CONN_SEND_OVERCAP) && c->qbytes &&
-        (uint64_t)c->qbytes + m->len > s->lim.queue_limit) {
+    if (!(flags & CONN_SEND_OVERCAP) && c->q &&
+        ((uint64_t)c->qbytes + m->len > s->lim.queue_limit ||
+         c->q->count >= conn_queue_max_entries(&s->lim))) {
         s->stats.queue_overflows++;
         return -ENOBUFS;
     }
-    e = mem_alloc(MEM_QUEUE, sizeof(*e));
-    if (!e)
+    if (oq_reserve(c) < 0)
         return -ENOMEM;
-    e->m = msg_ref(m);
-    e->off = 0;
-    queue_push(c, e);
+    q = c->q;
+    q->m[(q->head + q->count) & (q->cap - 1)] = msg_ref(m);
+    q->count++;
     c->qbytes += m->len;
     s->stats.queued_bytes += m->len;
     pending_add(c);
     return 0;
 }
 
-/* Removes the entry after prev (prev == qtail: the head) and drops its
- * reference. */
-static void queue_remove_after(struct conn *c, struct qent *prev)
+/* Drops queued messages that are not started and that no TLS record holds
+ * (purge: all of them; else only published ones, oldest first, until need
+ * more bytes and two more messages fit under the limits). What stays keeps
+ * its order. Drop-oldest stops as soon as there is room, so its cost is
+ * the prefix it walks, not the queue: the kept messages of that prefix
+ * (a started head, a TLS record's, control frames) move up against the
+ * rest and the head moves past the gap. Returns how many were dropped. */
+static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
 {
-    struct qent *e = prev->next;
     struct conn_set *s = conn_set_of(c);
+    uint32_t max = conn_queue_max_entries(&s->lim);
+    size_t locked = conn_locked_bytes(c);
+    struct oq *q = c->q;
+    uint32_t n, i, mask, dst, dropped = 0;
+    size_t pos = 0; /* queue bytes in front of message i */
 
-    if (e == prev) {
-        c->qtail = NULL; /* the only entry */
-    } else {
-        prev->next = e->next;
-        if (e == c->qtail)
-            c->qtail = prev;
+    if (!q)
+        return 0;
+    n = q->count;
+    mask = q->cap - 1;
+    for (i = 0; i < n; i++) {
+        struct msg **slot = &q->m[(q->head + i) & mask];
+        struct msg *m = *slot;
+        uint32_t len = i == 0 ? m->len - q->off : m->len;
+        bool started = i == 0 && q->off;
+
+        if (!purge && (uint64_t)c->qbytes + need <= s->lim.queue_limit &&
+            n - dropped + 2 <= max)
+            break; /* room enough */
+        if (!started && pos >= locked && (purge || m->born_ns)) {
+            c->qbytes -= len;
+            s->stats.queued_bytes -= len;
+            msg_unref(m);
+            *slot = NULL;
+            dropped++;
+        }
+        pos += len;
     }
-    c->qbytes -= e->m->len;
-    s->stats.queued_bytes -= e->m->len;
-    msg_unref(e->m);
-    mem_free(MEM_QUEUE, e);
+    /* Close the gaps in [0, i) from the back: what stays ends up right in
+     * front of message i, the head dropped places further on. A started
+     * head stays the head, so q->off still belongs to it. */
+    dst = i;
+    for (uint32_t j = i; j-- > 0 && dst > dropped;) {
+        struct msg *m = q->m[(q->head + j) & mask];
+
+        if (m)
+            q->m[(q->head + --dst) & mask] = m;
+    }
+    q->head = (q->head + dropped) & mask;
+    q->count -= dropped;
+    oq_release_if_empty(c);
+    return dropped;
 }
 
 uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need)
 {
-    uint32_t limit = conn_set_of(c)->lim.queue_limit;
-    uint32_t dropped = 0;
-
-    struct qent *prev;
-
-    if (!c->qtail)
-        return 0;
-    /* Walk from the head, removing published messages not yet started;
-     * a message partly written stays (the stream must stay whole), and
-     * so do control frames, notices and anything else not published. */
-    prev = c->qtail;
-    while ((uint64_t)c->qbytes + need > limit) {
-        struct qent *e = prev->next;
-        if (e->off == 0 && e->m->born_ns) {
-            bool last = e == c->qtail;
-            queue_remove_after(c, prev);
-            dropped++;
-            if (!c->qtail || last)
-                break;
-            continue; /* prev->next is the next entry now */
-        }
-        if (e == c->qtail)
-            break;
-        prev = e;
-    }
-    return dropped;
+    return queue_drop(c, need, false);
 }
 
 uint32_t conn_queue_purge(struct conn *c)
 {
-    uint32_t dropped = 0;
-
-    while (c->qtail) {
-        struct qent *head = c->qtail->next;
-        struct qent *prev = head->off ? head : c->qtail;
-        if (prev->next == head && head->off)
-            break;
-        queue_remove_after(c, prev);
-        dropped++;
-    }
-    return dropped;
+    return queue_drop(c, 0, true);
 }
 
 int conn_send_bytes(struct conn *c, const void *p, size_t n)
@@ -861,8 +899,6 @@ out:
     loop_modify_fd(conn_loop(c), c->fd, conn_set_of(c)->fd_handler, ev);
 }
 
-/* Writes as much of the queue as the socket takes, in one sendmsg per
- * CONN_IOV_MAX entries. Returns 0, or -errno on a fatal socket error. */
 /* Counts one published message's publish-to-write latency. now_ns is
  * read once per flush. */
 static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
@@ -884,10 +920,12 @@ static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
     s->stats.lat_sum_us += us;
 }
 
-/* Sends iov[0..n) as far as the socket takes it: through the TLS engine
- * if c has one (which also takes the bytes as one stream, and wants the
- * same bytes offered again after a short count). Returns the count or
- * -errno (-EAGAIN: nothing taken; -EPROTO: a TLS failure). */
+/* Writes iov[0..n): the one place queued bytes leave a conn. Through the
+ * TLS engine if c has one (which takes the bytes as one stream, and wants
+ * the same bytes offered again after a short count: see
+ * tls_write_pending()). Returns the bytes taken, or -errno: -EAGAIN if
+ * none can be taken now, -EPROTO for a TLS failure, -EPIPE for a TLS peer
+ * that is gone. */
 static ssize_t conn_writev(struct conn *c, struct iovec *iov, int n)
 {
     ssize_t w;
@@ -903,60 +941,80 @@ static ssize_t conn_writev(struct conn *c, struct iovec *iov, int n)
     /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user who
      * does not ignore SIGPIPE survives a peer that left. */
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-    return w < 0 ? -errno : w;
+    do
+        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    return w;
 }
 
+/* Takes w written bytes off the head of the queue: every message written
+ * to its end is completed (latency counted, reference dropped); the ring
+ * goes once it is empty. */
+static void queue_consume(struct conn *c, size_t w, uint64_t *now_ns)
+{
+    struct conn_set *s = conn_set_of(c);
+    struct oq *q = c->q;
+    uint32_t mask = q->cap - 1;
+
+    c->qbytes -= (uint32_t)w;
+    s->stats.queued_bytes -= (int64_t)w;
+    /* Zero-length messages at the head complete with the bytes before
+     * them (or with none), so a queue of them drains too. */
+    while (q->count) {
+        struct msg *m = q->m[q->head];
+        size_t rest = m->len - q->off;
+        if (w < rest) {
+            q->off += (uint32_t)w;
+            return;
+        }
+        w -= rest;
+        q->off = 0;
+        q->head = (q->head + 1) & mask;
+        q->count--;
+        if (m->born_ns)
+            record_latency(s, m->born_ns, now_ns);
+        msg_unref(m);
+    }
+    oq_release_if_empty(c);
+}
+
+/* Writes as much of the queue as the socket takes, in one write per
+ * CONN_IOV_MAX messages, the iovecs read straight off the ring. Returns 0,
+ * or -errno on a fatal socket error. */
 static int flush(struct conn *c)
 {
     struct conn_set *s = conn_set_of(c);
     struct iovec iov[CONN_IOV_MAX];
     uint64_t now_ns = 0;
 
-    while (c->qtail) {
-        struct qent *e = c->qtail->next;
+    while (c->q) {
+        const struct oq *q = c->q;
+        uint32_t n = MIN(q->count, (uint32_t)CONN_IOV_MAX);
         size_t want = 0;
-        int n = 0;
         ssize_t w;
 
-        for (;;) {
-            iov[n].iov_base = e->m->data + e->off;
-            iov[n].iov_len = e->m->len - e->off;
-            want += iov[n].iov_len;
-            n++;
-            if (e == c->qtail || n == CONN_IOV_MAX)
-                break;
-            e = e->next;
+        for (uint32_t i = 0; i < n; i++) {
+            struct msg *m = oq_at(q, i);
+            iov[i].iov_base = m->data;
+            iov[i].iov_len = m->len;
+            want += m->len;
         }
-        w = conn_writev(c, iov, n);
-        if (w < 0) {
-            if (w == -EINTR)
-                continue;
-            if (w == -EAGAIN || w == -EWOULDBLOCK)
-                return 0;
+        iov[0].iov_base = (uint8_t *)iov[0].iov_base + q->off;
+        iov[0].iov_len -= q->off;
+        want -= q->off;
+        w = conn_writev(c, iov, (int)n);
+        if (w == -EAGAIN)
+            return 0;
+        if (w < 0)
             return (int)w;
-        }
         s->stats.bytes_out += (uint64_t)w;
         /* Progress resets the write deadline. */
-        if (c->wr_deadline)
+        if (c->wr_deadline && w > 0)
             c->wr_deadline =
                 tick_add(loop_now(s->loop), s->lim.write_timeout_ms);
-        c->qbytes -= (uint32_t)w;
-        s->stats.queued_bytes -= w;
-        for (size_t left = (size_t)w; left > 0;) {
-            e = c->qtail->next;
-            size_t rest = e->m->len - e->off;
-            if (left < rest) {
-                e->off += (uint32_t)left;
-                break;
-            }
-            left -= rest;
-            queue_pop(c);
-            if (e->m->born_ns)
-                record_latency(s, e->m->born_ns, &now_ns);
-            msg_unref(e->m);
-            mem_free(MEM_QUEUE, e);
-        }
+        queue_consume(c, (size_t)w, &now_ns);
         if ((size_t)w < want)
             return 0; /* the socket is full; EPOLLOUT resumes */
     }
@@ -968,7 +1026,7 @@ static int flush(struct conn *c)
  * protocol. */
 static void after_write(struct conn *c)
 {
-    if (c->qtail) {
+    if (c->q) {
         if (!(c->flags & CONN_WANT_WRITE)) {
             c->flags |= CONN_WANT_WRITE;
             set_events(c);
@@ -1103,7 +1161,7 @@ static void do_read(struct conn *c)
          * out (a pipelined client that half-closes), so stop reading
          * and close once the queue is empty. */
         c->flags |= CONN_EOF;
-        if (!c->qtail) {
+        if (!c->q) {
             conn_close(c, CLOSE_PEER);
             return;
         }
@@ -1273,7 +1331,7 @@ static void set_on_hook(struct loop_hook *h)
                 continue;
             }
         }
-        if ((c->qtail || (c->flags & CONN_LINGER)) &&
+        if ((c->q || (c->flags & CONN_LINGER)) &&
             !(c->flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
             do_flush(c);
     }

@@ -126,11 +126,25 @@ struct conn_proto {
     void (*on_close)(struct conn *c, enum close_reason why);
 };
 
-struct qent {
-    struct qent *next;
-    struct msg *m; /* one reference held */
-    uint32_t off;  /* bytes of m already written */
+/* The outbound queue: a ring of message references, allocated (tag
+ * MEM_QUEUE) when the first message is queued, doubled when full, and
+ * freed as soon as it is empty, so an idle conn holds none of it. One
+ * 8-byte slot per message, in order, so a flush builds its iovecs by
+ * walking one array instead of chasing a pointer per message. */
+struct oq {
+    uint32_t head;   /* slot of the oldest message */
+    uint32_t count;  /* messages queued */
+    uint32_t cap;    /* slots, a power of two */
+    uint32_t off;    /* bytes of the head message already written */
+    struct msg *m[]; /* one reference held in each */
 };
+/* The ring's own memory is bounded by the byte limit too: a queue holds at
+ * most one message per CONN_QUEUE_ENTRY_BYTES of queue_limit (and never
+ * fewer than CONN_QUEUE_MIN_ENTRIES), so its slots, doubled, take at most
+ * queue_limit bytes. Messages that small are rare (a WebSocket frame of
+ * 14 bytes of payload); below that the count is the limit that bites. */
+#define CONN_QUEUE_ENTRY_BYTES 16u
+#define CONN_QUEUE_MIN_ENTRIES 64u
 
 #define CONN_LAT_BUCKETS 15
 #define CONN_LAT_BOUNDS_US                                                     \
@@ -188,8 +202,7 @@ struct conn {
     struct tnode timer;        /* nearest deadline; timer.data: created */
     struct conn *pending_next; /* set's end-of-iteration list */
     struct carry *carry;       /* incomplete input tail, or NULL */
-    struct qent *qtail;        /* outbound queue: circular, tail->next is
-                                  the head; NULL when empty */
+    struct oq *q;              /* outbound queue; NULL when empty */
     uint64_t id : 48;          /* unique in the set, for logs */
     uint64_t linger_ms : 16;   /* close_after_flush: wait for the peer */
     uint32_t qbytes;           /* bytes queued, not yet written */
@@ -336,9 +349,10 @@ void conn_close_within(struct conn *c, enum close_reason why, uint32_t ms);
 
 /* Queues a reference to m (takes a new reference; the caller keeps its
  * own). Never copies the payload. Returns 0; -ENOBUFS if the queue would
- * pass its byte limit (nothing queued; the caller applies its policy;
- * a message alone on an empty queue is always taken);
- * -ENOMEM; or -EPIPE if the conn is closing. */
+ * pass its byte limit or hold more than conn_queue_max_entries() messages
+ * (nothing queued; the caller applies its policy; a message alone on an
+ * empty queue is always taken); -ENOMEM (the ring could not grow: nothing
+ * queued, the queue as it was); or -EPIPE if the conn is closing. */
 int conn_send(struct conn *c, struct msg *m);
 /* conn_send() with flags. CONN_SEND_OVERCAP queues even past the byte
  * limit: for small control frames, and for 1:1 streams whose producer is
@@ -350,16 +364,42 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags);
 int conn_send_bytes(struct conn *c, const void *p, size_t n);
 /* For fan-out under a drop-oldest policy: drops the oldest queued
  * published messages (born_ns set) not yet started until need more bytes
- * fit under the queue limit, or none is left to drop. A message partly
- * written always stays (the byte stream stays whole), and so does every
- * other message (control frames, notices). Returns how many. */
+ * (and two more messages: the one to send and a notice) fit under the
+ * queue limits, or none is left to drop. A message partly written always
+ * stays (the byte stream stays whole), and so does one a TLS record
+ * already holds, and every other message (control frames, notices); the
+ * rest keep their order. Returns how many. */
 uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need);
 /* Drops every queued message not yet started (before a goodbye frame to
- * a slow consumer). Returns how many. */
+ * a slow consumer), except those a TLS record already holds. Returns how
+ * many. */
 uint32_t conn_queue_purge(struct conn *c);
 static inline uint32_t conn_queued_bytes(const struct conn *c)
 {
     return c->qbytes;
+}
+/* Messages queued. */
+static inline uint32_t conn_queued_count(const struct conn *c)
+{
+    return c->q ? c->q->count : 0;
+}
+/* The most messages a queue under these limits takes without
+ * CONN_SEND_OVERCAP. */
+static inline uint32_t conn_queue_max_entries(const struct conn_limits *l)
+{
+    uint32_t n = l->queue_limit / CONN_QUEUE_ENTRY_BYTES;
+
+    return n > CONN_QUEUE_MIN_ENTRIES ? n : CONN_QUEUE_MIN_ENTRIES;
+}
+/* True while the queue is past its limit, in bytes or in messages (only
+ * CONN_SEND_OVERCAP takes it there): a 1:1 stream stops reading its
+ * producer until this is false again. */
+static inline bool conn_queue_over_limit(const struct conn *c)
+{
+    const struct conn_limits *l = &conn_set_of(c)->lim;
+
+    return c->qbytes > l->queue_limit ||
+           conn_queued_count(c) > conn_queue_max_entries(l);
 }
 
 /* Sets the read deadline to ms from now, with the reason used if it

@@ -29,7 +29,7 @@ enum mem_tag {
     MEM_READBUF, /* the per-loop shared read buffer */
     MEM_CONN,    /* struct conn and per-connection protocol state */
     MEM_CARRY,   /* exact-size incomplete-tail buffers */
-    MEM_QUEUE,   /* outbound queue entries */
+    MEM_QUEUE,   /* outbound queue rings */
     MEM_MSG,     /* refcounted messages (payloads) */
     MEM_HTTP,    /* HTTP responses being built, request scratch */
     MEM_TLS,     /* everything OpenSSL allocates */

@@ -6,8 +6,9 @@
  * subscription is on its channel's list and its subscriber's list; a
  * publish queues references, never payload copies, and never lets a queue
  * pass queue_limit (invariant 5): the policy decides what gives.
- * Must not: block, or allocate per subscriber on the publish path (the
- * queue entry conn.c allocates is the only per-delivery allocation).
+ * Must not: block, or allocate per subscriber on the publish path (conn.c's
+ * queue ring, allocated when a subscriber's empty queue takes a message
+ * and doubled when full, is the only allocation on it).
  */
 #include <errno.h>
 #include <stdio.h>

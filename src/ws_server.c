@@ -218,9 +218,7 @@ enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
     }
     if (rc < 0)
         return WS_SEND_DROPPED;
-    return conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit
-               ? WS_SEND_BACKPRESSURE
-               : WS_SEND_OK;
+    return conn_queue_over_limit(c) ? WS_SEND_BACKPRESSURE : WS_SEND_OK;
 }
 
 /* Sends our close frame and waits close_timeout for the peer's. */
@@ -486,8 +484,8 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         uint16_t code = 0;
         ssize_t n;
 
-        if (conn_queued_bytes(c) > conn_set_of(c)->lim.queue_limit &&
-            h_of(c)->pause_on_backpressure && !w->client) {
+        if (conn_queue_over_limit(c) && h_of(c)->pause_on_backpressure &&
+            !w->client) {
             /* A 1:1 stream's answers pile up: stop reading until they
              * drain, so TCP pushes back on the peer. A fan-out conn
              * keeps reading, and so does a client: the server is the one
@@ -515,8 +513,7 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         case WS_EV_PING:
             /* Over the queue limit, only the most recent ping needs its
              * pong (RFC 6455 5.5.3): skip this one, bounding the queue. */
-            if (w->phase < WSP_CLOSING &&
-                conn_queued_bytes(c) <= conn_set_of(c)->lim.queue_limit &&
+            if (w->phase < WSP_CLOSING && !conn_queue_over_limit(c) &&
                 send_frame(c, WS_OP_PONG, ev.data, ev.len) < 0)
                 conn_close(c, CLOSE_NO_MEMORY);
             break;

@@ -589,7 +589,7 @@ def test_echo_non_reader_bounded(moor):
     assert sent >= 8, f"only {sent} messages went out: the test proves nothing"
     assert peak_q <= 256 * KiB + one, \
         f"moor_queued_bytes reached {peak_q} > queue limit + one message"
-    # queue entries + the messages they hold (+ carry of a partial one).
+    # queue rings + the messages they hold (+ carry of a partial one).
     assert peak_qm <= 256 * KiB + 2 * one, \
         f"/debug/mem queue+msg reached {peak_qm}"
     assert m.get_value("moor_read_pauses_total", cause="backpressure") > 0

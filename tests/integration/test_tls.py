@@ -19,6 +19,10 @@ matches nothing.
   are open, and back to exactly its baseline once they are gone.
 - renegotiation is refused and costs nothing afterwards; plain HTTP on
   the TLS port gets a plaintext 400.
+- a slow reader's TLS writes are retried with the same bytes; under
+  --slow-policy drop-oldest a wss subscriber that stops reading still
+  gets an intact stream (the half-sent record's messages are never
+  dropped).
 - SIGHUP reloads the certificate (open connections carry on, new ones
   get the new certificate); a reload that fails keeps the old one.
 - `moor bench echo` over wss://: --tls-ca, the system store (fails),
@@ -816,6 +820,74 @@ def test_wss_echo_to_a_slow_reader(moor, certs):
     m = wait_for(s, "closed",
                  lambda m: m.get_value("moor_tls_connections") == 0)
     assert closed(m, "tls_error") == 0, tls_figures(m)
+
+
+def test_wss_drop_oldest_keeps_the_half_sent_record(moor, certs):
+    """A wss subscriber that stops reading, under drop-oldest: the server's
+    TLS writes stop mid-record while publishes keep coming and drop its
+    oldest queued messages. The ones that record holds are never among
+    them (OpenSSL wants the same bytes offered again), so when the
+    subscriber reads at last it gets an intact stream: every message whole
+    and in order, notices that add up to what it missed, no tls_error."""
+    size, n = 2000, 3000    # 6 MB: more than the socket buffers take
+    filler = os.urandom(size)
+
+    def payload(i):
+        return struct.pack("!I", i) + filler[:size - 4]
+
+    s = start_tls(moor, certs, "--queue-limit", "64KiB", "--slow-policy",
+                  "drop-oldest", "--queue-soft-limit", "0", "--rate", "0")
+    sub = WsConn(s.tls_port, rcvbuf=4096)
+    pub = WsConn(s.port)
+    try:
+        sub.sock = client_ctx(certs.ca).wrap_socket(
+            sub.sock, server_hostname="localhost")
+        sub.open("/sub/slow")
+        wait_for(s, "one subscriber",
+                 lambda m: m.get_value("moor_pubsub_subscribers") == 1)
+        pub.open("/pub/slow")
+        for i in range(n):
+            pub.send_binary(payload(i))
+            if i % 200 == 199:
+                time.sleep(0.02)    # bursts: the writes stop between them
+        m = wait_for(s, "every message published", lambda m: m.get_value(
+            "moor_pubsub_published_total") == n)
+        assert m.get_value("moor_pubsub_dropped_total",
+                           reason="drop_oldest") > 0, "nothing was dropped"
+        seqs, notices = [], []
+
+        def take(timeout):
+            op, data = sub.recv_message(timeout=timeout)
+            if op == OP_TEXT:
+                mm = re.fullmatch(rb'\{"moor_dropped":(\d+)\}', data)
+                assert mm, f"unexpected text message {data[:80]!r}"
+                notices.append(int(mm.group(1)))
+                return
+            assert op == OP_BINARY and len(data) == size, (op, len(data))
+            seq = struct.unpack("!I", data[:4])[0]
+            assert data == payload(seq), f"message {seq} corrupted"
+            assert not seqs or seq > seqs[-1], f"{seq} after {seqs[-1]}"
+            seqs.append(seq)
+
+        # Read what is queued, then one more message: a drop not yet told
+        # is told before it.
+        while s.metric("moor_queued_bytes") > 0 or sub.readable_within(0.3):
+            take(slack(5))
+        pub.send_binary(payload(n))
+        while not seqs or seqs[-1] != n:
+            take(slack(5))
+    finally:
+        sub.close()
+        pub.close()
+    missing = n + 1 - len(seqs)
+    assert missing > 0 and notices, (missing, notices)
+    assert sum(notices) == missing, \
+        f"notices {notices} add up to {sum(notices)}, {missing} missing"
+    m = wait_for(s, "closed",
+                 lambda m: m.get_value("moor_tls_connections") == 0)
+    assert closed(m, "tls_error") == 0, tls_figures(m)
+    assert m.get_value("moor_pubsub_dropped_total",
+                       reason="drop_oldest") == missing
 
 
 def test_no_resumption_by_default_tickets_when_asked(moor, certs):

@@ -2,7 +2,10 @@
  * test_conn.c - unit tests for conn.c: delivery through the shared read
  * buffer, the carry of an incomplete tail (and that an idle conn holds no
  * buffer), corked writes flushed at the end of the iteration, the queue
- * cap, the one close path (idempotent, first reason counted, on_close once,
+ * (byte and message caps; the ring keeps its order across the wrap and
+ * when it grows, and goes when empty; drop-oldest and purge keep a
+ * partly written head and whatever a half-sent TLS record holds), the
+ * one close path (idempotent, first reason counted, on_close once,
  * close from inside on_data), read deadlines and lazy re-arm, the write
  * deadline, pausing and resuming (carried input reprocessed), peer EOF,
  * close-after-flush with and without linger, and every allocation failing
@@ -21,6 +24,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +37,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "msg.h"
+#include "tls.h"
 #include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -126,6 +132,7 @@ struct rec {
     int closes;
     enum close_reason why;
     int drains;
+    int connects; /* on_connect(c, 0) calls: a TLS handshake done */
     int timeouts;
     int handle_timeouts; /* on_timeout returns true this many times */
     bool consume_nothing;
@@ -201,6 +208,13 @@ static bool line_on_timeout(struct conn *c)
     return false;
 }
 
+static void line_on_connect(struct conn *c, int err)
+{
+    (void)c;
+    if (err == 0)
+        R.connects++;
+}
+
 static void line_on_close(struct conn *c, enum close_reason why)
 {
     R.closes++;
@@ -214,6 +228,7 @@ static const struct conn_proto line_proto = {
     .name = "line",
     .on_data = line_on_data,
     .on_drain = line_on_drain,
+    .on_connect = line_on_connect,
     .on_timeout = line_on_timeout,
     .on_close = line_on_close,
 };
@@ -229,6 +244,8 @@ struct env {
 
 /* The env a test holds open; a failed assertion leaves it behind. */
 static struct env *live_env;
+/* The TLS test's client engine, likewise. */
+static struct tls_conn *live_peer;
 
 static void env_open(struct env *e, uint32_t write_timeout_ms,
                      uint32_t queue_limit, size_t readbuf, uint32_t rd_ms,
@@ -288,6 +305,8 @@ static int leftover_setup(void **state)
     (void)state;
     mem_fail_at(0);
     mem_set_budget(0, 90);
+    tls_conn_free(live_peer);
+    live_peer = NULL;
     if (!e)
         return 0;
     live_env = NULL;
@@ -490,13 +509,374 @@ static void test_send_takes_a_reference(void **state)
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(m->refs, 3);
-    assert_ptr_equal(e.c->qtail->next->m, m);
+    assert_ptr_equal(e.c->q->m[e.c->q->head], m);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(m->refs, 1);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 12);
     assert_memory_equal(buf, "sharedshared", 12);
     msg_unref(m);
     env_close(&e);
+}
+
+/* Reads from the peer until len bytes are in, running the loop meanwhile
+ * (its flushes resume on EPOLLOUT). */
+static void drain_peer(struct env *e, char *out, size_t want, size_t *len)
+{
+    uint64_t dl = now_ms() + 5000;
+
+    while (*len < want && now_ms() < dl) {
+        peer_read(e->sv[1], out, want, len);
+        assert_int_equal(loop_run_once(e->l, 1), 0);
+    }
+    assert_int_equal(*len, want);
+}
+
+/* The queue is a ring of references: it keeps its order across the wrap
+ * and when it doubles, a growth that fails loses nothing (-ENOMEM), and
+ * the ring goes as soon as the queue is empty. */
+static void test_queue_ring(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    static char big[2][65536];
+    static char got[2 * 65536 + 64];
+    static char want[2 * 65536 + 64];
+    size_t len = 0, n = 0;
+    int small = 4096;
+    struct msg *m;
+    char s[3];
+
+    (void)state;
+    env_open(&e, 5000, 4u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (int b = 0; b < 2; b++) {
+        memset(big[b], 'B' + b, sizeof(big[b]));
+        assert_int_equal(conn_send_bytes(e.c, big[b], sizeof(big[b])), 0);
+        memcpy(want + n, big[b], sizeof(big[b]));
+        n += sizeof(big[b]);
+    }
+    for (int i = 1; i <= 6; i++) {
+        snprintf(s, sizeof(s), "%c%c", 'a' + i, 'A' + i);
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+        memcpy(want + n, s, 2);
+        n += 2;
+    }
+    assert_int_equal(e.c->q->cap, 8);
+    assert_int_equal(conn_queued_count(e.c), 8);
+    /* The first message goes out in full, the second in part: the head
+     * moves on, so the next messages wrap round the ring. */
+    drain_peer(&e, got, sizeof(big[0]), &len);
+    assert_int_equal(e.c->q->head, 1);
+    assert_int_equal(conn_queued_count(e.c), 7);
+    for (int i = 7; i <= 14; i++) {
+        snprintf(s, sizeof(s), "%c%c", 'a' + i, 'A' + i);
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+        memcpy(want + n, s, 2);
+        n += 2;
+    }
+    assert_int_equal(e.c->q->cap, 16);
+    assert_int_equal(conn_queued_count(e.c), 15);
+    snprintf(s, sizeof(s), "zZ");
+    m = msg_new(s, 2);
+    assert_non_null(m);
+    assert_int_equal(conn_send(e.c, m), 0); /* the ring is full now */
+    memcpy(want + n, s, 2);
+    n += 2;
+    /* Growing fails: nothing queued, nothing lost. */
+    mem_fail_at(1);
+    assert_int_equal(conn_send(e.c, m), -ENOMEM);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    assert_int_equal(conn_queued_count(e.c), 16);
+    assert_int_equal(m->refs, 2);
+    assert_int_equal(conn_send(e.c, m), 0);
+    memcpy(want + n, s, 2);
+    n += 2;
+    assert_int_equal(e.c->q->cap, 32);
+    msg_unref(m);
+    drain_peer(&e, got, n, &len);
+    assert_memory_equal(got, want, n);
+    assert_null(e.c->q);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+    env_close(&e);
+}
+
+static int send_published(struct conn *c, const char *p, unsigned flags)
+{
+    struct msg *m = msg_new(p, strlen(p));
+    int rc;
+
+    assert_non_null(m);
+    m->born_ns = 1;
+    rc = conn_send_flags(c, m, flags);
+    msg_unref(m);
+    return rc;
+}
+
+/* The ring's own memory is bounded: a queue takes at most
+ * conn_queue_max_entries() messages (queue_limit / 16, at least 64)
+ * unless the sender says overcap. Dropping published messages keeps the
+ * rest in order; a purge drops everything not started. */
+static void test_queue_entries_and_drops(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    char buf[64];
+    size_t len = 0;
+
+    (void)state;
+    env_open(&e, 1000, 1000, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(conn_queue_max_entries(&e.set.lim), 64);
+    for (int i = 0; i < 64; i++)
+        assert_int_equal(send_published(e.c, "x", 0), 0);
+    assert_int_equal(send_published(e.c, "x", 0), -ENOBUFS);
+    assert_int_equal(e.set.stats.queue_overflows, 1);
+    assert_false(conn_queue_over_limit(e.c));
+    assert_int_equal(send_published(e.c, "x", CONN_SEND_OVERCAP), 0);
+    assert_true(conn_queue_over_limit(e.c));
+    /* 65 queued, at most 64, and room wanted for two more (the message to
+     * send and a notice): three go. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 0), 3);
+    assert_int_equal(conn_queued_count(e.c), 62);
+    assert_int_equal(conn_queue_purge(e.c), 62);
+    assert_null(e.c->q);
+    assert_int_equal(conn_queued_bytes(e.c), 0);
+    assert_int_equal(e.set.stats.queued_bytes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+    /* Oldest published first; control frames and notices stay. */
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1000 - 10 + 4), 2);
+    assert_int_equal(conn_queued_bytes(e.c), 6);
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
+    assert_memory_equal(buf, "k1k2p3", 6);
+    assert_null(e.c->q);
+    env_close(&e);
+}
+
+/* A message partly written stays through drop-oldest and purge (the byte
+ * stream must stay whole: the peer gets all of it), while the published
+ * messages behind it go, and a control frame keeps its place, also when
+ * what stays sits on both sides of the ring's wrap. */
+static void test_queue_drop_keeps_started_head(void **state)
+{
+    enum { BIG = 65536 };
+    static struct env e; /* static: outlives a failed test */
+    static char big[BIG];
+    static char got[BIG + 64];
+    size_t len = 0;
+    int small = 4096;
+    struct msg *m;
+
+    (void)state;
+    env_open(&e, 5000, 1u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (char)('a' + i % 26);
+    for (int i = 0; i < 5; i++) {
+        char s[2] = {'s', (char)('0' + i)};
+
+        assert_int_equal(conn_send_bytes(e.c, s, 2), 0);
+    }
+    m = msg_new(big, BIG);
+    assert_non_null(m);
+    m->born_ns = 1; /* published: drop-oldest's kind of message */
+    assert_int_equal(conn_send(e.c, m), 0);
+    msg_unref(m);
+    /* One iteration writes what the socket takes: the five small ones and
+     * part of the big one, now the head in slot 5 of 8. */
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_non_null(e.c->q);
+    assert_int_equal(e.c->q->cap, 8);
+    assert_int_equal(e.c->q->head, 5);
+    assert_int_equal(conn_queued_count(e.c), 1);
+    assert_true(e.c->q->off > 0 && e.c->q->off < BIG);
+    /* Slots 6, 7, then 0 past the wrap. */
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    /* No room can ever be made (need is the whole limit): every published
+     * message not started goes, the head and the control frame stay. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 2);
+    assert_int_equal(conn_queued_count(e.c), 2);
+    assert_int_equal(conn_queued_bytes(e.c), BIG - e.c->q->off + 2);
+    assert_int_equal(e.set.stats.queued_bytes, conn_queued_bytes(e.c));
+    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
+    assert_true(e.c->q->off > 0);
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(conn_queue_purge(e.c), 2); /* k1 and p3 */
+    assert_int_equal(conn_queued_count(e.c), 1);
+    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
+    assert_true(e.c->q->off > 0);
+    assert_int_equal(conn_queue_purge(e.c), 0);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    /* The peer gets the small ones, the head whole, then k2. */
+    drain_peer(&e, got, 10 + BIG + 2, &len);
+    assert_memory_equal(got, "s0s1s2s3s4", 10);
+    assert_memory_equal(got + 10, big, BIG);
+    assert_memory_equal(got + 10 + BIG, "k2", 2);
+    assert_null(e.c->q);
+    assert_int_equal(R.closes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+    env_close(&e);
+}
+
+/* Drop-oldest stops once there is room: the newer published messages stay,
+ * in order, with a control frame between them. */
+static void test_queue_drop_oldest_stops_at_room(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    char buf[64];
+    size_t len = 0;
+
+    (void)state;
+    env_open(&e, 1000, 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(send_published(e.c, "p1", 0), 0);
+    assert_int_equal(send_published(e.c, "p2", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
+    assert_int_equal(send_published(e.c, "p3", 0), 0);
+    assert_int_equal(send_published(e.c, "p4", 0), 0);
+    assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
+    assert_int_equal(send_published(e.c, "p5", 0), 0);
+    /* 14 bytes queued, room wanted for 10: p1 and p2 go, nothing else. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 10), 2);
+    assert_int_equal(conn_queued_bytes(e.c), 10);
+    assert_int_equal(conn_queue_drop_oldest(e.c, 10), 0);
+    /* Room for 14: p3 and p4 go, k1 stays in front of k2. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 14), 2);
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
+    assert_memory_equal(buf, "k1k2p5", 6);
+    assert_null(e.c->q);
+    env_close(&e);
+}
+
+/* Message i of the TLS test: 64 bytes that say which one it is. */
+static void numbered(char out[65], unsigned i)
+{
+    snprintf(out, 65, "%063u\n", i);
+}
+
+/* Over TLS, the bytes of a record OpenSSL encrypted but could not finish
+ * sending must be offered again unchanged (tls.h, tls_write_pending). The
+ * head message is not started then (q->off is 0: the queue advances only
+ * by what tls_writev reports taken), yet drop-oldest and purge must keep
+ * every message the record holds; the peer gets one whole stream. */
+static void test_queue_drop_keeps_tls_record(void **state)
+{
+    enum { N = 2000, LEN = 64, EXTRA = 10 };
+    static struct env e; /* static: outlives a failed test */
+    static char got[(N + 1) * LEN];
+    char dir[] = "/tmp/moor-conn-tls.XXXXXX";
+    char cmd[512], err[256], cert[64], key[64], line[65];
+    struct tls_server_opts so = {0};
+    struct tls_client_opts co = {.insecure = true};
+    struct tls_ctx *sctx, *cctx;
+    struct tls_conn *peer;
+    int small = 4096, hs = TLS_WANT_READ;
+    uint32_t queued, locked_msgs, written_msgs, total;
+    size_t len = 0, pend;
+    uint64_t dl;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -keyout %s -out %s -subj /CN=localhost -days 2 "
+             ">/dev/null 2>&1",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    so.cert_file = cert;
+    so.key_file = key;
+    sctx = tls_server_new(&so, err, sizeof(err));
+    assert_non_null(sctx);
+    cctx = tls_client_new(&co, err, sizeof(err));
+    assert_non_null(cctx);
+
+    env_open(&e, 5000, 1u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
+    assert_int_equal(conn_start_tls(e.c, sctx, true, NULL, 0), 0);
+    peer = tls_conn_new(cctx, e.sv[1], false, "localhost");
+    assert_non_null(peer);
+    live_peer = peer;
+    /* The engines keep what they need of their contexts. */
+    tls_ctx_free(sctx);
+    tls_ctx_free(cctx);
+    dl = now_ms() + 5000;
+    while ((hs != TLS_OK || R.connects == 0) && now_ms() < dl) {
+        if (hs != TLS_OK)
+            hs = tls_handshake(peer);
+        assert_int_equal(loop_run_once(e.l, 1), 0);
+    }
+    assert_int_equal(hs, TLS_OK);
+    assert_int_equal(R.connects, 1);
+
+    /* A small socket buffer, and more published messages than it takes:
+     * the flush stops inside a record. */
+    setsockopt(e.sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    for (unsigned i = 0; i < N; i++) {
+        numbered(line, i);
+        assert_int_equal(send_published(e.c, line, 0), 0);
+    }
+    assert_int_equal(loop_run_once(e.l, 0), 0);
+    pend = tls_write_pending(conn_tls(e.c));
+    assert_true(pend > 0);
+    assert_non_null(e.c->q);
+    assert_int_equal(e.c->q->off, 0);
+    queued = conn_queued_count(e.c);
+    written_msgs = N - queued;
+    locked_msgs = (uint32_t)((pend + LEN - 1) / LEN);
+    assert_true(locked_msgs > 0 && locked_msgs < queued);
+
+    /* Nothing the record holds goes; everything behind it does. */
+    assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20),
+                     queued - locked_msgs);
+    assert_int_equal(conn_queued_count(e.c), locked_msgs);
+    assert_int_equal(conn_queued_bytes(e.c), locked_msgs * LEN);
+    for (unsigned i = 0; i < EXTRA; i++) {
+        numbered(line, N + i);
+        assert_int_equal(send_published(e.c, line, 0), 0);
+    }
+    assert_int_equal(conn_queue_purge(e.c), EXTRA);
+    assert_int_equal(conn_queue_purge(e.c), 0);
+    assert_int_equal(conn_queued_count(e.c), locked_msgs);
+    /* A control frame after them: the stream goes on from there. */
+    numbered(line, N);
+    assert_int_equal(conn_send_bytes(e.c, line, LEN), 0);
+
+    total = written_msgs + locked_msgs + 1;
+    dl = now_ms() + 5000;
+    while (len < (size_t)total * LEN && now_ms() < dl) {
+        ssize_t n = tls_read(peer, got + len, sizeof(got) - len);
+
+        if (n > 0)
+            len += (size_t)n;
+        else
+            assert_true(n == TLS_WANT_READ);
+        assert_int_equal(loop_run_once(e.l, 1), 0);
+    }
+    assert_int_equal(len, (size_t)total * LEN);
+    for (uint32_t i = 0; i < total; i++) {
+        numbered(line, i + 1 == total ? N : i);
+        assert_memory_equal(got + (size_t)i * LEN, line, LEN);
+    }
+    assert_null(e.c->q);
+    assert_int_equal(R.closes, 0);
+    assert_int_equal(live_bytes(MEM_QUEUE), 0);
+    assert_int_equal(live_bytes(MEM_MSG), 0);
+
+    live_peer = NULL;
+    tls_conn_free(peer);
+    env_close(&e);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* Invariant 5: the queue is capped in bytes; over the cap nothing is
@@ -1261,6 +1641,14 @@ int main(void)
                                leftover_setup),
         cmocka_unit_test_setup(test_send_takes_a_reference, leftover_setup),
         cmocka_unit_test_setup(test_queue_limit, leftover_setup),
+        cmocka_unit_test_setup(test_queue_ring, leftover_setup),
+        cmocka_unit_test_setup(test_queue_entries_and_drops, leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_keeps_started_head,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_oldest_stops_at_room,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_queue_drop_keeps_tls_record,
+                               leftover_setup),
         cmocka_unit_test_setup(test_close_idempotent, leftover_setup),
         cmocka_unit_test_setup(test_close_inside_on_data, leftover_setup),
         cmocka_unit_test_setup(test_peer_eof, leftover_setup),

@@ -931,7 +931,7 @@ static void test_soft_limit(void **state)
 /* ---- allocation failures ------------------------------------------------ */
 
 /* Every allocation of a publish to three subscribers fails in turn: the
- * publish returns -ENOMEM or a count, a subscriber whose queue entry
+ * publish returns -ENOMEM or a count, a subscriber whose queue ring
  * could not be allocated is closed (its on_close frees its subscription
  * while the publish walks the channel's list), and nothing leaks. */
 static void test_publish_alloc_failures(void **state)
