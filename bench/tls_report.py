@@ -191,6 +191,27 @@ def main():
                         "the client was as busy as the server, so it may "
                         "have held the rate down; read that handshakes/s as "
                         "a lower bound for the server.").rstrip("\n") + "\n")
+        # The client holds the rate down: compare what each handshake
+        # cost the server instead (its CPU time per handshake, and the
+        # rate one core of it would sustain at that cost).
+        cost = {n: hs[n]["server_cpu_pct"] / 100.0 / hs[n]["handshakes_per_s"]
+                for n in names if hs[n]["server_cpu_pct"]
+                and hs[n]["handshakes_per_s"]}
+        if cost:
+            base_cost = cost.get(BASE)
+            parts = []
+            for n in names:
+                if n not in cost:
+                    continue
+                t = f"{label[n]} {cost[n] * 1e6:.0f} us " \
+                    f"({thousands(1.0 / cost[n])}/s per core"
+                if base_cost and n != BASE:
+                    t += f", {base_cost / cost[n]:.2f}x lws"
+                parts.append(t + ")")
+            out("\n" + para(
+                "Server CPU time per handshake (server CPU over "
+                "handshakes/s), and the rate one core would sustain at "
+                "that cost: " + "; ".join(parts) + ".").rstrip("\n") + "\n")
 
     if "moor" in names:
         b = idle["moor"]["bytes_per_conn"]
