@@ -11,6 +11,9 @@
 'use strict';
 
 const WebSocket = require('ws');
+const {pattern, text, bytesOf, failer} = require('./echo_payloads');
+
+const fail = failer('ws_echo_client');
 
 const url = process.argv[2];
 const rounds = Number(process.argv[3] || 3);
@@ -20,25 +23,6 @@ if (!url) {
 }
 
 const watchdog = setTimeout(() => fail('timed out after 30 s'), 30000);
-
-function fail(msg) {
-    console.error(`ws_echo_client: ${msg}`);
-    process.exit(1);
-}
-
-function pattern(n, seed) {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
-    return b;
-}
-
-function text(n) {
-    // Exactly n bytes of UTF-8 with 1- to 4-byte characters.
-    const unit = 'moor κόσμε € 𝄞 ';
-    const k = Math.floor(n / Buffer.byteLength(unit));
-    const s = unit.repeat(k);
-    return s + 'x'.repeat(n - Buffer.byteLength(s));
-}
 
 // Each: {data, binary, fragments?}. Expected echo: the same bytes and
 // type (fragments are sent as one fragmented message, echoed as one).
@@ -59,10 +43,6 @@ function messages() {
         out.push({data: pattern(100000, r), binary: true, fragments: 3});
     }
     return out;
-}
-
-function bytesOf(m) {
-    return Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data, 'utf8');
 }
 
 function sendOne(ws, m) {

@@ -15,6 +15,9 @@
 
 const fs = require('fs');
 const WebSocket = require('ws');
+const {pattern, text, bytesOf, failer} = require('./echo_payloads');
+
+const fail = failer('wss_echo_client');
 
 const url = process.argv[2];
 const caFile = process.argv[3];
@@ -25,33 +28,10 @@ if (!url || !caFile) {
 
 const watchdog = setTimeout(() => fail('timed out after 30 s'), 30000);
 
-function fail(msg) {
-    console.error(`wss_echo_client: ${msg}`);
-    process.exit(1);
-}
-
-function pattern(n, seed) {
-    const b = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
-    return b;
-}
-
-function text(n) {
-    // Exactly n bytes of UTF-8 with 1- to 4-byte characters.
-    const unit = 'moor κόσμε € 𝄞 ';
-    const k = Math.floor(n / Buffer.byteLength(unit));
-    const s = unit.repeat(k);
-    return s + 'x'.repeat(n - Buffer.byteLength(s));
-}
-
 const queue = [];
 for (const n of [0, 1, 125, 126, 16383, 16384, 16385, 65536, 1 << 20]) {
     queue.push({data: pattern(n, n & 0xff), binary: true});
     queue.push({data: text(n), binary: false});
-}
-
-function bytesOf(m) {
-    return Buffer.isBuffer(m.data) ? m.data : Buffer.from(m.data, 'utf8');
 }
 
 let next = 0;
