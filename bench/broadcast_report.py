@@ -20,17 +20,11 @@ import json
 import os
 import sys
 
-from ws_report import BASE, failures, load, para, ratio, thousands, us
+from ws_report import (BASE, failures, load, median_by, para, ratio,
+                       thousands, us)
 
 GOAL_RATIO = 40.0
 GOAL_P99_US = 20000.0
-
-
-def median_by(runs, key):
-    """The run whose key is the median (the lower middle one for an even
-    count)."""
-    ranked = sorted(runs, key=key)
-    return ranked[(len(ranked) - 1) // 2]
 
 
 def p99(d):

@@ -22,17 +22,11 @@ import json
 import os
 import sys
 
-from ws_report import BASE, failures, load, para, ratio, thousands, us
+from ws_report import (BASE, failures, load, median_by, para, ratio,
+                       thousands, us)
 
 GOAL_IDLE_BYTES = 14300
 TOP_SITES = 10
-
-
-def median_by(runs, key):
-    """The run whose key is the median (the lower middle one for an even
-    count)."""
-    ranked = sorted(runs, key=key)
-    return ranked[(len(ranked) - 1) // 2]
 
 
 def cpu(v):

@@ -61,10 +61,10 @@ def para(text):
                          break_on_hyphens=False) + "\n\n"
 
 
-def median_run(runs):
-    """The run whose messages/s is the median (the lower middle one for
-    an even count)."""
-    ranked = sorted(runs, key=lambda d: d["msgs_per_s"])
+def median_by(runs, key):
+    """The run whose key is the median (the lower middle one for an even
+    count). broadcast_report.py and tls_report.py use it too."""
+    ranked = sorted(runs, key=key)
     return ranked[(len(ranked) - 1) // 2]
 
 
@@ -87,7 +87,7 @@ def main():
         idle[n] = load(os.path.join(a.dir, f"{n}.idle.json"))
         runs[n] = [load(os.path.join(a.dir, f"{n}.echo{i}.json"))
                    for i in range(1, a.runs + 1)]
-        echo[n] = median_run(runs[n])
+        echo[n] = median_by(runs[n], lambda d: d["msgs_per_s"])
     with open(os.path.join(a.dir, "commands")) as f:
         commands = f.read().rstrip("\n")
 
