@@ -22,6 +22,7 @@ import os
 import re
 import resource
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -552,3 +553,49 @@ def server(moor):
 def slack(t):
     """Extra seconds allowed for timing under the sanitizer build."""
     return t * (2.0 if is_debug_build() else 1.0)
+
+
+def read_pipe_until(proc, buf, pred, timeout, what):
+    """Reads proc.stdout (a pipe, e.g. curl's) into buf until pred(buf);
+    fails the test if it takes longer than timeout (scaled by slack) or
+    the process ends first."""
+    fd = proc.stdout.fileno()
+    end = time.monotonic() + slack(timeout)
+    while not pred(buf):
+        left = end - time.monotonic()
+        assert left > 0, f"timed out waiting for {what}; got {bytes(buf)!r}"
+        r, _, _ = select.select([fd], [], [], left)
+        if r:
+            chunk = os.read(fd, 65536)
+            assert chunk, f"process ended ({proc.poll()}) before {what}; " \
+                          f"it wrote {bytes(buf)!r}"
+            buf += chunk
+    return buf
+
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+DEPS_HINT = "run `make deps` (scripts/install-deps.sh)"
+
+
+def node_bin():
+    """node, with the `ws` package of tests/integration/node installed;
+    the test fails (it is not skipped) without them."""
+    node = shutil.which("node") or shutil.which("nodejs")
+    if not node:
+        pytest.fail(f"node is not installed: {DEPS_HINT} (Debian packages "
+                    f"nodejs and npm)", pytrace=False)
+    r = subprocess.run([node, "-e", "require.resolve('ws')"], cwd=NODE_DIR,
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        pytest.fail(f"node module ws is missing in {NODE_DIR}: {DEPS_HINT} "
+                    f"(npm ci --prefix tests/integration/node)\n{r.stderr}",
+                    pytrace=False)
+    return node
+
+
+def need_curl():
+    """curl; the test fails (it is not skipped) without it."""
+    curl = shutil.which("curl")
+    if not curl:
+        pytest.fail(f"curl is not installed: {DEPS_HINT}", pytrace=False)
+    return curl

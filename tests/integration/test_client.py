@@ -23,25 +23,22 @@ import json
 import os
 import re
 import select
-import shutil
 import socket
 import struct
 import subprocess
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import pytest
 
 from conftest import (HOST, REPO, SANITIZER_MARKS, base_env,
                       is_debug_build, slack, tail_of)
+from conftest import NODE_DIR, node_bin
 from wsutil import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                     Frame, WsConn, accept_for, close_payload,
                     encode_frame, mask_bytes)
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
-DEPS_HINT = "run `make deps` (scripts/install-deps.sh)"
 MiB = 1 << 20
 LEAK_MARK = "BUG: moor still holds"
 
@@ -151,19 +148,6 @@ def text_of(n):
 
 
 # ---- the node `ws` peer ---------------------------------------------------
-
-def node_bin():
-    node = shutil.which("node") or shutil.which("nodejs")
-    if not node:
-        pytest.fail(f"node is not installed: {DEPS_HINT}", pytrace=False)
-    r = subprocess.run([node, "-e", "require.resolve('ws')"], cwd=NODE_DIR,
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        pytest.fail(f"node module ws is missing in {NODE_DIR}: {DEPS_HINT} "
-                    f"(npm ci --prefix tests/integration/node)\n{r.stderr}",
-                    pytrace=False)
-    return node
-
 
 class NodeServer:
     def __init__(self, tmp_path, path=None):

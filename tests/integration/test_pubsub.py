@@ -34,18 +34,17 @@ import struct
 import subprocess
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 
 from conftest import Metrics, build_request, is_debug_build, parse_metrics, \
     slack
+from conftest import NODE_DIR
 from wsutil import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                     WsConn, connect, encode_frame)
 
 KiB = 1 << 10
 MiB = 1 << 20
-NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
 # ---- helpers ---------------------------------------------------------------

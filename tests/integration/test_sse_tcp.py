@@ -47,7 +47,9 @@ import time
 
 import pytest
 
-from conftest import Conn, assert_clean_exit, build_request, slack
+from conftest import (Conn, assert_clean_exit, build_request, read_pipe_until,
+                      slack)
+from conftest import need_curl
 from wsutil import OP_BINARY, OP_TEXT, connect as ws_connect
 
 HOST = "127.0.0.1"
@@ -324,30 +326,6 @@ class Tcp:
 
 
 # ---- SSE: curl -------------------------------------------------------------
-
-def read_pipe_until(proc, buf, pred, timeout, what):
-    """Reads proc.stdout (a pipe) into buf until pred(buf)."""
-    fd = proc.stdout.fileno()
-    end = time.monotonic() + slack(timeout)
-    while not pred(buf):
-        left = end - time.monotonic()
-        assert left > 0, f"timed out waiting for {what}; curl wrote {buf!r}"
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"curl ended ({proc.poll()}) before {what}; " \
-                          f"it wrote {buf!r}"
-            buf += chunk
-    return buf
-
-
-def need_curl():
-    curl = shutil.which("curl")
-    if not curl:
-        pytest.fail("curl is not installed: run scripts/install-deps.sh",
-                    pytrace=False)
-    return curl
-
 
 def test_sse_with_curl(moor, tmp_path):
     """curl -N subscribes; curl --data-binary @file publishes; curl's

@@ -43,16 +43,15 @@ import struct
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from conftest import (HOST, Closed, Conn, Metrics, assert_clean_exit,
-                      parse_metrics, run_moor, slack)
+                      parse_metrics, read_pipe_until, run_moor, slack)
+from conftest import NODE_DIR, node_bin, need_curl
 from wsutil import OP_BINARY, OP_TEXT, WsConn
 
 HTTPS_BANNER_RE = re.compile(rb"https://127\.0\.0\.1:(\d+)")
-NODE_DIR = Path(__file__).resolve().parent / "node"
 KiB = 1 << 10
 MiB = 1 << 20
 
@@ -376,19 +375,6 @@ def test_wss_echo_websockets(moor, certs):
     assert closed(m, "tls_error") == 0, tls_figures(m)
 
 
-def node_bin():
-    node = shutil.which("node") or shutil.which("nodejs")
-    if not node:
-        pytest.fail("node is not installed", pytrace=False)
-    r = subprocess.run([node, "-e", "require.resolve('ws')"], cwd=NODE_DIR,
-                       capture_output=True, text=True, timeout=30)
-    if r.returncode != 0:
-        pytest.fail(f"node module ws is missing in {NODE_DIR} "
-                    f"(npm ci --prefix tests/integration/node)\n{r.stderr}",
-                    pytrace=False)
-    return node
-
-
 def test_wss_echo_node_ws(moor, certs):
     s = start_tls(moor, certs)
     node = node_bin()
@@ -414,13 +400,6 @@ def test_wss_echo_node_ws(moor, certs):
 
 
 # ---- curl: HTTPS, ALPN, SSE ------------------------------------------------
-
-def need_curl():
-    curl = shutil.which("curl")
-    if not curl:
-        pytest.fail("curl is not installed", pytrace=False)
-    return curl
-
 
 def test_https_with_curl(moor, certs):
     curl = need_curl()
@@ -473,21 +452,6 @@ def test_alpn_and_sni(moor, certs):
     assert handshakes(m, "ok") == 6, tls_figures(m)
 
 
-def read_fd_until(proc, buf, pred, timeout, what):
-    fd = proc.stdout.fileno()
-    end = time.monotonic() + slack(timeout)
-    while not pred(buf):
-        left = end - time.monotonic()
-        assert left > 0, f"timed out waiting for {what}; got {bytes(buf)!r}"
-        r, _, _ = select.select([fd], [], [], left)
-        if r:
-            chunk = os.read(fd, 65536)
-            assert chunk, f"process ended ({proc.poll()}) before {what}; " \
-                          f"it wrote {bytes(buf)!r}"
-            buf += chunk
-    return buf
-
-
 def test_sse_and_pubsub_over_tls(moor, certs):
     curl = need_curl()
     s = start_tls(moor, certs, "--sse-retry", "1500ms")
@@ -499,7 +463,7 @@ def test_sse_and_pubsub_over_tls(moor, certs):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wsub = None
     try:
-        buf = read_fd_until(sub, bytearray(),
+        buf = read_pipe_until(sub, bytearray(),
                             lambda b: b"retry: 1500\n\n" in b, 5.0,
                             "the event stream's head")
         assert bytes(buf).startswith(b"HTTP/1.1 200"), buf
@@ -513,14 +477,14 @@ def test_sse_and_pubsub_over_tls(moor, certs):
             r = c.request("POST", "/pub/x", body=b"over tls")
         assert r.status == 202, r
         assert r.body == b'{"subscribers":2}\n', r
-        buf = read_fd_until(sub, buf, lambda b: b"data: over tls\n" in b,
+        buf = read_pipe_until(sub, buf, lambda b: b"data: over tls\n" in b,
                             5.0, "the first event")
         assert wsub.recv_message(timeout=5) == (OP_TEXT, b"over tls")
 
         # A wss publisher reaches both too.
         with ws_tls(s.tls_port, ctx, "/pub/x") as pub:
             pub.send_text("from wss")
-            read_fd_until(sub, buf, lambda b: b"data: from wss\n" in b, 5.0,
+            read_pipe_until(sub, buf, lambda b: b"data: from wss\n" in b, 5.0,
                           "the second event")
             assert wsub.recv_message(timeout=5) == (OP_TEXT, b"from wss")
         assert s.metric("moor_tls_connections") >= 2

@@ -8,14 +8,12 @@ Nothing here is skipped: a missing client is a failure that says to run
 
 import asyncio
 import os
-import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
-DEPS_HINT = "run `make deps` (scripts/install-deps.sh)"
+from conftest import NODE_DIR, DEPS_HINT, node_bin
+
 
 try:
     import websockets
@@ -184,28 +182,9 @@ def test_websockets_sees_protocol_error_close(server):
 
 # ---- node `ws` -------------------------------------------------------------
 
-def node_bin():
-    node = shutil.which("node") or shutil.which("nodejs")
-    if not node:
-        pytest.fail(f"node is not installed: {DEPS_HINT} (Debian packages "
-                    f"nodejs and npm)", pytrace=False)
-    return node
-
-
-def check_node_ws(node):
-    r = subprocess.run([node, "-e", "require.resolve('ws')"],
-                       cwd=NODE_DIR, capture_output=True, text=True,
-                       timeout=30)
-    if r.returncode != 0:
-        pytest.fail(f"node module ws is missing in {NODE_DIR}: {DEPS_HINT} "
-                    f"(npm ci --prefix tests/integration/node)\n{r.stderr}",
-                    pytrace=False)
-
-
 @pytest.mark.parametrize("rounds", [1, 3])
 def test_node_ws_echo(server, rounds):
     node = node_bin()
-    check_node_ws(node)
     r = subprocess.run([node, str(NODE_DIR / "ws_echo_client.js"),
                         ws_url(server), str(rounds)],
                        cwd=NODE_DIR, capture_output=True, text=True,
@@ -218,7 +197,6 @@ def test_node_ws_echo(server, rounds):
 
 def test_node_ws_concurrent(server):
     node = node_bin()
-    check_node_ws(node)
     procs = [subprocess.Popen([node, str(NODE_DIR / "ws_echo_client.js"),
                                ws_url(server), "1"], cwd=NODE_DIR,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
