@@ -462,26 +462,26 @@ static void tls_end(struct conn *c, enum close_reason why)
              why != CLOSE_PEER && why != CLOSE_ERROR && why != CLOSE_TLS_ERROR);
 }
 
-/* Plain HTTP on the TLS port (nginx's answer): the request is still in
- * the socket, so the conn goes on without TLS, answers 400 in plaintext
- * and closes within what is left of its handshake deadline. */
+/* Plain HTTP on the TLS port: the request is still in the socket, so the
+ * conn goes on without TLS, answers what its protocol says in plaintext
+ * (HTTP: nginx's 400) and closes within what is left of its handshake
+ * deadline; a protocol with no answer is closed at once. */
 static void tls_plaintext(struct conn *c)
 {
-    static const char resp[] =
-        "HTTP/1.1 400 Bad Request\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        "Content-Length: 50\r\n"
-        "Connection: close\r\n\r\n"
-        "400 The plain HTTP request was sent to HTTPS port\n";
+    const char *reply = conn_proto(c)->tls_plaintext_reply;
     uint32_t now = loop_now(conn_loop(c));
     uint32_t left = 1;
 
     conn_set_of(c)->stats.tls_handshakes[TLS_HS_PLAINTEXT]++;
     tls_drop(c, false);
+    if (!reply) {
+        conn_close(c, CLOSE_BAD_REQUEST);
+        return;
+    }
     set_events(c);
     if (c->rd_deadline != TICK_UNSET && tick_after(c->rd_deadline, now))
         left = c->rd_deadline - now;
-    if (conn_send_bytes(c, resp, sizeof(resp) - 1) < 0) {
+    if (conn_send_bytes(c, reply, strlen(reply)) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }

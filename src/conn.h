@@ -124,6 +124,10 @@ struct conn_proto {
     void (*on_connect)(struct conn *c, int err);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
+    /* A server TLS conn whose first bytes are a plain HTTP request: what
+     * to answer in plaintext before closing (NULL: close without a
+     * word). Counted as a plaintext handshake either way. */
+    const char *tls_plaintext_reply;
 };
 
 /* The outbound queue: a ring of message references, allocated (tag

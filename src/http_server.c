@@ -136,6 +136,13 @@ static const struct conn_proto http_proto = {
     .on_timeout = http_on_timeout,
     .on_close = http_on_close,
     .on_connect = http_on_ready,
+    /* nginx's answer to plain HTTP on its HTTPS port. */
+    .tls_plaintext_reply =
+        "HTTP/1.1 400 Bad Request\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Length: 50\r\n"
+        "Connection: close\r\n\r\n"
+        "400 The plain HTTP request was sent to HTTPS port\n",
 };
 
 struct http_server *http_server_new(struct conn_set *set,

@@ -563,6 +563,23 @@ def test_tcp_frames_over_tls(moor, certs):
             pass
     finally:
         raw.close()
+    # Plain HTTP on the TCP TLS port: counted as plaintext and closed
+    # without an HTTP answer (that one belongs to --tls-listen).
+    raw = socket.create_connection((HOST, port), timeout=slack(5))
+    try:
+        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        try:
+            while True:
+                chunk = raw.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            pass
+    finally:
+        raw.close()
+    assert got == b"", got
     # A silent client: closed at the handshake timeout.
     t0 = time.monotonic()
     silent = socket.create_connection((HOST, port), timeout=slack(5))
@@ -579,6 +596,7 @@ def test_tcp_frames_over_tls(moor, certs):
                  and handshakes(m, "timeout") >= 1)
     assert handshakes(m, "ok") == 2, tls_figures(m)
     assert handshakes(m, "failed") >= 1, tls_figures(m)
+    assert handshakes(m, "plaintext") == 1, tls_figures(m)
     assert m.get_value("moor_pubsub_subscribers") == 0
 
 
