@@ -287,6 +287,43 @@ static void options_from_config(const struct moor_config *c,
     o->shutdown_timeout_ms = c->shutdown_timeout_ms;
 }
 
+/* The listener of --tcp-listen (over TLS with --tcp-tls: start_tls ran
+ * first). Returns 0, or 1 with the reason printed. */
+static int start_tcp(struct serve *sv, const struct moor_config *c,
+                     const struct listen_opts *lo)
+{
+    char host[128];
+    uint16_t port = 0;
+    int e = 0;
+
+    config_parse_addr(c->tcp_listen, host, sizeof(host), &port);
+    sv->tcp = listener_new(server_loop(sv->srv), server_conns(sv->srv), host,
+                           port, lo, on_tcp_accept, sv, &e);
+    if (!sv->tcp) {
+        fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
+                c->tcp_listen, strerror(-e));
+        return 1;
+    }
+    more_line(sv,
+              "  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)%s\n",
+              host, listener_port(sv->tcp),
+              c->tcp_tls ? ", over TLS (--tcp-tls)" : "");
+    return 0;
+}
+
+/* Frees what serve_main built, in the one order that works: the
+ * listeners, the server (every conn), then the TLS context the conns
+ * held, then OpenSSL's process-wide state so live bytes can reach 0. */
+static void serve_free(struct serve *sv)
+{
+    listener_free(sv->tcp);
+    listener_free(sv->tls_listener);
+    server_free(sv->srv);
+    push_free(sv->push);
+    tls_ctx_free(sv->tls);
+    tls_mem_fini();
+}
+
 static void banner(const char *host, uint16_t port, const char *more)
 {
     const char *shown = host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
@@ -389,37 +426,11 @@ int serve_main(int argc, char **argv)
     }
     server_on_shutdown(sv.srv, on_shutdown, &sv);
     sv.cfg = &cfg;
-    if ((cfg.tls_listen[0] || cfg.tcp_tls) && start_tls(&sv, &cfg, &o.listen)) {
-        listener_free(sv.tls_listener);
-        tls_ctx_free(sv.tls);
-        server_free(sv.srv);
-        push_free(sv.push);
-        tls_mem_fini();
+    if (((cfg.tls_listen[0] || cfg.tcp_tls) &&
+         start_tls(&sv, &cfg, &o.listen)) ||
+        (cfg.tcp_listen[0] && start_tcp(&sv, &cfg, &o.listen))) {
+        serve_free(&sv);
         return 1;
-    }
-    if (cfg.tcp_listen[0]) {
-        char thost[128];
-        uint16_t tport = 0;
-        int terr = 0;
-
-        config_parse_addr(cfg.tcp_listen, thost, sizeof(thost), &tport);
-        sv.tcp = listener_new(server_loop(sv.srv), server_conns(sv.srv), thost,
-                              tport, &o.listen, on_tcp_accept, &sv, &terr);
-        if (!sv.tcp) {
-            fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
-                    cfg.tcp_listen, strerror(-terr));
-            listener_free(sv.tls_listener);
-            tls_ctx_free(sv.tls);
-            server_free(sv.srv);
-            push_free(sv.push);
-            tls_mem_fini();
-            return 1;
-        }
-        more_line(
-            &sv,
-            "  tcp://%s:%u       length-prefixed pub/sub (--tcp-listen)%s\n",
-            thost, listener_port(sv.tcp),
-            cfg.tcp_tls ? ", over TLS (--tcp-tls)" : "");
     }
     sv.hook.fn = on_hook;
     loop_add_hook(server_loop(sv.srv), &sv.hook);
@@ -434,14 +445,7 @@ int serve_main(int argc, char **argv)
     }
     rc = server_run(sv.srv);
     mem_fail_at(0);
-    listener_free(sv.tcp);
-    listener_free(sv.tls_listener);
-    server_free(sv.srv);
-    push_free(sv.push);
-    /* After every conn: each holds a reference to the OpenSSL context. */
-    tls_ctx_free(sv.tls);
-    /* OpenSSL's process-wide state, so that live bytes can reach 0. */
-    tls_mem_fini();
+    serve_free(&sv);
     if (rc < 0) {
         LOG_ERROR("event loop failed", "err=\"%s\"", strerror(-rc));
         return 1;
