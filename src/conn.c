@@ -462,6 +462,20 @@ static void tls_end(struct conn *c, enum close_reason why)
              why != CLOSE_PEER && why != CLOSE_ERROR && why != CLOSE_TLS_ERROR);
 }
 
+/* Decrypted bytes wait inside OpenSSL, where epoll cannot see them. */
+static bool tls_input_waiting(const struct conn *c)
+{
+    return (c->flags & CONN_TLS) && tls_pending(conn_tls(c));
+}
+
+/* Input to handle without a new epoll event: at the end of this
+ * iteration (reprocess). */
+static void input_again(struct conn *c)
+{
+    c->flags |= CONN_INPUT_PENDING;
+    pending_add(c);
+}
+
 /* Plain HTTP on the TLS port: the request is still in the socket, so the
  * conn goes on without TLS, answers what its protocol says in plaintext
  * (HTTP: nginx's 400) and closes within what is left of its handshake
@@ -509,10 +523,8 @@ static void do_handshake(struct conn *c)
             pending_add(c);
         /* Bytes that came with the handshake's last flight may sit
          * decrypted inside OpenSSL, where epoll cannot see them. */
-        if (tls_pending(tc)) {
-            c->flags |= CONN_INPUT_PENDING;
-            pending_add(c);
-        }
+        if (tls_input_waiting(c))
+            input_again(c);
         return;
     case TLS_WANT_READ:
     case TLS_WANT_WRITE:
@@ -1178,11 +1190,8 @@ static void do_read(struct conn *c)
     deliver(c, rb->data, have + (size_t)n);
     /* A full buffer may leave decrypted bytes inside OpenSSL, where
      * epoll cannot see them: come back for them this iteration. */
-    if ((c->flags & CONN_TLS) && !conn_is_closing(c) &&
-        tls_pending(conn_tls(c))) {
-        c->flags |= CONN_INPUT_PENDING;
-        pending_add(c);
-    }
+    if (!conn_is_closing(c) && tls_input_waiting(c))
+        input_again(c);
 }
 
 /* Feeds a carried tail to the protocol again without reading (after a
@@ -1195,7 +1204,7 @@ static void reprocess(struct conn *c)
     c->flags &= ~CONN_INPUT_PENDING;
     if (c->pause)
         return;
-    if ((c->flags & CONN_TLS) && tls_pending(conn_tls(c))) {
+    if (tls_input_waiting(c)) {
         do_read(c); /* puts the carry in front itself */
         return;
     }
@@ -1282,10 +1291,8 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
         return;
     conn_set_of(c)->stats.paused--;
     set_events(c);
-    if (c->carry || ((c->flags & CONN_TLS) && tls_pending(conn_tls(c)))) {
-        c->flags |= CONN_INPUT_PENDING;
-        pending_add(c);
-    }
+    if (c->carry || tls_input_waiting(c))
+        input_again(c);
 }
 
 static void resume_memory(struct conn *c, void *arg)
