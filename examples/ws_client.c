@@ -4,12 +4,16 @@
  *   cc ws_client.c $(pkg-config --cflags --libs libmoor) -o ws_client
  *   ./ws_client ws://127.0.0.1:9001/ hello 'second message'
  *
- * usage: ws_client [-b] [-f] [-x] [-t SECONDS] [-c SECONDS] URL [MESSAGE...]
+ * usage: ws_client [-b] [-f] [-x] [-t SECONDS] [-c SECONDS] [-a CAFILE] [-k]
+ *                  URL [MESSAGE...]
  *   -b  send the messages as binary (default: text)
  *   -f  each MESSAGE names a file whose bytes are sent as one message
  *   -x  print each reply as "text HEX" or "binary HEX" (byte-exact)
  *   -t  give up after this long, whatever is happening (default 10)
  *   -c  give up if connecting + the handshake take this long (default 5)
+ *   -a  wss:// URLs: trust the CA certificates in this PEM file instead of
+ *       the system's
+ *   -k  wss:// URLs: do not verify the server's certificate (tests only)
  *
  * Sends every MESSAGE in order, prints each reply on a line of its own,
  * and once as many replies as messages are in, closes with 1000 (with no
@@ -146,7 +150,7 @@ static char *read_file(const char *path, size_t *len)
 static int usage(void)
 {
     fprintf(stderr, "usage: ws_client [-b] [-f] [-x] [-t SECONDS] "
-                    "[-c SECONDS] URL [MESSAGE...]\n");
+                    "[-c SECONDS] [-a CAFILE] [-k] URL [MESSAGE...]\n");
     return 2;
 }
 
@@ -167,9 +171,15 @@ int main(int argc, char **argv)
     long long ns;
     pthread_t dog;
     char err[256], *end;
+    const char *ca = NULL;
+    int insecure = 0;
 
-    while ((c = getopt(argc, argv, "bfxt:c:")) != -1) {
-        if (c == 'b' || c == 'f' || c == 'x') {
+    while ((c = getopt(argc, argv, "bfxt:c:a:k")) != -1) {
+        if (c == 'a') {
+            ca = optarg;
+        } else if (c == 'k') {
+            insecure = 1;
+        } else if (c == 'b' || c == 'f' || c == 'x') {
             *(c == 'b' ? &r.binary : c == 'f' ? &files : &r.hex) = 1;
         } else if (c == 't' || c == 'c') {
             double v = strtod(optarg, &end);
@@ -199,6 +209,8 @@ int main(int argc, char **argv)
 
     moor_client_options_init(&o);
     o.connect_timeout_ms = (uint32_t)((conn < total ? conn : total) * 1000);
+    o.tls_ca = ca;
+    o.insecure = insecure;
     r.cl = moor_client_new(&o, err, sizeof(err));
     if (!r.cl) {
         fprintf(stderr, "ws_client: %s\n", err);

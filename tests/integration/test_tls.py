@@ -47,7 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import (HOST, Closed, Conn, Metrics, assert_clean_exit,
-                      parse_metrics, read_pipe_until, run_moor, slack)
+                      is_debug_build, parse_metrics, read_pipe_until, REPO,
+                      run_moor, slack)
 from conftest import NODE_DIR, node_bin, need_curl
 from wsutil import OP_BINARY, OP_TEXT, WsConn
 
@@ -1298,6 +1299,46 @@ def test_bench_wss_insecure_and_hostname(moor, certs):
     ctx = client_ctx(certs.other)
     with tls_conn(s.tls_port, ctx, host="other.example") as c:
         assert c.request("GET", "/healthz").body == b"ok\n"
+
+
+# ---- the library's client (examples/ws_client) ----------------------------
+
+def example_client(*args):
+    tree = "debug" if is_debug_build() else "release"
+    exe = REPO / "build" / tree / "examples" / "ws_client"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: `make {tree}` builds examples/",
+                    pytrace=False)
+    return subprocess.run([str(exe), *[str(a) for a in args]],
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_library_client_over_wss(moor, certs):
+    """moor_client_options.tls_ca and .insecure through the example
+    client: echo over wss:// with the test CA; without it the certificate
+    fails verification with that reason; -k (insecure) accepts it; the
+    wrong host name fails."""
+    s = start_tls(moor, certs)
+    url = f"wss://localhost:{s.tls_port}/echo"
+    r = example_client("-a", certs.ca, url, "over tls", "again")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["over tls", "again"], r.stdout
+    r = example_client(url, "x")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "certificate verification failed" in r.stderr, r.stderr
+    r = example_client("-k", url, "insecure")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == ["insecure"], r.stdout
+    m = wait_for(s, "the client's connections closed",
+                 lambda m: m.get_value("moor_tls_connections") == 0)
+    assert handshakes(m, "ok") == 2, tls_figures(m)
+    # A certificate the client trusts, but for another name.
+    s2 = start_tls(moor, certs, cert=certs.other, key=certs.other_key)
+    r = example_client("-a", certs.other,
+                       f"wss://localhost:{s2.tls_port}/echo", "x")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "certificate verification failed: hostname mismatch" in \
+        r.stderr, r.stderr
 
 
 # ---- shutdown and start-up -------------------------------------------------
