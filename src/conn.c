@@ -105,6 +105,11 @@ static void pending_add(struct conn *c)
 
     c->pending_next = s->pending;
     s->pending = c;
+    conn_set_want_flush(s);
+}
+
+void conn_set_want_flush(struct conn_set *s)
+{
     /* Queued by a hook that runs after ours (or between iterations): the
      * loop must come round again without blocking, or it sits unsent. */
     if (s->hook_iter == loop_iteration(s->loop))
@@ -810,14 +815,15 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
  * its order. Drop-oldest stops as soon as there is room, so its cost is
  * the prefix it walks, not the queue: the kept messages of that prefix
  * (a started head, a TLS record's, control frames) move up against the
- * rest and the head moves past the gap. Returns how many were dropped. */
+ * rest and the head moves past the gap. Returns how many messages were dropped
+ * (a batch counts for the messages it carries). */
 static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
 {
     struct conn_set *s = conn_set_of(c);
     uint32_t max = conn_queue_max_entries(&s->lim);
     size_t locked = conn_locked_bytes(c);
     struct oq *q = c->q;
-    uint32_t n, i, mask, dst, dropped = 0;
+    uint32_t n, i, mask, dst, dropped = 0, msgs = 0;
     size_t pos = 0; /* queue bytes in front of message i */
 
     if (!q)
@@ -836,6 +842,7 @@ static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
         if (!started && pos >= locked && (purge || m->born_ns)) {
             c->qbytes -= len;
             s->stats.queued_bytes -= len;
+            msgs += m->count;
             msg_unref(m);
             *slot = NULL;
             dropped++;
@@ -855,7 +862,7 @@ static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
     q->head = (q->head + dropped) & mask;
     q->count -= dropped;
     oq_release_if_empty(c);
-    return dropped;
+    return msgs;
 }
 
 uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need)
@@ -911,9 +918,11 @@ out:
     loop_modify_fd(conn_loop(c), c->fd, conn_set_of(c)->fd_handler, ev);
 }
 
-/* Counts one published message's publish-to-write latency. now_ns is
+/* Counts the publish-to-write latency of n published messages born at
+ * born (a batch's messages count with its first one's time). now_ns is
  * read once per flush. */
-static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
+static void record_latency(struct conn_set *s, uint64_t born, uint32_t n,
+                           uint64_t *now_ns)
 {
     static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
     uint64_t us;
@@ -927,9 +936,9 @@ static void record_latency(struct conn_set *s, uint64_t born, uint64_t *now_ns)
     us = *now_ns > born ? (*now_ns - born) / 1000 : 0;
     while (us > bounds[i])
         i++;
-    s->stats.lat_buckets[i]++;
-    s->stats.lat_count++;
-    s->stats.lat_sum_us += us;
+    s->stats.lat_buckets[i] += n;
+    s->stats.lat_count += n;
+    s->stats.lat_sum_us += us * n;
 }
 
 /* Writes iov[0..n): the one place queued bytes leave a conn. Through the
@@ -986,7 +995,7 @@ static void queue_consume(struct conn *c, size_t w, uint64_t *now_ns)
         q->head = (q->head + 1) & mask;
         q->count--;
         if (m->born_ns)
-            record_latency(s, m->born_ns, now_ns);
+            record_latency(s, m->born_ns, m->count, now_ns);
         msg_unref(m);
     }
     oq_release_if_empty(c);
@@ -1323,7 +1332,13 @@ static void set_on_hook(struct loop_hook *h)
     struct conn_set *s = container_of(h, struct conn_set, hook);
     struct conn *c;
 
-    while ((c = s->pending)) {
+    for (;;) {
+        /* What this iteration published fans out first (pub/sub), and
+         * again after input processed here published more. */
+        if (s->before_flush)
+            s->before_flush(s->before_flush_arg);
+        if (!(c = s->pending))
+            break;
         s->pending = c->pending_next;
         c->pending_next = NULL;
         c->flags &= ~CONN_PENDING;

@@ -261,6 +261,10 @@ struct conn_set {
     struct pool pools[CONN_MAX_SIZES]; /* conns, by size */
     struct timer mem_timer;            /* polls the budget while paused */
     uint64_t hook_iter; /* iteration whose pending list was last done */
+    /* Runs at the end of every iteration before output is flushed, and
+     * again after input processed then (pub/sub's fan-out). */
+    void (*before_flush)(void *arg);
+    void *before_flush_arg;
     unsigned n_protos;
     struct {
         const struct conn_proto *proto;
@@ -277,6 +281,9 @@ int conn_set_init(struct conn_set *s, struct loop *l,
 /* Frees the fd table and any conn still waiting to be freed. All conns
  * must be closed first (shutdown does that). */
 void conn_set_fini(struct conn_set *s);
+/* Work for before_flush was queued: if this iteration's end-of-iteration
+ * pass has already run, the loop comes round again without blocking. */
+void conn_set_want_flush(struct conn_set *s);
 /* Calls fn for every open conn (not closing). fn may close c. */
 void conn_set_each(struct conn_set *s, void (*fn)(struct conn *c, void *arg),
                    void *arg);
@@ -372,7 +379,8 @@ int conn_send_bytes(struct conn *c, const void *p, size_t n);
  * queue limits, or none is left to drop. A message partly written always
  * stays (the byte stream stays whole), and so does one a TLS record
  * already holds, and every other message (control frames, notices); the
- * rest keep their order. Returns how many. */
+ * rest keep their order. Returns how many published messages it dropped
+ * (a batch counts for the messages it carries: msg.count). */
 uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need);
 /* Drops every queued message not yet started (before a goodbye frame to
  * a slow consumer), except those a TLS record already holds. Returns how

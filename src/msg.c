@@ -13,7 +13,8 @@
  *   thread made while it held a reference happens before the free.
  * - The payload is not changed once the message is shared. Only the
  *   creator, holding the sole reference, may fill a payload it asked for
- *   uninitialised (msg_new(NULL, n)).
+ *   uninitialised (msg_new(NULL, n)), or resize it (msg_resize: pub/sub
+ *   grows a batch while it appends frames, then trims it to its length).
  *
  * What it must not do. Free a message that still has references, or let
  * the count wrap (asserted in debug builds).
@@ -38,9 +39,18 @@ struct msg *msg_new(const void *p, size_t n)
     m->refs = 1;
     m->len = (uint32_t)n;
     m->born_ns = 0;
+    m->count = 1;
     if (p && n)
         memcpy(m->data, p, n);
     return m;
+}
+
+struct msg *msg_resize(struct msg *m, size_t cap)
+{
+    assert(m->refs == 1 && cap >= m->len);
+    if (cap > UINT32_MAX)
+        return NULL;
+    return mem_realloc(MEM_MSG, m, sizeof(*m) + cap);
 }
 
 struct msg *msg_ref(struct msg *m)

@@ -16,6 +16,8 @@ struct msg {
     uint32_t len;
     uint64_t born_ns; /* CLOCK_MONOTONIC of a publish, or 0: when set,
                          conn.c records publish-to-write latency */
+    uint32_t count;   /* published messages it carries: 1, or a batch's
+                         (pub/sub frames a run of publishes back to back) */
     uint8_t data[];
 };
 
@@ -23,6 +25,10 @@ struct msg {
  * of p[0..n), or NULL on allocation failure. p may be NULL to get an
  * uninitialised payload the caller fills before sharing it. */
 struct msg *msg_new(const void *p, size_t n);
+/* Gives a message only its creator holds (one reference, never shared)
+ * room for cap payload bytes (cap >= m->len; the bytes are kept). Returns
+ * the message, perhaps moved, or NULL with m untouched. */
+struct msg *msg_resize(struct msg *m, size_t cap);
 /* Returns m with one more reference. */
 struct msg *msg_ref(struct msg *m);
 /* Drops one reference; frees on the last. NULL is a no-op. */

@@ -35,6 +35,8 @@ struct channel {
     struct channel *hnext; /* hash chain */
     struct sub *subs;
     uint32_t n_subs;
+    uint32_t n_kicked;                /* of them, being disconnected */
+    uint32_t n_proto[PS_PROTO_COUNT]; /* of them, by protocol */
     uint32_t hash;
     uint16_t name_len;
     char name[]; /* NUL-terminated */
@@ -52,13 +54,38 @@ struct subscriber {
 
 #define MIN_BUCKETS 64 /* the channel table never shrinks below this */
 
+/* Publishes that follow one another on one channel are framed back to
+ * back into one message per protocol and fanned out together: at the end
+ * of the loop iteration (conn_set.before_flush), when a publish on another
+ * channel comes, or when the batch would pass batch_max bytes. Each
+ * subscriber then takes one reference, one queue entry and one iovec for
+ * the run instead of one per message, and the socket copies one buffer
+ * instead of dozens of small ones. A batch is still one immutable message
+ * shared by every subscriber (invariant 4). */
+#define BATCH_MAX 16384u /* bytes of one protocol's frames in a batch */
+
+struct batch {
+    struct channel *ch;            /* NULL: nothing pending */
+    struct msg *m[PS_PROTO_COUNT]; /* frames back to back, or NULL (nobody
+                                      on ch spoke it when they came) */
+    uint32_t cap[PS_PROTO_COUNT];  /* room in m[i] (msg_resize) */
+    uint32_t count;                /* messages in it */
+    uint64_t seq;                  /* the first one's number */
+    uint64_t born_ns;              /* the first one's publish time */
+};
+
 struct pubsub {
     struct conn_set *set;
     struct pubsub_opts o;
     struct pubsub_stats stats;
     struct channel **buckets;
     uint32_t n_buckets; /* power of two */
+    uint32_t batch_max; /* BATCH_MAX, less for a small queue_limit */
+    struct batch batch;
 };
+
+static void batch_discard(struct pubsub *ps);
+static void fan_out_cb(void *arg);
 
 static uint32_t hash_name(const char *p, size_t n)
 {
@@ -79,12 +106,17 @@ struct pubsub *pubsub_new(struct conn_set *set, const struct pubsub_opts *o)
         return NULL;
     ps->set = set;
     ps->o = *o;
+    /* At least 8 batches fit in a queue, so drop-oldest stays fine-grained
+     * and a batch never outgrows the queue on its own. */
+    ps->batch_max = MIN(BATCH_MAX, set->lim.queue_limit / 8);
     ps->n_buckets = MIN_BUCKETS;
     ps->buckets = mem_calloc(MEM_CHANNEL, ps->n_buckets, sizeof(*ps->buckets));
     if (!ps->buckets) {
         mem_free(MEM_CHANNEL, ps);
         return NULL;
     }
+    set->before_flush = fan_out_cb;
+    set->before_flush_arg = ps;
     return ps;
 }
 
@@ -92,6 +124,10 @@ void pubsub_free(struct pubsub *ps)
 {
     if (!ps)
         return;
+    /* Not ps->set: it may be gone already (serve frees the server, and
+     * with it the set, before pub/sub, whose subscribers the closing
+     * conns free). */
+    batch_discard(ps);
     mem_free(MEM_CHANNEL, ps->buckets);
     mem_free(MEM_CHANNEL, ps);
 }
@@ -183,6 +219,8 @@ static void channel_release(struct pubsub *ps, struct channel *ch)
 
     if (ch->subs)
         return;
+    if (ps->batch.ch == ch)
+        batch_discard(ps); /* nobody left to take it */
     for (pp = &ps->buckets[ch->hash & (ps->n_buckets - 1)]; *pp;
          pp = &(*pp)->hnext) {
         if (*pp == ch) {
@@ -221,6 +259,9 @@ static void unsubscribe_newest(struct pubsub *ps, struct subscriber *s)
     if (u->cnext)
         u->cnext->cprev = u->cprev;
     u->ch->n_subs--;
+    u->ch->n_proto[s->proto]--;
+    if (s->kicked)
+        u->ch->n_kicked--;
     ps->stats.subscriptions--;
     channel_release(ps, u->ch);
     mem_free(MEM_CHANNEL, u);
@@ -272,6 +313,9 @@ int pubsub_subscribe(struct pubsub *ps, struct subscriber *s, const char *name,
     u->cprev = &ch->subs;
     ch->subs = u;
     ch->n_subs++;
+    ch->n_proto[s->proto]++;
+    if (s->kicked)
+        ch->n_kicked++;
     u->snext = s->subs;
     s->subs = u;
     if (s->n_subs++ == 0)
@@ -334,46 +378,63 @@ size_t pubsub_subscriber_channels(const struct subscriber *s, char *out,
 
 /* ---- publishing --------------------------------------------------------- */
 
-/* The message as one protocol's frame: built once per publish. id is the
- * publish's number (SSE's event id); event an SSE event name or NULL. */
+/* Bytes of one message as a frame of proto; 0 if it has no such frame
+ * (raw TCP frames carry no notices). id is the publish's number (SSE's
+ * event id); event an SSE event name or NULL. */
+static size_t frame_size(enum pubsub_proto proto, uint64_t id,
+                         const char *event, const void *data, size_t len)
+{
+    switch (proto) {
+    case PS_TCP:
+        return event ? 0 : FRAME_HEADER + len;
+    case PS_SSE:
+        return sse_event_size(id, event, data, len);
+    case PS_WEBSOCKET:
+    default:
+        return ws_header_size(len) + len;
+    }
+}
+
+/* Writes the frame of frame_size() bytes to out. */
+static void frame_write(uint8_t *out, size_t size, enum pubsub_proto proto,
+                        uint64_t id, const char *event, const void *data,
+                        size_t len, bool text)
+{
+    size_t hl;
+
+    switch (proto) {
+    case PS_TCP:
+        frame_encode_header(out, (uint32_t)len);
+        hl = FRAME_HEADER;
+        break;
+    case PS_SSE:
+        sse_encode_event(out, size, id, event, data, len);
+        return;
+    case PS_WEBSOCKET:
+    default:
+        hl = ws_encode_header(out, text ? WS_OP_TEXT : WS_OP_BINARY, true, len,
+                              NULL);
+        break;
+    }
+    if (len)
+        memcpy(out + hl, data, len);
+}
+
+/* The message as one protocol's frame, in a message of its own (a
+ * notice). NULL if it has no such frame or on allocation failure. */
 static struct msg *frame_for(enum pubsub_proto proto, uint64_t id,
                              const char *event, const void *data, size_t len,
                              bool text)
 {
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t hl;
+    size_t size = frame_size(proto, id, event, data, len);
     struct msg *m;
 
-    switch (proto) {
-    case PS_TCP:
-        if (event)
-            return NULL; /* no notices on raw frames */
-        m = msg_new(NULL, FRAME_HEADER + len);
-        if (!m)
-            return NULL;
-        frame_encode_header(m->data, (uint32_t)len);
-        if (len)
-            memcpy(m->data + FRAME_HEADER, data, len);
-        return m;
-    case PS_SSE:
-        hl = sse_event_size(id, event, data, len);
-        m = msg_new(NULL, hl);
-        if (!m)
-            return NULL;
-        sse_encode_event(m->data, hl, id, event, data, len);
-        return m;
-    case PS_WEBSOCKET:
-    default:
-        hl = ws_encode_header(hdr, text ? WS_OP_TEXT : WS_OP_BINARY, true, len,
-                              NULL);
-        m = msg_new(NULL, hl + len);
-        if (!m)
-            return NULL;
-        memcpy(m->data, hdr, hl);
-        if (len)
-            memcpy(m->data + hl, data, len);
-        return m;
-    }
+    if (!size)
+        return NULL;
+    m = msg_new(NULL, size);
+    if (m)
+        frame_write(m->data, size, proto, id, event, data, len, text);
+    return m;
 }
 
 static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
@@ -382,6 +443,8 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
     char peer[64];
 
     s->kicked = true;
+    for (struct sub *u = s->subs; u; u = u->snext)
+        u->ch->n_kicked++;
     if (soft)
         ps->stats.soft_disconnects++;
     else
@@ -406,9 +469,10 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
 #define NOTICE_MAX 64 /* bytes a notice frame takes at most */
 
 /* Tells a drop-oldest subscriber how many messages it missed, if the
- * notice fits in its queue (else the count waits for the next one).
- * Raw TCP frames carry no notice: the count is in the metrics and log. */
-static void send_notice(struct pubsub *ps, struct subscriber *s)
+ * notice fits in its queue (else the count waits for the next one). id
+ * is the next message's number (the notice's SSE id). Raw TCP frames
+ * carry no notice: the count is in the metrics and log. */
+static void send_notice(struct subscriber *s, uint64_t id)
 {
     char text[64];
     struct msg *m;
@@ -421,7 +485,7 @@ static void send_notice(struct pubsub *ps, struct subscriber *s)
     n = s->proto == PS_SSE
             ? snprintf(text, sizeof(text), "%u", s->missed)
             : snprintf(text, sizeof(text), "{\"moor_dropped\":%u}", s->missed);
-    m = frame_for((enum pubsub_proto)s->proto, ps->stats.seq,
+    m = frame_for((enum pubsub_proto)s->proto, id,
                   s->proto == PS_SSE ? "dropped" : NULL, text, (size_t)n, true);
     if (!m)
         return;
@@ -430,19 +494,22 @@ static void send_notice(struct pubsub *ps, struct subscriber *s)
     msg_unref(m);
 }
 
-static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
+/* Queues m (m->count published messages, the first numbered id) for s
+ * under the slow policy. Returns true if it was queued. */
+static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
+                    uint64_t id)
 {
     struct conn *c = s->c;
     int rc;
 
     if (s->kicked || conn_is_closing(c) || (c->flags & CONN_LINGER) ||
         (s->proto == PS_WEBSOCKET && ws_close_sent(c))) {
-        ps->stats.dropped_closing++;
+        ps->stats.dropped_closing += m->count;
         return false;
     }
     /* Missed messages are told before the next one (if the notice fits). */
     if (s->missed)
-        send_notice(ps, s);
+        send_notice(s, id);
     rc = conn_send(c, m);
     if (rc == -ENOBUFS) {
         uint32_t n;
@@ -459,13 +526,13 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
                  (unsigned long long)c->id,
                  conn_peer_str(c, peer, sizeof(peer)), n, conn_queued_bytes(c));
         if (s->missed)
-            send_notice(ps, s);
+            send_notice(s, id);
         rc = conn_send(c, m);
         if (rc == -ENOBUFS) {
-            /* Still no room (a partly written message holds it): this
-             * one is the message dropped. */
-            s->missed++;
-            ps->stats.dropped_oldest++;
+            /* Still no room (a partly written message holds it): these
+             * are the messages dropped. */
+            s->missed += m->count;
+            ps->stats.dropped_oldest += m->count;
             return false;
         }
     }
@@ -473,7 +540,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
         conn_close(c, CLOSE_NO_MEMORY);
         return false;
     }
-    ps->stats.delivered++;
+    ps->stats.delivered += m->count;
     /* A heartbeat is for quiet streams: a delivery pushes it back (lazy
      * re-arm: no timer work). */
     if (s->proto != PS_WEBSOCKET && ps->o.heartbeat_ms)
@@ -492,42 +559,143 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m)
     return true;
 }
 
-long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
-                    const void *data, size_t len, bool text)
-{
-    struct channel *ch = find(ps, name, n, hash_name(name, n));
-    struct msg *framed[PS_PROTO_COUNT] = {0};
-    long reached = 0;
-    struct timespec ts;
-    uint64_t born;
+/* ---- batches ------------------------------------------------------------ */
 
-    ps->stats.published++;
-    ps->stats.seq++;
+static void batch_discard(struct pubsub *ps)
+{
+    for (int i = 0; i < PS_PROTO_COUNT; i++)
+        msg_unref(ps->batch.m[i]);
+    memset(&ps->batch, 0, sizeof(ps->batch));
+}
+
+/* Appends the message to the batch of ch, framed for each protocol ch's
+ * subscribers speak. Returns 0; -EAGAIN if the batch belongs to another
+ * channel or has no room for it (fan it out first); or -ENOMEM with the
+ * batch as it was. */
+static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
+                     size_t len, bool text)
+{
+    struct batch *b = &ps->batch;
+    size_t size[PS_PROTO_COUNT] = {0};
+    uint32_t was[PS_PROTO_COUNT] = {0};
+    int i;
+
+    if (b->ch && b->ch != ch)
+        return -EAGAIN;
+    for (i = 0; i < PS_PROTO_COUNT; i++) {
+        if (!ch->n_proto[i])
+            continue;
+        size[i] =
+            frame_size((enum pubsub_proto)i, ps->stats.seq, NULL, data, len);
+        /* A message over batch_max goes alone, in a batch of its own. */
+        if (b->m[i] && b->m[i]->len + size[i] > ps->batch_max)
+            return -EAGAIN;
+    }
+    for (i = 0; i < PS_PROTO_COUNT; i++) {
+        struct msg *m = b->m[i];
+        if (!size[i])
+            continue;
+        if (!m) {
+            m = msg_new(NULL, size[i]);
+            if (!m)
+                goto fail;
+            m->len = 0;
+            b->cap[i] = (uint32_t)size[i];
+        } else if (m->len + size[i] > b->cap[i]) {
+            /* Doubling: a run of n messages costs O(log n) resizes. */
+            size_t cap = MIN(MAX((size_t)b->cap[i] * 2, m->len + size[i]),
+                             (size_t)ps->batch_max);
+            m = msg_resize(m, cap);
+            if (!m)
+                goto fail;
+            b->cap[i] = (uint32_t)cap;
+        }
+        b->m[i] = m;
+        was[i] = m->len;
+        frame_write(m->data + m->len, size[i], (enum pubsub_proto)i,
+                    ps->stats.seq, NULL, data, len, text);
+        m->len += (uint32_t)size[i];
+    }
+    if (!b->count++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        b->born_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        b->seq = ps->stats.seq;
+        b->ch = ch;
+        conn_set_want_flush(ps->set);
+    }
+    return 0;
+fail:
+    /* Take back what this message appended; an empty batch goes. */
+    while (i-- > 0)
+        if (size[i])
+            b->m[i]->len = was[i];
+    if (!b->count)
+        batch_discard(ps);
+    return -ENOMEM;
+}
+
+void pubsub_fan_out(struct pubsub *ps)
+{
+    struct batch b = ps->batch;
+    struct channel *ch = b.ch;
+
     if (!ch)
-        return 0;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    born = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        return;
+    /* The batch is ours now: a delivery may close conns, unsubscribe
+     * and free ch (only after its last subscriber), or even publish. */
+    memset(&ps->batch, 0, sizeof(ps->batch));
+    for (int i = 0; i < PS_PROTO_COUNT; i++) {
+        struct msg *m = b.m[i];
+        if (!m)
+            continue;
+        if (b.cap[i] > m->len) {
+            struct msg *t = msg_resize(m, m->len); /* trim, if it can */
+            if (t)
+                m = b.m[i] = t;
+        }
+        m->count = b.count;
+        m->born_ns = b.born_ns;
+    }
     for (struct sub *u = ch->subs, *next; u; u = next) {
         struct subscriber *s = u->s;
         /* A delivery can close the conn and free u (its subscriber's
          * on_close unsubscribes): only u, so next stays valid. */
         next = u->cnext;
-        struct msg **m = &framed[s->proto];
-        if (!*m) {
-            *m = frame_for((enum pubsub_proto)s->proto, ps->stats.seq, NULL,
-                           data, len, text);
-            if (!*m) {
-                reached = -ENOMEM;
-                break;
-            }
-            (*m)->born_ns = born;
-        }
-        if (deliver(ps, s, *m))
-            reached++;
+        if (b.m[s->proto])
+            deliver(ps, s, b.m[s->proto], b.seq);
     }
     for (int i = 0; i < PS_PROTO_COUNT; i++)
-        msg_unref(framed[i]);
-    return reached;
+        msg_unref(b.m[i]);
+}
+
+static void fan_out_cb(void *arg)
+{
+    pubsub_fan_out(arg);
+}
+
+long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
+                    const void *data, size_t len, bool text)
+{
+    struct channel *ch = find(ps, name, n, hash_name(name, n));
+    int rc;
+
+    ps->stats.published++;
+    ps->stats.seq++;
+    if (!ch)
+        return 0;
+    rc = batch_add(ps, ch, data, len, text);
+    if (rc == -EAGAIN) {
+        pubsub_fan_out(ps);
+        /* The fan-out may have closed the last subscribers of ch. */
+        ch = find(ps, name, n, hash_name(name, n));
+        if (!ch)
+            return 0;
+        rc = batch_add(ps, ch, data, len, text);
+    }
+    if (rc < 0)
+        return rc;
+    return (long)(ch->n_subs - ch->n_kicked);
 }
 
 void pubsub_note_refused(struct pubsub *ps)

@@ -3,9 +3,10 @@
  * (DESIGN invariants 4, 5 and 6). One struct pubsub per loop.
  *
  * A publish frames its payload once per protocol that has subscribers on
- * the channel (WebSocket today; SSE and length-prefixed TCP next), into
- * one immutable refcounted message each; every subscriber's queue takes a
- * reference to it. Payload bytes are never copied per subscriber.
+ * the channel (WebSocket, SSE, length-prefixed TCP), appended to that
+ * protocol's batch: one immutable refcounted message holding a run of
+ * publishes on one channel; every subscriber's queue takes a reference to
+ * it. Payload bytes are never copied per subscriber.
  *
  * Every subscriber's queue is bounded by the conn set's queue_limit. When
  * a message does not fit, the slow policy applies: disconnect (WebSocket
@@ -68,8 +69,11 @@ struct pubsub_stats {
 struct pubsub;
 struct subscriber;
 
+/* Returns pub/sub for the conns of set, which it takes as set's
+ * before_flush (its fan-out), or NULL. */
 struct pubsub *pubsub_new(struct conn_set *set, const struct pubsub_opts *o);
-/* Every subscriber must be gone (pubsub_subscriber_free). */
+/* Every subscriber must be gone (pubsub_subscriber_free), and set must run
+ * no more iterations (its before_flush still points here). */
 void pubsub_free(struct pubsub *ps);
 const struct pubsub_stats *pubsub_stats(const struct pubsub *ps);
 
@@ -90,10 +94,19 @@ int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,
                           const char *list, size_t n, const char **bad);
 
 /* Publishes data[0..len) on the channel (text: a WebSocket text frame).
- * Returns the number of local subscribers it was queued for, or -ENOMEM.
- * A channel nobody listens to is not created. */
+ * The message is framed now and fanned out with the ones published on
+ * the same channel just before and after it: at the end of the loop
+ * iteration (the conn set's before_flush, before any of it is written),
+ * or sooner when a publish on another channel comes (so every
+ * subscriber gets messages in publish order) or the batch is full.
+ * Returns the number of local subscribers it goes to (the channel's,
+ * less those being disconnected as slow), or -ENOMEM. A channel nobody
+ * listens to is not created. */
 long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
                     const void *data, size_t len, bool text);
+/* Fans out the pending batch now (the loop does it at the end of each
+ * iteration; tests and callers that need delivery at once call it). */
+void pubsub_fan_out(struct pubsub *ps);
 
 /* Counts a subscription refused before it reached pub/sub (a request
  * naming more channels than max_channels_per_conn, or a bad name). */

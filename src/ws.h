@@ -266,6 +266,13 @@ bool ws_close_code_valid(uint16_t code);
 size_t ws_encode_header(uint8_t *out, uint8_t opcode, bool fin, uint64_t len,
                         const uint8_t *mask);
 
+/* The length of ws_encode_header()'s header for a len-byte payload, for
+ * a server's frame (no mask; a client's adds 4). */
+static inline size_t ws_header_size(uint64_t len)
+{
+    return len < 126 ? 2 : len <= 0xFFFF ? 4 : 10;
+}
+
 /* Encodes a close frame payload (code + reason, reason cut to fit 123
  * bytes on a UTF-8 boundary) into out[0..125). reason is UTF-8 text,
  * NUL-terminated, or NULL for none. Returns its length. */

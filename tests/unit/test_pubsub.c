@@ -6,7 +6,10 @@
  * message per publish), a channel freed when its last subscriber leaves,
  * the slow-consumer policies (disconnect, drop-oldest with its notice, the
  * soft limit held for soft_time), every allocation of a publish failing in
- * turn, and zero live bytes at the end of every test.
+ * turn, batches (a run of publishes on one channel is one message per
+ * protocol, fanned out once, in publish order across channels, bounded in
+ * size, counted message by message), and zero live bytes at the end of
+ * every test.
  *
  * Fan-out runs on real conns: each subscriber is one end of an AF_UNIX
  * socketpair owned by a conn of a plain test protocol (no WebSocket), and
@@ -147,7 +150,7 @@ static const struct pubsub_opts default_opts = {
 /* Adds a conn (on a socketpair) with a subscriber. sndbuf > 0 shrinks the
  * conn's send buffer so a peer that does not read stalls it soon. Returns
  * its index. */
-static int add_sub(struct env *e, int sndbuf)
+static int add_sub_proto(struct env *e, int sndbuf, enum pubsub_proto proto)
 {
     int sv[2], i = e->n;
 
@@ -163,10 +166,15 @@ static int add_sub(struct env *e, int sndbuf)
                        CLOSE_IDLE_TIMEOUT);
     assert_non_null(e->c[i]);
     e->peer[i] = sv[1];
-    e->s[i] = pubsub_subscriber_new(e->ps, e->c[i], PS_WEBSOCKET);
+    e->s[i] = pubsub_subscriber_new(e->ps, e->c[i], proto);
     assert_non_null(e->s[i]);
     e->n++;
     return i;
+}
+
+static int add_sub(struct env *e, int sndbuf)
+{
+    return add_sub_proto(e, sndbuf, PS_WEBSOCKET);
 }
 
 static void close_one(struct conn *c, void *arg)
@@ -240,9 +248,22 @@ static int sub_list(int i, const char *list, const char **bad)
     return pubsub_subscribe_list(E.ps, E.s[i], list, strlen(list), bad);
 }
 
+/* A publish left in pub/sub's batch, as the loop's publishers leave it
+ * (fanned out at the end of the iteration, or by the next publish on
+ * another channel). */
+static long pub_batched(const char *ch, const void *data, size_t len)
+{
+    return pubsub_publish(E.ps, ch, strlen(ch), data, len, true);
+}
+
+/* A publish fanned out at once: most tests check each publish's effect on
+ * its own. */
 static long pub(const char *ch, const void *data, size_t len, bool text)
 {
-    return pubsub_publish(E.ps, ch, strlen(ch), data, len, text);
+    long r = pubsub_publish(E.ps, ch, strlen(ch), data, len, text);
+
+    pubsub_fan_out(E.ps);
+    return r;
 }
 
 static long pub_str(const char *ch, const char *s)
@@ -710,7 +731,7 @@ static void test_slow_disconnect(void **state)
     assert_int_equal(ST()->slow_disconnects, 0);
     seq_msg(m, sizeof(m), 4);
     r = pub("s", m, sizeof(m), true);
-    assert_int_equal(r, 0);
+    assert_int_equal(r, 1); /* counted before its fan-out kicked */
     assert_int_equal(ST()->slow_disconnects, 1);
     assert_int_equal(ST()->soft_disconnects, 0);
     assert_true(conn_queued_bytes(E.c[0]) <= 4096);
@@ -829,13 +850,13 @@ static void test_drop_oldest_notice_precedes_next_message(void **state)
  * notices add up to exactly the messages missing. */
 static void check_notices_add_up(int i, int n_published)
 {
-    struct frame f[64];
+    static struct frame f[512];
     unsigned long sum = 0;
     int n, got = 0, last = -1;
     size_t len;
 
     len = peer_drain(i);
-    n = parse_frames(peer_buf, len, f, 64);
+    n = parse_frames(peer_buf, len, f, 512);
     for (int k = 0; k < n; k++) {
         unsigned long v;
         char txt[64];
@@ -931,7 +952,7 @@ static void test_soft_limit(void **state)
 /* ---- allocation failures ------------------------------------------------ */
 
 /* Every allocation of a publish to three subscribers fails in turn: the
- * publish returns -ENOMEM or a count, a subscriber whose queue ring
+ * publish returns -ENOMEM or its count, a subscriber whose queue ring
  * could not be allocated is closed (its on_close frees its subscription
  * while the publish walks the channel's list), and nothing leaks. */
 static void test_publish_alloc_failures(void **state)
@@ -952,8 +973,12 @@ static void test_publish_alloc_failures(void **state)
         fired = mem_fail_fired();
         mem_fail_at(0);
         if (fired) {
-            assert_true(r == -ENOMEM || (r >= 0 && r < 3));
+            /* The frame failed (-ENOMEM), or a queue ring did and its
+             * subscriber was closed during the fan-out. */
+            assert_true(r == -ENOMEM || r == 3);
             assert_int_equal(ST()->subscribers + E.closes, 3);
+            if (r == 3)
+                assert_int_equal(ST()->delivered + (uint64_t)E.closes, 3);
         } else {
             assert_int_equal(r, 3);
         }
@@ -993,6 +1018,248 @@ static void test_subscribe_alloc_failures(void **state)
     }
     assert_false(fired);
     assert_true(n > 3);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+/* A run of publishes on one channel is one message, fanned out once: each
+ * subscriber's queue holds one entry for the run, the frames inside are
+ * the publishes in order, and every message is counted as delivered and
+ * in the latency histogram. */
+static void test_batch_is_one_message(void **state)
+{
+    struct frame f[64];
+    char m[100];
+    size_t len;
+    int n;
+
+    (void)state;
+    env_open(&E, 1u << 20, &default_opts);
+    for (int i = 0; i < 5; i++) {
+        add_sub(&E, 0);
+        assert_int_equal(sub(i, "fan"), 0);
+    }
+    for (int i = 0; i < 40; i++) {
+        seq_msg(m, sizeof(m), i);
+        assert_int_equal(pub_batched("fan", m, sizeof(m)), 5);
+    }
+    /* Framed, not yet fanned out: one message, nothing queued. */
+    assert_int_equal(live_count(MEM_MSG), 1);
+    assert_int_equal(live_count(MEM_QUEUE), 0);
+    assert_int_equal(ST()->published, 40);
+    assert_int_equal(ST()->delivered, 0);
+    pubsub_fan_out(E.ps);
+    assert_int_equal(live_count(MEM_MSG), 1);
+    /* Trimmed to its 40 frames of 102 bytes. */
+    assert_true(mem_live_bytes(MEM_MSG) < 40 * 102 + 64);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(conn_queued_count(E.c[i]), 1);
+    assert_int_equal(ST()->delivered, 200);
+    run_for(E.l, 20);
+    assert_int_equal(E.set.stats.lat_count, 200);
+    assert_int_equal(live_count(MEM_MSG), 0);
+    for (int i = 0; i < 5; i++) {
+        len = peer_drain(i);
+        n = parse_frames(peer_buf, len, f, 64);
+        assert_int_equal(n, 40);
+        for (int k = 0; k < n; k++) {
+            assert_int_equal(f[k].len, sizeof(m));
+            assert_int_equal(atoi((const char *)f[k].p), k);
+        }
+    }
+    env_close(&E);
+}
+
+/* A publish on another channel ends the batch, so a subscriber of both
+ * channels gets the messages in publish order. */
+static void test_batch_keeps_order_across_channels(void **state)
+{
+    struct frame f[16];
+    static const char *order[] = {"a1", "a2", "b1", "a3", "b2", "b3"};
+    size_t len;
+    int n;
+
+    (void)state;
+    env_open(&E, 1u << 20, &default_opts);
+    add_sub(&E, 0);
+    add_sub(&E, 0);
+    assert_int_equal(sub_list(0, "a,b", NULL), 0);
+    assert_int_equal(sub(1, "a"), 0);
+    for (int i = 0; i < 6; i++)
+        pub_batched(order[i][0] == 'a' ? "a" : "b", order[i], 2);
+    /* a1+a2, b1, a3 went out; b2+b3 wait for the end of the iteration. */
+    assert_int_equal(conn_queued_count(E.c[0]), 3);
+    assert_int_equal(conn_queued_count(E.c[1]), 2);
+    run_for(E.l, 20); /* the loop's end-of-iteration fan-out */
+    len = peer_drain(0);
+    n = parse_frames(peer_buf, len, f, 16);
+    assert_int_equal(n, 6);
+    for (int k = 0; k < 6; k++)
+        assert_true(frame_is(&f[k], 0x1, order[k]));
+    len = peer_drain(1);
+    n = parse_frames(peer_buf, len, f, 16);
+    assert_int_equal(n, 3);
+    assert_true(frame_is(&f[0], 0x1, "a1"));
+    assert_true(frame_is(&f[2], 0x1, "a3"));
+    assert_int_equal(ST()->delivered, 9);
+    env_close(&E);
+}
+
+/* A batch never passes BATCH_MAX (16 KiB) nor an eighth of the queue
+ * limit: 1000 frames of 102 bytes make 7 batches of at most 160. */
+static void test_batch_size_is_bounded(void **state)
+{
+    char m[100];
+
+    (void)state;
+    memset(m, 'x', sizeof(m));
+    env_open(&E, 1u << 20, &default_opts);
+    add_sub(&E, 0);
+    assert_int_equal(sub(0, "big"), 0);
+    for (int i = 0; i < 1000; i++)
+        pub_batched("big", m, sizeof(m));
+    pubsub_fan_out(E.ps);
+    assert_int_equal(conn_queued_count(E.c[0]), 7);
+    assert_int_equal(conn_queued_bytes(E.c[0]), 1000 * 102);
+    run_for(E.l, 20);
+    env_close(&E);
+
+    /* queue_limit 8 KiB: batches of 1 KiB (10 frames). */
+    env_open(&E, 8192, &default_opts);
+    add_sub(&E, 0);
+    assert_int_equal(sub(0, "small"), 0);
+    for (int i = 0; i < 40; i++)
+        pub_batched("small", m, sizeof(m));
+    pubsub_fan_out(E.ps);
+    assert_int_equal(conn_queued_count(E.c[0]), 4);
+    assert_int_equal(ST()->slow_disconnects, 0);
+    run_for(E.l, 20);
+    env_close(&E);
+}
+
+/* Each protocol gets its own framing of the run: WebSocket frames and
+ * length-prefixed TCP frames carry the same payloads in the same order. */
+static void test_batch_per_protocol(void **state)
+{
+    struct frame f[16];
+    uint8_t tcp[256];
+    size_t len, off = 0;
+    int n;
+
+    (void)state;
+    env_open(&E, 1u << 20, &default_opts);
+    add_sub(&E, 0);
+    add_sub_proto(&E, 0, PS_TCP);
+    assert_int_equal(sub(0, "p"), 0);
+    assert_int_equal(sub(1, "p"), 0);
+    pub_batched("p", "one", 3);
+    pub_batched("p", "", 0);
+    pub_batched("p", "three", 5);
+    assert_int_equal(live_count(MEM_MSG), 2); /* one batch per protocol */
+    run_for(E.l, 20);
+    len = peer_drain(0);
+    n = parse_frames(peer_buf, len, f, 16);
+    assert_int_equal(n, 3);
+    assert_true(frame_is(&f[0], 0x1, "one"));
+    assert_true(frame_is(&f[1], 0x1, ""));
+    assert_true(frame_is(&f[2], 0x1, "three"));
+    len = peer_drain(1);
+    assert_int_equal(len, 3 * 4 + 8);
+    memcpy(tcp, peer_buf, len);
+    for (int k = 0; k < 3; k++) {
+        static const char *want[] = {"one", "", "three"};
+        uint32_t l = (uint32_t)tcp[off] << 24 | (uint32_t)tcp[off + 1] << 16 |
+                     (uint32_t)tcp[off + 2] << 8 | tcp[off + 3];
+        assert_int_equal(l, strlen(want[k]));
+        assert_memory_equal(tcp + off + 4, want[k], l);
+        off += 4 + l;
+    }
+    env_close(&E);
+}
+
+/* The last subscriber leaves before the batch goes out: the channel and
+ * its batch are freed at once, and the fan-out has nothing to do. */
+static void test_batch_channel_gone(void **state)
+{
+    (void)state;
+    env_open(&E, 1u << 20, &default_opts);
+    add_sub(&E, 0);
+    assert_int_equal(sub(0, "gone"), 0);
+    assert_int_equal(pub_batched("gone", "x", 1), 1);
+    assert_int_equal(live_count(MEM_MSG), 1);
+    conn_close(E.c[0], CLOSE_PEER);
+    assert_int_equal(ST()->channels, 0);
+    assert_int_equal(live_count(MEM_MSG), 0);
+    pubsub_fan_out(E.ps);
+    run_for(E.l, 5);
+    assert_int_equal(ST()->delivered, 0);
+    env_close(&E);
+}
+
+/* Drop-oldest with batches: a dropped batch counts for every message in
+ * it, so the notices still add up to exactly the messages missing, and
+ * the metric counts messages. */
+static void test_batch_drop_oldest_counts_messages(void **state)
+{
+    struct pubsub_opts o = default_opts;
+    char m[100];
+
+    (void)state;
+    o.policy = SLOW_DROP_OLDEST;
+    env_open(&E, 8192, &o); /* batches of 1 KiB: 10 messages */
+    add_sub(&E, 0);
+    assert_int_equal(sub(0, "d"), 0);
+    for (int i = 0; i < 300; i++) {
+        seq_msg(m, sizeof(m), i);
+        pub_batched("d", m, sizeof(m));
+        assert_true(conn_queued_bytes(E.c[0]) <= 8192);
+    }
+    pubsub_fan_out(E.ps);
+    assert_true(ST()->dropped_oldest >= 200);
+    assert_int_equal(ST()->delivered, 300);
+    run_for(E.l, 20);
+    check_notices_add_up(0, 300);
+    env_close(&E);
+}
+
+/* Every allocation of a run of publishes (the batch's first frame, its
+ * growth, the trim, the queue rings) fails in turn: each publish returns
+ * -ENOMEM or its count, what was published is delivered whole, and
+ * nothing leaks. */
+static void test_batch_alloc_failures(void **state)
+{
+    struct frame f[16];
+    bool fired = true;
+    char m[300];
+    int n;
+
+    (void)state;
+    memset(m, 'b', sizeof(m));
+    for (n = 1; fired && n < 60; n++) {
+        long r[4];
+        int ok = 0, got;
+        env_open(&E, 1u << 20, &default_opts);
+        add_sub(&E, 0);
+        assert_int_equal(sub(0, "a"), 0);
+        mem_fail_at((uint64_t)n);
+        for (int k = 0; k < 4; k++) {
+            r[k] = pub_batched("a", m, sizeof(m));
+            assert_true(r[k] == 1 || r[k] == -ENOMEM);
+            ok += r[k] == 1;
+        }
+        pubsub_fan_out(E.ps);
+        fired = mem_fail_fired();
+        mem_fail_at(0);
+        run_for(E.l, 5);
+        got = E.closes ? 0 : parse_frames(peer_buf, peer_drain(0), f, 16);
+        for (int k = 0; k < got; k++)
+            assert_int_equal(f[k].len, sizeof(m));
+        /* Delivered whole, or the subscriber closed for memory. */
+        assert_true(got == ok || E.closes == 1);
+        env_close(&E);
+    }
+    assert_false(fired);
+    assert_true(n > 4);
 }
 
 /* ---- many channels ------------------------------------------------------ */
@@ -1062,6 +1329,15 @@ int main(void)
         cmocka_unit_test_setup(test_soft_limit, leftover_setup),
         cmocka_unit_test_setup(test_publish_alloc_failures, leftover_setup),
         cmocka_unit_test_setup(test_subscribe_alloc_failures, leftover_setup),
+        cmocka_unit_test_setup(test_batch_is_one_message, leftover_setup),
+        cmocka_unit_test_setup(test_batch_keeps_order_across_channels,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_batch_size_is_bounded, leftover_setup),
+        cmocka_unit_test_setup(test_batch_per_protocol, leftover_setup),
+        cmocka_unit_test_setup(test_batch_channel_gone, leftover_setup),
+        cmocka_unit_test_setup(test_batch_drop_oldest_counts_messages,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_batch_alloc_failures, leftover_setup),
         cmocka_unit_test_setup(test_many_channels, leftover_setup),
     };
 
