@@ -20,6 +20,8 @@ rate limits, the memory limit, and memory that comes back.
   Connection: close, 400, 413, nobody listening.
 - /sub/a,b fan-out across channels, text/binary kept, node's `ws` as a
   subscriber.
+- a burst of 400 publishes (batched by pub/sub) reaches every subscriber
+  in order, counted message by message in the metrics.
 
 The SSE and raw-TCP subscribers are not covered here yet.
 """
@@ -1020,6 +1022,34 @@ def test_sub_several_channels_and_types(server):
         assert m.get_value("moor_pubsub_delivered_total") == 6
     finally:
         for w in (ab, aa, c, pa, pb):
+            w.close()
+
+
+def test_burst_batched_counts_stay_exact(server):
+    """400 messages in one write from a WebSocket publisher arrive in a
+    few reads, so pub/sub frames them into a few batches; each subscriber
+    still gets all 400 in order, and published, delivered and the delivery
+    histogram count every message, not every batch."""
+    n = 400
+    subs = [sub_raw(server, "/sub/burst") for _ in range(3)]
+    wait_metric(server, "moor_pubsub_subscribers", 3)
+    p = connect(server.port, "/pub/burst")
+    try:
+        p.sock.sendall(b"".join(encode_frame(OP_TEXT, f"m{i:05d}")
+                                for i in range(n)))
+        for w in subs:
+            got = recv_msgs(w, n)
+            assert got == [(OP_TEXT, f"m{i:05d}".encode())
+                           for i in range(n)]
+            assert_nothing_more(w)
+        m = server.wait_metric(
+            lambda m: m.get_value("moor_pubsub_delivery_seconds_count")
+            == 3 * n)
+        assert m.get_value("moor_pubsub_published_total") == n
+        assert m.get_value("moor_pubsub_delivered_total") == 3 * n
+        assert m.get_value("moor_pubsub_delivery_seconds_count") == 3 * n
+    finally:
+        for w in subs + [p]:
             w.close()
 
 
