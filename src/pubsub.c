@@ -64,14 +64,14 @@ struct subscriber {
  * shared by every subscriber (invariant 4). */
 #define BATCH_MAX 16384u /* bytes of one protocol's frames in a batch */
 
+/* Per protocol: m[i] holds m[i]->count frames back to back (born_ns the
+ * first one's publish time), or is NULL while nobody on ch speaks it: a
+ * subscriber that comes mid-batch gets the messages published after it. */
 struct batch {
     struct channel *ch;            /* NULL: nothing pending */
-    struct msg *m[PS_PROTO_COUNT]; /* frames back to back, or NULL (nobody
-                                      on ch spoke it when they came) */
+    struct msg *m[PS_PROTO_COUNT]; /* unshared until the fan-out */
     uint32_t cap[PS_PROTO_COUNT];  /* room in m[i] (msg_resize) */
-    uint32_t count;                /* messages in it */
-    uint64_t seq;                  /* the first one's number */
-    uint64_t born_ns;              /* the first one's publish time */
+    uint64_t seq[PS_PROTO_COUNT];  /* the number of m[i]'s first message */
 };
 
 struct pubsub {
@@ -578,6 +578,7 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
     struct batch *b = &ps->batch;
     size_t size[PS_PROTO_COUNT] = {0};
     uint32_t was[PS_PROTO_COUNT] = {0};
+    uint64_t born = 0;
     int i;
 
     if (b->ch && b->ch != ch)
@@ -599,8 +600,16 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
             m = msg_new(NULL, size[i]);
             if (!m)
                 goto fail;
+            if (!born) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                born = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+            }
             m->len = 0;
+            m->count = 0;
+            m->born_ns = born;
             b->cap[i] = (uint32_t)size[i];
+            b->seq[i] = ps->stats.seq;
         } else if (m->len + size[i] > b->cap[i]) {
             /* Doubling: a run of n messages costs O(log n) resizes. */
             size_t cap = MIN(MAX((size_t)b->cap[i] * 2, m->len + size[i]),
@@ -615,23 +624,27 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
         frame_write(m->data + m->len, size[i], (enum pubsub_proto)i,
                     ps->stats.seq, NULL, data, len, text);
         m->len += (uint32_t)size[i];
+        m->count++;
     }
-    if (!b->count++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        b->born_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-        b->seq = ps->stats.seq;
+    if (!b->ch) {
         b->ch = ch;
         conn_set_want_flush(ps->set);
     }
     return 0;
 fail:
-    /* Take back what this message appended; an empty batch goes. */
-    while (i-- > 0)
-        if (size[i])
+    /* Take back what this message appended. A frame is never empty, so
+     * was 0 means the message was made for it here: it goes. */
+    while (i-- > 0) {
+        if (!size[i])
+            continue;
+        if (was[i]) {
             b->m[i]->len = was[i];
-    if (!b->count)
-        batch_discard(ps);
+            b->m[i]->count--;
+        } else {
+            msg_unref(b->m[i]);
+            b->m[i] = NULL;
+        }
+    }
     return -ENOMEM;
 }
 
@@ -646,16 +659,11 @@ void pubsub_fan_out(struct pubsub *ps)
      * and free ch (only after its last subscriber), or even publish. */
     memset(&ps->batch, 0, sizeof(ps->batch));
     for (int i = 0; i < PS_PROTO_COUNT; i++) {
-        struct msg *m = b.m[i];
-        if (!m)
-            continue;
-        if (b.cap[i] > m->len) {
-            struct msg *t = msg_resize(m, m->len); /* trim, if it can */
+        if (b.m[i] && b.cap[i] > b.m[i]->len) {
+            struct msg *t = msg_resize(b.m[i], b.m[i]->len); /* trim */
             if (t)
-                m = b.m[i] = t;
+                b.m[i] = t;
         }
-        m->count = b.count;
-        m->born_ns = b.born_ns;
     }
     for (struct sub *u = ch->subs, *next; u; u = next) {
         struct subscriber *s = u->s;
@@ -663,7 +671,7 @@ void pubsub_fan_out(struct pubsub *ps)
          * on_close unsubscribes): only u, so next stays valid. */
         next = u->cnext;
         if (b.m[s->proto])
-            deliver(ps, s, b.m[s->proto], b.seq);
+            deliver(ps, s, b.m[s->proto], b.seq[s->proto]);
     }
     for (int i = 0; i < PS_PROTO_COUNT; i++)
         msg_unref(b.m[i]);

@@ -1177,6 +1177,35 @@ static void test_batch_per_protocol(void **state)
     env_close(&E);
 }
 
+/* A subscriber of another protocol that comes mid-batch gets what was
+ * published after it, and only that is counted for it. */
+static void test_batch_joined_midway(void **state)
+{
+    struct frame f[16];
+    size_t len;
+
+    (void)state;
+    env_open(&E, 1u << 20, &default_opts);
+    add_sub(&E, 0);
+    add_sub_proto(&E, 0, PS_TCP);
+    assert_int_equal(sub(0, "j"), 0);
+    assert_int_equal(pub_batched("j", "m0", 2), 1);
+    assert_int_equal(pub_batched("j", "m1", 2), 1);
+    assert_int_equal(sub(1, "j"), 0);
+    assert_int_equal(pub_batched("j", "m2", 2), 2);
+    pubsub_fan_out(E.ps);
+    assert_int_equal(ST()->delivered, 3 + 1);
+    run_for(E.l, 20);
+    len = peer_drain(0);
+    assert_int_equal(parse_frames(peer_buf, len, f, 16), 3);
+    assert_true(frame_is(&f[2], 0x1, "m2"));
+    len = peer_drain(1);
+    assert_int_equal(len, 4 + 2);
+    assert_memory_equal(peer_buf, "\0\0\0\2m2", 6);
+    assert_int_equal(E.set.stats.lat_count, 4);
+    env_close(&E);
+}
+
 /* The last subscriber leaves before the batch goes out: the channel and
  * its batch are freed at once, and the fan-out has nothing to do. */
 static void test_batch_channel_gone(void **state)
@@ -1334,6 +1363,7 @@ int main(void)
                                leftover_setup),
         cmocka_unit_test_setup(test_batch_size_is_bounded, leftover_setup),
         cmocka_unit_test_setup(test_batch_per_protocol, leftover_setup),
+        cmocka_unit_test_setup(test_batch_joined_midway, leftover_setup),
         cmocka_unit_test_setup(test_batch_channel_gone, leftover_setup),
         cmocka_unit_test_setup(test_batch_drop_oldest_counts_messages,
                                leftover_setup),
