@@ -815,8 +815,8 @@ int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
  * its order. Drop-oldest stops as soon as there is room, so its cost is
  * the prefix it walks, not the queue: the kept messages of that prefix
  * (a started head, a TLS record's, control frames) move up against the
- * rest and the head moves past the gap. Returns how many messages were dropped
- * (a batch counts for the messages it carries). */
+ * rest and the head moves past the gap. Returns how many messages were
+ * dropped (a batch counts for the messages it carries). */
 static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
 {
     struct conn_set *s = conn_set_of(c);

@@ -102,6 +102,39 @@ static void test_alloc_failure(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* msg_resize: a message only its creator holds grows and shrinks with its
+ * bytes kept and its accounting right; a failed resize leaves it whole. */
+static void test_resize(void **state)
+{
+    struct msg *m, *g;
+
+    (void)state;
+    m = msg_new("abcd", 4);
+    assert_non_null(m);
+    assert_int_equal(m->count, 1);
+    g = msg_resize(m, 4096);
+    assert_non_null(g);
+    m = g;
+    assert_memory_equal(m->data, "abcd", 4);
+    assert_int_equal(m->len, 4); /* room, not length */
+    assert_true(mem_live_bytes(MEM_MSG) >= (int64_t)(sizeof(*m) + 4096));
+    memcpy(m->data + 4, "efgh", 4);
+    m->len = 8;
+    mem_fail_at(1);
+    assert_null(msg_resize(m, 1 << 20));
+    mem_fail_at(0);
+    assert_memory_equal(m->data, "abcdefgh", 8);
+    g = msg_resize(m, 8);
+    assert_non_null(g);
+    m = g;
+    assert_memory_equal(m->data, "abcdefgh", 8);
+    /* Shrunk (the allocator may round the size up a little). */
+    assert_true(mem_live_bytes(MEM_MSG) >= (int64_t)(sizeof(*m) + 8));
+    assert_true(mem_live_bytes(MEM_MSG) < (int64_t)(sizeof(*m) + 64));
+    msg_unref(m);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 #define FAN_THREADS 4
 #define FAN_REFS 10000
 
@@ -144,6 +177,7 @@ int main(void)
         cmocka_unit_test(test_refcount_frees_on_last),
         cmocka_unit_test(test_uninitialised_and_empty),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_resize),
         cmocka_unit_test(test_cross_thread_unref),
     };
 
