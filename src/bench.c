@@ -372,14 +372,6 @@ struct bench {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Seconds the connecting phase took (0 if it never ended). */
 static double open_secs(const struct bench *b)
 {
@@ -1119,7 +1111,7 @@ static int launch(struct bench *b, struct bconn *bc, uint32_t i)
 
     t.source = source_of(b, i, &t.sourcelen);
     bc->state = BC_CONNECTING;
-    bc->started = now_ns();
+    bc->started = mono_ns();
     c = ws_client_connect(b->cl, &t, &b->h, bc, &err);
     if (!c) {
         bc->state = BC_CLOSED;
@@ -1434,7 +1426,7 @@ static void connect_done(struct bench *b)
     char why[512] = "";
 
     timer_cancel(loop_timers(b->loop), &b->timer);
-    b->t_open = now_ns();
+    b->t_open = mono_ns();
     if (b->failed) {
         format_reasons(&b->fail_why, why, sizeof(why));
         note(b, "%" PRIu32 " of %" PRIu32 " connections failed (%s)", b->failed,
@@ -1483,7 +1475,7 @@ static void on_timer(struct timer *t)
         }
         note(b, "opening %" PRIu32 " connections to %s", b->o.conns, b->o.url);
         b->phase = PH_CONNECT;
-        b->t_connect = now_ns();
+        b->t_connect = mono_ns();
         loop_timer_in(b->loop, &b->timer, b->o.timeout_ms);
         break;
     case PH_CONNECT:
@@ -1730,7 +1722,7 @@ static void measure_from_now(struct bench *b)
     b->measuring = true;
     cpu_sample(b, &b->cpu0, &b->srv_cpu0, &ok);
     b->srv_cpu = ok;
-    b->t0 = now_ns();
+    b->t0 = mono_ns();
     loop_timer_in(b->loop, &b->timer, b->o.duration_ms);
 }
 
@@ -1748,7 +1740,7 @@ static void echo_start(struct bench *b)
         if (bc->state != BC_OPEN)
             continue;
         for (uint32_t k = 0; k < b->o.inflight && bc->state == BC_OPEN; k++)
-            echo_send(b, bc, now_ns());
+            echo_send(b, bc, mono_ns());
     }
     if (b->o.warmup_ms)
         loop_timer_in(b->loop, &b->timer, b->o.warmup_ms);
@@ -1773,7 +1765,7 @@ static void echo_finish(struct bench *b)
 
     if (!b->measuring)
         return;
-    b->t1 = now_ns();
+    b->t1 = mono_ns();
     b->measuring = false;
     cpu_sample(b, &b->cpu1, &b->srv_cpu1, &ok);
     b->srv_cpu = b->srv_cpu && ok;
@@ -1782,7 +1774,7 @@ static void echo_finish(struct bench *b)
 static void echo_on_message(struct bench *b, struct bconn *bc, const uint8_t *p,
                             size_t len)
 {
-    uint64_t now = now_ns(), seq = bc->rcvd, got;
+    uint64_t now = mono_ns(), seq = bc->rcvd, got;
 
     if (bc->rcvd >= bc->sent || len != b->o.size) {
         b->mismatched++;
@@ -1807,7 +1799,7 @@ static void echo_on_message(struct bench *b, struct bconn *bc, const uint8_t *p,
 
 static double echo_secs(const struct bench *b)
 {
-    uint64_t end = b->t1 ? b->t1 : now_ns();
+    uint64_t end = b->t1 ? b->t1 : mono_ns();
 
     return b->t0 && end > b->t0 ? (double)(end - b->t0) / 1e9 : 0.0;
 }
@@ -1977,7 +1969,7 @@ static void bcast_warm_probe(struct bench *b)
     if (b->phase != PH_WARMUP || b->pub.state != BC_OPEN ||
         b->warm.state != BC_OPEN || b->warm.rcvd)
         return;
-    bcast_publish(b, now_ns());
+    bcast_publish(b, mono_ns());
     loop_timer_in(b->loop, &b->tick, PROBE_MS);
 }
 
@@ -2038,7 +2030,7 @@ static void bcast_check_stall(struct bench *b, uint64_t now)
 /* Every subscriber has received a probe: the run proper starts. */
 static void bcast_go(struct bench *b)
 {
-    uint64_t now = now_ns();
+    uint64_t now = mono_ns();
 
     timer_cancel(loop_timers(b->loop), &b->tick);
     b->stage = BS_RUN;
@@ -2077,14 +2069,14 @@ static void bcast_start(struct bench *b)
 {
     b->stage = BS_SYNC;
     loop_timer_in(b->loop, &b->timer, b->o.connect_timeout_ms);
-    bcast_publish(b, now_ns());
+    bcast_publish(b, mono_ns());
     loop_timer_in(b->loop, &b->tick, PROBE_MS);
 }
 
 static void bcast_on_tick(struct timer *t)
 {
     struct bench *b = container_of(t, struct bench, tick);
-    uint64_t now = now_ns();
+    uint64_t now = mono_ns();
 
     if (b->phase == PH_WARMUP) {
         bcast_warm_probe(b);
@@ -2185,7 +2177,7 @@ static void bcast_conn_gone(struct bench *b, struct bconn *bc)
     if (b->stage == BS_SYNC && b->synced >= b->open)
         bcast_go(b);
     else if (b->stage == BS_RUN || b->stage == BS_DRAIN)
-        bcast_advance(b, now_ns());
+        bcast_advance(b, mono_ns());
 }
 
 /* The time subscriber bc's message came in. Messages that arrive
@@ -2202,7 +2194,7 @@ static uint64_t rx_now(struct bench *b, const struct bconn *bc)
         b->rx.bc = bc;
         b->rx.iter = it;
         b->rx.n = 0;
-        b->rx.ns = now_ns();
+        b->rx.ns = mono_ns();
     }
     return b->rx.ns;
 }
@@ -2408,7 +2400,7 @@ static void hs_on_open(struct bench *b, struct bconn *bc)
 {
     b->hs_total++;
     if (b->measuring) {
-        hist_record(b->lat, now_ns() - bc->started);
+        hist_record(b->lat, mono_ns() - bc->started);
         b->rcvd++;
     }
     hs_recycle(b, bc);

@@ -928,11 +928,8 @@ static void record_latency(struct conn_set *s, uint64_t born, uint32_t n,
     uint64_t us;
     int i = 0;
 
-    if (!*now_ns) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        *now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    }
+    if (!*now_ns)
+        *now_ns = mono_ns();
     us = *now_ns > born ? (*now_ns - born) / 1000 : 0;
     while (us > bounds[i])
         i++;

@@ -600,11 +600,8 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
             m = msg_new(NULL, size[i]);
             if (!m)
                 goto fail;
-            if (!born) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                born = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-            }
+            if (!born)
+                born = mono_ns();
             m->len = 0;
             m->count = 0;
             m->born_ns = born;

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <time.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define container_of(ptr, type, member)                                        \
@@ -55,6 +56,15 @@ static inline uint32_t tick_add(uint32_t now, uint32_t ms)
 {
     uint32_t t = now + ms;
     return t == TICK_UNSET ? 1 : t;
+}
+
+/* CLOCK_MONOTONIC in nanoseconds: publish times, latencies. */
+static inline uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 #endif
