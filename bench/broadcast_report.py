@@ -20,8 +20,8 @@ import json
 import os
 import sys
 
-from ws_report import (BASE, failures, load, median_by, para, ratio,
-                       thousands, us)
+from ws_report import (BASE, busy_note, failures, load, median_by, para,
+                       ratio, thousands, us)
 
 GOAL_RATIO = 40.0
 GOAL_P99_US = 20000.0
@@ -111,13 +111,8 @@ def main():
             f"{cpu(d['server_cpu_pct'])} | {cpu(d['bench_cpu_pct'])} | "
             f"{every}{failures(d)} |\n")
 
-    busy = [label[n] for n in names if tput[n]["bench_cpu_pct"] >= 90]
-    if busy:
-        out("\n" + para(f"Bench CPU of 90 % or more ({', '.join(busy)}): "
-                        "the client was as busy as the server, so it may "
-                        "have held the rate down; read that deliveries/s "
-                        "as a lower bound for the server.").rstrip("\n") +
-            "\n")
+    out(busy_note([label[n] for n in names
+                   if tput[n]["bench_cpu_pct"] >= 90], "deliveries/s"))
 
     out("\n" + para(f"Latency: {l0['rate']} messages/s for "
                     f"{l0['duration_s']:.0f} s after {l0['warmup_s']:.0f} s "

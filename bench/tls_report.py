@@ -22,8 +22,8 @@ import json
 import os
 import sys
 
-from ws_report import (BASE, failures, load, median_by, para, ratio,
-                       thousands, us)
+from ws_report import (BASE, busy_note, failures, load, median_by, para,
+                       ratio, thousands, us)
 
 GOAL_IDLE_BYTES = 14300
 TOP_SITES = 10
@@ -180,11 +180,8 @@ def main():
             f"{cpu(r['server_cpu_pct'])} | {r['bench_cpu_pct']:.0f}% | "
             f"{every}{failures(r)} |\n")
     busy = [label[n] for n in names if hs[n]["bench_cpu_pct"] >= 90]
+    out(busy_note(busy, "handshakes/s"))
     if busy:
-        out("\n" + para(f"Bench CPU of 90 % or more ({', '.join(busy)}): "
-                        "the client was as busy as the server, so it may "
-                        "have held the rate down; read that handshakes/s as "
-                        "a lower bound for the server.").rstrip("\n") + "\n")
         # The client holds the rate down: compare what each handshake
         # cost the server instead (its CPU time per handshake, and the
         # rate one core of it would sustain at that cost).

@@ -61,6 +61,18 @@ def para(text):
                          break_on_hyphens=False) + "\n\n"
 
 
+def busy_note(busy, what):
+    """The paragraph under a table whose bench client ran at 90 % of a
+    core or more for the servers labelled in busy (what: the table's
+    rate, "messages/s"); "" if none did."""
+    if not busy:
+        return ""
+    return "\n" + para(f"Bench CPU of 90 % or more ({', '.join(busy)}): "
+                       "the client was as busy as the server, so it may "
+                       f"have held the rate down; read that {what} as a "
+                       "lower bound for the server.").rstrip("\n") + "\n"
+
+
 def median_by(runs, key):
     """The run whose key is the median (the lower middle one for an even
     count). broadcast_report.py and tls_report.py use it too."""
@@ -132,13 +144,8 @@ def main():
             f"{'-' if srv is None else f'{srv:.0f}%'} | "
             f"{d['bench_cpu_pct']:.0f}% | {every}{failures(d)} |\n")
 
-    busy = [label[n] for n in names if echo[n]["bench_cpu_pct"] >= 90]
-    if busy:
-        out("\n" + para(f"Bench CPU of 90 % or more ({', '.join(busy)}): "
-                        "the client was as busy as the server, so it may "
-                        "have held the rate down; read that messages/s as "
-                        "a lower bound for the server.").rstrip("\n") +
-            "\n")
+    out(busy_note([label[n] for n in names
+                   if echo[n]["bench_cpu_pct"] >= 90], "messages/s"))
 
     if "moor" in names and BASE in names:
         mi, me = idle["moor"], echo["moor"]
