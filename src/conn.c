@@ -1321,6 +1321,12 @@ static void set_on_mem_timer(struct timer *t)
 
 /* ---- end of iteration --------------------------------------------------- */
 
+static void before_flush(struct conn_set *s)
+{
+    if (s->before_flush)
+        s->before_flush(s->before_flush_arg);
+}
+
 /* Runs after every loop iteration: frees closed conns, processes input
  * left by a resume, and flushes corked output. Conns added while it runs
  * are handled in the same pass. */
@@ -1329,30 +1335,32 @@ static void set_on_hook(struct loop_hook *h)
     struct conn_set *s = container_of(h, struct conn_set, hook);
     struct conn *c;
 
+    /* What this iteration published fans out before anything is flushed
+     * (pub/sub). A reprocess or a flush's callback here may publish more:
+     * the pass goes round again until nothing is left. */
     for (;;) {
-        /* What this iteration published fans out first (pub/sub), and
-         * again after input processed here published more. */
-        if (s->before_flush)
-            s->before_flush(s->before_flush_arg);
-        if (!(c = s->pending))
+        before_flush(s);
+        if (!s->pending)
             break;
-        s->pending = c->pending_next;
-        c->pending_next = NULL;
-        c->flags &= ~CONN_PENDING;
-        if (conn_is_closing(c)) {
-            conn_free(c);
-            continue;
-        }
-        if (c->flags & CONN_INPUT_PENDING) {
-            reprocess(c);
+        while ((c = s->pending)) {
+            s->pending = c->pending_next;
+            c->pending_next = NULL;
+            c->flags &= ~CONN_PENDING;
             if (conn_is_closing(c)) {
-                /* conn_close() put it back on the list. */
+                conn_free(c);
                 continue;
             }
+            if (c->flags & CONN_INPUT_PENDING) {
+                reprocess(c);
+                if (conn_is_closing(c)) {
+                    /* conn_close() put it back on the list. */
+                    continue;
+                }
+            }
+            if ((c->q || (c->flags & CONN_LINGER)) &&
+                !(c->flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
+                do_flush(c);
         }
-        if ((c->q || (c->flags & CONN_LINGER)) &&
-            !(c->flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
-            do_flush(c);
     }
     s->hook_iter = loop_iteration(s->loop);
 }

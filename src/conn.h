@@ -262,7 +262,7 @@ struct conn_set {
     struct timer mem_timer;            /* polls the budget while paused */
     uint64_t hook_iter; /* iteration whose pending list was last done */
     /* Runs at the end of every iteration before output is flushed, and
-     * again after input processed then (pub/sub's fan-out). */
+     * again until the pass leaves nothing pending (pub/sub's fan-out). */
     void (*before_flush)(void *arg);
     void *before_flush_arg;
     unsigned n_protos;
