@@ -39,12 +39,19 @@ struct http_body {
     char path[]; /* path_len bytes */
 };
 
+/* What waits for the body of the request being read is one of two
+ * things, never both, and `collect` says which: the answer already made
+ * (held, a message reference: a plain route answered at once) or the body
+ * itself (body, for a body route whose handler runs at the end). They
+ * share one pointer, so every path that lets go of them goes through
+ * take_held(), take_body() or drop_pending(), which read `collect` first
+ * and clear both together. */
 struct http_conn {
     union {
-        struct msg *held;       /* answer waiting for its request's body */
+        struct msg *held;       /* !collect: answer waiting for the body */
         struct http_body *body; /* collect: the body of a body route */
-    };                          /* answer waiting for its request's body */
-    union {                     /* by phase: only one body framing at a time */
+    };
+    union { /* by phase: only one body framing at a time */
         uint64_t body_left;
         struct http_chunked chunked;
     };
@@ -122,6 +129,7 @@ static void http_on_drain(struct conn *c);
 static bool http_on_timeout(struct conn *c);
 static void http_on_close(struct conn *c, enum close_reason why);
 static void http_on_ready(struct conn *c, int err);
+static void drop_pending(struct http_conn *hc);
 
 /* The server of an HTTP conn is its protocol context. */
 static struct http_server *srv_of(const struct conn *c)
@@ -321,8 +329,7 @@ static void reject(struct http_conn *hc, struct conn *c, int status,
         snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
 
     hc->phase = PHASE_DONE;
-    msg_unref(hc->held);
-    hc->held = NULL;
+    drop_pending(hc);
     if (send_response(srv_of(c), c, status, false, false, false,
                       "text/plain; charset=utf-8", extra, body, (size_t)n,
                       NULL) < 0)
@@ -406,15 +413,48 @@ static void collect(void *arg, const uint8_t *p, size_t n)
 
 static void body_free(struct http_body *b)
 {
+    if (!b)
+        return;
     abuf_free(&b->data, MEM_HTTP);
     mem_free(MEM_HTTP, b);
+}
+
+/* Takes the held answer (the caller owns the reference), or NULL if what
+ * is pending is a body, or nothing. */
+static struct msg *take_held(struct http_conn *hc)
+{
+    struct msg *m = hc->collect ? NULL : hc->held;
+
+    if (!hc->collect)
+        hc->held = NULL;
+    return m;
+}
+
+/* Takes the collected body (the caller frees it), or NULL if what is
+ * pending is an answer, or nothing. */
+static struct http_body *take_body(struct http_conn *hc)
+{
+    struct http_body *b = hc->collect ? hc->body : NULL;
+
+    if (hc->collect) {
+        hc->body = NULL;
+        hc->collect = false;
+    }
+    return b;
+}
+
+/* Lets go of whatever waits for the body: a bad body, a close. */
+static void drop_pending(struct http_conn *hc)
+{
+    body_free(take_body(hc));
+    msg_unref(take_held(hc));
 }
 
 /* The body of a body route is complete: run its handler. */
 static void run_body_route(struct http_conn *hc, struct conn *c)
 {
     struct http_server *srv = srv_of(c);
-    struct http_body *b = hc->body;
+    struct http_body *b = take_body(hc);
     const struct http_route *r = &srv->routes[b->route];
     struct http_exchange ex = {
         .srv = srv,
@@ -426,8 +466,6 @@ static void run_body_route(struct http_conn *hc, struct conn *c)
         .path = {b->path, b->path_len},
     };
 
-    hc->collect = false;
-    hc->body = NULL;
     r->fn(&ex, r->arg);
     if (!ex.responded && !conn_is_closing(c))
         http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
@@ -477,6 +515,11 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
     }
     if (ex.upgraded)
         return true; /* hc is the new protocol's state now: hands off */
+    if (conn_is_closing(c)) {
+        /* The close path has run: nothing may be left for it to free. */
+        msg_unref(ex.held);
+        return false;
+    }
     hc->keep_alive = ex.keep_alive;
     hc->held = ex.held;
     hc->held_status = (uint16_t)ex.status;
@@ -486,12 +529,11 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
 /* Queues the answer held back while the body was read. */
 static void send_held(struct http_conn *hc, struct conn *c)
 {
-    struct msg *m = hc->held;
+    struct msg *m = take_held(hc);
     int rc;
 
     if (!m)
         return;
-    hc->held = NULL;
     rc = conn_send(c, m);
     msg_unref(m);
     if (rc < 0) {
@@ -687,19 +729,13 @@ static bool http_on_timeout(struct conn *c)
     return true;
 }
 
-/* The close path: drop the reference to a held answer. */
+/* The close path: drop a held answer or a body being collected. */
 static void http_on_close(struct conn *c, enum close_reason why)
 {
     struct http_conn *hc = conn_ext(c);
 
     (void)why;
-    if (hc->collect) {
-        body_free(hc->body);
-        hc->collect = false;
-    } else {
-        msg_unref(hc->held);
-    }
-    hc->held = NULL;
+    drop_pending(hc);
 }
 
 static void drain_one(struct conn *c, void *arg)

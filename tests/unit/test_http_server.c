@@ -248,6 +248,16 @@ static void h_close(struct http_exchange *ex, void *arg)
     http_respond(ex, 200, "text/plain", NULL, "bye\n", 4);
 }
 
+/* A body route: answers with the body's length once it is complete. */
+static void h_collect(struct http_exchange *ex, void *arg)
+{
+    char out[32];
+    int n = snprintf(out, sizeof(out), "%zu\n", ex->body_len);
+
+    (void)arg;
+    http_respond(ex, 200, "text/plain", NULL, out, (size_t)n);
+}
+
 static void h_silent(struct http_exchange *ex, void *arg)
 {
     (void)ex;
@@ -311,6 +321,9 @@ static void env_open_opts(struct env *e, const struct http_server_opts *o)
                      0);
     assert_int_equal(http_server_route(e->srv, "/huge", false, HTTP_M(HTTP_GET),
                                        h_huge, NULL),
+                     0);
+    assert_int_equal(http_server_route_body(e->srv, "/collect", false,
+                                            HTTP_M(HTTP_POST), h_collect, NULL),
                      0);
 }
 
@@ -502,7 +515,7 @@ static void test_404_405_500_head(void **state)
 static void test_route_table_full(void **state)
 {
     static struct env e; /* static: outlives a failed test */
-    unsigned added = 6;  /* by env_open */
+    unsigned added = 7;  /* by env_open */
 
     env_open(&e);
     while (added < HTTP_MAX_ROUTES) {
@@ -728,6 +741,99 @@ static void test_bad_chunked_body(void **state)
     assert_int_equal(http_server_stats(e.srv)->responses[2], 0);
     assert_int_equal(http_server_stats(e.srv)->rejected[reject_idx(400)], 1);
     assert_int_equal(live_count(MEM_MSG), 0);
+    client_close(&C1);
+    env_close(&e);
+}
+
+/* A body route while its body arrives holds the body, not an answer:
+ * every way the body can end badly (a bad chunk size, a negative one, one
+ * past max_body, a Content-Length over it, the peer closing mid-body, the
+ * body deadline) frees that body and nothing else. Before the fix a bad
+ * chunk freed the body as if it were a held answer (msg_unref on it: an
+ * assertion, a double free in a release build) and the close path then
+ * freed a NULL body. */
+static void test_body_route_errors(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    static const struct {
+        const char *req;
+        int status; /* 0: no answer, the client closes mid-body */
+    } cases[] = {
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+         400},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n",
+         400},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n",
+         400},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+         400},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n200000\r\n",
+         413},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Content-Length: 2000000\r\n\r\nab",
+         413},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n5\r\nhel",
+         0},
+        {"POST /collect HTTP/1.1\r\nHost: x\r\n"
+         "Content-Length: 10\r\n\r\nhel",
+         0},
+    };
+    struct resp r;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        env_open(&e);
+        client_open(&e, &C1);
+        client_send(&C1, cases[i].req);
+        if (cases[i].status) {
+            assert_true(wait_resp(e.l, &C1, &r, 2000));
+            assert_int_equal(r.status, cases[i].status);
+            assert_true(r.close);
+        } else {
+            run_for(e.l, 20);
+            assert_int_equal(live_count(MEM_HTTP), 3); /* server, body, data */
+            client_close(&C1);
+            for (uint64_t dl = now_ms() + 2000;
+                 e.set.stats.open && now_ms() < dl;)
+                assert_int_equal(loop_run_once(e.l, 5), 0);
+            assert_int_equal(e.set.stats.closed[CLOSE_PEER], 1);
+        }
+        assert_int_equal(http_server_stats(e.srv)->responses[2], 0);
+        assert_int_equal(live_count(MEM_HTTP), 1); /* the server alone */
+        client_close(&C1);
+        env_close(&e);
+    }
+    /* The body deadline, with half a body collected. */
+    {
+        struct http_server_opts o = default_opts();
+
+        o.body_timeout_ms = 50;
+        env_open_opts(&e, &o);
+        client_open(&e, &C1);
+        client_send(&C1, "POST /collect HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Length: 10\r\n\r\nhel");
+        for (uint64_t dl = now_ms() + 2000; e.set.stats.open && now_ms() < dl;)
+            assert_int_equal(loop_run_once(e.l, 5), 0);
+        assert_int_equal(e.set.stats.closed[CLOSE_BODY_TIMEOUT], 1);
+        assert_int_equal(live_count(MEM_HTTP), 1);
+        client_close(&C1);
+        env_close(&e);
+    }
+    /* And a good one after all that, on a body route. */
+    env_open(&e);
+    client_open(&e, &C1);
+    client_send(&C1, "POST /collect HTTP/1.1\r\nHost: x\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+                     "2\r\nde\r\n0\r\n\r\n");
+    assert_true(wait_resp(e.l, &C1, &r, 2000));
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "5\n");
+    assert_int_equal(live_count(MEM_HTTP), 1);
     client_close(&C1);
     env_close(&e);
 }
@@ -1400,6 +1506,7 @@ int main(void)
                                leftover_setup),
         cmocka_unit_test_setup(test_expect_continue, leftover_setup),
         cmocka_unit_test_setup(test_bad_chunked_body, leftover_setup),
+        cmocka_unit_test_setup(test_body_route_errors, leftover_setup),
         cmocka_unit_test_setup(test_bad_requests, leftover_setup),
         cmocka_unit_test_setup(test_bad_after_good_pipelined, leftover_setup),
         cmocka_unit_test_setup(test_linger_timeout, leftover_setup),
