@@ -57,6 +57,7 @@ static const char *const reason_names[CLOSE_REASON_COUNT] = {
     [CLOSE_HANDSHAKE_FAILED] = "handshake_failed",
     [CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
     [CLOSE_TLS_ERROR] = "tls_error",
+    [CLOSE_MESSAGE_TIMEOUT] = "message_timeout",
 };
 
 const char *close_reason_name(enum close_reason r)
@@ -149,9 +150,54 @@ void conn_set_read_deadline(struct conn *c, uint32_t ms,
 {
     if (conn_is_closing(c))
         return;
+    c->flags &= (uint16_t)~CONN_MESSAGE;
     c->rd_deadline = ms ? tick_add(loop_now(conn_loop(c)), ms) : TICK_UNSET;
     c->rd_reason = (uint8_t)reason;
     rearm(c);
+}
+
+static bool tls_partial(const struct conn *c);
+
+/* Pauses that are moor's doing, not the peer's: a message deadline does
+ * not count them. (Backpressure is the peer not reading our answers.) */
+#define OUR_PAUSES (PAUSE_RATE | PAUSE_MEMORY)
+
+/* Starts (or, after a pause, starts over) the message deadline. */
+static void arm_message(struct conn *c)
+{
+    c->flags |= CONN_MESSAGE;
+    c->rd_deadline = tick_add(loop_now(conn_loop(c)),
+                              conn_set_of(c)->lim.message_timeout_ms);
+    c->rd_reason = CLOSE_MESSAGE_TIMEOUT;
+    rearm(c);
+}
+
+/* A message deadline takes the place of a liveness deadline only (a ping,
+ * a heartbeat: bytes from the peer would renew those anyway). A deadline
+ * that ends a phase - header, close, drain, linger - is never pushed back
+ * by a message begun. */
+static bool may_arm_message(const struct conn *c)
+{
+    return !(c->flags & (CONN_MESSAGE | CONN_LINGER)) &&
+           conn_set_of(c)->lim.message_timeout_ms &&
+           (c->rd_reason == CLOSE_IDLE_TIMEOUT ||
+            c->rd_reason == CLOSE_PONG_TIMEOUT);
+}
+
+bool conn_message_update(struct conn *c, bool partial)
+{
+    if (conn_is_closing(c) || (c->flags & CONN_LINGER) ||
+        !conn_set_of(c)->lim.message_timeout_ms)
+        return false;
+    if (partial || tls_partial(c)) {
+        if (may_arm_message(c))
+            arm_message(c);
+        return false;
+    }
+    if (!(c->flags & CONN_MESSAGE))
+        return false;
+    c->flags &= (uint16_t)~CONN_MESSAGE;
+    return true;
 }
 
 static void conn_on_timer(struct tnode *t)
@@ -176,6 +222,17 @@ static void conn_on_timer(struct tnode *t)
             c->rd_deadline = TICK_UNSET;
             rearm(c);
             return;
+        }
+        if (c->flags & CONN_MESSAGE) {
+            if ((c->pause & OUR_PAUSES) || (c->flags & CONN_INPUT_PENDING)) {
+                /* We are not reading, or have input yet to look at: the
+                 * wait is ours, not the peer's. */
+                arm_message(c);
+                return;
+            }
+            /* The protocol may say goodbye (a WebSocket close 1008);
+             * rd_reason is CLOSE_MESSAGE_TIMEOUT either way. */
+            c->flags &= (uint16_t)~CONN_MESSAGE;
         }
         if (conn_proto(c)->on_timeout &&
             !(c->flags & (CONN_LINGER | CONN_HANDSHAKE)) &&
@@ -471,6 +528,13 @@ static void tls_end(struct conn *c, enum close_reason why)
 static bool tls_input_waiting(const struct conn *c)
 {
     return (c->flags & CONN_TLS) && tls_pending(conn_tls(c));
+}
+
+/* Part of a TLS record is held inside OpenSSL, waiting for the rest. */
+static bool tls_partial(const struct conn *c)
+{
+    return (c->flags & CONN_TLS) && !(c->flags & CONN_HANDSHAKE) &&
+           tls_partial_record(conn_tls(c));
 }
 
 /* Input to handle without a new epoll event: at the end of this
@@ -1146,6 +1210,10 @@ static void do_read(struct conn *c)
         n = tls_read(conn_tls(c), rb->data + have, rb->size - have);
         switch (n) {
         case TLS_WANT_READ:
+            /* Half a record and nothing to decrypt yet: for a protocol
+             * of messages, that is a message begun (invariant 2). */
+            if (conn_proto(c)->messages && may_arm_message(c) && tls_partial(c))
+                arm_message(c);
             return;
         case TLS_WANT_WRITE: /* OpenSSL must send first (a KeyUpdate) */
             c->flags |= CONN_TLS_RW;
@@ -1293,6 +1361,9 @@ void conn_resume_read(struct conn *c, enum pause_cause cause)
         return;
     c->pause &= (uint8_t)~cause;
     conn_set_of(c)->stats.paused_by[__builtin_ctz(cause)]--;
+    /* A message we stopped reading gets its full time again. */
+    if ((cause & OUR_PAUSES) && (c->flags & CONN_MESSAGE))
+        arm_message(c);
     if (c->pause)
         return;
     conn_set_of(c)->stats.paused--;

@@ -70,6 +70,8 @@ enum close_reason {
     CLOSE_HANDSHAKE_TIMEOUT, /* handshake_timeout: no TLS handshake in time */
     CLOSE_TLS_ERROR,         /* tls_error: a TLS failure (alert, bad record,
                                 certificate, no common version) */
+    CLOSE_MESSAGE_TIMEOUT,   /* message_timeout: a message (frame, fragments,
+                                TLS record) begun and not finished in time */
     CLOSE_REASON_COUNT
 };
 const char *close_reason_name(enum close_reason r);
@@ -124,6 +126,11 @@ struct conn_proto {
     void (*on_connect)(struct conn *c, int err);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
+    /* The protocol reads messages (WebSocket, framed TCP, SSE): a message
+     * begun must end within the set's message_timeout_ms, and conn.c
+     * starts that deadline itself when half a TLS record arrives (see
+     * conn_message_update()). */
+    bool messages;
     /* A server TLS conn whose first bytes are a plain HTTP request: what
      * to answer in plaintext before closing (NULL: close without a
      * word). Counted as a plaintext handshake either way. */
@@ -192,7 +199,8 @@ struct conn_stats {
 
 struct conn_limits {
     uint32_t write_timeout_ms;
-    uint32_t queue_limit; /* outbound bytes per conn */
+    uint32_t queue_limit;        /* outbound bytes per conn */
+    uint32_t message_timeout_ms; /* a begun message must end; 0 = never */
 };
 
 /* The struct a connection costs while idle (with its protocol's ext area
@@ -238,6 +246,7 @@ enum conn_flag {
     CONN_TLS = 1u << 11,          /* has a tls_conn (set->tls_by_fd) */
     CONN_HANDSHAKE = 1u << 12,    /* TLS handshake in progress */
     CONN_TLS_RW = 1u << 13,       /* a TLS read waits for writability */
+    CONN_MESSAGE = 1u << 14,      /* rd_deadline is a message's deadline */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -419,6 +428,38 @@ static inline bool conn_queue_over_limit(const struct conn *c)
  * deadline keeps the conn covered). O(1); no wheel work when later. */
 void conn_set_read_deadline(struct conn *c, uint32_t ms,
                             enum close_reason reason);
+
+/*
+ * The message deadline (invariant 2, for protocols with .messages set).
+ * Once part of a message has arrived - a frame header, a fragment, half a
+ * TLS record - the rest must arrive within the set's message_timeout_ms,
+ * counted from that first part: trickling bytes, control frames and pongs
+ * do not extend it. When it passes, on_timeout runs with rd_reason
+ * CLOSE_MESSAGE_TIMEOUT: the protocol may send a last word (WebSocket
+ * close 1008) and must not treat it as its own deadline; the conn closes
+ * with that reason. It is armed only in place of a liveness deadline
+ * (rd_reason CLOSE_IDLE_TIMEOUT or CLOSE_PONG_TIMEOUT: a heartbeat, a
+ * ping); a deadline that ends a phase (header, close, drain) stands. While
+ * armed it takes the read deadline's place; conn_set_read_deadline()
+ * disarms it (an explicit deadline: a close, a drain). Time spent with
+ * reading paused by us (PAUSE_RATE, PAUSE_MEMORY) is not the peer's: the
+ * deadline starts over when such a pause ends, or if it passes during
+ * one. A backpressure pause is the peer's doing (it does not read our
+ * answers) and counts.
+ *
+ * The protocol calls conn_message_update() at the end of on_data with
+ * partial = it holds part of a message (its parser is inside a frame or
+ * a fragmented message, or it leaves bytes for the carry). A half TLS
+ * record counts as partial too. Arms the deadline if partial and not
+ * armed. Return value: true if a message deadline was armed and no part
+ * of a message is held any more - the protocol then sets its own read
+ * deadline again (its liveness or heartbeat deadline); false otherwise.
+ */
+bool conn_message_update(struct conn *c, bool partial);
+static inline bool conn_in_message(const struct conn *c)
+{
+    return (c->flags & CONN_MESSAGE) != 0;
+}
 
 /* Reading pause and resume by cause (EPOLLIN off while any cause). */
 void conn_pause_read(struct conn *c, enum pause_cause cause);

@@ -1009,6 +1009,14 @@ size_t tls_pending(const struct tls_conn *tc)
     return n > 0 ? (size_t)n : 0;
 }
 
+bool tls_partial_record(const struct tls_conn *tc)
+{
+    /* SSL_has_pending() also counts unprocessed bytes: the record layer's
+     * buffer, which holds a record that is not whole yet. */
+    return !(tc->flags & TC_FATAL) && SSL_pending(tc->ssl) == 0 &&
+           SSL_has_pending(tc->ssl);
+}
+
 /* Gathers the next chunk of the stream at (i, off) in iov: up to one
  * record's worth. An iovec with a full record left is used in place;
  * otherwise bytes are copied into stage. Its length is always

@@ -234,6 +234,9 @@ ssize_t tls_read(struct tls_conn *tc, void *buf, size_t cap);
 /* Decrypted bytes held inside OpenSSL that tls_read() can return without
  * reading the socket (SSL_pending). */
 size_t tls_pending(const struct tls_conn *tc);
+/* True while part of a record has arrived and OpenSSL holds it, waiting
+ * for the rest (nothing of it can be decrypted yet). */
+bool tls_partial_record(const struct tls_conn *tc);
 
 /* Encrypts and sends the bytes of iov[0..n) in order, as one stream.
  * Small iovecs are coalesced (copied into a 16 KiB stack buffer) so that

@@ -233,6 +233,37 @@ static const struct conn_proto line_proto = {
     .on_close = line_on_close,
 };
 
+/* A line protocol of messages: a line begun and not ended is a message
+ * in progress (the message deadline), and once it ends the idle deadline
+ * (5 s) is back. */
+static int msg_ends;
+static enum close_reason timeout_reason;
+
+static size_t msg_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    size_t used = line_on_data(c, p, len);
+
+    if (conn_message_update(c, used < len)) {
+        msg_ends++;
+        conn_set_read_deadline(c, 5000, CLOSE_IDLE_TIMEOUT);
+    }
+    return used;
+}
+
+static bool msg_on_timeout(struct conn *c)
+{
+    timeout_reason = (enum close_reason)c->rd_reason;
+    return line_on_timeout(c);
+}
+
+static const struct conn_proto msg_proto = {
+    .name = "msg",
+    .on_data = msg_on_data,
+    .on_timeout = msg_on_timeout,
+    .on_close = line_on_close,
+    .messages = true,
+};
+
 /* ---- fixture ------------------------------------------------------------ */
 
 struct env {
@@ -1103,6 +1134,82 @@ static void test_on_timeout_extends(void **state)
     env_close(&e);
 }
 
+/* The message deadline: armed by the first byte of a message, not pushed
+ * back by more bytes of it, closing with message_timeout (the protocol is
+ * asked with that reason); a message that ends gives the protocol its own
+ * deadline back; and time spent paused by us (rate) is not counted. */
+static void test_message_deadline(void **state)
+{
+    static struct env e; /* static: outlives a failed test */
+    struct conn_limits lim = {.write_timeout_ms = 1000,
+                              .queue_limit = 1u << 20,
+                              .message_timeout_ms = 100};
+    uint64_t t0, dt;
+
+    /* 1. Trickled: one byte every 30 ms does not extend it. */
+    for (int round = 0; round < 3; round++) {
+        memset(&R, 0, sizeof(R));
+        memset(&e, 0, sizeof(e));
+        msg_ends = 0;
+        timeout_reason = CLOSE_NONE;
+        e.l = loop_new(65536);
+        assert_non_null(e.l);
+        assert_int_equal(conn_set_init(&e.set, e.l, &lim), 0);
+        make_pair(e.sv);
+        live_env = &e;
+        e.c = conn_new(&e.set, e.sv[0], NULL, &msg_proto, 0, 5000,
+                       CLOSE_IDLE_TIMEOUT);
+        assert_non_null(e.c);
+        R.conn = e.c;
+        assert_false(conn_in_message(e.c));
+        t0 = now_ms();
+        if (round == 0) {
+            peer_write(e.sv[1], "ab");
+            RUN_UNTIL(e.l, conn_in_message(e.c), 1000);
+            for (int i = 0; i < 10 && !R.closes; i++) {
+                run_for(e.l, 30);
+                if (!R.closes)
+                    peer_write(e.sv[1], "c");
+            }
+            RUN_UNTIL(e.l, R.closes == 1, 1000);
+            dt = now_ms() - t0;
+            assert_int_equal(R.why, CLOSE_MESSAGE_TIMEOUT);
+            assert_int_equal(timeout_reason, CLOSE_MESSAGE_TIMEOUT);
+            assert_int_equal(e.set.stats.closed[CLOSE_MESSAGE_TIMEOUT], 1);
+            assert_true(dt >= 100);
+            assert_true(dt < 100 + 200);
+        } else if (round == 1) {
+            /* 2. Ended in time: the idle deadline is back, no close. */
+            peer_write(e.sv[1], "ab");
+            RUN_UNTIL(e.l, conn_in_message(e.c), 1000);
+            run_for(e.l, 50);
+            peer_write(e.sv[1], "c\n");
+            RUN_UNTIL(e.l, msg_ends == 1, 1000);
+            assert_false(conn_in_message(e.c));
+            assert_int_equal(e.c->rd_reason, CLOSE_IDLE_TIMEOUT);
+            run_for(e.l, 200);
+            assert_int_equal(R.closes, 0);
+            assert_true(got_is("abc\n"));
+        } else {
+            /* 3. Paused by us for 250 ms with half a message: not the
+             * peer's time. Then, with nothing more, it closes ~100 ms
+             * after the resume. */
+            peer_write(e.sv[1], "ab");
+            RUN_UNTIL(e.l, conn_in_message(e.c), 1000);
+            conn_pause_read(e.c, PAUSE_RATE);
+            run_for(e.l, 250);
+            assert_int_equal(R.closes, 0);
+            t0 = now_ms();
+            conn_resume_read(e.c, PAUSE_RATE);
+            RUN_UNTIL(e.l, R.closes == 1, 1000);
+            dt = now_ms() - t0;
+            assert_int_equal(R.why, CLOSE_MESSAGE_TIMEOUT);
+            assert_true(dt >= 90);
+        }
+        env_close(&e);
+    }
+}
+
 /* Pushing a deadline later leaves the wheel alone; the node fires at the
  * old time, sees the deadline is not due, and re-arms. Pulling it earlier
  * moves the node. */
@@ -1658,6 +1765,7 @@ int main(void)
         cmocka_unit_test_setup(test_read_deadline_fires_with_its_reason,
                                leftover_setup),
         cmocka_unit_test_setup(test_on_timeout_extends, leftover_setup),
+        cmocka_unit_test_setup(test_message_deadline, leftover_setup),
         cmocka_unit_test_setup(test_lazy_rearm, leftover_setup),
         cmocka_unit_test_setup(test_no_deadline_is_covered, leftover_setup),
         cmocka_unit_test_setup(test_write_timeout, leftover_setup),
