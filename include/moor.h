@@ -46,6 +46,10 @@ struct moor_server_options {
     uint32_t idle_timeout_ms;     /* HTTP keep-alive */
     uint32_t shutdown_timeout_ms; /* graceful drain at most this long */
     const char *allowed_origins;  /* NULL/"" = any; else "https://a,..." */
+    /* A WebSocket message begun (a frame header, a first fragment) must
+     * be whole within this long, or the connection closes; pings and
+     * trickled bytes do not extend it. 0 = no limit. */
+    uint32_t message_timeout_ms;
 };
 
 /* Callbacks of a WebSocket route. Each is optional; arg is passed back. */

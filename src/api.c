@@ -155,6 +155,7 @@ MOOR_API void moor_server_options_init(struct moor_server_options *o)
     o->write_timeout_ms = 30000;
     o->idle_timeout_ms = 60000;
     o->shutdown_timeout_ms = 10000;
+    o->message_timeout_ms = 30000;
 }
 
 /* Splits "host:port" or "[v6]:port" into host and port. */
@@ -210,6 +211,7 @@ moor_server_new(const struct moor_server_options *o, char *err, size_t errlen)
     so.port = port;
     so.listen.max_conns = o->max_conns;
     so.conn.write_timeout_ms = o->write_timeout_ms;
+    so.conn.message_timeout_ms = o->message_timeout_ms;
     so.conn.queue_limit = (uint32_t)MIN(o->queue_limit, (uint64_t)UINT32_MAX);
     so.http.lim.max_header_bytes = 8192;
     so.http.lim.max_headers = 100;

@@ -207,8 +207,20 @@ static const struct opt opts[] = {
      .def = "30s",
      .min = 1,
      .max = DURATION_MAX_MS,
-     .help = "close a connection whose request body stalls this long",
+     .help = "close a connection whose request body is not complete "
+             "this long after its headers",
      .metric = "moor_closed_total{reason=\"body_timeout\"}"},
+    {.name = "message-timeout",
+     .kind = OPT_DURATION,
+     FIELD(message_timeout_ms),
+     .def = "30s",
+     .min = 1,
+     .max = DURATION_MAX_MS,
+     .help = "once part of a message has arrived (a WebSocket frame or "
+             "fragment, a framed TCP frame, half a TLS record), close the "
+             "connection if the rest takes longer; counted from that first "
+             "part, not extended by pings or trickled bytes",
+     .metric = "moor_closed_total{reason=\"message_timeout\"}"},
     {.name = "idle-timeout",
      .kind = OPT_DURATION,
      FIELD(idle_timeout_ms),

@@ -35,6 +35,7 @@ struct moor_config {
     uint32_t accept_burst;          /* --accept-burst */
     uint32_t header_timeout_ms;     /* --header-timeout */
     uint32_t body_timeout_ms;       /* --body-timeout */
+    uint32_t message_timeout_ms;    /* --message-timeout */
     uint32_t idle_timeout_ms;       /* --idle-timeout (keep-alive) */
     uint32_t write_timeout_ms;      /* --write-timeout */
     uint32_t linger_timeout_ms;     /* --linger-timeout */

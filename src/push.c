@@ -91,17 +91,21 @@ struct sse_conn {
     struct subscriber *s;
 };
 
-static size_t sse_on_data(struct conn *c, uint8_t *p, size_t len)
-{
-    /* The client has nothing more to say on an event stream. */
-    (void)c;
-    (void)p;
-    return len;
-}
-
 static struct push *push_of(const struct conn *c)
 {
     return conn_ctx(c);
+}
+
+static size_t sse_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    /* The client has nothing more to say on an event stream: its bytes
+     * are dropped. Over TLS, half a record started the message deadline;
+     * now it is whole, the heartbeat deadline is back. */
+    (void)p;
+    if (conn_message_update(c, false))
+        conn_set_read_deadline(c, push_of(c)->o.sse_heartbeat_ms,
+                               CLOSE_IDLE_TIMEOUT);
+    return len;
 }
 
 /* The heartbeat: a comment line every sse_heartbeat, so proxies keep the
@@ -110,6 +114,8 @@ static bool sse_on_timeout(struct conn *c)
 {
     static const char hb[] = ": heartbeat\n\n";
 
+    if (c->rd_reason != CLOSE_IDLE_TIMEOUT)
+        return false; /* half a TLS record not finished in time */
     if (conn_queued_bytes(c) == 0)
         conn_send_bytes(c, hb, sizeof(hb) - 1);
     conn_set_read_deadline(c, push_of(c)->o.sse_heartbeat_ms,
@@ -140,6 +146,7 @@ static const struct conn_proto sse_proto = {
     .on_drain = sse_on_drain,
     .on_timeout = sse_on_timeout,
     .on_close = sse_on_close,
+    .messages = true, /* only half a TLS record can be one */
 };
 
 static bool wants_sse(const struct http_request *req)
@@ -245,6 +252,7 @@ static const struct conn_proto tcp_proto = {
     .on_drain = tcp_on_drain,
     .on_timeout = tcp_on_timeout,
     .on_close = tcp_on_close,
+    .messages = true,
 };
 
 void push_tcp_accept(struct push *p, int fd, struct tls_ctx *tls,
@@ -402,6 +410,13 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
                 (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
     }
     t->ps = parser.s;
+    /* A frame begun (its header, part of its payload, or part of the
+     * header left for the carry) must end within --message-timeout: a
+     * publisher that stalls mid-frame holds its partial message, and
+     * heartbeats would otherwise keep it for ever (invariant 2). The
+     * command frame is under the header deadline instead. */
+    if (t->role && conn_message_update(c, off < len || t->ps.in_frame))
+        conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
     return off;
 }
 
@@ -410,8 +425,8 @@ static bool tcp_on_timeout(struct conn *c)
     struct tcp_conn *t = conn_ext(c);
     static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
 
-    if (t->role == 0)
-        return false; /* no command in time */
+    if (t->role == 0 || c->rd_reason != CLOSE_IDLE_TIMEOUT)
+        return false; /* no command in time, or a frame not finished */
     /* Subscribers and publishers alike get an empty frame after quiet:
      * proxies keep the connection, and a vanished peer is found by the
      * write timeout; a silent publisher is not closed. */

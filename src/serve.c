@@ -275,6 +275,7 @@ static void options_from_config(const struct moor_config *c,
     o->http.lim.max_body = c->max_body;
     o->http.header_timeout_ms = c->header_timeout_ms;
     o->http.body_timeout_ms = c->body_timeout_ms;
+    o->conn.message_timeout_ms = c->message_timeout_ms;
     o->http.idle_timeout_ms = c->idle_timeout_ms;
     o->http.linger_timeout_ms = c->linger_timeout_ms;
     o->ws.max_message = c->max_message;

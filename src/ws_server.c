@@ -55,6 +55,7 @@ static const struct conn_proto ws_proto = {
     .on_drain = ws_on_drain,
     .on_timeout = ws_on_timeout,
     .on_close = ws_on_close,
+    .messages = true,
 };
 
 size_t ws_conn_ext_size(void)
@@ -469,10 +470,13 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
     struct ws_parser parser;
     size_t off = 0;
 
-    /* Any inbound byte is proof of life. */
+    /* Any inbound byte is proof of life; while a message is under way,
+     * its own deadline stands instead (not extended by trickling). */
     if (w->phase == WSP_OPEN || w->phase == WSP_PINGED) {
         w->phase = WSP_OPEN;
-        conn_set_read_deadline(c, srv->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
+        if (!conn_in_message(c))
+            conn_set_read_deadline(c, srv->o.ping_interval_ms,
+                                   CLOSE_PONG_TIMEOUT);
     }
     /* The conn keeps 14 bytes of parser state; the settings come from the
      * server. */
@@ -533,6 +537,12 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
     w->ps = parser.s;
     if (w->ps.closed)
         return len; /* nothing after a close frame */
+    /* A frame or a fragmented message begun and not ended, or a partial
+     * header left for the carry: the message deadline runs (invariant
+     * 2). Once it is whole, the ping deadline is back. */
+    if (w->phase == WSP_OPEN &&
+        conn_message_update(c, off < len || w->ps.in_frame || w->ps.msg_op))
+        conn_set_read_deadline(c, srv->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
     return off;
 }
 
@@ -549,6 +559,14 @@ static void ws_on_drain(struct conn *c)
 static bool ws_on_timeout(struct conn *c)
 {
     struct ws_conn *w = conn_ext(c);
+
+    if (c->rd_reason == CLOSE_MESSAGE_TIMEOUT) {
+        /* A message begun and not finished in time: tell the peer why
+         * (it may be alive, sending pings), then close. */
+        ws_close_purge(c, WS_CLOSE_POLICY, "message timeout",
+                       CLOSE_MESSAGE_TIMEOUT);
+        return !conn_is_closing(c);
+    }
 
     switch (w->phase) {
     case WSP_OPEN:

@@ -39,6 +39,7 @@ static void test_defaults_match_moor_serve(void **state)
     assert_int_equal(o.write_timeout_ms, c.write_timeout_ms);
     assert_int_equal(o.idle_timeout_ms, c.idle_timeout_ms);
     assert_int_equal(o.shutdown_timeout_ms, c.shutdown_timeout_ms);
+    assert_int_equal(o.message_timeout_ms, c.message_timeout_ms);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 

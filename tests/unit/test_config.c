@@ -539,6 +539,7 @@ static void test_help(void **state)
     assert_non_null(strstr(outbuf, "GET /metrics"));
     assert_non_null(strstr(outbuf, "GET /debug/mem"));
     assert_non_null(strstr(outbuf, "--idle-timeout DURATION"));
+    assert_non_null(strstr(outbuf, "--message-timeout DURATION"));
     assert_non_null(strstr(outbuf, "(default 60s, env MOOR_IDLE_TIMEOUT)"));
     assert_non_null(strstr(outbuf, "127.0.0.1:8080, env MOOR_LISTEN)"));
     assert_non_null(strstr(outbuf, "Durations:"));
@@ -546,7 +547,7 @@ static void test_help(void **state)
         snprintf(want, sizeof(want), "  --%s ", name);
         assert_non_null(strstr(outbuf, want));
     }
-    assert_int_equal(n, 44);
+    assert_int_equal(n, 45);
     /* Every line fits in 80 columns. */
     for (line = outbuf; *line;) {
         size_t len = strcspn(line, "\n");
