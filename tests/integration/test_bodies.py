@@ -34,6 +34,7 @@ import json
 import select
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -480,12 +481,8 @@ def close_reason(route, shape):
     return "bad_request"
 
 
-def run_case(rs, route, shape):
-    rs.check_alive("before this case")
-    status, keep_alive = expected(route, shape)
-    skind = SHAPES[shape][2]
-    data = request_bytes(route, shape)
-    m0 = rs.metrics()
+def exchange(rs, route, shape, data, status, keep_alive, skind):
+    """Sends the case's request and checks what comes back."""
     with Conn(rs.port, timeout=slack(5.0)) as c:
         send_quietly(c, data)
         if keep_alive:
@@ -503,9 +500,37 @@ def run_case(rs, route, shape):
             t = assert_no_answer(c, data, slack(BODY_TIMEOUT_MS / 1000 + 3))
             assert t is not None, \
                 f"not closed within --body-timeout {BODY_TIMEOUT_MS} ms + 3 s"
+
+
+def answers_healthz(port):
+    try:
+        with Conn(port, timeout=slack(2.0)) as c:
+            return c.request("GET", "/healthz").status == 200
+    except (OSError, Closed):
+        return False
+
+
+def run_case(rs, route, shape):
+    rs.check_alive("before this case")
+    status, keep_alive = expected(route, shape)
+    skind = SHAPES[shape][2]
+    data = request_bytes(route, shape)
+    m0 = rs.metrics()
+    try:
+        exchange(rs, route, shape, data, status, keep_alive, skind)
+        r = rs.srv.get("/healthz")
+        assert r.status == 200, f"/healthz after the case: {r}"
+    except (AssertionError, Closed, OSError):
+        # A crash shows as a closed connection: say so, with the log
+        # (a sanitizer report takes a moment to be written).
+        if not answers_healthz(rs.port):
+            try:
+                rs.srv.proc.wait(timeout=slack(5.0))
+            except subprocess.TimeoutExpired:
+                pass
+            rs.check_alive("on this case")
+        raise
     rs.check_alive("on this case")
-    r = rs.srv.get("/healthz")
-    assert r.status == 200, f"/healthz after the case: {r}"
     m1 = rs.settled()
     rs.assert_live_bytes_back(m1, f"after {shape}")
     # Exactly one answer counted, the one sent (a held answer that a bad
