@@ -2,8 +2,10 @@
 
 Each body shape (every chunked framing error, every Content-Length error,
 a body cut short by the peer or stalled until --body-timeout, bodies over
---max-body, and a valid body for contrast) is sent to each route that has
-to frame a body:
+--max-body, an error that arrives in a later read than the body bytes
+before it, Expect: 100-continue, a request that says Connection: close,
+and valid bodies for contrast) is sent to each route that has to frame a
+body:
 
 - POST /pub/ch, the body route: the body is collected, then published;
 - POST /healthz, /metrics, /debug/mem, /debug/conns (405 with Allow) and
@@ -162,14 +164,53 @@ SHAPES = {
     "chunk-stalls-mid-data": chunked(b"5\r\nhel", "stall", None),
     "chunk-stalls-in-trailer": chunked(b"5\r\nhello\r\n0\r\nX-T: 1\r\n",
                                        "stall", None),
+    # the body arrives over several reads (sent in parts, 30 ms apart):
+    # body bytes collected (or discarded) in one read, the error in a later
+    # one; a valid body trickled in
+    "chunk-error-in-later-read": chunked(
+        (b"5\r\nhello\r\n", b"3\r\nabc", b"\r\nzz\r\n"), "body", 400),
+    "chunks-over-max-body-in-later-read": chunked(
+        (b"800\r\n" + b"a" * 2048 + b"\r\n", b"800\r\n" + b"b" * 2048,
+         b"\r\n1\r\nc\r\n0\r\n\r\n"), "body", 413),
+    "chunk-trailer-error-in-later-read": chunked(
+        (b"5\r\nhello\r\n0\r\n", b"X-T: 1\r\n", b"X T: 2\r\n\r\n"),
+        "body", 400),
+    # Expect: 100-continue: a route that reads the body says 100 Continue
+    # first, then the body's answer; a route that answers at once does not
+    "expect-100-bad-chunk": (TE + [("Expect", "100-continue")],
+                             b"zz\r\nhello\r\n0\r\n\r\n", "body", 400),
+    "expect-100-over-max-body": (
+        TE + [("Expect", "100-continue")],
+        (b"400\r\n" + b"a" * KiB + b"\r\n") * (MAX_BODY // KiB + 1), "body",
+        413),
+    "expect-100-valid": (cl(10) + [("Expect", "100-continue")],
+                         b"valid-e100", "valid", None),
+    # Connection: close on the request: a route that answers without the
+    # body (405, 404) answers and closes without reading it; the body route
+    # still reads it and answers the body's status
+    "conn-close-bad-chunk": (TE + [("Connection", "close")],
+                             b"zz\r\nhello\r\n0\r\n\r\n", "body-close",
+                             400),
+    "conn-close-chunk-over-max-body": (
+        TE + [("Connection", "close")],
+        b"%x\r\n" % (MAX_BODY + 1), "body-close", 413),
+    "conn-close-valid": (TE + [("Connection", "close")],
+                         b"a\r\nvalid-conn\r\n6\r\n-close\r\n0\r\n\r\n",
+                         "valid-close", None),
     # valid, for contrast (the payload is what a subscriber would see)
     "valid-cl": (cl(8), b"valid-cl", "valid", None),
     "valid-chunked": chunked(b"6;ext=1\r\nvalid-\r\n7\r\nchunked\r\n0\r\n"
                              b"X-Trailer: 1\r\n\r\n", "valid", None),
     "valid-cl-max-body": (cl(MAX_BODY), b"m" * MAX_BODY, "valid", None),
+    "valid-chunked-trickled": chunked(
+        (b"6\r\nval", b"id-\r\n10;x=y\r\nchunked-", b"trickled\r\n0",
+         b"\r\n\r\n"), "valid", None),
 }
 VALID_PAYLOADS = {"valid-cl": b"valid-cl", "valid-chunked": b"valid-chunked",
-                  "valid-cl-max-body": b"m" * MAX_BODY}
+                  "valid-cl-max-body": b"m" * MAX_BODY,
+                  "valid-chunked-trickled": b"valid-chunked-trickled",
+                  "expect-100-valid": b"valid-e100",
+                  "conn-close-valid": b"valid-conn-close"}
 
 
 # ---- the routes ------------------------------------------------------------
@@ -217,19 +258,33 @@ def expected(route, shape):
         return status, False
     if rkind == "early":
         return answer, False
-    if skind == "body":
+    if skind in ("body-close", "valid-close") and rkind == "hold":
+        return answer, False    # answered at once, the body left unread
+    if skind in ("body", "body-close"):
         return status, False
     if skind == "valid":
         return answer, True
+    if skind == "valid-close":
+        return answer, False
     return None, False          # close, stall: no answer
 
 
-def request_bytes(route, shape):
+def expects_100(route, shape):
+    """A 100 Continue comes first: asked for, and the body is read."""
+    framing, _, skind, _ = SHAPES[shape]
+    return ("Expect", "100-continue") in framing and skind != "head" and \
+        ROUTES[route][3] != "early"
+
+
+def request_parts(route, shape):
+    """The request as the pieces to send, 30 ms apart."""
     method, path, extra, _, _ = ROUTES[route]
     framing, body, _, _ = SHAPES[shape]
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\n" + "".join(
         f"{k}: {v}\r\n" for k, v in list(extra) + list(framing)) + "\r\n"
-    return head.encode("latin-1") + body
+    if isinstance(body, bytes):
+        return [head.encode("latin-1") + body]
+    return [head.encode("latin-1")] + list(body)
 
 
 # ---- subscribers -----------------------------------------------------------
@@ -411,11 +466,16 @@ def send_quietly(c, data):
         pass
 
 
-def read_status_first(c, status, data):
+def read_status_first(c, status, data, interim=False):
     """Reads one response; the status line is checked before the body is
-    read (an event stream's body never ends)."""
+    read (an event stream's body never ends). interim: a 100 Continue must
+    come first, else none may."""
     try:
         head = c.read_until(b"\r\n\r\n")
+        if interim:
+            assert head == b"HTTP/1.1 100 Continue\r\n\r\n", \
+                f"no 100 Continue first: {head!r}"
+            head = c.read_until(b"\r\n\r\n")
     except Closed as e:
         raise AssertionError(f"closed without an answer ({e}); expected "
                              f"{status} for {data[:300]!r}")
@@ -426,8 +486,8 @@ def read_status_first(c, status, data):
     return c.read_response()
 
 
-def assert_error_answer(c, status, data):
-    r = read_status_first(c, status, data)
+def assert_error_answer(c, status, data, interim=False):
+    r = read_status_first(c, status, data, interim)
     assert r.closes(), f"{status} without Connection: close: {r}"
     assert c.wait_closed(slack(3.0)) is not None, \
         f"connection still open after {status}"
@@ -439,16 +499,21 @@ def assert_route_answer(rs, c, route, shape):
     """A valid body: the route's own answer, kept alive; a pipelined GET
     /healthz after the body is answered too (the body was framed)."""
     _, _, _, _, answer = ROUTES[route]
-    r = read_status_first(c, answer, b"")
+    r = read_status_first(c, answer, b"", expects_100(route, shape))
     assert not r.closes(), f"a valid body closed the connection: {r}"
-    if answer == 202:
-        assert json.loads(r.body) == {"subscribers": N_SUBSCRIBERS}, r
-        rs.published.append(VALID_PAYLOADS[shape])
-    elif answer == 405:
-        assert r.header("allow") == "GET, HEAD", r
+    check_answer(rs, r, shape)
     r2 = c.read_response()
     assert r2.status == 200 and r2.body == b"ok\n", r2
     assert c.is_open(0.05)
+
+
+def check_answer(rs, r, shape):
+    """The route's own answer is whole (a 202 counts its subscribers)."""
+    if r.status == 202:
+        assert json.loads(r.body) == {"subscribers": N_SUBSCRIBERS}, r
+        rs.published.append(VALID_PAYLOADS[shape])
+    elif r.status == 405:
+        assert r.header("allow") == "GET, HEAD", r
 
 
 def assert_no_answer(c, data, timeout):
@@ -478,18 +543,27 @@ def close_reason(route, shape):
         return "body_timeout"
     if ROUTES[route][3] == "early" and skind != "head":
         return "done"   # answered at once, closed without reading the body
+    if skind == "valid-close" or skind == "body-close" and \
+            ROUTES[route][3] == "hold":
+        return "done"   # answered, and the request asked for a close
     return "bad_request"
 
 
-def exchange(rs, route, shape, data, status, keep_alive, skind):
+def exchange(rs, route, shape, parts, status, keep_alive, skind):
     """Sends the case's request and checks what comes back."""
+    data = b"".join(parts)
     with Conn(rs.port, timeout=slack(5.0)) as c:
-        send_quietly(c, data)
+        for i, part in enumerate(parts):
+            if i:
+                time.sleep(0.03)
+            send_quietly(c, part)
         if keep_alive:
             c.send(build_request("GET", "/healthz"))
             assert_route_answer(rs, c, route, shape)
         elif status is not None:
-            assert_error_answer(c, status, data)
+            r = assert_error_answer(c, status, data,
+                                    expects_100(route, shape))
+            check_answer(rs, r, shape)
         elif skind == "close":
             # Let the server take the partial body in, then leave.
             assert_no_answer(c, data, 0.1)
@@ -514,10 +588,10 @@ def run_case(rs, route, shape):
     rs.check_alive("before this case")
     status, keep_alive = expected(route, shape)
     skind = SHAPES[shape][2]
-    data = request_bytes(route, shape)
+    parts = request_parts(route, shape)
     m0 = rs.metrics()
     try:
-        exchange(rs, route, shape, data, status, keep_alive, skind)
+        exchange(rs, route, shape, parts, status, keep_alive, skind)
         r = rs.srv.get("/healthz")
         assert r.status == 200, f"/healthz after the case: {r}"
     except (AssertionError, Closed, OSError):
