@@ -175,6 +175,14 @@ SHAPES = {
     "chunk-trailer-error-in-later-read": chunked(
         (b"5\r\nhello\r\n0\r\n", b"X-T: 1\r\n", b"X T: 2\r\n\r\n"),
         "body", 400),
+    # a request pipelined after a bad body is never parsed: one answer
+    # (assert_error_answer checks nothing follows it)
+    "chunk-error-then-pipelined-request": chunked(
+        b"zz\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "body",
+        400),
+    "chunk-data-longer-then-pipelined-request": chunked(
+        b"1\r\nhello\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "body", 400),
     # Expect: 100-continue: a route that reads the body says 100 Continue
     # first, then the body's answer; a route that answers at once does not
     "expect-100-bad-chunk": (TE + [("Expect", "100-continue")],
