@@ -177,6 +177,13 @@ static void start_sse(struct http_exchange *ex, struct push *p,
     ssize_t hl;
     size_t rl;
 
+    if (ex->req->has_body) {
+        /* A subscription carries no body (nor does a WebSocket upgrade):
+         * 400 at once, and the body is not read (the conn closes). */
+        ex->keep_alive = false;
+        respond_text(ex, 400, "an event-stream request carries no body");
+        return;
+    }
     if (last && !sse_parse_last_event_id(last->p, last->len, &last_id)) {
         respond_text(ex, 400, "bad Last-Event-ID: expected a decimal id");
         return;

@@ -14,7 +14,7 @@ body:
 - GET /echo and GET /sub/ch with a body, and WebSocket upgrade requests
   with a body (to /echo, /sub/ch and /pub/ch): answered 400 and closed
   without reading the body (an upgrade request carries no body);
-- GET /sub/ch as an event stream with a body (see SSE_BODY_BUG).
+- GET /sub/ch as an event stream with a body (400, like an upgrade).
 
 One server per route (a module-scoped fixture), with a WebSocket and an SSE
 subscriber on channel "ch" for the whole run. Every case asserts the exact
@@ -245,18 +245,6 @@ ROUTES = {
     "sse-sub": ("GET", f"/sub/{CHANNEL}", [("Accept", "text/event-stream")],
                 "early", 400),
 }
-
-# GET /sub/ch with Accept: text/event-stream and a body starts the event
-# stream (200) without framing the body: every later byte is discarded
-# as event-stream input (push.c sse_on_data), so a malformed chunked body
-# gets no answer at all, where a WebSocket upgrade with a body gets 400
-# (ws_server.c: "an upgrade request carries no body"). Memory stays
-# bounded; the answer is not precise (invariant 8).
-SSE_BODY_BUG = ("server bug: an event-stream subscription carrying a body "
-                "is answered 200 and its body never framed (push.c "
-                "start_sse has no has_body check; the WebSocket upgrade "
-                "answers 400)")
-
 
 def expected(route, shape):
     """(status or None, keep_alive) the case must get."""
@@ -534,10 +522,7 @@ def assert_no_answer(c, data, timeout):
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))
-def test_body_shape(rs, shape, request):
-    if rs.route == "sse-sub" and SHAPES[shape][2] != "head":
-        request.applymarker(pytest.mark.xfail(reason=SSE_BODY_BUG,
-                                              strict=True))
+def test_body_shape(rs, shape):
     run_case(rs, rs.route, shape)
 
 
