@@ -6,6 +6,11 @@
 # Usage: scripts/fuzz.sh [seconds] [target...]
 #   scripts/fuzz.sh            every target, 60 s each
 #   scripts/fuzz.sh 300 http1  only fuzz/fuzz_http1.c, for 5 minutes
+#   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
+#                              routes of `moor serve` (docs/fuzzing.md)
+# Each target runs for the seconds asked, however many (libFuzzer's
+# -max_total_time); `make fuzz FUZZ_SECONDS=N` passes N here. tests/run
+# gives the parser targets 10 s each and fuzz_conn 60 s.
 #
 # Exit status: 0 if every target ran clean, 1 if any target crashed (or
 # failed a CHECK, leaked, timed out), 2 if the tools or a build failed.
