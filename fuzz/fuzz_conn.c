@@ -218,8 +218,9 @@ static void finish(void)
         step();
     if (set->stats.open > 0) {
         if (!getenv("FUZZ_CONN_LENIENT")) {
-            fprintf(stderr, "fuzz_conn: %lld conns left after their peers "
-                            "closed\n",
+            fprintf(stderr,
+                    "fuzz_conn: %lld conns left after their peers "
+                    "closed\n",
                     (long long)set->stats.open);
             abort();
         }
