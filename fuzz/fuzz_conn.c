@@ -18,7 +18,9 @@
  *   byte 0   bits 0-1: connections - 1 (3 means 3); bits 2-4: conn i
  *            speaks the framed TCP protocol if bit 2+i is set, else HTTP;
  *            bit 5: small socket buffers (4 KiB), so writes come back
- *            short and queues fill.
+ *            short and queues fill; bits 6-7: which server, 0 (or 3)
+ *            serve_argv, 1 drop_argv (drop-oldest, a soft queue limit,
+ *            few channels), 2 rate_argv (paced publishers).
  *   then ops, each a control byte c: conn = (c & 3) % connections,
  *   op = (c >> 2) & 7:
  *     0  write the next L bytes, L = next byte (0 means 256)
@@ -86,9 +88,16 @@ struct client {
     bool reading; /* drain what the server sends */
 };
 
-/* Built once, like the process `moor serve` is: the fuzzer then runs
- * every input against the same server. */
-static struct moor_config cfg;
+/* Built once each, like the process `moor serve` is: the fuzzer then
+ * runs every input against the same three servers (one per flag set). */
+struct instance {
+    struct moor_config cfg;
+    struct serve *sv;
+};
+static struct instance inst[3];
+
+/* The input's server. */
+static struct moor_config *cfg;
 static struct serve *sv;
 static struct loop *lp;
 static struct conn_set *set;
@@ -101,10 +110,23 @@ static bool show; /* FUZZ_CONN_SHOW=1: what the server sends, to stderr */
 /* The flags: as `moor serve` defaults, with small limits so that
  * over-the-limit paths (413, 1009, frames over max_message, full queues)
  * are reachable with inputs of a few KiB. */
-static char *serve_argv[] = {
-    "--listen",      "127.0.0.1:0", "--tcp-listen",  "127.0.0.1:0",
-    "--log-level",   "off",         "--max-body",    "4KiB",
-    "--max-message", "4KiB",        "--queue-limit", "16KiB",
+#define BASE_FLAGS                                                             \
+    "--listen", "127.0.0.1:0", "--tcp-listen", "127.0.0.1:0", "--log-level",   \
+        "off", "--max-body", "4KiB", "--max-message", "4KiB", "--queue-limit", \
+        "16KiB"
+static char *serve_argv[] = {BASE_FLAGS};
+
+/* The other servers (bits 6-7 of byte 0): the same flags plus, for 1,
+ * the other slow-subscriber policy, a soft queue limit and few channels
+ * (drop-oldest, "dropped" notices, channel limits); for 2, paced
+ * publishers (rate pauses). */
+static char *drop_argv[] = {
+    BASE_FLAGS, "--slow-policy",  "drop-oldest", "--queue-soft-limit",
+    "4KiB",     "--max-channels", "6",           "--max-channels-per-conn",
+    "3",
+};
+static char *rate_argv[] = {
+    BASE_FLAGS, "--rate", "20", "--burst", "4", "--byte-rate", "8KiB",
 };
 
 static void drain(struct client *cl)
@@ -158,7 +180,7 @@ static void client_open(struct client *cl, bool tcp)
     cl->fd = sp[0];
     /* Both take the fd, and close it themselves on failure. */
     if (tcp)
-        push_tcp_accept(serve_push(sv), sp[1], NULL, cfg.handshake_timeout_ms);
+        push_tcp_accept(serve_push(sv), sp[1], NULL, cfg->handshake_timeout_ms);
     else
         http_server_accept(server_http(serve_server(sv)), sp[1], NULL);
 }
@@ -254,27 +276,42 @@ static void warm_up(void)
     finish();
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void use(struct instance *in)
+{
+    cfg = &in->cfg;
+    sv = in->sv;
+    lp = server_loop(serve_server(sv));
+    set = server_conns(serve_server(sv));
+}
+
+static void start(struct instance *in, int argc, char **argv)
 {
     char err[256];
-    int n = (int)(sizeof(serve_argv) / sizeof(serve_argv[0]));
 
+    CHECK(config_parse(&in->cfg, argc, argv, NULL, stdout, err, sizeof(err)) ==
+          0);
+    in->sv = serve_new(&in->cfg);
+    CHECK(in->sv != NULL);
+    /* Process-wide, as serve_main sets it; both flag sets agree. */
+    mem_set_budget(in->cfg.memory_limit, 90);
+    use(in);
+    warm_up();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
     (void)argc;
     (void)argv;
     show = getenv("FUZZ_CONN_SHOW") != NULL;
     if (getenv("FUZZ_CONN_TRACE"))
         mem_trace_enable();
-    CHECK(config_parse(&cfg, n, serve_argv, NULL, stdout, err, sizeof(err)) ==
-          0);
     log_set_level(LOG_OFF);
-    mem_set_budget(cfg.memory_limit, 90);
-    sv = serve_new(&cfg);
-    CHECK(sv != NULL);
-    lp = server_loop(serve_server(sv));
-    set = server_conns(serve_server(sv));
     for (int i = 0; i < MAX_CLIENTS; i++)
         clients[i].fd = -1;
-    warm_up();
+    start(&inst[0], (int)(sizeof(serve_argv) / sizeof(serve_argv[0])),
+          serve_argv);
+    start(&inst[1], (int)(sizeof(drop_argv) / sizeof(drop_argv[0])), drop_argv);
+    start(&inst[2], (int)(sizeof(rate_argv) / sizeof(rate_argv[0])), rate_argv);
     return 0;
 }
 
@@ -340,6 +377,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > MAX_INPUT)
         return 0;
     base = mem_live_bytes(MEM_ALL);
+    use(&inst[(data[0] >> 6) % 3]);
     steps = 0;
     small_buffers = data[0] & 0x20;
     nclients = (data[0] & 3) == 3 ? 3 : (data[0] & 3) + 1;

@@ -40,7 +40,7 @@ sources_for() {
     # Whole connections through the routes of `moor serve`: the library
     # and the app's serve.c and config.c (all of src/ but the command
     # dispatcher and the load generator).
-    conn) ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/bench\.c$' ;;
+    conn) ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/bench\.c$' | tr '\n' ' ' ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"

@@ -22,13 +22,16 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 # ---- the script format ----------------------------------------------------
 
-def header(n=1, tcp=(), small=False):
-    """Byte 0: n connections, which of them speak framed TCP."""
+def header(n=1, tcp=(), small=False, variant=0):
+    """Byte 0: n connections, which of them speak framed TCP, small
+    socket buffers, which server (0 default flags, 1 drop-oldest with a
+    soft limit and few channels, 2 paced publishers)."""
     b = (n - 1) & 3
     for i in tcp:
         b |= 1 << (2 + i)
     if small:
         b |= 0x20
+    b |= variant << 6
     return bytes([b])
 
 
@@ -397,7 +400,48 @@ def tcp_seeds():
          W(0, get("/debug/conns") + get("/metrics")) + RUN())
 
 
+def variant_seeds():
+    """The other servers: 1 is --slow-policy drop-oldest,
+    --queue-soft-limit 4KiB, at most 6 channels and 3 per conn; 2 is
+    --rate 20 --burst 4 --byte-rate 8KiB."""
+    v = dict(variant=1)
+    r = dict(variant=2)
+    seed("v_ws_sub_stalled_drop_oldest", header(2, small=True, **v) +
+         W(0, upgrade("/sub/a")) + RUN() + STALL(0) +
+         W(1, upgrade("/pub/a")) + RUN() +
+         W(1, b"".join(binary(b"d" * 1000) for _ in range(30))) +
+         RUN(1, 15) + STALL(0) + RUN(0, 15))
+    seed("v_sse_stalled_dropped_event", header(2, small=True, **v) +
+         W(0, sse("/sub/a")) + RUN() + STALL(0) + W(1, b"".join(
+             post("/pub/a", "e" * 1500) for _ in range(12))) +
+         RUN(1, 15) + STALL(0) + RUN(0, 15))
+    seed("v_tcp_stalled_drop_oldest", header(2, tcp=(0, 1), small=True, **v) +
+         W(0, tframe("SUB a")) + RUN() + STALL(0) + W(
+             1, tframe("PUB a") + b"".join(tframe("o" * 1500)
+                                           for _ in range(30))) +
+         RUN(1, 15) + STALL(0) + RUN(0, 15))
+    seed("v_ws_pub_rate_limited", header(2, **r) + W(0, upgrade("/sub/r")) +
+         W(1, upgrade("/pub/r")) + RUN() +
+         W(1, b"".join(text(f"m{i}") for i in range(20))) + RUN(1, 15))
+    seed("v_tcp_pub_rate_limited", header(2, tcp=(1,), **r) +
+         W(0, sse("/sub/r")) + W(1, tframe("PUB r") + b"".join(
+             tframe(f"m{i}") for i in range(20))) + RUN(1, 15) + CLOSE(1) +
+         RUN())
+    seed("v_ws_pub_byte_rate", header(2, **r) + W(0, upgrade("/sub/b")) +
+         W(1, upgrade("/pub/b")) + RUN() +
+         W(1, b"".join(binary(b"B" * 3000) for _ in range(5))) + RUN(1, 15))
+    seed("v_sub_too_many_per_conn", header(**v) + W(
+        0, upgrade("/sub/a,b,c,d")))
+    seed("v_channels_run_out", header(3, tcp=(2,), **v) +
+         W(0, upgrade("/sub/a,b,c")) + W(1, sse("/sub/d,e,f")) +
+         W(2, tframe("SUB g")) + RUN() + CLOSE(0) +
+         W(2, tframe("x")) + REOPEN(0) + W(0, upgrade("/sub/h")))
+    seed("v_post_pub_rate", header(**r) + W(0, b"".join(
+        post("/pub/p", f"b{i}") for i in range(10))) + RUN(0, 15))
+
+
 def main():
+    variant_seeds()
     http_seeds()
     body_seeds()
     ws_seeds()
