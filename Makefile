@@ -43,7 +43,7 @@ help:
 	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
 	@echo "make lint       layer rules, no raw malloc/free, clang-format check"
-	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each)"
+	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers and fuzz_conn)"
 
 deps:
 	@scripts/install-deps.sh

@@ -6,6 +6,11 @@
 # Usage: scripts/fuzz.sh [seconds] [target...]
 #   scripts/fuzz.sh            every target, 60 s each
 #   scripts/fuzz.sh 300 http1  only fuzz/fuzz_http1.c, for 5 minutes
+#   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
+#                              routes of `moor serve` (docs/fuzzing.md)
+# Each target runs for the seconds asked, however many (libFuzzer's
+# -max_total_time); `make fuzz FUZZ_SECONDS=N` passes N here. tests/run
+# gives the parser targets 10 s each and fuzz_conn 60 s.
 #
 # Exit status: 0 if every target ran clean, 1 if any target crashed (or
 # failed a CHECK, leaked, timed out), 2 if the tools or a build failed.
@@ -19,7 +24,8 @@ SECONDS_EACH=${1:-60}
 OUT=build/fuzz
 CC=${FUZZ_CC:-clang}
 CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fno-omit-frame-pointer \
--fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
+-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+-DMOOR_VERSION=\"fuzz\""
 
 # The sources each target links besides fuzz/fuzz_<target>.c. Parsers are
 # pure, so most need only their own file; add mem.c / buf.c only where the
@@ -31,6 +37,10 @@ sources_for() {
     ws | ws_handshake) echo "src/ws.c src/http1.c" ;;
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
+    # Whole connections through the routes of `moor serve`: the library
+    # and the app's serve.c and config.c (all of src/ but the command
+    # dispatcher and the load generator).
+    conn) ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/bench\.c$' | tr '\n' ' ' ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"
@@ -44,6 +54,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
+    conn) echo "-lssl -lcrypto -lm -pthread" ;;
     *) echo "" ;;
     esac
 }

@@ -33,6 +33,7 @@ struct serve {
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
     char more[512]; /* the banner's lines for --tls-listen, --tcp-listen */
+    char host[128]; /* --listen's host, for the banner */
     const struct moor_config *cfg;
     struct loop_hook hook;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
@@ -312,16 +313,16 @@ static int start_tcp(struct serve *sv, const struct moor_config *c,
     return 0;
 }
 
-/* Frees what serve_main built, in the one order that works: the
- * listeners, the server (every conn), then the TLS context the conns
- * held, then OpenSSL's process-wide state so live bytes can reach 0. */
-static void serve_free(struct serve *sv)
+void serve_free(struct serve *sv)
 {
+    if (!sv)
+        return;
     listener_free(sv->tcp);
     listener_free(sv->tls_listener);
     server_free(sv->srv);
     push_free(sv->push);
     tls_ctx_free(sv->tls);
+    mem_free(MEM_CONFIG, sv);
     tls_mem_fini();
 }
 
@@ -370,17 +371,75 @@ static int check_memory(void)
 #endif
 }
 
+struct serve *serve_new(const struct moor_config *cfg)
+{
+    struct server_opts o;
+    struct push_opts po;
+    struct serve *sv = mem_calloc(MEM_CONFIG, 1, sizeof(*sv));
+    char err[256];
+    uint16_t port = 0;
+    int e = 0;
+
+    if (!sv) {
+        fprintf(stderr, "moor: out of memory\n");
+        return NULL;
+    }
+    sv->cfg = cfg;
+    options_from_config(cfg, &o, sv->host, sizeof(sv->host), &port);
+    sv->srv = server_new(&o, &e, err, sizeof(err));
+    if (!sv->srv) {
+        fprintf(stderr, "moor: %s\n", err);
+        goto err_free;
+    }
+    http_server_route(server_http(sv->srv), "/healthz", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, sv);
+    http_server_route(server_http(sv->srv), "/metrics", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, sv);
+    http_server_route(server_http(sv->srv), "/debug/mem", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, sv);
+    http_server_route(server_http(sv->srv), "/echo", false, HTTP_M(HTTP_GET),
+                      on_echo, sv);
+    http_server_route(server_http(sv->srv), "/debug/conns", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_conns, sv);
+    push_options(cfg, &o, &po);
+    sv->push = push_new(server_http(sv->srv), server_ws(sv->srv),
+                        server_conns(sv->srv), &po);
+    if (!sv->push) {
+        fprintf(stderr, "moor: out of memory\n");
+        goto err_free;
+    }
+    server_on_shutdown(sv->srv, on_shutdown, sv);
+    if (((cfg->tls_listen[0] || cfg->tcp_tls) &&
+         start_tls(sv, cfg, &o.listen)) ||
+        (cfg->tcp_listen[0] && start_tcp(sv, cfg, &o.listen)))
+        goto err_free;
+    sv->hook.fn = on_hook;
+    loop_add_hook(server_loop(sv->srv), &sv->hook);
+    return sv;
+
+err_free:
+    serve_free(sv);
+    return NULL;
+}
+
+struct server *serve_server(struct serve *sv)
+{
+    return sv->srv;
+}
+
+struct push *serve_push(struct serve *sv)
+{
+    return sv->push;
+}
+
 int serve_main(int argc, char **argv)
 {
     struct moor_config cfg;
-    struct server_opts o;
-    struct push_opts po;
-    struct serve sv = {0};
-    char err[256], host[128];
-    uint16_t port = 0;
+    struct serve *sv;
+    char err[256];
     enum log_level lvl = LOG_INFO;
     const char *hook;
-    int rc, e = 0;
+    int rc;
 
 #ifdef MOOR_DEBUG
     /* A debug build always records allocation sites, so a leak found at
@@ -399,54 +458,21 @@ int serve_main(int argc, char **argv)
     log_parse_level(cfg.log_level, &lvl);
     log_set_level(lvl);
     mem_set_budget(cfg.memory_limit, 90);
-    options_from_config(&cfg, &o, host, sizeof(host), &port);
-
-    sv.srv = server_new(&o, &e, err, sizeof(err));
-    if (!sv.srv) {
-        fprintf(stderr, "moor: %s\n", err);
+    sv = serve_new(&cfg);
+    if (!sv)
         return 1;
-    }
-    http_server_route(server_http(sv.srv), "/healthz", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, &sv);
-    http_server_route(server_http(sv.srv), "/metrics", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, &sv);
-    http_server_route(server_http(sv.srv), "/debug/mem", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, &sv);
-    http_server_route(server_http(sv.srv), "/echo", false, HTTP_M(HTTP_GET),
-                      on_echo, &sv);
-    http_server_route(server_http(sv.srv), "/debug/conns", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_conns,
-                      &sv);
-    push_options(&cfg, &o, &po);
-    sv.push = push_new(server_http(sv.srv), server_ws(sv.srv),
-                       server_conns(sv.srv), &po);
-    if (!sv.push) {
-        fprintf(stderr, "moor: out of memory\n");
-        server_free(sv.srv);
-        return 1;
-    }
-    server_on_shutdown(sv.srv, on_shutdown, &sv);
-    sv.cfg = &cfg;
-    if (((cfg.tls_listen[0] || cfg.tcp_tls) &&
-         start_tls(&sv, &cfg, &o.listen)) ||
-        (cfg.tcp_listen[0] && start_tcp(&sv, &cfg, &o.listen))) {
-        serve_free(&sv);
-        return 1;
-    }
-    sv.hook.fn = on_hook;
-    loop_add_hook(server_loop(sv.srv), &sv.hook);
-    banner(host, server_port(sv.srv), sv.more);
-    LOG_INFO("listening", "addr=%s:%u max_conns=%u", host, server_port(sv.srv),
-             cfg.max_conns);
+    banner(sv->host, server_port(sv->srv), sv->more);
+    LOG_INFO("listening", "addr=%s:%u max_conns=%u", sv->host,
+             server_port(sv->srv), cfg.max_conns);
 
     hook = getenv("MOOR_TEST_FAIL_ALLOC");
     if (hook && *hook) {
-        sv.fail_at = strtoull(hook, NULL, 10);
-        mem_fail_at(sv.fail_at);
+        sv->fail_at = strtoull(hook, NULL, 10);
+        mem_fail_at(sv->fail_at);
     }
-    rc = server_run(sv.srv);
+    rc = server_run(sv->srv);
     mem_fail_at(0);
-    serve_free(&sv);
+    serve_free(sv);
     if (rc < 0) {
         LOG_ERROR("event loop failed", "err=\"%s\"", strerror(-rc));
         return 1;
