@@ -303,8 +303,8 @@ static const struct opt opts[] = {
      .def = "1s",
      .min = 0,
      .max = DURATION_MAX_MS,
-     .help = "how often each event loop compares its VmRSS with the live "
-             "bytes and hands freed heap back to the system "
+     .help = "how often each event loop compares its anonymous RSS with "
+             "the live bytes and hands freed heap back to the system "
              "(malloc_trim) if --mem-trim-threshold more than usual is "
              "held and live bytes are not growing; 0 turns it off "
              "(docs/memory.md)",
@@ -315,8 +315,8 @@ static const struct opt opts[] = {
      .def = "2MiB",
      .min = KiB(256),
      .max = GiB(1024),
-     .help = "trim once VmRSS minus live bytes is this much above its "
-             "level after the last trim",
+     .help = "trim once anonymous RSS minus live bytes is this much above "
+             "its lowest since the last trim",
      .metric = "moor_mem_trimmed_bytes_total"},
     {.name = "max-message",
      .kind = OPT_SIZE,

@@ -817,10 +817,14 @@ int64_t mem_process_open_fds(void)
 /* Giving memory back: see mem.h for the policy.                       */
 /* ------------------------------------------------------------------ */
 
-int64_t mem_process_rss_fast(void)
+int64_t mem_process_rss_anon(void)
 {
-    char buf[128];
-    unsigned long long size, resident;
+    /* "size resident shared text lib data dt", in pages; shared is the
+     * file-backed and shmem part of resident. Parsed by hand: this runs
+     * every check, and sscanf would fault in a good part of libc's scanf
+     * the first time. */
+    char buf[128], *p = buf;
+    unsigned long long v[3] = {0, 0, 0};
     long page = sysconf(_SC_PAGESIZE);
     ssize_t n;
     int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
@@ -832,9 +836,17 @@ int64_t mem_process_rss_fast(void)
     if (n <= 0 || page <= 0)
         return -1;
     buf[n] = '\0';
-    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+    for (int i = 0; i < 3; i++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v[i] = v[i] * 10 + (unsigned)(*p - '0');
+        if (*p == ' ')
+            p++;
+    }
+    if (v[2] > v[1])
         return -1;
-    return (int64_t)resident * page;
+    return (int64_t)(v[1] - v[2]) * page;
 }
 
 void mem_trim_init(struct mem_trim *t, size_t threshold)
@@ -880,13 +892,13 @@ int64_t mem_trim_now(void)
     int64_t before, after;
     uint64_t t0, ns;
 
-    before = mem_process_rss_fast();
+    before = mem_process_rss_anon();
     t0 = mono_ns();
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
     ns = mono_ns() - t0;
-    after = mem_process_rss_fast();
+    after = mem_process_rss_anon();
 
     if (unlikely(!self))
         self = thread_register();
@@ -904,7 +916,7 @@ int64_t mem_trim_now(void)
 
 int64_t mem_trim_check(struct mem_trim *t)
 {
-    int64_t rss = mem_process_rss_fast(), live = mem_live_bytes(MEM_ALL);
+    int64_t rss = mem_process_rss_anon(), live = mem_live_bytes(MEM_ALL);
     int64_t back;
 
     if (unlikely(!self))
@@ -913,7 +925,7 @@ int64_t mem_trim_check(struct mem_trim *t)
     if (!mem_trim_due(t, rss, live))
         return -1;
     back = mem_trim_now();
-    mem_trim_done(t, mem_process_rss_fast(), mem_live_bytes(MEM_ALL));
+    mem_trim_done(t, mem_process_rss_anon(), mem_live_bytes(MEM_ALL));
     return back < 0 ? 0 : back;
 }
 

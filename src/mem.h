@@ -131,9 +131,12 @@ int64_t mem_process_open_fds(void);
  * settings.
  *
  * The policy. Every check (an event loop calls mem_trim_check() on a
- * timer) reads the gap between VmRSS and the accounted live bytes. The
- * gap has a floor: the allocator's and the binary's own overhead, which
- * no trim removes. The floor is the smallest gap seen since the last trim
+ * timer) reads the gap between the anonymous resident memory (RssAnon:
+ * VmRSS less the file pages of the binary and libraries, which fault in
+ * as code first runs and which no trim can give back) and the accounted
+ * live bytes. The gap has a floor: the allocator's own overhead, and
+ * whatever else is not counted (stacks, libc's stdio), which no trim
+ * removes. The floor is the smallest gap seen since the last trim
  * (or since the first check), and a trim resets it to the gap the trim
  * left. A trim is due when
  *   - the gap is more than `threshold` bytes above the floor (that much
@@ -167,14 +170,14 @@ struct mem_trim {
 struct mem_trim_stats {
     uint64_t checks;     /* mem_trim_check() calls that read the RSS */
     uint64_t trims;      /* trims made */
-    uint64_t given_back; /* bytes of VmRSS given back, summed over trims */
+    uint64_t given_back; /* bytes of RSS given back, summed over trims */
     uint64_t ns;         /* time spent trimming, in nanoseconds */
 };
 
 /* Sets t up with the given threshold (0 = never trim). */
 void mem_trim_init(struct mem_trim *t, size_t threshold);
 
-/* The decision alone, for the readings rss (VmRSS) and live (accounted
+/* The decision alone, for the readings rss (RssAnon) and live (accounted
  * bytes) taken now: true when a trim is due. Updates t's floor and
  * previous reading. A reading of -1 (unavailable) is never due and
  * changes nothing. */
@@ -184,21 +187,24 @@ bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live);
  * gap the trim left. */
 void mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live);
 
-/* One check: reads VmRSS and the live bytes, asks mem_trim_due(), and if
- * due trims (mem_trim_now()) and records the result. Returns the bytes of
- * VmRSS given back (0 or more) if it trimmed, -1 if it did not. */
+/* One check: reads RssAnon and the live bytes, asks mem_trim_due(), and
+ * if due trims (mem_trim_now()) and records the result. Returns the bytes
+ * of RSS given back (0 or more) if it trimmed, -1 if it did not. */
 int64_t mem_trim_check(struct mem_trim *t);
 
 /* Trims now, whatever the policy says: malloc_trim(0) where the C library
- * is glibc. Counted in mem_trim_stats(). Returns VmRSS before minus after
- * (0 if it grew), or -1 if VmRSS cannot be read. */
+ * is glibc. Counted in mem_trim_stats(). Returns RssAnon before minus
+ * after (0 if it grew), or -1 if it cannot be read. A trim releases only
+ * anonymous pages, so that is also what VmRSS loses. */
 int64_t mem_trim_now(void);
 
 /* Sum over all threads. */
 void mem_trim_stats(struct mem_trim_stats *out);
 
-/* VmRSS in bytes from /proc/self/statm (cheaper than mem_process_rss()'s
- * /proc/self/status, and the same figure), or -1. */
-int64_t mem_process_rss_fast(void);
+/* The anonymous part of the resident set (status's RssAnon: VmRSS less
+ * the binary's and libraries' file pages), in bytes, from
+ * /proc/self/statm (resident - shared; cheaper than /proc/self/status),
+ * or -1. */
+int64_t mem_process_rss_anon(void);
 
 #endif

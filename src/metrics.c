@@ -201,8 +201,8 @@ static int render_trim(struct sbuf *o)
              "by the --mem-trim-interval check."));
     R(value(o, "moor_mem_trims_total", NULL, NULL, (double)ts.trims));
     R(family(o, "moor_mem_trimmed_bytes_total", "counter",
-             "Bytes of VmRSS given back by those trims (VmRSS before minus "
-             "after each)."));
+             "Bytes of resident memory given back by those trims (RssAnon "
+             "before minus after each)."));
     R(value(o, "moor_mem_trimmed_bytes_total", NULL, NULL,
             (double)ts.given_back));
     R(family(o, "moor_mem_trim_seconds_total", "counter",
