@@ -228,6 +228,11 @@ moor_server_new(const struct moor_server_options *o, char *err, size_t errlen)
     so.ws.allowed_origins = o->allowed_origins;
     so.read_buffer = 64u << 10;
     so.shutdown_timeout_ms = o->shutdown_timeout_ms;
+    /* moor serve's --mem-trim-interval and --mem-trim-threshold defaults
+     * (config.c): an embedding program gets its RSS back after a burst
+     * too. */
+    so.trim_interval_ms = 1000;
+    so.trim_threshold = 2u << 20;
     ms->srv = server_new(&so, &e, err, errlen);
     if (!ms->srv) {
         mem_free(MEM_CONFIG, ms);

@@ -309,6 +309,27 @@ static const struct opt opts[] = {
      .help = "live bytes at most (moor's own accounting), 0 = no limit; "
              "over it new connections are answered 503",
      .metric = "moor_refused_total{reason=\"memory\"}"},
+    {.name = "mem-trim-interval",
+     .kind = OPT_DURATION,
+     FIELD(mem_trim_interval_ms),
+     .def = "1s",
+     .min = 0,
+     .max = DURATION_MAX_MS,
+     .help = "how often each event loop compares its anonymous RSS with "
+             "the live bytes and hands freed heap back to the system "
+             "(malloc_trim) if --mem-trim-threshold more than usual is "
+             "held and live bytes are not growing; 0 turns it off "
+             "(docs/memory.md)",
+     .metric = "moor_mem_trims_total, moor_mem_trimmed_bytes_total"},
+    {.name = "mem-trim-threshold",
+     .kind = OPT_SIZE,
+     FIELD(mem_trim_threshold),
+     .def = "2MiB",
+     .min = KiB(256),
+     .max = GiB(1024),
+     .help = "trim once anonymous RSS minus live bytes is this much above "
+             "its lowest since the last trim",
+     .metric = "moor_mem_trimmed_bytes_total"},
     {.name = "max-message",
      .kind = OPT_SIZE,
      FIELD(max_message),

@@ -46,6 +46,8 @@ struct moor_config {
     uint64_t queue_limit;           /* --queue-limit per connection */
     uint64_t read_buffer;           /* --read-buffer per loop */
     uint64_t memory_limit;          /* --memory-limit, 0 = none */
+    uint32_t mem_trim_interval_ms;  /* --mem-trim-interval, 0 = off */
+    uint64_t mem_trim_threshold;    /* --mem-trim-threshold */
     char log_level[16];             /* --log-level */
     uint64_t max_message;           /* --max-message (WebSocket) */
     uint32_t ping_interval_ms;      /* --ping-interval */

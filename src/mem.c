@@ -28,6 +28,11 @@
  *   call, so an address reused by another thread is never confused with
  *   the old block.
  *
+ * - Giving memory back (mem_trim_*): the decision is a pure function of
+ *   the caller's struct mem_trim and two readings, so each event loop
+ *   keeps its own state; only malloc_trim() itself is process-wide. Its
+ *   counters sit in the per-thread blocks beside the tag counters.
+ *
  * What it must not do. Abort on exhaustion (callers get NULL and handle
  * it), call into any other moor module (this is the bottom layer), or let
  * any file other than this one call malloc/calloc/realloc/free.
@@ -36,6 +41,7 @@
 
 #include <assert.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <sys/mman.h>
@@ -43,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -54,8 +61,9 @@
 
 struct mem_thread {
     struct mem_tag_stats tags[MEM_TAG_COUNT];
-    struct mem_thread *next; /* registry link, written under reg_lock */
-    int retired;             /* atomic: owner thread has exited */
+    struct mem_trim_stats trim; /* mem_trim_check() and mem_trim_now() */
+    struct mem_thread *next;    /* registry link, written under reg_lock */
+    int retired;                /* atomic: owner thread has exited */
 } __attribute__((aligned(CACHE_LINE)));
 
 /* The registry. `fallback` is always on it: a thread whose block cannot be
@@ -803,4 +811,134 @@ int64_t mem_process_open_fds(void)
     closedir(d);
     /* The directory stream itself held one fd while we counted. */
     return n > 0 ? n - 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Giving memory back: see mem.h for the policy.                       */
+/* ------------------------------------------------------------------ */
+
+int64_t mem_process_rss_anon(void)
+{
+    /* "size resident shared text lib data dt", in pages; shared is the
+     * file-backed and shmem part of resident. Parsed by hand: this runs
+     * every check, and sscanf would fault in a good part of libc's scanf
+     * the first time. */
+    char buf[128], *p = buf;
+    unsigned long long v[3] = {0, 0, 0};
+    long page = sysconf(_SC_PAGESIZE);
+    ssize_t n;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0 || page <= 0)
+        return -1;
+    buf[n] = '\0';
+    for (int i = 0; i < 3; i++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+            v[i] = v[i] * 10 + (unsigned)(*p - '0');
+        if (*p == ' ')
+            p++;
+    }
+    if (v[2] > v[1])
+        return -1;
+    return (int64_t)(v[1] - v[2]) * page;
+}
+
+void mem_trim_init(struct mem_trim *t, size_t threshold)
+{
+    memset(t, 0, sizeof(*t));
+    t->threshold = threshold > INT64_MAX ? INT64_MAX : (int64_t)threshold;
+}
+
+bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live)
+{
+    int64_t gap = rss - live, prev = t->last_live;
+
+    if (rss < 0 || live < 0)
+        return false;
+    t->last_live = live;
+    if (!t->primed) {
+        t->primed = true;
+        t->floor = gap;
+        return false;
+    }
+    if (gap < t->floor)
+        t->floor = gap;
+    if (t->threshold <= 0)
+        return false;
+    /* Still taking memory on: a burst in progress. */
+    if (live - prev > t->threshold / 4)
+        return false;
+    return gap - t->floor > t->threshold;
+}
+
+void mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live)
+{
+    if (rss < 0 || live < 0)
+        return;
+    t->floor = rss - live;
+    t->last_live = live;
+    t->primed = true;
+}
+
+int64_t mem_trim_now(void)
+{
+    struct mem_trim_stats *s;
+    int64_t before, after;
+    uint64_t t0, ns;
+
+    before = mem_process_rss_anon();
+    t0 = mono_ns();
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+    ns = mono_ns() - t0;
+    after = mem_process_rss_anon();
+
+    if (unlikely(!self))
+        self = thread_register();
+    s = &self->trim;
+    __atomic_fetch_add(&s->trims, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&s->ns, ns, __ATOMIC_RELAXED);
+    if (before < 0 || after < 0)
+        return -1;
+    if (after >= before)
+        return 0;
+    __atomic_fetch_add(&s->given_back, (uint64_t)(before - after),
+                       __ATOMIC_RELAXED);
+    return before - after;
+}
+
+int64_t mem_trim_check(struct mem_trim *t)
+{
+    int64_t rss = mem_process_rss_anon(), live = mem_live_bytes(MEM_ALL);
+    int64_t back;
+
+    if (unlikely(!self))
+        self = thread_register();
+    __atomic_fetch_add(&self->trim.checks, 1, __ATOMIC_RELAXED);
+    if (!mem_trim_due(t, rss, live))
+        return -1;
+    back = mem_trim_now();
+    mem_trim_done(t, mem_process_rss_anon(), mem_live_bytes(MEM_ALL));
+    return back < 0 ? 0 : back;
+}
+
+void mem_trim_stats(struct mem_trim_stats *out)
+{
+    struct mem_thread *t;
+
+    memset(out, 0, sizeof(*out));
+    for (t = __atomic_load_n(&reg_head, __ATOMIC_ACQUIRE); t; t = t->next) {
+        out->checks += __atomic_load_n(&t->trim.checks, __ATOMIC_RELAXED);
+        out->trims += __atomic_load_n(&t->trim.trims, __ATOMIC_RELAXED);
+        out->given_back +=
+            __atomic_load_n(&t->trim.given_back, __ATOMIC_RELAXED);
+        out->ns += __atomic_load_n(&t->trim.ns, __ATOMIC_RELAXED);
+    }
 }

@@ -120,4 +120,91 @@ size_t mem_trace_dump_json(FILE *out);
 int64_t mem_process_rss(void);
 int64_t mem_process_open_fds(void);
 
+/*
+ * Giving memory back (invariant 7: RSS comes back after a burst, not only
+ * the accounted bytes). glibc keeps the heap it freed: after 2,000 TLS
+ * connections come and go, the live bytes are back but VmRSS stays ~30 MB
+ * higher, because a few live blocks near the top of the heap stop it from
+ * shrinking and free pages inside it stay resident. malloc_trim(0) hands
+ * those pages back (madvise), whatever is live around them; docs/memory.md
+ * has the measurements that chose it over the other allocators and glibc
+ * settings.
+ *
+ * The policy. Every check (an event loop calls mem_trim_check() on a
+ * timer) reads the gap between the anonymous resident memory (RssAnon:
+ * VmRSS less the file pages of the binary and libraries, which fault in
+ * as code first runs and which no trim can give back) and the accounted
+ * live bytes. The gap has a floor: the allocator's own overhead, and
+ * whatever else is not counted (stacks, libc's stdio), which no trim
+ * removes. The floor is the smallest gap seen since the last trim
+ * (or since the first check), and a trim resets it to the gap the trim
+ * left. A trim is due when
+ *   - the gap is more than `threshold` bytes above the floor (that much
+ *     freed memory is being held), and
+ *   - the accounted bytes did not grow by more than threshold / 4 since
+ *     the previous check (the burst is over; memory being taken on now
+ *     would only fault the trimmed pages back in).
+ * So at most one trim per check, and a trim that gives nothing back
+ * (fragmentation, not free pages) raises the floor: the next one waits
+ * for another `threshold` of growth instead of repeating every check.
+ *
+ * The action is process-wide (malloc_trim trims every arena; VmRSS and
+ * the live bytes are the process's), but the policy state is the
+ * caller's: one struct mem_trim per event loop, no global mutable state
+ * (principle 10). A second loop checking just after a first one trimmed
+ * sees the gap at its floor and does nothing. Counters are per thread
+ * like the tag counters, summed by mem_trim_stats().
+ *
+ * Sanitizer builds: ASan has its own allocator and glibc's heap is
+ * nearly unused, so malloc_trim() gives back almost nothing there; the
+ * policy and the counters still run. (ASan's quarantine is deliberately
+ * not drained: it is what catches use after free.)
+ */
+struct mem_trim {
+    int64_t threshold; /* bytes; 0 = never trim */
+    int64_t floor;     /* smallest RSS - live gap since the last trim */
+    int64_t last_live; /* live bytes at the previous check */
+    bool primed;       /* floor and last_live hold a reading */
+};
+
+struct mem_trim_stats {
+    uint64_t checks;     /* mem_trim_check() calls that read the RSS */
+    uint64_t trims;      /* trims made */
+    uint64_t given_back; /* bytes of RSS given back, summed over trims */
+    uint64_t ns;         /* time spent trimming, in nanoseconds */
+};
+
+/* Sets t up with the given threshold (0 = never trim). */
+void mem_trim_init(struct mem_trim *t, size_t threshold);
+
+/* The decision alone, for the readings rss (RssAnon) and live (accounted
+ * bytes) taken now: true when a trim is due. Updates t's floor and
+ * previous reading. A reading of -1 (unavailable) is never due and
+ * changes nothing. */
+bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live);
+
+/* Records the readings taken right after a trim: the floor becomes the
+ * gap the trim left. */
+void mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live);
+
+/* One check: reads RssAnon and the live bytes, asks mem_trim_due(), and
+ * if due trims (mem_trim_now()) and records the result. Returns the bytes
+ * of RSS given back (0 or more) if it trimmed, -1 if it did not. */
+int64_t mem_trim_check(struct mem_trim *t);
+
+/* Trims now, whatever the policy says: malloc_trim(0) where the C library
+ * is glibc. Counted in mem_trim_stats(). Returns RssAnon before minus
+ * after (0 if it grew), or -1 if it cannot be read. A trim releases only
+ * anonymous pages, so that is also what VmRSS loses. */
+int64_t mem_trim_now(void);
+
+/* Sum over all threads. */
+void mem_trim_stats(struct mem_trim_stats *out);
+
+/* The anonymous part of the resident set (status's RssAnon: VmRSS less
+ * the binary's and libraries' file pages), in bytes, from
+ * /proc/self/statm (resident - shared; cheaper than /proc/self/status),
+ * or -1. */
+int64_t mem_process_rss_anon(void);
+
 #endif

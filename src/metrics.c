@@ -184,6 +184,33 @@ static int render_http(struct sbuf *o, const struct metrics_view *v)
     return 0;
 }
 
+/* Beside the accounted bytes: what the process holds (VmRSS) and what
+ * the trims gave back (mem.h, "Giving memory back"). */
+static int render_trim(struct sbuf *o)
+{
+    struct mem_trim_stats ts;
+
+    mem_trim_stats(&ts);
+    R(family(o, "moor_process_resident_memory_bytes", "gauge",
+             "Resident set size of the process (VmRSS); compare with the "
+             "sum of moor_mem_live_bytes."));
+    R(value(o, "moor_process_resident_memory_bytes", NULL, NULL,
+            (double)mem_process_rss()));
+    R(family(o, "moor_mem_trims_total", "counter",
+             "Times freed heap was handed back to the system (malloc_trim) "
+             "by the --mem-trim-interval check."));
+    R(value(o, "moor_mem_trims_total", NULL, NULL, (double)ts.trims));
+    R(family(o, "moor_mem_trimmed_bytes_total", "counter",
+             "Bytes of resident memory given back by those trims (RssAnon "
+             "before minus after each)."));
+    R(value(o, "moor_mem_trimmed_bytes_total", NULL, NULL,
+            (double)ts.given_back));
+    R(family(o, "moor_mem_trim_seconds_total", "counter",
+             "Time the event loops spent trimming."));
+    R(value(o, "moor_mem_trim_seconds_total", NULL, NULL, (double)ts.ns / 1e9));
+    return 0;
+}
+
 static int render_mem(struct sbuf *o)
 {
     struct mem_tag_stats st[MEM_TAG_COUNT];
@@ -221,7 +248,7 @@ static int render_mem(struct sbuf *o)
     R(family(o, "moor_mem_over_budget", "gauge",
              "1 while live bytes are over --memory-limit."));
     R(value(o, "moor_mem_over_budget", NULL, NULL, mem_over_budget()));
-    return 0;
+    return render_trim(o);
 }
 
 #define SUM_PS(v, field)                                                       \
@@ -307,7 +334,7 @@ static int render_pubsub(struct sbuf *o, const struct metrics_view *v)
 
 int metrics_render(struct sbuf *o, const struct metrics_view *v)
 {
-    int64_t rss = mem_process_rss(), fds = mem_process_open_fds();
+    int64_t fds = mem_process_open_fds();
 
     R(family(o, "moor_build_info", "gauge",
              "Always 1; the version is in the label."));
@@ -327,9 +354,6 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
              "Log lines dropped by per-site rate limiting."));
     R(value(o, "moor_log_suppressed_total", NULL, NULL,
             (double)log_suppressed_total()));
-    R(family(o, "moor_process_resident_memory_bytes", "gauge",
-             "Resident set size of the process (VmRSS)."));
-    R(value(o, "moor_process_resident_memory_bytes", NULL, NULL, (double)rss));
     R(family(o, "moor_process_open_fds", "gauge",
              "Open file descriptors of the process."));
     R(value(o, "moor_process_open_fds", NULL, NULL, (double)fds));
@@ -346,11 +370,16 @@ static ssize_t sbuf_cookie_write(void *cookie, const char *p, size_t n)
 int metrics_debug_mem(struct sbuf *o)
 {
     struct mem_tag_stats st;
+    struct mem_trim_stats ts;
 
+    mem_trim_stats(&ts);
     R(sbuf_printf(o,
                   "{\"live_bytes\":%" PRId64 ",\"rss_bytes\":%" PRId64
-                  ",\"budget_bytes\":%zu,\"trace_enabled\":%s,\"tags\":{",
+                  ",\"budget_bytes\":%zu,\"trim\":{\"checks\":%" PRIu64
+                  ",\"trims\":%" PRIu64 ",\"given_back_bytes\":%" PRIu64
+                  ",\"seconds\":%.6f},\"trace_enabled\":%s,\"tags\":{",
                   mem_live_bytes(MEM_ALL), mem_process_rss(), mem_budget(),
+                  ts.checks, ts.trims, ts.given_back, (double)ts.ns / 1e9,
                   mem_trace_enabled() ? "true" : "false"));
     for (int t = 0; t < MEM_TAG_COUNT; t++) {
         mem_stats((enum mem_tag)t, &st);

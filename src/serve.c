@@ -287,6 +287,8 @@ static void options_from_config(const struct moor_config *c,
     o->ws.allowed_origins = c->allowed_origins;
     o->read_buffer = c->read_buffer;
     o->shutdown_timeout_ms = c->shutdown_timeout_ms;
+    o->trim_interval_ms = c->mem_trim_interval_ms;
+    o->trim_threshold = c->mem_trim_threshold;
 }
 
 /* The listener of --tcp-listen (over TLS with --tcp-tls: start_tls ran

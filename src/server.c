@@ -28,6 +28,8 @@ struct server {
     struct ws_server *ws;
     struct watcher sigw;
     struct timer shutdown_timer;
+    struct timer trim_timer; /* armed while trim_interval_ms != 0 */
+    struct mem_trim trim;
     struct loop_hook hook;
     int sigfd;
     bool stopping;
@@ -36,6 +38,7 @@ struct server {
     void (*on_reload)(void *arg);
     void *on_reload_arg;
     uint32_t shutdown_timeout_ms;
+    uint32_t trim_interval_ms;
     uint64_t start_wall_ms;
 };
 
@@ -62,6 +65,19 @@ static void on_shutdown_timeout(struct timer *t)
              (long long)s->conns.stats.open);
     conn_set_each(&s->conns, close_one, NULL);
     loop_stop(s->loop);
+}
+
+/* Every trim_interval_ms: give freed heap back if the policy says so
+ * (mem.h). A timer rather than the end-of-iteration hook, so a busy loop
+ * pays for one /proc read a second, not one per iteration. */
+static void on_trim_timer(struct timer *t)
+{
+    struct server *s = container_of(t, struct server, trim_timer);
+    int64_t back = mem_trim_check(&s->trim);
+
+    if (back >= 0)
+        LOG_DEBUG("memory trimmed", "rss_given_back=%lld", (long long)back);
+    loop_timer_in(s->loop, &s->trim_timer, s->trim_interval_ms);
 }
 
 /* After every iteration while stopping: done once nothing is open. */
@@ -141,7 +157,10 @@ struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
     }
     s->sigfd = -1;
     s->shutdown_timeout_ms = o->shutdown_timeout_ms;
+    s->trim_interval_ms = o->trim_interval_ms;
     timer_init(&s->shutdown_timer, on_shutdown_timeout);
+    timer_init(&s->trim_timer, on_trim_timer);
+    mem_trim_init(&s->trim, o->trim_threshold);
     s->loop = loop_new(o->read_buffer);
     if (!s->loop) {
         rc = -ENOMEM;
@@ -182,6 +201,13 @@ struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
     }
     s->hook.fn = on_hook;
     loop_add_hook(s->loop, &s->hook);
+    if (s->trim_interval_ms) {
+        /* The first reading now: the floor starts at the start-up gap,
+         * and the check's code is faulted in before any connection
+         * (else its first run shows up in a measured burst's VmRSS). */
+        mem_trim_check(&s->trim);
+        loop_timer_in(s->loop, &s->trim_timer, s->trim_interval_ms);
+    }
     return s;
 
 err_listener:
@@ -206,6 +232,7 @@ int server_run(struct server *s)
     int rc = loop_run(s->loop);
 
     timer_cancel(loop_timers(s->loop), &s->shutdown_timer);
+    timer_cancel(loop_timers(s->loop), &s->trim_timer);
     return rc;
 }
 
@@ -221,6 +248,7 @@ void server_free(struct server *s)
      * iteration's worth of hooks frees it. */
     conn_set_each(&s->conns, close_one, NULL);
     s->hook.fn = NULL;
+    timer_cancel(loop_timers(s->loop), &s->trim_timer);
     listener_free(s->listener);
     conn_set_fini(&s->conns);
     http_server_free(s->http);

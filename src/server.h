@@ -31,6 +31,12 @@ struct server_opts {
     struct ws_server_opts ws;
     size_t read_buffer;
     uint32_t shutdown_timeout_ms;
+    /* Giving freed heap back (mem.h, struct mem_trim): every
+     * trim_interval_ms the loop compares VmRSS with the live bytes and
+     * trims when trim_threshold bytes more than usual are held. An interval
+     * of 0 turns it off. */
+    uint32_t trim_interval_ms;
+    uint64_t trim_threshold;
 };
 
 struct server;

@@ -25,6 +25,9 @@ REQUIRED = [
     "moor_mem_allocations_total",
     "moor_process_resident_memory_bytes",
     "moor_process_open_fds",
+    "moor_mem_trims_total",
+    "moor_mem_trimmed_bytes_total",
+    "moor_mem_trim_seconds_total",
 ]
 
 CLOSE_REASONS = ["peer_closed", "header_timeout", "body_timeout",
@@ -170,6 +173,8 @@ def test_debug_mem(server):
     d = json.loads(r.body)
     assert isinstance(d["live_bytes"], int) and d["live_bytes"] > 0
     assert isinstance(d["rss_bytes"], int) and d["rss_bytes"] > 0
+    for k in ("checks", "trims", "given_back_bytes"):
+        assert isinstance(d["trim"][k], int) and d["trim"][k] >= 0, d["trim"]
     tags = d["tags"]
     assert "conn" in tags, tags.keys()
     for tag, v in tags.items():

@@ -710,6 +710,185 @@ static void test_process_facts(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* ---- giving memory back: the policy, then a real trim ---------------- */
+
+#define MiB(n) ((int64_t)(n) << 20)
+
+static void test_trim_first_reading_is_the_floor(void **state)
+{
+    struct mem_trim t;
+
+    mem_trim_init(&t, MiB(2));
+    /* However big the first gap, it is the baseline, not a reason. */
+    assert_false(mem_trim_due(&t, MiB(100), MiB(1)));
+    assert_int_equal(t.floor, MiB(99));
+    assert_false(mem_trim_due(&t, MiB(100), MiB(1)));
+    /* Up to the threshold above the floor: not yet; past it: due. */
+    assert_false(mem_trim_due(&t, MiB(101), MiB(1)));
+    assert_false(mem_trim_due(&t, MiB(102), MiB(1)));
+    assert_true(mem_trim_due(&t, MiB(102) + 1, MiB(1)));
+    /* It is the gap that counts, not RSS alone: live bytes rising with
+     * RSS (by less than the growth limit each check) are no reason. */
+    mem_trim_init(&t, MiB(2));
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    for (int i = 1; i <= 20; i++)
+        assert_false(mem_trim_due(&t, MiB(10) + i * MiB(1) / 4,
+                                  MiB(1) + i * MiB(1) / 4));
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_trim_floor_follows_the_lowest_gap(void **state)
+{
+    struct mem_trim t;
+
+    mem_trim_init(&t, MiB(2));
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1))); /* gap 9 */
+    assert_false(mem_trim_due(&t, MiB(8), MiB(1)));  /* gap 7: new floor */
+    assert_int_equal(t.floor, MiB(7));
+    /* 1.5 MiB over the new floor (but under the first gap): not due. */
+    assert_false(mem_trim_due(&t, MiB(9) + MiB(1) / 2, MiB(1)));
+    /* 2 MiB + 1 over the lowest gap: due, though under 9 + 2. */
+    assert_true(mem_trim_due(&t, MiB(10) + 1, MiB(1)));
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_trim_waits_while_live_bytes_grow(void **state)
+{
+    struct mem_trim t;
+
+    mem_trim_init(&t, MiB(4));
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    /* A burst coming in: gap 20 over the floor, but live grew by 19. */
+    assert_false(mem_trim_due(&t, MiB(49), MiB(20)));
+    /* Growth up to threshold / 4 still counts as quiet... */
+    assert_true(mem_trim_due(&t, MiB(50), MiB(21)));
+    /* ...and one byte more does not. */
+    mem_trim_done(&t, MiB(30), MiB(21));
+    assert_false(mem_trim_due(&t, MiB(60), MiB(22) + 1));
+    /* Next check, no growth: due. */
+    assert_true(mem_trim_due(&t, MiB(60), MiB(22) + 1));
+    /* Falling live bytes (connections closing) are quiet. */
+    mem_trim_done(&t, MiB(60), MiB(22) + 1);
+    assert_true(mem_trim_due(&t, MiB(60), MiB(2)));
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_trim_that_gives_nothing_is_not_repeated(void **state)
+{
+    struct mem_trim t;
+
+    mem_trim_init(&t, MiB(2));
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    assert_true(mem_trim_due(&t, MiB(40), MiB(1)));
+    /* The trim gave back 2 MiB only (fragmentation): the floor is now the
+     * gap it left, so the next checks at the same RSS are not due. */
+    mem_trim_done(&t, MiB(38), MiB(1));
+    assert_int_equal(t.floor, MiB(37));
+    for (int i = 0; i < 10; i++)
+        assert_false(mem_trim_due(&t, MiB(38), MiB(1)));
+    assert_false(mem_trim_due(&t, MiB(40), MiB(1)));
+    /* Another threshold's worth held: due again. */
+    assert_true(mem_trim_due(&t, MiB(40) + 1, MiB(1)));
+    /* A trim that gave a lot back lowers the floor. */
+    mem_trim_done(&t, MiB(11), MiB(1));
+    assert_int_equal(t.floor, MiB(10));
+    assert_true(mem_trim_due(&t, MiB(13) + 1, MiB(1)));
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void test_trim_off_and_unreadable(void **state)
+{
+    struct mem_trim t;
+
+    mem_trim_init(&t, 0);
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    assert_false(mem_trim_due(&t, MiB(1000), MiB(1)));
+    /* An unreadable VmRSS is never due and leaves the state alone. */
+    mem_trim_init(&t, MiB(2));
+    assert_false(mem_trim_due(&t, -1, MiB(1)));
+    assert_false(t.primed);
+    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    assert_false(mem_trim_due(&t, -1, MiB(5)));
+    assert_int_equal(t.last_live, MiB(1));
+    assert_int_equal(t.floor, MiB(9));
+    mem_trim_done(&t, -1, MiB(1));
+    assert_int_equal(t.floor, MiB(9));
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* The real thing: ~20 MiB of TLS-sized blocks freed with every 64th kept
+ * (so free() cannot shrink the heap's top by itself), then one check. */
+static void test_trim_check_gives_rss_back(void **state)
+{
+    static const size_t sizes[] = {7608, 856, 936, 536, 184, 152, 120, 56,
+                                   56,   56,  72,  40,  400, 300, 200, 96};
+    enum { N = 2000 * 16 };
+    struct mem_trim_stats s0, s1;
+    struct mem_trim t;
+    void **p = calloc(N, sizeof(*p));
+    int64_t rss_full, live_full, freed, back;
+
+    assert_non_null(p);
+    mem_trim_stats(&s0);
+    mem_trim_init(&t, MiB(2));
+    for (int i = 0; i < N; i++)
+        assert_non_null(p[i] = mem_alloc(MEM_TLS, sizes[i % 16]));
+    assert_int_equal(mem_trim_check(&t), -1); /* the first reading */
+    rss_full = mem_process_rss_anon();
+    live_full = mem_live_bytes(MEM_ALL);
+    for (int i = 0; i < N; i++) {
+        if (i % 64 != 63) {
+            mem_free(MEM_TLS, p[i]);
+            p[i] = NULL;
+        }
+    }
+    freed = live_full - mem_live_bytes(MEM_ALL);
+    assert_true(freed > MiB(16));
+    back = mem_trim_check(&t);
+    mem_trim_stats(&s1);
+    assert_int_equal(s1.checks - s0.checks, 2);
+    assert_int_equal(s1.trims - s0.trims, 1);
+    assert_true(back >= 0);
+    assert_int_equal(s1.given_back - s0.given_back, back);
+    assert_true(s1.ns > s0.ns);
+#ifndef __SANITIZE_ADDRESS__
+    /* glibc: most of what was freed comes back (pages that still hold a
+     * kept block or a free chunk's header stay). ASan's allocator is not
+     * glibc's heap: there malloc_trim has nothing to give. */
+    assert_true(back > freed / 2);
+    assert_true(mem_process_rss_anon() < rss_full - freed / 2);
+#else
+    (void)rss_full;
+#endif
+    /* Straight after, nothing more is held: not due. */
+    assert_int_equal(mem_trim_check(&t), -1);
+    for (int i = 0; i < N; i++)
+        mem_free(MEM_TLS, p[i]);
+    free(p);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* statm's resident - shared is status's RssAnon. */
+static void test_rss_anon_matches_status(void **state)
+{
+    char line[256];
+    long long kb = -1;
+    FILE *f = fopen("/proc/self/status", "re");
+    int64_t a;
+
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "RssAnon: %lld kB", &kb) == 1)
+            break;
+    fclose(f);
+    a = mem_process_rss_anon();
+    assert_true(kb > 0 && a > 0);
+    /* Two readings a moment apart: equal but for a few pages. */
+    assert_true(a - kb * 1024 < MiB(1) && kb * 1024 - a < MiB(1));
+    assert_true(a < mem_process_rss());
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -727,6 +906,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cross_thread),
         cmocka_unit_test(test_thread_churn),
         cmocka_unit_test(test_process_facts),
+        cmocka_unit_test(test_trim_first_reading_is_the_floor),
+        cmocka_unit_test(test_trim_floor_follows_the_lowest_gap),
+        cmocka_unit_test(test_trim_waits_while_live_bytes_grow),
+        cmocka_unit_test(test_trim_that_gives_nothing_is_not_repeated),
+        cmocka_unit_test(test_trim_off_and_unreadable),
+        cmocka_unit_test(test_trim_check_gives_rss_back),
+        cmocka_unit_test(test_rss_anon_matches_status),
         cmocka_unit_test(test_trace_env),
         /* Trace mode cannot be turned off again: these come last. */
         cmocka_unit_test(test_trace_sites),
