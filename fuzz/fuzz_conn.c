@@ -68,20 +68,12 @@
 #include "push.h"
 #include "serve.h"
 #include "server.h"
+#include "check.h"
 
 #define MAX_INPUT (64 * 1024)
 #define MAX_STEPS 2048
 #define MAX_CLIENTS 3
 #define FINAL_STEPS 256
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "CHECK failed: %s at %s:%d\n", #x, __FILE__,       \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
 
 struct client {
     int fd;       /* our end, -1 when closed */

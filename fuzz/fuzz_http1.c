@@ -27,15 +27,7 @@
 #include <string.h>
 
 #include "http1.h"
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "CHECK failed: %s at %s:%d\n", #x, __FILE__,       \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 #define MAX_BODY 4096
 /* Byte-at-a-time runs are quadratic in the worst case; keep them small. */

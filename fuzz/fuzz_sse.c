@@ -39,15 +39,7 @@
 #include <string.h>
 
 #include "sse.h"
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "CHECK failed: %s at %s:%d\n", #x, __FILE__,       \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 #define MAX_IN 65536
 /* Two events of at most 7 * MAX_IN + SSE_PREFIX_MAX + 8 bytes each, a

@@ -35,15 +35,7 @@
 #include <string.h>
 
 #include "ws.h"
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "CHECK failed: %s at %s:%d\n", #x, __FILE__,       \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 #define MAX_IN 65536
 #define CARRY_CAP (WS_MAX_HEADER + WS_MAX_CONTROL)

@@ -35,15 +35,7 @@
 
 #include "http1.h"
 #include "ws.h"
-
-#define CHECK(x)                                                               \
-    do {                                                                       \
-        if (!(x)) {                                                            \
-            fprintf(stderr, "CHECK failed: %s at %s:%d\n", #x, __FILE__,       \
-                    __LINE__);                                                 \
-            abort();                                                           \
-        }                                                                      \
-    } while (0)
+#include "check.h"
 
 #define MAX_IN 8192
 
