@@ -754,7 +754,12 @@ def test_subscribe_churn_leaves_nothing(moor):
     assert tag_count(mem, "channel") == tag_count(mem0, "channel"), \
         f"channel allocations: {tag_count(mem0, 'channel')} before, " \
         f"{tag_count(mem, 'channel')} after"
-    assert tag_bytes(mem, "channel") == tag_bytes(mem0, "channel"), \
+    # Bytes are malloc_usable_size(): the same block, reallocated, may land
+    # in a chunk up to one 16-byte granule larger (glibc does not split off
+    # a remainder too small to be a chunk). A table left grown after the
+    # churn would be kilobytes over, far past that.
+    grown = tag_bytes(mem, "channel") - tag_bytes(mem0, "channel")
+    assert abs(grown) <= 16 * tag_count(mem0, "channel"), \
         f"channel live bytes: {tag_bytes(mem0, 'channel')} before, " \
         f"{tag_bytes(mem, 'channel')} after 100,000 subscriptions came " \
         f"and went"
