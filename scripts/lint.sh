@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# lint.sh - the checks `make lint` runs (STYLE.md section 3):
+# lint.sh - the checks `make lint` runs (docs/principles.md, rules 7 and 9):
 #
 #   1. layers: every `#include "x.h"` in src/ points to the same layer or a
 #      lower one (app > service > protocol > transport > core);
@@ -32,7 +32,7 @@ fail()
 # 1. Layers. One row per layer, lowest first; a module is a src file's
 #    basename without .c/.h. A new file must be added here.
 #    (api and moor: the public header and its wrappers sit with server,
-#    which STYLE calls "most of moor.h".)
+#    which is most of moor.h.)
 # ---------------------------------------------------------------------
 
 declare -A layer_of

@@ -20,8 +20,8 @@
  *   is never touched unsafely.
  * - The level and the stream are process-wide settings, meant to be set
  *   once at start-up (and by tests); they are read with relaxed atomics.
- *   DESIGN.md forbids new global mutables that would stop a second loop:
- *   these two are configuration, not per-loop state.
+ *   docs/principles.md rule 10 forbids global mutables that would stop a
+ *   second loop: these two are configuration, not per-loop state.
  *
  * What it must not do. Allocate (logging must work when memory is out),
  * block on anything but the stream, or call into any other moor module.
