@@ -345,6 +345,10 @@ def pubsub_seeds():
         0, sse("/sub/a", "Last-Event-ID: abc\r\n")))
     seed("sse_sub_origin", header() + W(
         0, sse("/sub/a", "Origin: https://example.com\r\n")))
+    # A subscription with a body: 400 and closed, the body unread.
+    seed("sse_sub_with_body", header() + W(
+        0, sse("/sub/a", "Transfer-Encoding: chunked\r\n") +
+        "zz\r\nhello\r\n0\r\n\r\n"))
     seed("sse_sub_then_bytes", header() + W(0, sse("/sub/a")) +
          W(0, get("/healthz")) + RUN())
     seed("sse_sub_ws_pub", header(2) + W(0, sse("/sub/a,b")) +
