@@ -1061,7 +1061,7 @@ def test_burst_batched_counts_stay_exact(server):
 NODE_SUB = r"""
 const WebSocket = require('ws');
 const [url, want] = [process.argv[1], Number(process.argv[2])];
-setTimeout(() => { console.error('node subscriber timed out'); process.exit(1); }, 20000);
+const watchdog = setTimeout(() => { console.error('node subscriber timed out'); process.exit(1); }, 20000);
 const got = [];
 const ws = new WebSocket(url);
 ws.on('open', () => console.log('open'));
@@ -1072,7 +1072,12 @@ ws.on('message', (data, isBinary) => {
         ws.close(1000);
     }
 });
-ws.on('close', (code) => process.exit(got.length === want && code === 1000 ? 0 : 1));
+// No process.exit() here: the ~140 KB line is more than a pipe holds, node
+// finishes writing it asynchronously, and exit() would cut it short.
+ws.on('close', (code) => {
+    clearTimeout(watchdog);
+    process.exitCode = got.length === want && code === 1000 ? 0 : 1;
+});
 ws.on('error', (e) => { console.error(String(e)); process.exit(1); });
 """
 
