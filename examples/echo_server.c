@@ -9,8 +9,24 @@
  * echoes drain, so memory stays bounded and nothing is dropped. Ctrl-C
  * drains: every client gets close 1001.
  */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <moor.h>
+
+/* SIGINT or SIGTERM: drain (moor_server_stop is safe from any thread). */
+static void *wait_signal(void *arg)
+{
+    sigset_t sigs;
+    int sig;
+
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigwait(&sigs, &sig);
+    moor_server_stop(arg);
+    return NULL;
+}
 
 static void on_open(struct moor_ws *ws, void *arg)
 {
@@ -47,20 +63,32 @@ int main(int argc, char **argv)
     };
     struct moor_server_options o;
     struct moor_server *s;
-    char err[256];
+    struct moor_loop *l;
+    struct moor_error err;
+    sigset_t sigs;
     int rc;
 
     moor_server_options_init(&o);
     o.listen = argc > 1 ? argv[1] : "127.0.0.1:9001";
-    s = moor_server_new(&o, err, sizeof(err));
+    l = moor_loop_new(NULL, &err);
+    s = l ? moor_server_new(l, &o, &err) : NULL;
     if (!s) {
-        fprintf(stderr, "echo_server: %s\n", err);
+        fprintf(stderr, "echo_server: %s\n", err.message);
+        moor_loop_free(l);
         return 1;
     }
     moor_server_ws(s, "/", &h);
     printf("echo_server: ws://127.0.0.1:%d/\n", moor_server_port(s));
     fflush(stdout);
-    rc = moor_server_run(s);
+    /* Ctrl-C and SIGTERM are the program's to handle, not the library's:
+     * a thread waits for them and asks the server to drain. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    pthread_create(&(pthread_t){0}, NULL, wait_signal, s);
+    rc = moor_loop_run(l); /* until the server has drained */
     moor_server_free(s);
+    moor_loop_free(l);
     return rc < 0 || moor_mem_live_bytes() != 0;
 }

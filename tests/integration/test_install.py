@@ -26,6 +26,14 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
+def header_version():
+    """MOOR_VERSION_MAJOR.MINOR.PATCH as include/moor.h states them."""
+    text = (ROOT_PATH / "include" / "moor.h").read_text()
+    part = {k: re.search(rf"#define MOOR_VERSION_{k} (\d+)", text).group(1)
+            for k in ("MAJOR", "MINOR", "PATCH")}
+    return f"{part['MAJOR']}.{part['MINOR']}.{part['PATCH']}"
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, capture_output=True, text=True,
                           timeout=300, **kw)
@@ -48,13 +56,13 @@ def test_install_and_link(tmp_path):
     shared = tmp_path / "use_shared"
     run(["cc", str(src), "-o", str(shared)] + cflags + libs)
     out = run([str(shared)], env=dict(env, LD_LIBRARY_PATH=str(prefix / "lib")))
-    assert out.stdout.split() == ["0.1.0", "0"]
+    assert out.stdout.split() == [header_version(), "0"]
 
     static = tmp_path / "use_static"
     run(["cc", str(src), "-o", str(static), "-static-libgcc"] + cflags
         + [str(prefix / "lib/libmoor.a")]
         + [x for x in static_libs if x != "-lmoor"])
-    assert run([str(static)]).stdout.split() == ["0.1.0", "0"]
+    assert run([str(static)]).stdout.split() == [header_version(), "0"]
 
     # Internal names are local in both libraries: a user's conn_close or
     # mem_alloc cannot clash with ours.
@@ -62,7 +70,10 @@ def test_install_and_link(tmp_path):
     exported = {l.split()[-1] for l in dyn.splitlines() if " T " in l}
     # Exactly the functions moor.h declares with MOOR_API.
     header = (ROOT_PATH / "include" / "moor.h").read_text()
-    declared = set(re.findall(r"\b(moor_[a-z_]+)\s*\(", header))
+    # (The _init() macros are not functions, their _init_() are; the
+    # name in a declaration is the first moor_ name followed by "(".)
+    declared = set(re.findall(r"\bMOOR_API\b[^;]*?\b(moor_[a-z_]+)\s*\(",
+                              header))
     assert "moor_version" in declared and "moor_ws_send" in declared
     assert exported == declared
     arc = run(["nm", "-g", "--defined-only", str(prefix / "lib/libmoor.a")]).stdout

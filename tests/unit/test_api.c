@@ -153,23 +153,27 @@ static void test_echo_server(void **state)
     struct moor_server_options o;
     struct moor_server *s;
     struct client_arg a = {0};
+    struct moor_loop *l = moor_loop_new(NULL, NULL);
     pthread_t t;
-    char err[128];
 
     (void)state;
+    assert_non_null(l);
     moor_server_options_init(&o);
     o.listen = "127.0.0.1:0";
     o.shutdown_timeout_ms = 3000;
-    s = moor_server_new(&o, err, sizeof(err));
+    o.drain_spread_ms = 0;
+    s = moor_server_new(l, &o, NULL);
     assert_non_null(s);
     assert_int_equal(moor_server_ws(s, "/ws", &h), 0);
     a.port = moor_server_port(s);
     a.s = s;
     assert_true(a.port > 0);
     assert_int_equal(pthread_create(&t, NULL, client, &a), 0);
-    assert_int_equal(moor_server_run(s), 0);
+    assert_int_equal(moor_loop_run(l), 0);
     pthread_join(t, NULL);
+    assert_true(moor_server_stopped(s));
     moor_server_free(s);
+    moor_loop_free(l);
 
     assert_true(a.ok);
     assert_int_equal(a.reply_len, 7);
@@ -186,13 +190,19 @@ static void test_echo_server(void **state)
 static void test_bad_listen_address(void **state)
 {
     struct moor_server_options o;
-    char err[128] = "";
+    struct moor_error err = {0};
+    struct moor_loop *l = moor_loop_new(NULL, NULL);
 
     (void)state;
     moor_server_options_init(&o);
     o.listen = "nonsense";
-    assert_null(moor_server_new(&o, err, sizeof(err)));
-    assert_non_null(strstr(err, "nonsense"));
+    assert_null(moor_server_new(l, &o, &err));
+    assert_int_equal(err.code, MOOR_EADDR);
+    assert_non_null(strstr(err.message, "nonsense"));
+    o.listen = "::1:80";
+    assert_null(moor_server_new(l, &o, &err));
+    assert_non_null(strstr(err.message, "[::1]:8080"));
+    moor_loop_free(l);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
