@@ -450,7 +450,7 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
     else
         ps->stats.slow_disconnects++;
     LOG_WARN("slow consumer disconnected",
-             "conn=%llu peer=%s queued=%u limit=%s", (unsigned long long)c->id,
+             "conn=%llu peer=%s queued=%u limit=%s", conn_id(c),
              conn_peer_str(c, peer, sizeof(peer)), conn_queued_bytes(c),
              soft ? "soft" : "hard");
     switch ((enum pubsub_proto)s->proto) {
@@ -502,7 +502,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
     struct conn *c = s->c;
     int rc;
 
-    if (s->kicked || conn_is_closing(c) || (c->flags & CONN_LINGER) ||
+    if (s->kicked || conn_is_closing(c) || conn_is_lingering(c) ||
         (s->proto == PS_WEBSOCKET && ws_close_sent(c))) {
         ps->stats.dropped_closing += m->count;
         return false;
@@ -522,8 +522,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
         s->missed += n;
         ps->stats.dropped_oldest += n;
         LOG_WARN("messages dropped (drop-oldest)",
-                 "conn=%llu peer=%s dropped=%u queued=%u",
-                 (unsigned long long)c->id,
+                 "conn=%llu peer=%s dropped=%u queued=%u", conn_id(c),
                  conn_peer_str(c, peer, sizeof(peer)), n, conn_queued_bytes(c));
         if (s->missed)
             send_notice(s, id);
