@@ -81,7 +81,6 @@ enum pause_cause {
     PAUSE_BACKPRESSURE = 1u << 0, /* our outbound queue is too full */
     PAUSE_RATE = 1u << 1,         /* inbound token bucket empty */
     PAUSE_MEMORY = 1u << 2,       /* process over its memory budget */
-    PAUSE_LINGER = 1u << 3,       /* reserved */
 };
 
 /* Connection states as shown in metrics and /debug/conns. The protocol
@@ -215,7 +214,7 @@ struct conn_limits {
  * finds any use outside src/conn*.c: other modules go through the
  * accessors below (conn_id(), conn_state_of(), conn_paused(), ...). */
 struct conn {
-    struct tnode cn_timer;        /* nearest deadline; timer.data: created */
+    struct tnode cn_timer;        /* nearest deadline; .data: created */
     struct conn *cn_pending_next; /* set's end-of-iteration list */
     struct carry *cn_carry;       /* incomplete input tail, or NULL */
     struct oq *cn_q;              /* outbound queue; NULL when empty */
@@ -244,13 +243,12 @@ enum conn_flag {
     CONN_EOF = 1u << 5,           /* peer sent FIN */
     CONN_SHUT_WR = 1u << 6,       /* our write side is shut down */
     CONN_SWITCHED = 1u << 7,      /* protocol changed during on_data */
-    CONN_POOLED = 1u << 8,        /* allocated from the set's pool */
-    CONN_CONNECTING = 1u << 9,    /* outgoing connect in progress */
-    CONN_HARD_LINGER = 1u << 10,  /* the linger deadline also cuts the flush */
-    CONN_TLS = 1u << 11,          /* has a tls_conn (set->tls_by_fd) */
-    CONN_HANDSHAKE = 1u << 12,    /* TLS handshake in progress */
-    CONN_TLS_RW = 1u << 13,       /* a TLS read waits for writability */
-    CONN_MESSAGE = 1u << 14,      /* rd_deadline is a message's deadline */
+    CONN_CONNECTING = 1u << 8,    /* outgoing connect in progress */
+    CONN_HARD_LINGER = 1u << 9,   /* the linger deadline also cuts the flush */
+    CONN_TLS = 1u << 10,          /* has a tls_conn (set->tls_by_fd) */
+    CONN_HANDSHAKE = 1u << 11,    /* TLS handshake in progress */
+    CONN_TLS_RW = 1u << 12,       /* a TLS read waits for writability */
+    CONN_MESSAGE = 1u << 13,      /* cn_rd_deadline is a message's deadline */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
