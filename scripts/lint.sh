@@ -8,9 +8,10 @@
 #      outside src/mem.c (invariant 7: every byte goes through mem.c);
 #   3. format: clang-format --dry-run --Werror over the C sources;
 #   4. conn internals: every member of struct conn (src/conn.h) is named
-#      cn_*, and no file but src/conn.h and src/conn*.c (the transport's
-#      own files) reaches one (`->cn_x` or `.cn_x`): the other modules use
-#      conn.h's accessors (conn_id(), conn_paused(), ...).
+#      cn_*, and no file but conn's own (src/conn.h, src/conn.c,
+#      src/conn_*.[ch]) reaches one (`->cn_x` or `.cn_x`) or includes
+#      conn_internal.h: the other modules use conn.h's accessors
+#      (conn_id(), conn_paused(), ...).
 #
 # Prints every failure as "file:line: what" and exits 1, or prints
 # "lint: ok" and exits 0. Run from anywhere; it works on the repository
@@ -43,7 +44,7 @@ declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit mpsc pool hist procfs"
-    "conn listen queue tls"
+    "conn conn_write conn_internal listen queue tls"
     "http1 ws sse frame"
     "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
      api moor"
@@ -144,7 +145,8 @@ fi
 # ---------------------------------------------------------------------
 # 4. struct conn's members are conn.c's business. They all carry the cn_
 #    prefix (checked here, so a new member cannot slip by), and a member
-#    access `->cn_x` / `.cn_x` outside src/conn.h and src/conn*.c fails.
+#    access `->cn_x` / `.cn_x`, or an #include of conn_internal.h, outside
+#    conn's own files (src/conn.[ch], src/conn_*.[ch]) fails.
 #    Comments and string literals are blanked first, as in check 2. The
 #    unit tests (tests/unit/test_conn.c) may look inside: they are not
 #    checked.
@@ -170,7 +172,7 @@ hits=$(perl -0777 -ne '
 conn_users=()
 for f in src/*.c src/*.h include/*.h; do
     case $f in
-    src/conn.h | src/conn.c | src/conn_*.c) ;;
+    src/conn.[ch] | src/conn_*.[ch]) ;;
     *) conn_users+=("$f") ;;
     esac
 done
@@ -184,13 +186,18 @@ if ((${#conn_users[@]})); then
             local $/;
             my $src = <$fh>;
             close $fh;
+            my @raw = split /\n/, $src, -1;
             $src =~ s{($blank)}{ (my $m = $1) =~ s/[^\n]/ /g; $m }ge;
             my $n = 0;
             for my $line (split /\n/, $src, -1) {
                 $n++;
+                print "$f:$n: includes conn_internal.h, which is for",
+                      " src/conn*.c only; use conn.h\n"
+                    if $line =~ /^\s*#\s*include\s*$/ && $raw[$n - 1] =~
+                        /^\s*#\s*include\s*"conn_internal\.h"/;
                 while ($line =~ /(?:->|\.)\s*(cn_\w+)/g) {
                     print "$f:$n: touches struct conn member $1 outside",
-                          " src/conn*.c; use (or add) an accessor in",
+                          " src/conn*.[ch]; use (or add) an accessor in",
                           " conn.h\n";
                 }
             }
