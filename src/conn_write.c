@@ -7,9 +7,9 @@
  *
  * Keeps: a queue holds references, never copies (conn_send_bytes() makes
  * its one message); the ring exists only while something is queued; a
- * queue passes its byte or entry limit only with CONN_SEND_OVERCAP; bytes
- * a TLS record holds are offered again unchanged; queued_bytes and
- * bytes_out stay exact.
+ * queue passes its byte or entry limit only with CONN_SEND_OVERCAP or by
+ * one message alone on an empty queue; bytes a TLS record holds are
+ * offered again unchanged; queued_bytes and bytes_out stay exact.
  *
  * Must not: allocate per byte or per write (the ring grows by doubling);
  * close a conn except through conn_close().
