@@ -72,7 +72,7 @@
 #include <sys/socket.h>
 
 #include "bench.h"
-#include "config.h"
+#include "flags.h"
 #include "conn.h"
 #include "hist.h"
 #include "log.h"
@@ -673,11 +673,11 @@ static int set_flag(struct bench_opts *o, const struct bflag *f,
             rc = *end ? -EINVAL : -ERANGE;
         break;
     case BF_DURATION:
-        rc = config_parse_duration_ms(text, &ms);
+        rc = flags_parse_duration_ms(text, &ms);
         v = ms;
         break;
     case BF_SIZE:
-        rc = config_parse_size(text, &v);
+        rc = flags_parse_size(text, &v);
         break;
     }
     if (rc == 0 && (v < f->min || v > f->max))
