@@ -8,7 +8,7 @@ CC       ?= cc
 PREFIX   ?= /usr/local
 VERSION  := 0.1.0
 
-APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c src/bench.c \
+APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c \
 	$(wildcard src/bench/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

@@ -43,7 +43,9 @@ layer_rows=(
     "http1 ws sse frame"
     "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
      api moor"
-    "main serve config flags bench soak"
+    "main serve config flags bench soak
+     bench_int bench_main bench_flags bench_target bench_driver bench_report
+     bench_idle bench_echo bench_broadcast bench_handshake"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do
