@@ -19,10 +19,11 @@
  * The driver opens --conns connections (the ramp-up, not measured); then
  * every connection is closed as soon as it is open (conn_close: no
  * WebSocket close handshake; a TLS conn sends its close_notify) and the
- * end-of-iteration hook starts a new one in its slot (churn_launch), so
- * --conns handshakes are always in progress. The measuring window is
- * echo's (measure_from_now, echo_on_timer, echo_finish): b->rcvd counts
- * the handshakes completed in it and b->lat holds their times.
+ * end-of-iteration hook starts a new one in its slot (churn_launch in
+ * bench_driver.c), so --conns handshakes are always in progress. The
+ * measuring window is echo's (bench_measure_from_now, echo_on_timer,
+ * echo_finish): b->rcvd counts the handshakes completed in it and b->lat
+ * holds their times.
  */
 
 static void hs_recycle(struct bench *b, struct bconn *bc)

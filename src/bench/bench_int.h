@@ -294,7 +294,6 @@ void bench_count_reason(struct reasons *r, const char *what);
 void bench_format_reasons(const struct reasons *r, char *out, size_t len);
 void bench_json_str(FILE *out, const char *s);
 double bench_cpu_pct(uint64_t from, uint64_t to, double secs);
-void bench_fmt_ns(uint64_t ns, char *out, size_t len);
 /* The latency and cpu lines of a report over a measuring window of secs,
  * and the same as JSON members. */
 void bench_latency_lines(struct bench *b, FILE *out, double secs);

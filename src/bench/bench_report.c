@@ -87,9 +87,6 @@ static void json_reasons(FILE *out, const struct reasons *r)
     fputc('}', out);
 }
 
-/* Progress for a person watching; silent with --json. */
-void bench_note(const struct bench *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 void bench_note(const struct bench *b, const char *fmt, ...)
 {
     va_list ap;
@@ -115,7 +112,7 @@ double bench_cpu_pct(uint64_t from, uint64_t to, double secs)
     return to > from && secs > 0 ? (double)(to - from) / 1e7 / secs : 0.0;
 }
 
-void bench_fmt_ns(uint64_t ns, char *out, size_t len)
+static void fmt_ns(uint64_t ns, char *out, size_t len)
 {
     if (ns < 10000)
         snprintf(out, len, "%.2f us", ns / 1e3);
@@ -126,15 +123,15 @@ void bench_fmt_ns(uint64_t ns, char *out, size_t len)
 }
 
 /* The latency and cpu lines of a report over a measuring window of secs
- * (echo, handshake). */
+ * (echo, broadcast, handshake). */
 void bench_latency_lines(struct bench *b, FILE *out, double secs)
 {
     char p50[32], p99[32], p999[32], mx[32];
 
-    bench_fmt_ns(hist_quantile(b->lat, 0.50), p50, sizeof(p50));
-    bench_fmt_ns(hist_quantile(b->lat, 0.99), p99, sizeof(p99));
-    bench_fmt_ns(hist_quantile(b->lat, 0.999), p999, sizeof(p999));
-    bench_fmt_ns(hist_max(b->lat), mx, sizeof(mx));
+    fmt_ns(hist_quantile(b->lat, 0.50), p50, sizeof(p50));
+    fmt_ns(hist_quantile(b->lat, 0.99), p99, sizeof(p99));
+    fmt_ns(hist_quantile(b->lat, 0.999), p999, sizeof(p999));
+    fmt_ns(hist_max(b->lat), mx, sizeof(mx));
     fprintf(out, "latency      p50 %s   p99 %s   p999 %s   max %s\n", p50, p99,
             p999, mx);
     if (secs > 0) {
