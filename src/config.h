@@ -19,8 +19,6 @@
 #include <stdio.h>
 #include <stddef.h>
 
-#include "addr.h"
-
 struct moor_config {
     char listen[128];               /* --listen host:port */
     char tcp_listen[128];           /* --tcp-listen host:port, "" = off */
@@ -91,14 +89,6 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
 void config_print_help(FILE *out);
 /* Prints docs/limits.md (a Markdown table: flag, default, env, metric). */
 void config_print_limits_md(FILE *out);
-
-/* serve.c's name for addr_parse() (addr.h), the one host:port parser;
- * it goes once serve.c calls addr_parse() itself. */
-static inline int config_parse_addr(const char *s, char *host, size_t hostlen,
-                                    uint16_t *port)
-{
-    return addr_parse(s, host, hostlen, port);
-}
 
 /* The long name (without "--") of the i-th flag of the table, or NULL
  * past the end; for tests and tools that walk every flag. */
