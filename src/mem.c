@@ -180,7 +180,6 @@ const char *mem_tag_name(enum mem_tag tag)
         [MEM_CARRY] = "carry",     [MEM_QUEUE] = "queue",
         [MEM_MSG] = "msg",         [MEM_HTTP] = "http",
         [MEM_TLS] = "tls",         [MEM_CHANNEL] = "channel",
-        [MEM_BROKER] = "broker",   [MEM_CLIENT] = "client",
         [MEM_CONFIG] = "config",   [MEM_METRICS] = "metrics",
     };
 

@@ -34,8 +34,6 @@ enum mem_tag {
     MEM_HTTP,    /* HTTP responses being built, request scratch */
     MEM_TLS,     /* everything OpenSSL allocates */
     MEM_CHANNEL, /* pub/sub channels and subscriptions */
-    MEM_BROKER,  /* broker links and their queues */
-    MEM_CLIENT,  /* HTTP client pool */
     MEM_CONFIG,  /* parsed configuration, listeners */
     MEM_METRICS, /* metric tables */
     MEM_TAG_COUNT

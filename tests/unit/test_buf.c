@@ -359,7 +359,7 @@ static void test_sbuf_take(void **state)
     uint8_t *p;
     size_t len = 99;
 
-    sbuf_init(&s, MEM_CLIENT, 1 << 16);
+    sbuf_init(&s, MEM_HTTP, 1 << 16);
     assert_null(sbuf_take(&s, &len));
     assert_int_equal(len, 0);
 
@@ -372,11 +372,11 @@ static void test_sbuf_take(void **state)
     assert_int_equal(s.len, 0);
     assert_int_equal(s.cap, 0);
     /* The builder is reusable, the detached bytes still accounted. */
-    assert_true(mem_live_bytes(MEM_CLIENT) > 0);
+    assert_true(mem_live_bytes(MEM_HTTP) > 0);
     assert_int_equal(sbuf_puts(&s, "again"), 0);
-    assert_int_equal(live_count(MEM_CLIENT), 2);
+    assert_int_equal(live_count(MEM_HTTP), 2);
     sbuf_fini(&s);
-    mem_free(MEM_CLIENT, p);
+    mem_free(MEM_HTTP, p);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 

@@ -40,8 +40,8 @@ static int64_t live_count(enum mem_tag tag)
 static void test_tag_names(void **state)
 {
     static const char *const want[MEM_TAG_COUNT] = {
-        "misc", "loop", "readbuf", "conn",   "carry",  "queue",  "msg",
-        "http", "tls",  "channel", "broker", "client", "config", "metrics",
+        "misc", "loop", "readbuf", "conn",    "carry",  "queue",
+        "msg",  "http", "tls",     "channel", "config", "metrics",
     };
     unsigned i;
 
@@ -614,15 +614,15 @@ static void *trace_thread(void *arg)
 
     for (r = 0; r < 200; r++) {
         for (i = 0; i < 32; i++)
-            keep[i] = mem_realloc(MEM_BROKER, keep[i], (r * 31 + i) % 300);
+            keep[i] = mem_realloc(MEM_LOOP, keep[i], (r * 31 + i) % 300);
         if (r % 3 == 0)
             for (i = 0; i < 32; i += 2) {
-                mem_free(MEM_BROKER, keep[i]);
+                mem_free(MEM_LOOP, keep[i]);
                 keep[i] = NULL;
             }
     }
     for (i = 0; i < 32; i++)
-        mem_free(MEM_BROKER, keep[i]);
+        mem_free(MEM_LOOP, keep[i]);
     return arg;
 }
 
