@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,26 +18,46 @@
 #include "log.h"
 #include "util.h"
 
-#define R(expr)                                                                \
-    do {                                                                       \
-        int rc_ = (expr);                                                      \
-        if (rc_ < 0)                                                           \
-            return rc_;                                                        \
-    } while (0)
+/*
+ * The document being written, and its first error. Once a write fails
+ * (-ENOMEM, or -ENOBUFS at the builder's cap) every later one is skipped
+ * and the error is what the public function returns at its end: the
+ * renderers read straight down, with no early return after each line.
+ */
+struct page {
+    struct sbuf *o;
+    int err;
+};
 
-static int family(struct sbuf *o, const char *name, const char *type,
-                  const char *help)
+static void put(struct page *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void put(struct page *p, const char *fmt, ...)
 {
-    return sbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-                       type);
+    va_list ap;
+    int rc;
+
+    if (p->err)
+        return;
+    va_start(ap, fmt);
+    rc = sbuf_vprintf(p->o, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        p->err = rc;
 }
 
-static int value(struct sbuf *o, const char *name, const char *lname,
-                 const char *lval, double v)
+static void family(struct page *p, const char *name, const char *type,
+                   const char *help)
+{
+    put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void value(struct page *p, const char *name, const char *lname,
+                  const char *lval, double v)
 {
     if (lname)
-        return sbuf_printf(o, "%s{%s=\"%s\"} %.17g\n", name, lname, lval, v);
-    return sbuf_printf(o, "%s %.17g\n", name, v);
+        put(p, "%s{%s=\"%s\"} %.17g\n", name, lname, lval, v);
+    else
+        put(p, "%s %.17g\n", name, v);
 }
 
 /* Sums one uint64 field over every loop's conn set. */
@@ -67,7 +88,7 @@ static int value(struct sbuf *o, const char *name, const char *lname,
         s_;                                                                    \
     })
 
-static int render_tls(struct sbuf *o, const struct metrics_view *v)
+static void render_tls(struct page *p, const struct metrics_view *v)
 {
     static const char *const result[TLS_HS_COUNT] = {
         [TLS_HS_OK] = "ok",
@@ -77,178 +98,171 @@ static int render_tls(struct sbuf *o, const struct metrics_view *v)
     };
     uint64_t ok = 0, failed = 0;
 
-    R(family(o, "moor_tls_handshakes_total", "counter",
-             "TLS handshakes, by outcome: ok, failed (alert, bad record, no "
-             "common version or cipher), timeout (--handshake-timeout), "
-             "plaintext (plain HTTP on the TLS port, answered 400)."));
+    family(p, "moor_tls_handshakes_total", "counter",
+           "TLS handshakes, by outcome: ok, failed (alert, bad record, no "
+           "common version or cipher), timeout (--handshake-timeout), "
+           "plaintext (plain HTTP on the TLS port, answered 400).");
     for (int r = 0; r < TLS_HS_COUNT; r++)
-        R(value(o, "moor_tls_handshakes_total", "result", result[r],
-                SUM_CONN(v, tls_handshakes[r])));
-    R(family(o, "moor_tls_connections", "gauge",
-             "Open connections with TLS (in handshake or established)."));
-    R(value(o, "moor_tls_connections", NULL, NULL, SUM_CONN(v, tls_open)));
+        value(p, "moor_tls_handshakes_total", "result", result[r],
+              SUM_CONN(v, tls_handshakes[r]));
+    family(p, "moor_tls_connections", "gauge",
+           "Open connections with TLS (in handshake or established).");
+    value(p, "moor_tls_connections", NULL, NULL, SUM_CONN(v, tls_open));
     if (v->tls)
         tls_reload_counts(v->tls, &ok, &failed);
-    R(family(o, "moor_tls_reloads_total", "counter",
-             "Certificate reloads (SIGHUP), by outcome; a failed one keeps "
-             "the certificate in service."));
-    R(value(o, "moor_tls_reloads_total", "result", "ok", (double)ok));
-    R(value(o, "moor_tls_reloads_total", "result", "failed", (double)failed));
-    return 0;
+    family(p, "moor_tls_reloads_total", "counter",
+           "Certificate reloads (SIGHUP), by outcome; a failed one keeps "
+           "the certificate in service.");
+    value(p, "moor_tls_reloads_total", "result", "ok", (double)ok);
+    value(p, "moor_tls_reloads_total", "result", "failed", (double)failed);
 }
 
-static int render_conns(struct sbuf *o, const struct metrics_view *v)
+static void render_conns(struct page *p, const struct metrics_view *v)
 {
-    static const char *const cause[] = {"backpressure", "rate", "memory",
-                                        "linger"};
-    char buf[16];
+    /* By bit index of the PAUSE_* causes (conn.h). */
+    static const char *const cause[] = {"backpressure", "rate", "memory"};
 
-    R(family(o, "moor_accepted_total", "counter",
-             "Connections accepted and handed to a protocol."));
-    R(value(o, "moor_accepted_total", NULL, NULL, SUM_CONN(v, accepted)));
-    R(family(o, "moor_closed_total", "counter",
-             "Connections closed, by the reason that closed them."));
+    family(p, "moor_accepted_total", "counter",
+           "Connections accepted and handed to a protocol.");
+    value(p, "moor_accepted_total", NULL, NULL, SUM_CONN(v, accepted));
+    family(p, "moor_closed_total", "counter",
+           "Connections closed, by the reason that closed them.");
     for (int r = 1; r < CLOSE_REASON_COUNT; r++)
-        R(value(o, "moor_closed_total", "reason", close_reason_name(r),
-                SUM_CONN(v, closed[r])));
-    R(family(o, "moor_refused_total", "counter",
-             "Connections refused at accept (503 and close), by reason."));
+        value(p, "moor_closed_total", "reason", close_reason_name(r),
+              SUM_CONN(v, closed[r]));
+    family(p, "moor_refused_total", "counter",
+           "Connections refused at accept (503 and close), by reason.");
     for (int r = 0; r < REFUSE_REASON_COUNT; r++)
-        R(value(o, "moor_refused_total", "reason", refuse_reason_name(r),
-                SUM_LISTEN(v, refused[r])));
-    R(family(o, "moor_accept_paused_total", "counter",
-             "Times accepting was paused, by reason."));
+        value(p, "moor_refused_total", "reason", refuse_reason_name(r),
+              SUM_LISTEN(v, refused[r]));
+    family(p, "moor_accept_paused_total", "counter",
+           "Times accepting was paused, by reason.");
     for (int r = 0; r < ACCEPT_PAUSE_COUNT; r++)
-        R(value(o, "moor_accept_paused_total", "reason", accept_pause_name(r),
-                SUM_LISTEN(v, paused[r])));
-    R(family(o, "moor_connections", "gauge", "Open connections, by state."));
+        value(p, "moor_accept_paused_total", "reason", accept_pause_name(r),
+              SUM_LISTEN(v, paused[r]));
+    family(p, "moor_connections", "gauge", "Open connections, by state.");
     for (int s = 0; s < CSTATE_COUNT; s++)
-        R(value(o, "moor_connections", "state", conn_state_name(s),
-                SUM_CONN(v, by_state[s])));
-    R(family(o, "moor_connections_paused", "gauge",
-             "Open connections whose reading is paused."));
-    R(value(o, "moor_connections_paused", NULL, NULL, SUM_CONN(v, paused)));
-    R(family(o, "moor_connections_paused_by_cause", "gauge",
-             "Open connections whose reading is paused, by cause (one "
-             "connection may have several)."));
-    for (int c = 0; c < 3; c++)
-        R(value(o, "moor_connections_paused_by_cause", "cause", cause[c],
-                SUM_CONN(v, paused_by[c])));
-    R(family(o, "moor_read_pauses_total", "counter",
-             "Times a connection's reading was paused, by cause."));
-    for (int c = 0; c < 3; c++)
-        R(value(o, "moor_read_pauses_total", "cause", cause[c],
-                SUM_CONN(v, paused_total[c])));
-    R(family(o, "moor_queued_bytes", "gauge",
-             "Bytes queued for sending, all connections."));
-    R(value(o, "moor_queued_bytes", NULL, NULL, SUM_CONN(v, queued_bytes)));
-    R(family(o, "moor_queue_overflows_total", "counter",
-             "Sends refused because a connection's queue was at "
-             "--queue-limit."));
-    R(value(o, "moor_queue_overflows_total", NULL, NULL,
-            SUM_CONN(v, queue_overflows)));
-    R(family(o, "moor_carry_saves_total", "counter",
-             "Reads that ended in an incomplete tail copied to a carry "
-             "buffer."));
-    R(value(o, "moor_carry_saves_total", NULL, NULL, SUM_CONN(v, carry_saves)));
-    R(family(o, "moor_bytes_received_total", "counter",
-             "Bytes read from connections."));
-    R(value(o, "moor_bytes_received_total", NULL, NULL, SUM_CONN(v, bytes_in)));
-    R(family(o, "moor_bytes_sent_total", "counter",
-             "Bytes written to connections."));
-    R(value(o, "moor_bytes_sent_total", NULL, NULL, SUM_CONN(v, bytes_out)));
-    (void)buf;
-    return 0;
+        value(p, "moor_connections", "state", conn_state_name(s),
+              SUM_CONN(v, by_state[s]));
+    family(p, "moor_connections_paused", "gauge",
+           "Open connections whose reading is paused.");
+    value(p, "moor_connections_paused", NULL, NULL, SUM_CONN(v, paused));
+    family(p, "moor_connections_paused_by_cause", "gauge",
+           "Open connections whose reading is paused, by cause (one "
+           "connection may have several).");
+    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
+        value(p, "moor_connections_paused_by_cause", "cause", cause[c],
+              SUM_CONN(v, paused_by[c]));
+    family(p, "moor_read_pauses_total", "counter",
+           "Times a connection's reading was paused, by cause.");
+    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
+        value(p, "moor_read_pauses_total", "cause", cause[c],
+              SUM_CONN(v, paused_total[c]));
+    family(p, "moor_queued_bytes", "gauge",
+           "Bytes queued for sending, all connections.");
+    value(p, "moor_queued_bytes", NULL, NULL, SUM_CONN(v, queued_bytes));
+    family(p, "moor_queue_overflows_total", "counter",
+           "Sends refused because a connection's queue was at "
+           "--queue-limit.");
+    value(p, "moor_queue_overflows_total", NULL, NULL,
+          SUM_CONN(v, queue_overflows));
+    family(p, "moor_carry_saves_total", "counter",
+           "Reads that ended in an incomplete tail copied to a carry "
+           "buffer.");
+    value(p, "moor_carry_saves_total", NULL, NULL, SUM_CONN(v, carry_saves));
+    family(p, "moor_bytes_received_total", "counter",
+           "Bytes read from connections.");
+    value(p, "moor_bytes_received_total", NULL, NULL, SUM_CONN(v, bytes_in));
+    family(p, "moor_bytes_sent_total", "counter",
+           "Bytes written to connections.");
+    value(p, "moor_bytes_sent_total", NULL, NULL, SUM_CONN(v, bytes_out));
 }
 
-static int render_http(struct sbuf *o, const struct metrics_view *v)
+static void render_http(struct page *p, const struct metrics_view *v)
 {
     static const char *const cls[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
     char code[8];
 
-    R(family(o, "moor_http_requests_total", "counter",
-             "HTTP requests whose header block was parsed."));
-    R(value(o, "moor_http_requests_total", NULL, NULL, SUM_HTTP(v, requests)));
-    R(family(o, "moor_http_responses_total", "counter",
-             "HTTP responses sent, by status class."));
+    family(p, "moor_http_requests_total", "counter",
+           "HTTP requests whose header block was parsed.");
+    value(p, "moor_http_requests_total", NULL, NULL, SUM_HTTP(v, requests));
+    family(p, "moor_http_responses_total", "counter",
+           "HTTP responses sent, by status class.");
     for (int c = 1; c <= 5; c++)
-        R(value(o, "moor_http_responses_total", "code", cls[c],
-                SUM_HTTP(v, responses[c])));
-    R(family(o, "moor_http_rejected_total", "counter",
-             "HTTP requests answered with an error status, by status."));
+        value(p, "moor_http_responses_total", "code", cls[c],
+              SUM_HTTP(v, responses[c]));
+    family(p, "moor_http_rejected_total", "counter",
+           "HTTP requests answered with an error status, by status.");
     for (unsigned i = 0; i < HTTP_REJECT_COUNT; i++) {
         snprintf(code, sizeof(code), "%d", http_reject_code(i));
-        R(value(o, "moor_http_rejected_total", "status", code,
-                SUM_HTTP(v, rejected[i])));
+        value(p, "moor_http_rejected_total", "status", code,
+              SUM_HTTP(v, rejected[i]));
     }
-    return 0;
 }
 
 /* Beside the accounted bytes: what the process holds (VmRSS) and what
  * the trims gave back (mem.h, "Giving memory back"). */
-static int render_trim(struct sbuf *o)
+static void render_trim(struct page *p)
 {
     struct mem_trim_stats ts;
 
     mem_trim_stats(&ts);
-    R(family(o, "moor_process_resident_memory_bytes", "gauge",
-             "Resident set size of the process (VmRSS); compare with the "
-             "sum of moor_mem_live_bytes."));
-    R(value(o, "moor_process_resident_memory_bytes", NULL, NULL,
-            (double)mem_process_rss()));
-    R(family(o, "moor_mem_trims_total", "counter",
-             "Times freed heap was handed back to the system (malloc_trim) "
-             "by the --mem-trim-interval check."));
-    R(value(o, "moor_mem_trims_total", NULL, NULL, (double)ts.trims));
-    R(family(o, "moor_mem_trimmed_bytes_total", "counter",
-             "Bytes of resident memory given back by those trims (RssAnon "
-             "before minus after each)."));
-    R(value(o, "moor_mem_trimmed_bytes_total", NULL, NULL,
-            (double)ts.given_back));
-    R(family(o, "moor_mem_trim_seconds_total", "counter",
-             "Time the event loops spent trimming."));
-    R(value(o, "moor_mem_trim_seconds_total", NULL, NULL, (double)ts.ns / 1e9));
-    return 0;
+    family(p, "moor_process_resident_memory_bytes", "gauge",
+           "Resident set size of the process (VmRSS); compare with the "
+           "sum of moor_mem_live_bytes.");
+    value(p, "moor_process_resident_memory_bytes", NULL, NULL,
+          (double)mem_process_rss());
+    family(p, "moor_mem_trims_total", "counter",
+           "Times freed heap was handed back to the system (malloc_trim) "
+           "by the --mem-trim-interval check.");
+    value(p, "moor_mem_trims_total", NULL, NULL, (double)ts.trims);
+    family(p, "moor_mem_trimmed_bytes_total", "counter",
+           "Bytes of resident memory given back by those trims (RssAnon "
+           "before minus after each).");
+    value(p, "moor_mem_trimmed_bytes_total", NULL, NULL, (double)ts.given_back);
+    family(p, "moor_mem_trim_seconds_total", "counter",
+           "Time the event loops spent trimming.");
+    value(p, "moor_mem_trim_seconds_total", NULL, NULL, (double)ts.ns / 1e9);
 }
 
-static int render_mem(struct sbuf *o)
+static void render_mem(struct page *p)
 {
     struct mem_tag_stats st[MEM_TAG_COUNT];
 
     for (int t = 0; t < MEM_TAG_COUNT; t++)
         mem_stats((enum mem_tag)t, &st[t]);
-    R(family(o, "moor_mem_live_bytes", "gauge",
-             "Bytes allocated and not yet freed, by tag."));
+    family(p, "moor_mem_live_bytes", "gauge",
+           "Bytes allocated and not yet freed, by tag.");
     for (int t = 0; t < MEM_TAG_COUNT; t++)
-        R(value(o, "moor_mem_live_bytes", "tag", mem_tag_name(t),
-                (double)st[t].live_bytes));
-    R(family(o, "moor_mem_live_allocations", "gauge",
-             "Allocations not yet freed, by tag."));
+        value(p, "moor_mem_live_bytes", "tag", mem_tag_name(t),
+              (double)st[t].live_bytes);
+    family(p, "moor_mem_live_allocations", "gauge",
+           "Allocations not yet freed, by tag.");
     for (int t = 0; t < MEM_TAG_COUNT; t++)
-        R(value(o, "moor_mem_live_allocations", "tag", mem_tag_name(t),
-                (double)st[t].live_count));
-    R(family(o, "moor_mem_allocations_total", "counter",
-             "Allocations made, by tag."));
+        value(p, "moor_mem_live_allocations", "tag", mem_tag_name(t),
+              (double)st[t].live_count);
+    family(p, "moor_mem_allocations_total", "counter",
+           "Allocations made, by tag.");
     for (int t = 0; t < MEM_TAG_COUNT; t++)
-        R(value(o, "moor_mem_allocations_total", "tag", mem_tag_name(t),
-                (double)st[t].total_allocs));
-    R(family(o, "moor_mem_allocated_bytes_total", "counter",
-             "Bytes allocated, by tag."));
+        value(p, "moor_mem_allocations_total", "tag", mem_tag_name(t),
+              (double)st[t].total_allocs);
+    family(p, "moor_mem_allocated_bytes_total", "counter",
+           "Bytes allocated, by tag.");
     for (int t = 0; t < MEM_TAG_COUNT; t++)
-        R(value(o, "moor_mem_allocated_bytes_total", "tag", mem_tag_name(t),
-                (double)st[t].total_bytes));
-    R(family(o, "moor_mem_failed_allocations_total", "counter",
-             "Allocations that failed, by tag."));
+        value(p, "moor_mem_allocated_bytes_total", "tag", mem_tag_name(t),
+              (double)st[t].total_bytes);
+    family(p, "moor_mem_failed_allocations_total", "counter",
+           "Allocations that failed, by tag.");
     for (int t = 0; t < MEM_TAG_COUNT; t++)
-        R(value(o, "moor_mem_failed_allocations_total", "tag", mem_tag_name(t),
-                (double)st[t].failed));
-    R(family(o, "moor_mem_budget_bytes", "gauge",
-             "The --memory-limit budget in bytes (0 = none)."));
-    R(value(o, "moor_mem_budget_bytes", NULL, NULL, (double)mem_budget()));
-    R(family(o, "moor_mem_over_budget", "gauge",
-             "1 while live bytes are over --memory-limit."));
-    R(value(o, "moor_mem_over_budget", NULL, NULL, mem_over_budget()));
-    return render_trim(o);
+        value(p, "moor_mem_failed_allocations_total", "tag", mem_tag_name(t),
+              (double)st[t].failed);
+    family(p, "moor_mem_budget_bytes", "gauge",
+           "The --memory-limit budget in bytes (0 = none).");
+    value(p, "moor_mem_budget_bytes", NULL, NULL, (double)mem_budget());
+    family(p, "moor_mem_over_budget", "gauge",
+           "1 while live bytes are over --memory-limit.");
+    value(p, "moor_mem_over_budget", NULL, NULL, mem_over_budget());
+    render_trim(p);
 }
 
 #define SUM_PS(v, field)                                                       \
@@ -260,48 +274,45 @@ static int render_mem(struct sbuf *o)
         s_;                                                                    \
     })
 
-static int render_pubsub(struct sbuf *o, const struct metrics_view *v)
+static void render_pubsub(struct page *p, const struct metrics_view *v)
 {
     double maxq = 0;
 
-    R(family(o, "moor_pubsub_published_total", "counter",
-             "Messages published (whether or not anyone listened)."));
-    R(value(o, "moor_pubsub_published_total", NULL, NULL,
-            SUM_PS(v, published)));
-    R(family(o, "moor_pubsub_delivered_total", "counter",
-             "Messages queued to a subscriber."));
-    R(value(o, "moor_pubsub_delivered_total", NULL, NULL,
-            SUM_PS(v, delivered)));
-    R(family(o, "moor_pubsub_dropped_total", "counter",
-             "Messages a subscriber did not get, by reason: drop_oldest "
-             "(--slow-policy drop-oldest), closing (it was leaving)."));
-    R(value(o, "moor_pubsub_dropped_total", "reason", "drop_oldest",
-            SUM_PS(v, dropped_oldest)));
-    R(value(o, "moor_pubsub_dropped_total", "reason", "closing",
-            SUM_PS(v, dropped_closing)));
-    R(family(o, "moor_pubsub_slow_disconnects_total", "counter",
-             "Subscribers disconnected as slow consumers, by the limit "
-             "passed: hard (--queue-limit) or soft (--queue-soft-limit "
-             "for --queue-soft-time)."));
-    R(value(o, "moor_pubsub_slow_disconnects_total", "limit", "hard",
-            SUM_PS(v, slow_disconnects)));
-    R(value(o, "moor_pubsub_slow_disconnects_total", "limit", "soft",
-            SUM_PS(v, soft_disconnects)));
-    R(family(o, "moor_pubsub_refused_total", "counter",
-             "Subscriptions refused by --max-channels or "
-             "--max-channels-per-conn."));
-    R(value(o, "moor_pubsub_refused_total", NULL, NULL,
-            SUM_PS(v, refused_channels)));
-    R(family(o, "moor_pubsub_channels", "gauge",
-             "Channels with at least one subscriber."));
-    R(value(o, "moor_pubsub_channels", NULL, NULL, SUM_PS(v, channels)));
-    R(family(o, "moor_pubsub_subscriptions", "gauge",
-             "Subscriptions: (connection, channel) pairs."));
-    R(value(o, "moor_pubsub_subscriptions", NULL, NULL,
-            SUM_PS(v, subscriptions)));
-    R(family(o, "moor_pubsub_subscribers", "gauge",
-             "Connections subscribed to at least one channel."));
-    R(value(o, "moor_pubsub_subscribers", NULL, NULL, SUM_PS(v, subscribers)));
+    family(p, "moor_pubsub_published_total", "counter",
+           "Messages published (whether or not anyone listened).");
+    value(p, "moor_pubsub_published_total", NULL, NULL, SUM_PS(v, published));
+    family(p, "moor_pubsub_delivered_total", "counter",
+           "Messages queued to a subscriber.");
+    value(p, "moor_pubsub_delivered_total", NULL, NULL, SUM_PS(v, delivered));
+    family(p, "moor_pubsub_dropped_total", "counter",
+           "Messages a subscriber did not get, by reason: drop_oldest "
+           "(--slow-policy drop-oldest), closing (it was leaving).");
+    value(p, "moor_pubsub_dropped_total", "reason", "drop_oldest",
+          SUM_PS(v, dropped_oldest));
+    value(p, "moor_pubsub_dropped_total", "reason", "closing",
+          SUM_PS(v, dropped_closing));
+    family(p, "moor_pubsub_slow_disconnects_total", "counter",
+           "Subscribers disconnected as slow consumers, by the limit "
+           "passed: hard (--queue-limit) or soft (--queue-soft-limit "
+           "for --queue-soft-time).");
+    value(p, "moor_pubsub_slow_disconnects_total", "limit", "hard",
+          SUM_PS(v, slow_disconnects));
+    value(p, "moor_pubsub_slow_disconnects_total", "limit", "soft",
+          SUM_PS(v, soft_disconnects));
+    family(p, "moor_pubsub_refused_total", "counter",
+           "Subscriptions refused by --max-channels or "
+           "--max-channels-per-conn.");
+    value(p, "moor_pubsub_refused_total", NULL, NULL,
+          SUM_PS(v, refused_channels));
+    family(p, "moor_pubsub_channels", "gauge",
+           "Channels with at least one subscriber.");
+    value(p, "moor_pubsub_channels", NULL, NULL, SUM_PS(v, channels));
+    family(p, "moor_pubsub_subscriptions", "gauge",
+           "Subscriptions: (connection, channel) pairs.");
+    value(p, "moor_pubsub_subscriptions", NULL, NULL, SUM_PS(v, subscriptions));
+    family(p, "moor_pubsub_subscribers", "gauge",
+           "Connections subscribed to at least one channel.");
+    value(p, "moor_pubsub_subscribers", NULL, NULL, SUM_PS(v, subscribers));
     for (unsigned i = 0; i < v->n_loops; i++)
         if (v->loops[i].pubsub &&
             pubsub_stats(v->loops[i].pubsub)->max_queued > maxq)
@@ -310,54 +321,54 @@ static int render_pubsub(struct sbuf *o, const struct metrics_view *v)
         static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
         double cum = 0;
         char le[32];
-        R(family(o, "moor_pubsub_delivery_seconds", "histogram",
-                 "Time from a publish to the write that put the message in "
-                 "a subscriber's socket."));
+        family(p, "moor_pubsub_delivery_seconds", "histogram",
+               "Time from a publish to the write that put the message in "
+               "a subscriber's socket.");
         for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
             cum += SUM_CONN(v, lat_buckets[b]);
             if (bounds[b] == UINT64_MAX)
                 snprintf(le, sizeof(le), "+Inf");
             else
                 snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
-            R(value(o, "moor_pubsub_delivery_seconds_bucket", "le", le, cum));
+            value(p, "moor_pubsub_delivery_seconds_bucket", "le", le, cum);
         }
-        R(value(o, "moor_pubsub_delivery_seconds_sum", NULL, NULL,
-                SUM_CONN(v, lat_sum_us) / 1e6));
-        R(value(o, "moor_pubsub_delivery_seconds_count", NULL, NULL,
-                SUM_CONN(v, lat_count)));
+        value(p, "moor_pubsub_delivery_seconds_sum", NULL, NULL,
+              SUM_CONN(v, lat_sum_us) / 1e6);
+        value(p, "moor_pubsub_delivery_seconds_count", NULL, NULL,
+              SUM_CONN(v, lat_count));
     }
-    R(family(o, "moor_pubsub_queue_max_bytes", "gauge",
-             "The largest subscriber queue seen at a publish since start."));
-    R(value(o, "moor_pubsub_queue_max_bytes", NULL, NULL, maxq));
-    return 0;
+    family(p, "moor_pubsub_queue_max_bytes", "gauge",
+           "The largest subscriber queue seen at a publish since start.");
+    value(p, "moor_pubsub_queue_max_bytes", NULL, NULL, maxq);
 }
 
 int metrics_render(struct sbuf *o, const struct metrics_view *v)
 {
+    struct page pg = {.o = o}, *p = &pg;
     int64_t fds = mem_process_open_fds();
 
-    R(family(o, "moor_build_info", "gauge",
-             "Always 1; the version is in the label."));
-    R(value(o, "moor_build_info", "version", MOOR_VERSION, 1));
-    R(family(o, "moor_start_time_seconds", "gauge",
-             "Start time of the process since the Unix epoch."));
-    R(value(o, "moor_start_time_seconds", NULL, NULL,
-            (double)(v->start_wall_ms / 1000)));
-    R(family(o, "moor_loops", "gauge", "Event loops (worker threads)."));
-    R(value(o, "moor_loops", NULL, NULL, v->n_loops));
-    R(render_conns(o, v));
-    R(render_tls(o, v));
-    R(render_http(o, v));
-    R(render_pubsub(o, v));
-    R(render_mem(o));
-    R(family(o, "moor_log_suppressed_total", "counter",
-             "Log lines dropped by per-site rate limiting."));
-    R(value(o, "moor_log_suppressed_total", NULL, NULL,
-            (double)log_suppressed_total()));
-    R(family(o, "moor_process_open_fds", "gauge",
-             "Open file descriptors of the process."));
-    R(value(o, "moor_process_open_fds", NULL, NULL, (double)fds));
-    return 0;
+    family(p, "moor_build_info", "gauge",
+           "Always 1; the version is in the label.");
+    value(p, "moor_build_info", "version", MOOR_VERSION, 1);
+    family(p, "moor_start_time_seconds", "gauge",
+           "Start time of the process since the Unix epoch.");
+    value(p, "moor_start_time_seconds", NULL, NULL,
+          (double)(v->start_wall_ms / 1000));
+    family(p, "moor_loops", "gauge", "Event loops (worker threads).");
+    value(p, "moor_loops", NULL, NULL, v->n_loops);
+    render_conns(p, v);
+    render_tls(p, v);
+    render_http(p, v);
+    render_pubsub(p, v);
+    render_mem(p);
+    family(p, "moor_log_suppressed_total", "counter",
+           "Log lines dropped by per-site rate limiting.");
+    value(p, "moor_log_suppressed_total", NULL, NULL,
+          (double)log_suppressed_total());
+    family(p, "moor_process_open_fds", "gauge",
+           "Open file descriptors of the process.");
+    value(p, "moor_process_open_fds", NULL, NULL, (double)fds);
+    return pg.err;
 }
 
 /* A stdio stream that appends to an sbuf, so mem's FILE-based dumps land
@@ -369,34 +380,36 @@ static ssize_t sbuf_cookie_write(void *cookie, const char *p, size_t n)
 
 int metrics_debug_mem(struct sbuf *o)
 {
+    struct page pg = {.o = o}, *p = &pg;
     struct mem_tag_stats st;
     struct mem_trim_stats ts;
 
     mem_trim_stats(&ts);
-    R(sbuf_printf(o,
-                  "{\"live_bytes\":%" PRId64 ",\"rss_bytes\":%" PRId64
-                  ",\"budget_bytes\":%zu,\"trim\":{\"checks\":%" PRIu64
-                  ",\"trims\":%" PRIu64 ",\"given_back_bytes\":%" PRIu64
-                  ",\"seconds\":%.6f},\"trace_enabled\":%s,\"tags\":{",
-                  mem_live_bytes(MEM_ALL), mem_process_rss(), mem_budget(),
-                  ts.checks, ts.trims, ts.given_back, (double)ts.ns / 1e9,
-                  mem_trace_enabled() ? "true" : "false"));
+    put(p,
+        "{\"live_bytes\":%" PRId64 ",\"rss_bytes\":%" PRId64
+        ",\"budget_bytes\":%zu,\"trim\":{\"checks\":%" PRIu64
+        ",\"trims\":%" PRIu64 ",\"given_back_bytes\":%" PRIu64
+        ",\"seconds\":%.6f},\"trace_enabled\":%s,\"tags\":{",
+        mem_live_bytes(MEM_ALL), mem_process_rss(), mem_budget(), ts.checks,
+        ts.trims, ts.given_back, (double)ts.ns / 1e9,
+        mem_trace_enabled() ? "true" : "false");
     for (int t = 0; t < MEM_TAG_COUNT; t++) {
         mem_stats((enum mem_tag)t, &st);
-        R(sbuf_printf(o,
-                      "%s\"%s\":{\"live_bytes\":%" PRId64
-                      ",\"live_count\":%" PRId64 ",\"total_allocs\":%" PRIu64
-                      ",\"total_bytes\":%" PRIu64 ",\"failed\":%" PRIu64 "}",
-                      t ? "," : "", mem_tag_name(t), st.live_bytes,
-                      st.live_count, st.total_allocs, st.total_bytes,
-                      st.failed));
+        put(p,
+            "%s\"%s\":{\"live_bytes\":%" PRId64 ",\"live_count\":%" PRId64
+            ",\"total_allocs\":%" PRIu64 ",\"total_bytes\":%" PRIu64
+            ",\"failed\":%" PRIu64 "}",
+            t ? "," : "", mem_tag_name(t), st.live_bytes, st.live_count,
+            st.total_allocs, st.total_bytes, st.failed);
     }
-    R(sbuf_puts(o, "}"));
+    put(p, "}");
     if (mem_trace_enabled()) {
         cookie_io_functions_t io = {.write = sbuf_cookie_write};
         FILE *f;
 
-        R(sbuf_puts(o, ",\"trace\":"));
+        put(p, ",\"trace\":");
+        if (pg.err)
+            return pg.err;
         f = fopencookie(o, "w", io);
         if (!f)
             return -ENOMEM;
@@ -404,6 +417,6 @@ int metrics_debug_mem(struct sbuf *o)
         if (fclose(f) != 0)
             return -ENOMEM;
     }
-    R(sbuf_puts(o, "}\n"));
-    return 0;
+    put(p, "}\n");
+    return pg.err;
 }
