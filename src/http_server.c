@@ -31,7 +31,7 @@ enum http_phase {
 /* A request to a body route while its body arrives: what the handler
  * will need of the header block (gone by then), and the body so far. */
 struct http_body {
-    struct abuf *data; /* grown as bytes arrive (invariant 8) */
+    struct abuf *data; /* grown as bytes arrive (docs/principles.md, rule 8) */
     uint16_t path_len;
     uint8_t route;
     uint8_t method; /* enum http_method */

@@ -1,12 +1,13 @@
 /*
  * listen.h - listening sockets: accept, admission, and refusing cleanly.
  *
- * Admission (invariant 6): a new connection over --max-conns or while the
- * process is over its memory budget is accepted only to be told "503" and
- * closed at once: never accepted and then starved. The accept rate is a
- * token bucket (--accept-rate, --accept-burst): when it is empty the
- * listener stops watching for connections and a timer resumes it, so a
- * reconnect storm waits in the kernel's backlog instead of costing us.
+ * Admission (docs/principles.md, rule 6): a new connection over
+ * --max-conns or while the process is over its memory budget is accepted
+ * only to be told "503" and closed at once: never accepted and then
+ * starved. The accept rate is a token bucket (--accept-rate,
+ * --accept-burst): when it is empty the listener stops watching for
+ * connections and a timer resumes it, so a reconnect storm waits in the
+ * kernel's backlog instead of costing us.
  *
  * EMFILE/ENFILE (out of file descriptors): the listener keeps one reserve
  * fd open (libuv's trick). When accept fails for lack of fds, it closes

@@ -1,6 +1,6 @@
 /*
  * mem.c - the allocation front: tags, per-thread counters, budget, trace,
- * fail-at-N (invariant 7).
+ * fail-at-N (docs/principles.md, rule 7).
  *
  * What it does. Every allocation in moor comes through here with a tag.
  * Sizes are the allocator's usable size (malloc_usable_size), so the

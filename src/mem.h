@@ -1,5 +1,5 @@
 /*
- * mem.h - the only door to the allocator (invariant 7).
+ * mem.h - the only door to the allocator (docs/principles.md, rule 7).
  *
  * Every allocation carries a tag. Live bytes, live count and total
  * allocations are kept per tag, per thread (no shared cache line between
@@ -119,14 +119,14 @@ int64_t mem_process_rss(void);
 int64_t mem_process_open_fds(void);
 
 /*
- * Giving memory back (invariant 7: RSS comes back after a burst, not only
- * the accounted bytes). glibc keeps the heap it freed: after 2,000 TLS
- * connections come and go, the live bytes are back but VmRSS stays ~30 MB
- * higher, because a few live blocks near the top of the heap stop it from
- * shrinking and free pages inside it stay resident. malloc_trim(0) hands
- * those pages back (madvise), whatever is live around them; docs/memory.md
- * has the measurements that chose it over the other allocators and glibc
- * settings.
+ * Giving memory back (docs/principles.md, rule 7: RSS comes back after a
+ * burst, not only the accounted bytes). glibc keeps the heap it freed:
+ * after 2,000 TLS connections come and go, the live bytes are back but
+ * VmRSS stays ~30 MB higher, because a few live blocks near the top of
+ * the heap stop it from shrinking and free pages inside it stay resident.
+ * malloc_trim(0) hands those pages back (madvise), whatever is live
+ * around them; docs/memory.md has the measurements that chose it over
+ * the other allocators and glibc settings.
  *
  * The policy. Every check (an event loop calls mem_trim_check() on a
  * timer) reads the gap between the anonymous resident memory (RssAnon:
@@ -149,9 +149,9 @@ int64_t mem_process_open_fds(void);
  * The action is process-wide (malloc_trim trims every arena; VmRSS and
  * the live bytes are the process's), but the policy state is the
  * caller's: one struct mem_trim per event loop, no global mutable state
- * (principle 10). A second loop checking just after a first one trimmed
- * sees the gap at its floor and does nothing. Counters are per thread
- * like the tag counters, summed by mem_trim_stats().
+ * (docs/principles.md, rule 10). A second loop checking just after a
+ * first one trimmed sees the gap at its floor and does nothing. Counters
+ * are per thread like the tag counters, summed by mem_trim_stats().
  *
  * Sanitizer builds: ASan has its own allocator and glibc's heap is
  * nearly unused, so malloc_trim() gives back almost nothing there; the

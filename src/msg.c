@@ -1,5 +1,5 @@
 /*
- * msg.c - immutable, reference-counted messages (invariant 4).
+ * msg.c - immutable, reference-counted messages (docs/principles.md, rule 4).
  *
  * What it does. A message is one MEM_MSG allocation: the header and the
  * payload together, so a message costs one allocation and one free however

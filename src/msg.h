@@ -1,5 +1,5 @@
 /*
- * msg.h - immutable, reference-counted messages (invariant 4).
+ * msg.h - immutable, reference-counted messages (docs/principles.md, rule 4).
  *
  * A message is allocated once with its payload in the same block (tag
  * MEM_MSG). Queues hold references; nobody copies the payload. The count

@@ -1,6 +1,6 @@
 /*
  * pubsub.h - channels, subscriptions and fan-out with bounded queues
- * (DESIGN invariants 4, 5 and 6). One struct pubsub per loop.
+ * (docs/principles.md, rules 4, 5 and 6). One struct pubsub per loop.
  *
  * A publish frames its payload once per protocol that has subscribers on
  * the channel (WebSocket, SSE, length-prefixed TCP), appended to that

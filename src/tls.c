@@ -428,7 +428,8 @@ static bool setup_common(SSL_CTX *c, const struct tls_ctx *t, char *err,
         load_error(err, errlen, "groups", TLS_GROUPS_DEFAULT);
         return false;
     }
-    /* RELEASE_BUFFERS: no record buffer while idle (invariant 3).
+    /* RELEASE_BUFFERS: no record buffer while idle (docs/principles.md,
+     * rule 3).
      * ENABLE_PARTIAL_WRITE: SSL_write() returns after each record, like
      * writev() returns a short count. ACCEPT_MOVING_WRITE_BUFFER: a retry
      * may come from another address with the same bytes (the coalescing

@@ -1,6 +1,6 @@
 /*
  * tls.h - TLS over a non-blocking socket with OpenSSL, its memory
- * accounted under MEM_TLS (invariants 3 and 7).
+ * accounted under MEM_TLS (docs/principles.md, rules 3 and 7).
  *
  * Three things live here:
  *

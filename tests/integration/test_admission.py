@@ -50,7 +50,7 @@ def test_memory_limit_refuses_with_503(moor):
             f"{len(held)} connections held under a {limit} B memory limit " \
             f"(baseline {base:.0f} B) and none was refused"
         assert len(held) > starved, "refused the very first connection"
-        # DESIGN invariant 6: refused cleanly, never accepted and then
+        # docs/principles.md rule 6: refused cleanly, never accepted and then
         # starved.
         assert starved == 0, \
             f"{starved} connection(s) accepted near the memory limit got " \

@@ -1,4 +1,5 @@
-"""--message-timeout: a message begun must end in time (invariant 2).
+"""--message-timeout: a message begun must end in time (docs/principles.md,
+rule 2).
 
 A peer can park a connection with bytes held by starting a message and
 never finishing it: a framed TCP publisher that sends a frame header and

@@ -229,8 +229,8 @@ def test_head_metrics(server):
 
 
 def test_idle_conns_hold_no_buffers(server):
-    """Invariant 3: an idle keep-alive connection holds no read, carry or
-    write buffer; its accounted cost is small and fixed."""
+    """Rule 3 of docs/principles.md: an idle keep-alive connection holds no
+    read, carry or write buffer; its accounted cost is small and fixed."""
     base = server.metrics()
     conns = [Conn(server.port) for _ in range(100)]
     try:

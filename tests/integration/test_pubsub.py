@@ -832,7 +832,7 @@ def test_post_chunked_empty_and_connection_close(server):
 
 def test_post_body_memory_follows_bytes_received(moor):
     """A POST claiming a large Content-Length holds memory for the bytes
-    that arrived, not for the length claimed (invariant 8)."""
+    that arrived, not for the length claimed (docs/principles.md, rule 8)."""
     s = moor("--max-body", "64MiB", "--max-message", "64MiB")
     ka = KeepAlive(s)
     before = tag_bytes(ka.mem(), "http")

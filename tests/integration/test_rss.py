@@ -1,4 +1,4 @@
-"""RSS comes back after a burst (invariant 7, docs/memory.md).
+"""RSS comes back after a burst (docs/principles.md rule 7, docs/memory.md).
 
 Operators watch VmRSS, not moor's accounting. glibc keeps the heap a
 burst freed, so without --mem-trim-interval the live bytes return to

@@ -368,10 +368,10 @@ static void test_new_state(void **state)
     assert_ptr_equal(e.set.by_fd[e.sv[0]], e.c);
     assert_int_equal(e.c->cn_fd, e.sv[0]);
     assert_true(e.c->cn_id >= 1);
-    /* Invariant 2: a fresh conn waits under a deadline. */
+    /* Rule 2 of docs/principles.md: a fresh conn waits under a deadline. */
     assert_true(tnode_armed(&e.c->cn_timer));
     assert_int_equal(e.c->cn_rd_reason, CLOSE_IDLE_TIMEOUT);
-    /* Invariant 3: nothing but the conn itself. */
+    /* Rule 3 of docs/principles.md: nothing but the conn itself. */
     assert_int_equal((int64_t)e.set.pools[0].live, 1);
     assert_int_equal(live_bytes(MEM_CARRY), 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
@@ -410,8 +410,8 @@ static void test_deliver_and_echo(void **state)
     env_close(&e);
 }
 
-/* Invariant 3: only an incomplete tail is copied, exactly, and it is freed
- * as soon as it is consumed. */
+/* Rule 3 of docs/principles.md: only an incomplete tail is copied,
+ * exactly, and it is freed as soon as it is consumed. */
 static void test_partial_tail_carried(void **state)
 {
     static struct env e; /* static: outlives a failed test */
@@ -910,8 +910,8 @@ static void test_queue_drop_keeps_tls_record(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
-/* Invariant 5: the queue is capped in bytes; over the cap nothing is
- * queued and the refusal is counted. */
+/* Rule 5 of docs/principles.md: the queue is capped in bytes; over the
+ * cap nothing is queued and the refusal is counted. */
 static void test_queue_limit(void **state)
 {
     static struct env e; /* static: outlives a failed test */
@@ -1263,8 +1263,8 @@ static void test_no_deadline_is_covered(void **state)
     env_close(&e);
 }
 
-/* A peer that takes no bytes for write_timeout is closed (invariant 2:
- * write progress has a deadline). */
+/* A peer that takes no bytes for write_timeout is closed
+ * (docs/principles.md, rule 2: write progress has a deadline). */
 static void test_write_timeout(void **state)
 {
     static struct env e; /* static: outlives a failed test */

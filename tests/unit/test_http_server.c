@@ -422,7 +422,8 @@ static void test_get_healthz(void **state)
     assert_non_null(strstr(r.head, "\r\nContent-Type: text/plain\r\n"));
     assert_non_null(strstr(r.head, "\r\nDate: "));
     assert_int_equal(C1.len, 0);
-    /* Kept alive, idle, and holding nothing but the conn (invariant 3). */
+    /* Kept alive, idle, and holding nothing but the conn
+     * (docs/principles.md, rule 3). */
     run_for(e.l, 20);
     assert_false(C1.eof);
     assert_int_equal(e.set.stats.open, 1);

@@ -288,8 +288,9 @@ static void test_names(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
-/* Invariant 6: over max-conns a client is told 503 and closed, never
- * accepted and starved; once a slot frees, the next one is accepted. */
+/* Rule 6 of docs/principles.md: over max-conns a client is told 503 and
+ * closed, never accepted and starved; once a slot frees, the next one is
+ * accepted. */
 static void test_max_conns_refuses_with_503(void **state)
 {
     struct listen_opts o = {.max_conns = 1};

@@ -655,8 +655,8 @@ static void test_publish_counts_and_frames(void **state)
     env_close(&E);
 }
 
-/* Invariant 4: one publish is one message whatever the fan-out; each
- * queue holds a reference, not a copy. */
+/* Rule 4 of docs/principles.md: one publish is one message whatever the
+ * fan-out; each queue holds a reference, not a copy. */
 static void test_publish_shares_one_message(void **state)
 {
     char payload[1000];
