@@ -91,7 +91,7 @@ $(DBG)/libmoor-objs.a: $(call lib_objs,$(DBG))
 
 # The installed static archive is one partially linked object whose
 # internal (hidden) symbols are made local, so they cannot clash with a
-# user's names (STYLE 4.1).
+# user's names.
 $(REL)/libmoor.a: $(call lib_objs,$(REL))
 	@rm -f $@
 	ld -r -o $(REL)/libmoor-all.o $^

@@ -1,7 +1,7 @@
 /*
  * config.c - every flag of `moor serve` in one table: its field, its
  * default, its range, its environment variable, its help sentence and the
- * metric that counts the times it bites (STYLE 4.8, limits come in threes).
+ * metric that counts the times it bites.
  * config_defaults(), config_parse(), --help and docs/limits.md are all
  * read from that table, so they cannot drift apart. The table is read by
  * the flag engine (flags.c), which `moor bench` shares: this file has the

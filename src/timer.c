@@ -1,5 +1,6 @@
 /*
- * timer.c - a hashed timing wheel with intrusive nodes (DESIGN "Deadlines").
+ * timer.c - a hashed timing wheel with intrusive nodes: the deadlines of
+ * docs/principles.md, rule 2 (docs/deadlines.md lists them).
  *
  * A timer with expiry tick e hangs in slot (e >> TIMER_RES_SHIFT) mod
  * TIMER_SLOTS, on a doubly linked list whose back pointer (pprev) lets

@@ -1,5 +1,6 @@
 /*
- * timer.h - hashed timing wheel with intrusive nodes (DESIGN "Deadlines").
+ * timer.h - hashed timing wheel with intrusive nodes: the deadlines of
+ * docs/principles.md, rule 2 (docs/deadlines.md lists them).
  *
  * The wheel has TIMER_SLOTS slots of TIMER_RES_MS each (one revolution is
  * about 65 s). A timer further away than one revolution sits in its slot and
