@@ -34,8 +34,7 @@ struct metrics_view {
     unsigned n_loops;
     struct metrics_loop loops[METRICS_MAX_LOOPS];
     const struct tls_ctx *tls; /* --tls-listen's context, or NULL */
-    uint64_t start_wall_ms;    /* process start, for uptime */
-    uint64_t now_wall_ms;
+    uint64_t start_wall_ms;    /* process start: moor_start_time_seconds */
 };
 
 /* Appends the whole exposition to out. Returns 0 or -ENOMEM/-ENOBUFS. */

@@ -146,7 +146,6 @@ static void env_open(struct env *e)
     e->v.loops[0].http = e->srv;
     e->v.loops[1].conns = &e->set[1]; /* no listener, no http here */
     e->v.start_wall_ms = 1700000000123ull;
-    e->v.now_wall_ms = 1700000100000ull;
 }
 
 static void env_close(struct env *e)
