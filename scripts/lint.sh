@@ -40,8 +40,8 @@ fail()
 #    and include/. The table names exactly the modules that exist: a new
 #    file must be added here, and a name here with no file fails lint
 #    (the table is the map of the tree; docs/principles.md, rule 9).
-#    (moor is include/moor.h, the public header; it and api, its
-#    wrappers, sit with server, which is most of moor.h.)
+#    (moor is include/moor.h, the public header; it and the api files,
+#    its wrappers, sit with server, which is most of moor.h.)
 # ---------------------------------------------------------------------
 
 declare -A layer_of
