@@ -368,7 +368,7 @@ MOOR_API struct moor_pubsub *
 moor_pubsub_new(struct moor_server *s, const struct moor_pubsub_options *o,
                 struct moor_error *err);
 /* Serves the length-prefixed TCP protocol on addr ("SUB a b" or "PUB ch",
- * then frames; docs/protocols.md), over TLS when t is not NULL (borrowed
+ * then frames; docs/framing.md), over TLS when t is not NULL (borrowed
  * until the server is freed). Returns 0, MOOR_EADDR or -errno. */
 MOOR_API int moor_pubsub_listen_tcp(struct moor_pubsub *ps, const char *addr,
                                     struct moor_tls *t, struct moor_error *err);
