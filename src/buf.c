@@ -2,10 +2,11 @@
  * buf.c - carry buffers, the per-loop read buffer, and the string builder.
  *
  * What it does. A carry is an exact-size heap copy of an incomplete tail
- * (invariant 3): one allocation of sizeof(struct carry) + n bytes, tag
- * MEM_CARRY, that lives only between two reads. The read buffer is the one
- * large allocation per loop that every connection reads into. The sbuf is
- * an append-only builder that doubles from 256 bytes up to a hard cap.
+ * (docs/principles.md, rule 3): one allocation of sizeof(struct carry) +
+ * n bytes, tag MEM_CARRY, that lives only between two reads. The read
+ * buffer is the one large allocation per loop that every connection reads
+ * into. The sbuf is an append-only builder that doubles from 256 bytes up
+ * to a hard cap.
  *
  * Invariants.
  * - A failed carry_save() or sbuf append leaves its object exactly as it

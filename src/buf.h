@@ -1,5 +1,6 @@
 /*
- * buf.h - the buffers of invariant 3, and a small growable string builder.
+ * buf.h - the buffers of docs/principles.md rule 3, and a small growable
+ * string builder.
  *
  * struct carry: an exact-size copy of an incomplete tail (half a header
  * block, half a frame header). It exists only between two reads; the read
@@ -35,7 +36,7 @@ void carry_release(struct carry **c);
  * message, a TCP frame split over reads, an HTTP body). It grows as its
  * bytes actually arrive, doubling from 256 bytes and never past max, so
  * its size follows what was received, never a length the peer claims
- * (invariant 8). */
+ * (rule 8). */
 struct abuf {
     uint32_t len, cap;
     uint8_t data[];

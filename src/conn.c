@@ -117,7 +117,7 @@ void conn_rearm(struct conn *c)
     struct timer_wheel *w = &conn_set_of(c)->wheel;
 
     if (next == TICK_UNSET) {
-        /* Invariant 2: a live conn always waits under some deadline. A
+        /* Rule 2: a live conn always waits under some deadline. A
          * protocol that clears its last one is a bug; cover it anyway. */
         LOG_ERROR("conn without deadline", "conn=%llu",
                   (unsigned long long)c->cn_id);
@@ -852,7 +852,7 @@ static void do_read(struct conn *c)
         switch (n) {
         case TLS_WANT_READ:
             /* Half a record and nothing to decrypt yet: for a protocol
-             * of messages, that is a message begun (invariant 2). */
+             * of messages, that is a message begun (rule 2). */
             if (conn_proto(c)->messages && may_arm_message(c) && tls_partial(c))
                 arm_message(c);
             return;

@@ -1,6 +1,6 @@
 /*
  * conn.h - a connection's life: reads, the outbound queue, deadlines, and
- * the one close path (invariants 1, 2, 3, 5).
+ * the one close path (docs/principles.md, rules 1, 2, 3, 5).
  *
  * Ownership. A conn is allocated by conn_new() and freed only by the
  * connection set's end-of-iteration hook after conn_close(). conn_close()
@@ -405,7 +405,7 @@ static inline unsigned conn_paused(const struct conn *c)
     return c->cn_pause;
 }
 
-/* THE close path (invariant 1). Idempotent; the first reason counts. */
+/* THE close path (rule 1). Idempotent; the first reason counts. */
 void conn_close(struct conn *c, enum close_reason why);
 /* Closes with `why` once the outbound queue has been written. With
  * linger, input is read and discarded meanwhile and after the flush the
@@ -427,7 +427,7 @@ void conn_close_within(struct conn *c, enum close_reason why, uint32_t ms);
 int conn_send(struct conn *c, struct msg *m);
 /* conn_send() with flags. CONN_SEND_OVERCAP queues even past the byte
  * limit: for small control frames, and for 1:1 streams whose producer is
- * this conn's own input, which the caller then stops reading (invariant 5:
+ * this conn's own input, which the caller then stops reading (rule 5:
  * the queue exceeds its limit by at most one message). */
 #define CONN_SEND_OVERCAP 1u
 int conn_send_flags(struct conn *c, struct msg *m, unsigned flags);
@@ -481,7 +481,7 @@ void conn_set_read_deadline(struct conn *c, uint32_t ms,
                             enum close_reason reason);
 
 /*
- * The message deadline (invariant 2, for protocols with .messages set).
+ * The message deadline (rule 2, for protocols with .messages set).
  * Once part of a message has arrived - a frame header, a fragment, half a
  * TLS record - the rest must arrive within the set's message_timeout_ms,
  * counted from that first part: trickling bytes, control frames and pongs
@@ -522,7 +522,7 @@ void conn_resume_read(struct conn *c, enum pause_cause cause);
  * bytes fall under the low-water mark. A peer that closes meanwhile is
  * closed (its unread input dropped). Plain request/response protocols do
  * not call it: admission control refuses new conns instead, and a conn
- * already accepted is always answered (invariant 6). */
+ * already accepted is always answered (rule 6). */
 bool conn_pause_if_over_budget(struct conn *c);
 
 /* Switches the conn to another protocol (an HTTP upgrade). Bytes left in

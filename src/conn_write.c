@@ -1,9 +1,10 @@
 /*
  * conn_write.c - a connection's outbound side: the queue of message
- * references (a ring, invariants 4 and 5), its limits and drop policies,
- * and the corked write path that empties it (one writev per conn per loop
- * iteration, through TLS if the conn has it), with the write deadline and
- * the end of a close-after-flush. conn.c owns the rest of the conn's life.
+ * references (a ring; docs/principles.md, rules 4 and 5), its limits and
+ * drop policies, and the corked write path that empties it (one writev
+ * per conn per loop iteration, through TLS if the conn has it), with the
+ * write deadline and the end of a close-after-flush. conn.c owns the rest
+ * of the conn's life.
  *
  * Keeps: a queue holds references, never copies (conn_send_bytes() makes
  * its one message); the ring exists only while something is queued; a

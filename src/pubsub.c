@@ -5,7 +5,8 @@
  * Keeps: a channel exists exactly while it has a subscription; every
  * subscription is on its channel's list and its subscriber's list; a
  * publish queues references, never payload copies, and never lets a queue
- * pass queue_limit (invariant 5): the policy decides what gives.
+ * pass queue_limit (docs/principles.md, rule 5): the policy decides what
+ * gives.
  * Must not: block, or allocate per subscriber on the publish path (the conn's
  * queue ring, allocated when a subscriber's empty queue takes a message
  * and doubled when full, is the only allocation on it).
@@ -61,7 +62,7 @@ struct subscriber {
  * subscriber then takes one reference, one queue entry and one iovec for
  * the run instead of one per message, and the socket copies one buffer
  * instead of dozens of small ones. A batch is still one immutable message
- * shared by every subscriber (invariant 4). */
+ * shared by every subscriber (rule 4). */
 #define BATCH_MAX 16384u /* bytes of one protocol's frames in a batch */
 
 /* Per protocol: m[i] holds m[i]->count frames back to back (born_ns the

@@ -419,8 +419,8 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
     /* A frame begun (its header, part of its payload, or part of the
      * header left for the carry) must end within --message-timeout: a
      * publisher that stalls mid-frame holds its partial message, and
-     * heartbeats would otherwise keep it for ever (invariant 2). The
-     * command frame is under the header deadline instead. */
+     * heartbeats would otherwise keep it for ever (docs/principles.md,
+     * rule 2). The command frame is under the header deadline instead. */
     if (t->role && conn_message_update(c, off < len || t->ps.in_frame))
         conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
     return off;

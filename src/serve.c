@@ -412,7 +412,7 @@ static int watch_signals(struct serve *sv)
     return loop_watch(sv->loop, sv->sigfd, &sv->sigw, EPOLLIN);
 }
 
-/* After shutdown: live bytes must be zero (invariant 7). */
+/* After shutdown: live bytes must be zero (docs/principles.md, rule 7). */
 static int check_memory(void)
 {
     int64_t live = mem_live_bytes(MEM_ALL);

@@ -16,8 +16,8 @@
  *
  * Keeps: the bench exits non-zero with a one-line reason when the server
  * cannot be reached or connections fail; all memory comes from mem.c and
- * is zero after teardown (invariant 7); no global mutable state
- * (everything is in struct bench).
+ * is zero after teardown (docs/principles.md, rule 7); no global mutable
+ * state (everything is in struct bench; rule 10).
  */
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +39,7 @@ const struct bench_mode *const bench_modes[] = {
 };
 const size_t bench_n_modes = ARRAY_SIZE(bench_modes);
 
-/* After teardown: live bytes must be zero (invariant 7). */
+/* After teardown: live bytes must be zero (rule 7). */
 static int check_memory(void)
 {
     int64_t live = mem_live_bytes(MEM_ALL);
