@@ -75,12 +75,7 @@ static struct http_str mkstr(const uint8_t *p, size_t n)
 
 /* ---- lists --------------------------------------------------------------- */
 
-/*
- * Takes the next element of the comma-separated list v from *pos, trimmed
- * of OWS; empty elements are returned as such (the caller decides).
- * Return value: false once the list is exhausted.
- */
-static bool list_next(struct http_str v, uint32_t *pos, struct http_str *el)
+bool http_list_next(struct http_str v, uint32_t *pos, struct http_str *el)
 {
     uint32_t a = *pos;
     uint32_t b;
@@ -106,7 +101,7 @@ bool http_token_list_has(struct http_str v, const char *tok)
     struct http_str el;
     uint32_t pos = 0;
 
-    while (list_next(v, &pos, &el)) {
+    while (http_list_next(v, &pos, &el)) {
         if (ascii_ci_equal(el.p, el.len, tok, tlen))
             return true;
     }
@@ -354,7 +349,7 @@ static int field_transfer_encoding(struct http_str v, struct field_facts *f)
     bool any = false;
 
     f->te_seen = true;
-    while (list_next(v, &pos, &el)) {
+    while (http_list_next(v, &pos, &el)) {
         if (el.len == 0)
             continue; /* empty list elements are ignored (RFC 9110 5.6.1) */
         for (uint32_t i = 0; i < el.len; i++) {

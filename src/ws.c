@@ -168,43 +168,18 @@ bool ws_utf8_feed(uint32_t *st, const uint8_t *p, size_t n)
 
 /* ---- small helpers ----------------------------------------------------- */
 
-/*
- * Takes the next element of the comma-separated list s[0..n) from *pos,
- * trimmed of spaces and tabs. Empty elements are returned as such.
- * Return value: false once the list is exhausted.
- */
-static bool list_next(const char *s, size_t n, size_t *pos, const char **el,
-                      size_t *el_len)
-{
-    size_t a = *pos;
-    size_t b;
-
-    if (a >= n)
-        return false;
-    b = a;
-    while (b < n && s[b] != ',')
-        b++;
-    *pos = b + 1;
-    while (a < b && ascii_is_ows(s[a]))
-        a++;
-    while (b > a && ascii_is_ows(s[b - 1]))
-        b--;
-    *el = s + a;
-    *el_len = b - a;
-    return true;
-}
-
-/* True if the list s[0..n) holds el exactly (ci: ignoring ASCII case). */
+/* True if the comma-separated list s[0..n) holds el exactly (ci: ignoring
+ * ASCII case). Every list here is a header value or a flag's value, far
+ * shorter than an http_str's 4 GiB. */
 static bool list_has(const char *s, size_t n, const char *el, size_t el_len,
                      bool ci)
 {
-    const char *it;
-    size_t it_len;
-    size_t pos = 0;
+    struct http_str v = {s, (uint32_t)n}, it;
+    uint32_t pos = 0;
 
-    while (list_next(s, n, &pos, &it, &it_len)) {
-        if (ci ? ascii_ci_equal(it, it_len, el, el_len)
-               : it_len == el_len && memcmp(it, el, el_len) == 0)
+    while (http_list_next(v, &pos, &it)) {
+        if (ci ? ascii_ci_equal(it.p, it.len, el, el_len)
+               : it.len == el_len && memcmp(it.p, el, el_len) == 0)
             return true;
     }
     return false;
@@ -360,17 +335,16 @@ bool ws_pick_protocol(struct http_str offered, const char *supported, char *out,
                       size_t cap)
 {
     size_t sn = supported ? strlen(supported) : 0;
-    const char *el;
-    size_t el_len;
-    size_t pos = 0;
+    struct http_str el;
+    uint32_t pos = 0;
 
     /* Subprotocol names compare case-sensitively (RFC 7936). */
-    while (list_next(offered.p, offered.len, &pos, &el, &el_len)) {
-        if (el_len == 0 || el_len >= cap ||
-            !list_has(supported, sn, el, el_len, false))
+    while (http_list_next(offered, &pos, &el)) {
+        if (el.len == 0 || el.len >= cap ||
+            !list_has(supported, sn, el.p, el.len, false))
             continue;
-        memcpy(out, el, el_len);
-        out[el_len] = '\0';
+        memcpy(out, el.p, el.len);
+        out[el.len] = '\0';
         return true;
     }
     return false;
