@@ -1,7 +1,7 @@
 /*
  * test_util.c - unit tests for util.h's ASCII helpers (byte classes, hex
  * digits, case folding, case-insensitive compare), checked against every
- * byte value, and the KiB()/MiB() size macros.
+ * byte value, and the KiB()/MiB()/GiB() size macros.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,6 +78,7 @@ static void test_sizes(void **state)
     assert_int_equal(MiB(16), 16u << 20);
     /* 64-bit: no overflow past 4 GiB. */
     assert_true(MiB(4096) == (uint64_t)1 << 32);
+    assert_true(GiB(4) == MiB(4096));
     assert_int_equal(sizeof(KiB(1)), sizeof(uint64_t));
 }
 
