@@ -255,81 +255,113 @@ int sbuf_printf(struct sbuf *s, const char *fmt, ...)
     return rc;
 }
 
-/* Bytes needed to write str[0..n) as a JSON string literal. */
-static size_t json_len(const char *str, size_t n)
+/* ------------------------------------------------------------------ */
+/* JSON strings.                                                      */
+/* ------------------------------------------------------------------ */
+
+/* Writes the escape of ch inside a JSON string to o (room for 6 bytes):
+ * \" \\ \n \r \t \b \f, \u00XX for the other control characters, else
+ * ch itself. Returns its length. */
+static size_t json_escape_byte(unsigned char ch, char *o)
 {
-    size_t i, out = 2;
+    static const char hex[] = "0123456789abcdef";
+    char esc = 0;
 
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)str[i];
+    switch (ch) {
+    case '"':
+        esc = '"';
+        break;
+    case '\\':
+        esc = '\\';
+        break;
+    case '\n':
+        esc = 'n';
+        break;
+    case '\r':
+        esc = 'r';
+        break;
+    case '\t':
+        esc = 't';
+        break;
+    case '\b':
+        esc = 'b';
+        break;
+    case '\f':
+        esc = 'f';
+        break;
+    }
+    if (esc) {
+        o[0] = '\\';
+        o[1] = esc;
+        return 2;
+    }
+    if (ch < 0x20) {
+        memcpy(o, "\\u00", 4);
+        o[4] = hex[ch >> 4];
+        o[5] = hex[ch & 15];
+        return 6;
+    }
+    /* Bytes >= 0x80 pass through: the caller is responsible for handing
+     * over UTF-8. */
+    o[0] = (char)ch;
+    return 1;
+}
 
-        if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\r' || ch == '\t' ||
-            ch == '\b' || ch == '\f')
-            out += 2;
-        else if (ch < 0x20)
-            out += 6;
+size_t json_escape(char *dst, size_t cap, const char *str, size_t n)
+{
+    char e[6];
+    size_t out = 0;
+    bool full = false;
+
+    for (size_t i = 0; i < n; i++) {
+        size_t k = json_escape_byte((unsigned char)str[i], e);
+
+        /* Stop writing at the first escape that does not fit whole. */
+        if (!full && k <= cap - out)
+            memcpy(dst + out, e, k);
         else
-            out += 1;
+            full = true;
+        out += k;
     }
     return out;
 }
 
+void json_fput_escaped(FILE *out, const char *str, size_t n)
+{
+    char tmp[256];
+
+    while (n) {
+        /* At most 6 bytes an input byte: a chunk always fits in tmp. */
+        size_t k = MIN(n, sizeof(tmp) / 6);
+
+        fwrite(tmp, 1, json_escape(tmp, sizeof(tmp), str, k), out);
+        str += k;
+        n -= k;
+    }
+}
+
+void json_fput_str(FILE *out, const char *str, size_t n)
+{
+    fputc('"', out);
+    json_fput_escaped(out, str, n);
+    fputc('"', out);
+}
+
 int sbuf_json_str(struct sbuf *s, const char *str, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    uint8_t *o;
-    size_t i;
+    size_t need = json_escape(NULL, 0, str, n);
+    char *o;
     int rc;
 
     /* Measure first so the append is all or nothing. */
-    rc = reserve(s, json_len(str, n));
+    rc = reserve(s, need + 2);
     if (rc < 0)
         return rc;
-    o = s->data + s->len;
-    *o++ = '"';
-    for (i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)str[i];
-        char esc = 0;
-
-        switch (ch) {
-        case '"':
-            esc = '"';
-            break;
-        case '\\':
-            esc = '\\';
-            break;
-        case '\n':
-            esc = 'n';
-            break;
-        case '\r':
-            esc = 'r';
-            break;
-        case '\t':
-            esc = 't';
-            break;
-        case '\b':
-            esc = 'b';
-            break;
-        case '\f':
-            esc = 'f';
-            break;
-        }
-        if (esc) {
-            *o++ = '\\';
-            *o++ = (uint8_t)esc;
-        } else if (ch < 0x20) {
-            memcpy(o, "\\u00", 4);
-            o[4] = (uint8_t)hex[ch >> 4];
-            o[5] = (uint8_t)hex[ch & 15];
-            o += 6;
-        } else {
-            /* Bytes >= 0x80 pass through: the caller is responsible for
-             * handing over UTF-8. */
-            *o++ = ch;
-        }
-    }
-    *o++ = '"';
-    s->len = (size_t)(o - s->data);
+    o = (char *)s->data + s->len;
+    o[0] = '"';
+    json_escape(o + 1, need, str, n);
+    o[need + 1] = '"';
+    s->len += need + 2;
     return 0;
 }
 

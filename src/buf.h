@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include "mem.h"
 
 struct carry {
@@ -74,8 +75,26 @@ int sbuf_puts(struct sbuf *s, const char *str);
 int sbuf_printf(struct sbuf *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int sbuf_vprintf(struct sbuf *s, const char *fmt, va_list ap);
-/* Appends str as a JSON string literal, quotes and escapes included. */
+/* Appends str[0..n) as a JSON string literal, quotes and escapes included
+ * (the escapes of json_escape()). */
 int sbuf_json_str(struct sbuf *s, const char *str, size_t n);
+/*
+ * JSON string escaping, the one copy (sbuf_json_str() is built on it).
+ *
+ * json_escape() writes str[0..n) escaped for the inside of a JSON string,
+ * without the quotes, to dst (at most cap bytes, no NUL) and returns the
+ * length of the whole escape, like snprintf(): the output is complete iff
+ * the return value is <= cap, and an escape is never cut in half.
+ * json_escape(NULL, 0, str, n) measures. Escapes: \" \\ \n \r \t \b \f,
+ * \u00xx for the other bytes below 0x20; every other byte is copied as it
+ * is (the caller hands over UTF-8).
+ */
+size_t json_escape(char *dst, size_t cap, const char *str, size_t n);
+/* The same escape written to a stream, without the quotes ... */
+void json_fput_escaped(FILE *out, const char *str, size_t n);
+/* ... and as a whole string literal, quotes included. */
+void json_fput_str(FILE *out, const char *str, size_t n);
+
 /* Detaches the bytes: returns data (caller frees with mem_free(tag, p)),
  * resets the builder to empty. */
 uint8_t *sbuf_take(struct sbuf *s, size_t *len);

@@ -24,14 +24,14 @@
 #include <string.h>
 
 #include "frame.h"
+#include "util.h"
 
 /* ---- channel names ------------------------------------------------------ */
 
 static bool name_byte(uint8_t c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-           c == ':' || c == '@';
+    return ascii_is_alnum(c) || c == '-' || c == '_' || c == '.' || c == ':' ||
+           c == '@';
 }
 
 bool channel_name_valid(const uint8_t *p, size_t n)

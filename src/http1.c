@@ -38,20 +38,11 @@
 
 /* ---- character classes (RFC 9110 5.6.2, 5.5; RFC 3986) ----------------- */
 
-static bool is_digit(uint8_t c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_alnum(uint8_t c)
-{
-    return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
-
 /* tchar: the characters of a token (method, field name, coding). */
 static bool is_tchar(uint8_t c)
 {
-    return is_alnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+    return ascii_is_alnum(c) ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* A field value byte: HTAB, SP, VCHAR or obs-text; no other CTL, no DEL. */
@@ -70,44 +61,11 @@ static bool is_target_char(uint8_t c)
  * '%' (pct-encoding, IPv6 zone). No '@': userinfo is refused. */
 static bool is_host_char(uint8_t c)
 {
-    return is_alnum(c) || (c != 0 && strchr("-._~!$&'()*+,;=:[]%", c));
-}
-
-static bool is_ows(uint8_t c)
-{
-    return c == ' ' || c == '\t';
-}
-
-static int hex_value(uint8_t c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* ASCII only: the C library's tolower() depends on the locale. */
-static uint8_t lower(uint8_t c)
-{
-    return c >= 'A' && c <= 'Z' ? (uint8_t)(c + ('a' - 'A')) : c;
-}
-
-static bool ci_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++) {
-        if (lower((uint8_t)a[i]) != lower((uint8_t)b[i]))
-            return false;
-    }
-    return true;
+    return ascii_is_alnum(c) || (c != 0 && strchr("-._~!$&'()*+,;=:[]%", c));
 }
 
 /* True if s equals the string literal lit, ignoring case. */
-#define STR_IS(s, lit) ci_equal((s).p, (s).len, (lit), sizeof(lit) - 1)
+#define STR_IS(s, lit) ascii_ci_equal((s).p, (s).len, (lit), sizeof(lit) - 1)
 
 static struct http_str mkstr(const uint8_t *p, size_t n)
 {
@@ -117,12 +75,7 @@ static struct http_str mkstr(const uint8_t *p, size_t n)
 
 /* ---- lists --------------------------------------------------------------- */
 
-/*
- * Takes the next element of the comma-separated list v from *pos, trimmed
- * of OWS; empty elements are returned as such (the caller decides).
- * Return value: false once the list is exhausted.
- */
-static bool list_next(struct http_str v, uint32_t *pos, struct http_str *el)
+bool http_list_next(struct http_str v, uint32_t *pos, struct http_str *el)
 {
     uint32_t a = *pos;
     uint32_t b;
@@ -133,9 +86,9 @@ static bool list_next(struct http_str v, uint32_t *pos, struct http_str *el)
     while (b < v.len && v.p[b] != ',')
         b++;
     *pos = b + 1;
-    while (a < b && is_ows((uint8_t)v.p[a]))
+    while (a < b && ascii_is_ows((uint8_t)v.p[a]))
         a++;
-    while (b > a && is_ows((uint8_t)v.p[b - 1]))
+    while (b > a && ascii_is_ows((uint8_t)v.p[b - 1]))
         b--;
     el->p = v.p + a;
     el->len = b - a;
@@ -148,8 +101,8 @@ bool http_token_list_has(struct http_str v, const char *tok)
     struct http_str el;
     uint32_t pos = 0;
 
-    while (list_next(v, &pos, &el)) {
-        if (ci_equal(el.p, el.len, tok, tlen))
+    while (http_list_next(v, &pos, &el)) {
+        if (ascii_ci_equal(el.p, el.len, tok, tlen))
             return true;
     }
     return false;
@@ -162,7 +115,7 @@ const struct http_str *http_header_get(const struct http_request *req,
 
     for (uint32_t i = 0; i < req->n_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (ci_equal(h->name.p, h->name.len, name, n))
+        if (ascii_ci_equal(h->name.p, h->name.len, name, n))
             return &h->value;
     }
     return NULL;
@@ -228,10 +181,12 @@ static size_t scheme_len(const uint8_t *t, size_t n)
     static const char https[] = "https://";
 
     if (n >= sizeof(http) - 1 &&
-        ci_equal((const char *)t, sizeof(http) - 1, http, sizeof(http) - 1))
+        ascii_ci_equal((const char *)t, sizeof(http) - 1, http,
+                       sizeof(http) - 1))
         return sizeof(http) - 1;
     if (n >= sizeof(https) - 1 &&
-        ci_equal((const char *)t, sizeof(https) - 1, https, sizeof(https) - 1))
+        ascii_ci_equal((const char *)t, sizeof(https) - 1, https,
+                       sizeof(https) - 1))
         return sizeof(https) - 1;
     return 0;
 }
@@ -254,7 +209,7 @@ static int parse_target(const uint8_t *t, size_t n, struct http_request *req,
         if (colon == t || colon == t + n || colon - 1 == t || !host_valid(t, n))
             return 400;
         for (const uint8_t *d = colon; d < t + n; d++) {
-            if (!is_digit(*d))
+            if (!ascii_is_digit(*d))
                 return 400;
         }
         *authority = mkstr(t, n);
@@ -297,8 +252,8 @@ static int parse_target(const uint8_t *t, size_t n, struct http_request *req,
 /* Parses "HTTP/x.y" exactly. Return value: 0, 505 or 400. */
 static int parse_version(const uint8_t *v, size_t n, uint8_t *minor)
 {
-    if (n != 8 || memcmp(v, "HTTP/", 5) != 0 || !is_digit(v[5]) ||
-        v[6] != '.' || !is_digit(v[7]))
+    if (n != 8 || memcmp(v, "HTTP/", 5) != 0 || !ascii_is_digit(v[5]) ||
+        v[6] != '.' || !ascii_is_digit(v[7]))
         return 400;
     if (v[5] != '1' || v[7] > '1')
         return 505;
@@ -370,7 +325,7 @@ static int field_content_length(struct http_str v, struct http_request *req,
     f->cl_seen = true;
     for (uint32_t i = 0; i < v.len; i++) {
         uint8_t d = (uint8_t)v.p[i];
-        if (!is_digit(d))
+        if (!ascii_is_digit(d))
             return 400;
         if (n > (UINT64_MAX - (d - '0')) / 10)
             f->cl_overflow = true;
@@ -394,7 +349,7 @@ static int field_transfer_encoding(struct http_str v, struct field_facts *f)
     bool any = false;
 
     f->te_seen = true;
-    while (list_next(v, &pos, &el)) {
+    while (http_list_next(v, &pos, &el)) {
         if (el.len == 0)
             continue; /* empty list elements are ignored (RFC 9110 5.6.1) */
         for (uint32_t i = 0; i < el.len; i++) {
@@ -471,9 +426,9 @@ static int parse_field(const uint8_t *p, size_t n, struct http_header *h)
     h->name = mkstr(p, i);
     a = i + 1;
     b = n;
-    while (a < b && is_ows(p[a]))
+    while (a < b && ascii_is_ows(p[a]))
         a++;
-    while (b > a && is_ows(p[b - 1]))
+    while (b > a && ascii_is_ows(p[b - 1]))
         b--;
     for (size_t k = a; k < b; k++) {
         if (!is_value_char(p[k]))
@@ -674,7 +629,7 @@ void http_chunked_init(struct http_chunked *c)
 static int chunk_size_byte(struct http_chunked *c, uint8_t b,
                            const struct http_limits *lim)
 {
-    int h = hex_value(b);
+    int h = ascii_hex_value(b);
 
     if (++c->line_len > CHUNK_LINE_MAX)
         return 400;
@@ -696,7 +651,7 @@ static int chunk_size_byte(struct http_chunked *c, uint8_t b,
             c->remaining = c->remaining << 4 | (uint64_t)h;
         } else if (b == ';') {
             c->state = CH_EXT;
-        } else if (is_ows(b)) {
+        } else if (ascii_is_ows(b)) {
             c->state = CH_SIZE_BWS;
         } else if (b == CR) {
             c->state = CH_SIZE_LF;
@@ -707,7 +662,7 @@ static int chunk_size_byte(struct http_chunked *c, uint8_t b,
     case CH_SIZE_BWS:
         if (b == ';')
             c->state = CH_EXT;
-        else if (!is_ows(b))
+        else if (!ascii_is_ows(b))
             return 400;
         return 0;
     case CH_EXT:

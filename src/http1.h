@@ -101,6 +101,12 @@ ssize_t http_parse_request(const uint8_t *in, size_t len,
 /* Case-insensitive lookup of the first header named name; NULL if none. */
 const struct http_str *http_header_get(const struct http_request *req,
                                        const char *name);
+/*
+ * Takes the next element of the comma-separated list v from *pos (0 to
+ * start), trimmed of OWS; empty elements are returned as such (the caller
+ * decides). Return value: false once the list is exhausted.
+ */
+bool http_list_next(struct http_str v, uint32_t *pos, struct http_str *el);
 /* True if the comma-separated token list in v contains tok (any case). */
 bool http_token_list_has(struct http_str v, const char *tok);
 

@@ -28,8 +28,9 @@
 #include <stdbool.h>
 #include "conn.h"
 #include "http1.h"
+#include "util.h"
 
-#define HTTP_PIPELINE_HIGH (64u * 1024)
+#define HTTP_PIPELINE_HIGH KiB(64)
 #define HTTP_MAX_ROUTES 32
 
 struct http_server;

@@ -51,6 +51,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "util.h"
 
 #define CACHE_LINE 64
@@ -736,22 +737,6 @@ size_t mem_trace_dump(FILE *out)
     return blocks;
 }
 
-/* File names come from __FILE__ and are tame, but escape them anyway so
- * the output is always valid JSON. */
-static void json_puts(FILE *out, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
-    }
-}
-
 size_t mem_trace_dump_json(FILE *out)
 {
     struct trace_site *v;
@@ -763,7 +748,9 @@ size_t mem_trace_dump_json(FILE *out)
     for (i = 0; i < n; i++) {
         fprintf(out, "%s{\"tag\":\"%s\",\"site\":\"", i ? "," : "",
                 mem_tag_name(v[i].tag));
-        json_puts(out, v[i].file);
+        /* File names come from __FILE__ and are tame, but are escaped
+         * anyway so the output is always valid JSON. */
+        json_fput_escaped(out, v[i].file, strlen(v[i].file));
         fprintf(out, ":%d\",\"bytes\":%" PRIu64 ",\"count\":%" PRIu64 "}",
                 v[i].line, v[i].bytes, v[i].count);
     }

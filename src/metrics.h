@@ -15,9 +15,10 @@
 #include "http_server.h"
 #include "pubsub.h"
 #include "tls.h"
+#include "util.h"
 
 #define METRICS_MAX_LOOPS 64
-#define METRICS_PAGE_MAX (1u << 20)
+#define METRICS_PAGE_MAX MiB(1)
 #define METRICS_MAX_LISTENERS 4
 
 /* What one loop contributes. */

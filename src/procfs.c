@@ -7,7 +7,6 @@
  * aside, which libc frees at fclose). Must not: write anything, or trust
  * a line's shape: a line that does not parse is skipped.
  */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include <netinet/in.h>
 
 #include "procfs.h"
+#include "util.h"
 
 /* Finds "Key:" at the start of a line of text and returns its value in
  * bytes (the kernel writes "Key:   1234 kB"), or -1. */
@@ -124,15 +124,9 @@ static bool hex32(const char *p, size_t n, uint32_t *out)
     uint32_t v = 0;
 
     for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)p[i], d;
+        int d = ascii_hex_value((unsigned char)p[i]);
 
-        if (c >= '0' && c <= '9')
-            d = c - '0';
-        else if (c >= 'A' && c <= 'F')
-            d = c - 'A' + 10;
-        else if (c >= 'a' && c <= 'f')
-            d = c - 'a' + 10;
-        else
+        if (d < 0)
             return false;
         v = v << 4 | (uint32_t)d;
     }
@@ -152,7 +146,8 @@ static bool parse_local(const char *p, unsigned nwords, uint32_t *words,
         if (!hex32(p + 8 * i, 8, &words[i]))
             return false;
     p += 8 * nwords;
-    if (*p != ':' || !hex32(p + 1, 4, &v) || isxdigit((unsigned char)p[5]))
+    if (*p != ':' || !hex32(p + 1, 4, &v) ||
+        ascii_hex_value((unsigned char)p[5]) >= 0)
         return false;
     *port = (uint16_t)v;
     return true;
@@ -260,7 +255,7 @@ pid_t procfs_listener_pid(const struct sockaddr *addr, pid_t *pids,
         DIR *fds;
         struct dirent *fe;
 
-        if (!isdigit((unsigned char)de->d_name[0]))
+        if (!ascii_is_digit((unsigned char)de->d_name[0]))
             continue;
         snprintf(dir, sizeof(dir), "/proc/%s/fd", de->d_name);
         fds = opendir(dir);

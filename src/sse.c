@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "sse.h"
+#include "util.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -266,11 +267,11 @@ bool sse_parse_last_event_id(const char *p, size_t n, uint64_t *id)
 {
     uint64_t v = 0;
 
-    while (n && (p[0] == ' ' || p[0] == '\t')) {
+    while (n && ascii_is_ows((unsigned char)p[0])) {
         p++;
         n--;
     }
-    while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+    while (n && ascii_is_ows((unsigned char)p[n - 1]))
         n--;
     if (n == 0)
         return false;

@@ -591,12 +591,17 @@ static void ctx_free_settings(struct tls_ctx *t)
     mem_free(MEM_TLS, t);
 }
 
-/* Allocates a context with the common settings copied in. */
+/* Allocates a context with the common settings copied in (and the BIO
+ * method every connection of it uses made ready). */
 static struct tls_ctx *ctx_alloc(int min_version, const char *ciphers,
                                  const char *suites, char *err, size_t errlen)
 {
     struct tls_ctx *t;
 
+    if (!bio_meth_ensure()) {
+        set_err(err, errlen, "out of memory");
+        return NULL;
+    }
     if (min_version == 0)
         min_version = TLS_V1_2;
     if (min_version != TLS_V1_2 && min_version != TLS_V1_3) {
@@ -628,10 +633,6 @@ struct tls_ctx *tls_server_new(const struct tls_server_opts *o, char *err,
 {
     struct tls_ctx *t;
 
-    if (!bio_meth_ensure()) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
     t = ctx_alloc(o->min_version, o->ciphers, o->ciphersuites, err, errlen);
     if (!t)
         return NULL;
@@ -652,10 +653,6 @@ struct tls_ctx *tls_client_new(const struct tls_client_opts *o, char *err,
 {
     struct tls_ctx *t;
 
-    if (!bio_meth_ensure()) {
-        set_err(err, errlen, "out of memory");
-        return NULL;
-    }
     t = ctx_alloc(o->min_version, NULL, NULL, err, errlen);
     if (!t)
         return NULL;

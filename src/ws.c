@@ -45,6 +45,7 @@
 #include <openssl/evp.h>
 
 #include "ws.h"
+#include "util.h"
 
 /* RFC 6455 1.3: appended to the client's key before hashing. */
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -167,64 +168,18 @@ bool ws_utf8_feed(uint32_t *st, const uint8_t *p, size_t n)
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
-static bool ci_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return false;
-    for (size_t i = 0; i < alen; i++) {
-        if (lower(a[i]) != lower(b[i]))
-            return false;
-    }
-    return true;
-}
-
-static bool is_ows(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-/*
- * Takes the next element of the comma-separated list s[0..n) from *pos,
- * trimmed of spaces and tabs. Empty elements are returned as such.
- * Return value: false once the list is exhausted.
- */
-static bool list_next(const char *s, size_t n, size_t *pos, const char **el,
-                      size_t *el_len)
-{
-    size_t a = *pos;
-    size_t b;
-
-    if (a >= n)
-        return false;
-    b = a;
-    while (b < n && s[b] != ',')
-        b++;
-    *pos = b + 1;
-    while (a < b && is_ows(s[a]))
-        a++;
-    while (b > a && is_ows(s[b - 1]))
-        b--;
-    *el = s + a;
-    *el_len = b - a;
-    return true;
-}
-
-/* True if the list s[0..n) holds el exactly (ci: ignoring ASCII case). */
+/* True if the comma-separated list s[0..n) holds el exactly (ci: ignoring
+ * ASCII case). Every list here is a header value or a flag's value, far
+ * shorter than an http_str's 4 GiB. */
 static bool list_has(const char *s, size_t n, const char *el, size_t el_len,
                      bool ci)
 {
-    const char *it;
-    size_t it_len;
-    size_t pos = 0;
+    struct http_str v = {s, (uint32_t)n}, it;
+    uint32_t pos = 0;
 
-    while (list_next(s, n, &pos, &it, &it_len)) {
-        if (ci ? ci_equal(it, it_len, el, el_len)
-               : it_len == el_len && memcmp(it, el, el_len) == 0)
+    while (http_list_next(v, &pos, &it)) {
+        if (ci ? ascii_ci_equal(it.p, it.len, el, el_len)
+               : it.len == el_len && memcmp(it.p, el, el_len) == 0)
             return true;
     }
     return false;
@@ -243,7 +198,7 @@ static bool any_field_has(const struct http_request *req, const char *name,
 
     for (uint32_t i = 0; i < req->n_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (ci_equal(h->name.p, h->name.len, name, nlen) &&
+        if (ascii_ci_equal(h->name.p, h->name.len, name, nlen) &&
             http_token_list_has(h->value, tok))
             return true;
     }
@@ -260,7 +215,7 @@ static int single_field(const struct http_request *req, const char *name,
 
     for (uint32_t i = 0; i < req->n_headers; i++) {
         const struct http_header *h = &req->headers[i];
-        if (!ci_equal(h->name.p, h->name.len, name, nlen))
+        if (!ascii_ci_equal(h->name.p, h->name.len, name, nlen))
             continue;
         if (seen++ == 0)
             *out = h->value;
@@ -270,8 +225,7 @@ static int single_field(const struct http_request *req, const char *name,
 
 static bool is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-           (c >= '0' && c <= '9') || c == '+' || c == '/';
+    return ascii_is_alnum((unsigned char)c) || c == '+' || c == '/';
 }
 
 /* True if k is base64 of exactly 16 bytes: 22 characters of the alphabet
@@ -381,17 +335,16 @@ bool ws_pick_protocol(struct http_str offered, const char *supported, char *out,
                       size_t cap)
 {
     size_t sn = supported ? strlen(supported) : 0;
-    const char *el;
-    size_t el_len;
-    size_t pos = 0;
+    struct http_str el;
+    uint32_t pos = 0;
 
     /* Subprotocol names compare case-sensitively (RFC 7936). */
-    while (list_next(offered.p, offered.len, &pos, &el, &el_len)) {
-        if (el_len == 0 || el_len >= cap ||
-            !list_has(supported, sn, el, el_len, false))
+    while (http_list_next(offered, &pos, &el)) {
+        if (el.len == 0 || el.len >= cap ||
+            !list_has(supported, sn, el.p, el.len, false))
             continue;
-        memcpy(out, el, el_len);
-        out[el_len] = '\0';
+        memcpy(out, el.p, el.len);
+        out[el.len] = '\0';
         return true;
     }
     return false;
@@ -483,27 +436,29 @@ ssize_t ws_check_response(const uint8_t *in, size_t len, const char *accept,
             return resp_fail(r, "malformed header line");
         val = name + name_len + 1;
         val_len = (size_t)(p + line_end - 1 - val);
-        while (val_len && is_ows(*val)) {
+        while (val_len && ascii_is_ows(*val)) {
             val++;
             val_len--;
         }
-        while (val_len && is_ows(val[val_len - 1]))
+        while (val_len && ascii_is_ows(val[val_len - 1]))
             val_len--;
-        if (ci_equal(name, name_len, "upgrade", 7)) {
+        if (ascii_ci_equal(name, name_len, "upgrade", 7)) {
             upgrade = upgrade || list_has(val, val_len, "websocket", 9, true);
-        } else if (ci_equal(name, name_len, "connection", 10)) {
+        } else if (ascii_ci_equal(name, name_len, "connection", 10)) {
             connection =
                 connection || list_has(val, val_len, "upgrade", 7, true);
-        } else if (ci_equal(name, name_len, "sec-websocket-accept", 20)) {
+        } else if (ascii_ci_equal(name, name_len, "sec-websocket-accept", 20)) {
             if (accept_ok || val_len != WS_ACCEPT_LEN ||
                 memcmp(val, accept, WS_ACCEPT_LEN) != 0)
                 return resp_fail(r, "wrong Sec-WebSocket-Accept");
             accept_ok = true;
-        } else if (ci_equal(name, name_len, "sec-websocket-extensions", 24)) {
+        } else if (ascii_ci_equal(name, name_len, "sec-websocket-extensions",
+                                  24)) {
             /* We offer none, so the server may accept none (4.1). */
             if (val_len)
                 return resp_fail(r, "extension not offered");
-        } else if (ci_equal(name, name_len, "sec-websocket-protocol", 22)) {
+        } else if (ascii_ci_equal(name, name_len, "sec-websocket-protocol",
+                                  22)) {
             if (r->protocol.len || !protocols ||
                 !list_has(protocols, strlen(protocols), val, val_len, false))
                 return resp_fail(r, "subprotocol not offered");

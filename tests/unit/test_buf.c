@@ -1,7 +1,8 @@
 /*
  * test_buf.c - unit tests for buf.c: exact-size carries (save, replace,
  * aliasing, release, failure), the padded read buffer, and the sbuf
- * builder (growth, cap, printf, JSON escaping, take, fail-at-N).
+ * builder (growth, cap, printf, JSON escaping, take, fail-at-N), and the
+ * JSON escape itself (into a buffer, a stream).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -353,6 +356,67 @@ static void test_sbuf_json_str(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* json_escape(): snprintf's contract, and an escape is never cut. */
+static void test_json_escape(void **state)
+{
+    char out[32];
+
+    /* Measuring writes nothing. */
+    assert_int_equal(json_escape(NULL, 0, "a\"\x01", 3), 1 + 2 + 6);
+    assert_int_equal(json_escape(NULL, 0, "", 0), 0);
+
+    memset(out, '#', sizeof(out));
+    assert_int_equal(json_escape(out, sizeof(out), "a\"\x01", 3), 9);
+    assert_memory_equal(out, "a\\\"\\u0001#", 10);
+
+    /* Cut inside the \" escape: only "a" is written, the rest measured. */
+    memset(out, '#', sizeof(out));
+    assert_int_equal(json_escape(out, 2, "a\"b", 3), 4);
+    assert_memory_equal(out, "a##", 3);
+
+    /* Cut inside \u0001: nothing after it either, even if it would fit. */
+    memset(out, '#', sizeof(out));
+    assert_int_equal(json_escape(out, 5,
+                                 "\x01"
+                                 "b",
+                                 2),
+                     7);
+    assert_memory_equal(out, "######", 6);
+
+    /* Exactly full. */
+    assert_int_equal(json_escape(out, 4, "ab\n", 3), 4);
+    assert_memory_equal(out, "ab\\n", 4);
+}
+
+/* The stream writers give the bytes sbuf_json_str() gives, also past the
+ * writer's internal chunk. */
+static void test_json_fput(void **state)
+{
+    char in[300], *text = NULL;
+    size_t text_len = 0;
+    struct sbuf s;
+    FILE *f;
+
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (char)(i % 3 == 0 ? '\n' : i % 3 == 1 ? '\x02' : 'z');
+    sbuf_init(&s, MEM_HTTP, 1 << 16);
+    assert_int_equal(sbuf_json_str(&s, in, sizeof(in)), 0);
+
+    f = open_memstream(&text, &text_len);
+    assert_non_null(f);
+    json_fput_str(f, in, sizeof(in));
+    fputc('|', f);
+    json_fput_escaped(f, "q\"", 2);
+    assert_int_equal(fclose(f), 0);
+
+    assert_int_equal(text_len, s.len + 1 + 3);
+    assert_memory_equal(text, s.data, s.len);
+    assert_memory_equal(text + s.len, "|q\\\"", 4);
+    free(text); /* from open_memstream(), not ours */
+    sbuf_fini(&s);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
 static void test_sbuf_take(void **state)
 {
     struct sbuf s;
@@ -436,6 +500,8 @@ int main(void)
         cmocka_unit_test(test_sbuf_nomem_unchanged),
         cmocka_unit_test(test_sbuf_printf),
         cmocka_unit_test(test_sbuf_json_str),
+        cmocka_unit_test(test_json_escape),
+        cmocka_unit_test(test_json_fput),
         cmocka_unit_test(test_sbuf_take),
         cmocka_unit_test(test_sbuf_fail_at_every_n),
     };

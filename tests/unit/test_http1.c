@@ -662,6 +662,29 @@ static void test_token_list(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* http_list_next(): elements in order, OWS trimmed, empty ones kept, a
+ * trailing comma giving no element after it. */
+static void test_list_next(void **state)
+{
+    static const char *const want[] = {"a", "b c", "", "", "d"};
+    struct http_str v = {" a ,\tb c\t,, ,d,", 15}, el;
+    uint32_t pos = 0;
+    size_t i = 0;
+
+    while (http_list_next(v, &pos, &el)) {
+        assert_true(i < 5);
+        assert_int_equal(el.len, strlen(want[i]));
+        assert_memory_equal(el.p, want[i], el.len);
+        i++;
+    }
+    assert_int_equal(i, 5);
+    assert_false(http_list_next(v, &pos, &el)); /* stays exhausted */
+
+    v.len = 0;
+    pos = 0;
+    assert_false(http_list_next(v, &pos, &el));
+}
+
 static void test_reason(void **state)
 {
     static const int codes[] = {100, 101, 200, 201, 202, 204, 206, 301,
@@ -1015,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_headers_cap),
         cmocka_unit_test(test_body_too_large),
         cmocka_unit_test(test_token_list),
+        cmocka_unit_test(test_list_next),
         cmocka_unit_test(test_reason),
         cmocka_unit_test(test_format_head),
         cmocka_unit_test(test_chunked_normal),
