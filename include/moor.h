@@ -220,8 +220,10 @@ MOOR_API int moor_server_tls_port(const struct moor_server *s, unsigned n);
 MOOR_API void moor_server_stop(struct moor_server *s);
 /* True once the shutdown has finished. */
 MOOR_API int moor_server_stopped(const struct moor_server *s);
-/* Closes what is still open (on_close runs) and frees the server. Not
- * from a callback of this server. */
+/* Closes what is still open (on_close runs) and frees the server; the
+ * loop and whatever else runs on it go on. Not from inside a callback on
+ * this loop: after moor_loop_run() returns, or between two
+ * moor_loop_run_once() calls. */
 MOOR_API void moor_server_free(struct moor_server *s);
 
 /* ---- WebSocket routes -------------------------------------------------- */
@@ -425,7 +427,8 @@ MOOR_API int moor_client_connect(struct moor_client *cl, const char *url,
 /* Connections of this client still open. */
 MOOR_API long moor_client_open(const struct moor_client *cl);
 /* Closes every connection still open (on_close runs with 1006) and frees
- * the client. */
+ * the client. Not from inside a callback on its loop (see
+ * moor_server_free()). */
 MOOR_API void moor_client_free(struct moor_client *cl);
 
 /* ---- memory ------------------------------------------------------------ */
