@@ -37,6 +37,7 @@ struct msg {
 };
 
 struct run {
+    struct moor_loop *loop;
     struct moor_client *cl;
     struct msg *msgs;
     int n, sent, got, binary, hex, opened, code;
@@ -123,7 +124,7 @@ static void *watchdog(void *arg)
         if (pthread_cond_timedwait(&r->cv, &r->mu, &r->deadline) == ETIMEDOUT)
             r->fired = 1;
     if (!r->done)
-        moor_client_stop(r->cl); /* the one call allowed off the loop */
+        moor_loop_stop(r->loop); /* allowed from any thread */
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
@@ -170,7 +171,8 @@ int main(int argc, char **argv)
     int c, files = 0, rc = 1;
     long long ns;
     pthread_t dog;
-    char err[256], *end;
+    struct moor_error err;
+    char *end;
     const char *ca = NULL;
     int insecure = 0;
 
@@ -211,15 +213,22 @@ int main(int argc, char **argv)
     o.connect_timeout_ms = (uint32_t)((conn < total ? conn : total) * 1000);
     o.tls_ca = ca;
     o.insecure = insecure;
-    r.cl = moor_client_new(&o, err, sizeof(err));
-    if (!r.cl) {
-        fprintf(stderr, "ws_client: %s\n", err);
+    r.loop = moor_loop_new(NULL, &err);
+    if (!r.loop) {
+        fprintf(stderr, "ws_client: %s\n", err.message);
         goto out_free;
     }
-    rc = moor_client_connect(r.cl, argv[optind], &h, &r, err, sizeof(err));
+    r.cl = moor_client_new(r.loop, &o, &err);
+    if (!r.cl) {
+        fprintf(stderr, "ws_client: %s\n", err.message);
+        goto out_loop;
+    }
+    rc = moor_client_connect(r.cl, argv[optind], &h, &r, &err);
     if (rc < 0) {
-        fprintf(stderr, "ws_client: %s\n", err);
-        rc = rc == -EINVAL ? 2 : 1; /* a bad URL is a bad argument */
+        fprintf(stderr, "ws_client: %s\n",
+                err.message[0] ? err.message : moor_strerror(rc));
+        /* A bad URL is a bad argument. */
+        rc = rc == MOOR_EURL || rc == -EINVAL ? 2 : 1;
         goto out_client;
     }
     clock_gettime(CLOCK_REALTIME, &r.deadline); /* timedwait's clock */
@@ -231,17 +240,18 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_client;
     }
-    rc = moor_client_run(r.cl);
+    rc = moor_loop_run(r.loop); /* until no connection is left, or stop */
     pthread_mutex_lock(&r.mu);
     r.done = 1;
     pthread_cond_signal(&r.cv);
     pthread_mutex_unlock(&r.mu);
     pthread_join(dog, NULL);
     if (rc < 0)
-        snprintf(r.why, sizeof(r.why), "moor_client_run: %s", strerror(-rc));
+        snprintf(r.why, sizeof(r.why), "moor_loop_run: %s", moor_strerror(rc));
     else if (r.fired)
         snprintf(r.why, sizeof(r.why), "timed out after %g s", total);
     moor_client_free(r.cl); /* on_close (1006) for a conn still open */
+    moor_loop_free(r.loop);
     rc = !(r.opened && r.got == r.n && r.code == 1000);
     if (rc && r.opened)
         fprintf(stderr, "ws_client: %s (code %d, %d of %d replies)\n", r.why,
@@ -252,6 +262,8 @@ int main(int argc, char **argv)
 
 out_client:
     moor_client_free(r.cl);
+out_loop:
+    moor_loop_free(r.loop);
 out_free:
     for (int i = 0; files && i < r.n; i++)
         free(r.msgs[i].data);
