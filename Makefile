@@ -5,7 +5,8 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
-VERSION  := 0.1.0
+# The version is moor.h's MOOR_VERSION_MAJOR.MINOR.PATCH (one place to bump).
+VERSION  := $(shell sed -nE 's/^\#define MOOR_VERSION_(MAJOR|MINOR|PATCH)[[:space:]]+([0-9]+).*/\2/p' include/moor.h | paste -sd.)
 
 APP_SRCS := src/main.c src/serve.c src/config.c src/bench.c
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
