@@ -8,7 +8,8 @@
  * - signals: the test's own SIGTERM, SIGPIPE and SIGHUP dispositions and
  *   its signal mask survive a loop with a server and a client on it, a
  *   peer that resets its connection under writes, stop and free; no
- *   SIGPIPE is raised and no signalfd is opened;
+ *   SIGPIPE is raised and no signalfd is opened; the same over TLS
+ *   (wss://, OpenSSL's writes), with a certificate reload;
  * - embedding: the test's own epoll_wait() loop drives moor through
  *   moor_loop_fd(), moor_loop_timeout() and moor_loop_run_once(l, 0);
  * - options structs of an older, smaller size: init writes only that
@@ -47,6 +48,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <openssl/ssl.h>
 
 #include "moor.h"
 #include "config.h"
@@ -791,6 +794,159 @@ static void test_signals_untouched(void **state)
     sigaction(SIGHUP, &old_hup, NULL);
     pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* ---- TLS: no SIGPIPE from OpenSSL's writes either
+ * ----------------------------- */
+
+struct tls_provoke {
+    int port;
+    volatile int done;
+    int handshakes;
+};
+
+/* TLS peers (OpenSSL's own client, on this thread) that open a wss://
+ * connection, send frames the server echoes, and reset. */
+static void *provoke_tls(void *p)
+{
+    struct tls_provoke *a = p;
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    sigset_t pipe_only;
+
+    /* Our own SSL_write() must not count as the library's SIGPIPE. */
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, NULL);
+    for (int round = 0; ctx && round < 4; round++) {
+        int fd = tcp_connect(a->port);
+        SSL *ssl = fd >= 0 ? SSL_new(ctx) : NULL;
+        char req[512], buf[1024];
+        uint8_t frame[256];
+        int n = 0, r;
+
+        if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1)
+            goto next;
+        a->handshakes++;
+        snprintf(req, sizeof(req), ws_request_fmt, "/echo");
+        if (SSL_write(ssl, req, (int)strlen(req)) <= 0)
+            goto next;
+        while (n < (int)sizeof(buf) - 1 &&
+               (r = SSL_read(ssl, buf + n, (int)sizeof(buf) - 1 - n)) > 0) {
+            n += r;
+            buf[n] = '\0';
+            if (strstr(buf, "\r\n\r\n"))
+                break;
+        }
+        for (int i = 0; i < 40; i++)
+            SSL_write(ssl, frame, (int)ws_frame(frame, 1, "tls echo", 8));
+        if (round % 2 == 1)
+            SSL_write(ssl, frame, (int)ws_frame(frame, 8, "\x03\xe8", 2));
+        usleep(20 * 1000);
+    next:
+        if (fd >= 0)
+            close_with_reset(fd); /* no close_notify: gone */
+        SSL_free(ssl);
+        usleep(20 * 1000);
+    }
+    SSL_CTX_free(ctx);
+    a->done = 1;
+    return NULL;
+}
+
+static void test_tls_no_sigpipe(void **state)
+{
+    struct sigaction pipe_sa = {.sa_handler = on_sigpipe}, old_pipe, want_pipe;
+    struct moor_tls_options to;
+    struct moor_client_options co;
+    struct moor_error err = {0};
+    struct echo e = {0};
+    struct peer p = {.msgs = {"over", "tls"}, .n = 2},
+                pv = {.msgs = {"verified"}, .n = 1};
+    struct tls_provoke pr = {0};
+    struct moor_loop *l;
+    struct moor_server *s;
+    struct moor_client *cl, *cv;
+    struct moor_tls *t;
+    char dir[] = "/tmp/moor-api-tls.XXXXXX", cmd[512], cert[128], key[128],
+         url[128];
+    pthread_t th;
+    int tport;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -days 2 -subj /CN=localhost -addext "
+             "subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout %s -out %s "
+             ">/dev/null 2>&1",
+             key, cert);
+    assert_int_equal(system(cmd), 0);
+    sigemptyset(&pipe_sa.sa_mask);
+    assert_int_equal(sigaction(SIGPIPE, &pipe_sa, &old_pipe), 0);
+    sigaction(SIGPIPE, NULL, &want_pipe);
+    sigpipes = 0;
+
+    l = new_loop();
+    s = new_server(l);
+    add_echo(s, "/echo", &e);
+    moor_tls_options_init(&to);
+    to.cert_file = cert;
+    to.key_file = key;
+    t = moor_tls_new(&to, &err);
+    if (!t)
+        fail_msg("moor_tls_new: %d %s", err.code, err.message);
+    assert_int_equal(moor_server_listen_tls(s, "127.0.0.1:0", t, &err), 0);
+    tport = moor_server_tls_port(s, 0);
+    assert_true(tport > 0);
+    assert_int_not_equal(tport, moor_server_port(s));
+    assert_int_equal(moor_server_tls_port(s, 1), -ENOENT);
+
+    /* wss:// from moor's client: insecure, then verified with the CA. */
+    moor_client_options_init(&co);
+    co.insecure = 1;
+    cl = moor_client_new(l, &co, &err);
+    assert_non_null(cl);
+    moor_client_options_init(&co);
+    co.tls_ca = cert;
+    cv = moor_client_new(l, &co, &err);
+    assert_non_null(cv);
+    snprintf(url, sizeof(url), "wss://127.0.0.1:%d/echo", tport);
+    assert_int_equal(moor_client_connect(cl, url, &peer_handlers, &p, &err), 0);
+    assert_int_equal(moor_client_connect(cv, url, &peer_handlers, &pv, &err),
+                     0);
+    assert_true(run_until(l, peer_closed, &p, 10000));
+    assert_true(run_until(l, peer_closed, &pv, 10000));
+    expect_echoed(&p);
+    assert_int_equal(p.code, 1000);
+    if (pv.code != 1000)
+        fail_msg("verified wss://: code %d (%s)", pv.code, pv.why);
+    expect_echoed(&pv);
+
+    /* Peers that reset under the server's TLS writes. */
+    pr.port = tport;
+    assert_int_equal(pthread_create(&th, NULL, provoke_tls, &pr), 0);
+    run_until(l, flag_set, (void *)&pr.done, 30000);
+    pthread_join(th, NULL);
+    assert_true(pr.done);
+    assert_true(pr.handshakes > 0);
+
+    /* The same files again: a reload that works. */
+    assert_int_equal(moor_tls_reload(t, &err), 0);
+
+    stop_and_drain(l, s);
+    moor_client_free(cl);
+    moor_client_free(cv);
+    moor_server_free(s);
+    moor_tls_free(t);
+    moor_loop_free(l);
+    assert_int_equal(sigpipes, 0);
+    assert_same_action(SIGPIPE, &want_pipe);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(moor_mem_live_bytes(), 0);
 }
 
 /* ---- a host's own epoll loop ------------------------------------------------
@@ -1620,6 +1776,7 @@ int main(void)
         cmocka_unit_test(test_echo_server_stop_from_thread),
         cmocka_unit_test(test_bad_listen_address),
         cmocka_unit_test(test_signals_untouched),
+        cmocka_unit_test(test_tls_no_sigpipe),
         cmocka_unit_test(test_embedded_epoll_loop),
         cmocka_unit_test(test_old_struct_size),
         cmocka_unit_test(test_error_convention),
