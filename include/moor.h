@@ -100,8 +100,7 @@ struct moor_loop_options {
     uint64_t mem_trim_threshold;   /* 2 MiB */
 };
 
-MOOR_API void moor_loop_options_init_(struct moor_loop_options *o,
-                                      size_t size);
+MOOR_API void moor_loop_options_init_(struct moor_loop_options *o, size_t size);
 #define moor_loop_options_init(o) moor_loop_options_init_((o), sizeof(*(o)))
 
 /* o may be NULL (the defaults). Returns a new loop (caller frees with
@@ -163,32 +162,32 @@ MOOR_API void moor_tls_free(struct moor_tls *t);
 
 /* ---- the server -------------------------------------------------------- */
 
-struct moor_server; /* an HTTP + WebSocket server on a loop */
-struct moor_ws;     /* one WebSocket connection */
+struct moor_server;  /* an HTTP + WebSocket server on a loop */
+struct moor_ws;      /* one WebSocket connection */
 struct moor_request; /* one HTTP request, during its handler */
 
 /* Server settings; defaults are those of `moor serve` (docs/limits.md
  * says what each limit protects against). Strings are copied. */
 struct moor_server_options {
-    size_t size;        /* set by moor_server_options_init() */
-    const char *listen; /* "127.0.0.1:8080", "[::1]:8080"; port 0 = any;
-                           NULL or "": no plain listener (TLS only) */
-    unsigned max_conns; /* more are answered 503 */
-    uint32_t accept_rate;  /* new connections/s; 0 = unlimited */
-    uint32_t accept_burst; /* 0 = accept_rate */
-    uint64_t max_message;  /* bigger WebSocket message: close 1009 */
-    uint64_t queue_limit;  /* outbound bytes per connection */
-    uint32_t max_header_bytes;    /* request header block: else 431 */
-    uint32_t max_headers;         /* header lines: else 431 */
-    uint64_t max_body;            /* request body: else 413 */
-    uint32_t header_timeout_ms;   /* whole header block: else close */
-    uint32_t body_timeout_ms;     /* whole body */
-    uint32_t idle_timeout_ms;     /* HTTP keep-alive between requests */
-    uint32_t linger_timeout_ms;   /* after an error answer */
-    uint32_t ping_interval_ms;    /* ping after this much silence */
-    uint32_t pong_timeout_ms;     /* then close if nothing arrives */
-    uint32_t close_timeout_ms;    /* wait for the peer's close reply */
-    uint32_t write_timeout_ms;    /* close a peer that takes no bytes */
+    size_t size;                /* set by moor_server_options_init() */
+    const char *listen;         /* "127.0.0.1:8080", "[::1]:8080"; port 0 = any;
+                                   NULL or "": no plain listener (TLS only) */
+    unsigned max_conns;         /* more are answered 503 */
+    uint32_t accept_rate;       /* new connections/s; 0 = unlimited */
+    uint32_t accept_burst;      /* 0 = accept_rate */
+    uint64_t max_message;       /* bigger WebSocket message: close 1009 */
+    uint64_t queue_limit;       /* outbound bytes per connection */
+    uint32_t max_header_bytes;  /* request header block: else 431 */
+    uint32_t max_headers;       /* header lines: else 431 */
+    uint64_t max_body;          /* request body: else 413 */
+    uint32_t header_timeout_ms; /* whole header block: else close */
+    uint32_t body_timeout_ms;   /* whole body */
+    uint32_t idle_timeout_ms;   /* HTTP keep-alive between requests */
+    uint32_t linger_timeout_ms; /* after an error answer */
+    uint32_t ping_interval_ms;  /* ping after this much silence */
+    uint32_t pong_timeout_ms;   /* then close if nothing arrives */
+    uint32_t close_timeout_ms;  /* wait for the peer's close reply */
+    uint32_t write_timeout_ms;  /* close a peer that takes no bytes */
     uint32_t shutdown_timeout_ms; /* graceful drain at most this long */
     uint32_t drain_spread_ms;     /* spread the shutdown's 1001 closes */
     /* A WebSocket message begun must be whole within this long. 0 = no
@@ -340,17 +339,17 @@ enum moor_slow_policy {
 };
 
 struct moor_pubsub_options {
-    size_t size;                   /* set by moor_pubsub_options_init() */
-    uint32_t max_channels;         /* channels in all */
+    size_t size;           /* set by moor_pubsub_options_init() */
+    uint32_t max_channels; /* channels in all */
     uint32_t max_channels_per_conn;
-    uint64_t queue_soft_limit;     /* a subscriber's queue may stay over */
-    uint32_t queue_soft_time_ms;   /* this long before the policy applies */
+    uint64_t queue_soft_limit;   /* a subscriber's queue may stay over */
+    uint32_t queue_soft_time_ms; /* this long before the policy applies */
     enum moor_slow_policy slow_policy;
-    uint32_t rate;       /* messages/s per publisher; 0 = unlimited */
-    uint32_t burst;      /* 0 = rate */
-    uint64_t byte_rate;  /* bytes/s per publisher; 0 = unlimited */
-    uint32_t heartbeat_ms;  /* SSE comment / TCP empty frame after quiet */
-    uint32_t sse_retry_ms;  /* the reconnect delay sent to EventSource */
+    uint32_t rate;         /* messages/s per publisher; 0 = unlimited */
+    uint32_t burst;        /* 0 = rate */
+    uint64_t byte_rate;    /* bytes/s per publisher; 0 = unlimited */
+    uint32_t heartbeat_ms; /* SSE comment / TCP empty frame after quiet */
+    uint32_t sse_retry_ms; /* the reconnect delay sent to EventSource */
 };
 
 MOOR_API void moor_pubsub_options_init_(struct moor_pubsub_options *o,
@@ -372,8 +371,7 @@ moor_pubsub_new(struct moor_server *s, const struct moor_pubsub_options *o,
  * then frames; docs/protocols.md), over TLS when t is not NULL (borrowed
  * until the server is freed). Returns 0, MOOR_EADDR or -errno. */
 MOOR_API int moor_pubsub_listen_tcp(struct moor_pubsub *ps, const char *addr,
-                                    struct moor_tls *t,
-                                    struct moor_error *err);
+                                    struct moor_tls *t, struct moor_error *err);
 /* The port of the nth TCP listener (0 first), or -ENOENT. */
 MOOR_API int moor_pubsub_tcp_port(const struct moor_pubsub *ps, unsigned n);
 /* Publishes data (copied once, shared by every subscriber) on channel.
@@ -411,9 +409,9 @@ MOOR_API void moor_client_options_init_(struct moor_client_options *o,
 #define moor_client_options_init(o) moor_client_options_init_((o), sizeof(*(o)))
 /* Returns a new client on loop l (borrowed until moor_client_free();
  * caller frees with moor_client_free()), or NULL. */
-MOOR_API struct moor_client *moor_client_new(struct moor_loop *l,
-                                             const struct moor_client_options *o,
-                                             struct moor_error *err);
+MOOR_API struct moor_client *
+moor_client_new(struct moor_loop *l, const struct moor_client_options *o,
+                struct moor_error *err);
 /* Opens a WebSocket to url, "ws://HOST[:PORT][/PATH]" or "wss://..." (TLS;
  * HOST an IP address or "localhost"; PORT defaults to 80, 443 for wss).
  * Progress is reported through h (copied): on_open once the handshake

@@ -42,7 +42,7 @@ layer_rows=(
     "conn listen queue tls"
     "http1 ws sse frame"
     "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
-     api moor"
+     api api_loop api_server api_client api_pubsub moor"
     "main serve config bench soak"
 )
 for i in "${!layer_rows[@]}"; do

@@ -268,6 +268,7 @@ int conn_set_init(struct conn_set *s, struct loop *l,
     s->fd_handler = loop_add_fd_handler(l, conn_on_fd, s);
     timer_wheel_init_fire(&s->wheel, loop_now(l), conn_on_timer);
     if (s->fd_handler < 0 || loop_add_wheel(l, &s->wheel) < 0) {
+        loop_remove_fd_handler(l, s->fd_handler);
         mem_free(MEM_LOOP, s->by_fd);
         s->by_fd = NULL;
         return -ENOSPC;
@@ -314,6 +315,9 @@ void conn_set_fini(struct conn_set *s)
     s->pending = NULL;
     timer_cancel(loop_timers(s->loop), &s->mem_timer);
     loop_remove_wheel(s->loop, &s->wheel);
+    /* The loop may live on (a library loop runs other servers). */
+    loop_remove_hook(s->loop, &s->hook);
+    loop_remove_fd_handler(s->loop, s->fd_handler);
     mem_free(MEM_LOOP, s->by_fd);
     s->by_fd = NULL;
     mem_free(MEM_LOOP, s->tls_by_fd);

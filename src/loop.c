@@ -58,6 +58,9 @@ struct loop {
     uint64_t iter; /* iterations begun */
     bool poked;    /* the next wait must not block */
     unsigned n_wheels;
+    struct timer trim_timer; /* armed while trim_interval_ms != 0 */
+    struct mem_trim trim;
+    uint32_t trim_interval_ms;
     struct timer_wheel timers; /* last: 33 KiB of slots and bitmap */
 };
 
@@ -93,6 +96,28 @@ static void on_wakefd(struct watcher *w, uint32_t events)
         l->on_wake(l, l->wake_arg);
 }
 
+static void on_trim_timer(struct timer *t)
+{
+    struct loop *l = container_of(t, struct loop, trim_timer);
+
+    mem_trim_check(&l->trim);
+    loop_timer_in(l, &l->trim_timer, l->trim_interval_ms);
+}
+
+void loop_set_trim(struct loop *l, uint32_t interval_ms, uint64_t threshold)
+{
+    timer_cancel(&l->timers, &l->trim_timer);
+    l->trim_interval_ms = interval_ms;
+    mem_trim_init(&l->trim, threshold);
+    if (!interval_ms)
+        return;
+    /* The first reading now, so the check's code is also faulted in
+     * before any connection (else its first run shows up in a measured
+     * burst's VmRSS). */
+    mem_trim_check(&l->trim);
+    loop_timer_in(l, &l->trim_timer, interval_ms);
+}
+
 struct loop *loop_new(size_t readbuf_size)
 {
     struct loop *l = mem_calloc(MEM_LOOP, 1, sizeof(*l));
@@ -103,6 +128,7 @@ struct loop *loop_new(size_t readbuf_size)
     l->mono_start_ms = clock_ms(CLOCK_MONOTONIC);
     loop_update_time(l);
     timer_wheel_init(&l->timers, l->now);
+    timer_init(&l->trim_timer, on_trim_timer);
 
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (l->epfd < 0)
@@ -140,6 +166,7 @@ void loop_free(struct loop *l)
         return;
     /* Timers still armed belong to their owners; the wheel holds only
      * pointers to them, so there is nothing to free for them here. */
+    timer_cancel(&l->timers, &l->trim_timer);
     readbuf_fini(&l->rb);
     mem_free(MEM_LOOP, l->events);
     close(l->wakefd);
@@ -173,11 +200,26 @@ int loop_modify(struct loop *l, int fd, struct watcher *w, uint32_t events)
 
 int loop_add_fd_handler(struct loop *l, loop_fd_fn *fn, void *arg)
 {
-    if (l->n_fd_handlers >= LOOP_MAX_FD_HANDLERS)
+    unsigned i;
+
+    for (i = 0; i < l->n_fd_handlers; i++)
+        if (!l->fd_handlers[i].fn)
+            break;
+    if (i == LOOP_MAX_FD_HANDLERS)
         return -ENOSPC;
-    l->fd_handlers[l->n_fd_handlers].fn = fn;
-    l->fd_handlers[l->n_fd_handlers].arg = arg;
-    return (int)l->n_fd_handlers++;
+    l->fd_handlers[i].fn = fn;
+    l->fd_handlers[i].arg = arg;
+    if (i == l->n_fd_handlers)
+        l->n_fd_handlers++;
+    return (int)i;
+}
+
+void loop_remove_fd_handler(struct loop *l, int handler)
+{
+    if (handler >= 0 && (unsigned)handler < l->n_fd_handlers) {
+        l->fd_handlers[handler].fn = NULL;
+        l->fd_handlers[handler].arg = NULL;
+    }
 }
 
 static int ctl_fd(struct loop *l, int op, int fd, int handler, uint32_t events)
@@ -255,6 +297,21 @@ void loop_add_hook(struct loop *l, struct loop_hook *h)
     l->hooks_tail = &h->next;
 }
 
+void loop_remove_hook(struct loop *l, struct loop_hook *h)
+{
+    struct loop_hook **pp;
+
+    for (pp = &l->hooks; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            if (l->hooks_tail == &h->next)
+                l->hooks_tail = pp;
+            h->next = NULL;
+            return;
+        }
+    }
+}
+
 void loop_set_data(struct loop *l, void *data)
 {
     l->data = data;
@@ -292,20 +349,31 @@ void loop_poke(struct loop *l)
     l->poked = true;
 }
 
-static int wait_timeout(struct loop *l, int timeout_ms)
+int loop_fd(const struct loop *l)
 {
-    if (l->poked) {
-        l->poked = false;
-        return 0;
-    }
-    int next = timer_next_ms(&l->timers, l->now);
+    return l->epfd;
+}
 
+int loop_timeout(const struct loop *l)
+{
+    int next;
+
+    if (l->poked)
+        return 0;
+    next = timer_next_ms(&l->timers, l->now);
     for (unsigned i = 0; i < l->n_wheels; i++) {
         int n = timer_next_ms(l->wheels[i], l->now);
         if (n >= 0 && (next < 0 || n < next))
             next = n;
     }
+    return next;
+}
 
+static int wait_timeout(struct loop *l, int timeout_ms)
+{
+    int next = loop_timeout(l);
+
+    l->poked = false;
     if (next < 0)
         return timeout_ms;
     if (timeout_ms < 0 || next < timeout_ms)
@@ -337,8 +405,10 @@ int loop_run_once(struct loop *l, int timeout_ms)
 
         if (d & FD_TAG) {
             unsigned hi = (unsigned)(d >> 32) & 0x7fffffffu;
-            l->fd_handlers[hi].fn(l->fd_handlers[hi].arg, (int)(uint32_t)d,
-                                  l->events[i].events);
+            /* NULL: removed earlier in this iteration (a stale event). */
+            if (l->fd_handlers[hi].fn)
+                l->fd_handlers[hi].fn(l->fd_handlers[hi].arg, (int)(uint32_t)d,
+                                      l->events[i].events);
         } else {
             struct watcher *w = l->events[i].data.ptr;
             w->fn(w, l->events[i].events);

@@ -29,8 +29,8 @@ struct watcher {
 };
 
 /* Runs at the end of every iteration, after timers, in registration order.
- * Borrows h for the loop's lifetime (there is no removal); an owner that
- * is done sets h->fn to NULL and the loop skips it. Add each hook once. */
+ * Borrows h until loop_remove_hook() (or the loop's end); an owner may
+ * also switch it off by setting h->fn to NULL. Add each hook once. */
 struct loop_hook;
 typedef void loop_hook_fn(struct loop_hook *h);
 struct loop_hook {
@@ -73,9 +73,12 @@ int loop_unwatch(struct loop *l, int fd);
  * unwatched and its number reused within the same iteration, the new
  * owner may see one stale event, so the handler must treat an event as
  * a hint (read/write until EAGAIN), never as a fact. */
-#define LOOP_MAX_FD_HANDLERS 4
+#define LOOP_MAX_FD_HANDLERS 32
 typedef void loop_fd_fn(void *arg, int fd, uint32_t events);
 int loop_add_fd_handler(struct loop *l, loop_fd_fn *fn, void *arg);
+/* Frees handler's slot for reuse; a stale event still queued for it in
+ * this iteration is dropped. Unwatch its fds first. */
+void loop_remove_fd_handler(struct loop *l, int handler);
 int loop_watch_fd(struct loop *l, int fd, int handler, uint32_t events);
 int loop_modify_fd(struct loop *l, int fd, int handler, uint32_t events);
 
@@ -90,7 +93,7 @@ struct timer_wheel *loop_timers(struct loop *l);
 /* Runs another wheel (borrowed) with this loop's clock, after the loop's
  * own: a conn set keeps its conns' deadlines in a wheel of bare nodes.
  * Returns 0 or -ENOSPC (LOOP_MAX_WHEELS). Remove it before freeing it. */
-#define LOOP_MAX_WHEELS 4
+#define LOOP_MAX_WHEELS 32
 int loop_add_wheel(struct loop *l, struct timer_wheel *w);
 void loop_remove_wheel(struct loop *l, struct timer_wheel *w);
 /* Arms t to fire `ms` from now on this loop's wheel. */
@@ -98,6 +101,9 @@ void loop_timer_in(struct loop *l, struct timer *t, uint32_t ms);
 struct readbuf *loop_readbuf(struct loop *l);
 
 void loop_add_hook(struct loop *l, struct loop_hook *h);
+/* Unlinks h (a no-op if it is not linked). Not from inside a hook: the
+ * hook pass may be standing on h. */
+void loop_remove_hook(struct loop *l, struct loop_hook *h);
 /* The number of the current iteration (counts from 1). */
 uint64_t loop_iteration(const struct loop *l);
 /* Makes the next wait return at once: work was queued for a hook that
@@ -122,5 +128,19 @@ int loop_run(struct loop *l);
 int loop_run_once(struct loop *l, int timeout_ms);
 /* Makes loop_run() return after the current iteration. Loop thread only. */
 void loop_stop(struct loop *l);
+
+/* Gives freed heap back (mem.h, struct mem_trim): every interval_ms the
+ * loop compares VmRSS with the live bytes and trims when threshold bytes
+ * more than usual are held. A timer rather than a hook, so a busy loop
+ * pays for one /proc read per interval. interval_ms 0 turns it off. The
+ * first reading is taken now (the floor starts at the start-up gap). */
+void loop_set_trim(struct loop *l, uint32_t interval_ms, uint64_t threshold);
+
+/* For a host's own event loop: the epoll fd, readable whenever an
+ * iteration has I/O to dispatch, and the longest the host may wait
+ * before the next iteration (ms until the nearest timer; 0 when work is
+ * queued for the next iteration; -1 when nothing is timed). */
+int loop_fd(const struct loop *l);
+int loop_timeout(const struct loop *l);
 
 #endif

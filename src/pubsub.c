@@ -703,6 +703,14 @@ long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
     return (long)(ch->n_subs - ch->n_kicked);
 }
 
+long pubsub_channel_subscribers(const struct pubsub *ps, const char *name,
+                                size_t n)
+{
+    const struct channel *ch = find(ps, name, n, hash_name(name, n));
+
+    return ch ? (long)(ch->n_subs - ch->n_kicked) : 0;
+}
+
 void pubsub_note_refused(struct pubsub *ps)
 {
     ps->stats.refused_channels++;

@@ -108,6 +108,11 @@ long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
  * iteration; tests and callers that need delivery at once call it). */
 void pubsub_fan_out(struct pubsub *ps);
 
+/* Subscribers of the channel name[0..n) right now (those being
+ * disconnected as slow excluded); 0 if nobody listens. */
+long pubsub_channel_subscribers(const struct pubsub *ps, const char *name,
+                                size_t n);
+
 /* Counts a subscription refused before it reached pub/sub (a request
  * naming more channels than max_channels_per_conn, or a bad name). */
 void pubsub_note_refused(struct pubsub *ps);

@@ -2,16 +2,23 @@
  * serve.c - `moor serve`: flags to options, the built-in routes, the
  * start-up banner, and the exit check that every byte came back.
  *
+ * Signals are the program's, so they are handled here and not in the
+ * library: SIGINT and SIGTERM begin the graceful shutdown, SIGHUP reloads
+ * the TLS certificate. They are blocked and read from a signalfd on the
+ * loop, so no handler runs at an arbitrary point.
+ *
  * Exit status: 0 after a clean shutdown; 1 if the server cannot start
  * (say, the port is taken); 2 for a usage error; 3 (debug builds only)
  * if memory was still live after shutdown.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/signalfd.h>
 
 #include "serve.h"
 #include "config.h"
@@ -27,6 +34,7 @@
 extern char **environ;
 
 struct serve {
+    struct loop *loop;
     struct server *srv;
     struct push *push;
     struct listener *tcp;          /* --tcp-listen, or NULL */
@@ -36,6 +44,8 @@ struct serve {
     char host[128]; /* --listen's host, for the banner */
     const struct moor_config *cfg;
     struct loop_hook hook;
+    struct watcher sigw; /* the signalfd (serve_main only) */
+    int sigfd;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
     bool fail_logged;
 };
@@ -104,6 +114,14 @@ static void on_shutdown(void *arg)
     if (sv->tls_listener)
         listener_stop(sv->tls_listener);
     push_drain(sv->push);
+}
+
+/* The drain is over: the loop has nothing left to run. */
+static void on_stopped(void *arg)
+{
+    struct serve *sv = arg;
+
+    loop_stop(sv->loop);
 }
 
 static void on_tcp_accept(struct listener *ls, int fd,
@@ -184,12 +202,11 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
         fprintf(stderr, "moor: TLS setup failed: %s\n", err);
         return 1;
     }
-    server_on_reload(sv->srv, on_reload, sv);
     if (!c->tls_listen[0])
         return 0;
     config_parse_addr(c->tls_listen, host, sizeof(host), &port);
-    sv->tls_listener = listener_new(server_loop(sv->srv), server_conns(sv->srv),
-                                    host, port, lo, on_tls_accept, sv, &e);
+    sv->tls_listener = listener_new(sv->loop, server_conns(sv->srv), host, port,
+                                    lo, on_tls_accept, sv, &e);
     if (!sv->tls_listener) {
         fprintf(stderr, "moor: cannot listen on %s (--tls-listen): %s\n",
                 c->tls_listen, strerror(-e));
@@ -285,10 +302,7 @@ static void options_from_config(const struct moor_config *c,
     o->ws.close_timeout_ms = c->close_timeout_ms;
     o->ws.drain_spread_ms = c->drain_spread_ms;
     o->ws.allowed_origins = c->allowed_origins;
-    o->read_buffer = c->read_buffer;
     o->shutdown_timeout_ms = c->shutdown_timeout_ms;
-    o->trim_interval_ms = c->mem_trim_interval_ms;
-    o->trim_threshold = c->mem_trim_threshold;
 }
 
 /* The listener of --tcp-listen (over TLS with --tcp-tls: start_tls ran
@@ -301,8 +315,8 @@ static int start_tcp(struct serve *sv, const struct moor_config *c,
     int e = 0;
 
     config_parse_addr(c->tcp_listen, host, sizeof(host), &port);
-    sv->tcp = listener_new(server_loop(sv->srv), server_conns(sv->srv), host,
-                           port, lo, on_tcp_accept, sv, &e);
+    sv->tcp = listener_new(sv->loop, server_conns(sv->srv), host, port, lo,
+                           on_tcp_accept, sv, &e);
     if (!sv->tcp) {
         fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",
                 c->tcp_listen, strerror(-e));
@@ -324,6 +338,11 @@ void serve_free(struct serve *sv)
     server_free(sv->srv);
     push_free(sv->push);
     tls_ctx_free(sv->tls);
+    if (sv->sigfd >= 0) {
+        loop_unwatch(sv->loop, sv->sigfd);
+        close(sv->sigfd);
+    }
+    loop_free(sv->loop);
     mem_free(MEM_CONFIG, sv);
     tls_mem_fini();
 }
@@ -349,6 +368,47 @@ static void banner(const char *host, uint16_t port, const char *more)
            MOOR_VERSION, base, (int)getpid(), base, base, base, base, base + 4,
            base + 4, base + 4, base, more);
     fflush(stdout);
+}
+
+static void on_signal(struct watcher *w, uint32_t events)
+{
+    struct serve *sv = container_of(w, struct serve, sigw);
+    struct signalfd_siginfo si;
+
+    (void)events;
+    while (read(sv->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+            LOG_INFO("signal", "sig=%s",
+                     si.ssi_signo == SIGTERM ? "TERM" : "INT");
+            server_shutdown(sv->srv);
+        } else if (si.ssi_signo == SIGHUP) {
+            LOG_INFO("signal", "sig=HUP");
+            on_reload(sv);
+        }
+    }
+}
+
+/* SIGINT, SIGTERM and SIGHUP are blocked and read from a signalfd on the
+ * loop. Sockets need nothing for SIGPIPE (every write passes
+ * MSG_NOSIGNAL), but the log and the banner go to stderr and stdout,
+ * which may be a pipe whose reader left: the program ignores SIGPIPE so
+ * that costs a lost line, not the process. Returns 0 or -errno. */
+static int watch_signals(struct serve *sv)
+{
+    sigset_t set;
+
+    signal(SIGPIPE, SIG_IGN);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return -errno;
+    sv->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sv->sigfd < 0)
+        return -errno;
+    sv->sigw.fn = on_signal;
+    return loop_watch(sv->loop, sv->sigfd, &sv->sigw, EPOLLIN);
 }
 
 /* After shutdown: live bytes must be zero (invariant 7). */
@@ -387,8 +447,15 @@ struct serve *serve_new(const struct moor_config *cfg)
         return NULL;
     }
     sv->cfg = cfg;
+    sv->sigfd = -1;
+    sv->loop = loop_new(cfg->read_buffer);
+    if (!sv->loop) {
+        fprintf(stderr, "moor: cannot create the event loop\n");
+        goto err_free;
+    }
+    loop_set_trim(sv->loop, cfg->mem_trim_interval_ms, cfg->mem_trim_threshold);
     options_from_config(cfg, &o, sv->host, sizeof(sv->host), &port);
-    sv->srv = server_new(&o, &e, err, sizeof(err));
+    sv->srv = server_new(sv->loop, &o, &e, err, sizeof(err));
     if (!sv->srv) {
         fprintf(stderr, "moor: %s\n", err);
         goto err_free;
@@ -411,12 +478,13 @@ struct serve *serve_new(const struct moor_config *cfg)
         goto err_free;
     }
     server_on_shutdown(sv->srv, on_shutdown, sv);
+    server_on_stopped(sv->srv, on_stopped, sv);
     if (((cfg->tls_listen[0] || cfg->tcp_tls) &&
          start_tls(sv, cfg, &o.listen)) ||
         (cfg->tcp_listen[0] && start_tcp(sv, cfg, &o.listen)))
         goto err_free;
     sv->hook.fn = on_hook;
-    loop_add_hook(server_loop(sv->srv), &sv->hook);
+    loop_add_hook(sv->loop, &sv->hook);
     return sv;
 
 err_free:
@@ -463,6 +531,12 @@ int serve_main(int argc, char **argv)
     sv = serve_new(&cfg);
     if (!sv)
         return 1;
+    rc = watch_signals(sv);
+    if (rc < 0) {
+        fprintf(stderr, "moor: cannot set up signals: %s\n", strerror(-rc));
+        serve_free(sv);
+        return 1;
+    }
     banner(sv->host, server_port(sv->srv), sv->more);
     LOG_INFO("listening", "addr=%s:%u max_conns=%u", sv->host,
              server_port(sv->srv), cfg.max_conns);
@@ -472,7 +546,7 @@ int serve_main(int argc, char **argv)
         sv->fail_at = strtoull(hook, NULL, 10);
         mem_fail_at(sv->fail_at);
     }
-    rc = server_run(sv->srv);
+    rc = loop_run(sv->loop);
     mem_fail_at(0);
     serve_free(sv);
     if (rc < 0) {

@@ -1,19 +1,19 @@
 /*
- * server.c - wires a loop, a conn set, a listener and an HTTP server
- * together, and runs signals and graceful shutdown.
+ * server.c - wires a conn set, a listener, an HTTP server and a WebSocket
+ * server together on a loop it borrows, and runs graceful shutdown.
  *
- * Keeps: shutdown is bounded by shutdown_timeout (invariant 2: a deadline
- * for the drain too); after server_free() every allocation made here is
- * returned. Must not: keep process-global state (signals are read from a
- * signalfd on the loop, not by a handler writing globals).
+ * Keeps: shutdown is bounded by shutdown_timeout (docs/principles.md rule
+ * 2: a deadline for the drain too); after server_free() every allocation
+ * made here is returned and the loop carries nothing of the server. Must
+ * not: touch process-wide state (signals belong to the program: `moor
+ * serve` reads them in serve.c; a library host wires its own), or stop
+ * the loop (other servers and clients may share it: the owner hears of
+ * the end through on_stopped).
  */
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/signalfd.h>
 
 #include "server.h"
 #include "log.h"
@@ -21,24 +21,20 @@
 #include "util.h"
 
 struct server {
-    struct loop *loop;
+    struct loop *loop; /* borrowed */
     struct conn_set conns;
     struct listener *listener;
     struct http_server *http;
     struct ws_server *ws;
-    struct watcher sigw;
     struct timer shutdown_timer;
-    struct timer trim_timer; /* armed while trim_interval_ms != 0 */
-    struct mem_trim trim;
     struct loop_hook hook;
-    int sigfd;
     bool stopping;
+    bool stopped; /* on_stopped has run */
     void (*on_shutdown)(void *arg);
     void *on_shutdown_arg;
-    void (*on_reload)(void *arg);
-    void *on_reload_arg;
+    void (*on_stopped)(void *arg);
+    void *on_stopped_arg;
     uint32_t shutdown_timeout_ms;
-    uint32_t trim_interval_ms;
     uint64_t start_wall_ms;
 };
 
@@ -57,6 +53,8 @@ static void close_one(struct conn *c, void *arg)
     conn_close(c, CLOSE_SHUTDOWN);
 }
 
+/* The drain took too long: what is left closes now, and the hook sees
+ * the set empty at the end of this iteration. */
 static void on_shutdown_timeout(struct timer *t)
 {
     struct server *s = container_of(t, struct server, shutdown_timer);
@@ -64,20 +62,6 @@ static void on_shutdown_timeout(struct timer *t)
     LOG_WARN("shutdown timeout, closing the rest", "open=%lld",
              (long long)s->conns.stats.open);
     conn_set_each(&s->conns, close_one, NULL);
-    loop_stop(s->loop);
-}
-
-/* Every trim_interval_ms: give freed heap back if the policy says so
- * (mem.h). A timer rather than the end-of-iteration hook, so a busy loop
- * pays for one /proc read a second, not one per iteration. */
-static void on_trim_timer(struct timer *t)
-{
-    struct server *s = container_of(t, struct server, trim_timer);
-    int64_t back = mem_trim_check(&s->trim);
-
-    if (back >= 0)
-        LOG_DEBUG("memory trimmed", "rss_given_back=%lld", (long long)back);
-    loop_timer_in(s->loop, &s->trim_timer, s->trim_interval_ms);
 }
 
 /* After every iteration while stopping: done once nothing is open. */
@@ -85,8 +69,12 @@ static void on_hook(struct loop_hook *h)
 {
     struct server *s = container_of(h, struct server, hook);
 
-    if (s->stopping && s->conns.stats.open == 0)
-        loop_stop(s->loop);
+    if (!s->stopping || s->stopped || s->conns.stats.open != 0)
+        return;
+    s->stopped = true;
+    timer_cancel(loop_timers(s->loop), &s->shutdown_timer);
+    if (s->on_stopped)
+        s->on_stopped(s->on_stopped_arg);
 }
 
 void server_shutdown(struct server *s)
@@ -96,7 +84,8 @@ void server_shutdown(struct server *s)
     s->stopping = true;
     LOG_INFO("shutting down", "open=%lld timeout_ms=%u",
              (long long)s->conns.stats.open, s->shutdown_timeout_ms);
-    listener_stop(s->listener);
+    if (s->listener)
+        listener_stop(s->listener);
     http_server_drain(s->http);
     ws_server_drain(s->ws);
     if (s->on_shutdown)
@@ -105,47 +94,8 @@ void server_shutdown(struct server *s)
                   s->shutdown_timeout_ms ? s->shutdown_timeout_ms : 1);
 }
 
-static void on_signal(struct watcher *w, uint32_t events)
-{
-    struct server *s = container_of(w, struct server, sigw);
-    struct signalfd_siginfo si;
-
-    (void)events;
-    while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-            LOG_INFO("signal", "sig=%s",
-                     si.ssi_signo == SIGTERM ? "TERM" : "INT");
-            server_shutdown(s);
-        } else if (si.ssi_signo == SIGHUP) {
-            LOG_INFO("signal", "sig=HUP");
-            if (s->on_reload)
-                s->on_reload(s->on_reload_arg);
-            else
-                LOG_INFO("nothing to reload on SIGHUP", "%s", "");
-        }
-    }
-}
-
-static int setup_signals(struct server *s)
-{
-    sigset_t set;
-
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
-        return -EINVAL;
-    s->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (s->sigfd < 0)
-        return -errno;
-    s->sigw.fn = on_signal;
-    return loop_watch(s->loop, s->sigfd, &s->sigw, EPOLLIN);
-}
-
-struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
-                          size_t errlen)
+struct server *server_new(struct loop *l, const struct server_opts *o, int *err,
+                          char *errmsg, size_t errlen)
 {
     struct server *s = mem_calloc(MEM_CONFIG, 1, sizeof(*s));
     int rc;
@@ -155,23 +105,14 @@ struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
         snprintf(errmsg, errlen, "out of memory");
         return NULL;
     }
-    s->sigfd = -1;
     s->shutdown_timeout_ms = o->shutdown_timeout_ms;
-    s->trim_interval_ms = o->trim_interval_ms;
     timer_init(&s->shutdown_timer, on_shutdown_timeout);
-    timer_init(&s->trim_timer, on_trim_timer);
-    mem_trim_init(&s->trim, o->trim_threshold);
-    s->loop = loop_new(o->read_buffer);
-    if (!s->loop) {
-        rc = -ENOMEM;
-        snprintf(errmsg, errlen, "cannot create the event loop");
-        goto err_free;
-    }
+    s->loop = l;
     s->start_wall_ms = loop_wall_ms(s->loop);
     rc = conn_set_init(&s->conns, s->loop, &o->conn);
     if (rc < 0) {
         snprintf(errmsg, errlen, "out of memory");
-        goto err_loop;
+        goto err_free;
     }
     struct http_server_opts ho = o->http;
     ho.conn_ext = (uint32_t)MAX((size_t)ho.conn_ext, ws_conn_ext_size());
@@ -187,79 +128,53 @@ struct server *server_new(const struct server_opts *o, int *err, char *errmsg,
         snprintf(errmsg, errlen, "out of memory");
         goto err_http;
     }
-    s->listener = listener_new(s->loop, &s->conns, o->host, o->port, &o->listen,
-                               on_accept, s, &rc);
-    if (!s->listener) {
+    if (o->host)
+        s->listener = listener_new(s->loop, &s->conns, o->host, o->port,
+                                   &o->listen, on_accept, s, &rc);
+    if (o->host && !s->listener) {
         snprintf(errmsg, errlen, "cannot listen on %s:%u: %s", o->host, o->port,
                  rc == -EINVAL ? "bad address" : strerror(-rc));
         goto err_http;
     }
-    rc = setup_signals(s);
-    if (rc < 0) {
-        snprintf(errmsg, errlen, "cannot set up signals: %s", strerror(-rc));
-        goto err_listener;
-    }
     s->hook.fn = on_hook;
     loop_add_hook(s->loop, &s->hook);
-    if (s->trim_interval_ms) {
-        /* The first reading now: the floor starts at the start-up gap,
-         * and the check's code is faulted in before any connection
-         * (else its first run shows up in a measured burst's VmRSS). */
-        mem_trim_check(&s->trim);
-        loop_timer_in(s->loop, &s->trim_timer, s->trim_interval_ms);
-    }
     return s;
 
-err_listener:
-    if (s->sigfd >= 0)
-        close(s->sigfd);
-    listener_free(s->listener);
 err_http:
     ws_server_free(s->ws);
     http_server_free(s->http);
 err_conns:
     conn_set_fini(&s->conns);
-err_loop:
-    loop_free(s->loop);
 err_free:
     mem_free(MEM_CONFIG, s);
     *err = rc;
     return NULL;
 }
 
-int server_run(struct server *s)
+bool server_stopped(const struct server *s)
 {
-    int rc = loop_run(s->loop);
-
-    timer_cancel(loop_timers(s->loop), &s->shutdown_timer);
-    timer_cancel(loop_timers(s->loop), &s->trim_timer);
-    return rc;
+    return s->stopped;
 }
 
 void server_free(struct server *s)
 {
     if (!s)
         return;
-    if (s->sigfd >= 0) {
-        loop_unwatch(s->loop, s->sigfd);
-        close(s->sigfd);
-    }
-    /* Anything still open (loop stopped early) goes now, then one more
-     * iteration's worth of hooks frees it. */
+    /* Anything still open (the loop stopped early) closes now; the conn
+     * set frees the structs as it ends. */
     conn_set_each(&s->conns, close_one, NULL);
-    s->hook.fn = NULL;
-    timer_cancel(loop_timers(s->loop), &s->trim_timer);
+    loop_remove_hook(s->loop, &s->hook);
+    timer_cancel(loop_timers(s->loop), &s->shutdown_timer);
     listener_free(s->listener);
     conn_set_fini(&s->conns);
     http_server_free(s->http);
     ws_server_free(s->ws);
-    loop_free(s->loop);
     mem_free(MEM_CONFIG, s);
 }
 
 uint16_t server_port(const struct server *s)
 {
-    return listener_port(s->listener);
+    return s->listener ? listener_port(s->listener) : 0;
 }
 
 struct http_server *server_http(struct server *s)
@@ -278,10 +193,10 @@ void server_on_shutdown(struct server *s, void (*fn)(void *arg), void *arg)
     s->on_shutdown_arg = arg;
 }
 
-void server_on_reload(struct server *s, void (*fn)(void *arg), void *arg)
+void server_on_stopped(struct server *s, void (*fn)(void *arg), void *arg)
 {
-    s->on_reload = fn;
-    s->on_reload_arg = arg;
+    s->on_stopped = fn;
+    s->on_stopped_arg = arg;
 }
 
 struct conn_set *server_conns(struct server *s)

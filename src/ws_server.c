@@ -257,14 +257,15 @@ void ws_close_purge(struct conn *c, uint16_t code, const char *reason,
     conn_close_within(c, why, srv_of(c)->o.close_timeout_ms);
 }
 
-void ws_close(struct conn *c, uint16_t code, const char *reason)
+int ws_close(struct conn *c, uint16_t code, const char *reason)
 {
     struct ws_conn *w = conn_ext(c);
 
     if (conn_proto(c) != &ws_proto || conn_is_closing(c) ||
         w->phase >= WSP_CLOSING)
-        return;
+        return -EALREADY;
     start_close(c, code, reason);
+    return 0;
 }
 
 /* The peer broke the protocol: close frame with code, then TCP close. */

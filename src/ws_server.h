@@ -122,8 +122,9 @@ bool ws_server_mask_key(struct ws_server *ws, uint8_t key[4]);
  * Returns a ws_send_result. */
 enum ws_send_result ws_send(struct conn *c, const void *data, size_t len,
                             bool text);
-/* Starts the close handshake with code and reason (reason may be NULL). */
-void ws_close(struct conn *c, uint16_t code, const char *reason);
+/* Starts the close handshake with code and reason (reason may be NULL).
+ * Returns 0, or -EALREADY if c is closing (or not a WebSocket). */
+int ws_close(struct conn *c, uint16_t code, const char *reason);
 /* Closes at once, for a peer that fell behind: drops every queued message
  * not yet started, sends a close frame with code and reason, and closes
  * the conn with `why` once it is out (or after close_timeout). */

@@ -1,6 +1,7 @@
 """The command line: --help, flag and environment parsing, exit codes."""
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -143,7 +144,12 @@ def test_unknown_command_exit_2():
 def test_version():
     r = run_moor(["--version"])
     assert r.returncode == 0
-    assert r.stdout.strip() == "moor 0.1.0"
+    header = (Path(__file__).resolve().parents[2] / "include" /
+              "moor.h").read_text()
+    version = ".".join(
+        re.search(rf"#define MOOR_VERSION_{k} (\d+)", header).group(1)
+        for k in ("MAJOR", "MINOR", "PATCH"))
+    assert r.stdout.strip() == f"moor {version}"
 
 
 def test_banner_lists_endpoints(server):

@@ -26,27 +26,12 @@ PROGRAM = textwrap.dedent("""
 """)
 
 
-def header_text():
-    """moor.h without comments and preprocessor lines."""
-    text = (ROOT_PATH / "include" / "moor.h").read_text()
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
-    return "\n".join(l for l in text.splitlines()
-                     if not l.lstrip().startswith("#"))
-
-
-def header_functions():
-    """The names of the functions moor.h declares with MOOR_API (the
-    _init() macros and the handler typedefs are not functions)."""
-    return set(re.findall(r"\bMOOR_API\b[^;]*?\b(moor_\w+)\s*\(",
-                          header_text()))
-
-
 def header_version():
-    """"MAJOR.MINOR.PATCH" from moor.h's MOOR_VERSION_* macros."""
+    """MOOR_VERSION_MAJOR.MINOR.PATCH as include/moor.h states them."""
     text = (ROOT_PATH / "include" / "moor.h").read_text()
-    return ".".join(re.search(rf"#define MOOR_VERSION_{p}\s+(\d+)",
-                              text).group(1)
-                    for p in ("MAJOR", "MINOR", "PATCH"))
+    part = {k: re.search(rf"#define MOOR_VERSION_{k} (\d+)", text).group(1)
+            for k in ("MAJOR", "MINOR", "PATCH")}
+    return f"{part['MAJOR']}.{part['MINOR']}.{part['PATCH']}"
 
 
 def run(cmd, **kw):
@@ -84,9 +69,12 @@ def test_install_and_link(tmp_path):
     dyn = run(["nm", "-D", "--defined-only", str(prefix / "lib/libmoor.so")]).stdout
     exported = {l.split()[-1] for l in dyn.splitlines() if " T " in l}
     # Exactly the functions moor.h declares with MOOR_API.
-    declared = header_functions()
+    header = (ROOT_PATH / "include" / "moor.h").read_text()
+    # (The _init() macros are not functions, their _init_() are; the
+    # name in a declaration is the first moor_ name followed by "(".)
+    declared = set(re.findall(r"\bMOOR_API\b[^;]*?\b(moor_[a-z_]+)\s*\(",
+                              header))
     assert "moor_version" in declared and "moor_ws_send" in declared
-    assert "moor_server_options_init_" in declared
     assert exported == declared
     arc = run(["nm", "-g", "--defined-only", str(prefix / "lib/libmoor.a")]).stdout
     globals_ = {l.split()[-1] for l in arc.splitlines() if " T " in l}

@@ -592,6 +592,16 @@ static void test_bad_listen_address(void **state)
         assert_non_null(strstr(err.message, bad[i]));
         assert_null(strchr(err.message, '\n'));
     }
+    /* An IPv6 address without brackets: the message shows the form. */
+    {
+        struct moor_error err = {0};
+
+        moor_server_options_init(&o);
+        o.listen = "::1:80";
+        assert_null(moor_server_new(l, &o, &err));
+        assert_int_equal(err.code, MOOR_EADDR);
+        assert_non_null(strstr(err.message, "[::1]:8080"));
+    }
     moor_loop_free(l);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }

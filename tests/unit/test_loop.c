@@ -508,9 +508,85 @@ static void test_hooks_after_events_and_timers(void **state)
     assert_int_equal(loop_run_once(l, 0), 0);
     assert_string_equal(trace, "ABC");
 
+    /* Removed hooks (middle, then last, then one not linked) stop
+     * running, and a hook added afterwards goes to the end. */
+    loop_remove_hook(l, &h2.h);
+    trace[0] = 0;
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_string_equal(trace, "AC");
+    loop_remove_hook(l, &h3.h);
+    loop_remove_hook(l, &h3.h);
+    loop_add_hook(l, &h2.h);
+    h2.add = NULL;
+    trace[0] = 0;
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_string_equal(trace, "AB");
+
     assert_int_equal(loop_unwatch(l, fds[0]), 0);
     close(fds[0]);
     close(fds[1]);
+    loop_free(l);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+static void fd_handler_count(void *arg, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    (*(int *)arg)++;
+}
+
+/* A host's own loop sees moor's through loop_fd() and loop_timeout();
+ * fd handlers free their slot for reuse, and a stale event for a removed
+ * one is dropped. */
+static void test_host_view_and_handler_slots(void **state)
+{
+    struct loop *l = loop_new(4096);
+    struct ticker k = {.l = l};
+    int calls = 0, other = 0, fds[2], h, h2, ep;
+    struct epoll_event ev = {.events = EPOLLIN}, got;
+
+    assert_non_null(l);
+    assert_int_equal(loop_timeout(l), -1);
+    timer_init(&k.t, on_tick);
+    loop_timer_in(l, &k.t, 200);
+    /* The wheel wakes at the end of the timer's slot (timer.h). */
+    assert_true(loop_timeout(l) > 0 &&
+                loop_timeout(l) <= 200 + (int)TIMER_RES_MS);
+    loop_poke(l);
+    assert_int_equal(loop_timeout(l), 0);
+    assert_int_equal(loop_run_once(l, 0), 0);
+    timer_cancel(loop_timers(l), &k.t);
+    assert_int_equal(loop_timeout(l), -1);
+
+    /* The epoll fd is readable in the host's epoll once moor has I/O. */
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    assert_true(ep >= 0);
+    assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, loop_fd(l), &ev), 0);
+    assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+    h = loop_add_fd_handler(l, fd_handler_count, &calls);
+    assert_true(h >= 0);
+    assert_int_equal(loop_watch_fd(l, fds[0], h, EPOLLIN), 0);
+    assert_int_equal(epoll_wait(ep, &got, 1, 0), 0);
+    write_byte(fds[1]);
+    assert_int_equal(epoll_wait(ep, &got, 1, 1000), 1);
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_int_equal(calls, 1);
+
+    /* Removed: its slot is reused, and the fd's pending event (still
+     * readable) reaches nobody. */
+    loop_remove_fd_handler(l, h);
+    h2 = loop_add_fd_handler(l, fd_handler_count, &other);
+    assert_int_equal(h2, h);
+    loop_remove_fd_handler(l, h2);
+    assert_int_equal(loop_run_once(l, 0), 0);
+    assert_int_equal(calls, 1);
+    assert_int_equal(other, 0);
+
+    assert_int_equal(loop_unwatch(l, fds[0]), 0);
+    close(fds[0]);
+    close(fds[1]);
+    close(ep);
     loop_free(l);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
@@ -640,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_wake_from_thread),
         cmocka_unit_test(test_timer_fires),
         cmocka_unit_test(test_hooks_after_events_and_timers),
+        cmocka_unit_test(test_host_view_and_handler_slots),
         cmocka_unit_test(test_stop_ends_run),
         cmocka_unit_test(test_time_advances),
         cmocka_unit_test(test_eintr_is_not_an_error),
