@@ -5,12 +5,9 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
-<<<<<<< HEAD
-=======
 # The version lives in include/moor.h (MOOR_VERSION_MAJOR/MINOR/PATCH);
 # the Makefile reads it from there, for -DMOOR_VERSION and libmoor.pc.
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
->>>>>>> main
 
 APP_SRCS := src/main.c src/serve.c src/config.c src/bench.c
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
