@@ -182,8 +182,8 @@ static int send_all(int fd, const void *p, size_t n)
     return 0;
 }
 
-/* Reads until `until` is in buf (or EOF, or the timeout). NUL-terminates.
- * Returns the bytes read. */
+/* Reads until `until` is in buf, or (until == NULL) once, or (until == "")
+ * to EOF; or the timeout. NUL-terminates. Returns the bytes read. */
 static size_t recv_until(int fd, char *buf, size_t cap, const char *until)
 {
     size_t n = 0;
@@ -194,7 +194,7 @@ static size_t recv_until(int fd, char *buf, size_t cap, const char *until)
             break;
         n += (size_t)r;
         buf[n] = '\0';
-        if (until && memmem(buf, n, until, strlen(until)))
+        if (!until || (*until && memmem(buf, n, until, strlen(until))))
             break;
     }
     buf[n] = '\0';
@@ -249,7 +249,7 @@ static int http_request(int port, const char *req, size_t req_len, char *out,
     if (fd < 0)
         return -1;
     if (send_all(fd, req, req_len) == 0) {
-        recv_until(fd, out, cap, NULL);
+        recv_until(fd, out, cap, ""); /* to EOF: Connection: close */
         if (strncmp(out, "HTTP/1.1 ", 9) == 0)
             status = atoi(out + 9);
     }
@@ -1246,16 +1246,21 @@ static void test_error_convention(void **state)
     assert_non_null(moor_strerror(12345)); /* not a code: still a string */
 
     /* moor_mem_json: the length it needs, whatever the buffer. */
+    /* (The document carries RSS, so its length may move by a digit or
+     * two between calls.) */
     need = moor_mem_json(NULL, 0);
     assert_true(need > 0);
-    buf = malloc((size_t)need + 1);
+    buf = malloc((size_t)need + 64);
     assert_non_null(buf);
-    assert_int_equal(moor_mem_json(buf, (size_t)need + 1), need);
+    need = moor_mem_json(buf, (size_t)need + 64);
     assert_int_equal(strlen(buf), need);
     assert_non_null(strstr(buf, "\"live_bytes\""));
+    assert_int_equal(buf[0], '{');
+    assert_int_equal(buf[need - 1] == '\n' ? buf[need - 2] : buf[need - 1],
+                     '}');
     free(buf);
     memset(small, 'x', sizeof(small));
-    assert_int_equal(moor_mem_json(small, sizeof(small)), need);
+    assert_true(moor_mem_json(small, sizeof(small)) > (long)sizeof(small));
     assert_int_equal(strlen(small), sizeof(small) - 1);
     assert_true(moor_mem_json(NULL, 10) < 0); /* NULL with room: -EINVAL */
 
@@ -1474,8 +1479,8 @@ static void on_hello(struct moor_request *req, void *arg)
     h->hello_calls++;
     snprintf(h->method, sizeof(h->method), "%s", moor_request_method(req));
     snprintf(h->path, sizeof(h->path), "%.*s", (int)pl, path);
-    snprintf(h->name, sizeof(h->name), "%.*s", name ? (int)n : 0,
-             name ? name : "");
+    if (name)
+        snprintf(h->name, sizeof(h->name), "%.*s", (int)n, name);
     len = snprintf(body, sizeof(body), "hello %.*s", name ? (int)n : 5,
                    name ? name : "world");
     moor_respond(req, 200, "text/plain", "X-Test: yes\r\n", body, (size_t)len);
@@ -1536,7 +1541,8 @@ static void *http_client(void *p)
     char tmp[4096];
     static const char post[] =
         "POST /echo-body HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
-        "Content-Length: 11\r\n\r\nbody\x00bytes!";
+        "Content-Length: 11\r\n\r\nbody\0"
+        "bytes!";
     static const char post_pub[] =
         "POST /pub/news HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
         "Content-Length: 5\r\n\r\nhello";
@@ -1623,7 +1629,10 @@ static void test_http_routes(void **state)
     assert_int_equal(h.hello_calls, 2);
 
     assert_int_equal(a.st_post, 201);
-    assert_memory_equal(http_body(a.post), "body\x00bytes!", 11);
+    assert_memory_equal(http_body(a.post),
+                        "body\0"
+                        "bytes!",
+                        11);
     assert_true(h.post_header_null);
 
     assert_int_equal(a.st_405, 405);
