@@ -147,7 +147,11 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigprocmask(SIG_BLOCK, &sigs, NULL);
     sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-    if (sfd < 0 || !(l = moor_loop_new(NULL, &err)) ||
+    if (sfd < 0) {
+        perror("push_gateway: signalfd");
+        return 1;
+    }
+    if (!(l = moor_loop_new(NULL, &err)) ||
         !(s = moor_server_new(l, &so, &err)) ||
         !(ps = moor_pubsub_new(s, &po, &err)) ||
         (tcp && moor_pubsub_listen_tcp(ps, tcp, NULL, &err) < 0) ||
@@ -181,8 +185,7 @@ out:
         moor_server_free(s); /* the gateway goes with its server */
     if (l)
         moor_loop_free(l);
-    if (sfd >= 0)
-        close(sfd);
+    close(sfd);
     fprintf(stderr, "push_gateway: msg=\"shutdown complete\" live_bytes=%lld\n",
             (long long)moor_mem_live_bytes());
     return rc != 0 || moor_mem_live_bytes() != 0;
