@@ -6,7 +6,12 @@
 #      lower one (app > service > protocol > transport > core);
 #   2. allocation: no raw malloc/calloc/realloc/free/strdup/strndup call
 #      outside src/mem.c (invariant 7: every byte goes through mem.c);
-#   3. format: clang-format --dry-run --Werror over the C sources.
+#   3. format: clang-format --dry-run --Werror over the C sources;
+#   4. conn internals: every member of struct conn (src/conn.h) is named
+#      cn_*, and no file but conn's own (src/conn.h, src/conn.c,
+#      src/conn_*.[ch]) reaches one (`->cn_x` or `.cn_x`) or includes
+#      conn_internal.h: the other modules use conn.h's accessors
+#      (conn_id(), conn_paused(), ...).
 #
 # Prints every failure as "file:line: what" and exits 1, or prints
 # "lint: ok" and exits 0. Run from anywhere; it works on the repository
@@ -39,7 +44,7 @@ declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit mpsc pool hist procfs"
-    "conn listen queue tls"
+    "conn conn_write conn_internal listen queue tls"
     "http1 ws sse frame"
     "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
      api api_loop api_server api_client api_pubsub moor"
@@ -135,6 +140,69 @@ elif ((${#fmt_files[@]})); then
             fail "$f: not clang-formatted ($n $what); run: clang-format -i $f"
         fi
     done
+fi
+
+# ---------------------------------------------------------------------
+# 4. struct conn's members are conn.c's business. They all carry the cn_
+#    prefix (checked here, so a new member cannot slip by), and a member
+#    access `->cn_x` / `.cn_x`, or an #include of conn_internal.h, outside
+#    conn's own files (src/conn.[ch], src/conn_*.[ch]) fails.
+#    Comments and string literals are blanked first, as in check 2. The
+#    unit tests (tests/unit/test_conn.c) may look inside: they are not
+#    checked.
+# ---------------------------------------------------------------------
+
+# shellcheck disable=SC2016
+hits=$(perl -0777 -ne '
+    unless (/^(struct conn \{\n)(.*?)^\};/ms) {
+        print "src/conn.h: struct conn not found (check 4)\n";
+        exit;
+    }
+    my $line = 1 + (substr($_, 0, $-[2]) =~ tr/\n//);
+    (my $body = $2) =~ s{(/\*.*?\*/)}{ (my $m = $1) =~ s/[^\n]/ /g; $m }ges;
+    for my $decl (split /\n/, $body, -1) {
+        print "src/conn.h:$line: struct conn member \"$1\" lacks the cn_",
+              " prefix (check 4 finds accesses by it)\n"
+            if $decl =~ /(\w+)\s*(?:\[\s*\]|:\s*\d+)?\s*;/ && $1 !~ /^cn_/;
+        $line++;
+    }
+' src/conn.h)
+[[ -n $hits ]] && fail "$hits"
+
+conn_users=()
+for f in src/*.c src/*.h include/*.h; do
+    case $f in
+    src/conn.[ch] | src/conn_*.[ch]) ;;
+    *) conn_users+=("$f") ;;
+    esac
+done
+if ((${#conn_users[@]})); then
+    # shellcheck disable=SC2016
+    hits=$(perl -e '
+        my $blank = qr{/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"
+                       |\x27(?:\\.|[^\x27\\\n])*\x27}xs;
+        for my $f (@ARGV) {
+            open(my $fh, "<", $f) or next;
+            local $/;
+            my $src = <$fh>;
+            close $fh;
+            my @raw = split /\n/, $src, -1;
+            $src =~ s{($blank)}{ (my $m = $1) =~ s/[^\n]/ /g; $m }ge;
+            my $n = 0;
+            for my $line (split /\n/, $src, -1) {
+                $n++;
+                print "$f:$n: includes conn_internal.h, which is for",
+                      " src/conn*.c only; use conn.h\n"
+                    if $line =~ /^\s*#\s*include\s*$/ && $raw[$n - 1] =~
+                        /^\s*#\s*include\s*"conn_internal\.h"/;
+                while ($line =~ /(?:->|\.)\s*(cn_\w+)/g) {
+                    print "$f:$n: touches struct conn member $1 outside",
+                          " src/conn*.[ch]; use (or add) an accessor in",
+                          " conn.h\n";
+                }
+            }
+        }' "${conn_users[@]}")
+    [[ -n $hits ]] && fail "$hits"
 fi
 
 if ((failed)); then

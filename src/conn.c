@@ -1,6 +1,8 @@
 /*
- * conn.c - connection lifecycle, the read path, corked writes, deadlines,
- * and THE close path (DESIGN invariants 1, 2, 3, 5).
+ * conn.c - connection lifecycle, the read path, deadlines, the TLS glue,
+ * and THE close path (docs/principles.md 1, 2, 3, 5). The outbound queue
+ * and the corked write path are in conn_write.c; conn_internal.h is what
+ * the two share.
  *
  * Keeps: every conn that is not closing has a deadline armed; conn_close()
  * is the only place that releases a conn's resources, and the set's
@@ -20,16 +22,14 @@
 #include <arpa/inet.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <netinet/tcp.h>
 
 #include "conn.h"
+#include "conn_internal.h"
 #include "log.h"
 #include "mem.h"
 #include "tls.h"
 #include "util.h"
-
-#define CONN_IOV_MAX 64
 
 _Static_assert(sizeof(struct conn) <= 80,
                "struct conn grew: every idle connection pays for it");
@@ -86,7 +86,6 @@ static void conn_on_fd(void *arg, int fd, uint32_t events);
 static void conn_on_timer(struct tnode *t);
 static void set_on_hook(struct loop_hook *h);
 static void set_on_mem_timer(struct timer *t);
-static void set_events(struct conn *c);
 static void do_handshake(struct conn *c);
 static void do_read(struct conn *c);
 static void tls_end(struct conn *c, enum close_reason why);
@@ -94,20 +93,6 @@ static void tls_end(struct conn *c, enum close_reason why);
 #define MEM_POLL_MS 100 /* budget check period while readers are paused */
 
 /* ---- the pending list --------------------------------------------------- */
-
-/* Puts c on the set's end-of-iteration list once. Closing conns go there
- * to be freed; open ones to have their queue flushed or input processed. */
-static void pending_add(struct conn *c)
-{
-    if (c->flags & CONN_PENDING)
-        return;
-    c->flags |= CONN_PENDING;
-    struct conn_set *s = conn_set_of(c);
-
-    c->pending_next = s->pending;
-    s->pending = c;
-    conn_set_want_flush(s);
-}
 
 void conn_set_want_flush(struct conn_set *s)
 {
@@ -121,12 +106,12 @@ void conn_set_want_flush(struct conn_set *s)
 
 static uint32_t next_deadline(const struct conn *c)
 {
-    return tick_first(c->rd_deadline, c->wr_deadline);
+    return tick_first(c->cn_rd_deadline, c->cn_wr_deadline);
 }
 
 /* Arms the timer at the nearest deadline, unless it is already armed at
  * or before it (then it fires early and re-arms: lazy re-arm). */
-static void rearm(struct conn *c)
+void conn_rearm(struct conn *c)
 {
     uint32_t next = next_deadline(c);
     struct timer_wheel *w = &conn_set_of(c)->wheel;
@@ -135,14 +120,14 @@ static void rearm(struct conn *c)
         /* Invariant 2: a live conn always waits under some deadline. A
          * protocol that clears its last one is a bug; cover it anyway. */
         LOG_ERROR("conn without deadline", "conn=%llu",
-                  (unsigned long long)c->id);
-        c->rd_deadline = tick_add(loop_now(conn_loop(c)), 1000);
-        c->rd_reason = CLOSE_ERROR;
-        next = c->rd_deadline;
+                  (unsigned long long)c->cn_id);
+        c->cn_rd_deadline = tick_add(loop_now(conn_loop(c)), 1000);
+        c->cn_rd_reason = CLOSE_ERROR;
+        next = c->cn_rd_deadline;
     }
-    if (tnode_armed(&c->timer) && !tick_after(c->timer.expire, next))
+    if (tnode_armed(&c->cn_timer) && !tick_after(c->cn_timer.expire, next))
         return;
-    tnode_arm(w, &c->timer, next);
+    tnode_arm(w, &c->cn_timer, next);
 }
 
 void conn_set_read_deadline(struct conn *c, uint32_t ms,
@@ -150,10 +135,10 @@ void conn_set_read_deadline(struct conn *c, uint32_t ms,
 {
     if (conn_is_closing(c))
         return;
-    c->flags &= (uint16_t)~CONN_MESSAGE;
-    c->rd_deadline = ms ? tick_add(loop_now(conn_loop(c)), ms) : TICK_UNSET;
-    c->rd_reason = (uint8_t)reason;
-    rearm(c);
+    c->cn_flags &= (uint16_t)~CONN_MESSAGE;
+    c->cn_rd_deadline = ms ? tick_add(loop_now(conn_loop(c)), ms) : TICK_UNSET;
+    c->cn_rd_reason = (uint8_t)reason;
+    conn_rearm(c);
 }
 
 static bool tls_partial(const struct conn *c);
@@ -165,11 +150,11 @@ static bool tls_partial(const struct conn *c);
 /* Starts (or, after a pause, starts over) the message deadline. */
 static void arm_message(struct conn *c)
 {
-    c->flags |= CONN_MESSAGE;
-    c->rd_deadline = tick_add(loop_now(conn_loop(c)),
-                              conn_set_of(c)->lim.message_timeout_ms);
-    c->rd_reason = CLOSE_MESSAGE_TIMEOUT;
-    rearm(c);
+    c->cn_flags |= CONN_MESSAGE;
+    c->cn_rd_deadline = tick_add(loop_now(conn_loop(c)),
+                                 conn_set_of(c)->lim.message_timeout_ms);
+    c->cn_rd_reason = CLOSE_MESSAGE_TIMEOUT;
+    conn_rearm(c);
 }
 
 /* A message deadline takes the place of a liveness deadline only (a ping,
@@ -178,15 +163,15 @@ static void arm_message(struct conn *c)
  * by a message begun. */
 static bool may_arm_message(const struct conn *c)
 {
-    return !(c->flags & (CONN_MESSAGE | CONN_LINGER)) &&
+    return !(c->cn_flags & (CONN_MESSAGE | CONN_LINGER)) &&
            conn_set_of(c)->lim.message_timeout_ms &&
-           (c->rd_reason == CLOSE_IDLE_TIMEOUT ||
-            c->rd_reason == CLOSE_PONG_TIMEOUT);
+           (c->cn_rd_reason == CLOSE_IDLE_TIMEOUT ||
+            c->cn_rd_reason == CLOSE_PONG_TIMEOUT);
 }
 
 bool conn_message_update(struct conn *c, bool partial)
 {
-    if (conn_is_closing(c) || (c->flags & CONN_LINGER) ||
+    if (conn_is_closing(c) || (c->cn_flags & CONN_LINGER) ||
         !conn_set_of(c)->lim.message_timeout_ms)
         return false;
     if (partial || tls_partial(c)) {
@@ -194,37 +179,38 @@ bool conn_message_update(struct conn *c, bool partial)
             arm_message(c);
         return false;
     }
-    if (!(c->flags & CONN_MESSAGE))
+    if (!(c->cn_flags & CONN_MESSAGE))
         return false;
-    c->flags &= (uint16_t)~CONN_MESSAGE;
+    c->cn_flags &= (uint16_t)~CONN_MESSAGE;
     return true;
 }
 
 static void conn_on_timer(struct tnode *t)
 {
-    struct conn *c = container_of(t, struct conn, timer);
+    struct conn *c = container_of(t, struct conn, cn_timer);
     uint32_t now = loop_now(conn_loop(c));
 
     if (conn_is_closing(c))
         return;
-    if (tick_expired(c->wr_deadline, now)) {
+    if (tick_expired(c->cn_wr_deadline, now)) {
         conn_close(c, CLOSE_WRITE_TIMEOUT);
         return;
     }
-    if (tick_expired(c->rd_deadline, now)) {
-        if (c->flags & CONN_HARD_LINGER) {
-            conn_close(c, (enum close_reason)c->after_flush);
+    if (tick_expired(c->cn_rd_deadline, now)) {
+        if (c->cn_flags & CONN_HARD_LINGER) {
+            conn_close(c, (enum close_reason)c->cn_after_flush);
             return;
         }
-        if ((c->flags & CONN_LINGER) && c->q && c->wr_deadline) {
+        if ((c->cn_flags & CONN_LINGER) && c->cn_q && c->cn_wr_deadline) {
             /* Still writing the last answers: the write deadline guards
              * that wait; the linger starts once they are out. */
-            c->rd_deadline = TICK_UNSET;
-            rearm(c);
+            c->cn_rd_deadline = TICK_UNSET;
+            conn_rearm(c);
             return;
         }
-        if (c->flags & CONN_MESSAGE) {
-            if ((c->pause & OUR_PAUSES) || (c->flags & CONN_INPUT_PENDING)) {
+        if (c->cn_flags & CONN_MESSAGE) {
+            if ((c->cn_pause & OUR_PAUSES) ||
+                (c->cn_flags & CONN_INPUT_PENDING)) {
                 /* We are not reading, or have input yet to look at: the
                  * wait is ours, not the peer's. */
                 arm_message(c);
@@ -232,19 +218,19 @@ static void conn_on_timer(struct tnode *t)
             }
             /* The protocol may say goodbye (a WebSocket close 1008);
              * rd_reason is CLOSE_MESSAGE_TIMEOUT either way. */
-            c->flags &= (uint16_t)~CONN_MESSAGE;
+            c->cn_flags &= (uint16_t)~CONN_MESSAGE;
         }
         if (conn_proto(c)->on_timeout &&
-            !(c->flags & (CONN_LINGER | CONN_HANDSHAKE)) &&
+            !(c->cn_flags & (CONN_LINGER | CONN_HANDSHAKE)) &&
             conn_proto(c)->on_timeout(c)) {
             if (!conn_is_closing(c))
-                rearm(c);
+                conn_rearm(c);
             return;
         }
-        conn_close(c, (enum close_reason)c->rd_reason);
+        conn_close(c, (enum close_reason)c->cn_rd_reason);
         return;
     }
-    rearm(c);
+    conn_rearm(c);
 }
 
 /* ---- the set ------------------------------------------------------------ */
@@ -308,7 +294,7 @@ void conn_set_fini(struct conn_set *s)
     struct conn *c, *next;
 
     for (c = s->pending; c; c = next) {
-        next = c->pending_next;
+        next = c->cn_pending_next;
         if (conn_is_closing(c))
             conn_free(c);
     }
@@ -375,12 +361,12 @@ static struct conn *conn_setup(struct conn_set *s, int fd,
         close(fd);
         return NULL;
     }
-    tnode_init(&c->timer);
-    c->proto = (uint8_t)pi;
-    c->fd = fd;
-    c->id = s->next_id++;
-    c->timer.data = loop_now(s->loop);
-    c->state = (uint8_t)st;
+    tnode_init(&c->cn_timer);
+    c->cn_proto = (uint8_t)pi;
+    c->cn_fd = fd;
+    c->cn_id = s->next_id++;
+    c->cn_timer.data = loop_now(s->loop);
+    c->cn_state = (uint8_t)st;
     if (loop_watch_fd(s->loop, fd, s->fd_handler, events) < 0) {
         conn_free(c);
         s->stats.closed[CLOSE_ERROR]++;
@@ -452,7 +438,7 @@ struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
         return NULL;
     }
     s->stats.connects++;
-    c->flags |= CONN_CONNECTING;
+    c->cn_flags |= CONN_CONNECTING;
     conn_set_read_deadline(c, ms, CLOSE_CONNECT_TIMEOUT);
     return c;
 }
@@ -461,7 +447,8 @@ struct conn *conn_connect(struct conn_set *s, const struct sockaddr *addr,
 
 struct tls_conn *conn_tls(const struct conn *c)
 {
-    return (c->flags & CONN_TLS) ? conn_set_of(c)->tls_by_fd[c->fd] : NULL;
+    return (c->cn_flags & CONN_TLS) ? conn_set_of(c)->tls_by_fd[c->cn_fd]
+                                    : NULL;
 }
 
 const char *conn_tls_error(const struct conn *c)
@@ -477,7 +464,7 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
     struct conn_set *s = conn_set_of(c);
     struct tls_conn *tc;
 
-    if (conn_is_closing(c) || (c->flags & CONN_TLS))
+    if (conn_is_closing(c) || (c->cn_flags & CONN_TLS))
         return -EINVAL;
     if (!s->tls_by_fd) {
         s->tls_by_fd =
@@ -485,15 +472,15 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
         if (!s->tls_by_fd)
             return -ENOMEM;
     }
-    tc = tls_conn_new(ctx, c->fd, server, host);
+    tc = tls_conn_new(ctx, c->cn_fd, server, host);
     if (!tc)
         return -ENOMEM;
-    s->tls_by_fd[c->fd] = tc;
-    c->flags |= CONN_TLS;
+    s->tls_by_fd[c->cn_fd] = tc;
+    c->cn_flags |= CONN_TLS;
     s->stats.tls_open++;
     if (server) {
         /* A client's handshake starts when its connect is done. */
-        c->flags |= CONN_HANDSHAKE;
+        c->cn_flags |= CONN_HANDSHAKE;
         conn_set_state(c, CSTATE_TLS);
     }
     if (ms)
@@ -507,13 +494,13 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
 static void tls_drop(struct conn *c, bool notify)
 {
     struct conn_set *s = conn_set_of(c);
-    struct tls_conn *tc = s->tls_by_fd[c->fd];
+    struct tls_conn *tc = s->tls_by_fd[c->cn_fd];
 
-    if (notify && !(c->flags & CONN_HANDSHAKE))
+    if (notify && !(c->cn_flags & CONN_HANDSHAKE))
         tls_shutdown(tc);
     tls_conn_free(tc);
-    s->tls_by_fd[c->fd] = NULL;
-    c->flags &= (uint16_t) ~(CONN_TLS | CONN_HANDSHAKE | CONN_TLS_RW);
+    s->tls_by_fd[c->cn_fd] = NULL;
+    c->cn_flags &= (uint16_t) ~(CONN_TLS | CONN_HANDSHAKE | CONN_TLS_RW);
     s->stats.tls_open--;
 }
 
@@ -521,7 +508,7 @@ static void tls_end(struct conn *c, enum close_reason why)
 {
     struct conn_set *s = conn_set_of(c);
 
-    if ((c->flags & CONN_HANDSHAKE) &&
+    if ((c->cn_flags & CONN_HANDSHAKE) &&
         (why == CLOSE_HANDSHAKE_TIMEOUT || why == CLOSE_CONNECT_TIMEOUT))
         s->stats.tls_handshakes[TLS_HS_TIMEOUT]++;
     tls_drop(c,
@@ -531,13 +518,13 @@ static void tls_end(struct conn *c, enum close_reason why)
 /* Decrypted bytes wait inside OpenSSL, where epoll cannot see them. */
 static bool tls_input_waiting(const struct conn *c)
 {
-    return (c->flags & CONN_TLS) && tls_pending(conn_tls(c));
+    return (c->cn_flags & CONN_TLS) && tls_pending(conn_tls(c));
 }
 
 /* Part of a TLS record is held inside OpenSSL, waiting for the rest. */
 static bool tls_partial(const struct conn *c)
 {
-    return (c->flags & CONN_TLS) && !(c->flags & CONN_HANDSHAKE) &&
+    return (c->cn_flags & CONN_TLS) && !(c->cn_flags & CONN_HANDSHAKE) &&
            tls_partial_record(conn_tls(c));
 }
 
@@ -545,8 +532,8 @@ static bool tls_partial(const struct conn *c)
  * iteration (reprocess). */
 static void input_again(struct conn *c)
 {
-    c->flags |= CONN_INPUT_PENDING;
-    pending_add(c);
+    c->cn_flags |= CONN_INPUT_PENDING;
+    conn_pending_add(c);
 }
 
 /* Plain HTTP on the TLS port: the request is still in the socket, so the
@@ -565,9 +552,9 @@ static void tls_plaintext(struct conn *c)
         conn_close(c, CLOSE_BAD_REQUEST);
         return;
     }
-    set_events(c);
-    if (c->rd_deadline != TICK_UNSET && tick_after(c->rd_deadline, now))
-        left = c->rd_deadline - now;
+    conn_update_events(c);
+    if (c->cn_rd_deadline != TICK_UNSET && tick_after(c->cn_rd_deadline, now))
+        left = c->cn_rd_deadline - now;
     if (conn_send_bytes(c, reply, strlen(reply)) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
@@ -586,14 +573,14 @@ static void do_handshake(struct conn *c)
 
     switch (rc) {
     case TLS_OK:
-        c->flags &= (uint16_t) ~(CONN_HANDSHAKE | CONN_TLS_RW);
+        c->cn_flags &= (uint16_t) ~(CONN_HANDSHAKE | CONN_TLS_RW);
         s->stats.tls_handshakes[TLS_HS_OK]++;
-        set_events(c);
+        conn_update_events(c);
         conn_proto(c)->on_connect(c, 0);
         if (conn_is_closing(c))
             return;
-        if (c->q)
-            pending_add(c);
+        if (c->cn_q)
+            conn_pending_add(c);
         /* Bytes that came with the handshake's last flight may sit
          * decrypted inside OpenSSL, where epoll cannot see them. */
         if (tls_input_waiting(c))
@@ -602,10 +589,10 @@ static void do_handshake(struct conn *c)
     case TLS_WANT_READ:
     case TLS_WANT_WRITE:
         if (rc == TLS_WANT_WRITE)
-            c->flags |= CONN_TLS_RW;
+            c->cn_flags |= CONN_TLS_RW;
         else
-            c->flags &= ~CONN_TLS_RW;
-        set_events(c);
+            c->cn_flags &= ~CONN_TLS_RW;
+        conn_update_events(c);
         return;
     case TLS_ERR_PLAINTEXT:
         tls_plaintext(c);
@@ -613,7 +600,7 @@ static void do_handshake(struct conn *c)
     default:
         s->stats.tls_handshakes[TLS_HS_FAILED]++;
         LOG_INFO("tls handshake failed", "conn=%llu peer=%s err=\"%s\"",
-                 (unsigned long long)c->id,
+                 (unsigned long long)c->cn_id,
                  conn_peer_str(c, peer, sizeof(peer)), tls_conn_error(tc));
         conn_proto(c)->on_connect(c, -EPROTO);
         conn_close(c, rc == TLS_EOF ? CLOSE_PEER : CLOSE_TLS_ERROR);
@@ -630,7 +617,7 @@ static void connect_done(struct conn *c)
     struct sockaddr_storage peer;
     socklen_t plen = sizeof(peer);
 
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+    if (getsockopt(c->cn_fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
         e = errno;
     if (e) {
         conn_proto(c)->on_connect(c, -e);
@@ -638,19 +625,19 @@ static void connect_done(struct conn *c)
         return;
     }
     /* A stale event (routed by fd) must not pass for the connect's end. */
-    if (getpeername(c->fd, (struct sockaddr *)&peer, &plen) < 0 &&
+    if (getpeername(c->cn_fd, (struct sockaddr *)&peer, &plen) < 0 &&
         errno == ENOTCONN)
         return;
-    c->flags &= ~CONN_CONNECTING;
-    if (c->flags & CONN_TLS) {
-        c->flags |= CONN_HANDSHAKE;
+    c->cn_flags &= ~CONN_CONNECTING;
+    if (c->cn_flags & CONN_TLS) {
+        c->cn_flags |= CONN_HANDSHAKE;
         do_handshake(c);
         return;
     }
-    set_events(c);
+    conn_update_events(c);
     conn_proto(c)->on_connect(c, 0);
-    if (!conn_is_closing(c) && c->q)
-        pending_add(c);
+    if (!conn_is_closing(c) && c->cn_q)
+        conn_pending_add(c);
 }
 
 int conn_set_proto_ctx(struct conn *c, const struct conn_proto *proto,
@@ -660,8 +647,8 @@ int conn_set_proto_ctx(struct conn *c, const struct conn_proto *proto,
 
     if (pi < 0)
         return -ENOSPC;
-    c->proto = (uint8_t)pi;
-    c->flags |= CONN_SWITCHED;
+    c->cn_proto = (uint8_t)pi;
+    c->cn_flags |= CONN_SWITCHED;
     return 0;
 }
 
@@ -673,11 +660,28 @@ void conn_set_proto(struct conn *c, const struct conn_proto *proto)
 
 void conn_set_state(struct conn *c, enum conn_state st)
 {
-    if (c->state == st || conn_is_closing(c))
+    if (c->cn_state == st || conn_is_closing(c))
         return;
-    conn_set_of(c)->stats.by_state[c->state]--;
+    conn_set_of(c)->stats.by_state[c->cn_state]--;
     conn_set_of(c)->stats.by_state[st]++;
-    c->state = (uint8_t)st;
+    c->cn_state = (uint8_t)st;
+}
+
+void conn_set_user_timeout(struct conn *c, uint32_t ms)
+{
+    unsigned int v = ms;
+
+    setsockopt(c->cn_fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
+}
+
+int conn_tcp_info(const struct conn *c, void *ti, size_t len)
+{
+    socklen_t tl = (socklen_t)len;
+
+    memset(ti, 0, len);
+    if (getsockopt(c->cn_fd, IPPROTO_TCP, TCP_INFO, ti, &tl) < 0)
+        return -errno;
+    return 0;
 }
 
 const char *conn_peer_str(const struct conn *c, char *out, size_t len)
@@ -686,7 +690,8 @@ const char *conn_peer_str(const struct conn *c, char *out, size_t len)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
 
-    if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
+    if (c->cn_fd < 0 ||
+        getpeername(c->cn_fd, (struct sockaddr *)&ss, &sl) < 0) {
         snprintf(out, len, "unknown");
     } else if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
@@ -702,90 +707,15 @@ const char *conn_peer_str(const struct conn *c, char *out, size_t len)
     return out;
 }
 
-/* ---- the outbound queue ------------------------------------------------- */
-
-#define OQ_MIN_CAP 8 /* slots of a new ring: 80 bytes with its header */
-
-/* Bytes at the head of the queue a TLS record already holds
- * (tls_write_pending): they must be offered again unchanged, so no message
- * that overlaps them may be dropped. */
-static size_t conn_locked_bytes(const struct conn *c)
-{
-    struct tls_conn *tc = conn_tls(c);
-
-    return tc ? tls_write_pending(tc) : 0;
-}
-
-/* The i-th message from the head. */
-static inline struct msg *oq_at(const struct oq *q, uint32_t i)
-{
-    return q->m[(q->head + i) & (q->cap - 1)];
-}
-
-/* Frees the ring once it holds nothing: an idle conn holds no queue. */
-static void oq_release_if_empty(struct conn *c)
-{
-    if (c->q && c->q->count == 0) {
-        mem_free(MEM_QUEUE, c->q);
-        c->q = NULL;
-    }
-}
-
-/* Makes room for one more message: allocates the ring for the first one,
- * doubles it when full. Returns 0, or -ENOMEM with the queue untouched. */
-static int oq_reserve(struct conn *c)
-{
-    struct oq *q = c->q;
-    uint32_t cap;
-
-    if (!q) {
-        q = mem_alloc(MEM_QUEUE, sizeof(*q) + OQ_MIN_CAP * sizeof(q->m[0]));
-        if (!q)
-            return -ENOMEM;
-        *q = (struct oq){.cap = OQ_MIN_CAP};
-        c->q = q;
-        return 0;
-    }
-    if (q->count < q->cap)
-        return 0;
-    if (q->cap > UINT32_MAX / 2)
-        return -ENOMEM;
-    cap = q->cap * 2;
-    q = mem_realloc(MEM_QUEUE, q, sizeof(*q) + (size_t)cap * sizeof(q->m[0]));
-    if (!q)
-        return -ENOMEM;
-    /* It was full: slots [head, cap) then [0, head). The wrapped part
-     * moves behind the first, so the messages sit in order from head. */
-    memcpy(&q->m[q->cap], &q->m[0], q->head * sizeof(q->m[0]));
-    q->cap = cap;
-    c->q = q;
-    return 0;
-}
-
-/* Drops every message and the ring. */
-static void queue_clear(struct conn *c)
-{
-    struct oq *q = c->q;
-
-    if (q) {
-        for (uint32_t i = 0; i < q->count; i++)
-            msg_unref(oq_at(q, i));
-        q->count = 0;
-        oq_release_if_empty(c);
-    }
-    conn_set_of(c)->stats.queued_bytes -= c->qbytes;
-    c->qbytes = 0;
-}
-
 /* ---- the close path ----------------------------------------------------- */
 
 /* Clears every pause cause of c, keeping the per-cause gauges right. */
 static void unpause_all(struct conn_set *s, struct conn *c)
 {
     for (unsigned b = 0; b < 4; b++)
-        if (c->pause & (1u << b))
+        if (c->cn_pause & (1u << b))
             s->stats.paused_by[b]--;
-    c->pause = 0;
+    c->cn_pause = 0;
 }
 
 void conn_close(struct conn *c, enum close_reason why)
@@ -794,26 +724,26 @@ void conn_close(struct conn *c, enum close_reason why)
 
     if (conn_is_closing(c))
         return;
-    c->flags |= CONN_CLOSING;
-    c->close_reason = (uint8_t)why;
+    c->cn_flags |= CONN_CLOSING;
+    c->cn_close_reason = (uint8_t)why;
     s->stats.closed[why < CLOSE_REASON_COUNT ? why : CLOSE_ERROR]++;
     s->stats.open--;
-    s->stats.by_state[c->state]--;
-    if (c->pause)
+    s->stats.by_state[c->cn_state]--;
+    if (c->cn_pause)
         s->stats.paused--;
     unpause_all(s, c);
-    tnode_cancel(&s->wheel, &c->timer);
-    loop_unwatch(s->loop, c->fd);
+    tnode_cancel(&s->wheel, &c->cn_timer);
+    loop_unwatch(s->loop, c->cn_fd);
     if (conn_proto(c)->on_close)
         conn_proto(c)->on_close(c, why);
-    if (c->flags & CONN_TLS)
+    if (c->cn_flags & CONN_TLS)
         tls_end(c, why);
-    queue_clear(c);
-    carry_release(&c->carry);
-    s->by_fd[c->fd] = NULL;
-    close(c->fd);
-    c->fd = -1;
-    pending_add(c); /* freed at the end of this loop iteration */
+    conn_queue_clear(c);
+    carry_release(&c->cn_carry);
+    s->by_fd[c->cn_fd] = NULL;
+    close(c->cn_fd);
+    c->cn_fd = -1;
+    conn_pending_add(c); /* freed at the end of this loop iteration */
 }
 
 void conn_close_after_flush(struct conn *c, enum close_reason why,
@@ -821,350 +751,57 @@ void conn_close_after_flush(struct conn *c, enum close_reason why,
 {
     if (conn_is_closing(c))
         return;
-    c->after_flush = (uint8_t)why;
-    c->linger_ms = linger_ms ? linger_ms : 1;
-    c->flags |= CONN_LINGER;
+    c->cn_after_flush = (uint8_t)why;
+    c->cn_linger_ms = linger_ms ? linger_ms : 1;
+    c->cn_flags |= CONN_LINGER;
     conn_set_state(c, CSTATE_LINGER);
     /* Lingering reads are discarded, so carried input is of no use. */
-    carry_release(&c->carry);
+    carry_release(&c->cn_carry);
     conn_set_read_deadline(c, linger_ms ? linger_ms : 1, CLOSE_LINGER_TIMEOUT);
     /* Keep reading (to discard) even if paused for backpressure. */
-    if (c->pause) {
+    if (c->cn_pause) {
         conn_set_of(c)->stats.paused--;
         unpause_all(conn_set_of(c), c);
-        set_events(c);
+        conn_update_events(c);
     }
-    pending_add(c);
+    conn_pending_add(c);
 }
 
 void conn_close_within(struct conn *c, enum close_reason why, uint32_t ms)
 {
     conn_close_after_flush(c, why, ms);
     if (!conn_is_closing(c))
-        c->flags |= CONN_HARD_LINGER;
+        c->cn_flags |= CONN_HARD_LINGER;
 }
 
-/* ---- writing ------------------------------------------------------------ */
+/* ---- epoll interest ---------------------------------------------------- */
 
-int conn_send(struct conn *c, struct msg *m)
-{
-    return conn_send_flags(c, m, 0);
-}
-
-int conn_send_flags(struct conn *c, struct msg *m, unsigned flags)
-{
-    struct conn_set *s = conn_set_of(c);
-    struct oq *q;
-
-    if (conn_is_closing(c))
-        return -EPIPE;
-    /* A lone message larger than the cap may go on an empty queue, or it
-     * could never be sent; it is bounded by its producer's own limit. */
-    if (!(flags & CONN_SEND_OVERCAP) && c->q &&
-        ((uint64_t)c->qbytes + m->len > s->lim.queue_limit ||
-         c->q->count >= conn_queue_max_entries(&s->lim))) {
-        s->stats.queue_overflows++;
-        return -ENOBUFS;
-    }
-    if (oq_reserve(c) < 0)
-        return -ENOMEM;
-    q = c->q;
-    q->m[(q->head + q->count) & (q->cap - 1)] = msg_ref(m);
-    q->count++;
-    c->qbytes += m->len;
-    s->stats.queued_bytes += m->len;
-    pending_add(c);
-    return 0;
-}
-
-/* Drops queued messages that are not started and that no TLS record holds
- * (purge: all of them; else only published ones, oldest first, until need
- * more bytes and two more messages fit under the limits). What stays keeps
- * its order. Drop-oldest stops as soon as there is room, so its cost is
- * the prefix it walks, not the queue: the kept messages of that prefix
- * (a started head, a TLS record's, control frames) move up against the
- * rest and the head moves past the gap. Returns how many messages were
- * dropped (a batch counts for the messages it carries). */
-static uint32_t queue_drop(struct conn *c, uint32_t need, bool purge)
-{
-    struct conn_set *s = conn_set_of(c);
-    uint32_t max = conn_queue_max_entries(&s->lim);
-    size_t locked = conn_locked_bytes(c);
-    struct oq *q = c->q;
-    uint32_t n, i, mask, dst, dropped = 0, msgs = 0;
-    size_t pos = 0; /* queue bytes in front of message i */
-
-    if (!q)
-        return 0;
-    n = q->count;
-    mask = q->cap - 1;
-    for (i = 0; i < n; i++) {
-        struct msg **slot = &q->m[(q->head + i) & mask];
-        struct msg *m = *slot;
-        uint32_t len = i == 0 ? m->len - q->off : m->len;
-        bool started = i == 0 && q->off;
-
-        if (!purge && (uint64_t)c->qbytes + need <= s->lim.queue_limit &&
-            n - dropped + 2 <= max)
-            break; /* room enough */
-        if (!started && pos >= locked && (purge || m->born_ns)) {
-            c->qbytes -= len;
-            s->stats.queued_bytes -= len;
-            msgs += m->count;
-            msg_unref(m);
-            *slot = NULL;
-            dropped++;
-        }
-        pos += len;
-    }
-    /* Close the gaps in [0, i) from the back: what stays ends up right in
-     * front of message i, the head dropped places further on. A started
-     * head stays the head, so q->off still belongs to it. */
-    dst = i;
-    for (uint32_t j = i; j-- > 0 && dst > dropped;) {
-        struct msg *m = q->m[(q->head + j) & mask];
-
-        if (m)
-            q->m[(q->head + --dst) & mask] = m;
-    }
-    q->head = (q->head + dropped) & mask;
-    q->count -= dropped;
-    oq_release_if_empty(c);
-    return msgs;
-}
-
-uint32_t conn_queue_drop_oldest(struct conn *c, uint32_t need)
-{
-    return queue_drop(c, need, false);
-}
-
-uint32_t conn_queue_purge(struct conn *c)
-{
-    return queue_drop(c, 0, true);
-}
-
-int conn_send_bytes(struct conn *c, const void *p, size_t n)
-{
-    struct msg *m;
-    int rc;
-
-    if (conn_is_closing(c))
-        return -EPIPE;
-    if (n > UINT32_MAX)
-        return -ENOBUFS;
-    m = msg_new(p, n);
-    if (!m)
-        return -ENOMEM;
-    rc = conn_send(c, m);
-    msg_unref(m);
-    return rc;
-}
-
-static void set_events(struct conn *c)
+/* What c waits for from epoll: its phase (connecting, handshake), its
+ * pauses, a TLS read that waits for writability, and queued output. */
+void conn_update_events(struct conn *c)
 {
     uint32_t ev = 0;
 
-    if (c->flags & CONN_CONNECTING) {
+    if (c->cn_flags & CONN_CONNECTING) {
         ev = EPOLLOUT;
         goto out;
     }
-    if (c->flags & CONN_HANDSHAKE) {
-        ev = (c->flags & CONN_TLS_RW) ? EPOLLOUT : EPOLLIN;
+    if (c->cn_flags & CONN_HANDSHAKE) {
+        ev = (c->cn_flags & CONN_TLS_RW) ? EPOLLOUT : EPOLLIN;
         goto out;
     }
-    if (c->flags & CONN_TLS_RW)
+    if (c->cn_flags & CONN_TLS_RW)
         ev |= EPOLLOUT;
-    if (!c->pause && !(c->flags & CONN_EOF))
+    if (!c->cn_pause && !(c->cn_flags & CONN_EOF))
         ev |= EPOLLIN;
     /* Paused for memory, a peer that leaves must still be noticed, or its
      * conn would hold memory until a deadline. */
-    if ((c->pause & PAUSE_MEMORY) && !(c->flags & CONN_EOF))
+    if ((c->cn_pause & PAUSE_MEMORY) && !(c->cn_flags & CONN_EOF))
         ev |= EPOLLRDHUP;
-    if (c->flags & CONN_WANT_WRITE)
+    if (c->cn_flags & CONN_WANT_WRITE)
         ev |= EPOLLOUT;
 out:
-    loop_modify_fd(conn_loop(c), c->fd, conn_set_of(c)->fd_handler, ev);
-}
-
-/* Counts the publish-to-write latency of n published messages born at
- * born (a batch's messages count with its first one's time). now_ns is
- * read once per flush. */
-static void record_latency(struct conn_set *s, uint64_t born, uint32_t n,
-                           uint64_t *now_ns)
-{
-    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
-    uint64_t us;
-    int i = 0;
-
-    if (!*now_ns)
-        *now_ns = mono_ns();
-    us = *now_ns > born ? (*now_ns - born) / 1000 : 0;
-    while (us > bounds[i])
-        i++;
-    s->stats.lat_buckets[i] += n;
-    s->stats.lat_count += n;
-    s->stats.lat_sum_us += us * n;
-}
-
-/* Writes iov[0..n): the one place queued bytes leave a conn. Through the
- * TLS engine if c has one (which takes the bytes as one stream, and wants
- * the same bytes offered again after a short count: see
- * tls_write_pending()). Returns the bytes taken, or -errno: -EAGAIN if
- * none can be taken now, -EPROTO for a TLS failure, -EPIPE for a TLS peer
- * that is gone. */
-static ssize_t conn_writev(struct conn *c, struct iovec *iov, int n)
-{
-    ssize_t w;
-
-    if (c->flags & CONN_TLS) {
-        w = tls_writev(conn_tls(c), iov, n);
-        if (w >= 0)
-            return w;
-        if (w == TLS_WANT_WRITE || w == TLS_WANT_READ)
-            return -EAGAIN;
-        return w == TLS_ERR ? -EPROTO : -EPIPE;
-    }
-    /* sendmsg rather than writev: MSG_NOSIGNAL, so a library user who
-     * does not ignore SIGPIPE survives a peer that left. */
-    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-    do
-        w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-    while (w < 0 && errno == EINTR);
-    if (w < 0)
-        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-    return w;
-}
-
-/* Takes w written bytes off the head of the queue: every message written
- * to its end is completed (latency counted, reference dropped); the ring
- * goes once it is empty. */
-static void queue_consume(struct conn *c, size_t w, uint64_t *now_ns)
-{
-    struct conn_set *s = conn_set_of(c);
-    struct oq *q = c->q;
-    uint32_t mask = q->cap - 1;
-
-    c->qbytes -= (uint32_t)w;
-    s->stats.queued_bytes -= (int64_t)w;
-    /* Zero-length messages at the head complete with the bytes before
-     * them (or with none), so a queue of them drains too. */
-    while (q->count) {
-        struct msg *m = q->m[q->head];
-        size_t rest = m->len - q->off;
-        if (w < rest) {
-            q->off += (uint32_t)w;
-            return;
-        }
-        w -= rest;
-        q->off = 0;
-        q->head = (q->head + 1) & mask;
-        q->count--;
-        if (m->born_ns)
-            record_latency(s, m->born_ns, m->count, now_ns);
-        msg_unref(m);
-    }
-    oq_release_if_empty(c);
-}
-
-/* Writes as much of the queue as the socket takes, in one write per
- * CONN_IOV_MAX messages, the iovecs read straight off the ring. Returns 0,
- * or -errno on a fatal socket error. */
-static int flush(struct conn *c)
-{
-    struct conn_set *s = conn_set_of(c);
-    struct iovec iov[CONN_IOV_MAX];
-    uint64_t now_ns = 0;
-
-    while (c->q) {
-        const struct oq *q = c->q;
-        uint32_t n = MIN(q->count, (uint32_t)CONN_IOV_MAX);
-        size_t want = 0;
-        ssize_t w;
-
-        for (uint32_t i = 0; i < n; i++) {
-            struct msg *m = oq_at(q, i);
-            iov[i].iov_base = m->data;
-            iov[i].iov_len = m->len;
-            want += m->len;
-        }
-        iov[0].iov_base = (uint8_t *)iov[0].iov_base + q->off;
-        iov[0].iov_len -= q->off;
-        want -= q->off;
-        w = conn_writev(c, iov, (int)n);
-        if (w == -EAGAIN)
-            return 0;
-        if (w < 0)
-            return (int)w;
-        s->stats.bytes_out += (uint64_t)w;
-        /* Progress resets the write deadline. */
-        if (c->wr_deadline && w > 0)
-            c->wr_deadline =
-                tick_add(loop_now(s->loop), s->lim.write_timeout_ms);
-        queue_consume(c, (size_t)w, &now_ns);
-        if ((size_t)w < want)
-            return 0; /* the socket is full; EPOLLOUT resumes */
-    }
-    return 0;
-}
-
-/* After a flush: arm or disarm EPOLLOUT and the write deadline; when the
- * queue is empty, finish a pending close-after-flush or tell the
- * protocol. */
-static void after_write(struct conn *c)
-{
-    if (c->q) {
-        if (!(c->flags & CONN_WANT_WRITE)) {
-            c->flags |= CONN_WANT_WRITE;
-            set_events(c);
-        }
-        if (!c->wr_deadline) {
-            c->wr_deadline = tick_add(loop_now(conn_loop(c)),
-                                      conn_set_of(c)->lim.write_timeout_ms);
-            rearm(c);
-        }
-        return;
-    }
-    c->wr_deadline = TICK_UNSET;
-    if (c->flags & CONN_WANT_WRITE) {
-        c->flags &= ~CONN_WANT_WRITE;
-        set_events(c);
-    }
-    if (c->flags & CONN_LINGER) {
-        if (c->after_flush == CLOSE_DONE || (c->flags & CONN_EOF)) {
-            conn_close(c, (enum close_reason)c->after_flush);
-            return;
-        }
-        /* Half-close: the peer reads our answer, then its EOF ends us. */
-        if (!(c->flags & CONN_SHUT_WR)) {
-            c->flags |= CONN_SHUT_WR;
-            if (c->flags & CONN_TLS)
-                tls_shutdown(conn_tls(c)); /* close_notify first */
-            shutdown(c->fd, SHUT_WR);
-            /* The linger (waiting for the peer's EOF) starts now, unless
-             * one deadline covers it all (conn_close_within). */
-            if (!(c->flags & CONN_HARD_LINGER)) {
-                c->rd_deadline = tick_add(loop_now(conn_loop(c)), c->linger_ms);
-                c->rd_reason = CLOSE_LINGER_TIMEOUT;
-                rearm(c);
-            }
-        }
-        return;
-    }
-    if (conn_proto(c)->on_drain)
-        conn_proto(c)->on_drain(c);
-}
-
-static void do_flush(struct conn *c)
-{
-    int rc = flush(c);
-
-    if (rc < 0) {
-        conn_close(c, rc == -EPIPE || rc == -ECONNRESET ? CLOSE_PEER
-                      : rc == -EPROTO                   ? CLOSE_TLS_ERROR
-                                                        : CLOSE_ERROR);
-        return;
-    }
-    after_write(c);
+    loop_modify_fd(conn_loop(c), c->cn_fd, conn_set_of(c)->fd_handler, ev);
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -1176,16 +813,16 @@ static void deliver(struct conn *c, uint8_t *p, size_t len)
 
     /* A protocol switch (HTTP upgrade) hands the rest of this buffer to
      * the new protocol at once: it may be waiting for no more bytes. */
-    while ((c->flags & CONN_SWITCHED) && used < len && !conn_is_closing(c) &&
-           !(c->flags & CONN_LINGER)) {
-        c->flags &= ~CONN_SWITCHED;
+    while ((c->cn_flags & CONN_SWITCHED) && used < len && !conn_is_closing(c) &&
+           !(c->cn_flags & CONN_LINGER)) {
+        c->cn_flags &= ~CONN_SWITCHED;
         used += conn_proto(c)->on_data(c, p + used, len - used);
     }
-    c->flags &= ~CONN_SWITCHED;
-    if (conn_is_closing(c) || (c->flags & CONN_LINGER))
+    c->cn_flags &= ~CONN_SWITCHED;
+    if (conn_is_closing(c) || (c->cn_flags & CONN_LINGER))
         return;
     if (used < len) {
-        if (carry_save(&c->carry, p + used, len - used) < 0) {
+        if (carry_save(&c->cn_carry, p + used, len - used) < 0) {
             conn_close(c, CLOSE_NO_MEMORY);
             return;
         }
@@ -1200,9 +837,9 @@ static void do_read(struct conn *c)
     size_t have = 0;
     ssize_t n;
 
-    if (c->carry) {
-        have = c->carry->len;
-        memcpy(rb->data, c->carry->data, have);
+    if (c->cn_carry) {
+        have = c->cn_carry->len;
+        memcpy(rb->data, c->cn_carry->data, have);
     }
     if (have >= rb->size) {
         /* A protocol must consume input or pause: a carry that fills the
@@ -1210,7 +847,7 @@ static void do_read(struct conn *c)
         conn_close(c, CLOSE_ERROR);
         return;
     }
-    if (c->flags & CONN_TLS) {
+    if (c->cn_flags & CONN_TLS) {
         n = tls_read(conn_tls(c), rb->data + have, rb->size - have);
         switch (n) {
         case TLS_WANT_READ:
@@ -1220,8 +857,8 @@ static void do_read(struct conn *c)
                 arm_message(c);
             return;
         case TLS_WANT_WRITE: /* OpenSSL must send first (a KeyUpdate) */
-            c->flags |= CONN_TLS_RW;
-            set_events(c);
+            c->cn_flags |= CONN_TLS_RW;
+            conn_update_events(c);
             return;
         case TLS_CLOSED:
         case TLS_EOF:
@@ -1234,7 +871,7 @@ static void do_read(struct conn *c)
             }
         }
     } else {
-        n = read(c->fd, rb->data + have, rb->size - have);
+        n = read(c->cn_fd, rb->data + have, rb->size - have);
     }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -1243,28 +880,28 @@ static void do_read(struct conn *c)
         return;
     }
     if (n == 0) {
-        if (c->flags & CONN_LINGER) {
-            conn_close(c, (enum close_reason)c->after_flush);
+        if (c->cn_flags & CONN_LINGER) {
+            conn_close(c, (enum close_reason)c->cn_after_flush);
             return;
         }
         /* The peer is done sending; answers already queued may still go
          * out (a pipelined client that half-closes), so stop reading
          * and close once the queue is empty. */
-        c->flags |= CONN_EOF;
-        if (!c->q) {
+        c->cn_flags |= CONN_EOF;
+        if (!c->cn_q) {
             conn_close(c, CLOSE_PEER);
             return;
         }
-        carry_release(&c->carry);
-        c->after_flush = CLOSE_PEER;
-        c->flags |= CONN_LINGER;
-        set_events(c);
+        carry_release(&c->cn_carry);
+        c->cn_after_flush = CLOSE_PEER;
+        c->cn_flags |= CONN_LINGER;
+        conn_update_events(c);
         return;
     }
     conn_set_of(c)->stats.bytes_in += (uint64_t)n;
-    if (c->flags & CONN_LINGER)
+    if (c->cn_flags & CONN_LINGER)
         return; /* discarded */
-    carry_release(&c->carry);
+    carry_release(&c->cn_carry);
     deliver(c, rb->data, have + (size_t)n);
     /* A full buffer may leave decrypted bytes inside OpenSSL, where
      * epoll cannot see them: come back for them this iteration. */
@@ -1279,18 +916,18 @@ static void reprocess(struct conn *c)
     struct readbuf *rb = loop_readbuf(conn_loop(c));
     size_t have;
 
-    c->flags &= ~CONN_INPUT_PENDING;
-    if (c->pause)
+    c->cn_flags &= ~CONN_INPUT_PENDING;
+    if (c->cn_pause)
         return;
     if (tls_input_waiting(c)) {
         do_read(c); /* puts the carry in front itself */
         return;
     }
-    if (!c->carry)
+    if (!c->cn_carry)
         return;
-    have = c->carry->len;
-    memcpy(rb->data, c->carry->data, have);
-    carry_release(&c->carry);
+    have = c->cn_carry->len;
+    memcpy(rb->data, c->cn_carry->data, have);
+    carry_release(&c->cn_carry);
     deliver(c, rb->data, have);
 }
 
@@ -1303,43 +940,43 @@ static void conn_on_fd(void *arg, int fd, uint32_t events)
      * by_fd; a new conn on a reused fd treats the event as a hint. */
     if (!c || conn_is_closing(c))
         return;
-    if (c->flags & CONN_CONNECTING) {
+    if (c->cn_flags & CONN_CONNECTING) {
         connect_done(c);
         return;
     }
-    if (c->flags & CONN_HANDSHAKE) {
+    if (c->cn_flags & CONN_HANDSHAKE) {
         do_handshake(c);
         return;
     }
-    if ((events & EPOLLOUT) && (c->flags & CONN_TLS_RW)) {
+    if ((events & EPOLLOUT) && (c->cn_flags & CONN_TLS_RW)) {
         /* The read that waited for writability goes first. */
-        c->flags &= ~CONN_TLS_RW;
-        set_events(c);
-        if (!c->pause)
+        c->cn_flags &= ~CONN_TLS_RW;
+        conn_update_events(c);
+        if (!c->cn_pause)
             do_read(c);
         if (conn_is_closing(c))
             return;
     }
     if (events & EPOLLOUT) {
-        do_flush(c);
+        conn_flush(c);
         if (conn_is_closing(c))
             return;
     }
-    if ((events & EPOLLRDHUP) && (c->pause & PAUSE_MEMORY)) {
+    if ((events & EPOLLRDHUP) && (c->cn_pause & PAUSE_MEMORY)) {
         /* Unread input is dropped: under memory pressure a departed
          * peer's conn is worth more freed than answered. */
         conn_close(c, CLOSE_PEER);
         return;
     }
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-        if (!c->pause || (events & (EPOLLHUP | EPOLLERR)))
+        if (!c->cn_pause || (events & (EPOLLHUP | EPOLLERR)))
             do_read(c);
     }
 }
 
 bool conn_pause_if_over_budget(struct conn *c)
 {
-    if (likely(!mem_over_budget()) || (c->flags & CONN_LINGER))
+    if (likely(!mem_over_budget()) || (c->cn_flags & CONN_LINGER))
         return false;
     conn_pause_read(c, PAUSE_MEMORY);
     if (!timer_armed(&conn_set_of(c)->mem_timer))
@@ -1349,30 +986,31 @@ bool conn_pause_if_over_budget(struct conn *c)
 
 void conn_pause_read(struct conn *c, enum pause_cause cause)
 {
-    if (conn_is_closing(c) || (c->flags & CONN_LINGER) || (c->pause & cause))
+    if (conn_is_closing(c) || (c->cn_flags & CONN_LINGER) ||
+        (c->cn_pause & cause))
         return;
-    if (!c->pause)
+    if (!c->cn_pause)
         conn_set_of(c)->stats.paused++;
-    c->pause |= (uint8_t)cause;
+    c->cn_pause |= (uint8_t)cause;
     conn_set_of(c)->stats.paused_total[__builtin_ctz(cause)]++;
     conn_set_of(c)->stats.paused_by[__builtin_ctz(cause)]++;
-    set_events(c);
+    conn_update_events(c);
 }
 
 void conn_resume_read(struct conn *c, enum pause_cause cause)
 {
-    if (conn_is_closing(c) || !(c->pause & cause))
+    if (conn_is_closing(c) || !(c->cn_pause & cause))
         return;
-    c->pause &= (uint8_t)~cause;
+    c->cn_pause &= (uint8_t)~cause;
     conn_set_of(c)->stats.paused_by[__builtin_ctz(cause)]--;
     /* A message we stopped reading gets its full time again. */
-    if ((cause & OUR_PAUSES) && (c->flags & CONN_MESSAGE))
+    if ((cause & OUR_PAUSES) && (c->cn_flags & CONN_MESSAGE))
         arm_message(c);
-    if (c->pause)
+    if (c->cn_pause)
         return;
     conn_set_of(c)->stats.paused--;
-    set_events(c);
-    if (c->carry || tls_input_waiting(c))
+    conn_update_events(c);
+    if (c->cn_carry || tls_input_waiting(c))
         input_again(c);
 }
 
@@ -1418,23 +1056,23 @@ static void set_on_hook(struct loop_hook *h)
         if (!s->pending)
             break;
         while ((c = s->pending)) {
-            s->pending = c->pending_next;
-            c->pending_next = NULL;
-            c->flags &= ~CONN_PENDING;
+            s->pending = c->cn_pending_next;
+            c->cn_pending_next = NULL;
+            c->cn_flags &= ~CONN_PENDING;
             if (conn_is_closing(c)) {
                 conn_free(c);
                 continue;
             }
-            if (c->flags & CONN_INPUT_PENDING) {
+            if (c->cn_flags & CONN_INPUT_PENDING) {
                 reprocess(c);
                 if (conn_is_closing(c)) {
                     /* conn_close() put it back on the list. */
                     continue;
                 }
             }
-            if ((c->q || (c->flags & CONN_LINGER)) &&
-                !(c->flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
-                do_flush(c);
+            if ((c->cn_q || (c->cn_flags & CONN_LINGER)) &&
+                !(c->cn_flags & (CONN_CONNECTING | CONN_HANDSHAKE)))
+                conn_flush(c);
         }
     }
     s->hook_iter = loop_iteration(s->loop);

@@ -1,11 +1,10 @@
 /*
  * debug.c - the /debug/conns listing; see debug.h.
  *
- * Keeps: reading only; one getsockopt(TCP_INFO) per conn listed.
+ * Keeps: reading only; one TCP_INFO read per conn listed (conn_tcp_info()).
  */
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <linux/tcp.h>
 
 #include "debug.h"
@@ -22,7 +21,6 @@ static void row(struct conn *c, void *arg)
 {
     struct walk *w = arg;
     struct tcp_info ti;
-    socklen_t tl = sizeof(ti);
     char peer[64], channels[1024] = "", paused[48] = "";
     const char *role = "";
     uint32_t now = loop_now(conn_loop(c));
@@ -31,8 +29,7 @@ static void row(struct conn *c, void *arg)
 
     if (w->rc < 0)
         return;
-    memset(&ti, 0, sizeof(ti));
-    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+    if (conn_tcp_info(c, &ti, sizeof(ti)) == 0) {
         in = ti.tcpi_bytes_received;
         out = ti.tcpi_bytes_acked;
         idle = ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
@@ -42,16 +39,15 @@ static void row(struct conn *c, void *arg)
     conn_peer_str(c, peer, sizeof(peer));
     if (w->fn)
         role = w->fn(w->arg, c, channels, sizeof(channels));
-    if (c->pause & PAUSE_BACKPRESSURE)
+    if (conn_paused(c) & PAUSE_BACKPRESSURE)
         strcat(paused, "backpressure,");
-    if (c->pause & PAUSE_RATE)
+    if (conn_paused(c) & PAUSE_RATE)
         strcat(paused, "rate,");
-    if (c->pause & PAUSE_MEMORY)
+    if (conn_paused(c) & PAUSE_MEMORY)
         strcat(paused, "memory,");
     if (paused[0])
         paused[strlen(paused) - 1] = '\0';
-    w->rc = sbuf_printf(
-        w->out, "{\"id\":%llu,\"protocol\":", (unsigned long long)c->id);
+    w->rc = sbuf_printf(w->out, "{\"id\":%llu,\"protocol\":", conn_id(c));
     if (w->rc == 0)
         w->rc = sbuf_json_str(w->out, conn_proto(c)->name,
                               strlen(conn_proto(c)->name));
@@ -72,7 +68,7 @@ static void row(struct conn *c, void *arg)
                         ",\"queued\":%u,\"bytes_in\":%llu,\"bytes_out\":%llu,"
                         "\"state\":\"%s\",\"paused\":\"%s\"}\n",
                         conn_queued_bytes(c), in, out,
-                        conn_state_name((enum conn_state)c->state), paused);
+                        conn_state_name(conn_state_of(c)), paused);
 }
 
 int debug_conns(struct sbuf *out, struct conn_set *set, debug_describe_fn *fn,

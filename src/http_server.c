@@ -605,7 +605,7 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
         /* The first byte of a request starts its header deadline. */
         hc->in_request = true;
         hc->scan = 0;
-        if (c->state != CSTATE_HEADER) {
+        if (conn_state_of(c) != CSTATE_HEADER) {
             conn_set_state(c, CSTATE_HEADER);
             conn_set_read_deadline(c, srv->o.header_timeout_ms,
                                    CLOSE_HEADER_TIMEOUT);
@@ -723,7 +723,7 @@ static void http_on_drain(struct conn *c)
  * any other deadline closes as usual. */
 static bool http_on_timeout(struct conn *c)
 {
-    if (c->rd_reason != CLOSE_IDLE_TIMEOUT || conn_queued_bytes(c) == 0)
+    if (conn_read_reason(c) != CLOSE_IDLE_TIMEOUT || conn_queued_bytes(c) == 0)
         return false;
     conn_set_read_deadline(c, srv_of(c)->o.idle_timeout_ms, CLOSE_IDLE_TIMEOUT);
     return true;

@@ -6,7 +6,7 @@
  * subscription is on its channel's list and its subscriber's list; a
  * publish queues references, never payload copies, and never lets a queue
  * pass queue_limit (invariant 5): the policy decides what gives.
- * Must not: block, or allocate per subscriber on the publish path (conn.c's
+ * Must not: block, or allocate per subscriber on the publish path (the conn's
  * queue ring, allocated when a subscriber's empty queue takes a message
  * and doubled when full, is the only allocation on it).
  */
@@ -376,64 +376,142 @@ size_t pubsub_subscriber_channels(const struct subscriber *s, char *out,
     return MIN(off, cap ? cap - 1 : 0);
 }
 
-/* ---- publishing --------------------------------------------------------- */
+/* ---- wire protocols ------------------------------------------------------ */
 
-/* Bytes of one message as a frame of proto; 0 if it has no such frame
- * (raw TCP frames carry no notices). id is the publish's number (SSE's
- * event id); event an SSE event name or NULL. */
-static size_t frame_size(enum pubsub_proto proto, uint64_t id,
-                         const char *event, const void *data, size_t len)
+/* What pub/sub needs to know about one wire protocol: how a message is
+ * framed, how a drop-oldest notice reads, how a slow consumer is let go,
+ * whether a delivery pushes back the heartbeat. One entry per enum
+ * pubsub_proto in wires[] below: a new protocol is its enum value and its
+ * entry, and nothing else in this file branches on the protocol. */
+struct wire {
+    /* Bytes of one message as a frame; 0 if it has no such frame. id is
+     * the publish's number (SSE's event id); event an event name (a
+     * notice's) or NULL. */
+    size_t (*frame_size)(uint64_t id, const char *event, const void *data,
+                         size_t len);
+    /* Writes the frame of frame_size() bytes to out; text: the payload is
+     * text (WebSocket's opcode). */
+    void (*frame_write)(uint8_t *out, size_t size, uint64_t id,
+                        const char *event, const void *data, size_t len,
+                        bool text);
+    /* Writes the payload of the notice that `missed` messages were
+     * dropped into out[0..cap) and returns its length (snprintf's); NULL
+     * if the protocol carries no notice (the count is in the metrics and
+     * log). The notice goes as a text frame with event notice_event. */
+    int (*notice)(char *out, size_t cap, uint32_t missed);
+    const char *notice_event;
+    /* Disconnects a slow consumer, reason CLOSE_SLOW_CONSUMER. */
+    void (*kick)(struct conn *c);
+    /* True once the conn said goodbye and takes no more messages, beyond
+     * conn_is_closing() and conn_is_lingering() (optional). */
+    bool (*said_goodbye)(const struct conn *c);
+    /* A delivery pushes the heartbeat deadline back (--heartbeat: the
+     * protocol's liveness is pub/sub's to keep; WebSocket pings itself). */
+    bool heartbeat;
+};
+
+static size_t ws_frame_size(uint64_t id, const char *event, const void *data,
+                            size_t len)
 {
-    switch (proto) {
-    case PS_TCP:
-        return event ? 0 : FRAME_HEADER + len;
-    case PS_SSE:
-        return sse_event_size(id, event, data, len);
-    case PS_WEBSOCKET:
-    default:
-        return ws_header_size(len) + len;
-    }
+    return ws_header_size(len) + len;
 }
 
-/* Writes the frame of frame_size() bytes to out. */
-static void frame_write(uint8_t *out, size_t size, enum pubsub_proto proto,
-                        uint64_t id, const char *event, const void *data,
-                        size_t len, bool text)
+static void ws_frame_write(uint8_t *out, size_t size, uint64_t id,
+                           const char *event, const void *data, size_t len,
+                           bool text)
 {
-    size_t hl;
+    size_t hl = ws_encode_header(out, text ? WS_OP_TEXT : WS_OP_BINARY, true,
+                                 len, NULL);
 
-    switch (proto) {
-    case PS_TCP:
-        frame_encode_header(out, (uint32_t)len);
-        hl = FRAME_HEADER;
-        break;
-    case PS_SSE:
-        sse_encode_event(out, size, id, event, data, len);
-        return;
-    case PS_WEBSOCKET:
-    default:
-        hl = ws_encode_header(out, text ? WS_OP_TEXT : WS_OP_BINARY, true, len,
-                              NULL);
-        break;
-    }
     if (len)
         memcpy(out + hl, data, len);
 }
 
+static int ws_notice(char *out, size_t cap, uint32_t missed)
+{
+    return snprintf(out, cap, "{\"moor_dropped\":%u}", missed);
+}
+
+static void ws_kick(struct conn *c)
+{
+    ws_close_purge(c, WS_CLOSE_POLICY, "slow consumer", CLOSE_SLOW_CONSUMER);
+}
+
+static size_t sse_frame_size(uint64_t id, const char *event, const void *data,
+                             size_t len)
+{
+    return sse_event_size(id, event, data, len);
+}
+
+static void sse_frame_write(uint8_t *out, size_t size, uint64_t id,
+                            const char *event, const void *data, size_t len,
+                            bool text)
+{
+    sse_encode_event(out, size, id, event, data, len);
+}
+
+static int sse_notice(char *out, size_t cap, uint32_t missed)
+{
+    return snprintf(out, cap, "%u", missed);
+}
+
+static void close_slow(struct conn *c)
+{
+    conn_close(c, CLOSE_SLOW_CONSUMER);
+}
+
+static size_t tcp_frame_size(uint64_t id, const char *event, const void *data,
+                             size_t len)
+{
+    return event ? 0 : FRAME_HEADER + len;
+}
+
+static void tcp_frame_write(uint8_t *out, size_t size, uint64_t id,
+                            const char *event, const void *data, size_t len,
+                            bool text)
+{
+    frame_encode_header(out, (uint32_t)len);
+    if (len)
+        memcpy(out + FRAME_HEADER, data, len);
+}
+
+static const struct wire wires[] = {
+    [PS_WEBSOCKET] = {.frame_size = ws_frame_size,
+                      .frame_write = ws_frame_write,
+                      .notice = ws_notice,
+                      .kick = ws_kick,
+                      .said_goodbye = ws_close_sent},
+    [PS_SSE] = {.frame_size = sse_frame_size,
+                .frame_write = sse_frame_write,
+                .notice = sse_notice,
+                .notice_event = "dropped",
+                .kick = close_slow,
+                .heartbeat = true},
+    /* 4-byte big-endian length + payload; no notices. */
+    [PS_TCP] = {.frame_size = tcp_frame_size,
+                .frame_write = tcp_frame_write,
+                .kick = close_slow,
+                .heartbeat = true},
+};
+_Static_assert(ARRAY_SIZE(wires) == PS_PROTO_COUNT,
+               "one wires[] entry per enum pubsub_proto");
+
+/* ---- publishing --------------------------------------------------------- */
+
 /* The message as one protocol's frame, in a message of its own (a
  * notice). NULL if it has no such frame or on allocation failure. */
-static struct msg *frame_for(enum pubsub_proto proto, uint64_t id,
+static struct msg *frame_for(const struct wire *w, uint64_t id,
                              const char *event, const void *data, size_t len,
                              bool text)
 {
-    size_t size = frame_size(proto, id, event, data, len);
+    size_t size = w->frame_size(id, event, data, len);
     struct msg *m;
 
     if (!size)
         return NULL;
     m = msg_new(NULL, size);
     if (m)
-        frame_write(m->data, size, proto, id, event, data, len, text);
+        w->frame_write(m->data, size, id, event, data, len, text);
     return m;
 }
 
@@ -450,43 +528,32 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
     else
         ps->stats.slow_disconnects++;
     LOG_WARN("slow consumer disconnected",
-             "conn=%llu peer=%s queued=%u limit=%s", (unsigned long long)c->id,
+             "conn=%llu peer=%s queued=%u limit=%s", conn_id(c),
              conn_peer_str(c, peer, sizeof(peer)), conn_queued_bytes(c),
              soft ? "soft" : "hard");
-    switch ((enum pubsub_proto)s->proto) {
-    case PS_SSE:
-    case PS_TCP:
-        conn_close(c, CLOSE_SLOW_CONSUMER);
-        break;
-    case PS_WEBSOCKET:
-    default:
-        ws_close_purge(c, WS_CLOSE_POLICY, "slow consumer",
-                       CLOSE_SLOW_CONSUMER);
-        break;
-    }
+    wires[s->proto].kick(c);
 }
 
 #define NOTICE_MAX 64 /* bytes a notice frame takes at most */
 
 /* Tells a drop-oldest subscriber how many messages it missed, if the
  * notice fits in its queue (else the count waits for the next one). id
- * is the next message's number (the notice's SSE id). Raw TCP frames
- * carry no notice: the count is in the metrics and log. */
+ * is the next message's number (the notice's SSE id). A protocol with no
+ * notice (raw TCP frames) forgets the count: it is in the metrics and
+ * log. */
 static void send_notice(struct subscriber *s, uint64_t id)
 {
+    const struct wire *w = &wires[s->proto];
     char text[64];
     struct msg *m;
     int n;
 
-    if (s->proto == PS_TCP) {
+    if (!w->notice) {
         s->missed = 0;
         return;
     }
-    n = s->proto == PS_SSE
-            ? snprintf(text, sizeof(text), "%u", s->missed)
-            : snprintf(text, sizeof(text), "{\"moor_dropped\":%u}", s->missed);
-    m = frame_for((enum pubsub_proto)s->proto, id,
-                  s->proto == PS_SSE ? "dropped" : NULL, text, (size_t)n, true);
+    n = w->notice(text, sizeof(text), s->missed);
+    m = frame_for(w, id, w->notice_event, text, (size_t)n, true);
     if (!m)
         return;
     if (conn_send(s->c, m) == 0)
@@ -500,10 +567,11 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
                     uint64_t id)
 {
     struct conn *c = s->c;
+    const struct wire *w = &wires[s->proto];
     int rc;
 
-    if (s->kicked || conn_is_closing(c) || (c->flags & CONN_LINGER) ||
-        (s->proto == PS_WEBSOCKET && ws_close_sent(c))) {
+    if (s->kicked || conn_is_closing(c) || conn_is_lingering(c) ||
+        (w->said_goodbye && w->said_goodbye(c))) {
         ps->stats.dropped_closing += m->count;
         return false;
     }
@@ -522,8 +590,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
         s->missed += n;
         ps->stats.dropped_oldest += n;
         LOG_WARN("messages dropped (drop-oldest)",
-                 "conn=%llu peer=%s dropped=%u queued=%u",
-                 (unsigned long long)c->id,
+                 "conn=%llu peer=%s dropped=%u queued=%u", conn_id(c),
                  conn_peer_str(c, peer, sizeof(peer)), n, conn_queued_bytes(c));
         if (s->missed)
             send_notice(s, id);
@@ -543,7 +610,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
     ps->stats.delivered += m->count;
     /* A heartbeat is for quiet streams: a delivery pushes it back (lazy
      * re-arm: no timer work). */
-    if (s->proto != PS_WEBSOCKET && ps->o.heartbeat_ms)
+    if (w->heartbeat && ps->o.heartbeat_ms)
         conn_set_read_deadline(c, ps->o.heartbeat_ms, CLOSE_IDLE_TIMEOUT);
     if (conn_queued_bytes(c) > ps->stats.max_queued)
         ps->stats.max_queued = conn_queued_bytes(c);
@@ -586,8 +653,7 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
     for (i = 0; i < PS_PROTO_COUNT; i++) {
         if (!ch->n_proto[i])
             continue;
-        size[i] =
-            frame_size((enum pubsub_proto)i, ps->stats.seq, NULL, data, len);
+        size[i] = wires[i].frame_size(ps->stats.seq, NULL, data, len);
         /* A message over batch_max goes alone, in a batch of its own. */
         if (b->m[i] && b->m[i]->len + size[i] > ps->batch_max)
             return -EAGAIN;
@@ -618,8 +684,8 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
         }
         b->m[i] = m;
         was[i] = m->len;
-        frame_write(m->data + m->len, size[i], (enum pubsub_proto)i,
-                    ps->stats.seq, NULL, data, len, text);
+        wires[i].frame_write(m->data + m->len, size[i], ps->stats.seq, NULL,
+                             data, len, text);
         m->len += (uint32_t)size[i];
         m->count++;
     }

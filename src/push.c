@@ -114,7 +114,7 @@ static bool sse_on_timeout(struct conn *c)
 {
     static const char hb[] = ": heartbeat\n\n";
 
-    if (c->rd_reason != CLOSE_IDLE_TIMEOUT)
+    if (conn_read_reason(c) != CLOSE_IDLE_TIMEOUT)
         return false; /* half a TLS record not finished in time */
     if (conn_queued_bytes(c) == 0)
         conn_send_bytes(c, hb, sizeof(hb) - 1);
@@ -224,8 +224,8 @@ static void start_sse(struct http_exchange *ex, struct push *p,
         return;
     }
     if (pubsub_subscribe_list(p->ps, sc->s, list, n, &why) < 0) {
-        LOG_INFO("sse subscription refused", "conn=%llu why=\"%s\"",
-                 (unsigned long long)c->id, why);
+        LOG_INFO("sse subscription refused", "conn=%llu why=\"%s\"", conn_id(c),
+                 why);
         conn_close_after_flush(c, CLOSE_DONE, 1000);
     }
     (void)last_id; /* no history is kept: ids go on from the server's */
@@ -295,9 +295,8 @@ static void tcp_fail(struct conn *c, const char *why)
 {
     char peer[64];
 
-    LOG_INFO("tcp protocol error", "conn=%llu peer=%s why=\"%s\"",
-             (unsigned long long)c->id, conn_peer_str(c, peer, sizeof(peer)),
-             why);
+    LOG_INFO("tcp protocol error", "conn=%llu peer=%s why=\"%s\"", conn_id(c),
+             conn_peer_str(c, peer, sizeof(peer)), why);
     conn_close(c, CLOSE_PROTOCOL_ERROR);
 }
 
@@ -378,7 +377,7 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
                                          pp->o.pubsub.max_channels_per_conn),
                                      (size_t)UINT32_MAX)
                      : (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
-    while (off < len && !conn_is_closing(c) && !c->pause) {
+    while (off < len && !conn_is_closing(c) && !conn_paused(c)) {
         struct frame_event ev;
         int err = 0;
         ssize_t n = frame_parse(&parser, p + off, len - off, &ev, &err);
@@ -432,7 +431,7 @@ static bool tcp_on_timeout(struct conn *c)
     struct tcp_conn *t = conn_ext(c);
     static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
 
-    if (t->role == 0 || c->rd_reason != CLOSE_IDLE_TIMEOUT)
+    if (t->role == 0 || conn_read_reason(c) != CLOSE_IDLE_TIMEOUT)
         return false; /* no command in time, or a frame not finished */
     /* Subscribers and publishers alike get an empty frame after quiet:
      * proxies keep the connection, and a vanished peer is found by the

@@ -201,8 +201,8 @@ static void hs_on_close(struct conn *c, enum close_reason why)
     if (!cc->detail[0]) {
         if (why == CLOSE_CONNECT_TIMEOUT)
             snprintf(cc->detail, sizeof(cc->detail), "%s",
-                     (c->flags & CONN_CONNECTING) ? "connect timeout"
-                     : (c->flags & CONN_HANDSHAKE)
+                     conn_is_connecting(c) ? "connect timeout"
+                     : conn_in_handshake(c)
                          ? "tls handshake timeout: no answer from the server"
                          : "handshake timeout: no answer from the server");
         else if (why == CLOSE_PEER)
@@ -220,11 +220,11 @@ static void hs_on_close(struct conn *c, enum close_reason why)
 
 const char *ws_close_detail(const struct conn *c)
 {
-    const struct ws_cconn *cc = (const struct ws_cconn *)(const void *)c->ext;
+    const struct ws_cconn *cc = conn_ext_const(c);
 
     if (conn_proto(c) == &hs_proto && cc->detail[0])
         return cc->detail;
-    switch ((enum close_reason)c->close_reason) {
+    switch (conn_close_reason(c)) {
     case CLOSE_NONE:
         /* on_close at a close frame, before the conn closes. */
         return ws_close_sent(c) ? "closed" : "closed by peer";
@@ -247,6 +247,6 @@ const char *ws_close_detail(const struct conn *c)
     case CLOSE_NO_MEMORY:
         return "out of memory";
     default:
-        return close_reason_name((enum close_reason)c->close_reason);
+        return close_reason_name(conn_close_reason(c));
     }
 }

@@ -7,16 +7,14 @@
  * close); nothing is buffered for a message except the bytes that have
  * arrived, bounded by max_message, and freed on delivery or close; after
  * a close frame in either direction no input is processed.
- * Must not: make syscalls other than the one setsockopt at upgrade (conn.c
- * does the I/O); allocate while a connection is idle.
+ * Must not: make syscalls (conn.c does the I/O, and sets TCP_USER_TIMEOUT
+ * at upgrade: conn_set_user_timeout()); allocate while a connection is
+ * idle.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 
 #include "ws_server.h"
 #include "log.h"
@@ -246,7 +244,7 @@ void ws_close_purge(struct conn *c, uint16_t code, const char *reason,
     size_t n = ws_encode_close_payload(payload, code, reason);
 
     if (conn_proto(c) != &ws_proto || conn_is_closing(c) ||
-        (c->flags & CONN_LINGER))
+        conn_is_lingering(c))
         return;
     conn_queue_purge(c);
     w->phase = WSP_CLOSING;
@@ -277,8 +275,7 @@ static void fail(struct conn *c, uint16_t code)
     char peer[64];
 
     LOG_INFO("websocket protocol error", "conn=%llu peer=%s code=%u",
-             (unsigned long long)c->id, conn_peer_str(c, peer, sizeof(peer)),
-             code);
+             conn_id(c), conn_peer_str(c, peer, sizeof(peer)), code);
     w->phase = WSP_CLOSING;
     w->ps.closed = true;
     if (send_frame(c, WS_OP_CLOSE, payload, n) < 0) {
@@ -291,15 +288,6 @@ static void fail(struct conn *c, uint16_t code)
 }
 
 /* ---- the upgrade ------------------------------------------------------- */
-
-static void set_user_timeout(struct conn *c, uint32_t ms)
-{
-    unsigned int v = ms;
-
-    /* A peer that vanished with bytes queued is found in seconds, not
-     * the kernel's default of about 15 minutes. */
-    setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof(v));
-}
 
 int ws_server_upgrade(struct ws_server *ws, struct http_exchange *ex,
                       const struct ws_handlers *h)
@@ -378,7 +366,9 @@ void ws_conn_open(struct ws_binding *b, struct conn *c, bool client)
     }
     conn_set_state(c, CSTATE_WEBSOCKET);
     conn_set_read_deadline(c, ws->o.ping_interval_ms, CLOSE_PONG_TIMEOUT);
-    set_user_timeout(c, ws->o.ping_interval_ms + ws->o.pong_timeout_ms);
+    /* A peer that vanished with bytes queued is found in seconds, not
+     * the kernel's default of about 15 minutes. */
+    conn_set_user_timeout(c, ws->o.ping_interval_ms + ws->o.pong_timeout_ms);
     w->opened = true;
     if (b->h->on_open)
         b->h->on_open(c, b->h->arg);
@@ -484,7 +474,7 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
     parser.s = w->ps;
     parser.server = !w->client;
     parser.max_message = srv->max_message;
-    while (off < len && !conn_is_closing(c) && !(c->flags & CONN_LINGER)) {
+    while (off < len && !conn_is_closing(c) && !conn_is_lingering(c)) {
         struct ws_event ev;
         uint16_t code = 0;
         ssize_t n;
@@ -532,7 +522,7 @@ static size_t ws_on_data(struct conn *c, uint8_t *p, size_t len)
         }
         if (w->ps.closed)
             return len;
-        if (c->pause && !conn_is_closing(c) && !(c->flags & CONN_LINGER))
+        if (conn_paused(c) && !conn_is_closing(c) && !conn_is_lingering(c))
             break; /* a rate or memory pause: the rest is carried */
     }
     w->ps = parser.s;
@@ -561,7 +551,7 @@ static bool ws_on_timeout(struct conn *c)
 {
     struct ws_conn *w = conn_ext(c);
 
-    if (c->rd_reason == CLOSE_MESSAGE_TIMEOUT) {
+    if (conn_read_reason(c) == CLOSE_MESSAGE_TIMEOUT) {
         /* A message begun and not finished in time: tell the peer why
          * (it may be alive, sending pings), then close. */
         ws_close_purge(c, WS_CLOSE_POLICY, "message timeout",

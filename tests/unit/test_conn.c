@@ -178,7 +178,7 @@ static size_t line_on_data(struct conn *c, uint8_t *p, size_t len)
             /* The struct stays readable until the end of the iteration
              * (ASan would catch a use after free here). */
             assert_true(conn_is_closing(c));
-            assert_int_equal(c->close_reason, CLOSE_DONE);
+            assert_int_equal(c->cn_close_reason, CLOSE_DONE);
             assert_int_equal(conn_send_bytes(c, "x", 1), -EPIPE);
             conn_close(c, CLOSE_ERROR);
             return off + n;
@@ -221,7 +221,7 @@ static void line_on_close(struct conn *c, enum close_reason why)
     R.why = why;
     /* Resources are still there while on_close runs. */
     assert_true(conn_is_closing(c));
-    assert_true(c->fd >= 0);
+    assert_true(c->cn_fd >= 0);
 }
 
 static const struct conn_proto line_proto = {
@@ -252,7 +252,7 @@ static size_t msg_on_data(struct conn *c, uint8_t *p, size_t len)
 
 static bool msg_on_timeout(struct conn *c)
 {
-    timeout_reason = (enum close_reason)c->rd_reason;
+    timeout_reason = (enum close_reason)c->cn_rd_reason;
     return line_on_timeout(c);
 }
 
@@ -366,11 +366,11 @@ static void test_new_state(void **state)
     assert_int_equal(e.set.stats.open, 1);
     assert_int_equal(e.set.stats.by_state[CSTATE_HEADER], 1);
     assert_ptr_equal(e.set.by_fd[e.sv[0]], e.c);
-    assert_int_equal(e.c->fd, e.sv[0]);
-    assert_true(e.c->id >= 1);
+    assert_int_equal(e.c->cn_fd, e.sv[0]);
+    assert_true(e.c->cn_id >= 1);
     /* Invariant 2: a fresh conn waits under a deadline. */
-    assert_true(tnode_armed(&e.c->timer));
-    assert_int_equal(e.c->rd_reason, CLOSE_IDLE_TIMEOUT);
+    assert_true(tnode_armed(&e.c->cn_timer));
+    assert_int_equal(e.c->cn_rd_reason, CLOSE_IDLE_TIMEOUT);
     /* Invariant 3: nothing but the conn itself. */
     assert_int_equal((int64_t)e.set.pools[0].live, 1);
     assert_int_equal(live_bytes(MEM_CARRY), 0);
@@ -420,8 +420,8 @@ static void test_partial_tail_carried(void **state)
     peer_write(e.sv[1], "hel");
     RUN_UNTIL(e.l, R.data_calls == 1, 1000);
     assert_int_equal(R.got_len, 0);
-    assert_non_null(e.c->carry);
-    assert_int_equal(e.c->carry->len, 3);
+    assert_non_null(e.c->cn_carry);
+    assert_int_equal(e.c->cn_carry->len, 3);
     assert_true(live_bytes(MEM_CARRY) > 0);
     assert_int_equal(live_count(MEM_CARRY), 1);
     assert_int_equal(e.set.stats.carry_saves, 1);
@@ -429,15 +429,15 @@ static void test_partial_tail_carried(void **state)
     peer_write(e.sv[1], "lo\nwor");
     RUN_UNTIL(e.l, R.data_calls == 2, 1000);
     assert_true(got_is("hello\n"));
-    assert_non_null(e.c->carry);
-    assert_int_equal(e.c->carry->len, 3);
-    assert_memory_equal(e.c->carry->data, "wor", 3);
+    assert_non_null(e.c->cn_carry);
+    assert_int_equal(e.c->cn_carry->len, 3);
+    assert_memory_equal(e.c->cn_carry->data, "wor", 3);
     assert_int_equal(live_count(MEM_CARRY), 1);
 
     peer_write(e.sv[1], "ld\n");
     RUN_UNTIL(e.l, R.data_calls == 3, 1000);
     assert_true(got_is("hello\nworld\n"));
-    assert_null(e.c->carry);
+    assert_null(e.c->cn_carry);
     assert_int_equal(live_bytes(MEM_CARRY), 0);
     env_close(&e);
 }
@@ -540,7 +540,7 @@ static void test_send_takes_a_reference(void **state)
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(conn_send(e.c, m), 0);
     assert_int_equal(m->refs, 3);
-    assert_ptr_equal(e.c->q->m[e.c->q->head], m);
+    assert_ptr_equal(e.c->cn_q->m[e.c->cn_q->head], m);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(m->refs, 1);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 12);
@@ -591,12 +591,12 @@ static void test_queue_ring(void **state)
         memcpy(want + n, s, 2);
         n += 2;
     }
-    assert_int_equal(e.c->q->cap, 8);
+    assert_int_equal(e.c->cn_q->cap, 8);
     assert_int_equal(conn_queued_count(e.c), 8);
     /* The first message goes out in full, the second in part: the head
      * moves on, so the next messages wrap round the ring. */
     drain_peer(&e, got, sizeof(big[0]), &len);
-    assert_int_equal(e.c->q->head, 1);
+    assert_int_equal(e.c->cn_q->head, 1);
     assert_int_equal(conn_queued_count(e.c), 7);
     for (int i = 7; i <= 14; i++) {
         snprintf(s, sizeof(s), "%c%c", 'a' + i, 'A' + i);
@@ -604,7 +604,7 @@ static void test_queue_ring(void **state)
         memcpy(want + n, s, 2);
         n += 2;
     }
-    assert_int_equal(e.c->q->cap, 16);
+    assert_int_equal(e.c->cn_q->cap, 16);
     assert_int_equal(conn_queued_count(e.c), 15);
     snprintf(s, sizeof(s), "zZ");
     m = msg_new(s, 2);
@@ -622,11 +622,11 @@ static void test_queue_ring(void **state)
     assert_int_equal(conn_send(e.c, m), 0);
     memcpy(want + n, s, 2);
     n += 2;
-    assert_int_equal(e.c->q->cap, 32);
+    assert_int_equal(e.c->cn_q->cap, 32);
     msg_unref(m);
     drain_peer(&e, got, n, &len);
     assert_memory_equal(got, want, n);
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
     assert_int_equal(live_bytes(MEM_MSG), 0);
     env_close(&e);
@@ -669,7 +669,7 @@ static void test_queue_entries_and_drops(void **state)
     assert_int_equal(conn_queue_drop_oldest(e.c, 0), 3);
     assert_int_equal(conn_queued_count(e.c), 62);
     assert_int_equal(conn_queue_purge(e.c), 62);
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     assert_int_equal(conn_queued_bytes(e.c), 0);
     assert_int_equal(e.set.stats.queued_bytes, 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
@@ -685,7 +685,7 @@ static void test_queue_entries_and_drops(void **state)
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
     assert_memory_equal(buf, "k1k2p3", 6);
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     env_close(&e);
 }
 
@@ -721,11 +721,11 @@ static void test_queue_drop_keeps_started_head(void **state)
     /* One iteration writes what the socket takes: the five small ones and
      * part of the big one, now the head in slot 5 of 8. */
     assert_int_equal(loop_run_once(e.l, 0), 0);
-    assert_non_null(e.c->q);
-    assert_int_equal(e.c->q->cap, 8);
-    assert_int_equal(e.c->q->head, 5);
+    assert_non_null(e.c->cn_q);
+    assert_int_equal(e.c->cn_q->cap, 8);
+    assert_int_equal(e.c->cn_q->head, 5);
     assert_int_equal(conn_queued_count(e.c), 1);
-    assert_true(e.c->q->off > 0 && e.c->q->off < BIG);
+    assert_true(e.c->cn_q->off > 0 && e.c->cn_q->off < BIG);
     /* Slots 6, 7, then 0 past the wrap. */
     assert_int_equal(send_published(e.c, "p1", 0), 0);
     assert_int_equal(conn_send_bytes(e.c, "k1", 2), 0);
@@ -734,15 +734,15 @@ static void test_queue_drop_keeps_started_head(void **state)
      * message not started goes, the head and the control frame stay. */
     assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 2);
     assert_int_equal(conn_queued_count(e.c), 2);
-    assert_int_equal(conn_queued_bytes(e.c), BIG - e.c->q->off + 2);
+    assert_int_equal(conn_queued_bytes(e.c), BIG - e.c->cn_q->off + 2);
     assert_int_equal(e.set.stats.queued_bytes, conn_queued_bytes(e.c));
-    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
-    assert_true(e.c->q->off > 0);
+    assert_int_equal(e.c->cn_q->m[e.c->cn_q->head]->len, BIG);
+    assert_true(e.c->cn_q->off > 0);
     assert_int_equal(send_published(e.c, "p3", 0), 0);
     assert_int_equal(conn_queue_purge(e.c), 2); /* k1 and p3 */
     assert_int_equal(conn_queued_count(e.c), 1);
-    assert_int_equal(e.c->q->m[e.c->q->head]->len, BIG);
-    assert_true(e.c->q->off > 0);
+    assert_int_equal(e.c->cn_q->m[e.c->cn_q->head]->len, BIG);
+    assert_true(e.c->cn_q->off > 0);
     assert_int_equal(conn_queue_purge(e.c), 0);
     assert_int_equal(conn_queue_drop_oldest(e.c, 1u << 20), 0);
     assert_int_equal(conn_send_bytes(e.c, "k2", 2), 0);
@@ -751,7 +751,7 @@ static void test_queue_drop_keeps_started_head(void **state)
     assert_memory_equal(got, "s0s1s2s3s4", 10);
     assert_memory_equal(got + 10, big, BIG);
     assert_memory_equal(got + 10 + BIG, "k2", 2);
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     assert_int_equal(R.closes, 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
     assert_int_equal(live_bytes(MEM_MSG), 0);
@@ -784,7 +784,7 @@ static void test_queue_drop_oldest_stops_at_room(void **state)
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 6);
     assert_memory_equal(buf, "k1k2p5", 6);
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     env_close(&e);
 }
 
@@ -859,8 +859,8 @@ static void test_queue_drop_keeps_tls_record(void **state)
     assert_int_equal(loop_run_once(e.l, 0), 0);
     pend = tls_write_pending(conn_tls(e.c));
     assert_true(pend > 0);
-    assert_non_null(e.c->q);
-    assert_int_equal(e.c->q->off, 0);
+    assert_non_null(e.c->cn_q);
+    assert_int_equal(e.c->cn_q->off, 0);
     queued = conn_queued_count(e.c);
     written_msgs = N - queued;
     locked_msgs = (uint32_t)((pend + LEN - 1) / LEN);
@@ -898,7 +898,7 @@ static void test_queue_drop_keeps_tls_record(void **state)
         numbered(line, i + 1 == total ? N : i);
         assert_memory_equal(got + (size_t)i * LEN, line, LEN);
     }
-    assert_null(e.c->q);
+    assert_null(e.c->cn_q);
     assert_int_equal(R.closes, 0);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
     assert_int_equal(live_bytes(MEM_MSG), 0);
@@ -963,15 +963,15 @@ static void test_close_idempotent(void **state)
     assert_int_equal(e.set.stats.open, 0);
     assert_int_equal(e.set.stats.by_state[CSTATE_ACTIVE], 0);
     /* Everything but the struct went at once. */
-    assert_false(tnode_armed(&e.c->timer));
-    assert_int_equal(e.c->fd, -1);
+    assert_false(tnode_armed(&e.c->cn_timer));
+    assert_int_equal(e.c->cn_fd, -1);
     assert_null(e.set.by_fd[fd]);
     assert_int_equal(live_bytes(MEM_QUEUE), 0);
     assert_int_equal(live_bytes(MEM_MSG), 0);
     assert_int_equal(e.set.stats.queued_bytes, 0);
     assert_int_equal(conn_send_bytes(e.c, "x", 1), -EPIPE);
     conn_set_read_deadline(e.c, 10, CLOSE_HEADER_TIMEOUT);
-    assert_false(tnode_armed(&e.c->timer));
+    assert_false(tnode_armed(&e.c->cn_timer));
     assert_int_equal((int64_t)e.set.pools[0].live, 1);
     /* The peer sees EOF, the queued bytes were dropped. */
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 0);
@@ -1038,10 +1038,10 @@ static void test_peer_eof_with_queued_answers(void **state)
     assert_int_equal(conn_send_bytes(e.c, payload, sizeof(payload)), 0);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_true(conn_queued_bytes(e.c) > 0); /* the socket took only part */
-    assert_true(e.c->flags & CONN_WANT_WRITE);
+    assert_true(e.c->cn_flags & CONN_WANT_WRITE);
     assert_int_equal(shutdown(e.sv[1], SHUT_WR), 0);
-    RUN_UNTIL(e.l, e.c->flags & CONN_EOF, 1000);
-    assert_true(e.c->flags & CONN_EOF);
+    RUN_UNTIL(e.l, e.c->cn_flags & CONN_EOF, 1000);
+    assert_true(e.c->cn_flags & CONN_EOF);
     assert_int_equal(R.closes, 0);
     /* Now read everything. */
     {
@@ -1186,7 +1186,7 @@ static void test_message_deadline(void **state)
             peer_write(e.sv[1], "c\n");
             RUN_UNTIL(e.l, msg_ends == 1, 1000);
             assert_false(conn_in_message(e.c));
-            assert_int_equal(e.c->rd_reason, CLOSE_IDLE_TIMEOUT);
+            assert_int_equal(e.c->cn_rd_reason, CLOSE_IDLE_TIMEOUT);
             run_for(e.l, 200);
             assert_int_equal(R.closes, 0);
             assert_true(got_is("abc\n"));
@@ -1220,16 +1220,16 @@ static void test_lazy_rearm(void **state)
     uint32_t old_expire;
 
     env_open(&e, 1000, 1u << 20, 65536, 60, CLOSE_HEADER_TIMEOUT);
-    old_expire = e.c->timer.expire;
+    old_expire = e.c->cn_timer.expire;
     conn_set_read_deadline(e.c, 250, CLOSE_IDLE_TIMEOUT);
-    assert_int_equal(e.c->timer.expire, old_expire); /* lazy: not moved */
-    assert_true(tick_after(e.c->rd_deadline, old_expire));
+    assert_int_equal(e.c->cn_timer.expire, old_expire); /* lazy: not moved */
+    assert_true(tick_after(e.c->cn_rd_deadline, old_expire));
     RUN_UNTIL(e.l, now_ms() - t0 >= 150, 1000);
     /* The old expiry passed without a close; the node re-armed. */
     assert_int_equal(R.closes, 0);
     assert_int_equal(R.timeouts, 0);
-    assert_true(tnode_armed(&e.c->timer));
-    assert_int_equal(e.c->timer.expire, e.c->rd_deadline);
+    assert_true(tnode_armed(&e.c->cn_timer));
+    assert_int_equal(e.c->cn_timer.expire, e.c->cn_rd_deadline);
     RUN_UNTIL(e.l, R.closes == 1, 2000);
     dt = now_ms() - t0;
     assert_int_equal(R.why, CLOSE_IDLE_TIMEOUT);
@@ -1239,10 +1239,10 @@ static void test_lazy_rearm(void **state)
 
     /* Earlier: the node moves. */
     env_open(&e, 1000, 1u << 20, 65536, 5000, CLOSE_IDLE_TIMEOUT);
-    old_expire = e.c->timer.expire;
+    old_expire = e.c->cn_timer.expire;
     t0 = now_ms();
     conn_set_read_deadline(e.c, 30, CLOSE_BODY_TIMEOUT);
-    assert_true(tick_after(old_expire, e.c->timer.expire));
+    assert_true(tick_after(old_expire, e.c->cn_timer.expire));
     RUN_UNTIL(e.l, R.closes == 1, 1000);
     assert_int_equal(R.why, CLOSE_BODY_TIMEOUT);
     assert_true(now_ms() - t0 < 500);
@@ -1257,9 +1257,9 @@ static void test_no_deadline_is_covered(void **state)
 
     env_default(&e);
     conn_set_read_deadline(e.c, 0, CLOSE_NONE);
-    assert_true(tnode_armed(&e.c->timer));
-    assert_int_not_equal(e.c->rd_deadline, TICK_UNSET);
-    assert_int_equal(e.c->rd_reason, CLOSE_ERROR);
+    assert_true(tnode_armed(&e.c->cn_timer));
+    assert_int_not_equal(e.c->cn_rd_deadline, TICK_UNSET);
+    assert_int_equal(e.c->cn_rd_reason, CLOSE_ERROR);
     env_close(&e);
 }
 
@@ -1280,7 +1280,7 @@ static void test_write_timeout(void **state)
     t0 = now_ms();
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_true(conn_queued_bytes(e.c) > 0);
-    assert_int_not_equal(e.c->wr_deadline, TICK_UNSET);
+    assert_int_not_equal(e.c->cn_wr_deadline, TICK_UNSET);
     RUN_UNTIL(e.l, R.closes == 1, 2000);
     dt = now_ms() - t0;
     assert_int_equal(R.closes, 1);
@@ -1323,8 +1323,8 @@ static void test_write_progress_resets_deadline(void **state)
     assert_int_equal(len, sizeof(payload));
     assert_memory_equal(got, payload, sizeof(payload));
     assert_true(now_ms() - t0 > 200);
-    assert_int_equal(e.c->wr_deadline, TICK_UNSET);
-    assert_false(e.c->flags & CONN_WANT_WRITE);
+    assert_int_equal(e.c->cn_wr_deadline, TICK_UNSET);
+    assert_false(e.c->cn_flags & CONN_WANT_WRITE);
     assert_int_equal(R.drains, 1);
     env_close(&e);
 }
@@ -1384,7 +1384,7 @@ static void test_resume_reprocesses_carry_without_new_bytes(void **state)
     run_for(e.l, 20);
     calls = R.data_calls;
     conn_resume_read(e.c, PAUSE_RATE);
-    assert_true(e.c->flags & CONN_INPUT_PENDING);
+    assert_true(e.c->cn_flags & CONN_INPUT_PENDING);
     assert_int_equal(loop_run_once(e.l, 0), 0);
     assert_int_equal(R.data_calls, calls + 1);
     assert_true(got_is("pause\nq\nr\n"));
@@ -1519,8 +1519,8 @@ static void test_close_after_flush_linger(void **state)
     conn_close_after_flush(e.c, CLOSE_BAD_REQUEST, 2000);
     /* Carried input is of no use any more. */
     assert_int_equal(live_bytes(MEM_CARRY), 0);
-    RUN_UNTIL(e.l, e.c->flags & CONN_SHUT_WR, 1000);
-    assert_true(e.c->flags & CONN_SHUT_WR);
+    RUN_UNTIL(e.l, e.c->cn_flags & CONN_SHUT_WR, 1000);
+    assert_true(e.c->cn_flags & CONN_SHUT_WR);
     /* The answer, then EOF. */
     assert_int_equal(peer_read(e.sv[1], buf, sizeof(buf), &len), 8);
     assert_memory_equal(buf, "400 bad\n", 8);
@@ -1637,10 +1637,10 @@ static void test_set_each_and_peer_str(void **state)
     snprintf(want, sizeof(want), "127.0.0.1:%u", ntohs(in.sin_port));
     c2 = conn_new(&e.set, afd, NULL, &line_proto, 32, 1000, CLOSE_IDLE_TIMEOUT);
     assert_non_null(c2);
-    assert_int_not_equal(c2->id, e.c->id);
+    assert_int_not_equal(c2->cn_id, e.c->cn_id);
     /* The ext area is zeroed. */
     for (int i = 0; i < 4; i++)
-        assert_int_equal(c2->ext[i], 0);
+        assert_int_equal(c2->cn_ext[i], 0);
     conn_peer_str(c2, s, sizeof(s));
     assert_string_equal(s, want);
     /* A socketpair has no address. */
