@@ -1,7 +1,8 @@
 # moor - one GNU Makefile (like Redis). `make help` lists the targets.
 #
 # Builds land in build/release (optimised) and build/debug (ASan + UBSan +
-# LSan). The library is every src/*.c except the app files below.
+# LSan). The library is every src/*.c except the app files below; the
+# app's `moor bench` is the folder src/bench/.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -9,7 +10,8 @@ PREFIX   ?= /usr/local
 # the Makefile reads it from there, for -DMOOR_VERSION and libmoor.pc.
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
 
-APP_SRCS := src/main.c src/serve.c src/config.c src/bench.c
+APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c \
+	$(wildcard src/bench/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
@@ -68,9 +70,13 @@ test: deps
 units: $(call unit_bins,$(REL)) $(call unit_bins,$(DBG))
 
 # --- compilation -----------------------------------------------------------
-$(REL)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h) | $(REL)/obj
+# Objects mirror src/: src/bench/x.c -> obj/bench/x.o.
+HDRS := $(wildcard src/*.h src/*/*.h include/*.h)
+$(REL)/obj/%.o: src/%.c $(HDRS) | $(REL)/obj
+	@mkdir -p $(dir $@)
 	$(CC) $(REL_CFLAGS) -c $< -o $@
-$(DBG)/obj/%.o: src/%.c $(wildcard src/*.h include/*.h) | $(DBG)/obj
+$(DBG)/obj/%.o: src/%.c $(HDRS) | $(DBG)/obj
+	@mkdir -p $(dir $@)
 	$(CC) $(DBG_CFLAGS) -c $< -o $@
 
 $(REL)/obj $(DBG)/obj $(REL)/tests $(DBG)/tests:
@@ -112,11 +118,13 @@ $(DBG)/examples/%: examples/%.c $(DBG)/libmoor-objs.a include/moor.h
 		-fsanitize=address,undefined -fno-sanitize-recover=all -Iinclude \
 		-o $@ $< $(DBG)/libmoor-objs.a $(LIBS)
 
-# Unit tests link the library objects and config.o (the app's flag table).
-$(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(REL)/obj/config.o | $(REL)/tests
-	$(CC) $(REL_CFLAGS) -o $@ $< $(REL)/obj/config.o $(REL)/libmoor-objs.a -lcmocka $(LIBS)
-$(DBG)/tests/%: tests/unit/%.c $(DBG)/libmoor-objs.a $(DBG)/obj/config.o | $(DBG)/tests
-	$(CC) $(DBG_CFLAGS) $(DBG_LDFLAGS) -o $@ $< $(DBG)/obj/config.o $(DBG)/libmoor-objs.a -lcmocka $(LIBS)
+# Unit tests link the library objects, config.o (the app's flag table)
+# and flags.o (the engine that reads it).
+UNIT_APP_OBJS = $(1)/obj/config.o $(1)/obj/flags.o
+$(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(call UNIT_APP_OBJS,$(REL)) | $(REL)/tests
+	$(CC) $(REL_CFLAGS) -o $@ $< $(call UNIT_APP_OBJS,$(REL)) $(REL)/libmoor-objs.a -lcmocka $(LIBS)
+$(DBG)/tests/%: tests/unit/%.c $(DBG)/libmoor-objs.a $(call UNIT_APP_OBJS,$(DBG)) | $(DBG)/tests
+	$(CC) $(DBG_CFLAGS) $(DBG_LDFLAGS) -o $@ $< $(call UNIT_APP_OBJS,$(DBG)) $(DBG)/libmoor-objs.a -lcmocka $(LIBS)
 
 # --- install ---------------------------------------------------------------
 install: release
@@ -149,7 +157,7 @@ fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 format:
-	clang-format -i src/*.c src/*.h include/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*.h src/*/*.c src/*/*.h include/*.h tests/unit/*.c
 
 clean:
 	rm -rf build

@@ -38,9 +38,9 @@ sources_for() {
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
     # Whole connections through the routes of `moor serve`: the library
-    # and the app's serve.c and config.c (all of src/ but the command
-    # dispatcher and the load generator).
-    conn) ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/bench\.c$' | tr '\n' ' ' ;;
+    # and the app's serve.c, config.c and flags.c (all of src/*.c but the
+    # command dispatcher; the load generator is src/bench/).
+    conn) ls src/*.c | grep -v -e '^src/main\.c$' | tr '\n' ' ' ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"

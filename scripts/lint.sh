@@ -43,12 +43,14 @@ fail()
 declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
-    "util mem log buf msg timer loop ratelimit mpsc pool hist procfs"
+    "util mem log buf msg timer loop ratelimit mpsc pool hist procfs addr"
     "conn conn_write conn_internal listen queue tls"
     "http1 ws sse frame"
     "pubsub push broker httpclient metrics server http_server ws_server ws_client debug authproxy
      api api_loop api_server api_client api_pubsub moor"
-    "main serve config bench soak"
+    "main serve config flags bench soak
+     bench_int bench_main bench_flags bench_target bench_driver bench_report
+     bench_idle bench_echo bench_broadcast bench_handshake"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do
@@ -57,7 +59,7 @@ for i in "${!layer_rows[@]}"; do
 done
 
 shopt -s nullglob
-src_files=(src/*.c src/*.h)
+src_files=(src/*.c src/*.h src/*/*.c src/*/*.h)
 
 for f in "${src_files[@]}"; do
     base=$(basename "$f")
@@ -89,7 +91,7 @@ done
 # ---------------------------------------------------------------------
 
 alloc_files=()
-for f in src/*.c src/*.h include/*.h; do
+for f in src/*.c src/*.h src/*/*.c src/*/*.h include/*.h; do
     [[ $f == src/mem.c ]] || alloc_files+=("$f")
 done
 
@@ -129,7 +131,7 @@ fi
 # 3. Format.
 # ---------------------------------------------------------------------
 
-fmt_files=(src/*.c src/*.h include/*.h tests/unit/*.c)
+fmt_files=(src/*.c src/*.h src/*/*.c src/*/*.h include/*.h tests/unit/*.c)
 if ! command -v clang-format >/dev/null 2>&1; then
     fail "clang-format not found (Debian: apt-get install clang-format)"
 elif ((${#fmt_files[@]})); then

@@ -6,10 +6,10 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "addr.h"
 #include "buf.h"
 #include "mem.h"
 #include "metrics.h"
@@ -92,54 +92,17 @@ int api_options(void *dst, size_t dst_size, const void *src,
     return 0;
 }
 
-/* moor serve's rule (--listen): "host:port", "[v6]:port", ":port" (every
- * IPv4 interface); a bare IPv6 address is ambiguous and refused. */
+/* The rule of `moor serve --listen` (addr.h). */
 int api_addr(const char *addr, char *host, size_t hostlen, uint16_t *port,
              const char *what, struct moor_error *err)
 {
-    const char *s = addr ? addr : "", *h = s, *colon, *p;
-    size_t hl;
-    unsigned long n = 0;
+    char why[160];
 
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':')
-            goto bad;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            goto bad;
-        hl = (size_t)(colon - s);
-        if (memchr(h, ':', hl))
-            return api_fail(err, MOOR_EADDR,
-                            "%s \"%s\": an IPv6 address goes in brackets, "
-                            "e.g. [::1]:8080",
-                            what, s);
-    }
-    p = colon + 1;
-    if (!*p || p[strspn(p, "0123456789")] != '\0' || strlen(p) > 5)
-        goto bad;
-    n = strtoul(p, NULL, 10);
-    if (n > 65535 || hl >= hostlen)
-        goto bad;
-    for (size_t i = 0; i < hl; i++)
-        if ((unsigned char)h[i] <= ' ' || h[i] == 0x7f)
-            goto bad;
-    if (hl == 0)
-        snprintf(host, hostlen, "0.0.0.0");
-    else {
-        memcpy(host, h, hl);
-        host[hl] = '\0';
-    }
-    *port = (uint16_t)n;
-    return 0;
-bad:
-    return api_fail(err, MOOR_EADDR,
-                    "%s \"%s\": expected host:port, [v6]:port or :port", what,
-                    s);
+    if (addr_parse(addr ? addr : "", host, hostlen, port) == 0)
+        return 0;
+    addr_explain(addr ? addr : "", why, sizeof(why));
+    return api_fail(err, MOOR_EADDR, "%s \"%s\": %s", what, addr ? addr : "",
+                    why);
 }
 
 char *api_strdup(const char *s)

@@ -1,7 +1,8 @@
 /*
  * config.h - every flag of `moor serve`, its default, its environment
  * variable and the metric that shows when it bites, in one table
- * (config.c). --help and docs/limits.md are generated from that table.
+ * (config.c), read by the flag engine (flags.h). --help and
+ * docs/limits.md are generated from that table.
  *
  * Precedence: command-line flag > environment variable > default.
  * A flag --foo-bar is read from the environment as MOOR_FOO_BAR.
@@ -88,17 +89,6 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
 void config_print_help(FILE *out);
 /* Prints docs/limits.md (a Markdown table: flag, default, env, metric). */
 void config_print_limits_md(FILE *out);
-
-/* Unit parsers, exposed for tests. Return 0 or -EINVAL (or -ERANGE). */
-int config_parse_duration_ms(const char *s, uint32_t *ms);
-int config_parse_size(const char *s, uint64_t *bytes);
-
-/* Splits "host:port" / "[v6]:port" / ":port"; port 0 is allowed (any).
- * ":port" gives host "0.0.0.0" (every IPv4 interface); "[v6]" loses its
- * brackets. Returns 0, -EINVAL, or -ERANGE (port over 65535, or the host
- * does not fit hostlen). */
-int config_parse_addr(const char *s, char *host, size_t hostlen,
-                      uint16_t *port);
 
 /* The long name (without "--") of the i-th flag of the table, or NULL
  * past the end; for tests and tools that walk every flag. */

@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 
 #include "serve.h"
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
@@ -204,7 +205,7 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
     }
     if (!c->tls_listen[0])
         return 0;
-    config_parse_addr(c->tls_listen, host, sizeof(host), &port);
+    addr_parse(c->tls_listen, host, sizeof(host), &port);
     sv->tls_listener = listener_new(sv->loop, server_conns(sv->srv), host, port,
                                     lo, on_tls_accept, sv, &e);
     if (!sv->tls_listener) {
@@ -280,7 +281,7 @@ static void options_from_config(const struct moor_config *c,
                                 size_t hostlen, uint16_t *port)
 {
     memset(o, 0, sizeof(*o));
-    config_parse_addr(c->listen, host, hostlen, port);
+    addr_parse(c->listen, host, hostlen, port);
     o->host = host;
     o->port = *port;
     o->listen.max_conns = c->max_conns;
@@ -314,7 +315,7 @@ static int start_tcp(struct serve *sv, const struct moor_config *c,
     uint16_t port = 0;
     int e = 0;
 
-    config_parse_addr(c->tcp_listen, host, sizeof(host), &port);
+    addr_parse(c->tcp_listen, host, sizeof(host), &port);
     sv->tcp = listener_new(sv->loop, server_conns(sv->srv), host, port, lo,
                            on_tcp_accept, sv, &e);
     if (!sv->tcp) {

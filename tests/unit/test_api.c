@@ -600,7 +600,7 @@ static void test_bad_listen_address(void **state)
         o.listen = "::1:80";
         assert_null(moor_server_new(l, &o, &err));
         assert_int_equal(err.code, MOOR_EADDR);
-        assert_non_null(strstr(err.message, "[::1]:8080"));
+        assert_non_null(strstr(err.message, "[::1]:80"));
     }
     moor_loop_free(l);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);

@@ -1,6 +1,7 @@
 /*
- * test_config.c - unit tests for config.c: defaults, the unit parsers
- * (durations, sizes, addresses), both flag forms, ranges, the environment
+ * test_config.c - unit tests for config.c and the flag engine under it
+ * (flags.c): defaults, the unit parsers (durations, sizes; addresses are
+ * test_addr.c's), both flag forms, ranges, the environment
  * and its precedence, every error message, --help and --limits-md, and
  * the read-buffer / max-header-bytes cross check.
  */
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "flags.h"
 #include "mem.h"
 
 #define MAX_ARGS 16
@@ -132,16 +134,16 @@ static void test_duration_units(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         ms = 12345;
-        assert_int_equal(config_parse_duration_ms(good[i].s, &ms), 0);
+        assert_int_equal(flags_parse_duration_ms(good[i].s, &ms), 0);
         assert_int_equal(ms, good[i].ms);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         ms = 12345;
-        assert_int_equal(config_parse_duration_ms(bad[i], &ms), -EINVAL);
+        assert_int_equal(flags_parse_duration_ms(bad[i], &ms), -EINVAL);
         assert_int_equal(ms, 12345);
     }
     for (size_t i = 0; i < sizeof(range) / sizeof(range[0]); i++)
-        assert_int_equal(config_parse_duration_ms(range[i], &ms), -ERANGE);
+        assert_int_equal(flags_parse_duration_ms(range[i], &ms), -ERANGE);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -180,66 +182,16 @@ static void test_size_units(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         n = 12345;
-        assert_int_equal(config_parse_size(good[i].s, &n), 0);
+        assert_int_equal(flags_parse_size(good[i].s, &n), 0);
         assert_int_equal(n, good[i].n);
     }
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         n = 12345;
-        assert_int_equal(config_parse_size(bad[i], &n), -EINVAL);
+        assert_int_equal(flags_parse_size(bad[i], &n), -EINVAL);
         assert_int_equal(n, 12345);
     }
     for (size_t i = 0; i < sizeof(range) / sizeof(range[0]); i++)
-        assert_int_equal(config_parse_size(range[i], &n), -ERANGE);
-    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
-}
-
-static void test_addr(void **state)
-{
-    static const struct {
-        const char *s, *host;
-        uint16_t port;
-    } good[] = {
-        {"127.0.0.1:8080", "127.0.0.1", 8080},
-        {"0.0.0.0:65535", "0.0.0.0", 65535},
-        {"localhost:0", "localhost", 0},
-        {":9000", "0.0.0.0", 9000},
-        {":0", "0.0.0.0", 0},
-        {"[::1]:443", "::1", 443},
-        {"[::]:80", "::", 80},
-        {"[fe80::1%eth0]:8080", "fe80::1%eth0", 8080},
-    };
-    static const char *const bad[] = {
-        "",        "127.0.0.1", "::1:80",     "[::1]80",  "[::1]",
-        "[]:80",   "[::1:80",   "host:",      "host:80x", "host:-1",
-        "host:+1", "a b:80",    "[[::1]]:80", "x]:80",    ":",
-    };
-    char host[64];
-    uint16_t port;
-
-    (void)state;
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        port = 1;
-        assert_int_equal(
-            config_parse_addr(good[i].s, host, sizeof(host), &port), 0);
-        assert_string_equal(host, good[i].host);
-        assert_int_equal(port, good[i].port);
-    }
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(config_parse_addr(bad[i], host, sizeof(host), &port),
-                         -EINVAL);
-    assert_int_equal(config_parse_addr(":65536", host, sizeof(host), &port),
-                     -ERANGE);
-    assert_int_equal(config_parse_addr("h:99999999999999999999999x", host,
-                                       sizeof(host), &port),
-                     -EINVAL);
-    assert_int_equal(config_parse_addr("h:99999999999999999999999", host,
-                                       sizeof(host), &port),
-                     -ERANGE);
-    /* The host must fit with its NUL: 3 bytes hold "ab", not "abc". */
-    assert_int_equal(config_parse_addr("ab:1", host, 3, &port), 0);
-    assert_string_equal(host, "ab");
-    assert_int_equal(config_parse_addr("abc:1", host, 3, &port), -ERANGE);
-    assert_int_equal(config_parse_addr(":1", host, 7, &port), -ERANGE);
+        assert_int_equal(flags_parse_size(range[i], &n), -ERANGE);
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -669,7 +621,6 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_duration_units),
         cmocka_unit_test(test_size_units),
-        cmocka_unit_test(test_addr),
         cmocka_unit_test(test_flag_forms),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_bad_values),
