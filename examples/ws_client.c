@@ -124,7 +124,7 @@ static void *watchdog(void *arg)
         if (pthread_cond_timedwait(&r->cv, &r->mu, &r->deadline) == ETIMEDOUT)
             r->fired = 1;
     if (!r->done)
-        moor_loop_stop(r->loop); /* a call allowed off the loop's thread */
+        moor_loop_stop(r->loop); /* allowed from any thread */
     pthread_mutex_unlock(&r->mu);
     return NULL;
 }
@@ -225,8 +225,10 @@ int main(int argc, char **argv)
     }
     rc = moor_client_connect(r.cl, argv[optind], &h, &r, &err);
     if (rc < 0) {
-        fprintf(stderr, "ws_client: %s\n", err.message);
-        rc = rc == MOOR_EURL ? 2 : 1; /* a bad URL is a bad argument */
+        fprintf(stderr, "ws_client: %s\n",
+                err.message[0] ? err.message : moor_strerror(rc));
+        /* A bad URL is a bad argument. */
+        rc = rc == MOOR_EURL || rc == -EINVAL ? 2 : 1;
         goto out_client;
     }
     clock_gettime(CLOCK_REALTIME, &r.deadline); /* timedwait's clock */
@@ -238,7 +240,7 @@ int main(int argc, char **argv)
         rc = 1;
         goto out_client;
     }
-    rc = moor_loop_run(r.loop); /* until the connection is over */
+    rc = moor_loop_run(r.loop); /* until no connection is left, or stop */
     pthread_mutex_lock(&r.mu);
     r.done = 1;
     pthread_cond_signal(&r.cv);

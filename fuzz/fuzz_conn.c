@@ -184,7 +184,9 @@ static void client_write(struct client *cl, const uint8_t *p, size_t n)
     int stalls = 0;
 
     while (n > 0 && cl->fd >= 0 && steps < MAX_STEPS) {
-        ssize_t w = write(cl->fd, p, n);
+        /* MSG_NOSIGNAL: the library no longer ignores SIGPIPE for the
+         * process, and a server that closed its end must not kill us. */
+        ssize_t w = send(cl->fd, p, n, MSG_NOSIGNAL);
 
         if (w > 0) {
             p += w;
