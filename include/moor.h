@@ -25,10 +25,15 @@
  *    fill one with its _init() macro (it records the struct's size as
  *    compiled into your program), then change what you need. A program
  *    built against an older moor.h keeps working with a newer libmoor: the
- *    fields it did not know get their defaults.
+ *    fields it did not know get their defaults. A size the library does
+ *    not know (a struct not filled by _init(), or from a newer moor.h)
+ *    is MOOR_EOPTIONS. Wherever a function takes options, NULL means the
+ *    defaults. Every _free() accepts NULL.
  *  - Threads: a loop and everything on it belong to the thread that runs
  *    the loop; every callback runs on that thread. From another thread,
- *    only moor_loop_stop() and moor_server_stop() may be called.
+ *    only moor_loop_stop() and moor_server_stop() may be called; both are
+ *    an atomic store and an eventfd write, so a signal handler may call
+ *    them too.
  *  - Process-wide state: libmoor installs no signal handler and changes
  *    no signal mask (every socket write passes MSG_NOSIGNAL, TLS
  *    included), so a host's SIGPIPE, SIGTERM and SIGHUP stay its own:
@@ -202,7 +207,8 @@ MOOR_API void moor_server_options_init_(struct moor_server_options *o,
 
 /* Binds the listener on loop l (borrowed until moor_server_free()).
  * Returns a new server (caller frees with moor_server_free()), or NULL:
- * MOOR_EADDR (bad listen), -EADDRINUSE, -ENOMEM, MOOR_EOPTIONS. */
+ * MOOR_EADDR (bad listen), -EADDRINUSE (any other socket holds the port,
+ * another moor server included), -ENOMEM, MOOR_EOPTIONS. */
 MOOR_API struct moor_server *
 moor_server_new(struct moor_loop *l, const struct moor_server_options *o,
                 struct moor_error *err);

@@ -220,7 +220,8 @@ struct listener *listener_new(struct loop *l, struct conn_set *set,
     if (ls->fd < 0)
         goto err_free;
     setsockopt(ls->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(ls->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (opts->reuse_port)
+        setsockopt(ls->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (bind(ls->fd, (struct sockaddr *)&ss, sl) < 0 ||
         listen(ls->fd, opts->backlog ? opts->backlog : SOMAXCONN) < 0)
         goto err_close;

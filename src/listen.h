@@ -19,6 +19,7 @@
 #ifndef MOOR_LISTEN_H
 #define MOOR_LISTEN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include "conn.h"
@@ -51,6 +52,11 @@ struct listen_opts {
     uint32_t accept_rate; /* per second, 0 = unlimited */
     uint32_t accept_burst;
     int backlog; /* 0 = SOMAXCONN */
+    /* SO_REUSEPORT: several listeners (one per loop) share the port and
+     * the kernel spreads connections over them. Off, a port another
+     * socket holds is -EADDRINUSE, as a second `moor serve` on one port
+     * or a library server on a taken one must be told. */
+    bool reuse_port;
 };
 
 struct listener;

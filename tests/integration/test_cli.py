@@ -225,3 +225,15 @@ def test_limits_doc_is_current():
     assert r.returncode == 0
     doc = (REPO / "docs" / "limits.md").read_text()
     assert r.stdout == doc, "docs/limits.md is stale: run make docs"
+
+
+def test_port_taken_by_another_moor_exit_1(server):
+    """A second `moor serve` on a port the first holds does not share it
+    (no SO_REUSEPORT by default): it says so and exits 1, and the first
+    keeps serving."""
+    r = run_moor(["serve", "--listen", f"127.0.0.1:{server.port}"])
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "Address already in use" in r.stderr, r.stderr
+    with Conn(server.port) as c:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert c.read_response().status == 200

@@ -523,8 +523,7 @@ static void test_bind_errors(void **state)
     int err = 0;
 
     env_open(&e, &opts_plain);
-    /* Port in use by a listener without SO_REUSEPORT from this one? Both
-     * set SO_REUSEPORT, so use a bad host instead, and a foreign address. */
+    /* A bad host, and a foreign address. */
     ls = listener_new(e.l, &e.set, "not an address!", 0, &opts_plain, on_accept,
                       &e, &err);
     assert_null(ls);
@@ -548,6 +547,30 @@ static void test_bind_errors(void **state)
         assert_null(ls);
         assert_int_equal(err, -EADDRINUSE);
         close(s);
+    }
+    /* A port another listener holds is in use too, unless both ask for
+     * SO_REUSEPORT (the kernel then spreads connections over them). */
+    {
+        struct listen_opts shared = opts_plain;
+        struct listener *a, *b;
+
+        a = listener_new(e.l, &e.set, "127.0.0.1", 0, &opts_plain, on_accept,
+                         &e, &err);
+        assert_non_null(a);
+        ls = listener_new(e.l, &e.set, "127.0.0.1", listener_port(a),
+                          &opts_plain, on_accept, &e, &err);
+        assert_null(ls);
+        assert_int_equal(err, -EADDRINUSE);
+        listener_free(a);
+        shared.reuse_port = true;
+        a = listener_new(e.l, &e.set, "127.0.0.1", 0, &shared, on_accept, &e,
+                         &err);
+        assert_non_null(a);
+        b = listener_new(e.l, &e.set, "127.0.0.1", listener_port(a), &shared,
+                         on_accept, &e, &err);
+        assert_non_null(b);
+        listener_free(b);
+        listener_free(a);
     }
     env_close(&e);
 }
