@@ -292,7 +292,6 @@ double bench_window_secs(const struct bench *b);
 void bench_count_reason(struct reasons *r, const char *what);
 /* "connection refused: 3, handshake: HTTP 503: 2" */
 void bench_format_reasons(const struct reasons *r, char *out, size_t len);
-void bench_json_str(FILE *out, const char *s);
 double bench_cpu_pct(uint64_t from, uint64_t to, double secs);
 /* The latency and cpu lines of a report over a measuring window of secs,
  * and the same as JSON members. */
