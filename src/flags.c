@@ -27,10 +27,7 @@
 #include <strings.h>
 
 #include "addr.h"
-
-#define KiB(n) ((uint64_t)(n) << 10)
-#define MiB(n) ((uint64_t)(n) << 20)
-#define GiB(n) ((uint64_t)(n) << 30)
+#include "util.h"
 
 #define HELP_WIDTH 80
 /* A bad value longer than this is quoted by its first QUOTE_CUT bytes. */
@@ -41,10 +38,7 @@
 /* Small helpers.                                                     */
 /* ------------------------------------------------------------------ */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void flags_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -55,11 +49,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool is_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 /* Reads the leading digits of s into *v. Returns the number of digits
  * (0 if none) or -ERANGE if the number does not fit in 64 bits. */
 static int parse_digits(const char *s, uint64_t *v)
@@ -67,7 +56,7 @@ static int parse_digits(const char *s, uint64_t *v)
     uint64_t n = 0;
     int i = 0;
 
-    while (is_digit(s[i])) {
+    while (ascii_is_digit((unsigned char)s[i])) {
         unsigned d = (unsigned)(s[i] - '0');
 
         if (n > (UINT64_MAX - d) / 10)
@@ -158,7 +147,7 @@ int flags_parse_duration_ms(const char *s, uint32_t *ms)
     if (d == 0)
         return -EINVAL;
     if (overflow) {
-        while (is_digit(*s))
+        while (ascii_is_digit((unsigned char)*s))
             s++;
         d = 0;
     }
@@ -203,7 +192,7 @@ int flags_parse_size(const char *s, uint64_t *bytes)
     if (d == 0)
         return -EINVAL;
     if (overflow) {
-        while (is_digit(*s))
+        while (ascii_is_digit((unsigned char)*s))
             s++;
         d = 0;
     }
@@ -454,9 +443,9 @@ static int set_flag(void *dst, const struct flag *f, const char *text,
     expected(f, text, rc, want, sizeof(want));
     if (src)
         snprintf(from, sizeof(from), " (from %s)", src);
-    set_err(err, errlen, "invalid value \"%.*s%s\" for --%s%s: %s",
-            n > QUOTE_MAX ? QUOTE_CUT : (int)n, text,
-            n > QUOTE_MAX ? "..." : "", f->name, from, want);
+    flags_set_err(err, errlen, "invalid value \"%.*s%s\" for --%s%s: %s",
+                  n > QUOTE_MAX ? QUOTE_CUT : (int)n, text,
+                  n > QUOTE_MAX ? "..." : "", f->name, from, want);
     return -1;
 }
 
@@ -577,18 +566,20 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
         const struct flag *f = split_flag(t, argv[i], &value);
 
         if (!f && argv[i][0] != '-') {
-            set_err(err, errlen, "unexpected argument \"%s\" (see %s --help)",
-                    argv[i], t->cmd);
+            flags_set_err(err, errlen,
+                          "unexpected argument \"%s\" (see %s --help)", argv[i],
+                          t->cmd);
             return -1;
         }
         if (!f) {
-            set_err(err, errlen, "unknown flag \"%.*s\" (see %s --help)",
-                    (int)strcspn(argv[i], "="), argv[i], t->cmd);
+            flags_set_err(err, errlen, "unknown flag \"%.*s\" (see %s --help)",
+                          (int)strcspn(argv[i], "="), argv[i], t->cmd);
             return -1;
         }
         if (mode_bit && !(f->modes & mode_bit)) {
-            set_err(err, errlen, "--%s does not apply to %s %s (see %s --help)",
-                    f->name, t->cmd, mode_name, t->cmd);
+            flags_set_err(err, errlen,
+                          "--%s does not apply to %s %s (see %s --help)",
+                          f->name, t->cmd, mode_name, t->cmd);
             return -1;
         }
         if (f->kind == FLAG_BOOL && !value)
@@ -596,7 +587,7 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
         if (takes_next(f, value, next))
             value = argv[++i];
         if (!value) {
-            set_err(err, errlen, "flag --%s needs a value", f->name);
+            flags_set_err(err, errlen, "flag --%s needs a value", f->name);
             return -1;
         }
         if (set_flag(dst, f, value, NULL, err, errlen) < 0)
@@ -609,7 +600,7 @@ int flags_parse(const struct flag_table *t, void *dst, int argc, char **argv,
                 char **envp, unsigned mode_bit, const char *mode_name,
                 char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    flags_set_err(err, errlen, "%s", "");
     if (apply_env(t, dst, envp, err, errlen) < 0)
         return -1;
     return apply_args(t, dst, argc, argv, mode_bit, mode_name, err, errlen);
