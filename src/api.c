@@ -129,7 +129,7 @@ MOOR_API long moor_mem_json(char *out, size_t cap)
 
     if (cap && !out)
         return -EINVAL;
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
     if (metrics_debug_mem(&b) < 0) {
         sbuf_fini(&b);
         return -ENOMEM;

@@ -664,18 +664,6 @@ MOOR_API int moor_respond(struct moor_request *req, int status,
 
 /* ---- metrics and /debug ------------------------------------------------ */
 
-static void respond_sbuf(struct http_exchange *ex, int rc, struct sbuf *b,
-                         const char *ctype)
-{
-    if (rc < 0)
-        http_respond(ex, 503, "text/plain; charset=utf-8", NULL,
-                     "503 Service Unavailable\n", 24);
-    else
-        http_respond(ex, 200, ctype, "Cache-Control: no-store\r\n", b->data,
-                     b->len);
-    sbuf_fini(b);
-}
-
 static void on_metrics(struct http_exchange *ex, void *arg)
 {
     struct api_route *r = arg;
@@ -691,8 +679,8 @@ static void on_metrics(struct http_exchange *ex, void *arg)
             v.tls = s->extra[i].tls->ctx;
     }
     v.loops[0].pubsub = s->ps ? push_pubsub(api_pubsub_push(s->ps)) : NULL;
-    respond_sbuf(ex, metrics_render(&b, &v), &b,
-                 "text/plain; version=0.0.4; charset=utf-8");
+    http_respond_page(ex, metrics_render(&b, &v), &b,
+                      "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void on_debug_mem(struct http_exchange *ex, void *arg)
@@ -700,8 +688,8 @@ static void on_debug_mem(struct http_exchange *ex, void *arg)
     struct sbuf b;
 
     (void)arg;
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(ex, metrics_debug_mem(&b), &b, "application/json");
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
+    http_respond_page(ex, metrics_debug_mem(&b), &b, "application/json");
 }
 
 static void on_debug_conns(struct http_exchange *ex, void *arg)
@@ -711,8 +699,8 @@ static void on_debug_conns(struct http_exchange *ex, void *arg)
     struct push *p = s->ps ? api_pubsub_push(s->ps) : NULL;
     struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
+    http_respond_page(
         ex, debug_conns(&b, server_conns(s->srv), p ? push_describe : NULL, p),
         &b, "application/x-ndjson");
 }
