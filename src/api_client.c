@@ -52,8 +52,8 @@ static void client_defaults(void *p, size_t size)
 {
     struct moor_client_options d = {
         .size = sizeof(d),
-        .max_message = 16u << 20,
-        .queue_limit = 1u << 20,
+        .max_message = MiB(16),
+        .queue_limit = MiB(1),
         .connect_timeout_ms = 10000,
         .ping_interval_ms = 30000,
         .pong_timeout_ms = 15000,

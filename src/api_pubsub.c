@@ -29,7 +29,7 @@ static void pubsub_defaults(void *p, size_t size)
         .size = sizeof(d),
         .max_channels = 100000,
         .max_channels_per_conn = 64,
-        .queue_soft_limit = 256u << 10,
+        .queue_soft_limit = KiB(256),
         .queue_soft_time_ms = 10000,
         .slow_policy = MOOR_SLOW_DISCONNECT,
         .rate = 10000,
