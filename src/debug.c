@@ -39,12 +39,12 @@ static void row(struct conn *c, void *arg)
     conn_peer_str(c, peer, sizeof(peer));
     if (w->fn)
         role = w->fn(w->arg, c, channels, sizeof(channels));
-    if (conn_paused(c) & PAUSE_BACKPRESSURE)
-        strcat(paused, "backpressure,");
-    if (conn_paused(c) & PAUSE_RATE)
-        strcat(paused, "rate,");
-    if (conn_paused(c) & PAUSE_MEMORY)
-        strcat(paused, "memory,");
+    for (unsigned b = 0; b < PAUSE_CAUSE_COUNT; b++) {
+        if (conn_paused(c) & (1u << b)) {
+            strcat(paused, pause_cause_name(b));
+            strcat(paused, ",");
+        }
+    }
     if (paused[0])
         paused[strlen(paused) - 1] = '\0';
     w->rc = sbuf_printf(w->out, "{\"id\":%llu,\"protocol\":", conn_id(c));

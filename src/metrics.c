@@ -119,9 +119,6 @@ static void render_tls(struct page *p, const struct metrics_view *v)
 
 static void render_conns(struct page *p, const struct metrics_view *v)
 {
-    /* By bit index of the PAUSE_* causes (conn.h). */
-    static const char *const cause[] = {"backpressure", "rate", "memory"};
-
     family(p, "moor_accepted_total", "counter",
            "Connections accepted and handed to a protocol.");
     value(p, "moor_accepted_total", NULL, NULL, SUM_CONN(v, accepted));
@@ -150,13 +147,13 @@ static void render_conns(struct page *p, const struct metrics_view *v)
     family(p, "moor_connections_paused_by_cause", "gauge",
            "Open connections whose reading is paused, by cause (one "
            "connection may have several).");
-    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
-        value(p, "moor_connections_paused_by_cause", "cause", cause[c],
-              SUM_CONN(v, paused_by[c]));
+    for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
+        value(p, "moor_connections_paused_by_cause", "cause",
+              pause_cause_name(c), SUM_CONN(v, paused_by[c]));
     family(p, "moor_read_pauses_total", "counter",
            "Times a connection's reading was paused, by cause.");
-    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
-        value(p, "moor_read_pauses_total", "cause", cause[c],
+    for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
+        value(p, "moor_read_pauses_total", "cause", pause_cause_name(c),
               SUM_CONN(v, paused_total[c]));
     family(p, "moor_queued_bytes", "gauge",
            "Bytes queued for sending, all connections.");
