@@ -138,28 +138,42 @@ void flags_fmt_size(uint64_t n, char *buf, size_t len)
 /* Unit parsers.                                                      */
 /* ------------------------------------------------------------------ */
 
+/* Splits s into its leading number, put in *n, and its unit, returned (the
+ * rest of s); NULL when s does not start with a digit. A number over 64
+ * bits sets *overflow and leaves *n unset: the unit is still found, so a
+ * well-formed value that is too big gets -ERANGE, not -EINVAL. */
+static const char *split_number(const char *s, uint64_t *n, bool *overflow)
+{
+    int d = parse_digits(s, n);
+
+    *overflow = d < 0;
+    if (d == 0)
+        return NULL;
+    if (*overflow) {
+        while (ascii_is_digit((unsigned char)*s))
+            s++;
+        return s;
+    }
+    return s + d;
+}
+
 int flags_parse_duration_ms(const char *s, uint32_t *ms)
 {
     uint64_t n;
-    int d = parse_digits(s, &n);
-    bool overflow = d < 0;
+    bool overflow;
+    const char *unit = split_number(s, &n, &overflow);
 
-    if (d == 0)
+    if (!unit)
         return -EINVAL;
-    if (overflow) {
-        while (ascii_is_digit((unsigned char)*s))
-            s++;
-        d = 0;
-    }
     /* A bare number is ambiguous (seconds? milliseconds?) unless it is 0. */
-    if (s[d] == '\0') {
+    if (*unit == '\0') {
         if (overflow || n != 0)
             return -EINVAL;
         *ms = 0;
         return 0;
     }
     for (size_t i = 0; i < N_DURATION_UNITS; i++) {
-        if (strcmp(s + d, duration_units[i].unit))
+        if (strcmp(unit, duration_units[i].unit))
             continue;
         if (overflow || n > FLAGS_DURATION_MAX_MS / duration_units[i].ms)
             return -ERANGE;
@@ -186,18 +200,13 @@ int flags_parse_size(const char *s, uint64_t *bytes)
         {"GB", 1000 * 1000 * 1000},
     };
     uint64_t n;
-    int d = parse_digits(s, &n);
-    bool overflow = d < 0;
+    bool overflow;
+    const char *unit = split_number(s, &n, &overflow);
 
-    if (d == 0)
+    if (!unit)
         return -EINVAL;
-    if (overflow) {
-        while (ascii_is_digit((unsigned char)*s))
-            s++;
-        d = 0;
-    }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(s + d, units[i].unit))
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+        if (strcmp(unit, units[i].unit))
             continue;
         if (overflow || n > UINT64_MAX / units[i].mult)
             return -ERANGE;
