@@ -296,6 +296,11 @@ double bench_cpu_pct(uint64_t from, uint64_t to, double secs);
 /* The latency and cpu lines of a report over a measuring window of secs,
  * and the same as JSON members. */
 void bench_latency_lines(struct bench *b, FILE *out, double secs);
+/* "measured" (the window, the warm-up, b->rcvd events called what), the
+ * rate (labelled per_s) and bench_latency_lines(): the body of a report
+ * that counts one kind of event. */
+void bench_rate_lines(struct bench *b, FILE *out, double secs, const char *what,
+                      const char *per_s);
 void bench_json_latency(struct bench *b, FILE *out, double secs);
 /* The exit status the run earned (before the memory check). */
 int bench_verdict(const struct bench *b);

@@ -133,6 +133,15 @@ void bench_latency_lines(struct bench *b, FILE *out, double secs)
     }
 }
 
+void bench_rate_lines(struct bench *b, FILE *out, double secs, const char *what,
+                      const char *per_s)
+{
+    fprintf(out, "measured     %.2f s after a %.1f s warm-up: %" PRIu64 " %s\n",
+            secs, b->o.warmup_ms / 1000.0, b->rcvd, what);
+    fprintf(out, "%-12s %.0f\n", per_s, secs > 0 ? b->rcvd / secs : 0.0);
+    bench_latency_lines(b, out, secs);
+}
+
 /* The same as JSON: "latency_us": {...}, "bench_cpu_pct": ...,
  * "server_cpu_pct": ... */
 void bench_json_latency(struct bench *b, FILE *out, double secs)
