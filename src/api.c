@@ -72,6 +72,16 @@ void api_options_init(void *o, size_t size, const void *d, size_t d_size)
     memcpy(o, &size, sizeof(size_t));
 }
 
+void *api_calloc_at(enum mem_tag tag, size_t size, struct moor_error *err,
+                    const char *file, int line)
+{
+    void *p = mem_calloc_at(tag, 1, size, file, line);
+
+    if (!p)
+        api_fail(err, -ENOMEM, "out of memory");
+    return p;
+}
+
 int api_options(void *dst, size_t dst_size, const void *src,
                 void (*init)(void *o, size_t size), const char *what,
                 struct moor_error *err)

@@ -82,11 +82,9 @@ moor_client_new(struct moor_loop *l, const struct moor_client_options *o,
     if (api_options(&co, sizeof(co), o, client_defaults, "moor_client_options",
                     err) < 0)
         return NULL;
-    cl = mem_calloc(MEM_CONFIG, 1, sizeof(*cl));
-    if (!cl) {
-        api_fail(err, -ENOMEM, "out of memory");
+    cl = api_calloc(MEM_CONFIG, sizeof(*cl), err);
+    if (!cl)
         return NULL;
-    }
     memset(&lim, 0, sizeof(lim));
     lim.write_timeout_ms = co.write_timeout_ms;
     lim.queue_limit = (uint32_t)MIN(co.queue_limit, (uint64_t)UINT32_MAX);

@@ -74,11 +74,9 @@ MOOR_API struct moor_loop *moor_loop_new(const struct moor_loop_options *o,
     if (api_options(&lo, sizeof(lo), o, loop_defaults, "moor_loop_options",
                     err) < 0)
         return NULL;
-    ml = mem_calloc(MEM_LOOP, 1, sizeof(*ml));
-    if (!ml) {
-        api_fail(err, -ENOMEM, "out of memory");
+    ml = api_calloc(MEM_LOOP, sizeof(*ml), err);
+    if (!ml)
         return NULL;
-    }
     ml->loop = loop_new(lo.read_buffer ? lo.read_buffer : KiB(64));
     if (!ml->loop) {
         api_fail(err, -ENOMEM, "cannot create the event loop");

@@ -70,11 +70,9 @@ moor_pubsub_new(struct moor_server *s, const struct moor_pubsub_options *o,
                  "MOOR_SLOW_DROP_OLDEST");
         return NULL;
     }
-    ps = mem_calloc(MEM_CONFIG, 1, sizeof(*ps));
-    if (!ps) {
-        api_fail(err, -ENOMEM, "out of memory");
+    ps = api_calloc(MEM_CONFIG, sizeof(*ps), err);
+    if (!ps)
         return NULL;
-    }
     memset(&io, 0, sizeof(io));
     io.pubsub.max_channels = po.max_channels;
     io.pubsub.max_channels_per_conn = po.max_channels_per_conn;

@@ -178,11 +178,9 @@ MOOR_API struct moor_tls *moor_tls_new(const struct moor_tls_options *o,
                  to.min_version);
         return NULL;
     }
-    t = mem_calloc(MEM_CONFIG, 1, sizeof(*t));
-    if (!t) {
-        api_fail(err, -ENOMEM, "out of memory");
+    t = api_calloc(MEM_CONFIG, sizeof(*t), err);
+    if (!t)
         return NULL;
-    }
     t->cert_file = api_strdup(to.cert_file);
     t->key_file = api_strdup(to.key_file);
     t->handshake_timeout_ms = to.handshake_timeout_ms;
@@ -299,11 +297,9 @@ moor_server_new(struct moor_loop *l, const struct moor_server_options *o,
                  HTTP_MAX_HEADERS_CAP);
         return NULL;
     }
-    s = mem_calloc(MEM_CONFIG, 1, sizeof(*s));
-    if (!s) {
-        api_fail(err, -ENOMEM, "out of memory");
+    s = api_calloc(MEM_CONFIG, sizeof(*s), err);
+    if (!s)
         return NULL;
-    }
     s->ml = l;
     atomic_init(&s->stop_asked, false);
     s->max_message = so.max_message;
