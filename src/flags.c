@@ -97,14 +97,18 @@ const struct flag *flags_find(const struct flag_table *t, const char *name,
     return NULL;
 }
 
+/* A unit of a duration or a size and what one of it is (ms, bytes). */
+struct unit {
+    const char *unit;
+    uint64_t mult;
+};
+
 /* Duration units, largest first (flags_fmt_duration() relies on the
  * order). */
-static const struct {
-    const char *unit;
-    uint64_t ms;
-} duration_units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+static const struct unit duration_units[] = {
+    {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
 
-#define N_DURATION_UNITS (sizeof(duration_units) / sizeof(duration_units[0]))
+#define N_DURATION_UNITS ARRAY_SIZE(duration_units)
 
 void flags_fmt_duration(uint64_t ms, char *buf, size_t len)
 {
@@ -113,9 +117,9 @@ void flags_fmt_duration(uint64_t ms, char *buf, size_t len)
         return;
     }
     for (size_t i = 0; i < N_DURATION_UNITS; i++) {
-        if (ms % duration_units[i].ms == 0) {
+        if (ms % duration_units[i].mult == 0) {
             snprintf(buf, len, "%llu%s",
-                     (unsigned long long)(ms / duration_units[i].ms),
+                     (unsigned long long)(ms / duration_units[i].mult),
                      duration_units[i].unit);
             return;
         }
@@ -138,57 +142,56 @@ void flags_fmt_size(uint64_t n, char *buf, size_t len)
 /* Unit parsers.                                                      */
 /* ------------------------------------------------------------------ */
 
-/* Splits s into its leading number, put in *n, and its unit, returned (the
- * rest of s); NULL when s does not start with a digit. A number over 64
- * bits sets *overflow and leaves *n unset: the unit is still found, so a
- * well-formed value that is too big gets -ERANGE, not -EINVAL. */
-static const char *split_number(const char *s, uint64_t *n, bool *overflow)
+/* A number followed by one of units[0..n): *out = the number times the
+ * unit's mult. Returns 0, -EINVAL (no digit first, or not one of the
+ * units) or -ERANGE (over max, or over 64 bits: a well-formed value that
+ * is too big is out of range, not malformed). */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n,
+                           uint64_t max, uint64_t *out)
 {
-    int d = parse_digits(s, n);
+    uint64_t v;
+    int d = parse_digits(s, &v);
+    bool overflow = d < 0;
 
-    *overflow = d < 0;
     if (d == 0)
-        return NULL;
-    if (*overflow) {
+        return -EINVAL;
+    if (overflow) {
         while (ascii_is_digit((unsigned char)*s))
             s++;
-        return s;
+        d = 0;
     }
-    return s + d;
-}
-
-int flags_parse_duration_ms(const char *s, uint32_t *ms)
-{
-    uint64_t n;
-    bool overflow;
-    const char *unit = split_number(s, &n, &overflow);
-
-    if (!unit)
-        return -EINVAL;
-    /* A bare number is ambiguous (seconds? milliseconds?) unless it is 0. */
-    if (*unit == '\0') {
-        if (overflow || n != 0)
-            return -EINVAL;
-        *ms = 0;
-        return 0;
-    }
-    for (size_t i = 0; i < N_DURATION_UNITS; i++) {
-        if (strcmp(unit, duration_units[i].unit))
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s + d, units[i].unit))
             continue;
-        if (overflow || n > FLAGS_DURATION_MAX_MS / duration_units[i].ms)
+        if (overflow || v > max / units[i].mult)
             return -ERANGE;
-        *ms = (uint32_t)(n * duration_units[i].ms);
+        *out = v * units[i].mult;
         return 0;
     }
     return -EINVAL;
 }
 
+int flags_parse_duration_ms(const char *s, uint32_t *ms)
+{
+    uint64_t v;
+    int rc;
+
+    /* A bare number is ambiguous (seconds? milliseconds?) unless it is 0
+     * ("0", "00", ...); any other one has no unit, so it is refused. */
+    if (*s && s[strspn(s, "0")] == '\0') {
+        *ms = 0;
+        return 0;
+    }
+    rc = parse_with_unit(s, duration_units, N_DURATION_UNITS,
+                         FLAGS_DURATION_MAX_MS, &v);
+    if (rc == 0)
+        *ms = (uint32_t)v;
+    return rc;
+}
+
 int flags_parse_size(const char *s, uint64_t *bytes)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {
+    static const struct unit units[] = {
         {"", 1},
         {"B", 1},
         {"KiB", KiB(1)},
@@ -199,21 +202,8 @@ int flags_parse_size(const char *s, uint64_t *bytes)
         {"MB", 1000 * 1000},
         {"GB", 1000 * 1000 * 1000},
     };
-    uint64_t n;
-    bool overflow;
-    const char *unit = split_number(s, &n, &overflow);
 
-    if (!unit)
-        return -EINVAL;
-    for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
-        if (strcmp(unit, units[i].unit))
-            continue;
-        if (overflow || n > UINT64_MAX / units[i].mult)
-            return -ERANGE;
-        *bytes = n * units[i].mult;
-        return 0;
-    }
-    return -EINVAL;
+    return parse_with_unit(s, units, ARRAY_SIZE(units), UINT64_MAX, bytes);
 }
 
 static int parse_bool(const char *s, bool *v)
