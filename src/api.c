@@ -11,6 +11,7 @@
 #include "api.h"
 #include "addr.h"
 #include "buf.h"
+#include "debug.h"
 #include "mem.h"
 #include "metrics.h"
 

@@ -679,26 +679,13 @@ static void on_metrics(struct http_exchange *ex, void *arg)
                       "text/plain; version=0.0.4; charset=utf-8");
 }
 
-static void on_debug_mem(struct http_exchange *ex, void *arg)
-{
-    struct sbuf b;
-
-    (void)arg;
-    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
-    http_respond_page(ex, metrics_debug_mem(&b), &b, "application/json");
-}
-
 static void on_debug_conns(struct http_exchange *ex, void *arg)
 {
     struct api_route *r = arg;
     struct moor_server *s = r->about;
     struct push *p = s->ps ? api_pubsub_push(s->ps) : NULL;
-    struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
-    http_respond_page(
-        ex, debug_conns(&b, server_conns(s->srv), p ? push_describe : NULL, p),
-        &b, "application/x-ndjson");
+    debug_conns_page(ex, server_conns(s->srv), p ? push_describe : NULL, p);
 }
 
 static int page(struct moor_server *on, const char *path,
@@ -732,7 +719,7 @@ MOOR_API int moor_server_debug(struct moor_server *on, const char *prefix,
     if (!prefix || prefix[0] != '/' || strlen(prefix) > 200)
         return -EINVAL;
     snprintf(path, sizeof(path), "%s/mem", prefix);
-    rc = page(on, path, about, on_debug_mem);
+    rc = page(on, path, about, debug_mem_page);
     if (rc < 0)
         return rc;
     snprintf(path, sizeof(path), "%s/conns", prefix);

@@ -19,8 +19,6 @@
 
 #define METRICS_MAX_LOOPS 64
 #define METRICS_PAGE_MAX MiB(1)
-/* The cap of a /debug page (/debug/mem, /debug/conns, moor_mem_json()). */
-#define DEBUG_PAGE_MAX MiB(16)
 #define METRICS_MAX_LISTENERS 4
 
 /* What one loop contributes. */

@@ -212,21 +212,8 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
 static void on_debug_conns(struct http_exchange *ex, void *arg)
 {
     struct serve *sv = arg;
-    struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
-    http_respond_page(
-        ex, debug_conns(&b, server_conns(sv->srv), push_describe, sv->push), &b,
-        "application/x-ndjson");
-}
-
-static void on_debug_mem(struct http_exchange *ex, void *arg)
-{
-    struct sbuf b;
-
-    (void)arg;
-    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
-    http_respond_page(ex, metrics_debug_mem(&b), &b, "application/json");
+    debug_conns_page(ex, server_conns(sv->srv), push_describe, sv->push);
 }
 
 /* Test hook: reports once when the armed allocation failure fired. */
@@ -454,7 +441,7 @@ struct serve *serve_new(const struct moor_config *cfg)
     http_server_route(server_http(sv->srv), "/metrics", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, sv);
     http_server_route(server_http(sv->srv), "/debug/mem", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, sv);
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), debug_mem_page, sv);
     http_server_route(server_http(sv->srv), "/echo", false, HTTP_M(HTTP_GET),
                       on_echo, sv);
     http_server_route(server_http(sv->srv), "/debug/conns", false,
