@@ -11,6 +11,7 @@
 #include "api.h"
 #include "addr.h"
 #include "buf.h"
+#include "debug.h"
 #include "mem.h"
 #include "metrics.h"
 
@@ -72,6 +73,16 @@ void api_options_init(void *o, size_t size, const void *d, size_t d_size)
     memcpy(o, &size, sizeof(size_t));
 }
 
+void *api_calloc_at(enum mem_tag tag, size_t size, struct moor_error *err,
+                    const char *file, int line)
+{
+    void *p = mem_calloc_at(tag, 1, size, file, line);
+
+    if (!p)
+        api_fail(err, -ENOMEM, "out of memory");
+    return p;
+}
+
 int api_options(void *dst, size_t dst_size, const void *src,
                 void (*init)(void *o, size_t size), const char *what,
                 struct moor_error *err)
@@ -129,7 +140,7 @@ MOOR_API long moor_mem_json(char *out, size_t cap)
 
     if (cap && !out)
         return -EINVAL;
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
     if (metrics_debug_mem(&b) < 0) {
         sbuf_fini(&b);
         return -ENOMEM;

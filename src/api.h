@@ -18,6 +18,7 @@
 #include "moor.h"
 #include "listen.h"
 #include "loop.h"
+#include "mem.h"
 #include "push.h"
 #include "server.h"
 #include "tls.h"
@@ -68,6 +69,13 @@ struct moor_server {
 /* Fills err (may be NULL) and returns code. */
 int api_fail(struct moor_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A zeroed object of size bytes under tag (mem_calloc, counted at the
+ * caller's line for --mem-trace), or NULL with err set to -ENOMEM. */
+#define api_calloc(tag, size, err)                                             \
+    api_calloc_at((tag), (size), (err), __FILE__, __LINE__)
+void *api_calloc_at(enum mem_tag tag, size_t size, struct moor_error *err,
+                    const char *file, int line);
 
 /* Copies the caller's options over the library's defaults: *dst is
  * filled by init(dst, dst_size), then the first src->size bytes of src

@@ -52,8 +52,8 @@ static void client_defaults(void *p, size_t size)
 {
     struct moor_client_options d = {
         .size = sizeof(d),
-        .max_message = 16u << 20,
-        .queue_limit = 1u << 20,
+        .max_message = MiB(16),
+        .queue_limit = MiB(1),
         .connect_timeout_ms = 10000,
         .ping_interval_ms = 30000,
         .pong_timeout_ms = 15000,
@@ -82,11 +82,9 @@ moor_client_new(struct moor_loop *l, const struct moor_client_options *o,
     if (api_options(&co, sizeof(co), o, client_defaults, "moor_client_options",
                     err) < 0)
         return NULL;
-    cl = mem_calloc(MEM_CONFIG, 1, sizeof(*cl));
-    if (!cl) {
-        api_fail(err, -ENOMEM, "out of memory");
+    cl = api_calloc(MEM_CONFIG, sizeof(*cl), err);
+    if (!cl)
         return NULL;
-    }
     memset(&lim, 0, sizeof(lim));
     lim.write_timeout_ms = co.write_timeout_ms;
     lim.queue_limit = (uint32_t)MIN(co.queue_limit, (uint64_t)UINT32_MAX);

@@ -19,9 +19,9 @@ static void loop_defaults(void *p, size_t size)
 {
     struct moor_loop_options d = {
         .size = sizeof(d),
-        .read_buffer = 64u << 10,
+        .read_buffer = KiB(64),
         .mem_trim_interval_ms = 1000,
-        .mem_trim_threshold = 2u << 20,
+        .mem_trim_threshold = MiB(2),
     };
 
     api_options_init(p, size, &d, sizeof(d));
@@ -74,12 +74,10 @@ MOOR_API struct moor_loop *moor_loop_new(const struct moor_loop_options *o,
     if (api_options(&lo, sizeof(lo), o, loop_defaults, "moor_loop_options",
                     err) < 0)
         return NULL;
-    ml = mem_calloc(MEM_LOOP, 1, sizeof(*ml));
-    if (!ml) {
-        api_fail(err, -ENOMEM, "out of memory");
+    ml = api_calloc(MEM_LOOP, sizeof(*ml), err);
+    if (!ml)
         return NULL;
-    }
-    ml->loop = loop_new(lo.read_buffer ? lo.read_buffer : 64u << 10);
+    ml->loop = loop_new(lo.read_buffer ? lo.read_buffer : KiB(64));
     if (!ml->loop) {
         api_fail(err, -ENOMEM, "cannot create the event loop");
         mem_free(MEM_LOOP, ml);

@@ -29,7 +29,7 @@ static void pubsub_defaults(void *p, size_t size)
         .size = sizeof(d),
         .max_channels = 100000,
         .max_channels_per_conn = 64,
-        .queue_soft_limit = 256u << 10,
+        .queue_soft_limit = KiB(256),
         .queue_soft_time_ms = 10000,
         .slow_policy = MOOR_SLOW_DISCONNECT,
         .rate = 10000,
@@ -70,11 +70,9 @@ moor_pubsub_new(struct moor_server *s, const struct moor_pubsub_options *o,
                  "MOOR_SLOW_DROP_OLDEST");
         return NULL;
     }
-    ps = mem_calloc(MEM_CONFIG, 1, sizeof(*ps));
-    if (!ps) {
-        api_fail(err, -ENOMEM, "out of memory");
+    ps = api_calloc(MEM_CONFIG, sizeof(*ps), err);
+    if (!ps)
         return NULL;
-    }
     memset(&io, 0, sizeof(io));
     io.pubsub.max_channels = po.max_channels;
     io.pubsub.max_channels_per_conn = po.max_channels_per_conn;

@@ -178,11 +178,9 @@ MOOR_API struct moor_tls *moor_tls_new(const struct moor_tls_options *o,
                  to.min_version);
         return NULL;
     }
-    t = mem_calloc(MEM_CONFIG, 1, sizeof(*t));
-    if (!t) {
-        api_fail(err, -ENOMEM, "out of memory");
+    t = api_calloc(MEM_CONFIG, sizeof(*t), err);
+    if (!t)
         return NULL;
-    }
     t->cert_file = api_strdup(to.cert_file);
     t->key_file = api_strdup(to.key_file);
     t->handshake_timeout_ms = to.handshake_timeout_ms;
@@ -231,11 +229,11 @@ static void server_defaults(void *p, size_t size)
         .max_conns = 10000,
         .accept_rate = 2000,
         .accept_burst = 500,
-        .max_message = 16u << 20,
-        .queue_limit = 1u << 20,
+        .max_message = MiB(16),
+        .queue_limit = MiB(1),
         .max_header_bytes = 8192,
         .max_headers = 100,
-        .max_body = 1u << 20,
+        .max_body = MiB(1),
         .header_timeout_ms = 10000,
         .body_timeout_ms = 30000,
         .idle_timeout_ms = 60000,
@@ -299,11 +297,9 @@ moor_server_new(struct moor_loop *l, const struct moor_server_options *o,
                  HTTP_MAX_HEADERS_CAP);
         return NULL;
     }
-    s = mem_calloc(MEM_CONFIG, 1, sizeof(*s));
-    if (!s) {
-        api_fail(err, -ENOMEM, "out of memory");
+    s = api_calloc(MEM_CONFIG, sizeof(*s), err);
+    if (!s)
         return NULL;
-    }
     s->ml = l;
     atomic_init(&s->stop_asked, false);
     s->max_message = so.max_message;
@@ -664,18 +660,6 @@ MOOR_API int moor_respond(struct moor_request *req, int status,
 
 /* ---- metrics and /debug ------------------------------------------------ */
 
-static void respond_sbuf(struct http_exchange *ex, int rc, struct sbuf *b,
-                         const char *ctype)
-{
-    if (rc < 0)
-        http_respond(ex, 503, "text/plain; charset=utf-8", NULL,
-                     "503 Service Unavailable\n", 24);
-    else
-        http_respond(ex, 200, ctype, "Cache-Control: no-store\r\n", b->data,
-                     b->len);
-    sbuf_fini(b);
-}
-
 static void on_metrics(struct http_exchange *ex, void *arg)
 {
     struct api_route *r = arg;
@@ -691,17 +675,8 @@ static void on_metrics(struct http_exchange *ex, void *arg)
             v.tls = s->extra[i].tls->ctx;
     }
     v.loops[0].pubsub = s->ps ? push_pubsub(api_pubsub_push(s->ps)) : NULL;
-    respond_sbuf(ex, metrics_render(&b, &v), &b,
-                 "text/plain; version=0.0.4; charset=utf-8");
-}
-
-static void on_debug_mem(struct http_exchange *ex, void *arg)
-{
-    struct sbuf b;
-
-    (void)arg;
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(ex, metrics_debug_mem(&b), &b, "application/json");
+    http_respond_page(ex, metrics_render(&b, &v), &b,
+                      "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void on_debug_conns(struct http_exchange *ex, void *arg)
@@ -709,12 +684,8 @@ static void on_debug_conns(struct http_exchange *ex, void *arg)
     struct api_route *r = arg;
     struct moor_server *s = r->about;
     struct push *p = s->ps ? api_pubsub_push(s->ps) : NULL;
-    struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(
-        ex, debug_conns(&b, server_conns(s->srv), p ? push_describe : NULL, p),
-        &b, "application/x-ndjson");
+    debug_conns_page(ex, server_conns(s->srv), p ? push_describe : NULL, p);
 }
 
 static int page(struct moor_server *on, const char *path,
@@ -748,7 +719,7 @@ MOOR_API int moor_server_debug(struct moor_server *on, const char *prefix,
     if (!prefix || prefix[0] != '/' || strlen(prefix) > 200)
         return -EINVAL;
     snprintf(path, sizeof(path), "%s/mem", prefix);
-    rc = page(on, path, about, on_debug_mem);
+    rc = page(on, path, about, debug_mem_page);
     if (rc < 0)
         return rc;
     snprintf(path, sizeof(path), "%s/conns", prefix);

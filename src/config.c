@@ -25,20 +25,16 @@
  */
 #include "config.h"
 
-#include <stdarg.h>
 #include <string.h>
 
 #include "flags.h"
 #include "http1.h"
 #include "tls.h"
+#include "util.h"
 
 /* The read buffer holds a carried partial header block (up to
  * max-header-bytes) and still needs room to read the rest of it. */
 #define READ_BUFFER_HEADROOM 4096u
-
-#define KiB(n) ((uint64_t)(n) << 10)
-#define MiB(n) ((uint64_t)(n) << 20)
-#define GiB(n) ((uint64_t)(n) << 30)
 
 #define CFG(f) FLAG_FIELD(struct moor_config, f)
 
@@ -469,20 +465,6 @@ static const struct flag_table table = {
     .env_prefix = "MOOR_",
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || !errlen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 void config_defaults(struct moor_config *c)
 {
     memset(c, 0, sizeof(*c));
@@ -496,28 +478,29 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
     uint64_t min_rb = c->max_header_bytes + READ_BUFFER_HEADROOM;
 
     if (c->tls_listen[0] && (!c->tls_cert[0] || !c->tls_key[0])) {
-        set_err(err, errlen,
-                "--tls-listen %s needs a certificate and its key: add "
-                "--tls-cert FILE and --tls-key FILE (PEM)",
-                c->tls_listen);
+        flags_set_err(err, errlen,
+                      "--tls-listen %s needs a certificate and its key: add "
+                      "--tls-cert FILE and --tls-key FILE (PEM)",
+                      c->tls_listen);
         return -1;
     }
     if (c->tcp_tls && !c->tcp_listen[0]) {
-        set_err(err, errlen,
-                "--tcp-tls needs --tcp-listen ADDR: add it, or drop "
-                "--tcp-tls");
+        flags_set_err(err, errlen,
+                      "--tcp-tls needs --tcp-listen ADDR: add it, or drop "
+                      "--tcp-tls");
         return -1;
     }
     if (c->tcp_tls && (!c->tls_cert[0] || !c->tls_key[0])) {
-        set_err(err, errlen,
-                "--tcp-tls needs a certificate and its key: add "
-                "--tls-cert FILE and --tls-key FILE (PEM)");
+        flags_set_err(err, errlen,
+                      "--tcp-tls needs a certificate and its key: add "
+                      "--tls-cert FILE and --tls-key FILE (PEM)");
         return -1;
     }
     if (!c->tls_listen[0] && !c->tcp_tls && (c->tls_cert[0] || c->tls_key[0])) {
-        set_err(err, errlen,
-                "--tls-cert and --tls-key are used only with --tls-listen "
-                "ADDR or --tcp-tls: add one, or drop them");
+        flags_set_err(
+            err, errlen,
+            "--tls-cert and --tls-key are used only with --tls-listen "
+            "ADDR or --tcp-tls: add one, or drop them");
         return -1;
     }
 
@@ -526,11 +509,11 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
     flags_fmt_size(c->read_buffer, rb, sizeof(rb));
     flags_fmt_size(c->max_header_bytes, mh, sizeof(mh));
     flags_fmt_size(min_rb, need, sizeof(need));
-    set_err(err, errlen,
-            "--read-buffer %s is too small for --max-header-bytes %s: it "
-            "must be at least %s (max-header-bytes + 4KiB); raise "
-            "--read-buffer or lower --max-header-bytes",
-            rb, mh, need);
+    flags_set_err(err, errlen,
+                  "--read-buffer %s is too small for --max-header-bytes %s: it "
+                  "must be at least %s (max-header-bytes + 4KiB); raise "
+                  "--read-buffer or lower --max-header-bytes",
+                  rb, mh, need);
     return -1;
 }
 
@@ -541,7 +524,7 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
     const char *ask;
 
     config_defaults(c);
-    set_err(err, errlen, "%s", "");
+    flags_set_err(err, errlen, "%s", "");
     ask = flags_find_word(&table, argc, argv, asks);
     if (ask && !strcmp(ask, "--limits-md")) {
         config_print_limits_md(out ? out : stdout);

@@ -82,6 +82,18 @@ const char *conn_state_name(enum conn_state s)
     return (unsigned)s < CSTATE_COUNT ? state_names[s] : "unknown";
 }
 
+/* By bit index of enum pause_cause. */
+static const char *const pause_names[PAUSE_CAUSE_COUNT] = {
+    "backpressure",
+    "rate",
+    "memory",
+};
+
+const char *pause_cause_name(unsigned bit)
+{
+    return bit < PAUSE_CAUSE_COUNT ? pause_names[bit] : "unknown";
+}
+
 static void conn_on_fd(void *arg, int fd, uint32_t events);
 static void conn_on_timer(struct tnode *t);
 static void set_on_hook(struct loop_hook *h);
@@ -712,7 +724,7 @@ const char *conn_peer_str(const struct conn *c, char *out, size_t len)
 /* Clears every pause cause of c, keeping the per-cause gauges right. */
 static void unpause_all(struct conn_set *s, struct conn *c)
 {
-    for (unsigned b = 0; b < 4; b++)
+    for (unsigned b = 0; b < PAUSE_CAUSE_COUNT; b++)
         if (c->cn_pause & (1u << b))
             s->stats.paused_by[b]--;
     c->cn_pause = 0;

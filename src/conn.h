@@ -82,6 +82,11 @@ enum pause_cause {
     PAUSE_RATE = 1u << 1,         /* inbound token bucket empty */
     PAUSE_MEMORY = 1u << 2,       /* process over its memory budget */
 };
+/* The causes are the bits 0 .. PAUSE_CAUSE_COUNT - 1. */
+#define PAUSE_CAUSE_COUNT 3
+/* The name of the cause at bit index bit: "backpressure", "rate",
+ * "memory" (metrics labels, /debug/conns). */
+const char *pause_cause_name(unsigned bit);
 
 /* Connection states as shown in metrics and /debug/conns. The protocol
  * sets them; conn only counts them. */
@@ -180,12 +185,14 @@ struct conn_stats {
     uint64_t bytes_out;
     uint64_t carry_saves;           /* partial tails carried */
     uint64_t queue_overflows;       /* conn_send refused at the cap */
-    uint64_t paused_total[4];       /* pause events by cause bit index */
     int64_t by_state[CSTATE_COUNT]; /* gauge */
     int64_t open;                   /* gauge */
     int64_t paused;                 /* gauge: conns with reading paused */
-    int64_t paused_by[4];           /* gauge: by cause bit index */
     int64_t queued_bytes;           /* gauge: sum of outbound queues */
+    /* By bit index of enum pause_cause: pause events, and the gauge of
+     * connections paused for it. */
+    uint64_t paused_total[PAUSE_CAUSE_COUNT];
+    int64_t paused_by[PAUSE_CAUSE_COUNT];
     /* Publish-to-write latency of messages with born_ns, a Prometheus
      * histogram: counts per bucket (upper bounds CONN_LAT_BOUNDS_US, the
      * last is +Inf), their total and sum. */

@@ -9,6 +9,8 @@
 
 #include "debug.h"
 #include "loop.h"
+#include "mem.h"
+#include "metrics.h"
 
 struct walk {
     struct sbuf *out;
@@ -39,12 +41,12 @@ static void row(struct conn *c, void *arg)
     conn_peer_str(c, peer, sizeof(peer));
     if (w->fn)
         role = w->fn(w->arg, c, channels, sizeof(channels));
-    if (conn_paused(c) & PAUSE_BACKPRESSURE)
-        strcat(paused, "backpressure,");
-    if (conn_paused(c) & PAUSE_RATE)
-        strcat(paused, "rate,");
-    if (conn_paused(c) & PAUSE_MEMORY)
-        strcat(paused, "memory,");
+    for (unsigned b = 0; b < PAUSE_CAUSE_COUNT; b++) {
+        if (conn_paused(c) & (1u << b)) {
+            strcat(paused, pause_cause_name(b));
+            strcat(paused, ",");
+        }
+    }
     if (paused[0])
         paused[strlen(paused) - 1] = '\0';
     w->rc = sbuf_printf(w->out, "{\"id\":%llu,\"protocol\":", conn_id(c));
@@ -78,4 +80,23 @@ int debug_conns(struct sbuf *out, struct conn_set *set, debug_describe_fn *fn,
 
     conn_set_each(set, row, &w);
     return w.rc;
+}
+
+void debug_conns_page(struct http_exchange *ex, struct conn_set *set,
+                      debug_describe_fn *fn, void *arg)
+{
+    struct sbuf b;
+
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
+    http_respond_page(ex, debug_conns(&b, set, fn, arg), &b,
+                      "application/x-ndjson");
+}
+
+void debug_mem_page(struct http_exchange *ex, void *arg)
+{
+    struct sbuf b;
+
+    (void)arg;
+    sbuf_init(&b, MEM_METRICS, DEBUG_PAGE_MAX);
+    http_respond_page(ex, metrics_debug_mem(&b), &b, "application/json");
 }

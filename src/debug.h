@@ -13,6 +13,12 @@
 #include <stddef.h>
 #include "buf.h"
 #include "conn.h"
+#include "http_server.h"
+#include "util.h"
+
+/* The cap of a /debug page (/debug/conns, /debug/mem, and the document
+ * moor_mem_json() copies out). */
+#define DEBUG_PAGE_MAX MiB(16)
 
 /* Tells what the application knows of c: writes its channels
  * ("a,b", or "") to channels and returns its role ("subscriber",
@@ -24,5 +30,13 @@ typedef const char *debug_describe_fn(void *arg, struct conn *c, char *channels,
  * -ENOMEM (the builder's cap). */
 int debug_conns(struct sbuf *out, struct conn_set *set, debug_describe_fn *fn,
                 void *arg);
+
+/* Answers ex with set's rows (503 if they outgrow DEBUG_PAGE_MAX). */
+void debug_conns_page(struct http_exchange *ex, struct conn_set *set,
+                      debug_describe_fn *fn, void *arg);
+
+/* A route handler for GET /debug/mem: metrics_debug_mem()'s JSON (arg is
+ * not used). */
+void debug_mem_page(struct http_exchange *ex, void *arg);
 
 #endif

@@ -27,10 +27,7 @@
 #include <strings.h>
 
 #include "addr.h"
-
-#define KiB(n) ((uint64_t)(n) << 10)
-#define MiB(n) ((uint64_t)(n) << 20)
-#define GiB(n) ((uint64_t)(n) << 30)
+#include "util.h"
 
 #define HELP_WIDTH 80
 /* A bad value longer than this is quoted by its first QUOTE_CUT bytes. */
@@ -41,10 +38,7 @@
 /* Small helpers.                                                     */
 /* ------------------------------------------------------------------ */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
+void flags_set_err(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
 
@@ -55,11 +49,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-static bool is_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
 /* Reads the leading digits of s into *v. Returns the number of digits
  * (0 if none) or -ERANGE if the number does not fit in 64 bits. */
 static int parse_digits(const char *s, uint64_t *v)
@@ -67,7 +56,7 @@ static int parse_digits(const char *s, uint64_t *v)
     uint64_t n = 0;
     int i = 0;
 
-    while (is_digit(s[i])) {
+    while (ascii_is_digit((unsigned char)s[i])) {
         unsigned d = (unsigned)(s[i] - '0');
 
         if (n > (UINT64_MAX - d) / 10)
@@ -108,14 +97,18 @@ const struct flag *flags_find(const struct flag_table *t, const char *name,
     return NULL;
 }
 
+/* A unit of a duration or a size and what one of it is (ms, bytes). */
+struct unit {
+    const char *unit;
+    uint64_t mult;
+};
+
 /* Duration units, largest first (flags_fmt_duration() relies on the
  * order). */
-static const struct {
-    const char *unit;
-    uint64_t ms;
-} duration_units[] = {{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
+static const struct unit duration_units[] = {
+    {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}};
 
-#define N_DURATION_UNITS (sizeof(duration_units) / sizeof(duration_units[0]))
+#define N_DURATION_UNITS ARRAY_SIZE(duration_units)
 
 void flags_fmt_duration(uint64_t ms, char *buf, size_t len)
 {
@@ -124,9 +117,9 @@ void flags_fmt_duration(uint64_t ms, char *buf, size_t len)
         return;
     }
     for (size_t i = 0; i < N_DURATION_UNITS; i++) {
-        if (ms % duration_units[i].ms == 0) {
+        if (ms % duration_units[i].mult == 0) {
             snprintf(buf, len, "%llu%s",
-                     (unsigned long long)(ms / duration_units[i].ms),
+                     (unsigned long long)(ms / duration_units[i].mult),
                      duration_units[i].unit);
             return;
         }
@@ -149,43 +142,56 @@ void flags_fmt_size(uint64_t n, char *buf, size_t len)
 /* Unit parsers.                                                      */
 /* ------------------------------------------------------------------ */
 
-int flags_parse_duration_ms(const char *s, uint32_t *ms)
+/* A number followed by one of units[0..n): *out = the number times the
+ * unit's mult. Returns 0, -EINVAL (no digit first, or not one of the
+ * units) or -ERANGE (over max, or over 64 bits: a well-formed value that
+ * is too big is out of range, not malformed). */
+static int parse_with_unit(const char *s, const struct unit *units, size_t n,
+                           uint64_t max, uint64_t *out)
 {
-    uint64_t n;
-    int d = parse_digits(s, &n);
+    uint64_t v;
+    int d = parse_digits(s, &v);
     bool overflow = d < 0;
 
     if (d == 0)
         return -EINVAL;
     if (overflow) {
-        while (is_digit(*s))
+        while (ascii_is_digit((unsigned char)*s))
             s++;
         d = 0;
     }
-    /* A bare number is ambiguous (seconds? milliseconds?) unless it is 0. */
-    if (s[d] == '\0') {
-        if (overflow || n != 0)
-            return -EINVAL;
-        *ms = 0;
-        return 0;
-    }
-    for (size_t i = 0; i < N_DURATION_UNITS; i++) {
-        if (strcmp(s + d, duration_units[i].unit))
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(s + d, units[i].unit))
             continue;
-        if (overflow || n > FLAGS_DURATION_MAX_MS / duration_units[i].ms)
+        if (overflow || v > max / units[i].mult)
             return -ERANGE;
-        *ms = (uint32_t)(n * duration_units[i].ms);
+        *out = v * units[i].mult;
         return 0;
     }
     return -EINVAL;
 }
 
+int flags_parse_duration_ms(const char *s, uint32_t *ms)
+{
+    uint64_t v;
+    int rc;
+
+    /* A bare number is ambiguous (seconds? milliseconds?) unless it is 0
+     * ("0", "00", ...); any other one has no unit, so it is refused. */
+    if (*s && s[strspn(s, "0")] == '\0') {
+        *ms = 0;
+        return 0;
+    }
+    rc = parse_with_unit(s, duration_units, N_DURATION_UNITS,
+                         FLAGS_DURATION_MAX_MS, &v);
+    if (rc == 0)
+        *ms = (uint32_t)v;
+    return rc;
+}
+
 int flags_parse_size(const char *s, uint64_t *bytes)
 {
-    static const struct {
-        const char *unit;
-        uint64_t mult;
-    } units[] = {
+    static const struct unit units[] = {
         {"", 1},
         {"B", 1},
         {"KiB", KiB(1)},
@@ -196,26 +202,8 @@ int flags_parse_size(const char *s, uint64_t *bytes)
         {"MB", 1000 * 1000},
         {"GB", 1000 * 1000 * 1000},
     };
-    uint64_t n;
-    int d = parse_digits(s, &n);
-    bool overflow = d < 0;
 
-    if (d == 0)
-        return -EINVAL;
-    if (overflow) {
-        while (is_digit(*s))
-            s++;
-        d = 0;
-    }
-    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-        if (strcmp(s + d, units[i].unit))
-            continue;
-        if (overflow || n > UINT64_MAX / units[i].mult)
-            return -ERANGE;
-        *bytes = n * units[i].mult;
-        return 0;
-    }
-    return -EINVAL;
+    return parse_with_unit(s, units, ARRAY_SIZE(units), UINT64_MAX, bytes);
 }
 
 static int parse_bool(const char *s, bool *v)
@@ -454,9 +442,9 @@ static int set_flag(void *dst, const struct flag *f, const char *text,
     expected(f, text, rc, want, sizeof(want));
     if (src)
         snprintf(from, sizeof(from), " (from %s)", src);
-    set_err(err, errlen, "invalid value \"%.*s%s\" for --%s%s: %s",
-            n > QUOTE_MAX ? QUOTE_CUT : (int)n, text,
-            n > QUOTE_MAX ? "..." : "", f->name, from, want);
+    flags_set_err(err, errlen, "invalid value \"%.*s%s\" for --%s%s: %s",
+                  n > QUOTE_MAX ? QUOTE_CUT : (int)n, text,
+                  n > QUOTE_MAX ? "..." : "", f->name, from, want);
     return -1;
 }
 
@@ -577,18 +565,20 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
         const struct flag *f = split_flag(t, argv[i], &value);
 
         if (!f && argv[i][0] != '-') {
-            set_err(err, errlen, "unexpected argument \"%s\" (see %s --help)",
-                    argv[i], t->cmd);
+            flags_set_err(err, errlen,
+                          "unexpected argument \"%s\" (see %s --help)", argv[i],
+                          t->cmd);
             return -1;
         }
         if (!f) {
-            set_err(err, errlen, "unknown flag \"%.*s\" (see %s --help)",
-                    (int)strcspn(argv[i], "="), argv[i], t->cmd);
+            flags_set_err(err, errlen, "unknown flag \"%.*s\" (see %s --help)",
+                          (int)strcspn(argv[i], "="), argv[i], t->cmd);
             return -1;
         }
         if (mode_bit && !(f->modes & mode_bit)) {
-            set_err(err, errlen, "--%s does not apply to %s %s (see %s --help)",
-                    f->name, t->cmd, mode_name, t->cmd);
+            flags_set_err(err, errlen,
+                          "--%s does not apply to %s %s (see %s --help)",
+                          f->name, t->cmd, mode_name, t->cmd);
             return -1;
         }
         if (f->kind == FLAG_BOOL && !value)
@@ -596,7 +586,7 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
         if (takes_next(f, value, next))
             value = argv[++i];
         if (!value) {
-            set_err(err, errlen, "flag --%s needs a value", f->name);
+            flags_set_err(err, errlen, "flag --%s needs a value", f->name);
             return -1;
         }
         if (set_flag(dst, f, value, NULL, err, errlen) < 0)
@@ -609,7 +599,7 @@ int flags_parse(const struct flag_table *t, void *dst, int argc, char **argv,
                 char **envp, unsigned mode_bit, const char *mode_name,
                 char *err, size_t errlen)
 {
-    set_err(err, errlen, "%s", "");
+    flags_set_err(err, errlen, "%s", "");
     if (apply_env(t, dst, envp, err, errlen) < 0)
         return -1;
     return apply_args(t, dst, argc, argv, mode_bit, mode_name, err, errlen);

@@ -116,6 +116,11 @@ void flags_print_flag(FILE *out, int col, const struct flag *f,
  * `indent`. A word longer than a line breaks after its ':' and ','. */
 void flags_wrap(FILE *out, const char *text, int used, int indent);
 
+/* snprintf() into err[0..errlen) (nothing when err is NULL or errlen 0):
+ * the one-line errors of flags_parse() and of a table's own checks. */
+void flags_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* prefix + the flag's name upper-cased with '-' turned into '_'. */
 void flags_env_name(const char *prefix, const struct flag *f, char *buf,
                     size_t len);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "http_server.h"
 #include "log.h"
 #include "mem.h"
@@ -317,6 +318,18 @@ int http_respond(struct http_exchange *ex, int status, const char *ctype,
     return send_response(ex->srv, ex->c, status, ex->keep_alive,
                          ex->req && ex->req->version_minor == 0, head, ctype,
                          extra, body, len, ex->hold ? &ex->held : NULL);
+}
+
+void http_respond_page(struct http_exchange *ex, int rc, struct sbuf *b,
+                       const char *ctype)
+{
+    if (rc < 0)
+        http_respond(ex, 503, "text/plain; charset=utf-8", NULL,
+                     "503 Service Unavailable\n", 24);
+    else
+        http_respond(ex, 200, ctype, "Cache-Control: no-store\r\n", b->data,
+                     b->len);
+    sbuf_fini(b);
 }
 
 /* Answers status and closes after a linger (bad input: the stream can no

@@ -34,6 +34,7 @@
 #define HTTP_MAX_ROUTES 32
 
 struct http_server;
+struct sbuf;
 
 /* What a handler sees and answers through. */
 struct http_exchange {
@@ -125,6 +126,11 @@ void http_server_drain(struct http_server *srv);
  * HEAD). Copies body. Returns 0 or -errno (the conn is then closed). */
 int http_respond(struct http_exchange *ex, int status, const char *ctype,
                  const char *extra, const void *body, size_t len);
+/* Answers a page that a renderer built in b and returned rc for: 200 with
+ * ctype and "Cache-Control: no-store", or 503 when rc < 0 (the page
+ * outgrew b's cap, or memory ran out). Frees b's bytes either way. */
+void http_respond_page(struct http_exchange *ex, int rc, struct sbuf *b,
+                       const char *ctype);
 
 const struct http_stats *http_server_stats(const struct http_server *srv);
 int http_reject_code(unsigned idx);

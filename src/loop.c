@@ -45,7 +45,6 @@ struct loop {
 
     struct loop_hook *hooks;
     struct loop_hook **hooks_tail;
-    void *data;
 
     struct epoll_event *events; /* LOOP_MAX_EVENTS entries, MEM_LOOP */
     struct readbuf rb;
@@ -310,16 +309,6 @@ void loop_remove_hook(struct loop *l, struct loop_hook *h)
             return;
         }
     }
-}
-
-void loop_set_data(struct loop *l, void *data)
-{
-    l->data = data;
-}
-
-void *loop_data(const struct loop *l)
-{
-    return l->data;
 }
 
 void loop_on_wake(struct loop *l, loop_wake_fn *fn, void *arg)

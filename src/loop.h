@@ -110,10 +110,6 @@ uint64_t loop_iteration(const struct loop *l);
  * has already run in this iteration (a later hook's sends). */
 void loop_poke(struct loop *l);
 
-/* Per-loop user slot (the server keeps its per-loop state here). */
-void loop_set_data(struct loop *l, void *data);
-void *loop_data(const struct loop *l);
-
 /* Sets the callback run on this loop after loop_wake(). */
 void loop_on_wake(struct loop *l, loop_wake_fn *fn, void *arg);
 /* Thread-safe: wakes the loop (eventfd); coalesces. */

@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "util.h"
+
 /* Keep mem_tag_name() in mem.c in step with this list. */
 enum mem_tag {
     MEM_MISC = 0,
@@ -75,7 +77,7 @@ void mem_free(enum mem_tag tag, void *p);
 /* Slabs for fixed-size object pools (pool.c): MEM_SLAB_SIZE bytes,
  * aligned to MEM_SLAB_SIZE, page-backed (mmap), zero-filled. Counted as
  * MEM_SLAB_SIZE live bytes under tag. NULL on failure. */
-#define MEM_SLAB_SIZE ((size_t)64 << 10)
+#define MEM_SLAB_SIZE ((size_t)KiB(64))
 #define mem_slab_alloc(tag) mem_slab_alloc_at((tag), __FILE__, __LINE__)
 void *mem_slab_alloc_at(enum mem_tag tag, const char *file, int line);
 void mem_slab_free(enum mem_tag tag, void *slab);

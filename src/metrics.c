@@ -60,15 +60,34 @@ static void value(struct page *p, const char *name, const char *lname,
         put(p, "%s %.17g\n", name, v);
 }
 
-/* Sums one uint64 field over every loop's conn set. */
-#define SUM_CONN(v, field)                                                     \
+/* A family with a single, unlabelled value. */
+static void scalar(struct page *p, const char *name, const char *type,
+                   const char *help, double v)
+{
+    family(p, name, type, help);
+    value(p, name, NULL, NULL, v);
+}
+
+/* Sums field of stats_of(loop.member) over every loop that has the
+ * member (a conn set, an HTTP server, pub/sub). */
+#define SUM_LOOPS(v, member, stats_of, field)                                  \
     ({                                                                         \
         double s_ = 0;                                                         \
         for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
-            if ((v)->loops[i_].conns)                                          \
-                s_ += (double)(v)->loops[i_].conns->stats.field;               \
+            if ((v)->loops[i_].member)                                         \
+                s_ += (double)stats_of((v)->loops[i_].member)->field;          \
         s_;                                                                    \
     })
+
+static const struct conn_stats *set_stats(const struct conn_set *s)
+{
+    return &s->stats;
+}
+
+#define SUM_CONN(v, field) SUM_LOOPS(v, conns, set_stats, field)
+#define SUM_HTTP(v, field) SUM_LOOPS(v, http, http_server_stats, field)
+#define SUM_PS(v, field) SUM_LOOPS(v, pubsub, pubsub_stats, field)
+/* The same over every listener of every loop. */
 #define SUM_LISTEN(v, field)                                                   \
     ({                                                                         \
         double s_ = 0;                                                         \
@@ -77,14 +96,6 @@ static void value(struct page *p, const char *name, const char *lname,
                 if ((v)->loops[i_].listeners[j_])                              \
                     s_ += (double)listener_stats((v)->loops[i_].listeners[j_]) \
                               ->field;                                         \
-        s_;                                                                    \
-    })
-#define SUM_HTTP(v, field)                                                     \
-    ({                                                                         \
-        double s_ = 0;                                                         \
-        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
-            if ((v)->loops[i_].http)                                           \
-                s_ += (double)http_server_stats((v)->loops[i_].http)->field;   \
         s_;                                                                    \
     })
 
@@ -105,9 +116,9 @@ static void render_tls(struct page *p, const struct metrics_view *v)
     for (int r = 0; r < TLS_HS_COUNT; r++)
         value(p, "moor_tls_handshakes_total", "result", result[r],
               SUM_CONN(v, tls_handshakes[r]));
-    family(p, "moor_tls_connections", "gauge",
-           "Open connections with TLS (in handshake or established).");
-    value(p, "moor_tls_connections", NULL, NULL, SUM_CONN(v, tls_open));
+    scalar(p, "moor_tls_connections", "gauge",
+           "Open connections with TLS (in handshake or established).",
+           SUM_CONN(v, tls_open));
     if (v->tls)
         tls_reload_counts(v->tls, &ok, &failed);
     family(p, "moor_tls_reloads_total", "counter",
@@ -119,12 +130,9 @@ static void render_tls(struct page *p, const struct metrics_view *v)
 
 static void render_conns(struct page *p, const struct metrics_view *v)
 {
-    /* By bit index of the PAUSE_* causes (conn.h). */
-    static const char *const cause[] = {"backpressure", "rate", "memory"};
-
-    family(p, "moor_accepted_total", "counter",
-           "Connections accepted and handed to a protocol.");
-    value(p, "moor_accepted_total", NULL, NULL, SUM_CONN(v, accepted));
+    scalar(p, "moor_accepted_total", "counter",
+           "Connections accepted and handed to a protocol.",
+           SUM_CONN(v, accepted));
     family(p, "moor_closed_total", "counter",
            "Connections closed, by the reason that closed them.");
     for (int r = 1; r < CLOSE_REASON_COUNT; r++)
@@ -144,38 +152,34 @@ static void render_conns(struct page *p, const struct metrics_view *v)
     for (int s = 0; s < CSTATE_COUNT; s++)
         value(p, "moor_connections", "state", conn_state_name(s),
               SUM_CONN(v, by_state[s]));
-    family(p, "moor_connections_paused", "gauge",
-           "Open connections whose reading is paused.");
-    value(p, "moor_connections_paused", NULL, NULL, SUM_CONN(v, paused));
+    scalar(p, "moor_connections_paused", "gauge",
+           "Open connections whose reading is paused.", SUM_CONN(v, paused));
     family(p, "moor_connections_paused_by_cause", "gauge",
            "Open connections whose reading is paused, by cause (one "
            "connection may have several).");
-    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
-        value(p, "moor_connections_paused_by_cause", "cause", cause[c],
-              SUM_CONN(v, paused_by[c]));
+    for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
+        value(p, "moor_connections_paused_by_cause", "cause",
+              pause_cause_name(c), SUM_CONN(v, paused_by[c]));
     family(p, "moor_read_pauses_total", "counter",
            "Times a connection's reading was paused, by cause.");
-    for (unsigned c = 0; c < ARRAY_SIZE(cause); c++)
-        value(p, "moor_read_pauses_total", "cause", cause[c],
+    for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
+        value(p, "moor_read_pauses_total", "cause", pause_cause_name(c),
               SUM_CONN(v, paused_total[c]));
-    family(p, "moor_queued_bytes", "gauge",
-           "Bytes queued for sending, all connections.");
-    value(p, "moor_queued_bytes", NULL, NULL, SUM_CONN(v, queued_bytes));
-    family(p, "moor_queue_overflows_total", "counter",
+    scalar(p, "moor_queued_bytes", "gauge",
+           "Bytes queued for sending, all connections.",
+           SUM_CONN(v, queued_bytes));
+    scalar(p, "moor_queue_overflows_total", "counter",
            "Sends refused because a connection's queue was at "
-           "--queue-limit.");
-    value(p, "moor_queue_overflows_total", NULL, NULL,
-          SUM_CONN(v, queue_overflows));
-    family(p, "moor_carry_saves_total", "counter",
+           "--queue-limit.",
+           SUM_CONN(v, queue_overflows));
+    scalar(p, "moor_carry_saves_total", "counter",
            "Reads that ended in an incomplete tail copied to a carry "
-           "buffer.");
-    value(p, "moor_carry_saves_total", NULL, NULL, SUM_CONN(v, carry_saves));
-    family(p, "moor_bytes_received_total", "counter",
-           "Bytes read from connections.");
-    value(p, "moor_bytes_received_total", NULL, NULL, SUM_CONN(v, bytes_in));
-    family(p, "moor_bytes_sent_total", "counter",
-           "Bytes written to connections.");
-    value(p, "moor_bytes_sent_total", NULL, NULL, SUM_CONN(v, bytes_out));
+           "buffer.",
+           SUM_CONN(v, carry_saves));
+    scalar(p, "moor_bytes_received_total", "counter",
+           "Bytes read from connections.", SUM_CONN(v, bytes_in));
+    scalar(p, "moor_bytes_sent_total", "counter",
+           "Bytes written to connections.", SUM_CONN(v, bytes_out));
 }
 
 static void render_http(struct page *p, const struct metrics_view *v)
@@ -183,9 +187,9 @@ static void render_http(struct page *p, const struct metrics_view *v)
     static const char *const cls[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
     char code[8];
 
-    family(p, "moor_http_requests_total", "counter",
-           "HTTP requests whose header block was parsed.");
-    value(p, "moor_http_requests_total", NULL, NULL, SUM_HTTP(v, requests));
+    scalar(p, "moor_http_requests_total", "counter",
+           "HTTP requests whose header block was parsed.",
+           SUM_HTTP(v, requests));
     family(p, "moor_http_responses_total", "counter",
            "HTTP responses sent, by status class.");
     for (int c = 1; c <= 5; c++)
@@ -207,23 +211,29 @@ static void render_trim(struct page *p)
     struct mem_trim_stats ts;
 
     mem_trim_stats(&ts);
-    family(p, "moor_process_resident_memory_bytes", "gauge",
+    scalar(p, "moor_process_resident_memory_bytes", "gauge",
            "Resident set size of the process (VmRSS); compare with the "
-           "sum of moor_mem_live_bytes.");
-    value(p, "moor_process_resident_memory_bytes", NULL, NULL,
-          (double)mem_process_rss());
-    family(p, "moor_mem_trims_total", "counter",
+           "sum of moor_mem_live_bytes.",
+           (double)mem_process_rss());
+    scalar(p, "moor_mem_trims_total", "counter",
            "Times freed heap was handed back to the system (malloc_trim) "
-           "by the --mem-trim-interval check.");
-    value(p, "moor_mem_trims_total", NULL, NULL, (double)ts.trims);
-    family(p, "moor_mem_trimmed_bytes_total", "counter",
+           "by the --mem-trim-interval check.",
+           (double)ts.trims);
+    scalar(p, "moor_mem_trimmed_bytes_total", "counter",
            "Bytes of resident memory given back by those trims (RssAnon "
-           "before minus after each).");
-    value(p, "moor_mem_trimmed_bytes_total", NULL, NULL, (double)ts.given_back);
-    family(p, "moor_mem_trim_seconds_total", "counter",
-           "Time the event loops spent trimming.");
-    value(p, "moor_mem_trim_seconds_total", NULL, NULL, (double)ts.ns / 1e9);
+           "before minus after each).",
+           (double)ts.given_back);
+    scalar(p, "moor_mem_trim_seconds_total", "counter",
+           "Time the event loops spent trimming.", (double)ts.ns / 1e9);
 }
+
+/* A family with one value per memory tag: field f of each tag's stats. */
+#define BY_TAG(p, st, name, type, help, f)                                     \
+    do {                                                                       \
+        family(p, name, type, help);                                           \
+        for (int t_ = 0; t_ < MEM_TAG_COUNT; t_++)                             \
+            value(p, name, "tag", mem_tag_name(t_), (double)(st)[t_].f);       \
+    } while (0)
 
 static void render_mem(struct page *p)
 {
@@ -231,59 +241,33 @@ static void render_mem(struct page *p)
 
     for (int t = 0; t < MEM_TAG_COUNT; t++)
         mem_stats((enum mem_tag)t, &st[t]);
-    family(p, "moor_mem_live_bytes", "gauge",
-           "Bytes allocated and not yet freed, by tag.");
-    for (int t = 0; t < MEM_TAG_COUNT; t++)
-        value(p, "moor_mem_live_bytes", "tag", mem_tag_name(t),
-              (double)st[t].live_bytes);
-    family(p, "moor_mem_live_allocations", "gauge",
-           "Allocations not yet freed, by tag.");
-    for (int t = 0; t < MEM_TAG_COUNT; t++)
-        value(p, "moor_mem_live_allocations", "tag", mem_tag_name(t),
-              (double)st[t].live_count);
-    family(p, "moor_mem_allocations_total", "counter",
-           "Allocations made, by tag.");
-    for (int t = 0; t < MEM_TAG_COUNT; t++)
-        value(p, "moor_mem_allocations_total", "tag", mem_tag_name(t),
-              (double)st[t].total_allocs);
-    family(p, "moor_mem_allocated_bytes_total", "counter",
-           "Bytes allocated, by tag.");
-    for (int t = 0; t < MEM_TAG_COUNT; t++)
-        value(p, "moor_mem_allocated_bytes_total", "tag", mem_tag_name(t),
-              (double)st[t].total_bytes);
-    family(p, "moor_mem_failed_allocations_total", "counter",
-           "Allocations that failed, by tag.");
-    for (int t = 0; t < MEM_TAG_COUNT; t++)
-        value(p, "moor_mem_failed_allocations_total", "tag", mem_tag_name(t),
-              (double)st[t].failed);
-    family(p, "moor_mem_budget_bytes", "gauge",
-           "The --memory-limit budget in bytes (0 = none).");
-    value(p, "moor_mem_budget_bytes", NULL, NULL, (double)mem_budget());
-    family(p, "moor_mem_over_budget", "gauge",
-           "1 while live bytes are over --memory-limit.");
-    value(p, "moor_mem_over_budget", NULL, NULL, mem_over_budget());
+    BY_TAG(p, st, "moor_mem_live_bytes", "gauge",
+           "Bytes allocated and not yet freed, by tag.", live_bytes);
+    BY_TAG(p, st, "moor_mem_live_allocations", "gauge",
+           "Allocations not yet freed, by tag.", live_count);
+    BY_TAG(p, st, "moor_mem_allocations_total", "counter",
+           "Allocations made, by tag.", total_allocs);
+    BY_TAG(p, st, "moor_mem_allocated_bytes_total", "counter",
+           "Bytes allocated, by tag.", total_bytes);
+    BY_TAG(p, st, "moor_mem_failed_allocations_total", "counter",
+           "Allocations that failed, by tag.", failed);
+    scalar(p, "moor_mem_budget_bytes", "gauge",
+           "The --memory-limit budget in bytes (0 = none).",
+           (double)mem_budget());
+    scalar(p, "moor_mem_over_budget", "gauge",
+           "1 while live bytes are over --memory-limit.", mem_over_budget());
     render_trim(p);
 }
-
-#define SUM_PS(v, field)                                                       \
-    ({                                                                         \
-        double s_ = 0;                                                         \
-        for (unsigned i_ = 0; i_ < (v)->n_loops; i_++)                         \
-            if ((v)->loops[i_].pubsub)                                         \
-                s_ += (double)pubsub_stats((v)->loops[i_].pubsub)->field;      \
-        s_;                                                                    \
-    })
 
 static void render_pubsub(struct page *p, const struct metrics_view *v)
 {
     double maxq = 0;
 
-    family(p, "moor_pubsub_published_total", "counter",
-           "Messages published (whether or not anyone listened).");
-    value(p, "moor_pubsub_published_total", NULL, NULL, SUM_PS(v, published));
-    family(p, "moor_pubsub_delivered_total", "counter",
-           "Messages queued to a subscriber.");
-    value(p, "moor_pubsub_delivered_total", NULL, NULL, SUM_PS(v, delivered));
+    scalar(p, "moor_pubsub_published_total", "counter",
+           "Messages published (whether or not anyone listened).",
+           SUM_PS(v, published));
+    scalar(p, "moor_pubsub_delivered_total", "counter",
+           "Messages queued to a subscriber.", SUM_PS(v, delivered));
     family(p, "moor_pubsub_dropped_total", "counter",
            "Messages a subscriber did not get, by reason: drop_oldest "
            "(--slow-policy drop-oldest), closing (it was leaving).");
@@ -299,20 +283,18 @@ static void render_pubsub(struct page *p, const struct metrics_view *v)
           SUM_PS(v, slow_disconnects));
     value(p, "moor_pubsub_slow_disconnects_total", "limit", "soft",
           SUM_PS(v, soft_disconnects));
-    family(p, "moor_pubsub_refused_total", "counter",
+    scalar(p, "moor_pubsub_refused_total", "counter",
            "Subscriptions refused by --max-channels or "
-           "--max-channels-per-conn.");
-    value(p, "moor_pubsub_refused_total", NULL, NULL,
-          SUM_PS(v, refused_channels));
-    family(p, "moor_pubsub_channels", "gauge",
-           "Channels with at least one subscriber.");
-    value(p, "moor_pubsub_channels", NULL, NULL, SUM_PS(v, channels));
-    family(p, "moor_pubsub_subscriptions", "gauge",
-           "Subscriptions: (connection, channel) pairs.");
-    value(p, "moor_pubsub_subscriptions", NULL, NULL, SUM_PS(v, subscriptions));
-    family(p, "moor_pubsub_subscribers", "gauge",
-           "Connections subscribed to at least one channel.");
-    value(p, "moor_pubsub_subscribers", NULL, NULL, SUM_PS(v, subscribers));
+           "--max-channels-per-conn.",
+           SUM_PS(v, refused_channels));
+    scalar(p, "moor_pubsub_channels", "gauge",
+           "Channels with at least one subscriber.", SUM_PS(v, channels));
+    scalar(p, "moor_pubsub_subscriptions", "gauge",
+           "Subscriptions: (connection, channel) pairs.",
+           SUM_PS(v, subscriptions));
+    scalar(p, "moor_pubsub_subscribers", "gauge",
+           "Connections subscribed to at least one channel.",
+           SUM_PS(v, subscribers));
     for (unsigned i = 0; i < v->n_loops; i++)
         if (v->loops[i].pubsub &&
             pubsub_stats(v->loops[i].pubsub)->max_queued > maxq)
@@ -337,9 +319,8 @@ static void render_pubsub(struct page *p, const struct metrics_view *v)
         value(p, "moor_pubsub_delivery_seconds_count", NULL, NULL,
               SUM_CONN(v, lat_count));
     }
-    family(p, "moor_pubsub_queue_max_bytes", "gauge",
-           "The largest subscriber queue seen at a publish since start.");
-    value(p, "moor_pubsub_queue_max_bytes", NULL, NULL, maxq);
+    scalar(p, "moor_pubsub_queue_max_bytes", "gauge",
+           "The largest subscriber queue seen at a publish since start.", maxq);
 }
 
 int metrics_render(struct sbuf *o, const struct metrics_view *v)
@@ -350,24 +331,21 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     family(p, "moor_build_info", "gauge",
            "Always 1; the version is in the label.");
     value(p, "moor_build_info", "version", MOOR_VERSION, 1);
-    family(p, "moor_start_time_seconds", "gauge",
-           "Start time of the process since the Unix epoch.");
-    value(p, "moor_start_time_seconds", NULL, NULL,
-          (double)(v->start_wall_ms / 1000));
-    family(p, "moor_loops", "gauge", "Event loops (worker threads).");
-    value(p, "moor_loops", NULL, NULL, v->n_loops);
+    scalar(p, "moor_start_time_seconds", "gauge",
+           "Start time of the process since the Unix epoch.",
+           (double)(v->start_wall_ms / 1000));
+    scalar(p, "moor_loops", "gauge", "Event loops (worker threads).",
+           v->n_loops);
     render_conns(p, v);
     render_tls(p, v);
     render_http(p, v);
     render_pubsub(p, v);
     render_mem(p);
-    family(p, "moor_log_suppressed_total", "counter",
-           "Log lines dropped by per-site rate limiting.");
-    value(p, "moor_log_suppressed_total", NULL, NULL,
-          (double)log_suppressed_total());
-    family(p, "moor_process_open_fds", "gauge",
-           "Open file descriptors of the process.");
-    value(p, "moor_process_open_fds", NULL, NULL, (double)fds);
+    scalar(p, "moor_log_suppressed_total", "counter",
+           "Log lines dropped by per-site rate limiting.",
+           (double)log_suppressed_total());
+    scalar(p, "moor_process_open_fds", "gauge",
+           "Open file descriptors of the process.", (double)fds);
     return pg.err;
 }
 

@@ -78,18 +78,6 @@ static void on_echo(struct http_exchange *ex, void *arg)
     ws_server_upgrade(server_ws(sv->srv), ex, &echo_handlers);
 }
 
-static void respond_sbuf(struct http_exchange *ex, int rc, struct sbuf *b,
-                         const char *ctype)
-{
-    if (rc < 0)
-        http_respond(ex, 503, "text/plain; charset=utf-8", NULL,
-                     "503 Service Unavailable\n", 24);
-    else
-        http_respond(ex, 200, ctype, "Cache-Control: no-store\r\n", b->data,
-                     b->len);
-    sbuf_fini(b);
-}
-
 static void on_metrics(struct http_exchange *ex, void *arg)
 {
     struct serve *sv = arg;
@@ -102,8 +90,8 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     v.loops[0].listeners[1] = sv->tls_listener;
     v.loops[0].listeners[2] = sv->tcp;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
-    respond_sbuf(ex, metrics_render(&b, &v), &b,
-                 "text/plain; version=0.0.4; charset=utf-8");
+    http_respond_page(ex, metrics_render(&b, &v), &b,
+                      "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static void on_shutdown(void *arg)
@@ -224,21 +212,8 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
 static void on_debug_conns(struct http_exchange *ex, void *arg)
 {
     struct serve *sv = arg;
-    struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(
-        ex, debug_conns(&b, server_conns(sv->srv), push_describe, sv->push), &b,
-        "application/x-ndjson");
-}
-
-static void on_debug_mem(struct http_exchange *ex, void *arg)
-{
-    struct sbuf b;
-
-    (void)arg;
-    sbuf_init(&b, MEM_METRICS, 16u << 20);
-    respond_sbuf(ex, metrics_debug_mem(&b), &b, "application/json");
+    debug_conns_page(ex, server_conns(sv->srv), push_describe, sv->push);
 }
 
 /* Test hook: reports once when the armed allocation failure fired. */
@@ -466,7 +441,7 @@ struct serve *serve_new(const struct moor_config *cfg)
     http_server_route(server_http(sv->srv), "/metrics", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, sv);
     http_server_route(server_http(sv->srv), "/debug/mem", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_mem, sv);
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), debug_mem_page, sv);
     http_server_route(server_http(sv->srv), "/echo", false, HTTP_M(HTTP_GET),
                       on_echo, sv);
     http_server_route(server_http(sv->srv), "/debug/conns", false,

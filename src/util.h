@@ -25,9 +25,7 @@
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Sizes in powers of 1024: KiB(64) is 65536. 64-bit, so GiB(4) does not
- * overflow. (Spelled exactly as the private copies in config.c and
- * flags.c, which still compile until they go: an identical redefinition
- * is no error.) */
+ * overflow. */
 #define KiB(n) ((uint64_t)(n) << 10)
 #define MiB(n) ((uint64_t)(n) << 20)
 #define GiB(n) ((uint64_t)(n) << 30)

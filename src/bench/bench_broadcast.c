@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bench_int.h"
+#include "buf.h"
 #include "hist.h"
 #include "loop.h"
 #include "timer.h"
@@ -417,7 +418,7 @@ static void bcast_report_json(struct bench *b, FILE *out)
     uint64_t published = b->pub1 > b->pub0 ? b->pub1 - b->pub0 : 0;
 
     fprintf(out, "\"pub_url\": ");
-    bench_json_str(out, b->o.pub_url);
+    json_fput_str(out, b->o.pub_url, strlen(b->o.pub_url));
     fprintf(out,
             ", \"size\": %" PRIu64 ", \"inflight\": %" PRIu32 ", \"rate\": ",
             b->o.size, b->o.inflight);

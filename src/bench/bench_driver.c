@@ -545,7 +545,7 @@ static int setup_signals(struct bench *b)
 int bench_setup(struct bench *b, char *err, size_t errlen)
 {
     struct ws_client_opts co = {
-        .max_message = MAX(b->o.size, (uint64_t)1 << 20),
+        .max_message = MAX(b->o.size, MiB(1)),
         .connect_timeout_ms = b->o.connect_timeout_ms,
         .ping_interval_ms = 60000,
         .pong_timeout_ms = 30000,
@@ -556,7 +556,7 @@ int bench_setup(struct bench *b, char *err, size_t errlen)
     uint64_t q = (uint64_t)b->o.inflight * (b->o.size + 14) * 2;
     struct conn_limits lim = {
         .write_timeout_ms = 30000,
-        .queue_limit = (uint32_t)MIN(MAX(q, (uint64_t)1 << 20), UINT32_MAX),
+        .queue_limit = (uint32_t)MIN(MAX(q, MiB(1)), UINT32_MAX),
     };
     int rc;
 
@@ -586,7 +586,7 @@ int bench_setup(struct bench *b, char *err, size_t errlen)
         if (!b->ring)
             goto nomem;
     }
-    b->loop = loop_new(256u << 10);
+    b->loop = loop_new(KiB(256));
     if (!b->loop)
         goto nomem;
     /* Registered before the conn set's hook, so what it queues goes out

@@ -143,12 +143,7 @@ static void echo_report(struct bench *b, FILE *out)
             "%" PRIu64 " B messages\n",
             b->opened, b->o.conns, b->failed, b->lost, b->o.inflight,
             b->o.size);
-    fprintf(out,
-            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
-            " messages echoed\n",
-            secs, b->o.warmup_ms / 1000.0, b->rcvd);
-    fprintf(out, "messages/s   %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
-    bench_latency_lines(b, out, secs);
+    bench_rate_lines(b, out, secs, "messages echoed", "messages/s");
     if (b->mismatched || b->dropped)
         fprintf(out,
                 "errors       %" PRIu64 " echoes that did not match, "

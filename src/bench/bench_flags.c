@@ -130,7 +130,7 @@ static const struct flag bflags[] = {
      OPT(size),
      .def = "32B",
      .min = 0,
-     .max = 16u << 20,
+     .max = MiB(16),
      .modes = M_ECHO | M_BCAST,
      .help = "bytes per message (binary; broadcast: at least 16)"},
     {.name = "rate",

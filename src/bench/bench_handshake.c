@@ -70,12 +70,7 @@ static void hs_report(struct bench *b, FILE *out)
             "connections  %" PRIu32 " at a time, each closed once open; "
             "%" PRIu64 " handshakes in the run, %" PRIu32 " failed\n",
             b->o.conns, b->hs_total, b->failed);
-    fprintf(out,
-            "measured     %.2f s after a %.1f s warm-up: %" PRIu64
-            " handshakes\n",
-            secs, b->o.warmup_ms / 1000.0, b->rcvd);
-    fprintf(out, "handshakes/s %.0f\n", secs > 0 ? b->rcvd / secs : 0.0);
-    bench_latency_lines(b, out, secs);
+    bench_rate_lines(b, out, secs, "handshakes", "handshakes/s");
 }
 
 static void hs_report_json(struct bench *b, FILE *out)

@@ -292,11 +292,15 @@ double bench_window_secs(const struct bench *b);
 void bench_count_reason(struct reasons *r, const char *what);
 /* "connection refused: 3, handshake: HTTP 503: 2" */
 void bench_format_reasons(const struct reasons *r, char *out, size_t len);
-void bench_json_str(FILE *out, const char *s);
 double bench_cpu_pct(uint64_t from, uint64_t to, double secs);
 /* The latency and cpu lines of a report over a measuring window of secs,
  * and the same as JSON members. */
 void bench_latency_lines(struct bench *b, FILE *out, double secs);
+/* "measured" (the window, the warm-up, b->rcvd events called what), the
+ * rate (labelled per_s) and bench_latency_lines(): the body of a report
+ * that counts one kind of event. */
+void bench_rate_lines(struct bench *b, FILE *out, double secs, const char *what,
+                      const char *per_s);
 void bench_json_latency(struct bench *b, FILE *out, double secs);
 /* The exit status the run earned (before the memory check). */
 int bench_verdict(const struct bench *b);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bench_int.h"
+#include "buf.h"
 #include "hist.h"
 #include "util.h"
 
@@ -59,29 +60,13 @@ void bench_format_reasons(const struct reasons *r, char *out, size_t len)
     }
 }
 
-void bench_json_str(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-
-        if (ch == '"' || ch == '\\')
-            fprintf(out, "\\%c", ch);
-        else if (ch < 0x20)
-            fprintf(out, "\\u%04x", ch);
-        else
-            fputc(ch, out);
-    }
-    fputc('"', out);
-}
-
 static void json_reasons(FILE *out, const struct reasons *r)
 {
     fputc('{', out);
     for (uint32_t i = 0; i < r->used; i++) {
         if (i)
             fputs(", ", out);
-        bench_json_str(out, r->r[i].what);
+        json_fput_str(out, r->r[i].what, strlen(r->r[i].what));
         fprintf(out, ": %" PRIu32, r->r[i].n);
     }
     fputc('}', out);
@@ -148,6 +133,15 @@ void bench_latency_lines(struct bench *b, FILE *out, double secs)
     }
 }
 
+void bench_rate_lines(struct bench *b, FILE *out, double secs, const char *what,
+                      const char *per_s)
+{
+    fprintf(out, "measured     %.2f s after a %.1f s warm-up: %" PRIu64 " %s\n",
+            secs, b->o.warmup_ms / 1000.0, b->rcvd, what);
+    fprintf(out, "%-12s %.0f\n", per_s, secs > 0 ? b->rcvd / secs : 0.0);
+    bench_latency_lines(b, out, secs);
+}
+
 /* The same as JSON: "latency_us": {...}, "bench_cpu_pct": ...,
  * "server_cpu_pct": ... */
 void bench_json_latency(struct bench *b, FILE *out, double secs)
@@ -186,9 +180,9 @@ void bench_report(struct bench *b)
         FILE *out = stdout;
 
         fprintf(out, "{\"mode\": ");
-        bench_json_str(out, b->mode->name);
+        json_fput_str(out, b->mode->name, strlen(b->mode->name));
         fprintf(out, ", \"url\": ");
-        bench_json_str(out, b->o.url);
+        json_fput_str(out, b->o.url, strlen(b->o.url));
         fprintf(out,
                 ", \"conns\": %" PRIu32 ", \"open\": %" PRIu32
                 ", \"failed\": %" PRIu32 ", \"closed_early\": %" PRIu32
@@ -199,7 +193,7 @@ void bench_report(struct bench *b)
         json_reasons(out, &b->lost_why);
         fprintf(out, ", \"error\": ");
         if (b->fatal[0])
-            bench_json_str(out, b->fatal);
+            json_fput_str(out, b->fatal, strlen(b->fatal));
         else
             fputs("null", out);
         fputs(", ", out);

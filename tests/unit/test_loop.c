@@ -94,7 +94,6 @@ static void test_new_free(void **state)
 {
     struct loop *l = loop_new(65536);
     struct readbuf *rb;
-    int x;
 
     assert_non_null(l);
     rb = loop_readbuf(l);
@@ -104,9 +103,6 @@ static void test_new_free(void **state)
     assert_true(mem_live_bytes(MEM_LOOP) > 0);
     assert_int_not_equal(loop_now(l), TICK_UNSET);
     assert_non_null(loop_timers(l));
-    assert_null(loop_data(l));
-    loop_set_data(l, &x);
-    assert_ptr_equal(loop_data(l), &x);
     loop_free(l);
     loop_free(NULL);
 

@@ -712,28 +712,29 @@ static void test_process_facts(void **state)
 
 /* ---- giving memory back: the policy, then a real trim ---------------- */
 
-#define MiB(n) ((int64_t)(n) << 20)
+/* Signed, as the readings are (util.h's MiB() is unsigned). */
+#define MiB_S(n) ((int64_t)(n) << 20)
 
 static void test_trim_first_reading_is_the_floor(void **state)
 {
     struct mem_trim t;
 
-    mem_trim_init(&t, MiB(2));
+    mem_trim_init(&t, MiB_S(2));
     /* However big the first gap, it is the baseline, not a reason. */
-    assert_false(mem_trim_due(&t, MiB(100), MiB(1)));
-    assert_int_equal(t.floor, MiB(99));
-    assert_false(mem_trim_due(&t, MiB(100), MiB(1)));
+    assert_false(mem_trim_due(&t, MiB_S(100), MiB_S(1)));
+    assert_int_equal(t.floor, MiB_S(99));
+    assert_false(mem_trim_due(&t, MiB_S(100), MiB_S(1)));
     /* Up to the threshold above the floor: not yet; past it: due. */
-    assert_false(mem_trim_due(&t, MiB(101), MiB(1)));
-    assert_false(mem_trim_due(&t, MiB(102), MiB(1)));
-    assert_true(mem_trim_due(&t, MiB(102) + 1, MiB(1)));
+    assert_false(mem_trim_due(&t, MiB_S(101), MiB_S(1)));
+    assert_false(mem_trim_due(&t, MiB_S(102), MiB_S(1)));
+    assert_true(mem_trim_due(&t, MiB_S(102) + 1, MiB_S(1)));
     /* It is the gap that counts, not RSS alone: live bytes rising with
      * RSS (by less than the growth limit each check) are no reason. */
-    mem_trim_init(&t, MiB(2));
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    mem_trim_init(&t, MiB_S(2));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1)));
     for (int i = 1; i <= 20; i++)
-        assert_false(mem_trim_due(&t, MiB(10) + i * MiB(1) / 4,
-                                  MiB(1) + i * MiB(1) / 4));
+        assert_false(mem_trim_due(&t, MiB_S(10) + i * MiB_S(1) / 4,
+                                  MiB_S(1) + i * MiB_S(1) / 4));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -741,14 +742,14 @@ static void test_trim_floor_follows_the_lowest_gap(void **state)
 {
     struct mem_trim t;
 
-    mem_trim_init(&t, MiB(2));
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1))); /* gap 9 */
-    assert_false(mem_trim_due(&t, MiB(8), MiB(1)));  /* gap 7: new floor */
-    assert_int_equal(t.floor, MiB(7));
+    mem_trim_init(&t, MiB_S(2));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1))); /* gap 9 */
+    assert_false(mem_trim_due(&t, MiB_S(8), MiB_S(1)));  /* gap 7: new floor */
+    assert_int_equal(t.floor, MiB_S(7));
     /* 1.5 MiB over the new floor (but under the first gap): not due. */
-    assert_false(mem_trim_due(&t, MiB(9) + MiB(1) / 2, MiB(1)));
+    assert_false(mem_trim_due(&t, MiB_S(9) + MiB_S(1) / 2, MiB_S(1)));
     /* 2 MiB + 1 over the lowest gap: due, though under 9 + 2. */
-    assert_true(mem_trim_due(&t, MiB(10) + 1, MiB(1)));
+    assert_true(mem_trim_due(&t, MiB_S(10) + 1, MiB_S(1)));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -756,20 +757,20 @@ static void test_trim_waits_while_live_bytes_grow(void **state)
 {
     struct mem_trim t;
 
-    mem_trim_init(&t, MiB(4));
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
+    mem_trim_init(&t, MiB_S(4));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1)));
     /* A burst coming in: gap 20 over the floor, but live grew by 19. */
-    assert_false(mem_trim_due(&t, MiB(49), MiB(20)));
+    assert_false(mem_trim_due(&t, MiB_S(49), MiB_S(20)));
     /* Growth up to threshold / 4 still counts as quiet... */
-    assert_true(mem_trim_due(&t, MiB(50), MiB(21)));
+    assert_true(mem_trim_due(&t, MiB_S(50), MiB_S(21)));
     /* ...and one byte more does not. */
-    mem_trim_done(&t, MiB(30), MiB(21));
-    assert_false(mem_trim_due(&t, MiB(60), MiB(22) + 1));
+    mem_trim_done(&t, MiB_S(30), MiB_S(21));
+    assert_false(mem_trim_due(&t, MiB_S(60), MiB_S(22) + 1));
     /* Next check, no growth: due. */
-    assert_true(mem_trim_due(&t, MiB(60), MiB(22) + 1));
+    assert_true(mem_trim_due(&t, MiB_S(60), MiB_S(22) + 1));
     /* Falling live bytes (connections closing) are quiet. */
-    mem_trim_done(&t, MiB(60), MiB(22) + 1);
-    assert_true(mem_trim_due(&t, MiB(60), MiB(2)));
+    mem_trim_done(&t, MiB_S(60), MiB_S(22) + 1);
+    assert_true(mem_trim_due(&t, MiB_S(60), MiB_S(2)));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -777,22 +778,22 @@ static void test_trim_that_gives_nothing_is_not_repeated(void **state)
 {
     struct mem_trim t;
 
-    mem_trim_init(&t, MiB(2));
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
-    assert_true(mem_trim_due(&t, MiB(40), MiB(1)));
+    mem_trim_init(&t, MiB_S(2));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1)));
+    assert_true(mem_trim_due(&t, MiB_S(40), MiB_S(1)));
     /* The trim gave back 2 MiB only (fragmentation): the floor is now the
      * gap it left, so the next checks at the same RSS are not due. */
-    mem_trim_done(&t, MiB(38), MiB(1));
-    assert_int_equal(t.floor, MiB(37));
+    mem_trim_done(&t, MiB_S(38), MiB_S(1));
+    assert_int_equal(t.floor, MiB_S(37));
     for (int i = 0; i < 10; i++)
-        assert_false(mem_trim_due(&t, MiB(38), MiB(1)));
-    assert_false(mem_trim_due(&t, MiB(40), MiB(1)));
+        assert_false(mem_trim_due(&t, MiB_S(38), MiB_S(1)));
+    assert_false(mem_trim_due(&t, MiB_S(40), MiB_S(1)));
     /* Another threshold's worth held: due again. */
-    assert_true(mem_trim_due(&t, MiB(40) + 1, MiB(1)));
+    assert_true(mem_trim_due(&t, MiB_S(40) + 1, MiB_S(1)));
     /* A trim that gave a lot back lowers the floor. */
-    mem_trim_done(&t, MiB(11), MiB(1));
-    assert_int_equal(t.floor, MiB(10));
-    assert_true(mem_trim_due(&t, MiB(13) + 1, MiB(1)));
+    mem_trim_done(&t, MiB_S(11), MiB_S(1));
+    assert_int_equal(t.floor, MiB_S(10));
+    assert_true(mem_trim_due(&t, MiB_S(13) + 1, MiB_S(1)));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -801,18 +802,18 @@ static void test_trim_off_and_unreadable(void **state)
     struct mem_trim t;
 
     mem_trim_init(&t, 0);
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
-    assert_false(mem_trim_due(&t, MiB(1000), MiB(1)));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1)));
+    assert_false(mem_trim_due(&t, MiB_S(1000), MiB_S(1)));
     /* An unreadable VmRSS is never due and leaves the state alone. */
-    mem_trim_init(&t, MiB(2));
-    assert_false(mem_trim_due(&t, -1, MiB(1)));
+    mem_trim_init(&t, MiB_S(2));
+    assert_false(mem_trim_due(&t, -1, MiB_S(1)));
     assert_false(t.primed);
-    assert_false(mem_trim_due(&t, MiB(10), MiB(1)));
-    assert_false(mem_trim_due(&t, -1, MiB(5)));
-    assert_int_equal(t.last_live, MiB(1));
-    assert_int_equal(t.floor, MiB(9));
-    mem_trim_done(&t, -1, MiB(1));
-    assert_int_equal(t.floor, MiB(9));
+    assert_false(mem_trim_due(&t, MiB_S(10), MiB_S(1)));
+    assert_false(mem_trim_due(&t, -1, MiB_S(5)));
+    assert_int_equal(t.last_live, MiB_S(1));
+    assert_int_equal(t.floor, MiB_S(9));
+    mem_trim_done(&t, -1, MiB_S(1));
+    assert_int_equal(t.floor, MiB_S(9));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -830,7 +831,7 @@ static void test_trim_check_gives_rss_back(void **state)
 
     assert_non_null(p);
     mem_trim_stats(&s0);
-    mem_trim_init(&t, MiB(2));
+    mem_trim_init(&t, MiB_S(2));
     for (int i = 0; i < N; i++)
         assert_non_null(p[i] = mem_alloc(MEM_TLS, sizes[i % 16]));
     assert_int_equal(mem_trim_check(&t), -1); /* the first reading */
@@ -843,7 +844,7 @@ static void test_trim_check_gives_rss_back(void **state)
         }
     }
     freed = live_full - mem_live_bytes(MEM_ALL);
-    assert_true(freed > MiB(16));
+    assert_true(freed > MiB_S(16));
     back = mem_trim_check(&t);
     mem_trim_stats(&s1);
     assert_int_equal(s1.checks - s0.checks, 2);
@@ -884,7 +885,7 @@ static void test_rss_anon_matches_status(void **state)
     a = mem_process_rss_anon();
     assert_true(kb > 0 && a > 0);
     /* Two readings a moment apart: equal but for a few pages. */
-    assert_true(a - kb * 1024 < MiB(1) && kb * 1024 - a < MiB(1));
+    assert_true(a - kb * 1024 < MiB_S(1) && kb * 1024 - a < MiB_S(1));
     assert_true(a < mem_process_rss());
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
