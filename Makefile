@@ -10,7 +10,7 @@ PREFIX   ?= /usr/local
 # the Makefile reads it from there, for -DMOOR_VERSION and libmoor.pc.
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
 
-APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c \
+APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c src/signals.c \
 	$(wildcard src/bench/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

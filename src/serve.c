@@ -29,6 +29,7 @@
 #include "debug.h"
 #include "push.h"
 #include "server.h"
+#include "signals.h"
 #include "tls.h"
 #include "util.h"
 
@@ -371,18 +372,11 @@ static void on_signal(struct watcher *w, uint32_t events)
  * that costs a lost line, not the process. Returns 0 or -errno. */
 static int watch_signals(struct serve *sv)
 {
-    sigset_t set;
+    static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
 
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-        return -errno;
-    sv->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    sv->sigfd = signals_open(sigs, 3);
     if (sv->sigfd < 0)
-        return -errno;
+        return sv->sigfd;
     sv->sigw.fn = on_signal;
     return loop_watch(sv->loop, sv->sigfd, &sv->sigw, EPOLLIN);
 }

@@ -36,6 +36,7 @@
 #include "loop.h"
 #include "mem.h"
 #include "procfs.h"
+#include "signals.h"
 #include "tls.h"
 #include "util.h"
 #include "ws_client.h"
@@ -524,19 +525,14 @@ static void on_signal(struct watcher *w, uint32_t events)
     }
 }
 
+/* SIGINT and SIGTERM end the run early, read on the loop (signals.h). */
 static int setup_signals(struct bench *b)
 {
-    sigset_t set;
+    static const int sigs[] = {SIGTERM, SIGINT};
 
-    signal(SIGPIPE, SIG_IGN);
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
-        return -errno;
-    b->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    b->sigfd = signals_open(sigs, 2);
     if (b->sigfd < 0)
-        return -errno;
+        return b->sigfd;
     b->sigw.fn = on_signal;
     return loop_watch(b->loop, b->sigfd, &b->sigw, EPOLLIN);
 }
