@@ -46,7 +46,7 @@ help:
 	@echo "make debug      build build/debug/moor with ASan+UBSan+LSan"
 	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
-	@echo "make lint       layer rules, no raw malloc/free, clang-format check"
+	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
 	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers and fuzz_conn)"
 
 deps:
