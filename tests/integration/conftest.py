@@ -57,6 +57,17 @@ def is_debug_build():
     return "debug" in moor_bin().parts
 
 
+def example_bin(name):
+    """build/<release|debug>/examples/NAME, the tree of the moor binary
+    under test; fails the test if it was not built."""
+    tree = "debug" if is_debug_build() else "release"
+    exe = REPO / "build" / tree / "examples" / name
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: `make {tree}` builds examples/",
+                    pytrace=False)
+    return exe
+
+
 def sanitizer_env(env):
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -511,14 +522,16 @@ def assert_clean_exit(rc, err, what="server"):
         f"live bytes not zero after shutdown: {last!r}\n{tail}"
 
 
-@pytest.fixture
-def moor(tmp_path):
-    """Factory: moor(*args, env=None) -> a started Server."""
+def servers_of(cls, tmp_path, prefix="moor-"):
+    """The body of a `moor` fixture for servers of class cls (Server, or a
+    subclass that runs another program): yields the factory start(*args,
+    env=None), then stops what the test left running and fails on a bad
+    exit or a sanitizer report."""
     servers = []
 
     def start(*args, env=None):
-        d = tempfile.mkdtemp(prefix="moor-", dir=tmp_path)
-        s = Server(args, env, d)
+        d = tempfile.mkdtemp(prefix=prefix, dir=tmp_path)
+        s = cls(args, env, d)
         servers.append(s)
         return s
 
@@ -542,6 +555,12 @@ def moor(tmp_path):
                 break
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def moor(tmp_path):
+    """Factory: moor(*args, env=None) -> a started Server."""
+    yield from servers_of(Server, tmp_path)
 
 
 @pytest.fixture

@@ -32,9 +32,8 @@ import traceback
 
 import pytest
 
-from conftest import (HOST, REPO, SANITIZER_MARKS, base_env,
-                      is_debug_build, slack, tail_of)
-from conftest import NODE_DIR, node_bin
+from conftest import HOST, SANITIZER_MARKS, base_env, slack, tail_of
+from conftest import NODE_DIR, example_bin, node_bin
 from wsutil import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                     Frame, WsConn, accept_for, close_payload,
                     encode_frame, mask_bytes)
@@ -46,12 +45,7 @@ LEAK_MARK = "BUG: moor still holds"
 # ---- running the example ----------------------------------------------------
 
 def client_bin():
-    tree = "debug" if is_debug_build() else "release"
-    exe = REPO / "build" / tree / "examples" / "ws_client"
-    if not exe.exists():
-        pytest.fail(f"{exe} is missing: `make {tree}` builds examples/",
-                    pytrace=False)
-    return exe
+    return example_bin("ws_client")
 
 
 class Run:

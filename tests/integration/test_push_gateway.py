@@ -21,13 +21,12 @@ shutdown of every stream kind, memory that comes back.
 import re
 import signal
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import (HOST, REPO, SANITIZER_MARKS, Server, base_env,
-                      is_debug_build, tail_of)
+from conftest import (HOST, SANITIZER_MARKS, Server, base_env, example_bin,
+                      servers_of)
 import test_pubsub as pubsub
 import test_sse_tcp as sse_tcp
 
@@ -44,12 +43,7 @@ GATEWAY_FLAGS = {
 
 
 def gateway_bin():
-    tree = "debug" if is_debug_build() else "release"
-    exe = REPO / "build" / tree / "examples" / "push_gateway"
-    if not exe.exists():
-        pytest.fail(f"{exe} is missing: `make {tree}` builds examples/",
-                    pytrace=False)
-    return exe
+    return example_bin("push_gateway")
 
 
 class Gateway(Server):
@@ -78,31 +72,7 @@ class Gateway(Server):
 @pytest.fixture
 def moor(tmp_path):
     """Like conftest's moor fixture, with push_gateway for `moor serve`."""
-    servers = []
-
-    def start(*args, env=None):
-        d = tempfile.mkdtemp(prefix="gw-", dir=tmp_path)
-        s = Gateway(args, env, d)
-        servers.append(s)
-        return s
-
-    yield start
-    problems = []
-    for s in servers:
-        if s.alive():
-            rc, err = s.stop(signal.SIGTERM, timeout=15)
-            if rc != 0:
-                problems.append(f"{s.cmd}: exit {rc} after SIGTERM at "
-                                f"teardown\n{tail_of(err)}")
-        s.kill()
-        err = s.stderr_text()
-        for mark in SANITIZER_MARKS:
-            if mark in err:
-                problems.append(f"{s.cmd}: sanitizer report ({mark})\n"
-                                f"{tail_of(err, 60)}")
-                break
-    if problems:
-        pytest.fail("\n\n".join(problems), pytrace=False)
+    yield from servers_of(Gateway, tmp_path, prefix="gw-")
 
 
 @pytest.fixture

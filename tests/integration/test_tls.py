@@ -47,9 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import (HOST, Closed, Conn, Metrics, assert_clean_exit,
-                      is_debug_build, parse_metrics, read_pipe_until, REPO,
-                      run_moor, slack)
-from conftest import NODE_DIR, node_bin, need_curl
+                      parse_metrics, read_pipe_until, run_moor, slack)
+from conftest import NODE_DIR, example_bin, node_bin, need_curl
 from wsutil import OP_BINARY, OP_TEXT, WsConn
 
 HTTPS_BANNER_RE = re.compile(rb"https://127\.0\.0\.1:(\d+)")
@@ -1304,11 +1303,7 @@ def test_bench_wss_insecure_and_hostname(moor, certs):
 # ---- the library's client (examples/ws_client) ----------------------------
 
 def example_client(*args):
-    tree = "debug" if is_debug_build() else "release"
-    exe = REPO / "build" / tree / "examples" / "ws_client"
-    if not exe.exists():
-        pytest.fail(f"{exe} is missing: `make {tree}` builds examples/",
-                    pytrace=False)
+    exe = example_bin("ws_client")
     return subprocess.run([str(exe), *[str(a) for a in args]],
                           capture_output=True, text=True, timeout=30)
 
