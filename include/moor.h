@@ -80,6 +80,23 @@ enum moor_error_code {
     MOOR_ECLOSED = -10004,  /* the connection is closing or closed */
     MOOR_EOPTIONS = -10005, /* options struct not filled by its _init() */
     MOOR_ESTATE = -10006,   /* not allowed now (e.g. after stop) */
+    /* The HTTP client (moor_http_result.error): each cause its own code. */
+    MOOR_ERESOLVE = -10007,     /* the host name did not resolve */
+    MOOR_ETLS_VERIFY = -10008,  /* the server's certificate or name failed
+                                   verification */
+    MOOR_EBADRESPONSE = -10009, /* the response broke HTTP/1.1 */
+    MOOR_ETOOBIG = -10010,      /* response head or body over its limit */
+    MOOR_EPEERCLOSED = -10011,  /* the server closed before the response
+                                   was complete */
+    MOOR_EQUEUEFULL = -10012,   /* the host's wait queue is full */
+    MOOR_ETIMEOUT_RESOLVE = -10013, /* name resolution took too long */
+    MOOR_ETIMEOUT_CONNECT = -10014, /* TCP connect took too long */
+    MOOR_ETIMEOUT_TLS = -10015,     /* the TLS handshake took too long */
+    MOOR_ETIMEOUT_WRITE = -10016,   /* the server took no request bytes */
+    MOOR_ETIMEOUT_HEAD = -10017,    /* no response head in time */
+    MOOR_ETIMEOUT_BODY = -10018,    /* too long between body bytes */
+    MOOR_ETIMEOUT_TOTAL = -10019,   /* the whole request took too long */
+    MOOR_ETIMEOUT_WAIT = -10020,    /* waited too long for a connection */
 };
 
 struct moor_error {
@@ -436,6 +453,225 @@ MOOR_API long moor_client_open(const struct moor_client *cl);
  * the client. Not from inside a callback on its loop (see
  * moor_server_free()). */
 MOOR_API void moor_client_free(struct moor_client *cl);
+
+/* ---- the HTTP client --------------------------------------------------- */
+
+/*
+ * A pooled HTTP/1.1 client, plain and TLS, on the loop (docs/http_client.md).
+ * Keep-alive connections are kept per (scheme, host, port); an idle one
+ * stays watched by the loop, so a server that closes it, resets it or
+ * sends a stray byte has it closed at once, and it holds no buffer (TLS
+ * included): nothing but its socket, its SSL object and a small struct.
+ * Every phase of a request has its own deadline and its own error.
+ */
+struct moor_http_client;
+struct moor_http_call; /* one request in flight */
+
+struct moor_http_client_options {
+    size_t size; /* set by moor_http_client_options_init() */
+    /* The pool. */
+    uint32_t max_idle_total;        /* idle connections kept in all (1024) */
+    uint32_t max_idle_per_host;     /* idle connections per host (256) */
+    uint32_t max_conns_per_host;    /* open per host, busy or idle (256) */
+    uint32_t max_waiting_per_host;  /* requests queued for a connection
+                                       beyond that; more fail at once with
+                                       MOOR_EQUEUEFULL (1024) */
+    uint32_t wait_timeout_ms;       /* a queued request's wait (10 s) */
+    uint32_t idle_timeout_ms;       /* an idle connection closes (90 s) */
+    uint32_t max_conn_age_ms;       /* no reuse after this (0: no limit) */
+    uint32_t max_requests_per_conn; /* then it closes (0: no limit) */
+    /* Deadlines, each its own MOOR_ETIMEOUT_* error. */
+    uint32_t resolve_timeout_ms; /* name resolution (5 s) */
+    uint32_t connect_timeout_ms; /* TCP connect (5 s) */
+    uint32_t tls_timeout_ms;     /* TLS handshake (10 s) */
+    uint32_t write_timeout_ms;   /* the server takes no request bytes (30 s) */
+    uint32_t head_timeout_ms;    /* end of request to response head (30 s) */
+    uint32_t body_timeout_ms;    /* gap between response body bytes (30 s) */
+    uint32_t total_timeout_ms;   /* the whole request, waiting included
+                                    (0: none; the phases bound it) */
+    /* Limits on what a server may send. */
+    uint32_t max_header_bytes; /* status line and fields (16 KiB) */
+    uint32_t max_headers;      /* fields (100) */
+    uint64_t max_body;         /* response body bytes (64 MiB) */
+    uint32_t queue_limit;      /* request bytes queued on a connection
+                                  before a producer is told to wait
+                                  (256 KiB) */
+    /* Name resolution (c-ares): answers cached for their TTL, at most
+     * max_ttl_s, in a cache of dns_cache_entries names. */
+    uint32_t dns_cache_entries; /* 512 */
+    uint32_t dns_max_ttl_s;     /* 300 */
+    const char *dns_servers; /* "IP[:PORT],..." (copied); NULL: the
+                                system's (/etc/resolv.conf, /etc/hosts) */
+    /* https:// URLs: the certificate is verified and its name checked
+     * unless insecure; SNI and ALPN "http/1.1" are sent; up to
+     * tls_sessions_per_host sessions are kept per host so a reconnect
+     * resumes (0: no resumption). */
+    const char *tls_ca;              /* PEM CAs (copied); NULL: the system's */
+    int insecure;                    /* 1: no certificate or name check */
+    uint32_t tls_sessions_per_host;  /* 4 */
+};
+
+MOOR_API void moor_http_client_options_init_(struct moor_http_client_options *o,
+                                             size_t size);
+#define moor_http_client_options_init(o)                                       \
+    moor_http_client_options_init_((o), sizeof(*(o)))
+
+/* A header, for requests (NUL-terminated strings) and responses (not
+ * NUL-terminated: use the lengths). */
+struct moor_http_field {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+
+/* One request. Fill with moor_http_request_init(), then set what you
+ * need; everything is copied by moor_http_client_request(). */
+struct moor_http_request {
+    size_t size;        /* set by moor_http_request_init() */
+    const char *method; /* "GET" (the default), "POST", ... */
+    const char *url;    /* "http://host[:port]/path?query" or "https://" */
+    /* Extra header fields (name and value NUL-terminated; the lengths
+     * are ignored). Host, Content-Length, Transfer-Encoding and
+     * Connection are moor's: giving one is -EINVAL. */
+    const struct moor_http_field *headers;
+    size_t n_headers;
+    /* The body: body[0..body_len) (copied), or, if the callbacks have
+     * on_writable, produced: body_length bytes, or -1 for chunked
+     * transfer coding of unknown length. */
+    const void *body;
+    size_t body_len;
+    long long body_length;
+    /* 1: may be retried once on a new connection if it fails on a reused
+     * one before any response byte arrived, whatever the method. By
+     * default only GET, HEAD, PUT, DELETE, OPTIONS, TRACE and requests
+     * with an Idempotency-Key header are. A produced body is never
+     * retried. */
+    int idempotent;
+    uint32_t timeout_ms; /* the whole request; 0: the client's total */
+};
+
+MOOR_API void moor_http_request_init_(struct moor_http_request *r, size_t size);
+#define moor_http_request_init(r) moor_http_request_init_((r), sizeof(*(r)))
+
+/* The response head, valid during on_head only. */
+struct moor_http_response {
+    int status;                 /* 200, 404, ... (1xx are skipped) */
+    int version_minor;          /* HTTP/1.0 or 1.1 */
+    long long content_length;   /* -1: chunked or until close */
+    const char *reason;         /* not NUL-terminated */
+    size_t reason_len;
+    const struct moor_http_field *headers;
+    size_t n_headers;
+};
+/* The value of header name (any case) in r, or NULL; *len its length. */
+MOOR_API const char *
+moor_http_response_header(const struct moor_http_response *r, const char *name,
+                          size_t *len);
+
+/* How a request ended, for on_done. */
+struct moor_http_result {
+    int error;          /* 0, or -errno / MOOR_E* (moor_strerror) */
+    int status;         /* the response's status; 0 if none arrived */
+    int retried;        /* 1: failed on a reused connection and was sent
+                           again on a new one */
+    int reused;         /* 1: it ran on a pooled connection */
+    uint64_t body_bytes;
+    const char *message; /* one line about error ("connect to
+                            10.0.0.1:443: Connection refused"), "" if none;
+                            valid during on_done */
+};
+
+/* The callbacks of a request; each is optional. The struct is copied. */
+struct moor_http_callbacks {
+    /* The response head arrived (after any 1xx). */
+    void (*on_head)(struct moor_http_call *c,
+                    const struct moor_http_response *r, void *user);
+    /* Body bytes, in order, decoded from chunked coding; p is valid
+     * during the call. moor_http_call_pause() stops reading the
+     * connection (the server is pushed back by TCP) until
+     * moor_http_call_resume(). */
+    void (*on_body)(struct moor_http_call *c, const void *p, size_t n,
+                    void *user);
+    /* A produced body: moor can take more. Call moor_http_call_write()
+     * until it returns 1 (wait for the next on_writable) or the body is
+     * done, then moor_http_call_write_end(). */
+    void (*on_writable)(struct moor_http_call *c, void *user);
+    /* Exactly once per request that moor_http_client_request() accepted,
+     * cancelled ones included: the call is freed right after. */
+    void (*on_done)(struct moor_http_call *c, const struct moor_http_result *r,
+                    void *user);
+};
+
+/* Returns a new client on loop l (caller frees with
+ * moor_http_client_free()), or NULL (-ENOMEM, MOOR_ETLS, MOOR_EOPTIONS,
+ * -EINVAL for a bad dns_servers). */
+MOOR_API struct moor_http_client *
+moor_http_client_new(struct moor_loop *l,
+                     const struct moor_http_client_options *o,
+                     struct moor_error *err);
+/* Starts a request. Returns the call (valid until its on_done returns),
+ * or NULL with err: MOOR_EURL, -EINVAL (a bad method or header), -ENOMEM;
+ * then no callback runs. Every other failure comes through on_done,
+ * never from inside this call. */
+MOOR_API struct moor_http_call *
+moor_http_client_request(struct moor_http_client *cl,
+                         const struct moor_http_request *r,
+                         const struct moor_http_callbacks *cb, void *user,
+                         struct moor_error *err);
+/* Produced bodies: queues p[0..n) (copied). Returns 0, 1 (queued, but
+ * the connection's queue is over queue_limit: wait for on_writable),
+ * -EINVAL (more than body_length), MOOR_ESTATE (not writable now). */
+MOOR_API int moor_http_call_write(struct moor_http_call *c, const void *p,
+                                  size_t n);
+/* The produced body is complete (-EINVAL if body_length is not met). */
+MOOR_API int moor_http_call_write_end(struct moor_http_call *c);
+/* Stops and resumes reading the response body. */
+MOOR_API void moor_http_call_pause(struct moor_http_call *c);
+MOOR_API void moor_http_call_resume(struct moor_http_call *c);
+/* Ends the request now: on_done runs (before this returns) with
+ * -ECANCELED. A connection with a response half read is closed, not
+ * pooled (counted as body_abandoned). */
+MOOR_API void moor_http_call_cancel(struct moor_http_call *c);
+/* Closes every idle pooled connection now. */
+MOOR_API void moor_http_client_close_idle(struct moor_http_client *cl);
+
+/* Pool statistics, in total (host NULL) or of one host ("http://h:80",
+ * "https://h:443": scheme, host and port exactly). */
+struct moor_http_client_stats {
+    long active;  /* connections running a request */
+    long idle;    /* pooled, waiting for one */
+    long dialing; /* resolving, connecting or in the TLS handshake */
+    long waiting; /* requests queued for a connection */
+    uint64_t requests;
+    uint64_t conns_new;    /* connections opened */
+    uint64_t conns_reused; /* requests that ran on a pooled one */
+    uint64_t retries;
+    /* Connections closed, by why. */
+    uint64_t closed_idle_timeout;
+    uint64_t closed_max_age;     /* max_conn_age or max_requests_per_conn */
+    uint64_t closed_peer;        /* the server closed, reset or sent a stray
+                                    byte while it was idle */
+    uint64_t closed_abandoned;   /* a body left half read */
+    uint64_t closed_error;       /* any failure of a request */
+    uint64_t closed_pool_full;   /* not pooled: max_idle_* reached */
+    uint64_t closed_by_response; /* Connection: close, HTTP/1.0,
+                                    close-delimited body */
+    int64_t bytes_held; /* the client's accounted bytes (tag http_client)
+                           for the total; of this host's objects else */
+};
+/* Returns 0, or -ENOENT (no such host in the pool). */
+MOOR_API int moor_http_client_stats(const struct moor_http_client *cl,
+                                    const char *host,
+                                    struct moor_http_client_stats *st);
+/* Adds the client's statistics (moor_http_client_* families, per host)
+ * to the /metrics page `on` serves (moor_server_metrics()). The client
+ * must be freed after the server. Returns 0, -ENOSPC or -EINVAL. */
+MOOR_API int moor_server_metrics_http_client(struct moor_server *on,
+                                             struct moor_http_client *cl);
+/* Cancels every request (on_done runs with -ECANCELED), closes every
+ * connection and frees the client. Not from inside one of its callbacks. */
+MOOR_API void moor_http_client_free(struct moor_http_client *cl);
 
 /* ---- memory ------------------------------------------------------------ */
 

@@ -38,6 +38,8 @@ enum mem_tag {
     MEM_CHANNEL, /* pub/sub channels and subscriptions */
     MEM_CONFIG,  /* parsed configuration, listeners */
     MEM_METRICS, /* metric tables */
+    MEM_DNS,     /* the resolver: c-ares state, queries, the name cache */
+    MEM_HTTPC,   /* the HTTP client: pools, hosts, requests in flight */
     MEM_TAG_COUNT
 };
 

@@ -42,6 +42,7 @@ static void test_tag_names(void **state)
     static const char *const want[MEM_TAG_COUNT] = {
         "misc", "loop", "readbuf", "conn",    "carry",  "queue",
         "msg",  "http", "tls",     "channel", "config", "metrics",
+        "dns",  "http_client",
     };
     unsigned i;
 
