@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "http1.h"
+#include "http1_internal.h"
 #include "util.h"
 
 #define CR '\r'
@@ -38,18 +39,10 @@
 
 /* ---- character classes (RFC 9110 5.6.2, 5.5; RFC 3986) ----------------- */
 
-/* tchar: the characters of a token (method, field name, coding). */
-static bool is_tchar(uint8_t c)
-{
-    return ascii_is_alnum(c) ||
-           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
-}
-
-/* A field value byte: HTAB, SP, VCHAR or obs-text; no other CTL, no DEL. */
-static bool is_value_char(uint8_t c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
+/* tchar and field value bytes: http1_is_tchar, http1_is_value_char in
+ * http1_internal.h (shared with the response parser). */
+#define is_tchar http1_is_tchar
+#define is_value_char http1_is_value_char
 
 /* A request-target byte: visible ASCII; no fragment ('#') is ever sent. */
 static bool is_target_char(uint8_t c)
@@ -108,17 +101,22 @@ bool http_token_list_has(struct http_str v, const char *tok)
     return false;
 }
 
+const struct http_str *http1_header_find(const struct http_header *hdrs,
+                                         uint32_t n, const char *name)
+{
+    size_t len = strlen(name);
+
+    for (uint32_t i = 0; i < n; i++) {
+        if (ascii_ci_equal(hdrs[i].name.p, hdrs[i].name.len, name, len))
+            return &hdrs[i].value;
+    }
+    return NULL;
+}
+
 const struct http_str *http_header_get(const struct http_request *req,
                                        const char *name)
 {
-    size_t n = strlen(name);
-
-    for (uint32_t i = 0; i < req->n_headers; i++) {
-        const struct http_header *h = &req->headers[i];
-        if (ascii_ci_equal(h->name.p, h->name.len, name, n))
-            return &h->value;
-    }
-    return NULL;
+    return http1_header_find(req->headers, req->n_headers, name);
 }
 
 /* ---- methods ------------------------------------------------------------- */
@@ -305,35 +303,69 @@ struct field_facts {
     uint32_t n_host;
     bool cl_seen;
     bool cl_overflow; /* more than 2^64-1: certainly too large */
-    bool te_seen;
-    bool te_chunked; /* "chunked" seen (it must be the last coding) */
-    bool te_unknown; /* a coding other than chunked */
+    struct http1_te te;
     bool conn_close;
     bool conn_keep_alive;
     bool conn_upgrade;
     bool upgrade_hdr;
 };
 
+const char *http1_content_length(struct http_str v, uint64_t *out,
+                                 bool *overflow)
+{
+    uint64_t n = 0;
+
+    if (v.len == 0)
+        return "empty Content-Length";
+    for (uint32_t i = 0; i < v.len; i++) {
+        uint8_t d = (uint8_t)v.p[i];
+        if (!ascii_is_digit(d))
+            return "bad Content-Length";
+        if (n > (UINT64_MAX - (d - '0')) / 10)
+            *overflow = true;
+        else
+            n = n * 10 + (d - '0');
+    }
+    *out = n;
+    return NULL;
+}
+
 /* Content-Length: 1*DIGIT, one value (a list "5, 5" is refused too). */
 static int field_content_length(struct http_str v, struct http_request *req,
                                 struct field_facts *f)
 {
-    uint64_t n = 0;
-
-    if (f->cl_seen || v.len == 0)
+    if (f->cl_seen)
         return 400;
     f->cl_seen = true;
-    for (uint32_t i = 0; i < v.len; i++) {
-        uint8_t d = (uint8_t)v.p[i];
-        if (!ascii_is_digit(d))
-            return 400;
-        if (n > (UINT64_MAX - (d - '0')) / 10)
-            f->cl_overflow = true;
-        else
-            n = n * 10 + (d - '0');
-    }
-    req->content_length = n;
+    if (http1_content_length(v, &req->content_length, &f->cl_overflow))
+        return 400;
     return 0;
+}
+
+const char *http1_transfer_encoding(struct http_str v, struct http1_te *te)
+{
+    struct http_str el;
+    uint32_t pos = 0;
+    bool any = false;
+
+    te->seen = true;
+    while (http_list_next(v, &pos, &el)) {
+        if (el.len == 0)
+            continue; /* empty list elements are ignored (RFC 9110 5.6.1) */
+        for (uint32_t i = 0; i < el.len; i++) {
+            if (!is_tchar((uint8_t)el.p[i]))
+                return "bad transfer coding";
+        }
+        if (te->chunked)
+            return STR_IS(el, "chunked") ? "chunked applied twice"
+                                         : "chunked is not the last coding";
+        if (STR_IS(el, "chunked"))
+            te->chunked = true;
+        else
+            te->unknown = true;
+        any = true;
+    }
+    return any ? NULL : "empty Transfer-Encoding";
 }
 
 /*
@@ -344,33 +376,21 @@ static int field_content_length(struct http_str v, struct http_request *req,
  */
 static int field_transfer_encoding(struct http_str v, struct field_facts *f)
 {
-    struct http_str el;
-    uint32_t pos = 0;
-    bool any = false;
-
-    f->te_seen = true;
-    while (http_list_next(v, &pos, &el)) {
-        if (el.len == 0)
-            continue; /* empty list elements are ignored (RFC 9110 5.6.1) */
-        for (uint32_t i = 0; i < el.len; i++) {
-            if (!is_tchar((uint8_t)el.p[i]))
-                return 400;
-        }
-        if (f->te_chunked)
-            return 400;
-        if (STR_IS(el, "chunked"))
-            f->te_chunked = true;
-        else
-            f->te_unknown = true;
-        any = true;
-    }
-    return any ? 0 : 400;
+    return http1_transfer_encoding(v, &f->te) ? 400 : 0;
 }
 
+/* The request and its facts, for field_apply. */
+struct request_ctx {
+    struct http_request *req;
+    struct field_facts *f;
+};
+
 /* Notes what a field means for the request; return value 0 or a status. */
-static int field_apply(const struct http_header *h, struct http_request *req,
-                       struct field_facts *f)
+static int field_apply(void *ctx, const struct http_header *h, const char **why)
 {
+    struct http_request *req = ((struct request_ctx *)ctx)->req;
+    struct field_facts *f = ((struct request_ctx *)ctx)->f;
+
     switch (h->name.len) {
     case 4:
         if (STR_IS(h->name, "host")) {
@@ -412,17 +432,23 @@ static int field_apply(const struct http_header *h, struct http_request *req,
 /*
  * Parses one field line p[0..n) (without its CRLF):
  *   field-name ":" OWS field-value OWS
- * Return value: 0 or 400.
+ * Return value: NULL, or why the line is refused.
  */
-static int parse_field(const uint8_t *p, size_t n, struct http_header *h)
+static const char *parse_field(const uint8_t *p, size_t n,
+                               struct http_header *h)
 {
     size_t i = 0, a, b;
 
-    /* A line that starts with SP or HTAB is obs-fold (RFC 9112 5.2). */
     while (i < n && is_tchar(p[i]))
         i++;
-    if (i == 0 || i == n || p[i] != ':')
-        return 400; /* also catches whitespace before the colon */
+    if (i == 0 && n > 0 && ascii_is_ows(p[0]))
+        return "obs-fold in header"; /* RFC 9112 5.2 */
+    if (i == 0)
+        return "bad field name";
+    if (i < n && ascii_is_ows(p[i]))
+        return "whitespace before ':'";
+    if (i == n || p[i] != ':')
+        return "bad field name";
     h->name = mkstr(p, i);
     a = i + 1;
     b = n;
@@ -432,9 +458,37 @@ static int parse_field(const uint8_t *p, size_t n, struct http_header *h)
         b--;
     for (size_t k = a; k < b; k++) {
         if (!is_value_char(p[k]))
-            return 400;
+            return "control character in field value";
     }
     h->value = mkstr(p + a, b - a);
+    return NULL;
+}
+
+int http1_parse_fields(const uint8_t *in, size_t pos, size_t end,
+                       struct http_header *hdrs, uint32_t max, uint32_t *n,
+                       http1_field_fn *apply, void *ctx, const char **why)
+{
+    *n = 0;
+    while (pos < end - 2) {
+        const uint8_t *cr = memchr(in + pos, CR, end - pos);
+        struct http_header *h;
+        int st;
+        if (cr[1] != LF) {
+            *why = "bare CR in header";
+            return HTTP1_FIELD_BAD;
+        }
+        if (*n == max)
+            return HTTP1_FIELD_TOO_MANY;
+        h = &hdrs[*n];
+        *why = parse_field(in + pos, (size_t)(cr - in) - pos, h);
+        if (*why)
+            return HTTP1_FIELD_BAD;
+        (*n)++;
+        st = apply(ctx, h, why);
+        if (st)
+            return st;
+        pos = (size_t)(cr - in) + 2;
+    }
     return 0;
 }
 
@@ -446,12 +500,12 @@ static int check_facts(const struct field_facts *f, struct http_request *req,
 
     if (f->n_host > 1 || (v11 && f->n_host == 0))
         return 400;
-    if (f->te_seen) {
+    if (f->te.seen) {
         if (!v11 || f->cl_seen)
             return 400;
-        if (f->te_unknown)
+        if (f->te.unknown)
             return 501;
-        if (!f->te_chunked)
+        if (!f->te.chunked)
             return 400;
         req->chunked = true;
     }
@@ -477,9 +531,11 @@ static int parse_block(const uint8_t *in, size_t end,
                        const struct http_limits *lim, struct http_request *req)
 {
     struct field_facts f = {0};
+    struct request_ctx ctx = {req, &f};
     struct http_str authority = {NULL, 0};
     uint32_t max_fields = MIN(lim->max_headers, HTTP_MAX_HEADERS_CAP);
     const uint8_t *cr = memchr(in, CR, end);
+    const char *why = NULL;
     size_t pos;
     int st;
 
@@ -495,23 +551,12 @@ static int parse_block(const uint8_t *in, size_t end,
     if (st)
         return st;
     pos = (size_t)(cr - in) + 2;
-    while (pos < end - 2) {
-        struct http_header *h;
-        cr = memchr(in + pos, CR, end - pos);
-        if (cr[1] != LF)
-            return 400;
-        if (req->n_headers == max_fields)
-            return 431;
-        h = &req->headers[req->n_headers];
-        st = parse_field(in + pos, (size_t)(cr - in) - pos, h);
-        if (st)
-            return st;
-        req->n_headers++;
-        st = field_apply(h, req, &f);
-        if (st)
-            return st;
-        pos = (size_t)(cr - in) + 2;
-    }
+    st = http1_parse_fields(in, pos, end, req->headers, max_fields,
+                            &req->n_headers, field_apply, &ctx, &why);
+    if (st == HTTP1_FIELD_TOO_MANY)
+        return 431;
+    if (st)
+        return st == HTTP1_FIELD_BAD ? 400 : st;
     st = check_facts(&f, req, lim);
     if (st)
         return st;
@@ -522,23 +567,22 @@ static int parse_block(const uint8_t *in, size_t end,
 
 /* ---- the header block ---------------------------------------------------- */
 
-/*
- * Looks for the CRLFCRLF that ends the header block in in[from..to),
- * checking on the way that every LF follows a CR and every CR is followed
- * by an LF (a CR at to - 1 is judged on a later call).
- * Return value: the offset just past CRLFCRLF, 0 if not there yet, -1 on a
- * bare CR or LF.
- */
-static ssize_t find_block_end(const uint8_t *in, size_t from, size_t to)
+/* Described in http1_internal.h; the request and response parsers share
+ * it. */
+ssize_t http1_find_block_end(const uint8_t *in, size_t from, size_t to,
+                             const char **why)
 {
     for (size_t i = from; i < to; i++) {
         uint8_t c = in[i];
         if (c == LF) {
-            if (i == 0 || in[i - 1] != CR)
+            if (i == 0 || in[i - 1] != CR) {
+                *why = "bare LF in header";
                 return -1;
+            }
             if (i >= 3 && in[i - 2] == LF && in[i - 3] == CR)
                 return (ssize_t)(i + 1);
         } else if (c == CR && i + 1 < to && in[i + 1] != LF) {
+            *why = "bare CR in header";
             return -1;
         }
     }
@@ -573,6 +617,7 @@ ssize_t http_parse_request(const uint8_t *in, size_t len,
     size_t max = lim->max_header_bytes;
     size_t to = MIN(len, max);
     size_t from = MIN((size_t)*scan, to);
+    const char *why;
     ssize_t end;
     int st;
 
@@ -582,7 +627,7 @@ ssize_t http_parse_request(const uint8_t *in, size_t len,
         return reject(status, 400);
     /* Back up 3 bytes: CRLFCRLF may straddle the previous call's end. */
     from = from >= 3 ? from - 3 : 0;
-    end = find_block_end(in, from, to);
+    end = http1_find_block_end(in, from, to, &why);
     if (end < 0)
         return reject(status, 400);
     if (end == 0) {
