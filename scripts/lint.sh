@@ -49,7 +49,7 @@ layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit pool hist procfs addr"
     "conn conn_write conn_internal listen tls"
-    "http1 http1_internal ws sse frame"
+    "http1 http1_internal http1_response ws sse frame"
     "pubsub push metrics server http_server ws_server ws_client debug
      api api_loop api_server api_client api_pubsub moor"
     "main serve config flags signals bench

@@ -1,5 +1,6 @@
 /*
- * http1.h - strict HTTP/1.1 request parsing and response formatting.
+ * http1.h - strict HTTP/1.1 request parsing, response formatting and
+ * response parsing (for the HTTP client; its rules are listed below).
  *
  * Pure code: no syscalls, no allocation, no global state. A fuzzer or a
  * unit test drives it with bytes alone. Everything returned points into the
@@ -139,6 +140,76 @@ ssize_t http_chunked_parse(struct http_chunked *c, const uint8_t *in,
                            size_t len, const struct http_limits *lim,
                            http_data_fn *on_data, void *arg, bool *done,
                            int *status);
+
+/*
+ * ---- responses (the HTTP client's side; src/http1_response.c) ----------
+ *
+ * Strictness (RFC 9112 4, 5, 6; a client facing a hostile server):
+ *  - status line "HTTP/1.0" or "HTTP/1.1", SP, 3DIGIT (100..999), SP,
+ *    reason (HTAB, SP, VCHAR, obs-text; may be empty), CRLF; the second
+ *    SP is required; other versions and anything else are refused;
+ *  - fields as for requests: CRLF only, no obs-fold, no whitespace before
+ *    ':', token names, no CTL but HTAB in values;
+ *  - Content-Length: digits only, one value; a second Content-Length
+ *    (even with the same value) or a list is refused; a value over 2^64-1
+ *    is -EFBIG whatever the status;
+ *  - Transfer-Encoding together with Content-Length, in an HTTP/1.0
+ *    response, or in a 1xx or 204 response (RFC 9112 6.1: MUST NOT; a
+ *    server that says chunked there may send chunks the client would read
+ *    as the next response) is refused; "chunked" must be the last coding
+ *    and appear once; any other coding is "unsupported transfer coding";
+ *  - a 1xx or 204 with a Content-Length other than 0 is refused (RFC 9110
+ *    8.6: MUST NOT); "Content-Length: 0" there is tolerated;
+ *  - Content-Length over lim->max_body is -EFBIG, except in a 1xx, 204 or
+ *    304 response (which has no body; a 304's length is the selected
+ *    representation's). The parser does not know the request: a client
+ *    that sends HEAD and accepts any advertised length passes limits with
+ *    max_body UINT64_MAX.
+ */
+struct http_response {
+    int status;             /* 100..999 as sent (3 digits) */
+    uint8_t version_minor;  /* 0 or 1 (HTTP/1.0 or HTTP/1.1) */
+    struct http_str reason; /* may be empty */
+    bool keep_alive;        /* 1.1 without "Connection: close"; 1.0 only with
+                               "Connection: keep-alive". Says what the header
+                               allows: a body of kind HTTP_BODY_CLOSE ends the
+                               connection whatever this says. */
+    bool chunked;           /* Transfer-Encoding: chunked (last coding) */
+    bool has_length;        /* a Content-Length was given */
+    uint64_t content_length;
+    uint32_t n_headers;
+    struct http_header headers[HTTP_MAX_HEADERS_CAP];
+};
+
+enum http_body_kind {
+    HTTP_BODY_NONE = 0, /* HEAD request, 1xx, 204, 304 (and a 2xx to
+                           CONNECT: a tunnel follows, not a body) */
+    HTTP_BODY_LENGTH,   /* Content-Length bytes */
+    HTTP_BODY_CHUNKED,  /* chunked coding: decode with http_chunked_parse() */
+    HTTP_BODY_CLOSE,    /* until the server closes (no length, not chunked) */
+};
+
+/*
+ * Parses one response head from in[0..len). scan: resume hint as in
+ * http_parse_request. Returns >0 the head's length (body starts there),
+ * 0 incomplete (and within limits), or <0: -EPROTO (malformed: *why says
+ * what, e.g. "both Content-Length and Transfer-Encoding", "bare LF in
+ * header", "bad status line"), -E2BIG (head over lim->max_header_bytes or
+ * more than lim->max_headers fields), -EFBIG (Content-Length over
+ * lim->max_body). *why is a static string. A 101 Switching Protocols is
+ * returned as is (the caller decides).
+ */
+ssize_t http_parse_response(const uint8_t *in, size_t len,
+                            const struct http_limits *lim, uint32_t *scan,
+                            struct http_response *resp, const char **why);
+
+/* What body follows the head, given the request's method (HEAD has none). */
+enum http_body_kind http_response_body_kind(const struct http_response *r,
+                                            enum http_method req);
+
+/* Case-insensitive lookup in a response, like http_header_get. */
+const struct http_str *http_response_header(const struct http_response *r,
+                                            const char *name);
 
 /* Standard reason phrase for a status ("OK", "Not Found", ...); "Unknown"
  * for codes it does not know. */
