@@ -81,14 +81,14 @@ enum moor_error_code {
     MOOR_EOPTIONS = -10005, /* options struct not filled by its _init() */
     MOOR_ESTATE = -10006,   /* not allowed now (e.g. after stop) */
     /* The HTTP client (moor_http_result.error): each cause its own code. */
-    MOOR_ERESOLVE = -10007,     /* the host name did not resolve */
-    MOOR_ETLS_VERIFY = -10008,  /* the server's certificate or name failed
-                                   verification */
-    MOOR_EBADRESPONSE = -10009, /* the response broke HTTP/1.1 */
-    MOOR_ETOOBIG = -10010,      /* response head or body over its limit */
-    MOOR_EPEERCLOSED = -10011,  /* the server closed before the response
-                                   was complete */
-    MOOR_EQUEUEFULL = -10012,   /* the host's wait queue is full */
+    MOOR_ERESOLVE = -10007,         /* the host name did not resolve */
+    MOOR_ETLS_VERIFY = -10008,      /* the server's certificate or name failed
+                                       verification */
+    MOOR_EBADRESPONSE = -10009,     /* the response broke HTTP/1.1 */
+    MOOR_ETOOBIG = -10010,          /* response head or body over its limit */
+    MOOR_EPEERCLOSED = -10011,      /* the server closed before the response
+                                       was complete */
+    MOOR_EQUEUEFULL = -10012,       /* the host's wait queue is full */
     MOOR_ETIMEOUT_RESOLVE = -10013, /* name resolution took too long */
     MOOR_ETIMEOUT_CONNECT = -10014, /* TCP connect took too long */
     MOOR_ETIMEOUT_TLS = -10015,     /* the TLS handshake took too long */
@@ -500,15 +500,15 @@ struct moor_http_client_options {
      * max_ttl_s, in a cache of dns_cache_entries names. */
     uint32_t dns_cache_entries; /* 512 */
     uint32_t dns_max_ttl_s;     /* 300 */
-    const char *dns_servers; /* "IP[:PORT],..." (copied); NULL: the
-                                system's (/etc/resolv.conf, /etc/hosts) */
+    const char *dns_servers;    /* "IP[:PORT],..." (copied); NULL: the
+                                   system's (/etc/resolv.conf, /etc/hosts) */
     /* https:// URLs: the certificate is verified and its name checked
      * unless insecure; SNI and ALPN "http/1.1" are sent; up to
      * tls_sessions_per_host sessions are kept per host so a reconnect
      * resumes (0: no resumption). */
-    const char *tls_ca;              /* PEM CAs (copied); NULL: the system's */
-    int insecure;                    /* 1: no certificate or name check */
-    uint32_t tls_sessions_per_host;  /* 4 */
+    const char *tls_ca;             /* PEM CAs (copied); NULL: the system's */
+    int insecure;                   /* 1: no certificate or name check */
+    uint32_t tls_sessions_per_host; /* 4 */
 };
 
 MOOR_API void moor_http_client_options_init_(struct moor_http_client_options *o,
@@ -556,10 +556,10 @@ MOOR_API void moor_http_request_init_(struct moor_http_request *r, size_t size);
 
 /* The response head, valid during on_head only. */
 struct moor_http_response {
-    int status;                 /* 200, 404, ... (1xx are skipped) */
-    int version_minor;          /* HTTP/1.0 or 1.1 */
-    long long content_length;   /* -1: chunked or until close */
-    const char *reason;         /* not NUL-terminated */
+    int status;               /* 200, 404, ... (1xx are skipped) */
+    int version_minor;        /* HTTP/1.0 or 1.1 */
+    long long content_length; /* -1: chunked or until close */
+    const char *reason;       /* not NUL-terminated */
     size_t reason_len;
     const struct moor_http_field *headers;
     size_t n_headers;
@@ -571,11 +571,11 @@ moor_http_response_header(const struct moor_http_response *r, const char *name,
 
 /* How a request ended, for on_done. */
 struct moor_http_result {
-    int error;          /* 0, or -errno / MOOR_E* (moor_strerror) */
-    int status;         /* the response's status; 0 if none arrived */
-    int retried;        /* 1: failed on a reused connection and was sent
-                           again on a new one */
-    int reused;         /* 1: it ran on a pooled connection */
+    int error;   /* 0, or -errno / MOOR_E* (moor_strerror) */
+    int status;  /* the response's status; 0 if none arrived */
+    int retried; /* 1: failed on a reused connection and was sent
+                    again on a new one */
+    int reused;  /* 1: it ran on a pooled connection */
     uint64_t body_bytes;
     const char *message; /* one line about error ("connect to
                             10.0.0.1:443: Connection refused"), "" if none;
@@ -614,11 +614,9 @@ moor_http_client_new(struct moor_loop *l,
  * or NULL with err: MOOR_EURL, -EINVAL (a bad method or header), -ENOMEM;
  * then no callback runs. Every other failure comes through on_done,
  * never from inside this call. */
-MOOR_API struct moor_http_call *
-moor_http_client_request(struct moor_http_client *cl,
-                         const struct moor_http_request *r,
-                         const struct moor_http_callbacks *cb, void *user,
-                         struct moor_error *err);
+MOOR_API struct moor_http_call *moor_http_client_request(
+    struct moor_http_client *cl, const struct moor_http_request *r,
+    const struct moor_http_callbacks *cb, void *user, struct moor_error *err);
 /* Produced bodies: queues p[0..n) (copied). Returns 0, 1 (queued, but
  * the connection's queue is over queue_limit: wait for on_writable),
  * -EINVAL (more than body_length), MOOR_ESTATE (not writable now). */

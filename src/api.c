@@ -32,9 +32,10 @@ MOOR_API const char *moor_strerror(int err)
     case MOOR_EADDR:
         return "bad address (expected host:port or [v6]:port)";
     case MOOR_EURL:
-        return "bad URL (expected ws://host[:port][/path] or wss://...)";
+        return "bad URL (expected scheme://host[:port][/path])";
     case MOOR_ETLS:
-        return "TLS certificate, key or settings not usable";
+        return "TLS failed (certificate, key or settings not usable, or the "
+               "handshake failed)";
     case MOOR_ECLOSED:
         return "the connection is closing or closed";
     case MOOR_EOPTIONS:
@@ -42,6 +43,35 @@ MOOR_API const char *moor_strerror(int err)
                "moor.h than this libmoor";
     case MOOR_ESTATE:
         return "not allowed in this state";
+    case MOOR_ERESOLVE:
+        return "the host name did not resolve";
+    case MOOR_ETLS_VERIFY:
+        return "the server's certificate or name failed verification";
+    case MOOR_EBADRESPONSE:
+        return "the response broke HTTP/1.1";
+    case MOOR_ETOOBIG:
+        return "the response head or body is over its limit";
+    case MOOR_EPEERCLOSED:
+        return "the server closed the connection before the response was "
+               "complete";
+    case MOOR_EQUEUEFULL:
+        return "too many requests wait for a connection to this host";
+    case MOOR_ETIMEOUT_RESOLVE:
+        return "timeout: name resolution";
+    case MOOR_ETIMEOUT_CONNECT:
+        return "timeout: TCP connect";
+    case MOOR_ETIMEOUT_TLS:
+        return "timeout: TLS handshake";
+    case MOOR_ETIMEOUT_WRITE:
+        return "timeout: the server took no request bytes";
+    case MOOR_ETIMEOUT_HEAD:
+        return "timeout: no response head";
+    case MOOR_ETIMEOUT_BODY:
+        return "timeout: no response body bytes";
+    case MOOR_ETIMEOUT_TOTAL:
+        return "timeout: the whole request";
+    case MOOR_ETIMEOUT_WAIT:
+        return "timeout: waiting for a connection";
     }
     if (err < 0 && err > -4096) {
         /* glibc's table, without strerror()'s shared buffer. */

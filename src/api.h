@@ -26,10 +26,11 @@
 struct moor_loop {
     struct loop *loop;
     struct loop_hook hook;
-    struct moor_server *servers; /* every server on the loop */
-    struct moor_client *clients; /* every client on the loop */
-    atomic_bool stop_asked;      /* moor_loop_stop(), any thread */
-    bool running;                /* inside moor_loop_run() */
+    struct moor_server *servers;           /* every server on the loop */
+    struct moor_client *clients;           /* every client on the loop */
+    struct moor_http_client *http_clients; /* every HTTP client */
+    atomic_bool stop_asked;                /* moor_loop_stop(), any thread */
+    bool running;                          /* inside moor_loop_run() */
 };
 
 struct moor_tls {
@@ -50,6 +51,8 @@ struct api_listener {
 
 struct api_route; /* api_server.c */
 
+#define API_MAX_METRICS_CLIENTS 8
+
 struct moor_server {
     struct moor_loop *ml;
     struct moor_server *next; /* ml's list */
@@ -64,6 +67,10 @@ struct moor_server {
     uint32_t header_timeout_ms;
     uint32_t close_timeout_ms;
     atomic_bool stop_asked; /* moor_server_stop(), any thread */
+    /* HTTP clients whose figures this server's /metrics pages show
+     * (moor_server_metrics_http_client; borrowed). */
+    struct moor_http_client *metrics_clients[API_MAX_METRICS_CLIENTS];
+    unsigned n_metrics_clients;
 };
 
 /* Fills err (may be NULL) and returns code. */
@@ -104,6 +111,10 @@ void api_loop_add_server(struct moor_loop *ml, struct moor_server *s);
 void api_loop_remove_server(struct moor_loop *ml, struct moor_server *s);
 void api_loop_add_client(struct moor_loop *ml, struct moor_client *cl);
 void api_loop_remove_client(struct moor_loop *ml, struct moor_client *cl);
+void api_loop_add_http_client(struct moor_loop *ml,
+                              struct moor_http_client *cl);
+void api_loop_remove_http_client(struct moor_loop *ml,
+                                 struct moor_http_client *cl);
 /* api_client.c: the list link of a client, and whether it has a
  * connection open. */
 struct moor_client **api_client_next(struct moor_client *cl);

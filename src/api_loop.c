@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "http_client.h"
 #include "mem.h"
 #include "util.h"
 
@@ -41,6 +42,9 @@ static int alive(const struct moor_loop *ml)
         n += !server_stopped(s->srv);
     for (struct moor_client *cl = ml->clients; cl; cl = *api_client_next(cl))
         n += api_client_busy(cl);
+    for (struct moor_http_client *hc = ml->http_clients; hc;
+         hc = *http_client_next(hc))
+        n += http_client_busy(hc);
     return n;
 }
 
@@ -172,6 +176,24 @@ void api_loop_remove_client(struct moor_loop *ml, struct moor_client *cl)
     for (struct moor_client **pp = &ml->clients; *pp; pp = api_client_next(*pp))
         if (*pp == cl) {
             *pp = *api_client_next(cl);
+            return;
+        }
+}
+
+void api_loop_add_http_client(struct moor_loop *ml, struct moor_http_client *cl)
+{
+    *http_client_next(cl) = ml->http_clients;
+    ml->http_clients = cl;
+    hook_last(ml);
+}
+
+void api_loop_remove_http_client(struct moor_loop *ml,
+                                 struct moor_http_client *cl)
+{
+    for (struct moor_http_client **pp = &ml->http_clients; *pp;
+         pp = http_client_next(*pp))
+        if (*pp == cl) {
+            *pp = *http_client_next(cl);
             return;
         }
 }

@@ -17,6 +17,7 @@
 #include "debug.h"
 #include "log.h"
 #include "mem.h"
+#include "http_client.h"
 #include "metrics.h"
 #include "util.h"
 #include "ws.h"
@@ -666,6 +667,7 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     struct moor_server *s = r->about;
     struct metrics_view v;
     struct sbuf b;
+    int rc;
 
     sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
     server_metrics_view(s->srv, &v);
@@ -675,8 +677,21 @@ static void on_metrics(struct http_exchange *ex, void *arg)
             v.tls = s->extra[i].tls->ctx;
     }
     v.loops[0].pubsub = s->ps ? push_pubsub(api_pubsub_push(s->ps)) : NULL;
-    http_respond_page(ex, metrics_render(&b, &v), &b,
-                      "text/plain; version=0.0.4; charset=utf-8");
+    rc = metrics_render(&b, &v);
+    for (unsigned i = 0; rc >= 0 && i < r->owner->n_metrics_clients; i++)
+        http_client_metrics(r->owner->metrics_clients[i], &b);
+    http_respond_page(ex, rc, &b, "text/plain; version=0.0.4; charset=utf-8");
+}
+
+MOOR_API int moor_server_metrics_http_client(struct moor_server *on,
+                                             struct moor_http_client *cl)
+{
+    if (!on || !cl)
+        return -EINVAL;
+    if (on->n_metrics_clients >= API_MAX_METRICS_CLIENTS)
+        return -ENOSPC;
+    on->metrics_clients[on->n_metrics_clients++] = cl;
+    return 0;
 }
 
 static void on_debug_conns(struct http_exchange *ex, void *arg)

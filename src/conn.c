@@ -643,6 +643,11 @@ static void connect_done(struct conn *c)
     c->cn_flags &= ~CONN_CONNECTING;
     if (c->cn_flags & CONN_TLS) {
         c->cn_flags |= CONN_HANDSHAKE;
+        if (conn_proto(c)->on_tcp_connect) {
+            conn_proto(c)->on_tcp_connect(c);
+            if (conn_is_closing(c))
+                return;
+        }
         do_handshake(c);
         return;
     }

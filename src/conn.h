@@ -128,6 +128,10 @@ struct conn_proto {
      * conn_tls_error() says why). Required for protocols used with
      * conn_connect or with TLS. */
     void (*on_connect)(struct conn *c, int err);
+    /* An outgoing conn with TLS finished its TCP connect and starts its
+     * handshake now: the moment to give the handshake its own deadline
+     * (optional; without it the connect deadline covers both). */
+    void (*on_tcp_connect)(struct conn *c);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
     /* The protocol reads messages (WebSocket, framed TCP, SSE): a message

@@ -355,6 +355,8 @@ struct tls_ctx {
     bool tickets;
     bool server;
     bool insecure;
+    /* client: where new sessions go (tls_client_opts.on_session) */
+    void (*on_session)(void *arg, SSL_SESSION *session);
 };
 
 /* Encrypted keys are not supported: without this callback OpenSSL would
@@ -533,6 +535,20 @@ static bool load_system_store(SSL_CTX *c, char *err, size_t errlen)
     return true;
 }
 
+/* OpenSSL hands over a new session (SSL_CTX_sess_set_new_cb): to the
+ * context's on_session with the connection's argument. Returning 1 means
+ * the callee took the reference. */
+static int client_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    const struct tls_ctx *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    void *arg = SSL_get_app_data(ssl);
+
+    if (!t || !t->on_session || !arg)
+        return 0;
+    t->on_session(arg, sess);
+    return 1;
+}
+
 static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
                                const struct tls_client_opts *o, char *err,
                                size_t errlen)
@@ -574,7 +590,16 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
             goto err_free_ctx;
         }
     }
-    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    if (o->on_session) {
+        /* Sessions go to the caller, never into OpenSSL's own cache: the
+         * client's pool keeps a few per host, bounded. */
+        SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT |
+                                              SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(c, client_new_session);
+    } else {
+        SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    }
+    SSL_CTX_set_app_data(c, (void *)t);
     ERR_clear_error();
     return c;
 
@@ -657,6 +682,7 @@ struct tls_ctx *tls_client_new(const struct tls_client_opts *o, char *err,
     if (!t)
         return NULL;
     t->insecure = o->insecure;
+    t->on_session = o->on_session;
     t->ssl_ctx = client_ssl_ctx(t, o, err, errlen);
     if (!t->ssl_ctx) {
         ctx_free_settings(t);
@@ -789,6 +815,37 @@ err_free_tc:
     ERR_clear_error();
     mem_free(MEM_TLS, tc);
     return NULL;
+}
+
+int tls_conn_set_session(struct tls_conn *tc, SSL_SESSION *session, void *arg)
+{
+    if ((tc->flags & TC_SERVER) || (tc->flags & TC_DONE) ||
+        SSL_in_init(tc->ssl) != 1 || SSL_want(tc->ssl) != SSL_NOTHING)
+        return -EINVAL;
+    if (session && SSL_set_session(tc->ssl, session) != 1) {
+        ERR_clear_error();
+        return -EINVAL;
+    }
+    SSL_set_app_data(tc->ssl, arg);
+    return 0;
+}
+
+bool tls_conn_resumed(const struct tls_conn *tc)
+{
+    return SSL_session_reused(tc->ssl) == 1;
+}
+
+bool tls_session_usable(SSL_SESSION *session, uint64_t now_s)
+{
+    uint64_t t = (uint64_t)SSL_SESSION_get_time(session);
+    uint64_t life = (uint64_t)SSL_SESSION_get_timeout(session);
+
+    return SSL_SESSION_is_resumable(session) == 1 && now_s < t + life;
+}
+
+void tls_session_free(SSL_SESSION *session)
+{
+    SSL_SESSION_free(session);
 }
 
 void tls_conn_free(struct tls_conn *tc)

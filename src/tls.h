@@ -44,7 +44,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-struct ssl_st; /* OpenSSL's SSL, for tls_conn_ssl() */
+struct ssl_st;         /* OpenSSL's SSL, for tls_conn_ssl() */
+struct ssl_session_st; /* OpenSSL's SSL_SESSION */
 struct tls_ctx;
 struct tls_conn;
 
@@ -142,6 +143,12 @@ struct tls_client_opts {
     const char *alpn;    /* one protocol to offer; NULL: "http/1.1"; "": none */
     bool insecure;       /* no certificate or host name check at all; only
                             ever from an explicit --insecure */
+    /* Resumption: every session a server hands this client (after the
+     * handshake in TLS 1.2, in NewSessionTicket messages read later in
+     * TLS 1.3) goes to on_session(arg, session), arg being what
+     * tls_conn_set_session() gave for that connection; the callee takes
+     * the session (tls_session_free()). NULL: no session is kept. */
+    void (*on_session)(void *arg, struct ssl_session_st *session);
 };
 
 /* Builds a client context. Verification is on unless o->insecure: the
@@ -189,6 +196,19 @@ void tls_ctx_free(struct tls_ctx *ctx);
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server,
                               const char *host);
 
+/* Client, before the handshake: offers session (may be NULL; borrowed:
+ * OpenSSL takes its own reference) for resumption, and makes arg the
+ * argument of the context's on_session for this connection's new
+ * sessions. Returns 0, or -EINVAL (a server connection, or the
+ * handshake has begun). */
+int tls_conn_set_session(struct tls_conn *tc, struct ssl_session_st *session,
+                         void *arg);
+/* After the handshake: true if the session was resumed. */
+bool tls_conn_resumed(const struct tls_conn *tc);
+/* True if session may still be offered (not expired, resumable). */
+bool tls_session_usable(struct ssl_session_st *session, uint64_t now_s);
+/* Drops a session handed over by on_session (NULL is a no-op). */
+void tls_session_free(struct ssl_session_st *session);
 /* Frees tc and everything OpenSSL holds for it (no I/O; nothing is sent:
  * call tls_shutdown() first for a close_notify). NULL is a no-op. */
 void tls_conn_free(struct tls_conn *tc);
