@@ -683,8 +683,7 @@ static void on_hook(struct loop_hook *hk)
     struct moor_http_call *call;
 
     while ((call = cl->later_head)) {
-        later_unlink(call);
-        call->later = true; /* so call_finish() does not queue it again */
+        later_unlink(call); /* not inside a request: not queued again */
         call_finish(call, call->error, NULL);
     }
 }
