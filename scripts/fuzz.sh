@@ -6,6 +6,7 @@
 # Usage: scripts/fuzz.sh [seconds] [target...]
 #   scripts/fuzz.sh            every target, 60 s each
 #   scripts/fuzz.sh 300 http1  only fuzz/fuzz_http1.c, for 5 minutes
+#   scripts/fuzz.sh 60 http_response   the response parser (HTTP client)
 #   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
 #                              routes of `moor serve` (docs/fuzzing.md)
 # Each target runs for the seconds asked, however many (libFuzzer's
@@ -34,6 +35,7 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fno-omit-frame-pointer \
 sources_for() {
     case "$1" in
     http1) echo "src/http1.c" ;;
+    http_response) echo "src/http1_response.c src/http1.c" ;;
     ws | ws_handshake) echo "src/ws.c src/http1.c" ;;
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
