@@ -1459,7 +1459,14 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
         conn_close(c, CLOSE_NO_MEMORY);
         return -1;
     }
-    n = http_parse_response(p, len, &cl->lim, &hc->scan, r, &why);
+    {
+        /* A HEAD's Content-Length is the resource's, not a body to come. */
+        struct http_limits head_lim = cl->lim;
+
+        if (call->head_req)
+            head_lim.max_body = UINT64_MAX;
+        n = http_parse_response(p, len, &head_lim, &hc->scan, r, &why);
+    }
     if (n <= 0) {
         mem_free(MEM_HTTPC, r);
         if (n == 0)
