@@ -164,7 +164,17 @@ def main():
     d = os.path.abspath(d)
     proc = None
 
-    def stop(*_):
+    class Stop(Exception):
+        pass
+
+    def on_signal(*_):
+        # Unwinds out of proc.wait() (waiting again inside the handler
+        # would deadlock on Popen's wait lock) into the finally below.
+        raise Stop()
+
+    def stop():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if proc and proc.poll() is None:
             proc.terminate()  # nginx's master: fast shutdown
             try:
@@ -174,10 +184,9 @@ def main():
                 proc.wait()
         if not a.dir:
             shutil.rmtree(d, ignore_errors=True)
-        sys.exit(0)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         make_certs(d)
         echo = os.path.exists(ECHO_MODULE)
@@ -202,10 +211,14 @@ def main():
             proc.poll()
         if proc.returncode is not None or not answers(
                 f"http://127.0.0.1:{plain}/healthz", None):
-            with open(f"{d}/nginx.out") as f1, open(f"{d}/error.log") as f2:
-                sys.stderr.write(f1.read() + f2.read())
+            for name in ("nginx.out", "error.log"):
+                try:
+                    with open(os.path.join(d, name)) as f:
+                        sys.stderr.write(f.read())
+                except OSError:
+                    pass
             print("nginx_http: nginx did not start", file=sys.stderr)
-            stop()
+            return 1
         print(f"nginx listening on http://127.0.0.1:{plain} (pid {proc.pid})")
         print(f"nginx listening on https://127.0.0.1:{tls} (pid {proc.pid})")
         print(f"ca {d}/ca.pem")
@@ -216,9 +229,12 @@ def main():
         print("ready", flush=True)
         proc.wait()
         print("nginx_http: nginx exited", file=sys.stderr)
+        return 1
+    except Stop:
+        return 0
     finally:
         stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
