@@ -30,7 +30,7 @@ DIR/moor_row: "measured" or "pending" (bench/run.sh writes the section to
 docs/benchmarks.md only when it says measured).
 
     bench/http_report.py [--conns 1000] [--runs 3] [--hold 2s]
-                         [--hold-ms 1000] [--load-conns 64]
+                         [--hold-ms 3000] [--load-conns 64]
                          [--load-duration 10s] [--load-runs R] [--no-load]
                          [--dir DIR] [--moor build/release/moor]
 
@@ -286,6 +286,14 @@ def run_idle(a, ngx, name, scheme, cmd, i):
 
 # ---- load -------------------------------------------------------------------
 
+def machine_busy():
+    """CPU seconds the whole machine has been busy (all but idle and
+    iowait, /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def wrk_ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
     if not m:
@@ -328,9 +336,9 @@ def load_cmds(a, ngx, scheme):
 def run_load(a, ngx, name, scheme, cmd, i):
     log(f"== (b) load: {name}, {scheme}, {a.load_conns} connections, "
         f"{a.load_duration}, run {i} of {a.load_runs}")
-    srv0 = ngx.worker_cpu()
+    srv0, all0 = ngx.worker_cpu(), machine_busy()
     out, err, rc, cpu, _ = run(cmd)
-    srv1 = ngx.worker_cpu()
+    srv1, all1 = ngx.worker_cpu(), machine_busy()
     if name == "wrk":
         d = parse_wrk(out)
     else:
@@ -343,9 +351,14 @@ def run_load(a, ngx, name, scheme, cmd, i):
     d["rps_per_cpu_s"] = d["requests_per_s"] / cpu if cpu > 0 else None
     d["server_cpu_s"] = (srv1 - srv0) if srv0 is not None and srv1 \
         is not None else None
+    # What the rest of the machine did meanwhile: a busy neighbour slows
+    # both sides down.
+    d["other_cpu_s"] = max(0.0, (all1 - all0) - cpu -
+                           (d["server_cpu_s"] or 0))
     log(f"    {d['requests_per_s']:.0f} requests/s, CPU {cpu:.2f} s, "
         f"{d['rps_per_cpu_s']:.0f} requests/s per CPU second, nginx CPU "
-        f"{d['server_cpu_s'] if d['server_cpu_s'] is not None else '?'} s")
+        f"{d['server_cpu_s'] if d['server_cpu_s'] is not None else '?'} s"
+        f", other processes {d['other_cpu_s']:.2f} s")
     with open(os.path.join(a.dir, f"{name}.{scheme}.load{i}.json"),
               "w") as f:
         json.dump(d, f)
@@ -490,6 +503,15 @@ def report(a, ngx, idle, load, cmds, v):
             f"speed; one whose CPU s is well below the run's length "
             f"waited on nginx."))
         load_table(a, ["moor", "wrk"], load, out)
+        other = max(r["other_cpu_s"] for n in load for s in load[n]
+                    for r in load[n][s])
+        if other >= 0.5:
+            out("\n" + para(
+                f"**Other processes were busy** during the load runs (up "
+                f"to {other:.1f} CPU s in one run, from /proc/stat, beside "
+                f"the client and nginx): the requests/s above are low by "
+                f"an unknown amount; rerun on a quiet machine.")
+                .rstrip("\n") + "\n")
     out("\nCommands (`bench/run.sh --only http-client` runs this part "
         "alone):\n\n```sh\n" + cmds + "\n```\n")
 
@@ -501,7 +523,7 @@ def main():
     ap.add_argument("--conns", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--hold", default="2s", help="idle hold, e.g. 2s")
-    ap.add_argument("--hold-ms", type=int, default=1000,
+    ap.add_argument("--hold-ms", type=int, default=3000,
                     help="how long nginx holds each /hold request")
     ap.add_argument("--load-conns", type=int, default=64)
     ap.add_argument("--load-duration", default="10s")
