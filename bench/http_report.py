@@ -446,8 +446,10 @@ def load_table(a, names, load, out):
             p99 = d.get("p99_ms")
             err = f" ({d['errors']} errors)" if d.get("errors") else ""
             srv = d.get("server_cpu_s")
+            own = (f" (own: {d['cpu_s']:.2f})"
+                   if isinstance(d.get("cpu_s"), (int, float)) else "")
             cells.append(f"{thousands(d['requests_per_s'])}{err} | "
-                         f"{d['cpu_s_wait4']:.2f} | "
+                         f"{d['cpu_s_wait4']:.2f}{own} | "
                          f"{thousands(d['rps_per_cpu_s'])} | "
                          f"{'-' if p99 is None else f'{p99:.2f} ms'} | "
                          f"{'-' if srv is None else f'{srv:.2f}'}")
