@@ -282,11 +282,10 @@ int main(int argc, char **argv)
            "\"bytes_per_conn\":%lld,\"live_before\":%lld,"
            "\"live_after\":%lld,\"live_per_conn\":%lld,"
            "\"open_s\":%.3f,\"hold_s\":%g",
-           curl_version_info(CURLVERSION_NOW)->version, o.url, o.conns,
-           fresh, errors, before, after, held,
-           (after - before + o.conns / 2) / o.conns, live_before,
-           live_after, (live_after - live_before + o.conns / 2) / o.conns,
-           open_s, o.hold);
+           curl_version_info(CURLVERSION_NOW)->version, o.url, o.conns, fresh,
+           errors, before, after, held,
+           (after - before + o.conns / 2) / o.conns, live_before, live_after,
+           (live_after - live_before + o.conns / 2) / o.conns, open_s, o.hold);
     if (errors)
         printf(",\"error\":\"%s\"", err);
     printf("}\n");
