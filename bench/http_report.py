@@ -355,10 +355,11 @@ def run_load(a, ngx, name, scheme, cmd, i):
     # both sides down.
     d["other_cpu_s"] = max(0.0, (all1 - all0) - cpu -
                            (d["server_cpu_s"] or 0))
+    srv = d["server_cpu_s"]
     log(f"    {d['requests_per_s']:.0f} requests/s, CPU {cpu:.2f} s, "
         f"{d['rps_per_cpu_s']:.0f} requests/s per CPU second, nginx CPU "
-        f"{d['server_cpu_s'] if d['server_cpu_s'] is not None else '?'} s"
-        f", other processes {d['other_cpu_s']:.2f} s")
+        f"{'?' if srv is None else f'{srv:.2f}'} s, other processes "
+        f"{d['other_cpu_s']:.2f} s")
     with open(os.path.join(a.dir, f"{name}.{scheme}.load{i}.json"),
               "w") as f:
         json.dump(d, f)
