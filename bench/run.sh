@@ -43,17 +43,34 @@
 #       and replaced by a new one, 10 s after 1 s of warm-up:
 #       handshakes/s and the time of each; 3 runs on a fresh server, the
 #       median (by handshakes/s) reported.
+#   HTTP client (issue 15), moor's pooled HTTP/1.1 client beside Go's
+#   net/http Transport, libcurl's multi interface (bench/peers) and wrk,
+#   all against one nginx (bench/nginx_http.py, pinned to core 0), the
+#   clients on core 1, plain HTTP and HTTPS, runs interleaved
+#   (bench/http_report.py):
+#   (j) idle pool: N requests at once to /hold (answered after 3 s, so
+#       N connections), held idle: growth of the client's own VmRSS / N;
+#       median of 3;
+#   (k) load: wrk (and moor) with 64 connections on GET / for 10 s:
+#       requests/s and the client's CPU seconds; median of 3.
+#   moor's rows are pending until `moor bench http` exists; until then
+#   --write leaves docs/benchmarks.md's "## Client pool" section alone
+#   and the peers' figures are only printed.
 #
-# usage: bench/run.sh [--write] [--only http|ws|broadcast|tls] [--conns N]
+# usage: bench/run.sh [--write] [--only http|ws|broadcast|tls|http-client] [--conns N]
 #                     [--duration D] [--ws-conns N] [--echo-duration D]
 #                     [--echo-runs N] [--bc-conns N] [--bc-duration D]
 #                     [--bc-runs N] [--bc-inflight K] [--bc-rate R]
 #                     [--bc-sweep "K..."] [--tls-conns N] [--hs-conns N]
-#                     [--hs-duration D] [--hs-runs N]
-#   --write      replace the "## HTTP/1.1", "## WebSocket", "## Broadcast"
-#                and "## TLS" sections of docs/benchmarks.md with what
-#                was run
-#   --only P     run one part: http, ws, broadcast or tls (default all)
+#                     [--hs-duration D] [--hs-runs N] [--hc-conns N]
+#                     [--hc-runs N] [--hc-hold D] [--hc-load-conns N]
+#                     [--hc-load-duration D]
+#   --write      replace the "## HTTP/1.1", "## WebSocket", "## Broadcast",
+#                "## TLS" and "## Client pool" sections of
+#                docs/benchmarks.md with what was run (Client pool only
+#                once moor's row is measured)
+#   --only P     run one part: http, ws, broadcast, tls or http-client
+#                (default all)
 #   --conns N    idle connections for (b) (default 10000)
 #   --duration D wrk duration (default 10s)
 #   --ws-conns N idle connections for (c) (default 10000)
@@ -69,6 +86,11 @@
 #   --hs-conns N       handshakes in progress at once in (i) (default 32)
 #   --hs-duration D    measured time of each handshake run (default 10s)
 #   --hs-runs N        handshake runs per server (default 3)
+#   --hc-conns N       requests (so connections) of (j) (default 1000)
+#   --hc-runs N        runs of (j) and (k) per client and scheme (default 3)
+#   --hc-hold D        how long (j) holds the idle pool (default 2s)
+#   --hc-load-conns N  connections of (k) (default 64)
+#   --hc-load-duration D  length of each (k) run (default 10s)
 #
 # Never part of the tests: figures depend on the machine. Everything it
 # starts is stopped on exit (trap), and every step has a timeout.
@@ -93,6 +115,11 @@ TLS_CONNS=10000
 HS_CONNS=32
 HS_DURATION=10s
 HS_RUNS=3
+HC_CONNS=1000
+HC_RUNS=3
+HC_HOLD=2s
+HC_LOAD_CONNS=64
+HC_LOAD_DURATION=10s
 while [ $# -gt 0 ]; do
     case $1 in
     --write) WRITE=1 ;;
@@ -112,14 +139,19 @@ while [ $# -gt 0 ]; do
     --hs-conns) HS_CONNS=$2; shift ;;
     --hs-duration) HS_DURATION=$2; shift ;;
     --hs-runs) HS_RUNS=$2; shift ;;
-    -h|--help) sed -n '2,80p' "$0"; exit 0 ;;
+    --hc-conns) HC_CONNS=$2; shift ;;
+    --hc-runs) HC_RUNS=$2; shift ;;
+    --hc-hold) HC_HOLD=$2; shift ;;
+    --hc-load-conns) HC_LOAD_CONNS=$2; shift ;;
+    --hc-load-duration) HC_LOAD_DURATION=$2; shift ;;
+    -h|--help) sed -n '2,96p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 case $ONLY in
-all | http | ws | broadcast | tls) ;;
-*) echo "bench/run.sh: --only takes http, ws, broadcast or tls" >&2; exit 2 ;;
+all | http | ws | broadcast | tls | http-client) ;;
+*) echo "bench/run.sh: --only takes http, ws, broadcast, tls or http-client" >&2; exit 2 ;;
 esac
 want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
@@ -129,6 +161,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 TOOLS=("$MOOR" taskset "$PY" curl)
 want http && TOOLS+=("$NGINX" wrk)
 want tls && TOOLS+=(openssl)
+want http-client && TOOLS+=("$NGINX" wrk openssl ss)
 for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench/run.sh: $tool not found (make deps release)" >&2
@@ -776,20 +809,57 @@ tls_part() {
         --openssl "$(openssl version | awk '{print $2}')" >>"$REPORT"
 }
 
+# ---- HTTP client -------------------------------------------------------------
+
+# (j) and (k): bench/http_report.py runs them (it starts bench/nginx_http.py
+# and pins it and the clients itself) and writes the section. It goes
+# into the report (and so, with --write, into docs/benchmarks.md) only
+# once moor's row is measured; until then it is printed on its own.
+http_client_part() {
+    local dir=$TMP/hc
+    mkdir -p "$dir"
+    echo "== HTTP client peers: bench/peers/build.sh" >&2
+    "$ROOT/bench/peers/build.sh" >&2
+    timeout 3600 "$PY" "$ROOT/bench/http_report.py" --dir "$dir" \
+        --date "$DATE" --cpu "$CPU ($(nproc) cores)" --moor "$MOOR" \
+        --conns "$HC_CONNS" --runs "$HC_RUNS" --hold "$HC_HOLD" \
+        --load-conns "$HC_LOAD_CONNS" --load-duration "$HC_LOAD_DURATION" \
+        >"$dir/section.md" || {
+        echo "bench/run.sh: bench/http_report.py failed" >&2
+        exit 1
+    }
+    if [ "$(cat "$dir/moor_row" 2>/dev/null)" = measured ]; then
+        cat "$dir/section.md" >>"$REPORT"
+    else
+        echo "== HTTP client: moor's row is pending (no \`moor bench http\` yet):" \
+            "the section is printed, not written" >&2
+        HC_PENDING=$dir/section.md
+    fi
+}
+
+HC_PENDING=
 want http && http_part
 want ws && ws_part
 want broadcast && bcast_part
 want tls && tls_part
+want http-client && http_client_part
 
 echo
 cat "$REPORT"
+if [ -n "$HC_PENDING" ]; then
+    echo
+    echo "<!-- not written to docs/benchmarks.md: moor's row is pending -->"
+    cat "$HC_PENDING"
+fi
 
-if [ "$WRITE" = 1 ]; then
+if [ "$WRITE" = 1 ] && [ ! -s "$REPORT" ]; then
+    echo "bench/run.sh: nothing to write to docs/benchmarks.md" >&2
+elif [ "$WRITE" = 1 ]; then
     DOC=$ROOT/docs/benchmarks.md
     [ -f "$DOC" ] || printf '# Benchmarks\n\n' >"$DOC"
     # Each "## " section of the report replaces the document's sections
     # whose heading starts the same way ("## HTTP/1.1", "## WebSocket",
-    # "## Broadcast", "## TLS"),
+    # "## Broadcast", "## TLS", "## Client pool"),
     # where the first of them was (or at the end); other sections stay.
     "$PY" - "$DOC" "$REPORT" <<'EOF'
 import re, sys
