@@ -5,11 +5,12 @@
  * order, the cache (a hit within the TTL, a miss after it, on the real
  * clock and on an advanced one; max_ttl_s caps; TTL 0 is not kept; the
  * LRU bound), negative caching, server failure, the request's own
- * deadline (not c-ares' retry timeout), a late answer still cached, two
- * requests joining one lookup, cancel, a callback that frees the
- * resolver or starts another request, the pending bound, two resolvers
- * sharing c-ares' process-wide allocator, every allocation failing in
- * turn, and the dns tag back to zero after every resolver_free().
+ * deadline (not c-ares' retry timeout), c-ares' own retry after a lost
+ * datagram, a late answer still cached, two requests joining one lookup,
+ * cancel, a callback that frees the resolver or starts another request,
+ * the pending bound, two resolvers sharing c-ares' process-wide
+ * allocator, every allocation failing in turn, and the dns tag back to
+ * zero after every resolver_free() (teardown checks it after each test).
  *
  * The loop is driven with loop_run_once() in loops bounded by wall time.
  */
@@ -66,6 +67,7 @@ enum fake_mode {
     FAKE_SERVFAIL, /* rcode 2 */
     FAKE_SILENT,   /* never answers */
     FAKE_HOLD,     /* keeps the query; fake_release() answers it later */
+    FAKE_DROP1,    /* drops the first query of each type, answers retries */
 };
 
 struct fake_name {
@@ -188,6 +190,8 @@ static void fake_answer(struct fake_dns *d, const uint8_t *q, size_t len,
         rcode = 2;
     else if (f->mode == FAKE_SILENT)
         return;
+    else if (f->mode == FAKE_DROP1 && (qtype == 1 ? f->qa : f->qaaaa) == 1)
+        return;
     else if (f->mode == FAKE_HOLD && !release) {
         assert_true(d->nheld < (int)ARRAY_SIZE(d->held));
         memcpy(d->held[d->nheld].pkt, q, len);
@@ -284,7 +288,7 @@ struct result {
     struct sockaddr_storage a[RESOLVE_MAX_ADDRS];
     uint64_t at; /* now_ms() of the last call */
     /* optional actions inside the callback */
-    struct resolver *free_me;
+    struct resolver **free_me; /* frees *free_me, sets it NULL */
     struct resolver *start_on;
     const char *start_name;
     int start_rc;
@@ -314,19 +318,22 @@ static void on_result(void *arg, int err, const struct sockaddr_storage *addrs,
         res->start_rc = resolve_start(res->start_on, res->start_name, 1, 1000,
                                       on_result, res, out, &res->start_n, &q);
     }
-    if (res->free_me)
-        resolver_free(res->free_me);
+    if (res->free_me && *res->free_me) {
+        resolver_free(*res->free_me);
+        *res->free_me = NULL;
+    }
 }
 
 struct env {
     struct loop *l;
     struct fake_dns dns;
-    struct resolver *r;
+    struct resolver *r;        /* setup's; NULL once a test freed it */
+    struct resolver *extra[4]; /* env_resolver()'s, freed by teardown */
 };
 
 static struct env env_storage;
 
-static struct resolver *env_resolver(struct env *e, uint32_t entries,
+static struct resolver *new_resolver(struct env *e, uint32_t entries,
                                      uint32_t max_ttl, uint32_t neg_ttl)
 {
     struct resolver_opts o = {entries, max_ttl, neg_ttl, e->dns.servers};
@@ -335,6 +342,35 @@ static struct resolver *env_resolver(struct env *e, uint32_t entries,
 
     assert_non_null(r);
     return r;
+}
+
+/* Another resolver, which teardown frees if the test does not (a failed
+ * assertion must not leave it to poison the next test's dns tag). */
+static struct resolver *env_resolver(struct env *e, uint32_t entries,
+                                     uint32_t max_ttl, uint32_t neg_ttl)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(e->extra); i++) {
+        if (!e->extra[i]) {
+            e->extra[i] = new_resolver(e, entries, max_ttl, neg_ttl);
+            return e->extra[i];
+        }
+    }
+    fail_msg("too many resolvers");
+    return NULL;
+}
+
+static void env_free(struct env *e, struct resolver *r)
+{
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(e->extra); i++)
+        if (e->extra[i] == r)
+            e->extra[i] = NULL;
+    if (e->r == r)
+        e->r = NULL;
+    resolver_free(r);
 }
 
 static int setup(void **state)
@@ -346,7 +382,7 @@ static int setup(void **state)
     e->l = loop_new(4096);
     assert_non_null(e->l);
     fake_start(&e->dns, e->l);
-    e->r = env_resolver(e, 16, 3600, 5);
+    e->r = new_resolver(e, 16, 3600, 5);
     *state = e;
     return 0;
 }
@@ -354,9 +390,12 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct env *e = *state;
+    size_t i;
 
     mem_fail_at(0);
     resolver_free(e->r);
+    for (i = 0; i < ARRAY_SIZE(e->extra); i++)
+        resolver_free(e->extra[i]);
     loop_unwatch(e->l, e->dns.fd);
     close(e->dns.fd);
     loop_free(e->l);
@@ -680,7 +719,7 @@ static void test_max_ttl_caps(void **state)
     resolve_wait(e, r, "zero.test", 80, &res);
     assert_int_equal(z->qa, 2);
     assert_int_equal(stats(r).cached, 1);
-    resolver_free(r);
+    env_free(e, r);
 }
 
 static void test_lru_bound(void **state)
@@ -714,7 +753,7 @@ static void test_lru_bound(void **state)
     assert_int_equal(f[1]->qa, 2);
     assert_int_equal(f[2]->qa, 1);
     assert_int_equal(stats(r).cached, 2);
-    resolver_free(r);
+    env_free(e, r);
 
     /* cache_entries 0: nothing is kept. */
     r = env_resolver(e, 0, 3600, 5);
@@ -722,7 +761,7 @@ static void test_lru_bound(void **state)
     resolve_wait(e, r, "n0.test", 1, &res);
     assert_int_equal(f[0]->qa, 3);
     assert_int_equal(stats(r).cached, 0);
-    resolver_free(r);
+    env_free(e, r);
 }
 
 static void test_negative_cache(void **state)
@@ -767,7 +806,7 @@ static void test_negative_cache(void **state)
     resolve_wait(e, r, "nx.test", 1, &res);
     assert_int_equal(res.err, -ENOENT);
     assert_int_equal(nx->qa, 4);
-    resolver_free(r);
+    env_free(e, r);
 }
 
 static void test_servfail(void **state)
@@ -811,6 +850,33 @@ static void test_deadline(void **state)
     assert_int_equal(stats(e->r).pending, 1);
     run_for(e->l, 50);
     assert_int_equal(res.calls, 1);
+}
+
+/* A lost datagram: c-ares' own retry (its timeout on r->ares_t, the
+ * loop timer that follows ares_timeout()) brings the answer. */
+static void test_retry(void **state)
+{
+    struct env *e = *state;
+    struct fake_name *f = fake_add(&e->dns, "retry.test", FAKE_DROP1, 60);
+    struct sockaddr_storage out[RESOLVE_MAX_ADDRS];
+    struct result res = {0};
+    uint64_t t0;
+    size_t n = RESOLVE_MAX_ADDRS;
+
+    fake_v4(f, "192.0.2.35");
+    loop_update_time(e->l);
+    t0 = now_ms();
+    assert_int_equal(start(e->r, "retry.test", 1, 3000, &res, out, &n, NULL),
+                     0);
+    RUN_UNTIL(e->l, res.calls > 0, 3000);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.err, 0);
+    assert_v4(&res.a[0], "192.0.2.35", 1);
+    assert_int_equal(f->qa, 2);
+    /* After c-ares' first per-try timeout, not at the deadline. */
+    assert_true(res.at - t0 >= RESOLVE_TRY_MS - 20);
+    assert_true(res.at - t0 < RESOLVE_TRY_MS + 500);
+    assert_int_equal(stats(e->r).lookups, 1);
 }
 
 /* A lookup whose requests all timed out still fills the cache when the
@@ -928,7 +994,7 @@ static void test_free_in_callback(void **state)
     size_t n;
 
     fake_v4(f, "192.0.2.70");
-    a.free_me = b.free_me = e->r;
+    a.free_me = b.free_me = &e->r;
     n = RESOLVE_MAX_ADDRS;
     assert_int_equal(start(e->r, "fc.test", 1, 1000, &a, out, &n, NULL), 0);
     n = RESOLVE_MAX_ADDRS;
@@ -937,22 +1003,22 @@ static void test_free_in_callback(void **state)
     run_for(e->l, 30);
     /* The first callback freed it: the other never ran. */
     assert_int_equal(a.calls + b.calls, 1);
-    e->r = NULL;
+    assert_null(e->r);
     assert_int_equal(mem_live_bytes(MEM_DNS), 0);
 
     /* The same from a deadline's callback. */
     fake_add(&e->dns, "fc2.test", FAKE_SILENT, 0);
-    e->r = env_resolver(e, 16, 60, 5);
+    e->r = new_resolver(e, 16, 60, 5);
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
-    a.free_me = e->r;
+    a.free_me = &e->r;
     n = RESOLVE_MAX_ADDRS;
     assert_int_equal(start(e->r, "fc2.test", 1, 50, &a, out, &n, NULL), 0);
     n = RESOLVE_MAX_ADDRS;
     assert_int_equal(start(e->r, "fc2.test", 1, 50, &b, out, &n, NULL), 0);
     RUN_UNTIL(e->l, a.calls + b.calls, 2000);
     run_for(e->l, 50);
-    e->r = NULL;
+    assert_null(e->r);
     assert_int_equal(mem_live_bytes(MEM_DNS), 0);
     /* b's deadline fell in the same slot: it may have run first; a's
      * never runs after the free. */
@@ -982,8 +1048,7 @@ static void test_free_with_pending(void **state)
     assert_true(e->dns.queries >= 3);
     assert_int_equal(stats(e->r).pending, 3);
     assert_true(mem_live_bytes(MEM_DNS) > 0);
-    resolver_free(e->r);
-    e->r = NULL;
+    env_free(e, e->r);
     assert_int_equal(mem_live_bytes(MEM_DNS), 0);
     run_for(e->l, 30);
     assert_int_equal(res.calls, 0);
@@ -1013,8 +1078,7 @@ static void test_pending_bound(void **state)
     assert_int_equal(start(e->r, "p7.test", 1, 5000, &res, out, &n, NULL), 0);
     n = RESOLVE_MAX_ADDRS;
     assert_int_equal(start(e->r, "10.0.0.1", 1, 5000, &res, out, &n, NULL), 1);
-    resolver_free(e->r);
-    e->r = NULL;
+    env_free(e, e->r);
     assert_int_equal(res.calls, 0);
 }
 
@@ -1031,8 +1095,7 @@ static void test_two_resolvers(void **state)
 
     fake_v4(f, "192.0.2.80");
     resolve_wait(e, r2, "two.test", 1, &res);
-    resolver_free(e->r);
-    e->r = NULL;
+    env_free(e, e->r);
     assert_true(mem_live_bytes(MEM_DNS) > 0);
     k = RESOLVE_MAX_ADDRS;
     assert_int_equal(start(r2, "two.test", 1, 100, &res, out, &k, NULL), 1);
@@ -1041,10 +1104,10 @@ static void test_two_resolvers(void **state)
     resolve_wait(e, r2, "two.test", 1, &res);
     assert_int_equal(res.err, 0);
     assert_int_equal(f->qa, 2);
-    resolver_free(r2);
+    env_free(e, r2);
     assert_int_equal(mem_live_bytes(MEM_DNS), 0);
     /* And a new one after the last is gone. */
-    e->r = env_resolver(e, 16, 60, 5);
+    e->r = new_resolver(e, 16, 60, 5);
     resolve_wait(e, e->r, "two.test", 1, &res);
     assert_int_equal(res.err, 0);
 }
@@ -1072,11 +1135,11 @@ static void test_new_errors(void **state)
     /* The system's servers, and the defaults. */
     r = resolver_new(e->l, NULL, &err);
     assert_non_null(r);
-    resolver_free(r);
+    env_free(e, r);
     o.servers = "127.0.0.1:53,[::1]:53";
     r = resolver_new(e->l, &o, &err);
     assert_non_null(r);
-    resolver_free(r);
+    env_free(e, r);
 }
 
 static void test_new_alloc_failures(void **state)
@@ -1088,8 +1151,7 @@ static void test_new_alloc_failures(void **state)
     int err;
 
     /* None alive: the first resolver sets c-ares' allocator up. */
-    resolver_free(e->r);
-    e->r = NULL;
+    env_free(e, e->r);
     for (n = 1; n < 1000; n++) {
         mem_fail_at(n);
         err = 0;
@@ -1124,8 +1186,7 @@ static void test_start_alloc_failures(void **state)
 
     fake_v4(f, "192.0.2.90");
     fake_v6(f, "2001:db8::90");
-    resolver_free(e->r);
-    e->r = NULL;
+    env_free(e, e->r);
     for (n = 1; n < 1000; n++) {
         r = env_resolver(e, 16, 60, 5);
         memset(&res, 0, sizeof(res));
@@ -1151,7 +1212,7 @@ static void test_start_alloc_failures(void **state)
             assert_int_equal(rc, 0);
             assert_int_equal(res.calls, 1);
         }
-        resolver_free(r);
+        env_free(e, r);
         assert_int_equal(mem_live_bytes(MEM_DNS), 0);
         if (ok)
             break;
@@ -1176,6 +1237,7 @@ int main(void)
         T(test_negative_cache),
         T(test_servfail),
         T(test_deadline),
+        T(test_retry),
         T(test_late_answer_cached),
         T(test_join),
         T(test_cancel),
