@@ -576,6 +576,21 @@ static void rearm(struct resolver *r)
     loop_timer_in(r->l, &r->ares_t, (uint32_t)MAX(MIN(ms, 86400000u), 1u));
 }
 
+/* Queues a finished lookup for dispatch(). The kick timer makes sure it
+ * runs even when no c-ares event follows: c-ares may end a lookup from
+ * inside ares_getaddrinfo() (the one being started, or another whose
+ * server it just gave up on). */
+static void push_done(struct resolver *r, struct lookup *lk)
+{
+    lk->next = NULL;
+    if (r->done_tail)
+        r->done_tail->next = lk;
+    else
+        r->done_head = lk;
+    r->done_tail = lk;
+    loop_timer_in(r->l, &r->kick, 0);
+}
+
 static void after_ares(struct resolver *r)
 {
     if (dispatch(r))
@@ -629,12 +644,7 @@ static void gai_done(void *arg, int status, int timeouts,
     lk->done = true;
     if (lk == r->starting)
         return; /* resolve_start() takes it from here */
-    lk->next = NULL;
-    if (r->done_tail)
-        r->done_tail->next = lk;
-    else
-        r->done_head = lk;
-    r->done_tail = lk;
+    push_done(r, lk);
 }
 
 static void on_deadline(struct timer *t)
@@ -1011,6 +1021,9 @@ int resolve_start(struct resolver *r, const char *host, uint16_t port,
     lk = pending_find(r, key, (size_t)len, h);
     if (!lk && r->npending >= RESOLVE_MAX_PENDING)
         return -EAGAIN;
+    /* The deadline counts from now: the cached clock is stale when the
+     * loop sat unrun before this call (a request from outside it). */
+    loop_update_time(r->l);
     rq = mem_calloc(MEM_DNS, 1, sizeof(*rq));
     if (!rq)
         return -ENOMEM;
@@ -1063,16 +1076,8 @@ int resolve_start(struct resolver *r, const char *host, uint16_t port,
         rearm(r);
         return rc;
     }
-    if (lk->done) {
-        /* Failed at once: the callback runs later, as promised. */
-        lk->next = NULL;
-        if (r->done_tail)
-            r->done_tail->next = lk;
-        else
-            r->done_head = lk;
-        r->done_tail = lk;
-        loop_timer_in(r->l, &r->kick, 0);
-    }
+    if (lk->done) /* failed at once: the callback runs later, as promised */
+        push_done(r, lk);
     loop_timer_in(r->l, &rq->t, MAX(timeout_ms, 1u));
     rearm(r);
     *q = rq;
