@@ -4,7 +4,8 @@
  * (a UDP socket on 127.0.0.1 served by the same loop), answers and their
  * order, the cache (a hit within the TTL, a miss after it, on the real
  * clock and on an advanced one; max_ttl_s caps; TTL 0 is not kept; the
- * LRU bound), negative caching, server failure, the request's own
+ * LRU bound), negative caching, server failure, a lookup c-ares ends
+ * inside ares_getaddrinfo(), the request's own
  * deadline (not c-ares' retry timeout), c-ares' own retry after a lost
  * datagram, a late answer still cached, two requests joining one lookup,
  * cancel, a callback that frees the resolver or starts another request,
@@ -824,6 +825,30 @@ static void test_servfail(void **state)
     assert_int_equal(stats(e->r).cached, 0);
 }
 
+/* c-ares may end a lookup inside ares_getaddrinfo(): here connect() to
+ * the broadcast address fails (EACCES) and no server is left. The
+ * callback still runs later, from the loop, never from resolve_start. */
+static void test_failed_at_once(void **state)
+{
+    struct env *e = *state;
+    struct resolver_opts o = {16, 60, 5, "255.255.255.255:53"};
+    struct sockaddr_storage out[RESOLVE_MAX_ADDRS];
+    struct result res = {0};
+    size_t n = RESOLVE_MAX_ADDRS;
+    int err = 0;
+
+    env_free(e, e->r);
+    e->r = resolver_new(e->l, &o, &err);
+    assert_non_null(e->r);
+    assert_int_equal(start(e->r, "x.test", 1, 1000, &res, out, &n, NULL), 0);
+    assert_int_equal(res.calls, 0);
+    RUN_UNTIL(e->l, res.calls > 0, 100);
+    assert_int_equal(res.calls, 1);
+    assert_int_equal(res.err, -EIO);
+    assert_int_equal(stats(e->r).failures, 1);
+    assert_int_equal(stats(e->r).pending, 0);
+}
+
 static void test_deadline(void **state)
 {
     struct env *e = *state;
@@ -1237,6 +1262,7 @@ int main(void)
         T(test_lru_bound),
         T(test_negative_cache),
         T(test_servfail),
+        T(test_failed_at_once),
         T(test_deadline),
         T(test_retry),
         T(test_late_answer_cached),
