@@ -929,7 +929,9 @@ static bool is_localhost(const char *key, size_t len)
 }
 
 /* RFC 6761, 6.3: localhost names never go to DNS. /etc/hosts may say
- * where they are; if it does not, they are the loopback addresses. */
+ * where they are; if it does not, they are the loopback addresses.
+ * (Debian's c-ares 1.18.1 sends "x.localhost" and "localhost." to the
+ * server, and "localhost" too when /etc/hosts lacks it.) */
 static int answer_localhost(struct resolver *r, const char *key, size_t len,
                             uint16_t port, struct sockaddr_storage *out,
                             size_t *n)

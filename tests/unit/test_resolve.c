@@ -5,13 +5,13 @@
  * order, the cache (a hit within the TTL, a miss after it, on the real
  * clock and on an advanced one; max_ttl_s caps; TTL 0 is not kept; the
  * LRU bound), negative caching, server failure, a lookup c-ares ends
- * inside ares_getaddrinfo(), the request's own
- * deadline (not c-ares' retry timeout), c-ares' own retry after a lost
- * datagram, a late answer still cached, two requests joining one lookup,
- * cancel, a callback that frees the resolver or starts another request,
- * the pending bound, two resolvers sharing c-ares' process-wide
- * allocator, every allocation failing in turn, and the dns tag back to
- * zero after every resolver_free() (teardown checks it after each test).
+ * inside ares_getaddrinfo(), the request's own deadline (not c-ares'
+ * retry timeout), c-ares' own retry after a lost datagram, a late answer
+ * still cached, two requests joining one lookup, cancel, a callback that
+ * frees the resolver or starts another request, the pending bound, two
+ * resolvers sharing c-ares' process-wide allocator, every allocation
+ * failing in turn, and the dns tag back to zero after every
+ * resolver_free() (teardown checks it after each test).
  *
  * The loop is driven with loop_run_once() in loops bounded by wall time.
  */
