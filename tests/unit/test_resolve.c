@@ -867,10 +867,11 @@ static void test_deadline(void **state)
     RUN_UNTIL(e->l, res.calls > 0, 3000);
     assert_int_equal(res.calls, 1);
     assert_int_equal(res.err, -ETIMEDOUT);
-    /* At the deadline (the wheel's 16 ms slots), well before c-ares'
-     * first retry (RESOLVE_TRY_MS). */
+    /* At the deadline (the wheel's 16 ms slots, and slack for a loaded
+     * machine), well before c-ares' first retry (RESOLVE_TRY_MS), let
+     * alone its own give-up (1 + 2 + 4 s). */
     assert_true(res.at - t0 >= 195);
-    assert_true(res.at - t0 < 200 + 150);
+    assert_true(res.at - t0 < 200 + 400);
     assert_true(f->qa >= 1);
     assert_int_equal(stats(e->r).timeouts, 1);
     /* The lookup itself is still in flight (c-ares retries). */
