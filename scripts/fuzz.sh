@@ -56,7 +56,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
-    conn) echo "-lssl -lcrypto -lm -pthread" ;;
+    conn) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
     *) echo "" ;;
     esac
 }

@@ -12,8 +12,8 @@ if [ $# -gt 0 ]; then
     PKGS="$*"
 else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
-libcmocka-dev python3 python3-pytest python3-websockets curl wrk nginx-light \
-prometheus chromium"
+libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
+wrk nginx-light prometheus chromium"
     # chromium (large, ~290 MB with its libraries) is the project's headless
     # browser for pages: tests/integration/test_sse_tcp.py runs EventSource
     # in it (chromium --headless --dump-dom).

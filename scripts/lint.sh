@@ -48,7 +48,7 @@ declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit pool hist procfs addr url"
-    "conn conn_write conn_internal listen tls"
+    "conn conn_write conn_internal listen tls resolve"
     "http1 http1_internal http1_response ws sse frame"
     "pubsub push metrics server http_server ws_server ws_client debug
      api api_loop api_server api_client api_pubsub moor http_client"
