@@ -1055,6 +1055,8 @@ static void on_resolved(void *arg, int err, const struct sockaddr_storage *a,
                         "cannot resolve %s: %s", h->name,
                         err == -ENOENT   ? "no such host"
                         : err == -EINVAL ? "not a host name"
+                        : err == -EAGAIN ? "too many lookups in flight"
+                        : err == -EIO    ? "the DNS server failed or refused"
                                          : moor_strerror(err));
         host_kick(h);
         return;
@@ -1171,8 +1173,9 @@ static void dial(struct moor_http_call *call)
         return;
     }
     if (rc == 1) {
+        /* Known now: addresses, or a name remembered not to exist. */
         call->rq = NULL;
-        on_resolved(call, 0, a, n);
+        on_resolved(call, n ? 0 : -ENOENT, a, n);
     }
 }
 
