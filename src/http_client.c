@@ -2065,3 +2065,21 @@ void http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
                 (long long)mem_live_bytes(MEM_HTTPC));
 #undef EACH_HOST
 }
+
+MOOR_API const char *
+moor_http_response_header(const struct moor_http_response *r, const char *name,
+                          size_t *len)
+{
+    size_t nl = name ? strlen(name) : 0;
+
+    for (size_t i = 0; r && i < r->n_headers; i++)
+        if (ascii_ci_equal(r->headers[i].name, r->headers[i].name_len, name,
+                           nl)) {
+            if (len)
+                *len = r->headers[i].value_len;
+            return r->headers[i].value;
+        }
+    if (len)
+        *len = 0;
+    return NULL;
+}
