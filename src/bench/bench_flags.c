@@ -312,9 +312,11 @@ static void print_help(FILE *out)
                  "  moor bench handshake --url ws://127.0.0.1:8080/echo "
                  "--conns 32 --duration 10s\n"
                  "  moor bench http --url http://127.0.0.1:8080/healthz "
-                 "--conns 50 --duration 10s [--rate 1000]\n"
+                 "--conns 50 \\\n"
+                 "      --duration 10s [--rate 1000]\n"
                  "  moor bench http --url https://127.0.0.1:8443/ --conns 1000 "
-                 "--idle-hold 5s --tls-ca ca.pem\n");
+                 "\\\n"
+                 "      --idle-hold 5s --tls-ca ca.pem\n");
 }
 
 /* --tls: "ws://..." becomes "wss://...", "http://..." "https://..." (in

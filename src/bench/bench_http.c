@@ -136,9 +136,10 @@ static void chain_next(struct hb *hb, struct hb_chain *ch, uint64_t now)
         return;
     }
     if (hb->sent < sched_due(hb, now)) {
-        /* Due while every chain was busy: it waited, and its latency
-         * says so (it is timed from when it was due). */
-        hb->held++;
+        /* Due already: with no other chain free it waited for this one,
+         * and its latency says so (it is timed from when it was due). */
+        if (!hb->nfree)
+            hb->held++;
         if (issue(hb, ch, sched_at(hb, hb->sent)) == 0)
             hb->sent++;
         return;
@@ -337,6 +338,8 @@ static void phase_timer(struct hb *hb, uint64_t now)
     case HB_HOLD:
         mem_sample(&hb->after);
         stats(hb, &hb->st_end);
+        if (mem_trace_enabled()) /* MOOR_MEM_TRACE=1: the bytes by site */
+            mem_trace_dump(stderr);
         /* What glibc keeps of the burst's freed heap, given back. */
         mem_trim_now();
         mem_sample(&hb->trimmed);
