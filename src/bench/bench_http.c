@@ -147,12 +147,23 @@ static void chain_next(struct hb *hb, struct hb_chain *ch, uint64_t now)
     hb->free[hb->nfree++] = ch;
 }
 
+/* Allocations made through mem.c so far (every tag; OpenSSL's too). */
+static void allocs(uint64_t *n, uint64_t *bytes)
+{
+    struct mem_tag_stats st;
+
+    mem_stats(MEM_ALL, &st);
+    *n = st.total_allocs;
+    *bytes = st.total_bytes;
+}
+
 static void measure_from(struct hb *hb, uint64_t now)
 {
     hist_reset(hb->lat);
     hb->requests = 0;
     hb->measuring = true;
     hb->cpu0 = cpu_ns();
+    allocs(&hb->allocs0, &hb->abytes0);
     hb->t0 = now;
     stats(hb, &hb->st0);
     hb->phase_end = now + (uint64_t)hb->b->o.duration_ms * 1000000u;
@@ -165,6 +176,7 @@ static void window_end(struct hb *hb, uint64_t now)
     hb->measuring = false;
     hb->t1 = now;
     hb->cpu1 = cpu_ns();
+    allocs(&hb->allocs1, &hb->abytes1);
     stats(hb, &hb->st1);
 }
 

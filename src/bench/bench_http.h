@@ -57,6 +57,7 @@ struct hb {
     char fatal[400];
     /* the request loop */
     uint64_t t0, t1, cpu0, cpu1;
+    uint64_t allocs0, allocs1, abytes0, abytes1; /* moor's, all tags */
     uint64_t requests; /* answered 2xx/3xx within the window */
     uint64_t errors, streak, held;
     uint64_t sched0, sent; /* --rate: the schedule's start, sends made */

@@ -118,6 +118,12 @@ static void loop_table(const struct hb *hb, FILE *out)
             "client cpu   %.2f s in the window: %.0f requests per CPU "
             "second\n",
             cpu, cpu > 0 ? hb->requests / cpu : 0.0);
+    if (hb->requests)
+        fprintf(out,
+                "allocations  %.1f per request, %.0f bytes (moor's "
+                "allocator, every tag)\n",
+                (double)(hb->allocs1 - hb->allocs0) / hb->requests,
+                (double)(hb->abytes1 - hb->abytes0) / hb->requests);
     if (b->o.rate)
         fprintf(out,
                 "schedule     %" PRIu32 " requests/s; %" PRIu64 " waited "
@@ -153,13 +159,17 @@ static void loop_json(const struct hb *hb, FILE *out)
         "\"cpu_pct\": %.1f, \"requests_per_cpu_s\": %.0f, \"conns_new\": "
         "%" PRIu64 ", \"conns_reused\": %" PRIu64
         ", \"conns_new_in_window\": %" PRIu64 ", \"retries\": %" PRIu64
-        ", \"held\": %" PRIu64 ", \"pool\": ",
+        ", \"held\": %" PRIu64 ", \"allocs_per_request\": %.2f"
+        ", \"alloc_bytes_per_request\": %.0f, \"pool\": ",
         hist_quantile(hb->lat, 0.50) / 1e6, hist_quantile(hb->lat, 0.99) / 1e6,
         hist_quantile(hb->lat, 0.999) / 1e6, hist_max(hb->lat) / 1e6,
         hist_mean(hb->lat) / 1e6, cpu, bench_cpu_pct(hb->cpu0, hb->cpu1, secs),
         cpu > 0 ? hb->requests / cpu : 0.0, hb->st_end.conns_new,
         hb->st_end.conns_reused, hb->st1.conns_new - hb->st0.conns_new,
-        hb->st_end.retries, hb->held);
+        hb->st_end.retries, hb->held,
+        hb->requests ? (double)(hb->allocs1 - hb->allocs0) / hb->requests : 0.0,
+        hb->requests ? (double)(hb->abytes1 - hb->abytes0) / hb->requests
+                     : 0.0);
     json_pool(out, &hb->st_end);
 }
 
