@@ -44,7 +44,6 @@
 #include "mem.h"
 #include "procfs.h"
 #include "signals.h"
-#include "url.h"
 #include "util.h"
 
 #define HB_MAX_STREAK 200u  /* failures in a row that end a run */
@@ -322,6 +321,7 @@ static void hb_stop(struct hb *hb, const char *fmt, ...)
     }
     window_end(hb, mono_ns());
     if (hb->phase == HB_HOLD) {
+        hb->hold1 = mono_ns();
         mem_sample(&hb->after); /* the hold, cut short */
         stats(hb, &hb->st_end);
     }
@@ -348,6 +348,7 @@ static void phase_timer(struct hb *hb, uint64_t now)
                 hb->n - hb->burst_done, hb->n, hb->b->o.timeout_ms + 1000);
         break;
     case HB_HOLD:
+        hb->hold1 = now;
         mem_sample(&hb->after);
         stats(hb, &hb->st_end);
         if (mem_trace_enabled()) /* MOOR_MEM_TRACE=1: the bytes by site */
@@ -392,6 +393,7 @@ static void progress(struct hb *hb, uint64_t now)
             return;
         }
         hb->phase = HB_HOLD;
+        hb->hold0 = now;
         hb->phase_end = now + (uint64_t)hb->b->o.idle_hold_ms * 1000000u;
     }
     if (hb->phase == HB_DRAIN && !hb->busy)
@@ -451,27 +453,6 @@ static void hb_loop(struct hb *hb)
 }
 
 /* ---- set-up ------------------------------------------------------------- */
-
-/* The URL: http:// or https://. Returns 0 or -1 with err set. */
-static int check_url(const char *url, char *err, size_t errlen)
-{
-    struct url *u = mem_alloc(MEM_MISC, sizeof(*u));
-    const char *why;
-
-    if (!u) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    why = url_parse(url, u);
-    if (!why && strcmp(u->scheme, "http") && strcmp(u->scheme, "https"))
-        why = "http mode takes http:// or https:// URLs";
-    mem_free(MEM_MISC, u);
-    if (why) {
-        snprintf(err, errlen, "invalid --url \"%.200s\": %s", url, why);
-        return -1;
-    }
-    return 0;
-}
 
 static int hb_setup(struct hb *hb, char *err, size_t errlen)
 {
@@ -539,25 +520,13 @@ static void hb_teardown(struct hb *hb)
     mem_free(MEM_MISC, hb->chains);
 }
 
-/* The exit status the run earned. */
-static int hb_verdict(const struct hb *hb)
-{
-    if (hb->interrupted)
-        return 130;
-    if (hb->fatal[0] || hb->errors)
-        return 1;
-    if (hb->b->o.idle_hold_ms)
-        return hb->st_idle.conns_new - hb->st_burst0.conns_new == hb->n ? 0 : 1;
-    return hb->requests ? 0 : 1;
-}
-
 static int http_run(struct bench *b)
 {
     struct hb *hb;
     char err[512];
     int status = 1;
 
-    if (check_url(b->o.url, err, sizeof(err)) < 0) {
+    if (bench_check_http_url(b->o.url, err, sizeof(err)) < 0) {
         fprintf(stderr, "moor bench: %s\n", err);
         return 2;
     }
@@ -585,14 +554,11 @@ static int http_run(struct bench *b)
     hb->phase_end = mono_ns() + ((uint64_t)b->o.timeout_ms + 1000) * 1000000u;
     if (issue(hb, &hb->warm, mono_ns()) == 0)
         hb_loop(hb);
-    status = hb_verdict(hb);
+    status = bench_http_verdict(hb);
     /* A run that never got past its warm-up has nothing to report. */
     if (b->o.json || hb->st_end.requests > 1)
         bench_http_report(hb, status);
-    if (hb->fatal[0] && !hb->interrupted)
-        fprintf(stderr, "moor bench: %s\n", hb->fatal);
-    else if (hb->interrupted)
-        fprintf(stderr, "moor bench: interrupted\n");
+    bench_http_notes(hb);
 out:
     hb_teardown(hb);
     mem_free(MEM_MISC, hb);

@@ -65,6 +65,7 @@ struct hb {
     struct moor_http_client_stats st0, st1, st_end;
     /* idle-hold */
     uint32_t burst_done;
+    uint64_t hold0, hold1; /* ns: the hold began, ended */
     struct hb_mem before, at_idle, after, trimmed;
     struct moor_http_client_stats st_burst0, st_idle;
 };
@@ -72,5 +73,10 @@ struct hb {
 /* The table, or one JSON object with --json; status is the exit
  * status the run earned. */
 void bench_http_report(const struct hb *hb, int status);
+/* The exit status the run earned. */
+int bench_http_verdict(const struct hb *hb);
+/* What stderr says at the end: why the run stopped, and what went wrong
+ * that the figures alone do not say. */
+void bench_http_notes(const struct hb *hb);
 
 #endif

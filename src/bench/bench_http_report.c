@@ -37,6 +37,13 @@ static double cpu_secs(const struct hb *hb)
     return hb->cpu1 > hb->cpu0 ? (double)(hb->cpu1 - hb->cpu0) / 1e9 : 0.0;
 }
 
+/* Seconds the connections were held idle (less than --idle-hold when
+ * the run was cut short). */
+static double hold_secs(const struct hb *hb)
+{
+    return hb->hold1 > hb->hold0 ? (double)(hb->hold1 - hb->hold0) / 1e9 : 0.0;
+}
+
 /* Connections idle at the end of the hold: what the growth is over. */
 static uint32_t held(const struct hb *hb)
 {
@@ -211,13 +218,12 @@ static void hold_table(const struct hb *hb, FILE *out)
             " asked at once; %" PRIu32
             " idle in the pool after %.1f s, %" PRIu64 " closed by the "
             "server meanwhile\n",
-            burst_new(hb), hb->n, n, o->idle_hold_ms / 1000.0,
-            hold_closed_peer(hb));
+            burst_new(hb), hb->n, n, hold_secs(hb), hold_closed_peer(hb));
     fprintf(out, "client memory (KiB)          %10s %10s %10s\n", "VmRSS",
             "RssAnon", "accounted");
     mem_row(out, "before", &hb->before);
     mem_row(out, "requests done", &hb->at_idle);
-    snprintf(hold, sizeof(hold), "after %.1f s idle", o->idle_hold_ms / 1000.0);
+    snprintf(hold, sizeof(hold), "after %.1f s idle", hold_secs(hb));
     mem_row(out, hold, &hb->after);
     mem_row(out, "after malloc_trim(0)", &hb->trimmed);
     if (rss != INT64_MIN) {
@@ -253,7 +259,6 @@ static void hold_table(const struct hb *hb, FILE *out)
 
 static void hold_json(const struct hb *hb, FILE *out)
 {
-    const struct bench_opts *o = &hb->b->o;
     uint32_t n = held(hb);
     bool ok = hb->before.ok && hb->after.ok;
     bool first = true;
@@ -262,8 +267,7 @@ static void hold_json(const struct hb *hb, FILE *out)
             "\"hold_s\": %.3f, \"conns_new\": %" PRIu64 ", \"idle\": %" PRIu32
             ", \"closed_peer\": %" PRIu64 ", \"errors\": %" PRIu64
             ", \"errors_by_reason\": ",
-            o->idle_hold_ms / 1000.0, burst_new(hb), n, hold_closed_peer(hb),
-            hb->errors);
+            hold_secs(hb), burst_new(hb), n, hold_closed_peer(hb), hb->errors);
     bench_json_reasons(out, &hb->why);
     fputs(", ", out);
     json_num(out, "bytes_per_conn",
@@ -324,4 +328,28 @@ void bench_http_report(const struct hb *hb, int status)
     else
         fputs("null", out);
     fprintf(out, ", \"exit\": %d}\n", status);
+}
+
+int bench_http_verdict(const struct hb *hb)
+{
+    if (hb->interrupted)
+        return 130;
+    if (hb->fatal[0] || hb->errors)
+        return 1;
+    if (hb->b->o.idle_hold_ms) /* n new connections, some still pooled */
+        return burst_new(hb) == hb->n && held(hb) > 0 ? 0 : 1;
+    return hb->requests ? 0 : 1;
+}
+
+void bench_http_notes(const struct hb *hb)
+{
+    if (hb->b->o.idle_hold_ms && hold_closed_peer(hb))
+        fprintf(stderr,
+                "moor bench: the server closed %" PRIu64 " of the idle "
+                "connections during the hold (its keep-alive timeout?)\n",
+                hold_closed_peer(hb));
+    if (hb->fatal[0] && !hb->interrupted)
+        fprintf(stderr, "moor bench: %s\n", hb->fatal);
+    else if (hb->interrupted)
+        fprintf(stderr, "moor bench: interrupted\n");
 }

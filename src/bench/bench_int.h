@@ -252,6 +252,8 @@ int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
 /* ws://HOST[:PORT][/PATH], the value of --flag, into t. */
 int bench_parse_url(const char *flag, const char *url, struct target *t,
                     char *err, size_t errlen);
+/* http://HOST[:PORT][/PATH] or https://, the value of --url (http). */
+int bench_check_http_url(const char *url, char *err, size_t errlen);
 /* Fills b->src from --sources. */
 int bench_parse_sources(struct bench *b, char *err, size_t errlen);
 /* Raises the open-files soft limit to the hard limit (and the hard limit

@@ -528,6 +528,18 @@ def test_http_idle_hold(moor):
     assert d["rss"]["before"] > 0 and d["rss"]["after_hold"] > 0, d
 
 
+@pytest.mark.wall(30)
+def test_http_idle_hold_server_closes(moor):
+    # The server's keep-alive timeout is shorter than the hold.
+    srv = moor("--idle-timeout", "300ms")
+    r, d = bench_json("http", "--url", http_url(srv), "--conns", 20,
+                      "--idle-hold", "1500ms")
+    assert r.returncode == 1, r.stderr
+    assert d["conns_new"] == 20 and d["closed_peer"] == 20, d
+    assert d["idle"] == 0 and d["bytes_per_conn"] is None, d
+    assert "the server closed 20 of the idle connections" in r.stderr
+
+
 @pytest.mark.wall(40)
 def test_https_idle_hold_and_loop(moor, self_signed):
     cert, key = self_signed
