@@ -54,7 +54,8 @@ layer_rows=(
      api api_loop api_server api_client api_pubsub moor http_client"
     "main serve config flags signals bench
      bench_int bench_main bench_flags bench_target bench_driver bench_report
-     bench_idle bench_echo bench_broadcast bench_handshake"
+     bench_idle bench_echo bench_broadcast bench_handshake bench_http
+     bench_http_report"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do

@@ -19,7 +19,8 @@ static void usage(FILE *f)
                "commands:\n"
                "  serve      run the server (moor serve --help for its flags)\n"
                "  bench      measure a WebSocket server: idle memory per\n"
-               "             connection, echo messages/s and latency\n"
+               "             connection, echo messages/s and latency; or an\n"
+               "             HTTP server with moor's HTTP client\n"
                "             (moor bench --help)\n"
                "  version    print the version\n"
                "  help       print this text\n");

@@ -23,11 +23,12 @@ static const struct flag bflags[] = {
      .kind = FLAG_TEXT,
      OPT(url),
      .def = "ws://127.0.0.1:8080/echo",
-     .modes = M_IDLE | M_ECHO | M_HS,
+     .modes = M_IDLE | M_ECHO | M_HS | M_HTTP,
      .arg = "URL",
      .help = "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH] or "
              "wss:// (TLS), HOST an IP address or localhost; it must echo "
-             "what it receives"},
+             "what it receives; http: the URL to GET, http:// or https:// "
+             "(there the default is http://127.0.0.1:8080/healthz)"},
     {.name = "sub-url",
      .kind = FLAG_TEXT,
      OPT(sub_url),
@@ -53,12 +54,13 @@ static const struct flag bflags[] = {
      .modes = M_ALL,
      .arg = "N",
      .help = "connections to open (handshake: connections in their "
-             "handshake at once)"},
+             "handshake at once; http: requests in flight at once, each "
+             "chain on a keep-alive connection of its own)"},
     {.name = "sources",
      .kind = FLAG_TEXT,
      OPT(sources),
      .def = "auto",
-     .modes = M_ALL,
+     .modes = M_WS,
      .arg = "ADDRS",
      .help = "local addresses to bind before connecting, round-robin: a "
              "range 127.0.0.2-127.0.0.50, a comma-separated list, \"none\", "
@@ -71,7 +73,7 @@ static const struct flag bflags[] = {
      .def = "256",
      .min = 1,
      .max = 1000000,
-     .modes = M_ALL,
+     .modes = M_WS,
      .arg = "N",
      .help = "handshakes in progress at once while connecting"},
     {.name = "connect-timeout",
@@ -82,7 +84,7 @@ static const struct flag bflags[] = {
      .max = 3600000,
      .modes = M_ALL,
      .help = "a connection not open (TCP connect and handshake) after this "
-             "fails"},
+             "fails (http: the client's connect and TLS deadlines)"},
     {.name = "timeout",
      .kind = FLAG_DURATION,
      OPT(timeout_ms),
@@ -91,14 +93,14 @@ static const struct flag bflags[] = {
      .max = 86400000,
      .modes = M_ALL,
      .help = "the whole connecting phase; connections not open by then "
-             "fail"},
+             "fail (http: each request's whole deadline)"},
     {.name = "pid",
      .kind = FLAG_UINT,
      OPT(pid),
      .def = "", /* none: found from the URL's address */
      .min = 1,
      .max = 4194304,
-     .modes = M_ALL,
+     .modes = M_WS,
      .arg = "PID",
      .help = "the server's process: idle measures its memory, the other "
              "modes report its CPU time (default: the one process that holds "
@@ -139,17 +141,20 @@ static const struct flag bflags[] = {
      .def = "0",
      .min = 0,
      .max = 1000000,
-     .modes = M_BCAST,
+     .modes = M_BCAST | M_HTTP,
      .arg = "R",
      .help = "publish R messages per second (latency); 0: as fast as "
-             "--inflight lets the publisher (throughput)"},
+             "--inflight lets the publisher (throughput); http: R requests "
+             "per second in all, open loop, latency from each one's "
+             "scheduled time; 0: each chain sends as soon as its last "
+             "answer is in"},
     {.name = "duration",
      .kind = FLAG_DURATION,
      OPT(duration_ms),
      .def = "10s",
      .min = 1,
      .max = 86400000,
-     .modes = M_ECHO | M_BCAST | M_HS,
+     .modes = M_ECHO | M_BCAST | M_HS | M_HTTP,
      .help = "how long to measure, after the warm-up"},
     {.name = "warmup",
      .kind = FLAG_DURATION,
@@ -157,8 +162,18 @@ static const struct flag bflags[] = {
      .def = "1s",
      .min = 0,
      .max = 3600000,
-     .modes = M_ECHO | M_BCAST | M_HS,
+     .modes = M_ECHO | M_BCAST | M_HS | M_HTTP,
      .help = "traffic before measuring starts; not counted"},
+    {.name = "idle-hold",
+     .kind = FLAG_DURATION,
+     OPT(idle_hold_ms),
+     .def = "",
+     .min = 1,
+     .max = 86400000,
+     .modes = M_HTTP,
+     .help = "instead of a request loop: --conns requests at once on as many "
+             "new connections, then hold them idle in the pool this long "
+             "and report the client's own memory per pooled connection"},
     {.name = "json",
      .kind = FLAG_BOOL,
      OPT(json),
@@ -170,23 +185,24 @@ static const struct flag bflags[] = {
      OPT(tls_ca),
      .def = "",
      .modes = M_ALL,
-     .help = "wss:// URLs: trust the CA certificates in this PEM file "
-             "instead of the system's"},
+     .help = "wss:// and https:// URLs: trust the CA certificates in this "
+             "PEM file instead of the system's"},
     {.name = "tls",
      .kind = FLAG_BOOL,
      OPT(tls),
      .def = "false",
      .modes = M_ALL,
-     .help = "connect with TLS: a ws:// URL is taken as wss:// (the same as "
-             "writing wss://; the server's certificate is verified, see "
+     .help = "connect with TLS: a ws:// URL is taken as wss://, an http:// "
+             "one as https:// (the server's certificate is verified, see "
              "--tls-ca and --insecure)"},
     {.name = "insecure",
      .kind = FLAG_BOOL,
      OPT(insecure),
      .def = "false",
      .modes = M_ALL,
-     .help = "wss:// URLs: do not verify the server's certificate or name "
-             "(for tests with self-signed certificates only)"},
+     .help = "wss:// and https:// URLs: do not verify the server's "
+             "certificate or name (for tests with self-signed certificates "
+             "only)"},
 };
 
 static const struct flag_table table = {
@@ -251,7 +267,9 @@ static void print_help(FILE *out)
     flags_wrap(out,
                "moor bench drives a WebSocket echo server (moor serve's "
                "/echo, or any other), or a broadcast server (moor serve's "
-               "/sub and /pub), with moor's own client and measures it. One "
+               "/sub and /pub), with moor's own client and measures it; "
+               "its http mode drives an HTTP server with moor's HTTP "
+               "client and measures the client too. One "
                "event loop on one thread: pin it to a core of its own "
                "(taskset -c 1) and the server to another. Connections are "
                "bound round-robin to the --sources addresses, so ephemeral "
@@ -277,7 +295,8 @@ static void print_help(FILE *out)
                "Exit status: 0 the run went as asked; 1 the server could not "
                "be reached, or a connection failed, closed early or echoed "
                "the wrong bytes, or a broadcast message was lost, duplicated "
-               "or reordered (the figures are still printed); 2 usage; 130 "
+               "or reordered, or an HTTP request failed (the figures are "
+               "still printed); 2 usage; 130 "
                "interrupted.",
                0, 0);
     fprintf(out, "\nexamples:\n"
@@ -291,19 +310,32 @@ static void print_help(FILE *out)
                  "      --pub-url ws://127.0.0.1:8080/pub/b --conns 2000 "
                  "--size 64B [--rate 10]\n"
                  "  moor bench handshake --url ws://127.0.0.1:8080/echo "
-                 "--conns 32 --duration 10s\n");
+                 "--conns 32 --duration 10s\n"
+                 "  moor bench http --url http://127.0.0.1:8080/healthz "
+                 "--conns 50 \\\n"
+                 "      --duration 10s [--rate 1000]\n"
+                 "  moor bench http --url https://127.0.0.1:8443/ --conns 1000 "
+                 "\\\n"
+                 "      --idle-hold 5s --tls-ca ca.pem\n");
 }
 
-/* --tls: "ws://..." becomes "wss://..." (in place; a URL too long for
- * the field is left alone, and bench_parse_url then reports it). */
+/* --tls: "ws://..." becomes "wss://...", "http://..." "https://..." (in
+ * place; a URL too long for the field is left alone, and the URL's check
+ * then reports it). */
 static void with_tls(char *url, size_t cap)
 {
-    size_t n = strlen(url);
+    size_t n = strlen(url), s;
 
-    if (strncasecmp(url, "ws://", 5) != 0 || n + 2 > cap)
+    if (!strncasecmp(url, "ws://", 5))
+        s = 2;
+    else if (!strncasecmp(url, "http://", 7))
+        s = 4;
+    else
         return;
-    memmove(url + 3, url + 2, n - 1); /* "//..." and its NUL */
-    memcpy(url, "wss", 3);
+    if (n + 2 > cap)
+        return;
+    memmove(url + s + 1, url + s, n - s + 1); /* "://..." and its NUL */
+    url[s] = 's';
 }
 
 int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
@@ -317,8 +349,9 @@ int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
     }
     if (argc < 1 || argv[0][0] == '-') {
         snprintf(err, errlen,
-                 "missing mode: moor bench idle|echo|broadcast|handshake "
-                 "[flags] (see moor bench --help)");
+                 "missing mode: moor bench "
+                 "idle|echo|broadcast|handshake|http [flags] (see moor "
+                 "bench --help)");
         return -1;
     }
     for (size_t m = 0; m < bench_n_modes; m++)
@@ -326,13 +359,15 @@ int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
             b->mode = bench_modes[m];
     if (!b->mode) {
         snprintf(err, errlen,
-                 "unknown mode \"%s\": expected idle, echo, broadcast or "
-                 "handshake (see moor bench --help)",
+                 "unknown mode \"%s\": expected idle, echo, broadcast, "
+                 "handshake or http (see moor bench --help)",
                  argv[0]);
         return -1;
     }
     memset(&b->o, 0, sizeof(b->o));
     flags_defaults(&table, &b->o);
+    if (b->mode->default_url)
+        snprintf(b->o.url, sizeof(b->o.url), "%s", b->mode->default_url);
     if (flags_parse(&table, &b->o, argc - 1, argv + 1, NULL, b->mode->bit,
                     b->mode->name, err, errlen) < 0)
         return -1;

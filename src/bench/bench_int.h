@@ -52,9 +52,10 @@ struct bench_opts {
     uint32_t warmup_ms;
     uint32_t rate; /* broadcast: messages/s, 0 = throughput */
     bool json;
-    char tls_ca[512]; /* wss://: trust these CAs, not the system store */
-    bool insecure;    /* wss://: no certificate check at all */
-    bool tls;         /* --tls: ws:// URLs are taken as wss:// */
+    char tls_ca[512];      /* wss://: trust these CAs, not the system store */
+    bool insecure;         /* wss://: no certificate check at all */
+    bool tls;              /* --tls: ws:// URLs are taken as wss:// */
+    uint32_t idle_hold_ms; /* http: hold the pooled connections idle */
 };
 
 /* Which modes a flag applies to: bit i is bench_modes[i]. */
@@ -62,7 +63,9 @@ struct bench_opts {
 #define M_ECHO (1u << 1)
 #define M_BCAST (1u << 2)
 #define M_HS (1u << 3)
-#define M_ALL (M_IDLE | M_ECHO | M_BCAST | M_HS)
+#define M_HTTP (1u << 4)
+#define M_WS (M_IDLE | M_ECHO | M_BCAST | M_HS) /* the WebSocket modes */
+#define M_ALL (M_WS | M_HTTP)
 
 /* ---- state ------------------------------------------------------------- */
 
@@ -141,6 +144,11 @@ struct bench_mode {
     void (*report_json)(struct bench *b, FILE *out);
     /* The run's figures cannot be trusted (optional): a mismatch, a loss. */
     bool (*invalid)(const struct bench *b);
+    /* A mode with a run of its own (http: moor's HTTP client, not the
+     * WebSocket driver): everything after the flags is its, and it
+     * returns the exit status. The hooks above are then unused. */
+    int (*run)(struct bench *b);
+    const char *default_url; /* its --url default, if not the table's */
 };
 
 struct target {
@@ -231,7 +239,7 @@ struct bench {
 
 /* bench_main.c: the modes, in --help's order. */
 extern const struct bench_mode bench_idle, bench_echo, bench_broadcast,
-    bench_handshake;
+    bench_handshake, bench_http;
 extern const struct bench_mode *const bench_modes[];
 extern const size_t bench_n_modes;
 
@@ -244,6 +252,8 @@ int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
 /* ws://HOST[:PORT][/PATH], the value of --flag, into t. */
 int bench_parse_url(const char *flag, const char *url, struct target *t,
                     char *err, size_t errlen);
+/* http://HOST[:PORT][/PATH] or https://, the value of --url (http). */
+int bench_check_http_url(const char *url, char *err, size_t errlen);
 /* Fills b->src from --sources. */
 int bench_parse_sources(struct bench *b, char *err, size_t errlen);
 /* Raises the open-files soft limit to the hard limit (and the hard limit
@@ -292,6 +302,8 @@ double bench_window_secs(const struct bench *b);
 void bench_count_reason(struct reasons *r, const char *what);
 /* "connection refused: 3, handshake: HTTP 503: 2" */
 void bench_format_reasons(const struct reasons *r, char *out, size_t len);
+/* The same as a JSON object: {"connection refused": 3, ...} */
+void bench_json_reasons(FILE *out, const struct reasons *r);
 double bench_cpu_pct(uint64_t from, uint64_t to, double secs);
 /* The latency and cpu lines of a report over a measuring window of secs,
  * and the same as JSON members. */

@@ -12,6 +12,8 @@
  *   bench_echo.c       echo: messages/s and round-trip latency
  *   bench_broadcast.c  broadcast: fan-out deliveries/s and latency
  *   bench_handshake.c  handshake: handshakes/s and their time
+ *   bench_http.c       http: moor's HTTP client, requests/s, latency, its
+ *                      CPU, and its memory per idle pooled connection
  *   bench_report.c     progress, the table or JSON, the exit status
  *
  * Keeps: the bench exits non-zero with a one-line reason when the server
@@ -32,10 +34,7 @@
 /* The modes, in the order --help lists them; bit i of a flag's .modes
  * is bench_modes[i] (M_IDLE ...). */
 const struct bench_mode *const bench_modes[] = {
-    &bench_idle,
-    &bench_echo,
-    &bench_broadcast,
-    &bench_handshake,
+    &bench_idle, &bench_echo, &bench_broadcast, &bench_handshake, &bench_http,
 };
 const size_t bench_n_modes = ARRAY_SIZE(bench_modes);
 
@@ -74,6 +73,14 @@ int bench_main(int argc, char **argv)
     }
     b->sigfd = -1;
     rc = bench_parse_args(b, argc, argv, err, sizeof(err));
+    if (rc == 0 && b->mode->run) {
+        /* A run of its own (http): URL checks, limits, the report. */
+        status = b->mode->run(b);
+        mem_free(MEM_MISC, b);
+        tls_mem_fini();
+        rc = check_memory();
+        return rc ? rc : status;
+    }
     if (rc == 0 && bench_parse_url(b->mode->publisher ? "sub-url" : "url",
                                    b->o.url, &b->t, err, sizeof(err)) < 0)
         rc = -1;

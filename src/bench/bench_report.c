@@ -60,7 +60,7 @@ void bench_format_reasons(const struct reasons *r, char *out, size_t len)
     }
 }
 
-static void json_reasons(FILE *out, const struct reasons *r)
+void bench_json_reasons(FILE *out, const struct reasons *r)
 {
     fputc('{', out);
     for (uint32_t i = 0; i < r->used; i++) {
@@ -188,9 +188,9 @@ void bench_report(struct bench *b)
                 ", \"failed\": %" PRIu32 ", \"closed_early\": %" PRIu32
                 ", \"sources\": %" PRIu32 ", \"failures\": ",
                 b->o.conns, b->opened, b->failed, b->lost, b->nsrc);
-        json_reasons(out, &b->fail_why);
+        bench_json_reasons(out, &b->fail_why);
         fprintf(out, ", \"closed_early_reasons\": ");
-        json_reasons(out, &b->lost_why);
+        bench_json_reasons(out, &b->lost_why);
         fprintf(out, ", \"error\": ");
         if (b->fatal[0])
             json_fput_str(out, b->fatal, strlen(b->fatal));

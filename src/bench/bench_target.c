@@ -1,8 +1,9 @@
 /*
  * bench_target.c - what `moor bench` checks before it opens anything: the
- * URLs (ws_url_parse), the --sources addresses, the open-files limit, the
- * ephemeral ports each source address needs, and the server's process
- * (--pid, or the one listening on the URL's address).
+ * URLs (ws_url_parse; url_parse for http), the --sources addresses, the
+ * open-files limit, the ephemeral ports each source address needs, and
+ * the server's process (--pid, or the one listening on the URL's
+ * address).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,6 +17,7 @@
 #include "bench_int.h"
 #include "mem.h"
 #include "procfs.h"
+#include "url.h"
 #include "util.h"
 #include "ws.h"
 
@@ -53,6 +55,28 @@ int bench_parse_url(const char *flag, const char *url, struct target *t,
     } else {
         const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&u.addr;
         t->loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+    }
+    return 0;
+}
+
+/* http://HOST[:PORT][/PATH] or https://, the value of --url. Returns 0
+ * or -1 with err set. */
+int bench_check_http_url(const char *url, char *err, size_t errlen)
+{
+    struct url *u = mem_alloc(MEM_MISC, sizeof(*u));
+    const char *why;
+
+    if (!u) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    why = url_parse(url, u);
+    if (!why && strcmp(u->scheme, "http") && strcmp(u->scheme, "https"))
+        why = "http mode takes http:// or https:// URLs";
+    mem_free(MEM_MISC, u);
+    if (why) {
+        snprintf(err, errlen, "invalid --url \"%.200s\": %s", url, why);
+        return -1;
     }
     return 0;
 }

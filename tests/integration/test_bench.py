@@ -1,7 +1,7 @@
-"""`moor bench`: the idle, echo, broadcast and handshake modes against a real
-`moor serve`, the errors it must report (unreachable server, refused
-connections, a server that goes away, lost messages, the open-files
-limit), its usage errors and --help.
+"""`moor bench`: the idle, echo, broadcast, handshake and http modes against
+a real `moor serve`, the errors it must report (unreachable server,
+refused connections, a server that goes away, lost messages, the
+open-files limit), its usage errors and --help.
 
 Every run is short (a few hundred connections, one second of echo); the
 figures themselves are checked only for being plausible and consistent,
@@ -9,6 +9,7 @@ never against a target: that is what `make bench` is for.
 """
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -412,6 +413,228 @@ def test_handshake_wrong_path_is_a_clear_error(moor):
     r = bench("handshake", "--url", ws_url(srv, "/nope"), "--duration", "1s")
     assert r.returncode == 1
     assert "handshake: HTTP 404" in r.stderr, r.stderr
+
+
+# ---- http ------------------------------------------------------------------
+
+HTTP_FIELDS = ("requests", "requests_per_s", "errors", "errors_by_reason",
+               "p50_ms", "p99_ms", "p999_ms", "cpu_s", "requests_per_cpu_s",
+               "conns_new", "conns_reused", "pool")
+HOLD_FIELDS = ("bytes_per_conn", "conns", "conns_new", "accounted_per_conn",
+               "accounted_per_conn_by_tag", "idle", "closed_peer", "errors",
+               "rss", "pool")
+
+
+def http_url(server, path="/healthz"):
+    return f"http://127.0.0.1:{server.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory):
+    """A self-signed P-256 certificate for 127.0.0.1 (cert, key)."""
+    d = tmp_path_factory.mktemp("bench-pki")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-keyout", str(d / "key.pem"), "-out",
+                    str(d / "cert.pem"), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=30)
+    return d / "cert.pem", d / "key.pem"
+
+
+def tls_server(moor, cert, key):
+    srv = moor("--tls-listen", "127.0.0.1:0", "--tls-cert", str(cert),
+               "--tls-key", str(key), "--accept-rate", "0")
+    m = re.search(rb"https://127\.0\.0\.1:(\d+)", srv.out_path.read_bytes())
+    assert m, srv.out_path.read_bytes()
+    return int(m.group(1))
+
+
+@pytest.mark.wall(30)
+def test_http_request_loop(moor):
+    srv = moor()
+    r, d = bench_json("http", "--url", http_url(srv), "--conns", 4,
+                      "--duration", "1s", "--warmup", "200ms")
+    assert r.returncode == 0, r.stderr
+    for k in HTTP_FIELDS:
+        assert k in d, k
+    assert d["mode"] == "http" and d["error"] is None and d["exit"] == 0, d
+    assert d["errors"] == 0 and d["errors_by_reason"] == {}, d
+    assert d["conns"] == 4 and d["rate"] is None, d
+    assert 0.9 <= d["duration_s"] <= 1.5, d
+    assert d["requests"] > 0, d
+    assert abs(d["requests_per_s"] - d["requests"] / d["duration_s"]) <= \
+        0.01 * d["requests_per_s"] + 1, d
+    assert 0 < d["p50_ms"] <= d["p99_ms"] <= d["p999_ms"] <= d["max_ms"], d
+    assert d["cpu_s"] > 0, d
+    assert abs(d["requests_per_cpu_s"] - d["requests"] / d["cpu_s"]) <= \
+        0.02 * d["requests_per_cpu_s"] + 1, d
+    # Keep-alive: the warm-up's connection and three more, then every
+    # request on a pooled one.
+    assert d["conns_new"] == 4 and d["conns_new_in_window"] == 0, d
+    assert d["conns_reused"] >= d["requests"], d
+    assert d["pool"]["idle"] == 4 and d["pool"]["closed_error"] == 0, d
+    # The server answered at least every request counted, on 4
+    # connections (and this one).
+    m = srv.metrics()
+    assert m.sum("moor_http_requests_total") >= d["requests"], \
+        m.family("moor_http_requests_total")
+
+
+@pytest.mark.wall(30)
+def test_http_rate_is_kept(moor):
+    srv = moor()
+    r, d = bench_json("http", "--url", http_url(srv), "--conns", 4,
+                      "--rate", 200, "--duration", "1s", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert d["rate"] == 200 and d["errors"] == 0, d
+    assert 180 <= d["requests"] <= 220, d
+    assert d["held"] == 0, d
+    assert 0 < d["p50_ms"] <= d["p99_ms"], d
+
+
+def test_http_table(moor):
+    srv = moor()
+    r = bench("http", "--url", http_url(srv), "--conns", 2, "--duration",
+              "300ms", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    lines = {l.split()[0]: l for l in r.stdout.splitlines() if l.strip()}
+    assert int(lines["requests/s"].split()[1]) > 0, r.stdout
+    assert "p50" in lines["latency"] and "p999" in lines["latency"]
+    assert "requests per CPU second" in lines["client"], r.stdout
+
+
+@pytest.mark.wall(40)
+def test_http_idle_hold(moor):
+    srv = moor("--accept-rate", "0")
+    r, d = bench_json("http", "--url", http_url(srv), "--conns", 200,
+                      "--idle-hold", "500ms")
+    assert r.returncode == 0, r.stderr
+    for k in HOLD_FIELDS:
+        assert k in d, k
+    assert d["error"] is None and d["errors"] == 0, d
+    # 200 distinct connections, all pooled and idle at the end.
+    assert d["conns"] == 200 and d["conns_new"] == 200, d
+    assert d["idle"] == 200 and d["closed_peer"] == 0, d
+    assert d["pool"]["idle"] == 200 and d["pool"]["active"] == 0, d
+    assert d["bytes_per_conn"] is not None, d
+    assert d["bytes_per_conn_after_trim"] is not None, d
+    tags = d["accounted_per_conn_by_tag"]
+    assert {"conn", "http_client", "tls", "dns"} <= set(tags), tags
+    # struct conn comes from 64 KiB slabs: 200 may fit in the one the
+    # warm-up's connection left, so the conn tag can show no growth.
+    assert tags["conn"] >= 0 and tags["tls"] == 0, tags
+    assert d["accounted_per_conn"] >= tags["conn"], d
+    assert d["rss"]["before"] > 0 and d["rss"]["after_hold"] > 0, d
+
+
+@pytest.mark.wall(30)
+def test_http_idle_hold_server_closes(moor):
+    # The server's keep-alive timeout is shorter than the hold.
+    srv = moor("--idle-timeout", "300ms")
+    r, d = bench_json("http", "--url", http_url(srv), "--conns", 20,
+                      "--idle-hold", "1500ms")
+    assert r.returncode == 1, r.stderr
+    assert d["conns_new"] == 20 and d["closed_peer"] == 20, d
+    assert d["idle"] == 0 and d["bytes_per_conn"] is None, d
+    assert "the server closed 20 of the idle connections" in r.stderr
+
+
+@pytest.mark.wall(40)
+def test_https_idle_hold_and_loop(moor, self_signed):
+    cert, key = self_signed
+    port = tls_server(moor, cert, key)
+    url = f"https://127.0.0.1:{port}/healthz"
+    r, d = bench_json("http", "--url", url, "--conns", 50, "--idle-hold",
+                      "300ms", "--tls-ca", cert)
+    assert r.returncode == 0, r.stderr
+    assert d["conns_new"] == 50 and d["idle"] == 50 and d["errors"] == 0, d
+    assert d["accounted_per_conn_by_tag"]["tls"] > 0, d
+    r, d = bench_json("http", "--url", url, "--conns", 2, "--duration",
+                      "300ms", "--warmup", "0", "--tls-ca", cert)
+    assert r.returncode == 0, r.stderr
+    assert d["requests"] > 0 and d["errors"] == 0, d
+    # Without the CA the certificate does not verify: a clear error.
+    r = bench("http", "--url", url, "--conns", 2, "--duration", "300ms")
+    assert r.returncode == 1
+    assert f"cannot get {url}: " in r.stderr, r.stderr
+    assert "certificate" in r.stderr, r.stderr
+
+
+def test_http_refused_is_a_clear_error():
+    url = f"http://127.0.0.1:{closed_port()}/healthz"
+    r = bench("http", "--url", url, "--duration", "1s")
+    assert r.returncode == 1, r.stderr
+    assert f"cannot get {url}: " in r.stderr, r.stderr
+    assert "Connection refused" in r.stderr, r.stderr
+    assert r.stdout == ""
+    r, d = bench_json("http", "--url", url, "--idle-hold", "1s")
+    assert r.returncode == 1 and d["exit"] == 1, d
+    assert "Connection refused" in d["error"], d
+
+
+def test_http_wrong_path_is_a_clear_error(moor):
+    srv = moor()
+    r = bench("http", "--url", http_url(srv, "/nope"), "--duration", "1s")
+    assert r.returncode == 1
+    assert f"cannot get {http_url(srv, '/nope')}: HTTP 404" in r.stderr, \
+        r.stderr
+
+
+@pytest.mark.wall(30)
+def test_http_interrupted_still_reports(moor):
+    srv = moor()
+    p = subprocess.Popen([str(moor_bin()), "bench", "http", "--url",
+                          http_url(srv), "--conns", "2", "--duration", "20s",
+                          "--warmup", "0", "--json"],
+                         env=base_env(), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(1.5 if not is_debug_build() else 2.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert "interrupted" in err
+    d = json.loads(out)
+    assert d["requests"] > 0 and d["exit"] == 130, d
+    assert d["duration_s"] < 10, d
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--url", "ws://127.0.0.1/echo"],
+     'invalid --url "ws://127.0.0.1/echo": http mode takes http:// or '
+     'https://'),
+    (["--url", "http://127.0.0.1:99999/"], 'invalid --url'),
+    (["--url", "http://"], 'invalid --url "http://"'),
+    (["--sources", "none"], "--sources does not apply to moor bench http"),
+    (["--hold", "1s"], "--hold does not apply to moor bench http"),
+    (["--inflight", "4"], "--inflight does not apply to moor bench http"),
+    (["--idle-hold", "1s", "--rate", "10"],
+     "--rate does not go with --idle-hold"),
+    (["--idle-hold", "0"], 'invalid value "0" for --idle-hold'),
+])
+def test_http_usage_errors_exit_2(args, needle):
+    r = bench("http", *args)
+    assert r.returncode == 2, (args, r.stdout, r.stderr)
+    assert needle in r.stderr, (args, r.stderr)
+    assert r.stderr.startswith("moor bench: ")
+    assert r.stdout == ""
+
+
+def test_http_in_help():
+    r = bench("--help")
+    assert r.returncode == 0, r.stderr
+    for word in ("http", "--idle-hold", "https://"):
+        assert word in r.stdout, word
+    assert all(len(l) <= 80 for l in r.stdout.splitlines())
+    r = bench("echo", "--idle-hold", "1s")
+    assert r.returncode == 2
+    assert "--idle-hold does not apply to moor bench echo" in r.stderr
 
 
 # ---- limits, usage, help ---------------------------------------------------
