@@ -590,6 +590,8 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
             goto err_free_ctx;
         }
     }
+    if (o->keep_buffers)
+        SSL_CTX_clear_mode(c, SSL_MODE_RELEASE_BUFFERS);
     if (o->on_session) {
         /* Sessions go to the caller, never into OpenSSL's own cache: the
          * client's pool keeps a few per host, bounded. */
@@ -828,6 +830,11 @@ int tls_conn_set_session(struct tls_conn *tc, SSL_SESSION *session, void *arg)
     }
     SSL_set_app_data(tc->ssl, arg);
     return 0;
+}
+
+bool tls_conn_release_buffers(struct tls_conn *tc)
+{
+    return SSL_free_buffers(tc->ssl) == 1;
 }
 
 bool tls_conn_resumed(const struct tls_conn *tc)

@@ -149,6 +149,12 @@ struct tls_client_opts {
      * tls_conn_set_session() gave for that connection; the callee takes
      * the session (tls_session_free()). NULL: no session is kept. */
     void (*on_session)(void *arg, struct ssl_session_st *session);
+    /* OpenSSL's record buffers stay while the connection is busy instead
+     * of being freed after every record and allocated again for the next
+     * (SSL_MODE_RELEASE_BUFFERS); the owner gives them back with
+     * tls_conn_release_buffers() when the connection goes idle (a pooled
+     * client connection between requests). */
+    bool keep_buffers;
 };
 
 /* Builds a client context. Verification is on unless o->insecure: the
@@ -207,6 +213,10 @@ int tls_conn_set_session(struct tls_conn *tc, struct ssl_session_st *session,
 bool tls_conn_resumed(const struct tls_conn *tc);
 /* True if session may still be offered (not expired, resumable). */
 bool tls_session_usable(struct ssl_session_st *session, uint64_t now_s);
+/* Frees OpenSSL's record buffers now, if no record is half read or half
+ * written (for a context with keep_buffers). Returns true if none is
+ * held afterwards. */
+bool tls_conn_release_buffers(struct tls_conn *tc);
 /* Drops a session handed over by on_session (NULL is a no-op). */
 void tls_session_free(struct ssl_session_st *session);
 /* Frees tc and everything OpenSSL holds for it (no I/O; nothing is sent:
