@@ -98,6 +98,7 @@ class ConnInfo:
         self.client_closed = False  # EOF or reset from the client
         self.tls_error = None       # the handshake failed: why
         self.session_reused = None  # TLS: the handshake resumed a session
+        self.alpn = None            # TLS: the protocol ALPN chose
         self.sent_done = None       # when the last response was all sent
         self.head_sent = None       # when the last response head went out
 
@@ -186,6 +187,10 @@ class HttpServer:
         self.never_answer = never_answer
         self.never_read = never_read
         self.sndbuf = sndbuf
+        self.sni = []  # TLS: the server names clients asked for
+        if tls:
+            tls.sni_callback = lambda sslobj, name, ctx: \
+                self.sni.append(name)
         self.requests = []
         self.conns = []
         self._lock = threading.Lock()
@@ -286,6 +291,7 @@ class HttpServer:
                 with self._lock:
                     self._socks.append(sock)
                 info.session_reused = sock.session_reused
+                info.alpn = sock.selected_alpn_protocol()
             sock.settimeout(IO_TIMEOUT)
             self._conn_loop(sock, info)
         except _Gone:
@@ -352,8 +358,7 @@ class HttpServer:
                 return  # read it, answer nothing, close
             nth += 1
             if self.never_answer:
-                self._stop.wait()
-                raise _Stop()
+                self._hold(sock)
             if not self._answer(sock, req, info):
                 return
 
@@ -488,16 +493,14 @@ class HttpServer:
                     sock.sendall(bytes([ch]))
             info.sent_done = time.monotonic()
         elif path == "/stall-head":
-            self._stop.wait()
-            raise _Stop()
+            self._hold(sock)
         elif path == "/stall-body":
             n = size if size >= 0 else 100000
             after = int(q.get("after", 4096))
             self._send_head(sock, info, b"HTTP/1.1 200 OK\r\n"
                             b"Content-Length: %d\r\n\r\n" % n)
             sock.sendall(pattern(n)[:after])
-            self._stop.wait()
-            raise _Stop()
+            self._hold(sock)
         elif path == "/huge-head":
             n = int(q.get("bytes", 100000))
             self._send_head(sock, info, b"HTTP/1.1 200 OK\r\nX-Big: " +
@@ -509,11 +512,16 @@ class HttpServer:
             plain(extra=fields)
         elif path.startswith("/bad/"):
             sock.sendall(MALFORMED[path[5:]])
-            self._stop.wait()
-            raise _Stop()
+            self._hold(sock)
         else:
             plain("404 Not Found", b=b"no such path\n")
         return True
+
+    def _hold(self, sock):
+        """Answers nothing more; ends (client_closed) when the client
+        closes, or when the server stops."""
+        while True:
+            self._recv(sock, 3600)
 
     def _drain_until_close(self, sock):
         try:
@@ -640,7 +648,7 @@ LEAF_EXT = ("basicConstraints=critical,CA:FALSE\n"
 CA_EXT = ("basicConstraints=critical,CA:TRUE\n"
           "keyUsage=critical,keyCertSign,cRLSign\n"
           "subjectKeyIdentifier=hash\n")
-GOOD_SAN = "DNS:localhost,IP:127.0.0.1"
+GOOD_SAN = "DNS:localhost,DNS:good.test,IP:127.0.0.1"
 SERIALS = {"good": 11, "wrongname": 12, "wrongca": 13}
 
 CA_CNF = """[ca]
