@@ -638,7 +638,8 @@ def test_idle_conn_closed_by_server_is_noticed_while_idle(srv, how):
 
 def test_stray_byte_on_idle_conn_closes_it(srv):
     s = srv(stray_ms=150)
-    g = ok(http_get("--repeat", 2, "--interval", 500, s.url("/ok")))
+    g = ok(http_get("--repeat", 2, "--interval", 500, "--hold", 1000,
+                    s.url("/ok")))
     assert g.col("retried") == [0, 0] and g.col("reused") == [0, 0], g
     assert g.stats["closed_peer"] >= 1, g
     closed_by_client_early(s, 0, g)
