@@ -525,12 +525,6 @@ int main(int argc, char **argv)
             rc = 1;
             goto out;
         }
-        if (rc == 0 && !in_flight && wait > 0) {
-            /* Nothing of moor's is left to wait on (no connection open):
-             * sleep until our next start instead of spinning. */
-            struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
         rc = 0;
     }
     if (close_idle) {
