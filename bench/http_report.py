@@ -78,41 +78,31 @@ PIN_SRV, PIN_GEN = pins()
 # ---- moor's hooks -----------------------------------------------------------
 
 def moor_idle_cmd(moor, url, conns, hold, ca):
-    """The command of moor's idle-pool run, or None while it cannot run.
+    """The command of moor's idle-pool run: `moor bench http --idle-hold`.
 
-    TODO(issue 15): return, once `moor bench http` exists,
-
-        [moor, "bench", "http", "--url", url, "--conns", str(conns),
-         "--idle-hold", hold, "--json"] + (["--tls-ca", ca] if ca else [])
-
-    Its stdout must be one JSON object with bytes_per_conn (the growth of
-    its own VmRSS from after a warm-up request to after the --conns
-    requests, / conns, as the peers measure it); distinct_conns and
-    live_per_conn are shown when present. url is the /hold URL: if its
-    warm-up request also goes there, nginx's count (the "connections"
-    column) is one too many; the peers send theirs to / (--warmup-url).
-    It runs interleaved with the peers (run_idle), pinned to the client
-    core like them.
+    Its JSON has bytes_per_conn (the growth of its own VmRSS from after a
+    warm-up request to after the --conns requests, / conns, as the peers
+    measure it), conns_new (shown as distinct_conns) and
+    accounted_per_conn (moor's own accounting, shown as live_per_conn). Its
+    warm-up request goes to url too, so nginx's count for it is one more
+    than the connections held. It runs interleaved with the peers
+    (run_idle), pinned to the client core like them.
     """
-    del moor, url, conns, hold, ca
-    return None
+    return ([moor, "bench", "http", "--url", url, "--conns", str(conns),
+             "--idle-hold", str(hold), "--json"]
+            + (["--tls-ca", ca] if ca else []))
 
 
 def moor_load_cmd(moor, url, conns, duration, ca):
-    """The command of moor's load run, or None while it cannot run.
+    """The command of moor's load run: `moor bench http --duration`.
 
-    TODO(issue 15): return, once `moor bench http` exists,
-
-        [moor, "bench", "http", "--url", url, "--conns", str(conns),
-         "--duration", duration, "--json"] + (["--tls-ca", ca] if ca else [])
-
-    Its stdout must be one JSON object with requests_per_s, errors and
-    p99_ms (cpu_s, its own CPU seconds, is shown beside the one measured
-    here when present). Its CPU is measured here the same way as wrk's:
-    user + system time from wait4 (run_load).
+    Its JSON has requests_per_s, errors, p99_ms and cpu_s (its own CPU
+    seconds in the window, shown beside the CPU measured here the same
+    way as wrk's: user + system time from wait4, run_load).
     """
-    del moor, url, conns, duration, ca
-    return None
+    return ([moor, "bench", "http", "--url", url, "--conns", str(conns),
+             "--duration", str(duration), "--json"]
+            + (["--tls-ca", ca] if ca else []))
 
 
 # ---- the server -------------------------------------------------------------
@@ -270,6 +260,10 @@ def run_idle(a, ngx, name, scheme, cmd, i):
         sys.exit(f"http_report: {' '.join(cmd)} exited {rc} without a "
                  f"result:\n{out}{err}")
     d["rc"] = rc
+    # moor bench http's names for what the peers call these.
+    d.setdefault("distinct_conns", d.get("conns_new"))
+    if "accounted_per_conn" in d:
+        d.setdefault("live_per_conn", d["accounted_per_conn"])
     d["ss_conns"] = peak
     d["server_conns"] = ngx.conns_since(offset)
     log(f"    {d['bytes_per_conn']} bytes/conn (VmRSS), "
