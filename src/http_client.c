@@ -682,11 +682,10 @@ static void on_hook(struct loop_hook *hk)
         container_of(hk, struct moor_http_client, hook);
     struct moor_http_call *call;
 
-    while ((call = cl->later_head)) {
-        later_unlink(call);
-        call->later = true; /* so call_finish() does not queue it again */
+    /* call_finish() takes it off the list (it is still on it, so the
+     * unlink there keeps the rest of the list). */
+    while ((call = cl->later_head))
         call_finish(call, call->error, NULL);
-    }
 }
 
 /* ---- deadlines of a call ------------------------------------------------ */
