@@ -85,6 +85,7 @@ enum hc_flag {
     HCF_STRAY = 1u << 3,   /* closed for bytes nobody asked for */
     HCF_COUNTED = 1u << 4, /* closed by us with its gauges and its count
                               settled: on_close only wakes the queue */
+    HCF_AGED = 1u << 5,    /* idle, its deadline is max_conn_age's */
 };
 
 /* A connection's state, in its conn's ext area (all an idle one holds). */
@@ -1006,7 +1007,7 @@ static int call_attach(struct moor_http_call *call, struct conn *c)
     call->conn = c;
     hc->rstate = R_HEAD;
     hc->scan = 0;
-    hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED);
+    hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED | HCF_AGED);
     if (conn_send_flags(c, call->head, CONN_SEND_OVERCAP) < 0 ||
         (call->body && conn_send_flags(c, call->body, CONN_SEND_OVERCAP) < 0))
         return -ENOMEM;
@@ -1287,8 +1288,10 @@ static void conn_release(struct conn *c)
 
         if (cl->o.max_conn_age_ms) {
             uint32_t left = cl->o.max_conn_age_ms - conn_age(c);
-            if (left < ms || !ms)
+            if (left < ms || !ms) {
                 ms = left ? left : 1;
+                hc->flags |= HCF_AGED;
+            }
         }
         conn_set_read_deadline(c, ms ? ms : 1, CLOSE_IDLE_TIMEOUT);
     }
@@ -1705,7 +1708,9 @@ static void hc_on_close(struct conn *c, enum close_reason why)
     switch (hc->phase) {
     case HC_IDLE:
         idle_unlink(c);
-        if (why == CLOSE_IDLE_TIMEOUT)
+        if (why == CLOSE_IDLE_TIMEOUT && (hc->flags & HCF_AGED))
+            ST_ADD(h, closed_max_age, 1);
+        else if (why == CLOSE_IDLE_TIMEOUT)
             ST_ADD(h, closed_idle_timeout, 1);
         else if (why == CLOSE_SHUTDOWN)
             ;
