@@ -892,6 +892,10 @@ MOOR_API struct moor_http_call *moor_http_client_request(
         return NULL;
     if (!rq.method)
         rq.method = "GET";
+    /* The deadlines armed below count from now: the loop's cached clock
+     * is stale when the caller starts a request from outside the loop
+     * after a while (loop.c refreshes it mid-iteration too). */
+    loop_update_time(cl->loop);
     if (check_request(&rq, cb, err) < 0)
         return NULL;
     u = mem_alloc(MEM_HTTPC, sizeof(*u));
