@@ -642,10 +642,21 @@ static void call_finish(struct moor_http_call *call, int err, const char *fmt,
     case C_DIALING:
     case C_RUNNING:
         if (call->conn) {
-            struct hc_conn *hc = conn_ext(call->conn);
+            struct conn *c = call->conn;
+            struct hc_conn *hc = conn_ext(c);
 
             hc->call = NULL;
             call->conn = NULL;
+            /* Still dialing: its request is queued but not a byte of it
+             * went out. Dropped, so the connection joins the pool clean;
+             * were it sent, the server would answer a request nobody
+             * waits for and the pooled connection die of the stray
+             * bytes. */
+            if (call->state == C_DIALING) {
+                conn_queue_purge(c);
+                if (conn_queued_bytes(c))
+                    conn_close(c, CLOSE_DONE);
+            }
         }
         break;
     default:
