@@ -1759,7 +1759,9 @@ static void hc_on_close(struct conn *c, enum close_reason why)
         return;
     }
     msg[0] = '\0';
-    err = call->error ? call->error : close_error(c, why, msg, sizeof(msg));
+    err = close_error(c, why, msg, sizeof(msg)); /* msg: if none was set */
+    if (call->error)
+        err = call->error;
     if (why == CLOSE_CONNECT_FAILED && call->addr_i < call->n_addrs) {
         /* The next address: the dial goes on (and stays counted). */
         ST_ADD(h, dialing, 1);
