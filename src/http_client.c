@@ -1328,14 +1328,33 @@ static void response_done(struct conn *c)
     if (keep) {
         conn_release(c);
     } else {
-        ST_ADD(h, closed_by_response, 1);
+        bool stray = hc->flags & HCF_STRAY;
+
+        if (stray)
+            ST_ADD(h, closed_peer, 1);
+        else
+            ST_ADD(h, closed_by_response, 1);
         ST_ADD(h, active, -1);
         hc->phase = HC_IDLE; /* counted: on_close leaves the gauges */
         hc->flags |= HCF_COUNTED;
-        conn_close(c, CLOSE_DONE);
+        conn_close(c, stray ? CLOSE_PROTOCOL_ERROR : CLOSE_DONE);
         host_kick(h);
     }
     call_finish(call, 0, NULL);
+}
+
+/* The response ended at p[off] of the len bytes read: any after it were
+ * not asked for, so the connection is closed, not pooled, before on_done
+ * can put a new call on it. */
+static void response_end(struct conn *c, size_t off, size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+
+    if (off < len) {
+        hc->flags |= HCF_STRAY;
+        hc->flags &= (uint8_t)~HCF_KEEP;
+    }
+    response_done(c);
 }
 
 /* ---- the conn protocol -------------------------------------------------- */
@@ -1575,7 +1594,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             if (hc->rstate == R_HEAD)
                 continue; /* a 1xx */
             if (hc->kind == HTTP_BODY_NONE) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
             continue;
@@ -1590,7 +1609,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
                 return len;
             off += n;
             if (!hc->left) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
         } else if (hc->kind == HTTP_BODY_CHUNKED) {
@@ -1612,7 +1631,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             }
             off += (size_t)n;
             if (done) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
         } else { /* until the server closes */
@@ -1627,10 +1646,13 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             off = len;
         }
     }
-    if (off < len && !conn_is_closing(c)) {
-        /* Bytes after a complete response: nobody asked for them. */
-        hc->flags |= HCF_STRAY;
-        conn_close(c, CLOSE_PROTOCOL_ERROR);
+    if (off < len) {
+        /* Bytes after a complete response: nobody asked for them
+         * (response_end() closed the connection already). */
+        if (!conn_is_closing(c)) {
+            hc->flags |= HCF_STRAY;
+            conn_close(c, CLOSE_PROTOCOL_ERROR);
+        }
         return len;
     }
     return off;
