@@ -667,12 +667,7 @@ static void test_deadline_tls_and_write(void **state)
     start_full(cl, "POST", w.port, "/", big, big_len, NULL, 0, &b);
     wait_res(l, &b, 5000);
     expect_err(&b, MOOR_ETIMEOUT_WRITE);
-    {
-        int64_t t = b.t_done - b.t0;
-        /* The socket takes bytes for a while before it stops. */
-        if (t < 160 || t > 3000)
-            fail_msg("write deadline after %lld ms", (long long)t);
-    }
+    expect_near(&b, 200); /* the socket buffers fill in a moment */
     free(big);
     res_reset(&a);
     res_reset(&b);

@@ -362,6 +362,98 @@ static void test_produced_body(void **state)
     finish(l, cl, &s);
 }
 
+/* ---- the API's refusals ------------------------------------------------ */
+
+/* moor_http_call_write() past body_length, write_end() short, and both
+ * after the end; then what moor_http_client_request() refuses itself. */
+static void contract_writable(struct moor_http_call *c, void *user)
+{
+    struct res *x = user;
+
+    if (x->id++)
+        return;
+    assert_int_equal(moor_http_call_write(c, "12345", 5), -EINVAL);
+    assert_int_equal(moor_http_call_write(c, "12", 2), 0);
+    assert_int_equal(moor_http_call_write_end(c), -EINVAL);
+    assert_int_equal(moor_http_call_write(c, "34", 2), 0);
+    assert_int_equal(moor_http_call_write_end(c), 0);
+    assert_int_equal(moor_http_call_write(c, "5", 1), MOOR_ESTATE);
+    assert_int_equal(moor_http_call_write_end(c), MOOR_ESTATE);
+}
+
+static const struct moor_http_callbacks contract_cbs = {
+    .on_writable = contract_writable,
+    .on_body = cb_body,
+    .on_done = cb_done,
+};
+
+static void test_api_refusals(void **state)
+{
+    static const struct {
+        const char *method, *url, *hname, *hvalue;
+        int code;
+    } bad[] = {
+        {"GET", "ftp://127.0.0.1/", NULL, NULL, MOOR_EURL},
+        {"GET", "http://", NULL, NULL, MOOR_EURL},
+        {"G ET", "http://127.0.0.1:1/", NULL, NULL, -EINVAL},
+        {"GET", "http://127.0.0.1:1/", "Host", "x", -EINVAL},
+        {"GET", "http://127.0.0.1:1/", "Content-Length", "1", -EINVAL},
+        {"GET", "http://127.0.0.1:1/", "X-A", "a\r\nX-B: b", -EINVAL},
+        {"GET", "http://127.0.0.1:1/", "X A", "a", -EINVAL},
+    };
+    struct srv s = {0};
+    struct moor_http_client_options o;
+    struct moor_loop *l = new_loop();
+    struct moor_http_client *cl;
+    struct moor_http_client_stats st;
+    struct moor_http_request rq;
+    struct moor_error err = {0};
+    struct res x = {0};
+    char url[128], key[64];
+
+    (void)state;
+    srv_start(&s, h_serve);
+    opts_init(&o);
+    cl = new_client(l, &o);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/up", s.port);
+    moor_http_request_init(&rq);
+    rq.method = "PUT";
+    rq.url = url;
+    rq.body_length = 4;
+    assert_non_null(moor_http_client_request(cl, &rq, &contract_cbs, &x, &err));
+    wait_res(l, &x, 3000);
+    expect_ok(&x);
+    assert_int_equal(s.reqs[0].body_len, 4);
+    assert_memory_equal(s.reqs[0].body, "1234", 4);
+    res_reset(&x);
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct moor_http_field f = {.name = bad[i].hname,
+                                    .value = bad[i].hvalue};
+
+        moor_http_request_init(&rq);
+        rq.method = bad[i].method;
+        rq.url = bad[i].url;
+        rq.headers = &f;
+        rq.n_headers = bad[i].hname != NULL;
+        memset(&err, 0, sizeof(err));
+        assert_null(moor_http_client_request(cl, &rq, &cbs, &x, &err));
+        if (err.code != bad[i].code || !err.message[0])
+            fail_msg("case %zu: %d %s", i, err.code, err.message);
+    }
+    run_for(l, 20);
+    assert_int_equal(x.done, 0);
+
+    /* Stats by host: scheme, host and port exactly. */
+    snprintf(key, sizeof(key), "http://127.0.0.1:%d", s.port);
+    assert_int_equal(moor_http_client_stats(cl, key, &st), 0);
+    assert_int_equal(st.requests, 1);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(moor_http_client_stats(cl, "http://127.0.0.1:1", &st),
+                     -ENOENT);
+    finish(l, cl, &s);
+}
+
 /* ---- 10. every allocation failing in turn ------------------------------- */
 
 static void test_alloc_failures(void **state)
@@ -642,6 +734,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_total_while_waiting),
         cmocka_unit_test(test_produced_body),
+        cmocka_unit_test(test_api_refusals),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_churn),
         cmocka_unit_test(test_free_busy),
