@@ -376,8 +376,8 @@ static void host_free(struct hc_host *h)
 }
 
 /* Frees empty hosts past HC_MAX_HOSTS (their figures go with them; the
- * totals keep theirs). */
-static void hosts_trim(struct moor_http_client *cl)
+ * totals keep theirs), never keep: the one just made for a request. */
+static void hosts_trim(struct moor_http_client *cl, const struct hc_host *keep)
 {
     for (unsigned b = 0; b < HC_BUCKETS && cl->n_hosts > HC_MAX_HOSTS; b++) {
         struct hc_host **pp = &cl->hosts[b];
@@ -385,7 +385,7 @@ static void hosts_trim(struct moor_http_client *cl)
         while (*pp && cl->n_hosts > HC_MAX_HOSTS) {
             struct hc_host *h = *pp;
 
-            if (host_empty(h)) {
+            if (h != keep && host_empty(h)) {
                 *pp = h->next;
                 cl->n_hosts--;
                 host_free(h);
@@ -430,7 +430,7 @@ static struct hc_host *host_get(struct moor_http_client *cl,
     cl->hosts[hash % HC_BUCKETS] = h;
     cl->n_hosts++;
     if (cl->n_hosts > HC_MAX_HOSTS)
-        hosts_trim(cl);
+        hosts_trim(cl, h);
     return h;
 }
 
