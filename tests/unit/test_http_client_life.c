@@ -604,6 +604,62 @@ static void test_churn(void **state)
     assert_int_equal(moor_mem_live_bytes(), 0);
 }
 
+/* ---- many hosts -------------------------------------------------------- */
+
+/* More hosts than the client keeps (1024): the empty ones are freed as
+ * new ones come, never the one a request is being started on. Every
+ * request is refused (nothing listens on the port on any 127.0.x.y). */
+static void test_many_hosts(void **state)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    struct moor_http_client_options o;
+    struct moor_loop *l = new_loop();
+    struct moor_http_client *cl;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+    (void)state;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+    port = ntohs(sa.sin_port);
+    close(fd); /* the port is free now: connects to it are refused */
+    opts_init(&o);
+    cl = new_client(l, &o);
+    for (int i = 0; i < 1300; i++) {
+        struct moor_http_request rq;
+        struct moor_error err = {0};
+        struct res x = {0};
+        char url[128];
+
+        snprintf(url, sizeof(url), "http://127.0.%d.%d:%d/", i / 250,
+                 i % 250 + 1, port);
+        moor_http_request_init(&rq);
+        rq.url = url;
+        assert_non_null(moor_http_client_request(cl, &rq, &cbs, &x, &err));
+        wait_res(l, &x, 3000);
+        if (x.error != -ECONNREFUSED)
+            fail_msg("%s: %s (%s)", url, moor_strerror(x.error), x.msg);
+        res_reset(&x);
+    }
+    assert_int_equal(stats(cl).requests, 1300);
+    {
+        struct moor_http_client_stats st;
+        char key[64];
+        int kept = 0;
+
+        for (int i = 0; i < 1300; i++) {
+            snprintf(key, sizeof(key), "http://127.0.%d.%d:%d", i / 250,
+                     i % 250 + 1, port);
+            kept += moor_http_client_stats(cl, key, &st) == 0;
+        }
+        assert_int_equal(kept, 1024);
+        /* the newest is kept */
+        assert_int_equal(moor_http_client_stats(cl, key, &st), 0);
+    }
+    finish(l, cl, NULL);
+}
+
 /* ---- 12. freeing with calls in every state ------------------------------ */
 
 static int got_body(void *p)
@@ -737,6 +793,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_api_refusals),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_churn),
+        cmocka_unit_test(test_many_hosts),
         cmocka_unit_test(test_free_busy),
         cmocka_unit_test(test_tls),
     };
