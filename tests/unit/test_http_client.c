@@ -199,6 +199,66 @@ static void test_extra_bytes_after_response(void **state)
     finish(l, ch.cl, &s);
 }
 
+/* What goes on the wire: the target from the URL (no fragment, "/" for
+ * none), the Host header, the caller's fields, Content-Length only where
+ * a body is or must be. */
+static void test_request_head(void **state)
+{
+    static const struct moor_http_field hdr[] = {
+        {.name = "X-One", .value = "1"},
+        {.name = "Accept", .value = "text/plain"},
+    };
+    static const struct {
+        const char *method, *url, *target;
+        bool cl0;
+    } t[] = {
+        {"GET", "http://127.0.0.1:%d", "/", false},
+        {"GET", "http://127.0.0.1:%d?q=1#frag", "/?q=1", false},
+        {"GET", "HTTP://127.0.0.1:%d/a/b?c=d#e", "/a/b?c=d", false},
+        {"DELETE", "http://127.0.0.1:%d/x", "/x", false},
+        {"POST", "http://127.0.0.1:%d/p", "/p", true},
+    };
+    struct srv s = {0};
+    struct moor_http_client_options o;
+    struct moor_loop *l = new_loop();
+    struct moor_http_client *cl;
+
+    (void)state;
+    srv_start(&s, h_serve);
+    opts_init(&o);
+    cl = new_client(l, &o);
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        struct moor_http_request rq;
+        struct moor_error err = {0};
+        struct res x = {0};
+        char url[128], host[64];
+        const char *h;
+
+        snprintf(url, sizeof(url), t[i].url, s.port);
+        moor_http_request_init(&rq);
+        rq.method = t[i].method;
+        rq.url = url;
+        rq.headers = hdr;
+        rq.n_headers = 2;
+        assert_non_null(moor_http_client_request(cl, &rq, &cbs, &x, &err));
+        wait_res(l, &x, 3000);
+        expect_ok(&x);
+        pthread_mutex_lock(&s.mu);
+        h = s.reqs[i].head;
+        assert_string_equal(s.reqs[i].method, t[i].method);
+        assert_string_equal(s.reqs[i].target, t[i].target);
+        snprintf(host, sizeof(host), "\r\nHost: 127.0.0.1:%d\r\n", s.port);
+        assert_non_null(strstr(h, host));
+        assert_non_null(strstr(h, "\r\nX-One: 1\r\nAccept: text/plain\r\n"));
+        assert_int_equal(strstr(h, "Content-Length: 0\r\n") != NULL, t[i].cl0);
+        assert_null(strcasestr(h, "Transfer-Encoding"));
+        pthread_mutex_unlock(&s.mu);
+        res_reset(&x);
+    }
+    assert_int_equal(SRV(&s, accepted), 1);
+    finish(l, cl, &s);
+}
+
 /* ---- 3. stale idle connections ------------------------------------------ */
 
 static int closed_peer_1(void *p)
@@ -731,6 +791,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_keepalive_reuse),
         cmocka_unit_test(test_body_shapes),
         cmocka_unit_test(test_extra_bytes_after_response),
+        cmocka_unit_test(test_request_head),
         cmocka_unit_test(test_stale_idle),
         cmocka_unit_test(test_retry),
         cmocka_unit_test(test_pool_max_conns),
