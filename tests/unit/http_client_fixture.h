@@ -528,6 +528,13 @@ static HC_UNUSED const struct shape {
      0},
 };
 
+#define LARGE_LEN (1 << 20)
+
+static HC_UNUSED char large_byte(size_t i)
+{
+    return (char)(i * 131 + (i >> 9));
+}
+
 /* Sends the answer for q's target. Returns false if the server should
  * close now. */
 static HC_UNUSED bool answer(struct sc *c, const struct sreq *q)
@@ -550,6 +557,41 @@ static HC_UNUSED bool answer(struct sc *c, const struct sreq *q)
             sc_sends(c, shapes[i].resp);
         }
         return !shapes[i].close;
+    }
+    if (p && !strncmp(p, "/large", 6)) {
+        /* LARGE_LEN bytes of large_byte(i): with Content-Length, or in
+         * chunks of 1 to 9000 bytes. */
+        char *body = malloc(LARGE_LEN);
+
+        for (size_t i = 0; i < LARGE_LEN; i++)
+            body[i] = large_byte(i);
+        if (!strcmp(p, "/large")) {
+            char h[128];
+
+            snprintf(h, sizeof(h),
+                     "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n",
+                     LARGE_LEN);
+            sc_sends(c, h);
+            sc_send(c, body, LARGE_LEN);
+        } else {
+            size_t off = 0, n = 1;
+
+            sc_sends(c,
+                     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            while (off < LARGE_LEN) {
+                char h[32];
+
+                n = MIN(n * 7 % 9000 + 1, LARGE_LEN - off);
+                snprintf(h, sizeof(h), "%zx\r\n", n);
+                sc_sends(c, h);
+                sc_send(c, body + off, n);
+                sc_sends(c, "\r\n");
+                off += n;
+            }
+            sc_sends(c, "0\r\n\r\n");
+        }
+        free(body);
+        return true;
     }
     if (p && !strcmp(p, "/bighead")) {
         int n = snprintf(big, sizeof(big), "HTTP/1.1 200 OK\r\nX-Pad: ");

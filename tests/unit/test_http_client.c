@@ -259,6 +259,39 @@ static void test_request_head(void **state)
     finish(l, cl, &s);
 }
 
+/* A body of 1 MiB, with Content-Length and in chunks of every size,
+ * byte for byte, twice on one connection. */
+static void expect_large(const struct res *x)
+{
+    expect_ok(x);
+    assert_int_equal(x->blen, LARGE_LEN);
+    for (size_t i = 0; i < LARGE_LEN; i++)
+        if (x->body[i] != large_byte(i))
+            fail_msg("byte %zu differs", i);
+}
+
+static void test_large_bodies(void **state)
+{
+    struct srv s = {0};
+    struct moor_http_client_options o;
+    struct moor_loop *l = new_loop();
+    struct moor_http_client *cl;
+    struct res a = {0}, b = {0};
+
+    (void)state;
+    srv_start(&s, h_serve);
+    opts_init(&o);
+    cl = new_client(l, &o);
+    get(l, cl, s.port, "/large", &a);
+    expect_large(&a);
+    get(l, cl, s.port, "/largechunked", &b);
+    expect_large(&b);
+    assert_int_equal(b.reused, 1);
+    res_reset(&a);
+    res_reset(&b);
+    finish(l, cl, &s);
+}
+
 /* ---- 3. stale idle connections ------------------------------------------ */
 
 static int closed_peer_1(void *p)
@@ -792,6 +825,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_body_shapes),
         cmocka_unit_test(test_extra_bytes_after_response),
         cmocka_unit_test(test_request_head),
+        cmocka_unit_test(test_large_bodies),
         cmocka_unit_test(test_stale_idle),
         cmocka_unit_test(test_retry),
         cmocka_unit_test(test_pool_max_conns),

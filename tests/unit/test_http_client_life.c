@@ -759,6 +759,19 @@ static void test_tls(void **state)
     assert_string_equal(a.body, "hello world");
     assert_int_equal(SRV(&s, resumed), 0);
 
+    /* A large body, chunked, over TLS. */
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/largechunked", s.port);
+    assert_non_null(moor_http_client_request(cl, &rq, &cbs, &c, &err));
+    wait_res(l, &c, 5000);
+    expect_ok(&c);
+    assert_int_equal(c.reused, 1);
+    assert_int_equal(c.blen, LARGE_LEN);
+    for (size_t i = 0; i < LARGE_LEN; i++)
+        if (c.body[i] != large_byte(i))
+            fail_msg("byte %zu differs", i);
+    res_reset(&c);
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/cl", s.port);
+
     /* A new connection resumes the session. */
     moor_http_client_close_idle(cl);
     assert_non_null(moor_http_client_request(cl, &rq, &cbs, &b, &err));
