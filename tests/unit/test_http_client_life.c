@@ -166,6 +166,40 @@ static void test_cancel(void **state)
     finish(l, NULL, &s);
 }
 
+static void cancel_on_head(struct res *x)
+{
+    moor_http_call_cancel(x->call);
+}
+
+/* Its own call cancelled from on_head: no on_body, the connection (a
+ * body to come) closed, counted abandoned. */
+static void test_cancel_from_on_head(void **state)
+{
+    struct srv s = {0};
+    struct moor_http_client_options o;
+    struct moor_loop *l = new_loop();
+    struct moor_http_client *cl;
+    struct moor_http_client_stats st;
+    struct res a = {.on_head = cancel_on_head};
+
+    (void)state;
+    srv_start(&s, h_half_body);
+    opts_init(&o);
+    cl = new_client(l, &o);
+    start(cl, s.port, "/", &a);
+    wait_res(l, &a, 3000);
+    expect_err(&a, -ECANCELED);
+    assert_int_equal(a.status, 200);
+    run_for(l, 30);
+    assert_int_equal(a.blen, 0);
+    assert_int_equal(a.after_done, 0);
+    st = stats(cl);
+    assert_int_equal(st.closed_abandoned, 1);
+    assert_int_equal(st.active + st.idle, 0);
+    res_reset(&a);
+    finish(l, cl, &s);
+}
+
 static int got_body_1(void *p)
 {
     return ((struct res *)p)->blen > 0;
@@ -667,6 +701,19 @@ static int got_body(void *p)
     return ((struct res *)p)->blen >= 1000;
 }
 
+/* From an on_done that moor_http_client_free() runs: no new request. */
+static void request_while_freeing(struct res *x)
+{
+    struct moor_http_request rq;
+    struct moor_error err = {0};
+    struct moor_http_client *cl = x->arg;
+
+    moor_http_request_init(&rq);
+    rq.url = "http://127.0.0.1:1/";
+    assert_null(moor_http_client_request(cl, &rq, &cbs, x, &err));
+    assert_int_equal(err.code, MOOR_ESTATE);
+}
+
 static void test_free_busy(void **state)
 {
     struct srv s = {0}, h = {0};
@@ -682,7 +729,10 @@ static void test_free_busy(void **state)
     lfd = hang_listener(&port, fds, &nfds);
     opts_init(&o);
     o.max_conns_per_host = 1;
+    o.max_waiting_per_host = 1;
     cl = new_client(l, &o);
+    r[0].arg = cl;
+    r[0].on_done = request_while_freeing;
     start(cl, s.port, "/", &r[0]); /* running: no answer */
     start(cl, s.port, "/", &r[1]); /* waiting */
     start(cl, h.port, "/", &r[2]); /* a body half read */
@@ -694,12 +744,15 @@ static void test_free_busy(void **state)
     assert_int_equal(stats(cl).waiting, 1);
     assert_int_equal(stats(cl).dialing, 1);
     assert_int_equal(stats(cl).active, 2);
+    start(cl, s.port, "/", &r[4]); /* failed inside request(), not told */
     moor_http_client_free(cl);
     for (int i = 0; i < 4; i++) {
         expect_err(&r[i], -ECANCELED);
         assert_int_equal(r[i].after_done, 0);
         res_reset(&r[i]);
     }
+    expect_err(&r[4], MOOR_EQUEUEFULL);
+    res_reset(&r[4]);
     moor_loop_free(l);
     hang_close(lfd, fds, nfds);
     srv_stop(&h);
@@ -800,6 +853,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_cancel_from_on_head),
         cmocka_unit_test(test_pause_resume),
         cmocka_unit_test(test_total_while_waiting),
         cmocka_unit_test(test_produced_body),
