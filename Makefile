@@ -121,9 +121,11 @@ $(DBG)/examples/%: examples/%.c $(DBG)/libmoor-objs.a include/moor.h
 # Unit tests link the library objects, config.o (the app's flag table)
 # and flags.o (the engine that reads it).
 UNIT_APP_OBJS = $(1)/obj/config.o $(1)/obj/flags.o
-$(REL)/tests/%: tests/unit/%.c $(REL)/libmoor-objs.a $(call UNIT_APP_OBJS,$(REL)) | $(REL)/tests
+# Fixtures that several unit tests share (tests/unit/*.h).
+UNIT_HDRS := $(wildcard tests/unit/*.h)
+$(REL)/tests/%: tests/unit/%.c $(UNIT_HDRS) $(REL)/libmoor-objs.a $(call UNIT_APP_OBJS,$(REL)) | $(REL)/tests
 	$(CC) $(REL_CFLAGS) -o $@ $< $(call UNIT_APP_OBJS,$(REL)) $(REL)/libmoor-objs.a -lcmocka $(LIBS)
-$(DBG)/tests/%: tests/unit/%.c $(DBG)/libmoor-objs.a $(call UNIT_APP_OBJS,$(DBG)) | $(DBG)/tests
+$(DBG)/tests/%: tests/unit/%.c $(UNIT_HDRS) $(DBG)/libmoor-objs.a $(call UNIT_APP_OBJS,$(DBG)) | $(DBG)/tests
 	$(CC) $(DBG_CFLAGS) $(DBG_LDFLAGS) -o $@ $< $(call UNIT_APP_OBJS,$(DBG)) $(DBG)/libmoor-objs.a -lcmocka $(LIBS)
 
 # --- install ---------------------------------------------------------------

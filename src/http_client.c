@@ -85,6 +85,7 @@ enum hc_flag {
     HCF_STRAY = 1u << 3,   /* closed for bytes nobody asked for */
     HCF_COUNTED = 1u << 4, /* closed by us with its gauges and its count
                               settled: on_close only wakes the queue */
+    HCF_AGED = 1u << 5,    /* idle, its deadline is max_conn_age's */
 };
 
 /* A connection's state, in its conn's ext area (all an idle one holds). */
@@ -375,8 +376,8 @@ static void host_free(struct hc_host *h)
 }
 
 /* Frees empty hosts past HC_MAX_HOSTS (their figures go with them; the
- * totals keep theirs). */
-static void hosts_trim(struct moor_http_client *cl)
+ * totals keep theirs), never keep: the one just made for a request. */
+static void hosts_trim(struct moor_http_client *cl, const struct hc_host *keep)
 {
     for (unsigned b = 0; b < HC_BUCKETS && cl->n_hosts > HC_MAX_HOSTS; b++) {
         struct hc_host **pp = &cl->hosts[b];
@@ -384,7 +385,7 @@ static void hosts_trim(struct moor_http_client *cl)
         while (*pp && cl->n_hosts > HC_MAX_HOSTS) {
             struct hc_host *h = *pp;
 
-            if (host_empty(h)) {
+            if (h != keep && host_empty(h)) {
                 *pp = h->next;
                 cl->n_hosts--;
                 host_free(h);
@@ -429,7 +430,7 @@ static struct hc_host *host_get(struct moor_http_client *cl,
     cl->hosts[hash % HC_BUCKETS] = h;
     cl->n_hosts++;
     if (cl->n_hosts > HC_MAX_HOSTS)
-        hosts_trim(cl);
+        hosts_trim(cl, h);
     return h;
 }
 
@@ -641,10 +642,21 @@ static void call_finish(struct moor_http_call *call, int err, const char *fmt,
     case C_DIALING:
     case C_RUNNING:
         if (call->conn) {
-            struct hc_conn *hc = conn_ext(call->conn);
+            struct conn *c = call->conn;
+            struct hc_conn *hc = conn_ext(c);
 
             hc->call = NULL;
             call->conn = NULL;
+            /* Still dialing: its request is queued but not a byte of it
+             * went out. Dropped, so the connection joins the pool clean;
+             * were it sent, the server would answer a request nobody
+             * waits for and the pooled connection die of the stray
+             * bytes. */
+            if (call->state == C_DIALING) {
+                conn_queue_purge(c);
+                if (conn_queued_bytes(c))
+                    conn_close(c, CLOSE_DONE);
+            }
         }
         break;
     default:
@@ -682,10 +694,10 @@ static void on_hook(struct loop_hook *hk)
         container_of(hk, struct moor_http_client, hook);
     struct moor_http_call *call;
 
-    while ((call = cl->later_head)) {
-        later_unlink(call); /* not inside a request: not queued again */
+    /* call_finish() takes it off the list (it is still on it, so the
+     * unlink there keeps the rest of the list). */
+    while ((call = cl->later_head))
         call_finish(call, call->error, NULL);
-    }
 }
 
 /* ---- deadlines of a call ------------------------------------------------ */
@@ -891,6 +903,10 @@ MOOR_API struct moor_http_call *moor_http_client_request(
         return NULL;
     if (!rq.method)
         rq.method = "GET";
+    /* The deadlines armed below count from now: the loop's cached clock
+     * is stale when the caller starts a request from outside the loop
+     * after a while (loop.c refreshes it mid-iteration too). */
+    loop_update_time(cl->loop);
     if (check_request(&rq, cb, err) < 0)
         return NULL;
     u = mem_alloc(MEM_HTTPC, sizeof(*u));
@@ -1006,7 +1022,7 @@ static int call_attach(struct moor_http_call *call, struct conn *c)
     call->conn = c;
     hc->rstate = R_HEAD;
     hc->scan = 0;
-    hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED);
+    hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED | HCF_AGED);
     if (conn_send_flags(c, call->head, CONN_SEND_OVERCAP) < 0 ||
         (call->body && conn_send_flags(c, call->body, CONN_SEND_OVERCAP) < 0))
         return -ENOMEM;
@@ -1290,8 +1306,10 @@ static void conn_release(struct conn *c)
 
         if (cl->o.max_conn_age_ms) {
             uint32_t left = cl->o.max_conn_age_ms - conn_age(c);
-            if (left < ms || !ms)
+            if (left < ms || !ms) {
                 ms = left ? left : 1;
+                hc->flags |= HCF_AGED;
+            }
         }
         conn_set_read_deadline(c, ms ? ms : 1, CLOSE_IDLE_TIMEOUT);
     }
@@ -1313,14 +1331,33 @@ static void response_done(struct conn *c)
     if (keep) {
         conn_release(c);
     } else {
-        ST_ADD(h, closed_by_response, 1);
+        bool stray = hc->flags & HCF_STRAY;
+
+        if (stray)
+            ST_ADD(h, closed_peer, 1);
+        else
+            ST_ADD(h, closed_by_response, 1);
         ST_ADD(h, active, -1);
         hc->phase = HC_IDLE; /* counted: on_close leaves the gauges */
         hc->flags |= HCF_COUNTED;
-        conn_close(c, CLOSE_DONE);
+        conn_close(c, stray ? CLOSE_PROTOCOL_ERROR : CLOSE_DONE);
         host_kick(h);
     }
     call_finish(call, 0, NULL);
+}
+
+/* The response ended at p[off] of the len bytes read: any after it were
+ * not asked for, so the connection is closed, not pooled, before on_done
+ * can put a new call on it. */
+static void response_end(struct conn *c, size_t off, size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+
+    if (off < len) {
+        hc->flags |= HCF_STRAY;
+        hc->flags &= (uint8_t)~HCF_KEEP;
+    }
+    response_done(c);
 }
 
 /* ---- the conn protocol -------------------------------------------------- */
@@ -1567,7 +1604,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             if (hc->rstate == R_HEAD)
                 continue; /* a 1xx */
             if (hc->kind == HTTP_BODY_NONE) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
             continue;
@@ -1582,7 +1619,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
                 return len;
             off += n;
             if (!hc->left) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
         } else if (hc->kind == HTTP_BODY_CHUNKED) {
@@ -1604,7 +1641,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             }
             off += (size_t)n;
             if (done) {
-                response_done(c);
+                response_end(c, off, len);
                 break;
             }
         } else { /* until the server closes */
@@ -1619,10 +1656,13 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             off = len;
         }
     }
-    if (off < len && !conn_is_closing(c)) {
-        /* Bytes after a complete response: nobody asked for them. */
-        hc->flags |= HCF_STRAY;
-        conn_close(c, CLOSE_PROTOCOL_ERROR);
+    if (off < len) {
+        /* Bytes after a complete response: nobody asked for them
+         * (response_end() closed the connection already). */
+        if (!conn_is_closing(c)) {
+            hc->flags |= HCF_STRAY;
+            conn_close(c, CLOSE_PROTOCOL_ERROR);
+        }
         return len;
     }
     return off;
@@ -1715,7 +1755,9 @@ static void hc_on_close(struct conn *c, enum close_reason why)
     switch (hc->phase) {
     case HC_IDLE:
         idle_unlink(c);
-        if (why == CLOSE_IDLE_TIMEOUT)
+        if (why == CLOSE_IDLE_TIMEOUT && (hc->flags & HCF_AGED))
+            ST_ADD(h, closed_max_age, 1);
+        else if (why == CLOSE_IDLE_TIMEOUT)
             ST_ADD(h, closed_idle_timeout, 1);
         else if (why == CLOSE_SHUTDOWN)
             ;
@@ -1749,7 +1791,9 @@ static void hc_on_close(struct conn *c, enum close_reason why)
         return;
     }
     msg[0] = '\0';
-    err = call->error ? call->error : close_error(c, why, msg, sizeof(msg));
+    err = close_error(c, why, msg, sizeof(msg)); /* msg: if none was set */
+    if (call->error)
+        err = call->error;
     if (why == CLOSE_CONNECT_FAILED && call->addr_i < call->n_addrs) {
         /* The next address: the dial goes on (and stays counted). */
         ST_ADD(h, dialing, 1);
