@@ -126,11 +126,12 @@ struct moor_http_call {
     struct msg *body; /* a body from memory, kept for a retry */
     struct moor_http_callbacks cb;
     void *user;
-    struct sockaddr_storage *addrs; /* while dialing: what to try */
-    long long body_length;          /* produced: -1 chunked */
-    uint64_t written;               /* produced bytes so far */
-    uint64_t body_bytes;            /* response body bytes */
-    uint32_t timeout_ms;            /* the whole call, 0: none */
+    struct sockaddr_in6 addrs[HC_MAX_ADDRS]; /* to dial, in order (an
+                                                IPv4 one cast) */
+    long long body_length;                   /* produced: -1 chunked */
+    uint64_t written;                        /* produced bytes so far */
+    uint64_t body_bytes;                     /* response body bytes */
+    uint32_t timeout_ms;                     /* the whole call, 0: none */
     int error;
     int status;
     uint8_t state; /* enum call_state */
@@ -156,6 +157,13 @@ struct moor_http_client {
     uint32_t n_idle; /* idle connections, all hosts */
     struct moor_http_call *later_head, *later_tail;
     struct moor_http_call *all; /* every call not yet done */
+    struct pool call_pool;      /* calls: slabs unmapped as they empty, so
+                                   a burst leaves no heap behind */
+    /* Scratch for parse_head(), allocated with the first response: the
+     * parsed head and the fields handed to on_head (never nested: one
+     * head is parsed at a time on the loop's thread). */
+    struct http_response *resp;
+    struct moor_http_field *fields;
     struct loop_hook hook;
     struct moor_http_client_stats st; /* totals */
     struct http_limits lim;
@@ -259,6 +267,10 @@ static int client_tls(struct moor_http_client *cl, struct moor_error *err)
         .alpn = "http/1.1",
         .insecure = cl->o.insecure != 0,
         .on_session = cl->o.tls_sessions_per_host ? on_session : NULL,
+        /* Busy: OpenSSL's record buffers stay between records (no free and
+         * malloc of 2 x 17 KB around every read and write); pooled: given
+         * back (conn_release). */
+        .keep_buffers = true,
     };
     char why[256];
 
@@ -294,6 +306,7 @@ moor_http_client_new(struct moor_loop *l,
     cl->ml = l;
     cl->loop = l->loop;
     cl->o = co;
+    pool_init(&cl->call_pool, MEM_HTTPC, sizeof(struct moor_http_call));
     if ((co.tls_ca && !(cl->tls_ca = api_strdup(co.tls_ca))) ||
         (co.dns_servers && !(cl->dns_servers = api_strdup(co.dns_servers)))) {
         api_fail(err, -ENOMEM, "out of memory");
@@ -531,8 +544,7 @@ static void call_free(struct moor_http_call *call)
 {
     msg_unref(call->head);
     msg_unref(call->body);
-    mem_free(MEM_HTTPC, call->addrs);
-    mem_free(MEM_HTTPC, call);
+    pool_free(&call->cl->call_pool, call);
 }
 
 static void cb_enter(struct moor_http_call *call)
@@ -797,44 +809,65 @@ static bool method_has_body(const char *m)
     return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH");
 }
 
-/* Builds the request head into a new message. Returns it, or NULL with
- * err filled. */
+/* Appends n bytes to the head being built. */
+static uint8_t *put(uint8_t *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+/* Builds the request head into a new message, in one allocation: its
+ * length first, then its bytes. Returns it, or NULL with err filled. */
 static struct msg *build_head(const struct moor_http_request *r,
                               const struct url *u, bool produced,
                               struct moor_error *err)
 {
-    struct sbuf b;
-    struct msg *m = NULL;
-    size_t len;
+    char framing[64] = "";
+    size_t len, ml = strlen(r->method), tl = strlen(u->target),
+                al = strlen(u->authority), fl;
+    struct msg *m;
     uint8_t *p;
-    int rc = 0;
 
-    sbuf_init(&b, MEM_HTTPC, HC_MAX_HEADLEN);
-    rc |= sbuf_printf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\n", r->method,
-                      u->target, u->authority);
-    for (size_t i = 0; i < r->n_headers; i++)
-        rc |= sbuf_printf(&b, "%s: %s\r\n", r->headers[i].name,
-                          r->headers[i].value);
     if (produced && r->body_length < 0)
-        rc |= sbuf_puts(&b, "Transfer-Encoding: chunked\r\n");
+        snprintf(framing, sizeof(framing), "Transfer-Encoding: chunked\r\n");
     else if (produced)
-        rc |= sbuf_printf(&b, "Content-Length: %lld\r\n", r->body_length);
+        snprintf(framing, sizeof(framing), "Content-Length: %lld\r\n",
+                 r->body_length);
     else if (r->body_len || method_has_body(r->method))
-        rc |= sbuf_printf(&b, "Content-Length: %zu\r\n", r->body_len);
-    rc |= sbuf_puts(&b, "\r\n");
-    if (rc < 0) {
-        sbuf_fini(&b);
-        api_fail(err, rc == -ENOMEM ? -ENOMEM : -EINVAL,
-                 rc == -ENOMEM ? "out of memory" : "request head over 64 KiB");
+        snprintf(framing, sizeof(framing), "Content-Length: %zu\r\n",
+                 r->body_len);
+    fl = strlen(framing);
+    /* "M T HTTP/1.1\r\nHost: A\r\n" ... framing "\r\n" */
+    len = ml + 1 + tl + 11 + 6 + al + 2 + fl + 2;
+    for (size_t i = 0; i < r->n_headers; i++) {
+        len += strlen(r->headers[i].name) + 2 + strlen(r->headers[i].value) + 2;
+        if (len > HC_MAX_HEADLEN)
+            break;
+    }
+    if (len > HC_MAX_HEADLEN) {
+        api_fail(err, -EINVAL, "request head over 64 KiB");
         return NULL;
     }
-    p = sbuf_take(&b, &len);
-    if (p)
-        m = msg_new(p, len);
-    mem_free(MEM_HTTPC, p);
-    sbuf_fini(&b);
-    if (!m)
+    m = msg_new(NULL, len);
+    if (!m) {
         api_fail(err, -ENOMEM, "out of memory");
+        return NULL;
+    }
+    p = m->data;
+    p = put(p, r->method, ml);
+    p = put(p, " ", 1);
+    p = put(p, u->target, tl);
+    p = put(p, " HTTP/1.1\r\nHost: ", 17);
+    p = put(p, u->authority, al);
+    p = put(p, "\r\n", 2);
+    for (size_t i = 0; i < r->n_headers; i++) {
+        p = put(p, r->headers[i].name, strlen(r->headers[i].name));
+        p = put(p, ": ", 2);
+        p = put(p, r->headers[i].value, strlen(r->headers[i].value));
+        p = put(p, "\r\n", 2);
+    }
+    p = put(p, framing, fl);
+    p = put(p, "\r\n", 2);
     return m;
 }
 
@@ -891,7 +924,7 @@ MOOR_API struct moor_http_call *moor_http_client_request(
     struct moor_http_request rq;
     struct moor_http_call *call;
     struct hc_host *h;
-    struct url *u;
+    struct url url, *u = &url; /* 8.5 KiB, on the stack: no allocation */
     const char *why;
 
     if (!cl || !r)
@@ -909,23 +942,18 @@ MOOR_API struct moor_http_call *moor_http_client_request(
     loop_update_time(cl->loop);
     if (check_request(&rq, cb, err) < 0)
         return NULL;
-    u = mem_alloc(MEM_HTTPC, sizeof(*u));
-    if (!u)
-        return api_fail(err, -ENOMEM, "out of memory"), NULL;
     why = url_parse(rq.url ? rq.url : "", u);
     if (!why && strcmp(u->scheme, "http") && strcmp(u->scheme, "https"))
         why = "URL scheme must be http or https";
     if (why) {
         api_fail(err, MOOR_EURL, "bad URL \"%s\": %s", rq.url ? rq.url : "",
                  why);
-        mem_free(MEM_HTTPC, u);
         return NULL;
     }
-    call = api_calloc(MEM_HTTPC, sizeof(*call), err);
-    if (!call) {
-        mem_free(MEM_HTTPC, u);
-        return NULL;
-    }
+    call = pool_alloc(&cl->call_pool);
+    if (!call)
+        return api_fail(err, -ENOMEM, "out of memory"), NULL;
+    call->cl = cl;
     call->produced = cb && cb->on_writable;
     call->head = build_head(&rq, u, call->produced, err);
     if (!call->head)
@@ -941,10 +969,7 @@ MOOR_API struct moor_http_call *moor_http_client_request(
     }
     if (h->tls && !cl->tls && client_tls(cl, err) < 0)
         goto fail;
-    mem_free(MEM_HTTPC, u);
-    u = NULL;
 
-    call->cl = cl;
     call->host = h;
     if (cb)
         call->cb = *cb;
@@ -972,7 +997,6 @@ MOOR_API struct moor_http_call *moor_http_client_request(
     return call;
 
 fail:
-    mem_free(MEM_HTTPC, u);
     call_free(call);
     return NULL;
 }
@@ -1078,36 +1102,29 @@ static void on_resolved(void *arg, int err, const struct sockaddr_storage *a,
         return;
     }
     n = MIN(n, (size_t)HC_MAX_ADDRS);
-    call->addrs = mem_alloc(MEM_HTTPC, n * sizeof(*call->addrs));
-    if (!call->addrs) {
-        ST_ADD(h, dialing, -1);
-        call->state = C_NEW;
-        call_finish(call, -ENOMEM, "out of memory");
-        host_kick(h);
-        return;
-    }
-    memcpy(call->addrs, a, n * sizeof(*a));
+    for (size_t i = 0; i < n; i++)
+        memcpy(&call->addrs[i], &a[i],
+               a[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in));
     call->n_addrs = (uint8_t)n;
     call->addr_i = 0;
     connect_next(call);
 }
 
-static const char *addr_str(const struct sockaddr_storage *ss, char *out,
-                            size_t len)
+static const char *addr_str(const struct sockaddr *sa, char *out, size_t len)
 {
     char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
 
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-        snprintf(out, len, "%s:%u", ip, port);
+    if (sa->sa_family == AF_INET) {
+        memcpy(&in, sa, sizeof(in));
+        inet_ntop(AF_INET, &in.sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "%s:%u", ip, (unsigned)ntohs(in.sin_port));
     } else {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
-        snprintf(out, len, "[%s]:%u", ip, port);
+        memcpy(&in6, sa, sizeof(in6));
+        inet_ntop(AF_INET6, &in6.sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "[%s]:%u", ip, (unsigned)ntohs(in6.sin6_port));
     }
     return out;
 }
@@ -1121,16 +1138,16 @@ static void connect_next(struct moor_http_call *call)
     int e = -ENOENT;
 
     while (call->addr_i < call->n_addrs) {
-        const struct sockaddr_storage *a = &call->addrs[call->addr_i++];
-        socklen_t al = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+        const struct sockaddr *a =
+            (const struct sockaddr *)&call->addrs[call->addr_i++];
+        socklen_t al = a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                 : sizeof(struct sockaddr_in);
         struct conn *c;
         struct hc_conn *hc;
         char as[64];
 
-        c = conn_connect(&cl->set, (const struct sockaddr *)a, al, NULL, 0,
-                         &hc_proto, cl, sizeof(struct hc_conn),
-                         cl->o.connect_timeout_ms, &e);
+        c = conn_connect(&cl->set, a, al, NULL, 0, &hc_proto, cl,
+                         sizeof(struct hc_conn), cl->o.connect_timeout_ms, &e);
         if (!c) {
             snprintf(call->message, sizeof(call->message), "connect to %s: %s",
                      addr_str(a, as, sizeof(as)), moor_strerror(e));
@@ -1301,6 +1318,8 @@ static void conn_release(struct conn *c)
     }
     idle_push(c);
     conn_set_state(c, CSTATE_IDLE);
+    if (conn_tls(c))
+        tls_conn_release_buffers(conn_tls(c)); /* rule 3: idle holds none */
     {
         uint32_t ms = cl->o.idle_timeout_ms;
 
@@ -1392,8 +1411,6 @@ static void hc_on_connect(struct conn *c, int err)
     hc->phase = HC_BUSY;
     conn_set_state(c, CSTATE_ACTIVE);
     call->state = C_RUNNING;
-    mem_free(MEM_HTTPC, call->addrs);
-    call->addrs = NULL;
     write_phase_deadline(c);
     if (request_complete(call) && !conn_queued_bytes(c))
         request_written(c);
@@ -1488,17 +1505,23 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
     struct hc_conn *hc = conn_ext(c);
     struct moor_http_call *call = hc->call;
     struct moor_http_client *cl = conn_ctx(c);
-    struct http_response *r = mem_alloc(MEM_HTTPC, sizeof(*r));
+    struct http_response *r;
     struct moor_http_field *f;
     struct moor_http_response mr;
     const char *why = "";
     ssize_t n;
 
-    if (!r) {
+    if (!cl->resp)
+        cl->resp = mem_alloc(MEM_HTTPC, sizeof(*cl->resp));
+    if (!cl->fields)
+        cl->fields =
+            mem_alloc(MEM_HTTPC, HTTP_MAX_HEADERS_CAP * sizeof(*cl->fields));
+    if (!cl->resp || !cl->fields) {
         call->error = -ENOMEM;
         conn_close(c, CLOSE_NO_MEMORY);
         return -1;
     }
+    r = cl->resp;
     {
         /* A HEAD's Content-Length is the resource's, not a body to come. */
         struct http_limits head_lim = cl->lim;
@@ -1508,7 +1531,6 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
         n = http_parse_response(p, len, &head_lim, &hc->scan, r, &why);
     }
     if (n <= 0) {
-        mem_free(MEM_HTTPC, r);
         if (n == 0)
             return 0;
         fail_conn(c, n == -EPROTO ? MOOR_EBADRESPONSE : MOOR_ETOOBIG, why);
@@ -1516,10 +1538,7 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
     }
     hc->scan = 0;
     if (r->status < 200) {
-        int status = r->status;
-
-        mem_free(MEM_HTTPC, r);
-        if (status == 101) {
+        if (r->status == 101) {
             fail_conn(c, MOOR_EBADRESPONSE,
                       "101 Switching Protocols to a request with no Upgrade");
             return -1;
@@ -1547,13 +1566,7 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
                                                      : -1;
     mr.reason = r->reason.p;
     mr.reason_len = r->reason.len;
-    f = mem_alloc(MEM_HTTPC, (r->n_headers ? r->n_headers : 1) * sizeof(*f));
-    if (!f) {
-        mem_free(MEM_HTTPC, r);
-        call->error = -ENOMEM;
-        conn_close(c, CLOSE_NO_MEMORY);
-        return -1;
-    }
+    f = cl->fields;
     for (uint32_t i = 0; i < r->n_headers; i++) {
         f[i].name = r->headers[i].name.p;
         f[i].name_len = r->headers[i].name.len;
@@ -1562,18 +1575,14 @@ static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
     }
     mr.headers = f;
     mr.n_headers = r->n_headers;
-    mem_free(MEM_HTTPC, r);
     if (call->cb.on_head) {
         bool alive;
 
         cb_enter(call);
         call->cb.on_head(call, &mr, call->user);
         alive = cb_leave(call);
-        mem_free(MEM_HTTPC, f);
         if (!alive || conn_is_closing(c) || hc->call != call)
             return -1;
-    } else {
-        mem_free(MEM_HTTPC, f);
     }
     return n;
 }
@@ -2010,6 +2019,9 @@ MOOR_API void moor_http_client_free(struct moor_http_client *cl)
     tls_ctx_free(cl->tls);
     api_strfree(cl->tls_ca);
     api_strfree(cl->dns_servers);
+    mem_free(MEM_HTTPC, cl->resp);
+    mem_free(MEM_HTTPC, cl->fields);
+    pool_fini(&cl->call_pool);
     mem_free(MEM_HTTPC, cl);
 }
 
