@@ -1659,6 +1659,120 @@ static void test_http_routes(void **state)
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
+/* ---- the HTTP client on the server's loop, and its /metrics -------------- */
+
+struct mclient {
+    struct moor_http_client *cl;
+    struct moor_server *s;
+    char url[64], murl[64];
+    int left;   /* /hello requests still to make */
+    int status; /* of the last one */
+    int errors;
+    char metrics[65536];
+    size_t mlen;
+    int done;
+};
+
+static void mc_start(struct mclient *m, const char *url);
+
+static void mc_body(struct moor_http_call *c, const void *p, size_t n,
+                    void *user)
+{
+    struct mclient *m = user;
+
+    (void)c;
+    if (m->left == 0 && m->mlen + n < sizeof(m->metrics)) {
+        memcpy(m->metrics + m->mlen, p, n);
+        m->mlen += n;
+        m->metrics[m->mlen] = '\0';
+    }
+}
+
+static void mc_done(struct moor_http_call *c, const struct moor_http_result *r,
+                    void *user)
+{
+    struct mclient *m = user;
+
+    (void)c;
+    m->status = r->status;
+    m->errors += r->error != 0;
+    if (m->left > 0 && --m->left >= 0)
+        mc_start(m, m->left ? m->url : m->murl);
+    else {
+        m->done = 1;
+        moor_server_stop(m->s);
+    }
+}
+
+static void mc_start(struct mclient *m, const char *url)
+{
+    struct moor_http_callbacks cb = {.on_body = mc_body, .on_done = mc_done};
+    struct moor_http_request r;
+    struct moor_error err;
+
+    moor_http_request_init(&r);
+    r.url = url;
+    assert_non_null(moor_http_client_request(m->cl, &r, &cb, m, &err));
+}
+
+/* The client on the loop of the server it calls: three GETs on one
+ * pooled connection, then the server's /metrics, which carries the
+ * client's figures (moor_server_metrics_http_client). */
+static void test_http_client_metrics(void **state)
+{
+    static struct mclient m;
+    struct http_state h = {0};
+    struct moor_error err = {0};
+    struct moor_loop *l;
+    char want[256];
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    l = new_loop();
+    m.s = new_server(l);
+    assert_int_equal(moor_server_route(m.s, "GET", "/hello", on_hello, &h), 0);
+    assert_int_equal(moor_server_metrics(m.s, "/metrics", m.s), 0);
+    m.cl = moor_http_client_new(l, NULL, &err);
+    assert_non_null(m.cl);
+    assert_int_equal(moor_server_metrics_http_client(m.s, m.cl), 0);
+    assert_int_equal(moor_server_metrics_http_client(NULL, m.cl), -EINVAL);
+    snprintf(m.url, sizeof(m.url), "http://127.0.0.1:%d/hello",
+             moor_server_port(m.s));
+    snprintf(m.murl, sizeof(m.murl), "http://127.0.0.1:%d/metrics",
+             moor_server_port(m.s));
+    m.left = 3;
+    mc_start(&m, m.url);
+    assert_int_equal(moor_loop_run(l), 0);
+    assert_true(m.done);
+    assert_int_equal(m.errors, 0);
+    assert_int_equal(m.status, 200);
+    assert_int_equal(h.hello_calls, 3);
+    /* While /metrics was answered, its own request ran on the one
+     * connection: active 1, idle 0; four requests, three of them reused. */
+    snprintf(want, sizeof(want),
+             "moor_http_client_connections{host=\"http://127.0.0.1:%d\","
+             "state=\"active\"} 1\n",
+             moor_server_port(m.s));
+    assert_non_null(strstr(m.metrics, want));
+    snprintf(
+        want, sizeof(want),
+        "moor_http_client_requests_total{host=\"http://127.0.0.1:%d\"} 4\n",
+        moor_server_port(m.s));
+    assert_non_null(strstr(m.metrics, want));
+    snprintf(want, sizeof(want),
+             "moor_http_client_requests_reused_total{host=\"http://127.0.0.1:"
+             "%d\"} 3\n",
+             moor_server_port(m.s));
+    assert_non_null(strstr(m.metrics, want));
+    assert_non_null(
+        strstr(m.metrics, "# TYPE moor_http_client_bytes_held gauge"));
+    assert_non_null(strstr(m.metrics, "moor_mem_live_bytes")); /* the rest */
+    moor_http_client_free(m.cl);
+    moor_server_free(m.s);
+    moor_loop_free(l);
+    assert_int_equal(moor_mem_live_bytes(), 0);
+}
+
 /* ---- pub/sub from C
  * ---------------------------------------------------------------- */
 
@@ -1802,6 +1916,7 @@ int main(void)
         cmocka_unit_test(test_server_and_client_one_thread),
         cmocka_unit_test(test_several_servers_one_loop),
         cmocka_unit_test(test_http_routes),
+        cmocka_unit_test(test_http_client_metrics),
         cmocka_unit_test(test_publish_from_c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
