@@ -100,8 +100,10 @@ def moor_load_cmd(moor, url, conns, duration, ca):
     seconds in the window, shown beside the CPU measured here the same
     way as wrk's: user + system time from wait4, run_load).
     """
+    # --warmup 0: wrk has none, and the CPU of the whole process is what
+    # both are measured by.
     return ([moor, "bench", "http", "--url", url, "--conns", str(conns),
-             "--duration", str(duration), "--json"]
+             "--duration", str(duration), "--warmup", "0", "--json"]
             + (["--tls-ca", ca] if ca else []))
 
 
