@@ -1,0 +1,875 @@
+/*
+ * http_client_conn.c - the HTTP client's connections (docs/http_client.md):
+ * resolving and dialing (every address in turn), putting a call on a
+ * connection, the pool and its wait queue, and the conn protocol that
+ * writes the request and parses the response (http1_response.c) into the
+ * call's callbacks. Retries live here: a call that failed on a reused
+ * connection before any response byte goes again, once, if idempotent.
+ *
+ * Must not: retry a request that is not idempotent, pool a connection
+ * with anything unread or unwritten, or leave a dialing connection with a
+ * request nobody waits for.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <arpa/inet.h>
+
+#include "http_client_int.h"
+#include "log.h"
+#include "mem.h"
+#include "tls.h"
+#include "util.h"
+
+static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len);
+static void hc_on_drain(struct conn *c);
+static bool hc_on_timeout(struct conn *c);
+static void hc_on_connect(struct conn *c, int err);
+static void hc_on_tcp_connect(struct conn *c);
+static void hc_on_close(struct conn *c, enum close_reason why);
+
+static const struct conn_proto hc_proto = {
+    .name = "http-client",
+    .on_data = hc_on_data,
+    .on_drain = hc_on_drain,
+    .on_timeout = hc_on_timeout,
+    .on_connect = hc_on_connect,
+    .on_tcp_connect = hc_on_tcp_connect,
+    .on_close = hc_on_close,
+};
+
+/* ---- running a call on a connection ------------------------------------- */
+
+void hc_write_deadline(struct conn *c)
+{
+    struct moor_http_client *cl = conn_ctx(c);
+
+    conn_set_read_deadline(c, cl->o.write_timeout_ms, CLOSE_WRITE_TIMEOUT);
+}
+
+/* The whole request is out: the wait for the head starts. */
+void hc_request_written(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_client *cl = conn_ctx(c);
+
+    hc->flags |= HCF_WRITTEN;
+    if (hc->rstate == R_HEAD)
+        conn_set_read_deadline(c, cl->o.head_timeout_ms, CLOSE_HEADER_TIMEOUT);
+}
+
+bool hc_request_complete(const struct moor_http_call *call)
+{
+    return !call->produced || call->write_ended;
+}
+
+/* Tells a producer it may write. */
+void hc_call_writable(struct moor_http_call *call)
+{
+    if (!call->produced || call->write_ended || !call->cb.on_writable)
+        return;
+    hc_cb_enter(call);
+    call->cb.on_writable(call, call->user);
+    hc_cb_leave(call);
+}
+
+/* Puts call on connection c (connected, or still connecting): queues the
+ * request. Returns 0 or -ENOMEM. */
+static int call_attach(struct moor_http_call *call, struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+
+    hc->call = call;
+    call->conn = c;
+    hc->rstate = R_HEAD;
+    hc->scan = 0;
+    hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED | HCF_AGED);
+    if (conn_send_flags(c, call->head, CONN_SEND_OVERCAP) < 0 ||
+        (call->body && conn_send_flags(c, call->body, CONN_SEND_OVERCAP) < 0))
+        return -ENOMEM;
+    conn_set_want_flush(&call->cl->set);
+    return 0;
+}
+
+/* Runs call on c, a pooled connection. */
+static void run_on_idle(struct moor_http_call *call, struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct hc_host *h = hc->host;
+
+    hc->phase = HC_BUSY;
+    ST_ADD(h, active, 1);
+    ST_ADD(h, conns_reused, 1);
+    conn_set_state(c, CSTATE_ACTIVE);
+    call->reused = true;
+    call->state = C_RUNNING;
+    if (call_attach(call, c) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    /* A producer hears on_writable once the head is out (on_drain). */
+    hc_write_deadline(c);
+}
+
+static void connect_next(struct moor_http_call *call);
+
+static void on_resolved(void *arg, int err, const struct sockaddr_storage *a,
+                        size_t n)
+{
+    struct moor_http_call *call = arg;
+    struct hc_host *h = call->host;
+
+    call->rq = NULL;
+    if (err < 0) {
+        ST_ADD(h, dialing, -1);
+        call->state = C_NEW;
+        if (err == -ETIMEDOUT)
+            hc_call_finish(call, MOOR_ETIMEOUT_RESOLVE,
+                           "resolving %s took longer than %u ms", h->name,
+                           h->cl->o.resolve_timeout_ms);
+        else
+            hc_call_finish(call, err == -ENOMEM ? -ENOMEM : MOOR_ERESOLVE,
+                           "cannot resolve %s: %s", h->name,
+                           err == -ENOENT   ? "no such host"
+                           : err == -EINVAL ? "not a host name"
+                           : err == -EAGAIN ? "too many lookups in flight"
+                           : err == -EIO    ? "the DNS server failed or refused"
+                                            : moor_strerror(err));
+        hc_host_kick(h);
+        return;
+    }
+    n = MIN(n, (size_t)HC_MAX_ADDRS);
+    for (size_t i = 0; i < n; i++)
+        memcpy(&call->addrs[i], &a[i],
+               a[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in));
+    call->n_addrs = (uint8_t)n;
+    call->addr_i = 0;
+    connect_next(call);
+}
+
+static const char *addr_str(const struct sockaddr *sa, char *out, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+
+    if (sa->sa_family == AF_INET) {
+        memcpy(&in, sa, sizeof(in));
+        inet_ntop(AF_INET, &in.sin_addr, ip, sizeof(ip));
+        snprintf(out, len, "%s:%u", ip, (unsigned)ntohs(in.sin_port));
+    } else {
+        memcpy(&in6, sa, sizeof(in6));
+        inet_ntop(AF_INET6, &in6.sin6_addr, ip, sizeof(ip));
+        snprintf(out, len, "[%s]:%u", ip, (unsigned)ntohs(in6.sin6_port));
+    }
+    return out;
+}
+
+/* Dials the next address of call's (the host's dialing gauge already
+ * counts it). */
+static void connect_next(struct moor_http_call *call)
+{
+    struct moor_http_client *cl = call->cl;
+    struct hc_host *h = call->host;
+    int e = -ENOENT;
+
+    while (call->addr_i < call->n_addrs) {
+        const struct sockaddr *a =
+            (const struct sockaddr *)&call->addrs[call->addr_i++];
+        socklen_t al = a->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                : sizeof(struct sockaddr_in);
+        struct conn *c;
+        struct hc_conn *hc;
+        char as[64];
+
+        c = conn_connect(&cl->set, a, al, NULL, 0, &hc_proto, cl,
+                         sizeof(struct hc_conn), cl->o.connect_timeout_ms, &e);
+        if (!c) {
+            snprintf(call->message, sizeof(call->message), "connect to %s: %s",
+                     addr_str(a, as, sizeof(as)), moor_strerror(e));
+            continue;
+        }
+        hc = conn_ext(c);
+        hc->host = h;
+        hc->phase = HC_DIAL;
+        ST_ADD(h, conns_new, 1);
+        call->state = C_DIALING;
+        if (h->tls) {
+            struct ssl_session_st *s = hc_session_take(h);
+
+            if (conn_start_tls(c, cl->tls, false, h->name, 0) < 0 ||
+                tls_conn_set_session(conn_tls(c), s, h) < 0) {
+                tls_session_free(s);
+                call->message[0] = '\0';
+                call->error = -ENOMEM;
+                hc->call = call;
+                call->conn = c;
+                conn_close(c, CLOSE_NO_MEMORY);
+                return;
+            }
+            tls_session_free(s); /* OpenSSL took its own reference */
+        }
+        if (call_attach(call, c) < 0) {
+            call->error = -ENOMEM;
+            conn_close(c, CLOSE_NO_MEMORY);
+            return;
+        }
+        call->message[0] = '\0';
+        return;
+    }
+    ST_ADD(h, dialing, -1);
+    call->state = C_NEW;
+    hc_call_finish(call, e, NULL);
+    hc_host_kick(h);
+}
+
+/* Resolves and dials for call. */
+static void dial(struct moor_http_call *call)
+{
+    struct moor_http_client *cl = call->cl;
+    struct hc_host *h = call->host;
+    struct sockaddr_storage a[HC_MAX_ADDRS];
+    size_t n = HC_MAX_ADDRS;
+    int rc;
+
+    ST_ADD(h, dialing, 1);
+    call->state = C_RESOLVING;
+    rc = resolve_start(cl->dns, h->name, h->port, cl->o.resolve_timeout_ms,
+                       on_resolved, call, a, &n, &call->rq);
+    if (rc < 0) {
+        call->rq = NULL;
+        on_resolved(call, rc, NULL, 0);
+        return;
+    }
+    if (rc == 1) {
+        /* Known now: addresses, or a name remembered not to exist. */
+        call->rq = NULL;
+        on_resolved(call, n ? 0 : -ENOENT, a, n);
+    }
+}
+
+/* Finds call a connection: a pooled one, a new one, or a place in the
+ * queue. */
+void hc_call_start(struct moor_http_call *call)
+{
+    struct moor_http_client *cl = call->cl;
+    struct hc_host *h = call->host;
+
+    while (!call->fresh && h->idle) {
+        struct conn *c = h->idle;
+
+        hc_idle_unlink(c);
+        if (hc_too_old(cl, c)) {
+            ST_ADD(h, closed_max_age, 1);
+            ((struct hc_conn *)conn_ext(c))->flags |= HCF_COUNTED;
+            conn_close(c, CLOSE_DONE);
+            continue;
+        }
+        run_on_idle(call, c);
+        return;
+    }
+    if (!cl->o.max_conns_per_host ||
+        hc_host_conns(h) < (long)cl->o.max_conns_per_host) {
+        dial(call);
+        return;
+    }
+    if ((uint32_t)h->st.waiting >= cl->o.max_waiting_per_host) {
+        hc_call_finish(call, MOOR_EQUEUEFULL,
+                       "%s: %u connections open and %u requests waiting "
+                       "(max_conns_per_host, max_waiting_per_host)",
+                       h->key, (unsigned)hc_host_conns(h),
+                       (unsigned)h->st.waiting);
+        return;
+    }
+    call->state = C_WAITING;
+    call->prev = h->wait_tail;
+    call->next = NULL;
+    if (h->wait_tail)
+        h->wait_tail->next = call;
+    else
+        h->wait_head = call;
+    h->wait_tail = call;
+    ST_ADD(h, waiting, 1);
+    if (cl->o.wait_timeout_ms)
+        loop_timer_in(cl->loop, &call->wait, cl->o.wait_timeout_ms);
+}
+
+/* A connection or a dial of h's ended or came free: waiting calls may go.
+ */
+void hc_host_kick(struct hc_host *h)
+{
+    struct moor_http_client *cl = h->cl;
+
+    while (h->wait_head &&
+           (h->idle || !cl->o.max_conns_per_host ||
+            hc_host_conns(h) < (long)cl->o.max_conns_per_host)) {
+        struct moor_http_call *call = h->wait_head;
+
+        hc_wait_unlink(call);
+        call->state = C_NEW;
+        hc_call_start(call);
+    }
+}
+
+/* c finished a call: to the first waiting call, to the pool, or closed. */
+static void conn_release(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct hc_host *h = hc->host;
+    struct moor_http_client *cl = h->cl;
+
+    if (hc->phase == HC_BUSY)
+        ST_ADD(h, active, -1);
+    else if (hc->phase != HC_IDLE)
+        ST_ADD(h, dialing, -1);
+    hc->phase = HC_IDLE;
+    hc->call = NULL;
+    hc->rstate = R_HEAD;
+    hc->scan = 0;
+    hc->flags = 0;
+    if (conn_paused(c))
+        conn_resume_read(c, PAUSE_BACKPRESSURE);
+    if (cl->freeing) {
+        hc->flags |= HCF_COUNTED;
+        conn_close(c, CLOSE_SHUTDOWN);
+        return;
+    }
+    if (hc_too_old(cl, c)) {
+        ST_ADD(h, closed_max_age, 1);
+        hc->flags |= HCF_COUNTED;
+        conn_close(c, CLOSE_DONE);
+        return;
+    }
+    if (h->wait_head) {
+        struct moor_http_call *call = h->wait_head;
+
+        hc_wait_unlink(call);
+        run_on_idle(call, c);
+        return;
+    }
+    if (h->st.idle >= (long)cl->o.max_idle_per_host ||
+        cl->n_idle >= cl->o.max_idle_total) {
+        ST_ADD(h, closed_pool_full, 1);
+        hc->flags |= HCF_COUNTED;
+        conn_close(c, CLOSE_DONE);
+        return;
+    }
+    hc_idle_push(c);
+    conn_set_state(c, CSTATE_IDLE);
+    if (conn_tls(c))
+        tls_conn_release_buffers(conn_tls(c)); /* rule 3: idle holds none */
+    {
+        uint32_t ms = cl->o.idle_timeout_ms;
+
+        if (cl->o.max_conn_age_ms) {
+            uint32_t left = cl->o.max_conn_age_ms - hc_conn_age(c);
+            if (left < ms || !ms) {
+                ms = left ? left : 1;
+                hc->flags |= HCF_AGED;
+            }
+        }
+        conn_set_read_deadline(c, ms ? ms : 1, CLOSE_IDLE_TIMEOUT);
+    }
+}
+
+/* The response is complete. */
+static void response_done(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_call *call = hc->call;
+    struct hc_host *h = hc->host;
+    bool keep = (hc->flags & HCF_KEEP) && (hc->flags & HCF_WRITTEN) &&
+                conn_queued_bytes(c) == 0;
+
+    hc->requests++;
+    hc->call = NULL;
+    call->conn = NULL;
+    call->state = C_NEW; /* off the connection */
+    if (keep) {
+        conn_release(c);
+    } else {
+        bool stray = hc->flags & HCF_STRAY;
+
+        if (stray)
+            ST_ADD(h, closed_peer, 1);
+        else
+            ST_ADD(h, closed_by_response, 1);
+        ST_ADD(h, active, -1);
+        hc->phase = HC_IDLE; /* counted: on_close leaves the gauges */
+        hc->flags |= HCF_COUNTED;
+        conn_close(c, stray ? CLOSE_PROTOCOL_ERROR : CLOSE_DONE);
+        hc_host_kick(h);
+    }
+    hc_call_finish(call, 0, NULL);
+}
+
+/* The response ended at p[off] of the len bytes read: any after it were
+ * not asked for, so the connection is closed, not pooled, before on_done
+ * can put a new call on it. */
+static void response_end(struct conn *c, size_t off, size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+
+    if (off < len) {
+        hc->flags |= HCF_STRAY;
+        hc->flags &= (uint8_t)~HCF_KEEP;
+    }
+    response_done(c);
+}
+
+/* ---- the conn protocol -------------------------------------------------- */
+
+static void hc_on_tcp_connect(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_client *cl = conn_ctx(c);
+
+    hc->phase = HC_TLS;
+    conn_set_read_deadline(c, cl->o.tls_timeout_ms, CLOSE_HANDSHAKE_TIMEOUT);
+}
+
+static void hc_on_connect(struct conn *c, int err)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_call *call = hc->call;
+    struct hc_host *h = hc->host;
+
+    if (err) {
+        hc->err = err;
+        return; /* conn.c closes it now; hc_on_close settles the call */
+    }
+    if (!call) {
+        /* Its call ended while it dialed: it joins the pool. */
+        conn_release(c);
+        hc_host_kick(h);
+        return;
+    }
+    ST_ADD(h, dialing, -1);
+    ST_ADD(h, active, 1);
+    hc->phase = HC_BUSY;
+    conn_set_state(c, CSTATE_ACTIVE);
+    call->state = C_RUNNING;
+    hc_write_deadline(c);
+    if (hc_request_complete(call) && !conn_queued_bytes(c))
+        hc_request_written(c);
+    /* A producer hears on_writable once the head is out (on_drain). */
+}
+
+static void hc_on_drain(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_call *call = hc->call;
+
+    if (!call || hc->phase != HC_BUSY || (hc->flags & HCF_WRITTEN))
+        return;
+    if (hc_request_complete(call)) {
+        hc_request_written(c);
+        return;
+    }
+    hc_write_deadline(c);
+    hc_call_writable(call);
+}
+
+static bool hc_on_timeout(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_client *cl = conn_ctx(c);
+
+    switch (conn_read_reason(c)) {
+    case CLOSE_WRITE_TIMEOUT:
+        /* Our stand-in while the request goes out: bytes still queued and
+         * the socket taking them (else conn.c's own write deadline ends
+         * it) is progress; an empty queue is a producer that gave
+         * nothing. */
+        if (conn_queued_bytes(c)) {
+            hc_write_deadline(c);
+            return true;
+        }
+        return false;
+    case CLOSE_BODY_TIMEOUT:
+        if (hc->flags & HCF_PAUSED) {
+            /* The caller paused it: not the server's gap. */
+            conn_set_read_deadline(c, cl->o.body_timeout_ms,
+                                   CLOSE_BODY_TIMEOUT);
+            return true;
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
+/* Body bytes to the caller. False if the call ended meanwhile. */
+static bool deliver(struct conn *c, struct moor_http_call *call,
+                    const uint8_t *p, size_t n)
+{
+    call->body_bytes += n;
+    if (!n || !call->cb.on_body)
+        return true;
+    hc_cb_enter(call);
+    call->cb.on_body(call, p, n, call->user);
+    return hc_cb_leave(call) && !conn_is_closing(c);
+}
+
+struct chunk_ctx {
+    struct conn *c;
+    struct moor_http_call *call;
+    bool gone;
+};
+
+static void on_chunk(void *arg, const uint8_t *p, size_t n)
+{
+    struct chunk_ctx *x = arg;
+
+    if (!x->gone && !deliver(x->c, x->call, p, n))
+        x->gone = true;
+}
+
+static void fail_conn(struct conn *c, int err, const char *why)
+{
+    struct hc_conn *hc = conn_ext(c);
+
+    hc->err = err;
+    if (hc->call)
+        snprintf(hc->call->message, sizeof(hc->call->message),
+                 "bad response from %s: %s", hc->host->key, why);
+    conn_close(c, CLOSE_PROTOCOL_ERROR);
+}
+
+/* Parses the head at p[0..len). Returns bytes consumed (0: incomplete),
+ * or -1 once the conn is closing or the call gone. */
+static ssize_t parse_head(struct conn *c, const uint8_t *p, size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_call *call = hc->call;
+    struct moor_http_client *cl = conn_ctx(c);
+    struct http_response *r;
+    struct moor_http_field *f;
+    struct moor_http_response mr;
+    const char *why = "";
+    ssize_t n;
+
+    if (!cl->resp)
+        cl->resp = mem_alloc(MEM_HTTPC, sizeof(*cl->resp));
+    if (!cl->fields)
+        cl->fields =
+            mem_alloc(MEM_HTTPC, HTTP_MAX_HEADERS_CAP * sizeof(*cl->fields));
+    if (!cl->resp || !cl->fields) {
+        call->error = -ENOMEM;
+        conn_close(c, CLOSE_NO_MEMORY);
+        return -1;
+    }
+    r = cl->resp;
+    {
+        /* A HEAD's Content-Length is the resource's, not a body to come. */
+        struct http_limits head_lim = cl->lim;
+
+        if (call->head_req)
+            head_lim.max_body = UINT64_MAX;
+        n = http_parse_response(p, len, &head_lim, &hc->scan, r, &why);
+    }
+    if (n <= 0) {
+        if (n == 0)
+            return 0;
+        fail_conn(c, n == -EPROTO ? MOOR_EBADRESPONSE : MOOR_ETOOBIG, why);
+        return -1;
+    }
+    hc->scan = 0;
+    if (r->status < 200) {
+        if (r->status == 101) {
+            fail_conn(c, MOOR_EBADRESPONSE,
+                      "101 Switching Protocols to a request with no Upgrade");
+            return -1;
+        }
+        return n; /* 1xx: the real head follows */
+    }
+    call->status = r->status;
+    hc->kind = (uint8_t)http_response_body_kind(r, call->head_req ? HTTP_HEAD
+                                                                  : HTTP_GET);
+    if (r->keep_alive && hc->kind != HTTP_BODY_CLOSE)
+        hc->flags |= HCF_KEEP;
+    hc->left = r->content_length;
+    if (hc->kind == HTTP_BODY_LENGTH && !hc->left)
+        hc->kind = HTTP_BODY_NONE;
+    if (hc->kind == HTTP_BODY_CHUNKED)
+        http_chunked_init(&hc->chunked);
+    hc->rstate = R_BODY;
+    conn_set_read_deadline(c, cl->o.body_timeout_ms, CLOSE_BODY_TIMEOUT);
+
+    memset(&mr, 0, sizeof(mr));
+    mr.status = r->status;
+    mr.version_minor = r->version_minor;
+    mr.content_length = hc->kind == HTTP_BODY_LENGTH ? (long long)hc->left
+                        : hc->kind == HTTP_BODY_NONE ? 0
+                                                     : -1;
+    mr.reason = r->reason.p;
+    mr.reason_len = r->reason.len;
+    f = cl->fields;
+    for (uint32_t i = 0; i < r->n_headers; i++) {
+        f[i].name = r->headers[i].name.p;
+        f[i].name_len = r->headers[i].name.len;
+        f[i].value = r->headers[i].value.p;
+        f[i].value_len = r->headers[i].value.len;
+    }
+    mr.headers = f;
+    mr.n_headers = r->n_headers;
+    if (call->cb.on_head) {
+        bool alive;
+
+        hc_cb_enter(call);
+        call->cb.on_head(call, &mr, call->user);
+        alive = hc_cb_leave(call);
+        if (!alive || conn_is_closing(c) || hc->call != call)
+            return -1;
+    }
+    return n;
+}
+
+static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_client *cl = conn_ctx(c);
+    struct moor_http_call *call = hc->call;
+    size_t off = 0;
+
+    if (!call || hc->phase != HC_BUSY) {
+        /* Idle: the server has nothing to say to us. */
+        hc->flags |= HCF_STRAY;
+        conn_close(c, CLOSE_PROTOCOL_ERROR);
+        return len;
+    }
+    call->got_bytes = true;
+    while (off < len) {
+        if (hc->rstate == R_HEAD) {
+            ssize_t n = parse_head(c, p + off, len - off);
+
+            if (n < 0)
+                return len;
+            if (n == 0)
+                return off; /* carried: parse_head bounds it */
+            off += (size_t)n;
+            if (hc->rstate == R_HEAD)
+                continue; /* a 1xx */
+            if (hc->kind == HTTP_BODY_NONE) {
+                response_end(c, off, len);
+                break;
+            }
+            continue;
+        }
+        /* The body. */
+        conn_set_read_deadline(c, cl->o.body_timeout_ms, CLOSE_BODY_TIMEOUT);
+        if (hc->kind == HTTP_BODY_LENGTH) {
+            size_t n = (size_t)MIN((uint64_t)(len - off), hc->left);
+
+            hc->left -= n;
+            if (!deliver(c, call, p + off, n))
+                return len;
+            off += n;
+            if (!hc->left) {
+                response_end(c, off, len);
+                break;
+            }
+        } else if (hc->kind == HTTP_BODY_CHUNKED) {
+            struct chunk_ctx x = {.c = c, .call = call};
+            bool done = false;
+            int status = 0;
+            ssize_t n;
+
+            hc_cb_enter(call);
+            n = http_chunked_parse(&hc->chunked, p + off, len - off, &cl->lim,
+                                   on_chunk, &x, &done, &status);
+            if (!hc_cb_leave(call) || x.gone || conn_is_closing(c))
+                return len;
+            if (n < 0) {
+                fail_conn(c, status == 413 ? MOOR_ETOOBIG : MOOR_EBADRESPONSE,
+                          status == 413 ? "body over max_body"
+                                        : "bad chunked coding");
+                return len;
+            }
+            off += (size_t)n;
+            if (done) {
+                response_end(c, off, len);
+                break;
+            }
+        } else { /* until the server closes */
+            size_t n = len - off;
+
+            if (call->body_bytes + n > cl->o.max_body) {
+                fail_conn(c, MOOR_ETOOBIG, "body over max_body");
+                return len;
+            }
+            if (!deliver(c, call, p + off, n))
+                return len;
+            off = len;
+        }
+    }
+    if (off < len) {
+        /* Bytes after a complete response: nobody asked for them
+         * (response_end() closed the connection already). */
+        if (!conn_is_closing(c)) {
+            hc->flags |= HCF_STRAY;
+            conn_close(c, CLOSE_PROTOCOL_ERROR);
+        }
+        return len;
+    }
+    return off;
+}
+
+/* What failed, from why c closed while a call was on it. */
+static int close_error(struct conn *c, enum close_reason why, char *msg,
+                       size_t len)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct hc_host *h = hc->host;
+    struct moor_http_client *cl = h->cl;
+    struct tls_conn *tc = conn_tls(c);
+
+    switch (why) {
+    case CLOSE_CONNECT_TIMEOUT:
+        snprintf(msg, len, "connect to %s took longer than %u ms", h->key,
+                 cl->o.connect_timeout_ms);
+        return MOOR_ETIMEOUT_CONNECT;
+    case CLOSE_HANDSHAKE_TIMEOUT:
+        snprintf(msg, len, "TLS handshake with %s took longer than %u ms",
+                 h->key, cl->o.tls_timeout_ms);
+        return MOOR_ETIMEOUT_TLS;
+    case CLOSE_CONNECT_FAILED:
+        snprintf(msg, len, "connect to %s: %s", h->key,
+                 moor_strerror(hc->err ? hc->err : -ECONNREFUSED));
+        return hc->err ? hc->err : -ECONNREFUSED;
+    case CLOSE_TLS_ERROR:
+        if (tc && tls_conn_verify_failed(tc)) {
+            snprintf(msg, len, "TLS: %s: certificate verification failed: %s",
+                     h->key, conn_tls_error(c));
+            return MOOR_ETLS_VERIFY;
+        }
+        snprintf(msg, len, "TLS: %s: %s", h->key,
+                 conn_tls_error(c)[0] ? conn_tls_error(c) : "handshake failed");
+        return MOOR_ETLS;
+    case CLOSE_WRITE_TIMEOUT:
+        snprintf(msg, len, "%s took no request bytes for %u ms", h->key,
+                 cl->o.write_timeout_ms);
+        return MOOR_ETIMEOUT_WRITE;
+    case CLOSE_HEADER_TIMEOUT:
+        snprintf(msg, len, "no response head from %s within %u ms", h->key,
+                 cl->o.head_timeout_ms);
+        return MOOR_ETIMEOUT_HEAD;
+    case CLOSE_BODY_TIMEOUT:
+        snprintf(msg, len, "%s sent no body bytes for %u ms", h->key,
+                 cl->o.body_timeout_ms);
+        return MOOR_ETIMEOUT_BODY;
+    case CLOSE_PROTOCOL_ERROR:
+        if (hc->err)
+            return hc->err;
+        snprintf(msg, len, "%s sent bytes nobody asked for", h->key);
+        return MOOR_EBADRESPONSE;
+    case CLOSE_NO_MEMORY:
+        snprintf(msg, len, "out of memory");
+        return -ENOMEM;
+    case CLOSE_SHUTDOWN:
+        snprintf(msg, len, "the client is being freed");
+        return -ECANCELED;
+    default:
+        if (hc->phase == HC_TLS || hc->err == -EPROTO) {
+            snprintf(msg, len,
+                     "TLS: %s closed the connection during the "
+                     "handshake",
+                     h->key);
+            return MOOR_ETLS;
+        }
+        snprintf(msg, len,
+                 "%s closed the connection before the response "
+                 "was complete (%s)",
+                 h->key, close_reason_name(why));
+        return MOOR_EPEERCLOSED;
+    }
+}
+
+static void hc_on_close(struct conn *c, enum close_reason why)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct hc_host *h = hc->host;
+    struct moor_http_call *call = hc->call;
+    char msg[sizeof(call->message)];
+    int err;
+
+    if (!h)
+        return; /* failed inside connect_next before it was ours */
+    if (hc->flags & HCF_COUNTED) {
+        hc_host_kick(h); /* counted by whoever closed it */
+        return;
+    }
+    switch (hc->phase) {
+    case HC_IDLE:
+        hc_idle_unlink(c);
+        if (why == CLOSE_IDLE_TIMEOUT && (hc->flags & HCF_AGED))
+            ST_ADD(h, closed_max_age, 1);
+        else if (why == CLOSE_IDLE_TIMEOUT)
+            ST_ADD(h, closed_idle_timeout, 1);
+        else if (why == CLOSE_SHUTDOWN)
+            ;
+        else
+            ST_ADD(h, closed_peer, 1);
+        hc_host_kick(h);
+        return;
+    case HC_BUSY:
+        ST_ADD(h, active, -1);
+        break;
+    default:
+        ST_ADD(h, dialing, -1);
+        break;
+    }
+    if (!call) {
+        /* Busy with no call: one cancelled half way. */
+        if (hc->phase == HC_BUSY)
+            ST_ADD(h, closed_abandoned, 1);
+        hc_host_kick(h);
+        return;
+    }
+    hc->call = NULL;
+    call->conn = NULL;
+    if (hc->rstate == R_BODY && hc->kind == HTTP_BODY_CLOSE &&
+        why == CLOSE_PEER) {
+        /* The close ends the body. */
+        ST_ADD(h, closed_by_response, 1);
+        call->state = C_NEW;
+        hc_host_kick(h);
+        hc_call_finish(call, 0, NULL);
+        return;
+    }
+    msg[0] = '\0';
+    err = close_error(c, why, msg, sizeof(msg)); /* msg: if none was set */
+    if (call->error)
+        err = call->error;
+    if (why == CLOSE_CONNECT_FAILED && call->addr_i < call->n_addrs) {
+        /* The next address: the dial goes on (and stays counted). */
+        ST_ADD(h, dialing, 1);
+        ST_ADD(h, closed_error, 1);
+        connect_next(call);
+        return;
+    }
+    ST_ADD(h, closed_error, 1);
+    if (call->reused && !call->got_bytes && !call->retried &&
+        call->idempotent && !call->error &&
+        (err == MOOR_EPEERCLOSED || err == MOOR_EBADRESPONSE ||
+         err == -ECONNRESET)) {
+        /* Stale: the server closed it as we sent. Once, on a new one. */
+        call->retried = true;
+        call->fresh = true;
+        call->reused = false;
+        call->state = C_NEW;
+        ST_ADD(h, retries, 1);
+        hc_host_kick(h);
+        hc_call_start(call);
+        return;
+    }
+    call->state = C_NEW;
+    if (msg[0] && !call->message[0])
+        snprintf(call->message, sizeof(call->message), "%s", msg);
+    hc_host_kick(h);
+    hc_call_finish(call, err, NULL);
+}
