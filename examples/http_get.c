@@ -458,6 +458,7 @@ int main(int argc, char **argv)
     if (!loop) {
         fprintf(stderr, "http_get: %s\n",
                 lanes ? err.message : "out of memory");
+        free(lanes);
         return 1;
     }
     cl = moor_http_client_new(loop, &o, &err);
@@ -465,6 +466,7 @@ int main(int argc, char **argv)
         /* A CA file that does not load or bad --dns-servers: arguments. */
         fprintf(stderr, "http_get: %s\n", err.message);
         moor_loop_free(loop);
+        free(lanes);
         return err.code == -EINVAL || err.code == MOOR_ETLS ? 2 : 1;
     }
 
