@@ -47,8 +47,17 @@ MOOR_API void moor_http_request_init_(struct moor_http_request *r, size_t size)
 
 void hc_call_free(struct moor_http_call *call)
 {
-    msg_unref(call->head);
     msg_unref(call->body);
+    if (call->head != (struct msg *)(void *)call->head_mem) {
+        msg_unref(call->head);
+    } else if (msg_shared(call->head)) {
+        /* A connection still holds the head it embeds: never so (every
+         * path closes or purges the connection first). Keep the call's
+         * memory rather than free it under a reference. */
+        LOG_ERROR("http client: call freed while its head is queued", "host=%s",
+                  call->host ? call->host->key : "?");
+        return;
+    }
     pool_free(&call->cl->call_pool, call);
 }
 
@@ -106,6 +115,14 @@ void hc_wait_unlink(struct moor_http_call *call)
  * runs on_done. Idempotent. A failure found inside
  * moor_http_client_request() waits on the later list for the end of the
  * loop iteration. */
+/* A connection still holds the head that lives in the call (a
+ * connection closing under it: its queue goes after its on_close). */
+static bool head_queued(const struct moor_http_call *call)
+{
+    return call->head == (const struct msg *)(const void *)call->head_mem &&
+           msg_shared(call->head);
+}
+
 void hc_call_finish(struct moor_http_call *call, int err, const char *fmt, ...)
 {
     struct moor_http_client *cl = call->cl;
@@ -122,8 +139,14 @@ void hc_call_finish(struct moor_http_call *call, int err, const char *fmt, ...)
     }
     if (!call->error)
         call->error = err;
-    if (cl->in_request && !call->later) {
-        /* Not from inside moor_http_client_request(). */
+    if ((cl->in_request || head_queued(call)) && !call->later) {
+        /* Not from inside moor_http_client_request(); and not while a
+         * connection closing under the call (its on_close) still holds
+         * the head that lives in the call: at the end of the iteration. */
+        if (call->conn) {
+            ((struct hc_conn *)conn_ext(call->conn))->call = NULL;
+            call->conn = NULL;
+        }
         if (call->state == C_WAITING)
             hc_wait_unlink(call);
         if (call->state == C_RESOLVING) {
@@ -322,7 +345,8 @@ static uint8_t *put(uint8_t *p, const char *s, size_t n)
 
 /* Builds the request head into a new message, in one allocation: its
  * length first, then its bytes. Returns it, or NULL with err filled. */
-static struct msg *build_head(const struct moor_http_request *r,
+static struct msg *build_head(struct moor_http_call *call,
+                              const struct moor_http_request *r,
                               const struct url *u, bool produced,
                               struct moor_error *err)
 {
@@ -352,7 +376,8 @@ static struct msg *build_head(const struct moor_http_request *r,
         api_fail(err, -EINVAL, "request head over 64 KiB");
         return NULL;
     }
-    m = msg_new(NULL, len);
+    m = len <= HC_INLINE_HEAD ? msg_embed(call->head_mem, NULL, len)
+                              : msg_new(NULL, len);
     if (!m) {
         api_fail(err, -ENOMEM, "out of memory");
         return NULL;
@@ -459,7 +484,7 @@ MOOR_API struct moor_http_call *moor_http_client_request(
         return api_fail(err, -ENOMEM, "out of memory"), NULL;
     call->cl = cl;
     call->produced = cb && cb->on_writable;
-    call->head = build_head(&rq, u, call->produced, err);
+    call->head = build_head(call, &rq, u, call->produced, err);
     if (!call->head)
         goto fail;
     if (rq.body_len && !(call->body = msg_new(rq.body, rq.body_len))) {

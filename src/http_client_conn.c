@@ -78,7 +78,8 @@ void hc_call_writable(struct moor_http_call *call)
 
 /* Puts call on connection c (connected, or still connecting): queues the
  * request. Returns 0 or -ENOMEM. */
-static int call_attach(struct moor_http_call *call, struct conn *c)
+/* Puts call on c (its state only: nothing is queued yet). */
+static void call_bind(struct moor_http_call *call, struct conn *c)
 {
     struct hc_conn *hc = conn_ext(c);
 
@@ -87,6 +88,13 @@ static int call_attach(struct moor_http_call *call, struct conn *c)
     hc->rstate = R_HEAD;
     hc->scan = 0;
     hc->flags &= (uint8_t) ~(HCF_WRITTEN | HCF_KEEP | HCF_PAUSED | HCF_AGED);
+}
+
+/* Queues call's request on c, connected: a dialing connection queues
+ * nothing, so a burst of dials holds no queue and the call alone holds
+ * its request. Returns 0 or -ENOMEM. */
+static int call_queue(struct moor_http_call *call, struct conn *c)
+{
     if (conn_send_flags(c, call->head, CONN_SEND_OVERCAP) < 0 ||
         (call->body && conn_send_flags(c, call->body, CONN_SEND_OVERCAP) < 0))
         return -ENOMEM;
@@ -106,7 +114,8 @@ static void run_on_idle(struct moor_http_call *call, struct conn *c)
     conn_set_state(c, CSTATE_ACTIVE);
     call->reused = true;
     call->state = C_RUNNING;
-    if (call_attach(call, c) < 0) {
+    call_bind(call, c);
+    if (call_queue(call, c) < 0) {
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
@@ -213,11 +222,7 @@ static void connect_next(struct moor_http_call *call)
             }
             tls_session_free(s); /* OpenSSL took its own reference */
         }
-        if (call_attach(call, c) < 0) {
-            call->error = -ENOMEM;
-            conn_close(c, CLOSE_NO_MEMORY);
-            return;
-        }
+        call_bind(call, c); /* queued once connected: hc_on_connect */
         call->message[0] = '\0';
         return;
     }
@@ -453,6 +458,11 @@ static void hc_on_connect(struct conn *c, int err)
     hc->phase = HC_BUSY;
     conn_set_state(c, CSTATE_ACTIVE);
     call->state = C_RUNNING;
+    if (call_queue(call, c) < 0) {
+        call->error = -ENOMEM;
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
     hc_write_deadline(c);
     if (hc_request_complete(call) && !conn_queued_bytes(c))
         hc_request_written(c);

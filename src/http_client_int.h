@@ -38,6 +38,7 @@
 #define HC_MAX_SESSIONS 64   /* cap of tls_sessions_per_host */
 #define HC_MAX_METHOD 32     /* a method's length */
 #define HC_MAX_HEADLEN 65536 /* the request head moor builds */
+#define HC_INLINE_HEAD 360   /* a head this short lives in its call */
 
 /* ---- the objects -------------------------------------------------------- */
 
@@ -110,7 +111,8 @@ struct moor_http_call {
     struct timer total;                         /* the whole call */
     struct timer wait;                          /* the queue wait */
     struct resolve_query *rq;
-    struct msg *head; /* the request head, kept for a retry */
+    struct msg *head; /* the request head, kept for a retry: in head_mem
+                         when it fits (most do), else its own message */
     struct msg *body; /* a body from memory, kept for a retry */
     struct moor_http_callbacks cb;
     void *user;
@@ -130,6 +132,10 @@ struct moor_http_call {
     bool retried, reused, got_bytes, fresh;
     bool idempotent, produced, write_ended, head_req;
     char message[200];
+    /* A head of at most HC_INLINE_HEAD bytes lives here (msg_embed), so a
+     * burst of requests leaves no heap behind: the call's slab goes back
+     * whole. */
+    _Alignas(struct msg) uint8_t head_mem[sizeof(struct msg) + HC_INLINE_HEAD];
 };
 
 struct moor_http_client {

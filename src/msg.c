@@ -26,6 +26,19 @@
 
 #include "mem.h"
 
+struct msg *msg_embed(void *mem, const void *p, size_t n)
+{
+    struct msg *m = mem;
+
+    m->refs = 1;
+    m->len = (uint32_t)n;
+    m->born_ns = 0;
+    m->count = 1;
+    if (p && n)
+        memcpy(m->data, p, n);
+    return m;
+}
+
 struct msg *msg_new(const void *p, size_t n)
 {
     struct msg *m;

@@ -9,6 +9,7 @@
 #define MOOR_MSG_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct msg {
@@ -29,6 +30,19 @@ struct msg *msg_new(const void *p, size_t n);
  * room for cap payload bytes (cap >= m->len; the bytes are kept). Returns
  * the message, perhaps moved, or NULL with m untouched. */
 struct msg *msg_resize(struct msg *m, size_t cap);
+/* A message in memory its caller owns (mem: sizeof(struct msg) + n bytes,
+ * aligned as struct msg), holding a copy of p[0..n) (p NULL: filled by the
+ * caller), with one reference: the owner's, for the life of mem. Others
+ * take and drop references as with any message; the owner never calls
+ * msg_unref() on it, and lets the memory go only once msg_shared() is
+ * false. For a small message that lives exactly as long as its owner (the
+ * HTTP client's request head, inside its call). */
+struct msg *msg_embed(void *mem, const void *p, size_t n);
+/* True while someone besides the holder of one reference holds one. */
+static inline bool msg_shared(const struct msg *m)
+{
+    return __atomic_load_n(&m->refs, __ATOMIC_ACQUIRE) > 1;
+}
 /* Returns m with one more reference. */
 struct msg *msg_ref(struct msg *m);
 /* Drops one reference; frees on the last. NULL is a no-op. */

@@ -553,7 +553,11 @@ static void test_alloc_failures(void **state)
                      (long long)moor_mem_live_bytes());
     }
     assert_false(fired);
-    assert_true(n > 10);
+    /* The client, its conn set, its resolver, the two calls, the first
+     * response's scratch, the connection, its queue...: every one of them
+     * was made to fail once. */
+    if (n <= 8)
+        fail_msg("only %d allocations in two GETs", n - 1);
     srv_stop(&s);
 }
 
