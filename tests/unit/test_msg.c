@@ -150,6 +150,31 @@ static void *drop_refs(void *arg)
 
 /* Fan-out across loops: references taken on one thread, dropped on several
  * at once. The last drop frees, exactly once (ASan checks the rest). */
+/* A message in its owner's memory: others ref and unref it, the owner's
+ * reference never goes, and nothing is allocated or freed. */
+static void test_embed(void **state)
+{
+    _Alignas(struct msg) uint8_t mem[sizeof(struct msg) + 8];
+    int64_t before = mem_live_bytes(MEM_MSG);
+    struct msg *m;
+
+    (void)state;
+    m = msg_embed(mem, "request!", 8);
+    assert_ptr_equal(m, (struct msg *)(void *)mem);
+    assert_int_equal(m->len, 8);
+    assert_int_equal(m->count, 1);
+    assert_memory_equal(m->data, "request!", 8);
+    assert_false(msg_shared(m));
+    msg_ref(m); /* a connection's queue */
+    msg_ref(m); /* and another's */
+    assert_true(msg_shared(m));
+    msg_unref(m);
+    assert_true(msg_shared(m));
+    msg_unref(m);
+    assert_false(msg_shared(m)); /* the owner may let the memory go */
+    assert_int_equal(mem_live_bytes(MEM_MSG), before);
+}
+
 static void test_cross_thread_unref(void **state)
 {
     pthread_t th[FAN_THREADS];
@@ -178,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_uninitialised_and_empty),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_resize),
+        cmocka_unit_test(test_embed),
         cmocka_unit_test(test_cross_thread_unref),
     };
 
