@@ -47,15 +47,7 @@ struct msg *msg_new(const void *p, size_t n)
     if (n > UINT32_MAX)
         return NULL;
     m = mem_alloc(MEM_MSG, sizeof(*m) + n);
-    if (!m)
-        return NULL;
-    m->refs = 1;
-    m->len = (uint32_t)n;
-    m->born_ns = 0;
-    m->count = 1;
-    if (p && n)
-        memcpy(m->data, p, n);
-    return m;
+    return m ? msg_embed(m, p, n) : NULL;
 }
 
 struct msg *msg_resize(struct msg *m, size_t cap)

@@ -45,6 +45,7 @@
 #include <openssl/evp.h>
 
 #include "ws.h"
+#include "url.h"
 #include "util.h"
 
 /* RFC 6455 1.3: appended to the client's key before hashing. */
@@ -479,95 +480,38 @@ ssize_t ws_check_response(const uint8_t *in, size_t len, const char *accept,
 
 const char *ws_url_parse(const char *url, struct ws_url *u)
 {
-    const char *p = url, *host, *host_end, *port_s = NULL, *auth_end;
-    size_t hl;
-    unsigned long port;
-    char ip[64];
+    struct url x; /* url.c splits it; here: the scheme, and no lookups */
+    const char *why = url_parse(url, &x);
+    const char *ip;
+    struct sockaddr_in *in = (struct sockaddr_in *)&u->addr;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&u->addr;
 
     memset(u, 0, sizeof(*u));
-    if (!strncasecmp(p, "ws://", 5)) {
-        p += 5;
-    } else if (!strncasecmp(p, "wss://", 6)) {
-        p += 6;
-        u->tls = true;
-    } else {
+    if (why)
+        return why;
+    if (strcmp(x.scheme, "ws") && strcmp(x.scheme, "wss"))
         return "URL must start with ws:// or wss://";
-    }
-    auth_end = p + strcspn(p, "/?#");
-    if (auth_end == p)
-        return "URL has no host";
-    if (memchr(p, '@', (size_t)(auth_end - p)))
-        return "URL user info is not supported";
-    host = p;
-    if (*p == '[') {
-        host_end = memchr(p, ']', (size_t)(auth_end - p));
-        if (!host_end)
-            return "URL has an unclosed [ in its host";
-        host++;
-        if (host_end + 1 < auth_end) {
-            if (host_end[1] != ':')
-                return "URL has junk after ]";
-            port_s = host_end + 2;
-        }
-    } else {
-        host_end = memchr(p, ':', (size_t)(auth_end - p));
-        if (host_end)
-            port_s = host_end + 1;
-        else
-            host_end = auth_end;
-    }
-    port = u->tls ? 443 : 80;
-    if (port_s) {
-        char *end;
-        if (port_s == auth_end || *port_s < '0' || *port_s > '9')
-            return "URL port is not a number";
-        port = strtoul(port_s, &end, 10);
-        if (end != auth_end || port == 0 || port > 65535)
-            return "URL port must be 1-65535";
-    }
-    hl = (size_t)(host_end - host);
-    if (hl == 0 || hl >= sizeof(ip))
-        return "URL host is empty or too long";
-    memcpy(ip, host, hl);
-    ip[hl] = '\0';
-    memcpy(u->name, ip, hl + 1);
-    if ((size_t)(auth_end - p) >= sizeof(u->host))
+    u->tls = x.tls;
+    if (strlen(x.host) >= sizeof(u->name) ||
+        strlen(x.authority) >= sizeof(u->host))
         return "URL host is too long";
-    memcpy(u->host, p, (size_t)(auth_end - p));
-    if (!*auth_end) {
-        strcpy(u->path, "/");
+    if (strlen(x.target) >= sizeof(u->path))
+        return "URL path is too long";
+    memcpy(u->name, x.host, strlen(x.host) + 1);
+    memcpy(u->host, x.authority, strlen(x.authority) + 1);
+    memcpy(u->path, x.target, strlen(x.target) + 1);
+    ip = strcmp(x.host, "localhost") ? x.host : "127.0.0.1";
+    if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(x.port);
+        u->addrlen = sizeof(*in);
+    } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(x.port);
+        u->addrlen = sizeof(*in6);
     } else {
-        if (strlen(auth_end) >= sizeof(u->path))
-            return "URL path is too long";
-        if (*auth_end == '#')
-            strcpy(u->path, "/");
-        else if (*auth_end == '?')
-            snprintf(u->path, sizeof(u->path), "/%.*s",
-                     (int)strcspn(auth_end, "#"), auth_end);
-        else
-            snprintf(u->path, sizeof(u->path), "%.*s",
-                     (int)strcspn(auth_end, "#"), auth_end);
-        for (const char *q = u->path; *q; q++)
-            if ((unsigned char)*q <= ' ' || *q == 0x7f)
-                return "URL path has a space or control character";
-    }
-    if (!strcasecmp(ip, "localhost"))
-        strcpy(ip, "127.0.0.1");
-    {
-        struct sockaddr_in *in = (struct sockaddr_in *)&u->addr;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&u->addr;
-        if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
-            in->sin_family = AF_INET;
-            in->sin_port = htons((uint16_t)port);
-            u->addrlen = sizeof(*in);
-        } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
-            in6->sin6_family = AF_INET6;
-            in6->sin6_port = htons((uint16_t)port);
-            u->addrlen = sizeof(*in6);
-        } else {
-            return "URL host must be an IP address or localhost (no DNS "
-                   "lookups)";
-        }
+        return "URL host must be an IP address or localhost (no DNS "
+               "lookups)";
     }
     return NULL;
 }

@@ -167,7 +167,8 @@ ssize_t ws_check_response(const uint8_t *in, size_t len, const char *accept,
 
 /* A ws:// URL, parsed. */
 struct ws_url {
-    char host[256];  /* Host header value: host[:port] as written */
+    char host[256];  /* Host header value: host, and :port unless the
+                        scheme's default */
     char name[64];   /* the host alone (no port, no brackets): TLS's SNI
                         and certificate check */
     char path[1024]; /* request target, "/" if none */
