@@ -618,8 +618,10 @@ MOOR_API struct moor_http_call *moor_http_client_request(
     struct moor_http_client *cl, const struct moor_http_request *r,
     const struct moor_http_callbacks *cb, void *user, struct moor_error *err);
 /* Produced bodies: queues p[0..n) (copied). Returns 0, 1 (queued, but
- * the connection's queue is over queue_limit: wait for on_writable),
- * -EINVAL (more than body_length), MOOR_ESTATE (not writable now). */
+ * the connection's queue is now over queue_limit: wait for on_writable),
+ * -EAGAIN (nothing queued: it was already over, after a 1), -EINVAL (more
+ * than body_length), MOOR_ESTATE (not writable now). So a queue passes
+ * queue_limit by one write at most. */
 MOOR_API int moor_http_call_write(struct moor_http_call *c, const void *p,
                                   size_t n);
 /* The produced body is complete (-EINVAL if body_length is not met). */

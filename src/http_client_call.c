@@ -544,8 +544,12 @@ MOOR_API int moor_http_call_write(struct moor_http_call *call, const void *p,
     if (call->body_length >= 0 &&
         call->written + n > (uint64_t)call->body_length)
         return -EINVAL;
+    /* Rule 5: the queue passes queue_limit by one write at most; the
+     * producer was told (1) and waits for on_writable. */
+    if (conn_queue_over_limit(c))
+        return -EAGAIN;
     if (!n)
-        return conn_queue_over_limit(c) ? 1 : 0;
+        return 0;
     if (call->body_length < 0) {
         char hdr[24];
         int hl = snprintf(hdr, sizeof(hdr), "%zx\r\n", n);
@@ -581,8 +585,16 @@ MOOR_API int moor_http_call_write_end(struct moor_http_call *call)
         return MOOR_ESTATE;
     if (call->body_length >= 0 && call->written != (uint64_t)call->body_length)
         return -EINVAL;
-    if (call->body_length < 0 && conn_send_bytes(c, "0\r\n\r\n", 5) < 0)
-        return -ENOMEM;
+    if (call->body_length < 0) {
+        /* The last chunk: 5 bytes, past queue_limit if need be (a write
+         * that passed it may come right before). */
+        struct msg *m = msg_new("0\r\n\r\n", 5);
+        int rc = m ? conn_send_flags(c, m, CONN_SEND_OVERCAP) : -ENOMEM;
+
+        msg_unref(m);
+        if (rc < 0)
+            return -ENOMEM;
+    }
     call->write_ended = true;
     conn_set_want_flush(&call->cl->set);
     if (!conn_queued_bytes(c))

@@ -415,6 +415,28 @@ static void contract_writable(struct moor_http_call *c, void *user)
     assert_int_equal(moor_http_call_write_end(c), MOOR_ESTATE);
 }
 
+/* Rule 5: with queue_limit 1024, a second 600-byte write passes it and
+ * says so (1); a third, before on_writable, is refused (-EAGAIN) and
+ * queues nothing. */
+static void bound_writable(struct moor_http_call *c, void *user)
+{
+    static const char six[600];
+    struct res *x = user;
+
+    if (x->id++)
+        return;
+    assert_int_equal(moor_http_call_write(c, six, sizeof(six)), 0);
+    assert_int_equal(moor_http_call_write(c, six, sizeof(six)), 1);
+    assert_int_equal(moor_http_call_write(c, "x", 1), -EAGAIN);
+    assert_int_equal(moor_http_call_write_end(c), 0);
+}
+
+static const struct moor_http_callbacks bound_cbs = {
+    .on_writable = bound_writable,
+    .on_body = cb_body,
+    .on_done = cb_done,
+};
+
 static const struct moor_http_callbacks contract_cbs = {
     .on_writable = contract_writable,
     .on_body = cb_body,
@@ -460,6 +482,23 @@ static void test_api_refusals(void **state)
     assert_int_equal(s.reqs[0].body_len, 4);
     assert_memory_equal(s.reqs[0].body, "1234", 4);
     res_reset(&x);
+
+    {
+        struct moor_http_client_options bo;
+        struct moor_http_client *bcl;
+
+        opts_init(&bo);
+        bo.queue_limit = 1024;
+        bcl = new_client(l, &bo);
+        rq.body_length = -1; /* chunked */
+        assert_non_null(
+            moor_http_client_request(bcl, &rq, &bound_cbs, &x, &err));
+        wait_res(l, &x, 3000);
+        expect_ok(&x);
+        assert_int_equal(s.reqs[1].body_len, 1200);
+        res_reset(&x);
+        moor_http_client_free(bcl);
+    }
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct moor_http_field f = {.name = bad[i].hname,
