@@ -679,7 +679,7 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     v.loops[0].pubsub = s->ps ? push_pubsub(api_pubsub_push(s->ps)) : NULL;
     rc = metrics_render(&b, &v);
     for (unsigned i = 0; rc >= 0 && i < r->owner->n_metrics_clients; i++)
-        http_client_metrics(r->owner->metrics_clients[i], &b);
+        rc = http_client_metrics(r->owner->metrics_clients[i], &b);
     http_respond_page(ex, rc, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 

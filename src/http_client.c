@@ -436,15 +436,35 @@ MOOR_API void moor_http_client_free(struct moor_http_client *cl)
 /* ---- metrics --------------------------------------------------------------
  */
 
-/* One family's HELP and TYPE lines. */
-static void family(struct sbuf *b, const char *name, const char *type,
-                   const char *help)
+/* Appends to b unless an earlier append failed: *err keeps the first
+ * error (the page is refused whole, never cut; as metrics.c does). */
+static void put(int *err, struct sbuf *b, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void put(int *err, struct sbuf *b, const char *fmt, ...)
 {
-    sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    va_list ap;
+    int rc;
+
+    if (*err)
+        return;
+    va_start(ap, fmt);
+    rc = sbuf_vprintf(b, fmt, ap);
+    va_end(ap);
+    if (rc < 0)
+        *err = rc;
 }
 
-void http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
+/* One family's HELP and TYPE lines. */
+static void family(int *err, struct sbuf *b, const char *name, const char *type,
+                   const char *help)
 {
+    put(err, b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
+{
+    int err = 0;
+
     static const struct {
         const char *name;
         size_t off;
@@ -468,66 +488,67 @@ void http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
     for (bk = 0; bk < HC_BUCKETS; bk++)                                        \
         for (h = cl->hosts[bk]; h; h = h->next)
 
-    family(b, "moor_http_client_connections", "gauge",
+    family(&err, b, "moor_http_client_connections", "gauge",
            "Pooled HTTP client connections by host and state.");
     EACH_HOST
     {
-        sbuf_printf(b,
-                    "moor_http_client_connections{host=\"%s\",state=\"active\"}"
-                    " %ld\n",
-                    h->key, h->st.active);
-        sbuf_printf(b,
-                    "moor_http_client_connections{host=\"%s\",state=\"idle\"}"
-                    " %ld\n",
-                    h->key, h->st.idle);
-        sbuf_printf(b,
-                    "moor_http_client_connections{host=\"%s\",state="
-                    "\"dialing\"} %ld\n",
-                    h->key, h->st.dialing);
+        put(&err, b,
+            "moor_http_client_connections{host=\"%s\",state=\"active\"}"
+            " %ld\n",
+            h->key, h->st.active);
+        put(&err, b,
+            "moor_http_client_connections{host=\"%s\",state=\"idle\"}"
+            " %ld\n",
+            h->key, h->st.idle);
+        put(&err, b,
+            "moor_http_client_connections{host=\"%s\",state="
+            "\"dialing\"} %ld\n",
+            h->key, h->st.dialing);
     }
-    family(b, "moor_http_client_requests_waiting", "gauge",
+    family(&err, b, "moor_http_client_requests_waiting", "gauge",
            "Requests queued for a connection (max_conns_per_host reached).");
     EACH_HOST
-    sbuf_printf(b, "moor_http_client_requests_waiting{host=\"%s\"} %ld\n",
-                h->key, h->st.waiting);
-    family(b, "moor_http_client_requests_total", "counter",
+    put(&err, b, "moor_http_client_requests_waiting{host=\"%s\"} %ld\n", h->key,
+        h->st.waiting);
+    family(&err, b, "moor_http_client_requests_total", "counter",
            "Requests started.");
     EACH_HOST
-    sbuf_printf(b, "moor_http_client_requests_total{host=\"%s\"} %llu\n",
-                h->key, (unsigned long long)h->st.requests);
-    family(b, "moor_http_client_requests_reused_total", "counter",
+    put(&err, b, "moor_http_client_requests_total{host=\"%s\"} %llu\n", h->key,
+        (unsigned long long)h->st.requests);
+    family(&err, b, "moor_http_client_requests_reused_total", "counter",
            "Requests that ran on a pooled connection.");
     EACH_HOST
-    sbuf_printf(b, "moor_http_client_requests_reused_total{host=\"%s\"} %llu\n",
-                h->key, (unsigned long long)h->st.conns_reused);
-    family(b, "moor_http_client_retries_total", "counter",
+    put(&err, b, "moor_http_client_requests_reused_total{host=\"%s\"} %llu\n",
+        h->key, (unsigned long long)h->st.conns_reused);
+    family(&err, b, "moor_http_client_retries_total", "counter",
            "Idempotent requests sent again after a reused connection failed "
            "before any response byte.");
     EACH_HOST
-    sbuf_printf(b, "moor_http_client_retries_total{host=\"%s\"} %llu\n", h->key,
-                (unsigned long long)h->st.retries);
-    family(b, "moor_http_client_connections_opened_total", "counter",
+    put(&err, b, "moor_http_client_retries_total{host=\"%s\"} %llu\n", h->key,
+        (unsigned long long)h->st.retries);
+    family(&err, b, "moor_http_client_connections_opened_total", "counter",
            "Connections dialed.");
     EACH_HOST
-    sbuf_printf(b,
-                "moor_http_client_connections_opened_total{host=\"%s\"} %llu\n",
-                h->key, (unsigned long long)h->st.conns_new);
-    family(b, "moor_http_client_connections_closed_total", "counter",
+    put(&err, b,
+        "moor_http_client_connections_opened_total{host=\"%s\"} %llu\n", h->key,
+        (unsigned long long)h->st.conns_new);
+    family(&err, b, "moor_http_client_connections_closed_total", "counter",
            "Connections closed, by reason.");
     EACH_HOST
     for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++)
-        sbuf_printf(b,
-                    "moor_http_client_connections_closed_total{host=\"%s\","
-                    "reason=\"%s\"} %llu\n",
-                    h->key, closed[i].name,
-                    (unsigned long long)*(
-                        const uint64_t *)(const void *)((const char *)&h->st +
-                                                        closed[i].off));
-    family(b, "moor_http_client_bytes_held", "gauge",
+        put(&err, b,
+            "moor_http_client_connections_closed_total{host=\"%s\","
+            "reason=\"%s\"} %llu\n",
+            h->key, closed[i].name,
+            (unsigned long long)*(
+                const uint64_t *)(const void *)((const char *)&h->st +
+                                                closed[i].off));
+    family(&err, b, "moor_http_client_bytes_held", "gauge",
            "Bytes the HTTP client holds (tag http_client).");
-    sbuf_printf(b, "moor_http_client_bytes_held %lld\n",
-                (long long)mem_live_bytes(MEM_HTTPC));
+    put(&err, b, "moor_http_client_bytes_held %lld\n",
+        (long long)mem_live_bytes(MEM_HTTPC));
 #undef EACH_HOST
+    return err;
 }
 
 MOOR_API const char *

@@ -25,7 +25,8 @@ struct moor_http_client **http_client_next(struct moor_http_client *cl);
  * connections do not keep a loop running. */
 bool http_client_busy(const struct moor_http_client *cl);
 /* Appends the client's Prometheus families (moor_http_client_*), per
- * host and in total, to b. */
-void http_client_metrics(const struct moor_http_client *cl, struct sbuf *b);
+ * host and in total, to b. Returns 0, or the first append's error
+ * (-ENOBUFS past b's cap, -ENOMEM): then the page must not be served. */
+int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b);
 
 #endif
