@@ -36,7 +36,7 @@ sources_for() {
     case "$1" in
     http1) echo "src/http1.c" ;;
     http_response) echo "src/http1_response.c src/http1.c" ;;
-    ws | ws_handshake) echo "src/ws.c src/http1.c" ;;
+    ws | ws_handshake) echo "src/ws.c src/url.c src/http1.c" ;;
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
     # Whole connections through the routes of `moor serve`: the library
