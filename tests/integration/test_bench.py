@@ -9,6 +9,7 @@ never against a target: that is what `make bench` is for.
 """
 
 import json
+import os
 import re
 import signal
 import socket
@@ -48,10 +49,31 @@ def closed_port():
     return port
 
 
-def established_by_source(port):
-    """{local IPv4 address: count} of ESTABLISHED sockets to 127.0.0.1:port,
-    from /proc/net/tcp (the bench's side of its connections)."""
+def socket_inodes(pid):
+    """The inodes of the sockets process pid holds open."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            link = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def established_by_source(port, pid):
+    """{local IPv4 address: count} of process pid's ESTABLISHED sockets to
+    127.0.0.1:port, from /proc/net/tcp (the bench's side of its
+    connections). Matching by inode, not by port alone: a port freed by
+    another test's listener can still have that test's connections."""
     counts = {}
+    inodes = socket_inodes(pid)
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
@@ -59,7 +81,7 @@ def established_by_source(port):
             local, remote, state = fields[1], fields[2], fields[3]
             rip, rport = remote.split(":")
             if state != "01" or int(rport, 16) != port or \
-                    rip != "0100007F":
+                    rip != "0100007F" or fields[9] not in inodes:
                 continue
             lip = local.split(":")[0]
             addr = ".".join(str(int(lip[i:i + 2], 16))
@@ -84,7 +106,7 @@ def test_idle_spreads_sources_and_reports_bytes_per_conn(moor):
         spread = {}
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            spread = established_by_source(srv.port)
+            spread = established_by_source(srv.port, p.pid)
             if sum(spread.values()) >= 200:
                 break
             time.sleep(0.05)
