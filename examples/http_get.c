@@ -272,7 +272,8 @@ static void print_stats(struct moor_http_client *cl)
            "\"closed_idle_timeout\":%llu,\"closed_max_age\":%llu,"
            "\"closed_peer\":%llu,\"closed_abandoned\":%llu,"
            "\"closed_error\":%llu,\"closed_pool_full\":%llu,"
-           "\"closed_by_response\":%llu,\"bytes_held\":%lld}",
+           "\"closed_by_response\":%llu,\"bytes_held\":%lld,"
+           "\"tls_resumed\":%llu}",
            st.active, st.idle, st.dialing, st.waiting,
            (unsigned long long)st.requests, (unsigned long long)st.conns_new,
            (unsigned long long)st.conns_reused, (unsigned long long)st.retries,
@@ -282,7 +283,8 @@ static void print_stats(struct moor_http_client *cl)
            (unsigned long long)st.closed_abandoned,
            (unsigned long long)st.closed_error,
            (unsigned long long)st.closed_pool_full,
-           (unsigned long long)st.closed_by_response, (long long)st.bytes_held);
+           (unsigned long long)st.closed_by_response, (long long)st.bytes_held,
+           (unsigned long long)st.tls_resumed);
     if (json && moor_mem_json(json, (size_t)need + 1) >= 0)
         printf(",\"mem\":{\"http_client\":%lld,\"dns\":%lld,\"tls\":%lld}",
                tag_live(json, "http_client"), tag_live(json, "dns"),

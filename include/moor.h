@@ -509,6 +509,11 @@ struct moor_http_client_options {
     const char *tls_ca;             /* PEM CAs (copied); NULL: the system's */
     int insecure;                   /* 1: no certificate or name check */
     uint32_t tls_sessions_per_host; /* 4 */
+    /* /metrics (moor_server_metrics_http_client) shows the first
+     * metrics_max_hosts hosts each with its own series (at most 1024);
+     * the others are summed under host="other", so many hosts cannot
+     * make the page grow past its cap. */
+    uint32_t metrics_max_hosts; /* 100 */
 };
 
 MOOR_API void moor_http_client_options_init_(struct moor_http_client_options *o,
@@ -657,8 +662,10 @@ struct moor_http_client_stats {
     uint64_t closed_pool_full;   /* not pooled: max_idle_* reached */
     uint64_t closed_by_response; /* Connection: close, HTTP/1.0,
                                     close-delimited body */
-    int64_t bytes_held; /* the client's accounted bytes (tag http_client)
-                           for the total; of this host's objects else */
+    int64_t bytes_held;   /* the client's accounted bytes (tag http_client)
+                             for the total; of this host's objects else */
+    uint64_t tls_resumed; /* TLS connections that resumed a session (no
+                             certificate sent, parsed or verified) */
 };
 /* Returns 0, or -ENOENT (no such host in the pool). */
 MOOR_API int moor_http_client_stats(const struct moor_http_client *cl,

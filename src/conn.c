@@ -620,6 +620,14 @@ static void do_handshake(struct conn *c)
     }
 }
 
+void conn_tls_begin(struct conn *c)
+{
+    if (!(c->cn_flags & CONN_HS_HELD) || conn_is_closing(c))
+        return;
+    c->cn_flags &= (uint16_t)~CONN_HS_HELD;
+    do_handshake(c);
+}
+
 /* The connect finished (EPOLLOUT, or an error): tell the protocol. */
 static void connect_done(struct conn *c)
 {
@@ -643,11 +651,16 @@ static void connect_done(struct conn *c)
     c->cn_flags &= ~CONN_CONNECTING;
     if (c->cn_flags & CONN_TLS) {
         c->cn_flags |= CONN_HANDSHAKE;
-        if (conn_proto(c)->on_tcp_connect) {
-            conn_proto(c)->on_tcp_connect(c);
+        if (conn_proto(c)->on_tcp_connect &&
+            !conn_proto(c)->on_tcp_connect(c)) {
             if (conn_is_closing(c))
                 return;
+            c->cn_flags |= CONN_HS_HELD; /* until conn_tls_begin() */
+            conn_update_events(c);
+            return;
         }
+        if (conn_is_closing(c))
+            return;
         do_handshake(c);
         return;
     }
@@ -959,6 +972,11 @@ static void conn_on_fd(void *arg, int fd, uint32_t events)
         return;
     if (c->cn_flags & CONN_CONNECTING) {
         connect_done(c);
+        return;
+    }
+    if (c->cn_flags & CONN_HS_HELD) {
+        /* The peer spoke first, left or reset while we held our hello. */
+        conn_close(c, CLOSE_PEER);
         return;
     }
     if (c->cn_flags & CONN_HANDSHAKE) {

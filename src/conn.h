@@ -130,8 +130,12 @@ struct conn_proto {
     void (*on_connect)(struct conn *c, int err);
     /* An outgoing conn with TLS finished its TCP connect and starts its
      * handshake now: the moment to give the handshake its own deadline
-     * (optional; without it the connect deadline covers both). */
-    void (*on_tcp_connect)(struct conn *c);
+     * (optional; without it the connect deadline covers both). Returning
+     * false holds the handshake until conn_tls_begin(c) (a client waiting
+     * for a session to resume): meanwhile any event from the peer (bytes
+     * before our hello, FIN, RST) closes the conn as CLOSE_PEER, and the
+     * deadline set here keeps running. */
+    bool (*on_tcp_connect)(struct conn *c);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);
     /* The protocol reads messages (WebSocket, framed TCP, SSE): a message
@@ -260,6 +264,8 @@ enum conn_flag {
     CONN_HANDSHAKE = 1u << 11,    /* TLS handshake in progress */
     CONN_TLS_RW = 1u << 12,       /* a TLS read waits for writability */
     CONN_MESSAGE = 1u << 13,      /* cn_rd_deadline is a message's deadline */
+    CONN_HS_HELD = 1u << 14,      /* TCP is up, the TLS handshake waits for
+                                     conn_tls_begin() (on_tcp_connect) */
 };
 
 /* The per-loop set of connections: stats, the pending list, the fd
@@ -565,6 +571,9 @@ struct tls_conn;
  * -ENOMEM / -EINVAL (the conn is left as it was; the caller closes it). */
 int conn_start_tls(struct conn *c, struct tls_ctx *ctx, bool server,
                    const char *host, uint32_t ms);
+/* Starts the handshake that on_tcp_connect held (returned false); does
+ * nothing if c is not held. The conn may be closed when this returns. */
+void conn_tls_begin(struct conn *c);
 /* c's TLS engine, or NULL. */
 struct tls_conn *conn_tls(const struct conn *c);
 /* Why c's TLS failed ("certificate verify failed: ..."), "" if it did

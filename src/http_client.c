@@ -53,6 +53,7 @@ static void client_defaults(void *p, size_t size)
         .dns_cache_entries = 512,
         .dns_max_ttl_s = 300,
         .tls_sessions_per_host = 4,
+        .metrics_max_hosts = 100,
     };
 
     api_options_init(p, size, &d, sizeof(d));
@@ -106,6 +107,8 @@ moor_http_client_new(struct moor_loop *l,
         return NULL;
     if (co.tls_sessions_per_host > HC_MAX_SESSIONS)
         co.tls_sessions_per_host = HC_MAX_SESSIONS;
+    if (co.metrics_max_hosts > HC_METRICS_HOSTS)
+        co.metrics_max_hosts = HC_METRICS_HOSTS;
     if (co.max_headers > HTTP_MAX_HEADERS_CAP)
         co.max_headers = HTTP_MAX_HEADERS_CAP;
     cl = api_calloc(MEM_HTTPC, sizeof(*cl), err);
@@ -191,6 +194,9 @@ static bool host_empty(const struct hc_host *h)
 
 static void host_free(struct hc_host *h)
 {
+    if (h->release)
+        h->cl->n_release--;
+    tls_session_free(h->offer);
     for (uint32_t i = 0; i < h->n_sessions; i++)
         tls_session_free(h->sessions[i]);
     mem_free(MEM_HTTPC, h);
@@ -280,20 +286,29 @@ static void on_session(void *arg, struct ssl_session_st *s)
         h->n_sessions--;
     }
     h->sessions[h->n_sessions++] = s;
+    if (h->offer) { /* the next connection resumes from the newest */
+        tls_session_free(h->offer);
+        h->offer = NULL;
+    }
+    hc_host_sessions_arrived(h);
 }
 
-/* The newest usable session, taken out (a TLS 1.3 ticket is for one
- * use); NULL if none. */
-struct ssl_session_st *hc_session_take(struct hc_host *h)
+/* The newest usable session, kept for the next connection too: moor's
+ * client talks to services, where a ticket's linkability (RFC 8446
+ * C.4's reason for single use) is no concern, and reusing it lets a
+ * thousand connections opened at once resume from one full handshake.
+ * Unusable ones (expired) go. NULL if none. */
+struct ssl_session_st *hc_session_get(struct hc_host *h)
 {
     uint64_t now_s = loop_wall_ms(h->cl->loop) / 1000;
 
     while (h->n_sessions) {
-        struct ssl_session_st *s = h->sessions[--h->n_sessions];
+        struct ssl_session_st *s = h->sessions[h->n_sessions - 1];
 
         if (tls_session_usable(s, now_s))
             return s;
         tls_session_free(s);
+        h->n_sessions--;
     }
     return NULL;
 }
@@ -455,6 +470,29 @@ static void put(int *err, struct sbuf *b, const char *fmt, ...)
 }
 
 /* One family's HELP and TYPE lines. */
+/* Adds b's figures to a's (the "other" row of /metrics). */
+static void stats_add(struct moor_http_client_stats *a,
+                      const struct moor_http_client_stats *b)
+{
+    a->active += b->active;
+    a->idle += b->idle;
+    a->dialing += b->dialing;
+    a->waiting += b->waiting;
+    a->requests += b->requests;
+    a->conns_new += b->conns_new;
+    a->conns_reused += b->conns_reused;
+    a->retries += b->retries;
+    a->closed_idle_timeout += b->closed_idle_timeout;
+    a->closed_max_age += b->closed_max_age;
+    a->closed_peer += b->closed_peer;
+    a->closed_abandoned += b->closed_abandoned;
+    a->closed_error += b->closed_error;
+    a->closed_pool_full += b->closed_pool_full;
+    a->closed_by_response += b->closed_by_response;
+    a->bytes_held += b->bytes_held;
+    a->tls_resumed += b->tls_resumed;
+}
+
 static void family(int *err, struct sbuf *b, const char *name, const char *type,
                    const char *help)
 {
@@ -481,12 +519,30 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
         {"response",
          offsetof(struct moor_http_client_stats, closed_by_response)},
     };
-    const struct hc_host *h;
-    unsigned bk;
+    const struct hc_host *shown[HC_METRICS_HOSTS];
+    struct moor_http_client_stats other = {0};
+    const struct moor_http_client_stats *st;
+    const char *key;
+    size_t n_shown = 0, n_rows;
+    bool has_other = false;
+
+    /* The first metrics_max_hosts hosts, then the rest summed. */
+    for (unsigned bk = 0; bk < HC_BUCKETS; bk++)
+        for (const struct hc_host *h = cl->hosts[bk]; h; h = h->next) {
+            if (n_shown < cl->o.metrics_max_hosts) {
+                shown[n_shown++] = h;
+                continue;
+            }
+            stats_add(&other, &h->st);
+            has_other = true;
+        }
+    n_rows = n_shown + (has_other ? 1 : 0);
 
 #define EACH_HOST                                                              \
-    for (bk = 0; bk < HC_BUCKETS; bk++)                                        \
-        for (h = cl->hosts[bk]; h; h = h->next)
+    for (size_t r_ = 0;                                                        \
+         r_ < n_rows && ((key = r_ < n_shown ? shown[r_]->key : "other"),      \
+                         (st = r_ < n_shown ? &shown[r_]->st : &other), 1);    \
+         r_++)
 
     family(&err, b, "moor_http_client_connections", "gauge",
            "Pooled HTTP client connections by host and state.");
@@ -495,43 +551,49 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
         put(&err, b,
             "moor_http_client_connections{host=\"%s\",state=\"active\"}"
             " %ld\n",
-            h->key, h->st.active);
+            key, st->active);
         put(&err, b,
             "moor_http_client_connections{host=\"%s\",state=\"idle\"}"
             " %ld\n",
-            h->key, h->st.idle);
+            key, st->idle);
         put(&err, b,
             "moor_http_client_connections{host=\"%s\",state="
             "\"dialing\"} %ld\n",
-            h->key, h->st.dialing);
+            key, st->dialing);
     }
     family(&err, b, "moor_http_client_requests_waiting", "gauge",
            "Requests queued for a connection (max_conns_per_host reached).");
     EACH_HOST
-    put(&err, b, "moor_http_client_requests_waiting{host=\"%s\"} %ld\n", h->key,
-        h->st.waiting);
+    put(&err, b, "moor_http_client_requests_waiting{host=\"%s\"} %ld\n", key,
+        st->waiting);
     family(&err, b, "moor_http_client_requests_total", "counter",
            "Requests started.");
     EACH_HOST
-    put(&err, b, "moor_http_client_requests_total{host=\"%s\"} %llu\n", h->key,
-        (unsigned long long)h->st.requests);
+    put(&err, b, "moor_http_client_requests_total{host=\"%s\"} %llu\n", key,
+        (unsigned long long)st->requests);
     family(&err, b, "moor_http_client_requests_reused_total", "counter",
            "Requests that ran on a pooled connection.");
     EACH_HOST
     put(&err, b, "moor_http_client_requests_reused_total{host=\"%s\"} %llu\n",
-        h->key, (unsigned long long)h->st.conns_reused);
+        key, (unsigned long long)st->conns_reused);
     family(&err, b, "moor_http_client_retries_total", "counter",
            "Idempotent requests sent again after a reused connection failed "
            "before any response byte.");
     EACH_HOST
-    put(&err, b, "moor_http_client_retries_total{host=\"%s\"} %llu\n", h->key,
-        (unsigned long long)h->st.retries);
+    put(&err, b, "moor_http_client_retries_total{host=\"%s\"} %llu\n", key,
+        (unsigned long long)st->retries);
+    family(&err, b, "moor_http_client_tls_resumed_total", "counter",
+           "TLS connections that resumed a session instead of a full "
+           "handshake.");
+    EACH_HOST
+    put(&err, b, "moor_http_client_tls_resumed_total{host=\"%s\"} %llu\n", key,
+        (unsigned long long)st->tls_resumed);
     family(&err, b, "moor_http_client_connections_opened_total", "counter",
            "Connections dialed.");
     EACH_HOST
     put(&err, b,
-        "moor_http_client_connections_opened_total{host=\"%s\"} %llu\n", h->key,
-        (unsigned long long)h->st.conns_new);
+        "moor_http_client_connections_opened_total{host=\"%s\"} %llu\n", key,
+        (unsigned long long)st->conns_new);
     family(&err, b, "moor_http_client_connections_closed_total", "counter",
            "Connections closed, by reason.");
     EACH_HOST
@@ -539,9 +601,9 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
         put(&err, b,
             "moor_http_client_connections_closed_total{host=\"%s\","
             "reason=\"%s\"} %llu\n",
-            h->key, closed[i].name,
+            key, closed[i].name,
             (unsigned long long)*(
-                const uint64_t *)(const void *)((const char *)&h->st +
+                const uint64_t *)(const void *)((const char *)st +
                                                 closed[i].off));
     family(&err, b, "moor_http_client_bytes_held", "gauge",
            "Bytes the HTTP client holds (tag http_client).");

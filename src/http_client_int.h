@@ -32,13 +32,17 @@
 #include "timer.h"
 #include "url.h"
 
-#define HC_MAX_ADDRS 4       /* addresses tried per dial, in order */
-#define HC_BUCKETS 64        /* host hash buckets */
-#define HC_MAX_HOSTS 1024    /* empty hosts beyond this are freed */
-#define HC_MAX_SESSIONS 64   /* cap of tls_sessions_per_host */
-#define HC_MAX_METHOD 32     /* a method's length */
-#define HC_MAX_HEADLEN 65536 /* the request head moor builds */
-#define HC_INLINE_HEAD 360   /* a head this short lives in its call */
+#define HC_MAX_ADDRS 4        /* addresses tried per dial, in order */
+#define HC_BUCKETS 64         /* host hash buckets */
+#define HC_MAX_HOSTS 1024     /* empty hosts beyond this are freed */
+#define HC_MAX_SESSIONS 64    /* cap of tls_sessions_per_host */
+#define HC_METRICS_HOSTS 1024 /* cap of metrics_max_hosts */
+#define HC_MAX_METHOD 32      /* a method's length */
+#define HC_MAX_HEADLEN 65536  /* the request head moor builds */
+#define HC_INLINE_HEAD 360    /* a head this short lives in its call */
+#define HC_BUFS_LATER                                                          \
+    64 /* idle TLS connections whose buffers go at                             \
+          the end of the loop iteration */
 
 /* ---- the objects -------------------------------------------------------- */
 
@@ -50,6 +54,15 @@ struct hc_host {
     struct moor_http_client_stats st;                 /* this host's figures */
     struct ssl_session_st *sessions[HC_MAX_SESSIONS]; /* oldest first */
     uint32_t n_sessions;
+    /* Resumption (http_client_conn.c): the one connection making a full
+     * handshake while there is no session, and those holding their hello
+     * until it brings one (linked through hc_conn prev/next). */
+    struct conn *leader;
+    struct conn *held;
+    struct ssl_session_st *offer; /* the copy of the newest session that
+                                     connections resume from (shared) */
+    bool no_resume;               /* its server gave no session: nobody waits */
+    bool release; /* the held go at the end of the loop iteration */
     uint32_t hash;
     uint16_t port;
     bool tls;
@@ -75,20 +88,24 @@ enum hc_flag {
     HCF_COUNTED = 1u << 4, /* closed by us with its gauges and its count
                               settled: on_close only wakes the queue */
     HCF_AGED = 1u << 5,    /* idle, its deadline is max_conn_age's */
+    HCF_HELD = 1u << 6,    /* TCP up, its hello waits for a session */
+    HCF_LEADER = 1u << 7,  /* the host's full handshake (h->leader) */
 };
 
 /* A connection's state, in its conn's ext area (all an idle one holds). */
 struct hc_conn {
     struct hc_host *host;
     struct moor_http_call *call; /* the call on it, or NULL */
-    struct conn *prev, *next;    /* the host's idle list */
+    struct conn *prev, *next;    /* the host's idle or held list */
     struct http_chunked chunked; /* chunked body decoder */
     uint64_t left;               /* Content-Length bytes to come */
     int32_t err;                 /* the error found on it, or 0 */
     uint32_t scan;               /* head parse resume hint */
     uint32_t requests;           /* calls run on it */
     uint8_t phase;               /* enum hc_phase */
-    uint8_t rstate;              /* enum hc_rstate */
+    uint8_t rstate : 1;          /* enum hc_rstate */
+    uint8_t bufs_later : 1;      /* on cl->bufs: its TLS buffers go at the
+                                    end of the loop iteration if idle */
     uint8_t kind;                /* enum http_body_kind */
     uint8_t flags;               /* enum hc_flag */
 };
@@ -161,7 +178,14 @@ struct moor_http_client {
     struct loop_hook hook;
     struct moor_http_client_stats st; /* totals */
     struct http_limits lim;
-    long calls;      /* in flight */
+    long calls;         /* in flight */
+    uint32_t n_release; /* hosts whose held connections go (h->release) */
+    /* TLS connections pooled in this loop iteration: their record buffers
+     * are freed at its end if they are still idle, so a request chain that
+     * reuses its connection from on_done does not free and reallocate
+     * 34 KB per request. Full: freed at once. */
+    struct conn *bufs[HC_BUFS_LATER];
+    uint32_t n_bufs;
     bool in_request; /* inside moor_http_client_request() */
     bool freeing;
     struct conn_set set; /* last: its wheel is big */
@@ -183,8 +207,16 @@ int hc_client_tls(struct moor_http_client *cl, struct moor_error *err);
 struct hc_host *hc_host_get(struct moor_http_client *cl, const struct url *u);
 /* Connections of h: busy, idle and dialing. */
 long hc_host_conns(const struct hc_host *h);
-/* The newest usable TLS session of h, taken out; NULL if none. */
-struct ssl_session_st *hc_session_take(struct hc_host *h);
+/* The newest usable TLS session of h (kept: a ticket serves every
+ * connection that resumes from it), NULL if none. */
+struct ssl_session_st *hc_session_get(struct hc_host *h);
+/* A session arrived for h: its held connections go. */
+void hc_host_sessions_arrived(struct hc_host *h);
+/* Lets the held connections of every host marked go (the client's hook). */
+void hc_release_held(struct moor_http_client *cl);
+/* Frees the TLS buffers of the connections on cl->bufs that are still
+ * idle (the client's hook). */
+void hc_release_bufs(struct moor_http_client *cl);
 void hc_idle_unlink(struct conn *c);
 void hc_idle_push(struct conn *c);
 /* Age of c in ms. */

@@ -842,12 +842,26 @@ bool tls_conn_resumed(const struct tls_conn *tc)
     return SSL_session_reused(tc->ssl) == 1;
 }
 
+bool tls_conn_sessions_later(const struct tls_conn *tc)
+{
+    return SSL_version(tc->ssl) >= TLS1_3_VERSION;
+}
+
 bool tls_session_usable(SSL_SESSION *session, uint64_t now_s)
 {
     uint64_t t = (uint64_t)SSL_SESSION_get_time(session);
     uint64_t life = (uint64_t)SSL_SESSION_get_timeout(session);
 
     return SSL_SESSION_is_resumable(session) == 1 && now_s < t + life;
+}
+
+SSL_SESSION *tls_session_dup(SSL_SESSION *session)
+{
+    SSL_SESSION *d = SSL_SESSION_dup(session);
+
+    if (!d)
+        ERR_clear_error();
+    return d;
 }
 
 void tls_session_free(SSL_SESSION *session)

@@ -205,12 +205,17 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server,
 /* Client, before the handshake: offers session (may be NULL; borrowed:
  * OpenSSL takes its own reference) for resumption, and makes arg the
  * argument of the context's on_session for this connection's new
- * sessions. Returns 0, or -EINVAL (a server connection, or the
- * handshake has begun). */
+ * sessions. A TLS 1.3 connection that finishes resuming marks the
+ * session not resumable (OpenSSL's single use of tickets): offer a copy
+ * (tls_session_dup) to keep the original good. Returns 0, or -EINVAL (a
+ * server connection, or the handshake has begun). */
 int tls_conn_set_session(struct tls_conn *tc, struct ssl_session_st *session,
                          void *arg);
 /* After the handshake: true if the session was resumed. */
 bool tls_conn_resumed(const struct tls_conn *tc);
+/* After the handshake: true if the server's sessions come after it
+ * (TLS 1.3 tickets), false if they came with it (TLS 1.2). */
+bool tls_conn_sessions_later(const struct tls_conn *tc);
 /* True if session may still be offered (not expired, resumable). */
 bool tls_session_usable(struct ssl_session_st *session, uint64_t now_s);
 /* Frees OpenSSL's record buffers now, if no record is half read or half
@@ -219,6 +224,8 @@ bool tls_session_usable(struct ssl_session_st *session, uint64_t now_s);
 bool tls_conn_release_buffers(struct tls_conn *tc);
 /* Drops a session handed over by on_session (NULL is a no-op). */
 void tls_session_free(struct ssl_session_st *session);
+/* A copy of session (sharing its certificates), or NULL (no memory). */
+struct ssl_session_st *tls_session_dup(struct ssl_session_st *session);
 /* Frees tc and everything OpenSSL holds for it (no I/O; nothing is sent:
  * call tls_shutdown() first for a close_notify). NULL is a no-op. */
 void tls_conn_free(struct tls_conn *tc);

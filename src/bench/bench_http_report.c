@@ -75,19 +75,21 @@ static void json_num(FILE *out, const char *name, int64_t v)
 
 static void json_pool(FILE *out, const struct moor_http_client_stats *s)
 {
-    fprintf(
-        out,
-        "{\"active\": %ld, \"idle\": %ld, \"dialing\": %ld, \"waiting\": "
-        "%ld, \"requests\": %" PRIu64 ", \"conns_new\": %" PRIu64
-        ", \"conns_reused\": %" PRIu64 ", \"retries\": %" PRIu64
-        ", \"closed_idle_timeout\": %" PRIu64 ", \"closed_max_age\": %" PRIu64
-        ", \"closed_peer\": %" PRIu64 ", \"closed_abandoned\": %" PRIu64
-        ", \"closed_error\": %" PRIu64 ", \"closed_pool_full\": %" PRIu64
-        ", \"closed_by_response\": %" PRIu64 ", \"bytes_held\": %" PRId64 "}",
-        s->active, s->idle, s->dialing, s->waiting, s->requests, s->conns_new,
-        s->conns_reused, s->retries, s->closed_idle_timeout, s->closed_max_age,
-        s->closed_peer, s->closed_abandoned, s->closed_error,
-        s->closed_pool_full, s->closed_by_response, s->bytes_held);
+    fprintf(out,
+            "{\"active\": %ld, \"idle\": %ld, \"dialing\": %ld, \"waiting\": "
+            "%ld, \"requests\": %" PRIu64 ", \"conns_new\": %" PRIu64
+            ", \"conns_reused\": %" PRIu64 ", \"retries\": %" PRIu64
+            ", \"closed_idle_timeout\": %" PRIu64
+            ", \"closed_max_age\": %" PRIu64 ", \"closed_peer\": %" PRIu64
+            ", \"closed_abandoned\": %" PRIu64 ", \"closed_error\": %" PRIu64
+            ", \"closed_pool_full\": %" PRIu64
+            ", \"closed_by_response\": %" PRIu64 ", \"bytes_held\": %" PRId64
+            ", \"tls_resumed\": %" PRIu64 "}",
+            s->active, s->idle, s->dialing, s->waiting, s->requests,
+            s->conns_new, s->conns_reused, s->retries, s->closed_idle_timeout,
+            s->closed_max_age, s->closed_peer, s->closed_abandoned,
+            s->closed_error, s->closed_pool_full, s->closed_by_response,
+            s->bytes_held, s->tls_resumed);
 }
 
 static void json_rss(FILE *out, const char *name, const struct hb_mem *m)
@@ -245,12 +247,12 @@ static void hold_table(const struct hb *hb, FILE *out)
         fprintf(out, "\n");
     }
     fprintf(out,
-            "pool         %ld idle, %ld active; %" PRIu64
-            " opened, closed: %" PRIu64 " by the server, %" PRIu64
+            "pool         %ld idle, %ld active; %" PRIu64 " opened (%" PRIu64
+            " resumed TLS), closed: %" PRIu64 " by the server, %" PRIu64
             " idle timeout, %" PRIu64 " error\n",
             hb->st_end.idle, hb->st_end.active, hb->st_end.conns_new,
-            hb->st_end.closed_peer, hb->st_end.closed_idle_timeout,
-            hb->st_end.closed_error);
+            hb->st_end.tls_resumed, hb->st_end.closed_peer,
+            hb->st_end.closed_idle_timeout, hb->st_end.closed_error);
     if (hb->errors) {
         bench_format_reasons(&hb->why, why, sizeof(why));
         fprintf(out, "failed       %" PRIu64 ": %s\n", hb->errors, why);

@@ -37,6 +37,7 @@ sanitizer report.
 import json
 import socket
 import struct
+import ssl
 import subprocess
 import time
 import zlib
@@ -771,6 +772,49 @@ def test_tls_sessions_zero_does_not_resume(srv, pki):
     ok(http_get("--tls-ca", pki.ca, "--tls-sessions", 0, "--repeat", 2,
                 "--max-requests-per-conn", 1, s.url("/ok")))
     assert [c.session_reused for c in s.conns] == [False, False]
+
+
+@pytest.mark.parametrize("version", ["1.3", "1.2"])
+def test_tls_parallel_dials_resume_from_one_full_handshake(srv, pki, version):
+    """Eight requests at once to a host with no session: one connection
+    makes the full handshake, the seven others hold their hello until its
+    session comes, then resume from it (one ticket serves them all)."""
+    ctx = pki.ctx("good")
+    if version == "1.2":
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    s = srv(tls=ctx)
+    g = ok(http_get("--tls-ca", pki.ca, "--parallel", 8, "--repeat", 8,
+                    s.url("/delay?ms=300")))
+    assert g.stats["conns_new"] == 8, g
+    reused = [c.session_reused for c in s.conns]
+    assert len(reused) == 8 and reused.count(False) == 1, reused
+    assert g.stats["tls_resumed"] == 7, g
+
+
+def test_tls_parallel_dials_to_a_server_without_tickets(srv, pki):
+    """A TLS 1.3 server that issues no ticket: the leader's response comes
+    with no session, so the held connections go on with full handshakes
+    (all succeed) and later dials to that host hold nothing."""
+    ctx = pki.ctx("good")
+    ctx.num_tickets = 0
+    s = srv(tls=ctx)
+    g = ok(http_get("--tls-ca", pki.ca, "--parallel", 6, "--repeat", 6,
+                    "--max-requests-per-conn", 1, s.url("/delay?ms=200")))
+    assert g.stats["conns_new"] == 6, g
+    assert [c.session_reused for c in s.conns] == [False] * 6
+    assert g.stats["tls_resumed"] == 0, g
+
+
+def test_tls_parallel_dials_when_the_leader_fails(srv, pki):
+    """The first connection is closed before its handshake: its request
+    fails, the next held connection leads, and the rest resume from its
+    session."""
+    s = srv(tls=pki.ctx("good"), drop_first=1)
+    g = http_get("--tls-ca", pki.ca, "--parallel", 5, "--repeat", 5,
+                 s.url("/delay?ms=300"))
+    assert sorted(g.errors()).count("") == 4, g
+    reused = [c.session_reused for c in s.conns[1:]]
+    assert reused.count(False) == 1 and reused.count(True) == 3, reused
 
 
 def test_tls_connection_reused(srv, pki):
