@@ -117,7 +117,10 @@ struct moor_loop_options {
     size_t read_buffer; /* the loop's shared read buffer, bytes (64 KiB) */
     /* Giving freed heap back to the system after a burst: every
      * mem_trim_interval_ms, trim when the process holds mem_trim_threshold
-     * bytes more than it uses (docs/memory.md). 0 turns it off. */
+     * bytes more than it uses (docs/memory.md). What it holds includes
+     * memory moor does not count (OpenSSL's, your own): while a trim
+     * gives back little, the next waits 2, 4 ... 64 intervals. 0 turns
+     * it off. */
     uint32_t mem_trim_interval_ms; /* 1000 */
     uint64_t mem_trim_threshold;   /* 2 MiB */
 };

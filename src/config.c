@@ -281,9 +281,11 @@ static const struct flag opts[] = {
      .help = "how often each event loop compares its anonymous RSS with "
              "the live bytes and hands freed heap back to the system "
              "(malloc_trim) if --mem-trim-threshold more than usual is "
-             "held and live bytes are not growing; 0 turns it off "
-             "(docs/memory.md)",
-     .metric = "moor_mem_trims_total, moor_mem_trimmed_bytes_total"},
+             "held and neither is growing; after a trim that gave back "
+             "little, the next waits 2, 4 ... 64 intervals; 0 turns it "
+             "off (docs/memory.md)",
+     .metric = "moor_mem_trims_total, moor_mem_trims_backed_off_total, "
+               "moor_mem_trimmed_bytes_total"},
     {.name = "mem-trim-threshold",
      .kind = FLAG_SIZE,
      CFG(mem_trim_threshold),
@@ -291,7 +293,8 @@ static const struct flag opts[] = {
      .min = KiB(256),
      .max = GiB(1024),
      .help = "trim once anonymous RSS minus live bytes is this much above "
-             "its lowest since the last trim",
+             "its lowest; a trim that gives back less than half of it "
+             "backs off",
      .metric = "moor_mem_trimmed_bytes_total"},
     {.name = "max-message",
      .kind = FLAG_SIZE,

@@ -126,8 +126,9 @@ int loop_run_once(struct loop *l, int timeout_ms);
 void loop_stop(struct loop *l);
 
 /* Gives freed heap back (mem.h, struct mem_trim): every interval_ms the
- * loop compares VmRSS with the live bytes and trims when threshold bytes
- * more than usual are held. A timer rather than a hook, so a busy loop
+ * loop compares RssAnon with the live bytes and trims when threshold
+ * bytes more than usual are held, backing off (up to 64 intervals) while
+ * trims give little back. A timer rather than a hook, so a busy loop
  * pays for one /proc read per interval. interval_ms 0 turns it off. The
  * first reading is taken now (the floor starts at the start-up gap). */
 void loop_set_trim(struct loop *l, uint32_t interval_ms, uint64_t threshold);

@@ -840,15 +840,17 @@ void mem_trim_init(struct mem_trim *t, size_t threshold)
 {
     memset(t, 0, sizeof(*t));
     t->threshold = threshold > INT64_MAX ? INT64_MAX : (int64_t)threshold;
+    t->backoff = 1;
 }
 
 bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live)
 {
-    int64_t gap = rss - live, prev = t->last_live;
+    int64_t gap = rss - live, prev_live = t->last_live, prev_rss = t->last_rss;
 
     if (rss < 0 || live < 0)
         return false;
     t->last_live = live;
+    t->last_rss = rss;
     if (!t->primed) {
         t->primed = true;
         t->floor = gap;
@@ -858,19 +860,45 @@ bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live)
         t->floor = gap;
     if (t->threshold <= 0)
         return false;
-    /* Still taking memory on: a burst in progress. */
-    if (live - prev > t->threshold / 4)
+    if (gap - t->floor <= t->threshold) {
+        /* Nothing held: whatever made the trims back off is gone. */
+        t->backoff = 1;
+        t->wait = 0;
         return false;
-    return gap - t->floor > t->threshold;
+    }
+    if (t->wait > 0) {
+        t->wait--;
+        return false;
+    }
+    /* Still taking memory on, accounted or not: a burst in progress. */
+    if (live - prev_live > t->threshold / 4 ||
+        rss - prev_rss > t->threshold / 4)
+        return false;
+    return true;
 }
 
-void mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live)
+bool mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live)
 {
-    if (rss < 0 || live < 0)
-        return;
-    t->floor = rss - live;
-    t->last_live = live;
-    t->primed = true;
+    if (rss >= 0 && live >= 0) {
+        int64_t back = t->last_rss - rss; /* last_rss: the check's */
+
+        if (!t->primed || rss - live < t->floor)
+            t->floor = rss - live;
+        t->primed = true;
+        t->last_live = live;
+        t->last_rss = rss;
+        if (back >= t->threshold / 2) {
+            t->backoff = 1;
+            t->wait = 0;
+            return false;
+        }
+    }
+    /* Little came back: what is held is live, or not heap. Retry later,
+     * later each time, rather than every check (or never). */
+    if (t->backoff < MEM_TRIM_BACKOFF_MAX)
+        t->backoff *= 2;
+    t->wait = t->backoff - 1;
+    return true;
 }
 
 int64_t mem_trim_now(void)
@@ -912,7 +940,8 @@ int64_t mem_trim_check(struct mem_trim *t)
     if (!mem_trim_due(t, rss, live))
         return -1;
     back = mem_trim_now();
-    mem_trim_done(t, mem_process_rss_anon(), mem_live_bytes(MEM_ALL));
+    if (mem_trim_done(t, mem_process_rss_anon(), mem_live_bytes(MEM_ALL)))
+        __atomic_fetch_add(&self->trim.backed_off, 1, __ATOMIC_RELAXED);
     return back < 0 ? 0 : back;
 }
 
@@ -924,6 +953,8 @@ void mem_trim_stats(struct mem_trim_stats *out)
     for (t = __atomic_load_n(&reg_head, __ATOMIC_ACQUIRE); t; t = t->next) {
         out->checks += __atomic_load_n(&t->trim.checks, __ATOMIC_RELAXED);
         out->trims += __atomic_load_n(&t->trim.trims, __ATOMIC_RELAXED);
+        out->backed_off +=
+            __atomic_load_n(&t->trim.backed_off, __ATOMIC_RELAXED);
         out->given_back +=
             __atomic_load_n(&t->trim.given_back, __ATOMIC_RELAXED);
         out->ns += __atomic_load_n(&t->trim.ns, __ATOMIC_RELAXED);

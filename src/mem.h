@@ -138,40 +138,61 @@ int64_t mem_process_open_fds(void);
  * as code first runs and which no trim can give back) and the accounted
  * live bytes. The gap has a floor: the allocator's own overhead, and
  * whatever else is not counted (stacks, libc's stdio), which no trim
- * removes. The floor is the smallest gap seen since the last trim
- * (or since the first check), and a trim resets it to the gap the trim
- * left. A trim is due when
+ * removes. The floor is the smallest gap seen since the first check; it
+ * never rises. A trim is due when
  *   - the gap is more than `threshold` bytes above the floor (that much
- *     freed memory is being held), and
- *   - the accounted bytes did not grow by more than threshold / 4 since
- *     the previous check (the burst is over; memory being taken on now
- *     would only fault the trimmed pages back in).
- * So at most one trim per check, and a trim that gives nothing back
- * (fragmentation, not free pages) raises the floor: the next one waits
- * for another `threshold` of growth instead of repeating every check.
+ *     freed memory may be held), and
+ *   - neither the accounted bytes nor RssAnon grew by more than
+ *     threshold / 4 since the previous check (the burst is over; memory
+ *     being taken on now would only fault the trimmed pages back in.
+ *     RssAnon also sees what is not accounted: OpenSSL's allocations in
+ *     a library program, which does not call tls_mem_init()), and
+ *   - the backoff does not hold it off.
+ * The backoff. Not all of the gap is free heap: memory that is live but
+ * not accounted (a library program's OpenSSL state while its connections
+ * are open, a host's own allocations) is in it too, and no trim gives it
+ * back. A trim that gives back less than threshold / 2 doubles the number
+ * of checks until the next one may run (2, 4, ... MEM_TRIM_BACKOFF_MAX),
+ * so a gap that no trim can shrink costs one trim every 64 checks, not
+ * one every check. A trim that gives back more, or a check that finds
+ * the gap back within threshold of the floor, resets it to 1 (trim
+ * whenever due). The floor is not raised instead (as it once was): the
+ * unaccounted memory is freed later, when its connections close, and
+ * with a raised floor the heap it leaves would never be trimmed.
+ * So at most one trim per check, and one per MEM_TRIM_BACKOFF_MAX checks
+ * while trims give nothing back.
  *
  * The action is process-wide (malloc_trim trims every arena; VmRSS and
  * the live bytes are the process's), but the policy state is the
  * caller's: one struct mem_trim per event loop, no global mutable state
  * (docs/principles.md, rule 10). A second loop checking just after a
- * first one trimmed sees the gap at its floor and does nothing. Counters
+ * first one trimmed sees the gap at its floor and does nothing (after a
+ * trim that gave back little, each loop backs off on its own). Counters
  * are per thread like the tag counters, summed by mem_trim_stats().
  *
  * Sanitizer builds: ASan has its own allocator and glibc's heap is
  * nearly unused, so malloc_trim() gives back almost nothing there; the
- * policy and the counters still run. (ASan's quarantine is deliberately
- * not drained: it is what catches use after free.)
+ * policy and the counters still run (and the trims back off). (ASan's
+ * quarantine is deliberately not drained: it is what catches use after
+ * free.)
  */
+/* The longest backoff, in checks (64 s at the default 1 s interval). */
+#define MEM_TRIM_BACKOFF_MAX 64
+
 struct mem_trim {
     int64_t threshold; /* bytes; 0 = never trim */
-    int64_t floor;     /* smallest RSS - live gap since the last trim */
+    int64_t floor;     /* smallest RSS - live gap seen */
     int64_t last_live; /* live bytes at the previous check */
-    bool primed;       /* floor and last_live hold a reading */
+    int64_t last_rss;  /* RssAnon at the previous check (or trim) */
+    uint32_t backoff;  /* checks from a trim to the next: 1, 2, 4 ... */
+    uint32_t wait;     /* checks still to pass before the next trim */
+    bool primed;       /* floor, last_live and last_rss hold a reading */
 };
 
 struct mem_trim_stats {
     uint64_t checks;     /* mem_trim_check() calls that read the RSS */
     uint64_t trims;      /* trims made */
+    uint64_t backed_off; /* trims that gave back < threshold / 2 */
     uint64_t given_back; /* bytes of RSS given back, summed over trims */
     uint64_t ns;         /* time spent trimming, in nanoseconds */
 };
@@ -180,17 +201,20 @@ struct mem_trim_stats {
 void mem_trim_init(struct mem_trim *t, size_t threshold);
 
 /* The decision alone, for the readings rss (RssAnon) and live (accounted
- * bytes) taken now: true when a trim is due. Updates t's floor and
- * previous reading. A reading of -1 (unavailable) is never due and
+ * bytes) taken now: true when a trim is due. Updates t's floor, previous
+ * readings and backoff. A reading of -1 (unavailable) is never due and
  * changes nothing. */
 bool mem_trim_due(struct mem_trim *t, int64_t rss, int64_t live);
 
-/* Records the readings taken right after a trim: the floor becomes the
- * gap the trim left. */
-void mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live);
+/* Records the readings taken right after the trim that mem_trim_due()
+ * asked for: what it gave back is the RssAnon of that check minus rss.
+ * Returns true if that was under threshold / 2 and the next trim is
+ * backed off (also when a reading is -1). */
+bool mem_trim_done(struct mem_trim *t, int64_t rss, int64_t live);
 
 /* One check: reads RssAnon and the live bytes, asks mem_trim_due(), and
- * if due trims (mem_trim_now()) and records the result. Returns the bytes
+ * if due trims (mem_trim_now()) and records the result (a trim that backs
+ * off is counted in mem_trim_stats' backed_off). Returns the bytes
  * of RSS given back (0 or more) if it trimmed, -1 if it did not. */
 int64_t mem_trim_check(struct mem_trim *t);
 

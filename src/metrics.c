@@ -219,6 +219,11 @@ static void render_trim(struct page *p)
            "Times freed heap was handed back to the system (malloc_trim) "
            "by the --mem-trim-interval check.",
            (double)ts.trims);
+    scalar(p, "moor_mem_trims_backed_off_total", "counter",
+           "Trims that gave back less than half of --mem-trim-threshold "
+           "(the memory held is live or not heap): each doubles the checks "
+           "until the next may run, up to 64.",
+           (double)ts.backed_off);
     scalar(p, "moor_mem_trimmed_bytes_total", "counter",
            "Bytes of resident memory given back by those trims (RssAnon "
            "before minus after each).",
@@ -366,10 +371,11 @@ int metrics_debug_mem(struct sbuf *o)
     put(p,
         "{\"live_bytes\":%" PRId64 ",\"rss_bytes\":%" PRId64
         ",\"budget_bytes\":%zu,\"trim\":{\"checks\":%" PRIu64
-        ",\"trims\":%" PRIu64 ",\"given_back_bytes\":%" PRIu64
+        ",\"trims\":%" PRIu64 ",\"backed_off\":%" PRIu64
+        ",\"given_back_bytes\":%" PRIu64
         ",\"seconds\":%.6f},\"trace_enabled\":%s,\"tags\":{",
         mem_live_bytes(MEM_ALL), mem_process_rss(), mem_budget(), ts.checks,
-        ts.trims, ts.given_back, (double)ts.ns / 1e9,
+        ts.trims, ts.backed_off, ts.given_back, (double)ts.ns / 1e9,
         mem_trace_enabled() ? "true" : "false");
     for (int t = 0; t < MEM_TAG_COUNT; t++) {
         mem_stats((enum mem_tag)t, &st);

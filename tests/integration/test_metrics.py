@@ -26,6 +26,7 @@ REQUIRED = [
     "moor_process_resident_memory_bytes",
     "moor_process_open_fds",
     "moor_mem_trims_total",
+    "moor_mem_trims_backed_off_total",
     "moor_mem_trimmed_bytes_total",
     "moor_mem_trim_seconds_total",
 ]
@@ -173,7 +174,7 @@ def test_debug_mem(server):
     d = json.loads(r.body)
     assert isinstance(d["live_bytes"], int) and d["live_bytes"] > 0
     assert isinstance(d["rss_bytes"], int) and d["rss_bytes"] > 0
-    for k in ("checks", "trims", "given_back_bytes"):
+    for k in ("checks", "trims", "backed_off", "given_back_bytes"):
         assert isinstance(d["trim"][k], int) and d["trim"][k] >= 0, d["trim"]
     tags = d["tags"]
     assert "conn" in tags, tags.keys()

@@ -220,12 +220,14 @@ def test_debug_mem_trim_object(moor, pki):
     time.sleep(0.5)
     d = s.debug_mem()
     t = d["trim"]
-    assert set(t) == {"checks", "trims", "given_back_bytes", "seconds"}, t
+    assert set(t) == {"checks", "trims", "backed_off", "given_back_bytes",
+                      "seconds"}, t
     assert t["checks"] >= 3, t
     assert t["trims"] <= t["checks"], t
+    assert t["backed_off"] <= t["trims"], t
     assert isinstance(d["rss_bytes"], int) and d["rss_bytes"] > d["live_bytes"]
     m = s.metrics()
-    for name in ("moor_mem_trims_total", "moor_mem_trimmed_bytes_total",
-                 "moor_mem_trim_seconds_total",
+    for name in ("moor_mem_trims_total", "moor_mem_trims_backed_off_total",
+                 "moor_mem_trimmed_bytes_total", "moor_mem_trim_seconds_total",
                  "moor_process_resident_memory_bytes"):
         assert name in m, name
