@@ -355,6 +355,7 @@ struct tls_ctx {
     bool tickets;
     bool server;
     bool insecure;
+    bool keep_buffers; /* client: record buffers kept once handshaken */
     /* client: where new sessions go (tls_client_opts.on_session) */
     void (*on_session)(void *arg, SSL_SESSION *session);
 };
@@ -590,8 +591,6 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
             goto err_free_ctx;
         }
     }
-    if (o->keep_buffers)
-        SSL_CTX_clear_mode(c, SSL_MODE_RELEASE_BUFFERS);
     if (o->on_session) {
         /* Sessions go to the caller, never into OpenSSL's own cache: the
          * client's pool keeps a few per host, bounded. */
@@ -684,6 +683,7 @@ struct tls_ctx *tls_client_new(const struct tls_client_opts *o, char *err,
     if (!t)
         return NULL;
     t->insecure = o->insecure;
+    t->keep_buffers = o->keep_buffers;
     t->on_session = o->on_session;
     t->ssl_ctx = client_ssl_ctx(t, o, err, errlen);
     if (!t->ssl_ctx) {
@@ -1039,6 +1039,15 @@ int tls_handshake(struct tls_conn *tc)
     ERR_clear_error();
     r = SSL_do_handshake(tc->ssl);
     if (r == 1) {
+        const struct tls_ctx *t =
+            SSL_CTX_get_app_data(SSL_get_SSL_CTX(tc->ssl));
+
+        /* keep_buffers: freed after each record while the handshake
+         * runs (its buffers would otherwise stay between the small
+         * objects it leaves, and pin their pages: ~500 B of RSS per
+         * idle pooled connection), kept from here on. */
+        if (t && t->keep_buffers)
+            SSL_clear_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS);
         tc->flags |= TC_DONE;
         return TLS_OK;
     }

@@ -149,9 +149,10 @@ struct tls_client_opts {
      * tls_conn_set_session() gave for that connection; the callee takes
      * the session (tls_session_free()). NULL: no session is kept. */
     void (*on_session)(void *arg, struct ssl_session_st *session);
-    /* OpenSSL's record buffers stay while the connection is busy instead
-     * of being freed after every record and allocated again for the next
-     * (SSL_MODE_RELEASE_BUFFERS); the owner gives them back with
+    /* Once the handshake is done, OpenSSL's record buffers stay while
+     * the connection is busy instead of being freed after every record
+     * and allocated again for the next (SSL_MODE_RELEASE_BUFFERS, which
+     * the handshake itself keeps); the owner gives them back with
      * tls_conn_release_buffers() when the connection goes idle (a pooled
      * client connection between requests). */
     bool keep_buffers;
