@@ -147,6 +147,8 @@ static const char *error_name(int code, char *buf, size_t cap)
         return "timeout_total";
     case MOOR_ETIMEOUT_WAIT:
         return "timeout_wait";
+    case MOOR_ETIMEOUT_PAUSE:
+        return "timeout_pause";
     case -ECANCELED:
         return "canceled";
     case -ECONNREFUSED:
@@ -348,6 +350,7 @@ int main(int argc, char **argv)
         {"--write-timeout", &o.write_timeout_ms},
         {"--head-timeout", &o.head_timeout_ms},
         {"--body-timeout", &o.body_timeout_ms},
+        {"--pause-timeout", &o.pause_timeout_ms},
         {"--total-timeout", &o.total_timeout_ms},
         {"--wait-timeout", &o.wait_timeout_ms},
         {"--max-conns-per-host", &o.max_conns_per_host},

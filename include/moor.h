@@ -97,6 +97,8 @@ enum moor_error_code {
     MOOR_ETIMEOUT_BODY = -10018,    /* too long between body bytes */
     MOOR_ETIMEOUT_TOTAL = -10019,   /* the whole request took too long */
     MOOR_ETIMEOUT_WAIT = -10020,    /* waited too long for a connection */
+    MOOR_ETIMEOUT_PAUSE = -10021,   /* the caller kept the body paused too
+                                       long (pause_timeout_ms) */
 };
 
 struct moor_error {
@@ -517,6 +519,12 @@ struct moor_http_client_options {
      * the others are summed under host="other", so many hosts cannot
      * make the page grow past its cap. */
     uint32_t metrics_max_hosts; /* 100 */
+    /* A response body the caller keeps paused (moor_http_call_pause) this
+     * long ends its request with MOOR_ETIMEOUT_PAUSE and closes the
+     * connection: a forgotten pause must not hold a connection and its
+     * server for ever (60 s; 0: no limit, total_timeout_ms still
+     * applies). */
+    uint32_t pause_timeout_ms;
 };
 
 MOOR_API void moor_http_client_options_init_(struct moor_http_client_options *o,

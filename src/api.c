@@ -72,6 +72,8 @@ MOOR_API const char *moor_strerror(int err)
         return "timeout: the whole request";
     case MOOR_ETIMEOUT_WAIT:
         return "timeout: waiting for a connection";
+    case MOOR_ETIMEOUT_PAUSE:
+        return "timeout: the body stayed paused";
     }
     if (err < 0 && err > -4096) {
         /* glibc's table, without strerror()'s shared buffer. */

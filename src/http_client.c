@@ -54,6 +54,7 @@ static void client_defaults(void *p, size_t size)
         .dns_max_ttl_s = 300,
         .tls_sessions_per_host = 4,
         .metrics_max_hosts = 100,
+        .pause_timeout_ms = 60000,
     };
 
     api_options_init(p, size, &d, sizeof(d));

@@ -687,10 +687,26 @@ static bool hc_on_timeout(struct conn *c)
         }
         return false;
     case CLOSE_BODY_TIMEOUT:
-        if (hc->flags & HCF_PAUSED) {
-            /* The caller paused it: not the server's gap. */
-            conn_set_read_deadline(c, cl->o.body_timeout_ms,
-                                   CLOSE_BODY_TIMEOUT);
+        if ((hc->flags & HCF_PAUSED) && hc->call) {
+            /* The caller paused it: not the server's gap, but a pause has
+             * its own deadline. */
+            struct moor_http_call *call = hc->call;
+            uint32_t ms = cl->o.body_timeout_ms;
+            uint32_t held = loop_now(conn_loop(c)) - call->paused_at;
+
+            if (cl->o.pause_timeout_ms) {
+                if (held >= cl->o.pause_timeout_ms) {
+                    call->error = MOOR_ETIMEOUT_PAUSE;
+                    snprintf(call->message, sizeof(call->message),
+                             "the response body from %s stayed paused for "
+                             "%u ms (pause_timeout_ms)",
+                             hc->host->key, held);
+                    return false;
+                }
+                if (!ms || cl->o.pause_timeout_ms - held < ms)
+                    ms = cl->o.pause_timeout_ms - held;
+            }
+            conn_set_read_deadline(c, ms ? ms : 1, CLOSE_BODY_TIMEOUT);
             return true;
         }
         return false;

@@ -143,9 +143,10 @@ struct moor_http_call {
     int status;
     uint8_t state; /* enum call_state */
     uint8_t n_addrs, addr_i;
-    uint8_t in_cb; /* depth of user callbacks running on it */
-    bool dead;     /* on_done ran; freed when in_cb returns to 0 */
-    bool later;    /* on the later list */
+    uint8_t in_cb;      /* depth of user callbacks running on it */
+    bool dead;          /* on_done ran; freed when in_cb returns to 0 */
+    uint32_t paused_at; /* loop_now() when the caller paused the body */
+    bool later;         /* on the later list */
     bool retried, reused, got_bytes, fresh;
     bool idempotent, produced, write_ended, head_req;
     char message[200];

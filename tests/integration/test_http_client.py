@@ -713,6 +713,22 @@ def test_pause_pushes_the_server_back(srv):
     assert c.sent_done - c.head_sent >= 0.6, (c.head_sent, c.sent_done)
 
 
+def test_pause_past_pause_timeout_ends_the_request(srv):
+    """A body the caller keeps paused longer than pause_timeout_ms ends
+    with timeout_pause near that time (before the body deadline), and
+    its connection is closed, not pooled; a shorter pause is fine."""
+    s = srv(sndbuf=65536)
+    n = 8 << 20
+    g = http_get("--pause-ms", 5000, "--pause-timeout", 600,
+                 "--body-timeout", 3000, s.url(f"/ok?size={n}"))
+    r = one_error(g, "timeout_pause", 600)
+    assert "paused" in r["message"] and "pause_timeout_ms" in r["message"], r
+    assert g.stats["idle"] == 0 and g.stats["closed_error"] == 1, g
+    g = ok(http_get("--pause-ms", 300, "--pause-timeout", 2000,
+                    s.url(f"/ok?size={n}"), timeout=60))
+    body_is(g.reqs[0], pattern(n))
+
+
 # ---- malformed and too big -----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))

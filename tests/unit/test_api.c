@@ -1214,8 +1214,9 @@ static void close_checks_message(struct moor_ws *ws, const void *data,
 
 static void test_error_convention(void **state)
 {
-    static const int codes[] = {MOOR_EADDR,   MOOR_EURL,     MOOR_ETLS,
-                                MOOR_ECLOSED, MOOR_EOPTIONS, MOOR_ESTATE};
+    static const int codes[] = {
+        MOOR_EADDR,    MOOR_EURL,   MOOR_ETLS,          MOOR_ECLOSED,
+        MOOR_EOPTIONS, MOOR_ESTATE, MOOR_ETIMEOUT_WAIT, MOOR_ETIMEOUT_PAUSE};
     struct close_checks k = {0};
     struct moor_ws_handlers h = {.on_message = close_checks_message, .arg = &k};
     struct peer p = {.msgs = {"close yourself"}, .n = 1, .keep_open = 1};
