@@ -614,15 +614,11 @@ MOOR_API void moor_http_call_pause(struct moor_http_call *call)
         return;
     hc = conn_ext(call->conn);
     if (!(hc->flags & HCF_PAUSED)) {
-        uint32_t body = call->cl->o.body_timeout_ms;
-        uint32_t pause = call->cl->o.pause_timeout_ms;
-
         call->paused_at = loop_now(call->cl->loop);
-        /* The pause's own deadline, when it comes before the body's. */
-        if (hc->rstate == R_BODY && pause && (!body || pause < body))
-            conn_set_read_deadline(call->conn, pause, CLOSE_BODY_TIMEOUT);
+        hc->flags |= HCF_PAUSED;
+        if (hc->rstate == R_BODY)
+            hc_body_deadline(call->conn); /* the pause's, if sooner */
     }
-    hc->flags |= HCF_PAUSED;
     conn_pause_read(call->conn, PAUSE_BACKPRESSURE);
 }
 

@@ -670,6 +670,23 @@ static void hc_on_drain(struct conn *c)
     hc_call_writable(call);
 }
 
+void hc_body_deadline(struct conn *c)
+{
+    struct hc_conn *hc = conn_ext(c);
+    struct moor_http_client *cl = conn_ctx(c);
+    uint32_t ms = cl->o.body_timeout_ms;
+
+    if ((hc->flags & HCF_PAUSED) && hc->call && cl->o.pause_timeout_ms) {
+        uint32_t held = loop_now(conn_loop(c)) - hc->call->paused_at;
+        uint32_t left =
+            held < cl->o.pause_timeout_ms ? cl->o.pause_timeout_ms - held : 1;
+
+        if (!ms || left < ms)
+            ms = left;
+    }
+    conn_set_read_deadline(c, ms, CLOSE_BODY_TIMEOUT);
+}
+
 static bool hc_on_timeout(struct conn *c)
 {
     struct hc_conn *hc = conn_ext(c);
@@ -691,22 +708,17 @@ static bool hc_on_timeout(struct conn *c)
             /* The caller paused it: not the server's gap, but a pause has
              * its own deadline. */
             struct moor_http_call *call = hc->call;
-            uint32_t ms = cl->o.body_timeout_ms;
             uint32_t held = loop_now(conn_loop(c)) - call->paused_at;
 
-            if (cl->o.pause_timeout_ms) {
-                if (held >= cl->o.pause_timeout_ms) {
-                    call->error = MOOR_ETIMEOUT_PAUSE;
-                    snprintf(call->message, sizeof(call->message),
-                             "the response body from %s stayed paused for "
-                             "%u ms (pause_timeout_ms)",
-                             hc->host->key, held);
-                    return false;
-                }
-                if (!ms || cl->o.pause_timeout_ms - held < ms)
-                    ms = cl->o.pause_timeout_ms - held;
+            if (cl->o.pause_timeout_ms && held >= cl->o.pause_timeout_ms) {
+                call->error = MOOR_ETIMEOUT_PAUSE;
+                snprintf(call->message, sizeof(call->message),
+                         "the response body from %s stayed paused for %u ms "
+                         "(pause_timeout_ms)",
+                         hc->host->key, held);
+                return false;
             }
-            conn_set_read_deadline(c, ms ? ms : 1, CLOSE_BODY_TIMEOUT);
+            hc_body_deadline(c);
             return true;
         }
         return false;
@@ -875,7 +887,7 @@ static size_t hc_on_data(struct conn *c, uint8_t *p, size_t len)
             continue;
         }
         /* The body. */
-        conn_set_read_deadline(c, cl->o.body_timeout_ms, CLOSE_BODY_TIMEOUT);
+        hc_body_deadline(c);
         if (hc->kind == HTTP_BODY_LENGTH) {
             size_t n = (size_t)MIN((uint64_t)(len - off), hc->left);
 

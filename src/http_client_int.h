@@ -213,6 +213,9 @@ long hc_host_conns(const struct hc_host *h);
 struct ssl_session_st *hc_session_get(struct hc_host *h);
 /* A session arrived for h: its held connections go. */
 void hc_host_sessions_arrived(struct hc_host *h);
+/* Arms c's body deadline: body_timeout_ms, or what is left of the
+ * caller's pause_timeout_ms if the body is paused and that comes first. */
+void hc_body_deadline(struct conn *c);
 /* Lets the held connections of every host marked go (the client's hook). */
 void hc_release_held(struct moor_http_client *cl);
 /* Frees the TLS buffers of the connections on cl->bufs that are still
