@@ -232,8 +232,10 @@ static void conn_on_timer(struct tnode *t)
              * rd_reason is CLOSE_MESSAGE_TIMEOUT either way. */
             c->cn_flags &= (uint16_t)~CONN_MESSAGE;
         }
-        if (conn_proto(c)->on_timeout &&
-            !(c->cn_flags & (CONN_LINGER | CONN_HANDSHAKE)) &&
+        /* Not in a handshake, but for one the protocol holds: the wait
+         * is the protocol's own. */
+        if (conn_proto(c)->on_timeout && !(c->cn_flags & CONN_LINGER) &&
+            (!(c->cn_flags & CONN_HANDSHAKE) || (c->cn_flags & CONN_HS_HELD)) &&
             conn_proto(c)->on_timeout(c)) {
             if (!conn_is_closing(c))
                 conn_rearm(c);

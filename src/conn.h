@@ -134,7 +134,7 @@ struct conn_proto {
      * false holds the handshake until conn_tls_begin(c) (a client waiting
      * for a session to resume): meanwhile any event from the peer (bytes
      * before our hello, FIN, RST) closes the conn as CLOSE_PEER, and the
-     * deadline set here keeps running. */
+     * deadline set here keeps running (on_timeout is asked while held). */
     bool (*on_tcp_connect)(struct conn *c);
     /* Called once from conn_close(), before resources go (optional). */
     void (*on_close)(struct conn *c, enum close_reason why);

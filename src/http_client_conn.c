@@ -539,6 +539,8 @@ static bool hc_on_tcp_connect(struct conn *c)
     }
     if (h->leader) {
         held_push(h, c);
+        if (cl->o.tls_timeout_ms > HC_HOLD_MS) /* else the TLS deadline */
+            conn_set_read_deadline(c, HC_HOLD_MS, CLOSE_HANDSHAKE_TIMEOUT);
         return false;
     }
     h->leader = c;
@@ -692,6 +694,17 @@ static bool hc_on_timeout(struct conn *c)
     struct hc_conn *hc = conn_ext(c);
     struct moor_http_client *cl = conn_ctx(c);
 
+    if ((hc->flags & HCF_HELD) && cl->o.tls_timeout_ms > HC_HOLD_MS) {
+        /* The leader has taken HC_HOLD_MS: a stuck server connection
+         * must not take every other dial down with it. Nobody waits for
+         * this host any more (until a session comes); the held go now,
+         * each under what is left of its TLS deadline. */
+        hc->host->no_resume = true;
+        release_later(hc->host);
+        conn_set_read_deadline(c, cl->o.tls_timeout_ms - HC_HOLD_MS,
+                               CLOSE_HANDSHAKE_TIMEOUT);
+        return true;
+    }
     switch (conn_read_reason(c)) {
     case CLOSE_WRITE_TIMEOUT:
         /* Our stand-in while the request goes out: bytes still queued and

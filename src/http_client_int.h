@@ -40,9 +40,10 @@
 #define HC_MAX_METHOD 32      /* a method's length */
 #define HC_MAX_HEADLEN 65536  /* the request head moor builds */
 #define HC_INLINE_HEAD 360    /* a head this short lives in its call */
-#define HC_BUFS_LATER                                                          \
-    64 /* idle TLS connections whose buffers go at                             \
-          the end of the loop iteration */
+/* Idle TLS connections whose buffers go at the end of the iteration. */
+#define HC_BUFS_LATER 64
+/* The longest a dial holds its ClientHello for the host's leader. */
+#define HC_HOLD_MS 1000
 
 /* ---- the objects -------------------------------------------------------- */
 

@@ -173,15 +173,18 @@ class HttpServer:
     recorded, and answered with a close); never_answer; never_read (no
     byte is read: accept and hold - also a TLS server that never answers
     the ClientHello); drop_first (the first N connections are closed as
-    soon as they are accepted, before a byte is read); sndbuf/rcvbuf (SO_SNDBUF / SO_RCVBUF, small ones
+    soon as they are accepted, before a byte is read); stall_first (the
+    first N are accepted and never read or answered); sndbuf/rcvbuf (SO_SNDBUF / SO_RCVBUF, small ones
     make backpressure come early); tls (an ssl.SSLContext).
     """
 
     def __init__(self, tls=None, idle_close_ms=None, idle_reset_ms=None,
                  stray_ms=None, close_reused=False, never_answer=False,
-                 never_read=False, sndbuf=None, rcvbuf=None, drop_first=0):
+                 never_read=False, sndbuf=None, rcvbuf=None, drop_first=0,
+                 stall_first=0):
         self.tls = tls
         self.drop_first = drop_first
+        self.stall_first = stall_first
         self.idle_close_ms = idle_close_ms
         self.idle_reset_ms = idle_reset_ms
         self.stray_ms = stray_ms
@@ -283,6 +286,9 @@ class HttpServer:
             if info.id < self.drop_first:
                 # Closed unread: a TLS client's handshake meets EOF.
                 sock.close()
+                return
+            if info.id < self.stall_first:
+                self._stop.wait()  # accepted, never read nor answered
                 return
             if self.never_read:
                 self._stop.wait()

@@ -833,6 +833,23 @@ def test_tls_parallel_dials_when_the_leader_fails(srv, pki):
     assert reused.count(False) == 1 and reused.count(True) == 3, reused
 
 
+def test_tls_parallel_dials_when_the_leader_stalls(srv, pki):
+    """The first connection's server never answers its ClientHello: the
+    others hold theirs at most a second (HC_HOLD_MS), then make full
+    handshakes and succeed; only the stalled one fails, at its own TLS
+    deadline."""
+    s = srv(tls=pki.ctx("good"), stall_first=1)
+    g = http_get("--tls-ca", pki.ca, "--tls-timeout", 4000, "--parallel", 4,
+                 "--repeat", 4, s.url("/ok"))
+    errs = g.errors()
+    assert sorted(errs) == ["", "", "", "timeout_tls"], g
+    for r in g.reqs:
+        if r["code"] == 0:
+            assert r["ms"] < slack(2500), r  # the hold, not the deadline
+        else:
+            near(r["ms"], 4000)
+
+
 def test_tls_connection_reused(srv, pki):
     s = srv(tls=pki.ctx("good"))
     g = ok(http_get("--tls-ca", pki.ca, "--repeat", 3, s.url("/ok")))
