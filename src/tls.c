@@ -535,6 +535,27 @@ static bool load_system_store(SSL_CTX *c, char *err, size_t errlen)
     return true;
 }
 
+/* Decodes the extensions of every certificate in c's store now, while
+ * the context is made. OpenSSL does it the first time a chain needs the
+ * certificate, once: if an allocation fails there it marks the
+ * certificate invalid for good, and every later handshake of the context
+ * fails verification ("self-signed certificate") although memory is back.
+ * Returns false if a certificate's extensions could not be decoded (bad,
+ * or no memory): a trust anchor OpenSSL would never use. */
+static bool store_cache_extensions(SSL_CTX *c)
+{
+    STACK_OF(X509_OBJECT) *objs =
+        X509_STORE_get0_objects(SSL_CTX_get_cert_store(c));
+
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+        if (x && (X509_get_extension_flags(x) & EXFLAG_INVALID))
+            return false;
+    }
+    return true;
+}
+
 /* OpenSSL hands over a new session (SSL_CTX_sess_set_new_cb): to the
  * context's on_session with the connection's argument. Returning 1 means
  * the callee took the reference. */
@@ -571,6 +592,15 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
         if (o->ca_file) {
             if (SSL_CTX_load_verify_locations(c, o->ca_file, NULL) != 1) {
                 load_error(err, errlen, "CA file", o->ca_file);
+                goto err_free_ctx;
+            }
+            if (!store_cache_extensions(c)) {
+                if (err && errlen)
+                    snprintf(err, errlen,
+                             "CA file %s: a certificate's extensions could not "
+                             "be decoded (invalid, or out of memory)",
+                             o->ca_file);
+                ERR_clear_error();
                 goto err_free_ctx;
             }
         } else if (!load_system_store(c, err, errlen)) {
