@@ -156,6 +156,22 @@ static int64_t moor_own(void)
     return mem_live_bytes(MEM_ALL) - mem_live_bytes(MEM_TLS);
 }
 
+#define TLS_DRIFT 512
+
+static int64_t tls_start = -1; /* -1: still warming up */
+
+static void tls_check(uint64_t n, const char *after)
+{
+    int64_t d;
+
+    if (tls_start < 0)
+        return;
+    d = settled(MEM_TLS) - tls_start;
+    if (d > TLS_DRIFT || d < -TLS_DRIFT)
+        fail_msg("n=%llu: OpenSSL's bytes %+lld against the start after %s",
+                 (unsigned long long)n, (long long)d, after);
+}
+
 static const char *const paths[3] = {"/cl", "/cl", "/resumed"};
 
 /* An allocation that fails in a handshake comes back as -ENOMEM, or as
@@ -177,23 +193,28 @@ static bool failure_error(int e)
  * they would only repeat a handshake the walk made to fail in turn
  * already (and the debug build pays ~10 ms for each).
  *
- * warm: the first round of the process, which makes OpenSSL's
- * process-wide state (providers, algorithm and decoder caches, error
- * strings); its OpenSSL bytes are not compared. */
-static bool round_n(uint64_t n, const struct moor_http_client_options *o,
-                    bool warm)
+ * The bytes of moor's own tags are back exactly after
+ * moor_http_client_free() and after moor_loop_free(). OpenSSL's are
+ * measured against tls_start, the level after the warm-up rounds (below),
+ * within TLS_DRIFT: what may move there is OpenSSL's process-wide
+ * property cache (crypto/property), which evicts entries at random as it
+ * grows: one comes back under a query of another length (+16 B, at a
+ * different n, in some runs of the walk). Anything moor leaked, an
+ * SSL object, a session, a certificate, is past the bound at once, and a
+ * small leak that repeats adds up past it within a few dozen rounds;
+ * test_cleanup_to_zero then sees whatever is left after OpenSSL's own
+ * state is freed, however small. */
+static bool round_n(uint64_t n, const struct moor_http_client_options *o)
 {
     struct moor_loop *l;
     struct moor_http_client *cl;
     struct res r[3] = {{0}};
-    int64_t before_own, before_tls, base_own, base_tls;
+    int64_t before_own, base_own;
     int fail_in = -1; /* the request during which the failure fired */
     bool fired;
 
-    before_tls = settled(MEM_TLS);
     before_own = moor_own();
     l = new_loop();
-    base_tls = settled(MEM_TLS);
     base_own = moor_own();
     cl = new_client(l, o);
     mem_fail_at(n);
@@ -249,17 +270,15 @@ static bool round_n(uint64_t n, const struct moor_http_client_options *o,
         res_reset(&r[i]);
     }
     moor_http_client_free(cl);
-    if (moor_own() != base_own || (!warm && settled(MEM_TLS) != base_tls))
-        fail_msg("n=%llu: after moor_http_client_free(): %lld bytes of moor's "
-                 "and %lld of OpenSSL's more than before the client",
-                 (unsigned long long)n, (long long)(moor_own() - base_own),
-                 (long long)(settled(MEM_TLS) - base_tls));
+    if (moor_own() != base_own)
+        fail_msg("n=%llu: %lld bytes left after moor_http_client_free()",
+                 (unsigned long long)n, (long long)(moor_own() - base_own));
+    tls_check(n, "moor_http_client_free()");
     moor_loop_free(l);
-    if (moor_own() != before_own || (!warm && settled(MEM_TLS) != before_tls))
-        fail_msg("n=%llu: after moor_loop_free(): %lld bytes of moor's and "
-                 "%lld of OpenSSL's more than before the round",
-                 (unsigned long long)n, (long long)(moor_own() - before_own),
-                 (long long)(settled(MEM_TLS) - before_tls));
+    if (moor_own() != before_own)
+        fail_msg("n=%llu: %lld bytes left after moor_loop_free()",
+                 (unsigned long long)n, (long long)(moor_own() - before_own));
+    tls_check(n, "moor_loop_free()");
     return fired;
 }
 
@@ -273,14 +292,15 @@ static void test_alloc_failures(void **state)
     (void)state;
     opts_init(&o);
     o.tls_ca = cert;
-    /* The baseline: OpenSSL makes its process-wide state on first use and
-     * keeps it until tls_mem_fini(), so a first round without a failure
-     * makes it; from the second on, every round must end with the live
-     * bytes, OpenSSL's included, where they were before it. */
-    assert_false(round_n(0, &o, true));
-    assert_false(round_n(0, &o, false));
+    /* The baseline: OpenSSL makes its process-wide state (providers,
+     * algorithm and decoder caches, error strings) on first use and keeps
+     * it until tls_mem_fini(), so two rounds without a failure come first
+     * (the second one is checked against the first). */
+    assert_false(round_n(0, &o));
+    tls_start = settled(MEM_TLS);
+    assert_false(round_n(0, &o));
     for (n = 1; fired && n < 20000; n++)
-        fired = round_n(n, &o, false);
+        fired = round_n(n, &o);
     assert_false(fired);
     /* The first handshake alone makes ~2,300 allocations. */
     if (n < 2000)
