@@ -58,22 +58,35 @@
 /* OpenSSL's memory.                                                  */
 /* ------------------------------------------------------------------ */
 
+/* OpenSSL's allocations refused on this thread, so that a handshake that
+ * failed for want of memory says so (tls_handshake). */
+static _Thread_local unsigned ossl_refused;
+
 /* OpenSSL passes its own __FILE__/__LINE__ (static strings), which is
  * exactly what trace mode records. */
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
-    return mem_alloc_at(MEM_TLS, n, file, line);
+    void *p = mem_alloc_at(MEM_TLS, n, file, line);
+
+    if (!p)
+        ossl_refused++;
+    return p;
 }
 
 /* CRYPTO_realloc's contract: a NULL block is a malloc, a size of 0 frees
  * the block and returns NULL. */
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
+    void *q;
+
     if (p && n == 0) {
         mem_free(MEM_TLS, p);
         return NULL;
     }
-    return mem_realloc_at(MEM_TLS, p, n, file, line);
+    q = mem_realloc_at(MEM_TLS, p, n, file, line);
+    if (!q)
+        ossl_refused++;
+    return q;
 }
 
 static void ossl_free(void *p, const char *file, int line)
@@ -1041,6 +1054,7 @@ pass:
 
 int tls_handshake(struct tls_conn *tc)
 {
+    unsigned refused;
     int r;
 
     if (tc->flags & TC_DONE)
@@ -1052,13 +1066,22 @@ int tls_handshake(struct tls_conn *tc)
         if (r != TLS_OK)
             return r;
     }
+    refused = ossl_refused;
     ERR_clear_error();
     r = SSL_do_handshake(tc->ssl);
     if (r == 1) {
         tc->flags |= TC_DONE;
         return TLS_OK;
     }
-    return fail(tc, r);
+    r = fail(tc, r);
+    if (r == TLS_ERR && ossl_refused != refused) {
+        /* OpenSSL names a failed allocation after what it broke: "decode
+         * error", "internal error", or a verification failure ("EE
+         * certificate key too weak") that is no fault of the peer's. */
+        tc->why = "out of memory";
+        tc->flags &= (uint8_t)~TC_VERIFY;
+    }
+    return r;
 }
 
 bool tls_handshake_done(const struct tls_conn *tc)
