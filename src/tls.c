@@ -58,22 +58,35 @@
 /* OpenSSL's memory.                                                  */
 /* ------------------------------------------------------------------ */
 
+/* OpenSSL's allocations refused on this thread, so that a handshake that
+ * failed for want of memory says so (tls_handshake). */
+static _Thread_local unsigned ossl_refused;
+
 /* OpenSSL passes its own __FILE__/__LINE__ (static strings), which is
  * exactly what trace mode records. */
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
-    return mem_alloc_at(MEM_TLS, n, file, line);
+    void *p = mem_alloc_at(MEM_TLS, n, file, line);
+
+    if (!p)
+        ossl_refused++;
+    return p;
 }
 
 /* CRYPTO_realloc's contract: a NULL block is a malloc, a size of 0 frees
  * the block and returns NULL. */
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
+    void *q;
+
     if (p && n == 0) {
         mem_free(MEM_TLS, p);
         return NULL;
     }
-    return mem_realloc_at(MEM_TLS, p, n, file, line);
+    q = mem_realloc_at(MEM_TLS, p, n, file, line);
+    if (!q)
+        ossl_refused++;
+    return q;
 }
 
 static void ossl_free(void *p, const char *file, int line)
@@ -536,6 +549,27 @@ static bool load_system_store(SSL_CTX *c, char *err, size_t errlen)
     return true;
 }
 
+/* Decodes the extensions of every certificate in c's store now, while
+ * the context is made. OpenSSL does it the first time a chain needs the
+ * certificate, once: if an allocation fails there it marks the
+ * certificate invalid for good, and every later handshake of the context
+ * fails verification ("self-signed certificate") although memory is back.
+ * Returns false if a certificate's extensions could not be decoded (bad,
+ * or no memory): a trust anchor OpenSSL would never use. */
+static bool store_cache_extensions(SSL_CTX *c)
+{
+    STACK_OF(X509_OBJECT) *objs =
+        X509_STORE_get0_objects(SSL_CTX_get_cert_store(c));
+
+    for (int i = 0; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+
+        if (x && (X509_get_extension_flags(x) & EXFLAG_INVALID))
+            return false;
+    }
+    return true;
+}
+
 /* OpenSSL hands over a new session (SSL_CTX_sess_set_new_cb): to the
  * context's on_session with the connection's argument. Returning 1 means
  * the callee took the reference. */
@@ -572,6 +606,15 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
         if (o->ca_file) {
             if (SSL_CTX_load_verify_locations(c, o->ca_file, NULL) != 1) {
                 load_error(err, errlen, "CA file", o->ca_file);
+                goto err_free_ctx;
+            }
+            if (!store_cache_extensions(c)) {
+                if (err && errlen)
+                    snprintf(err, errlen,
+                             "CA file %s: a certificate's extensions could not "
+                             "be decoded (invalid, or out of memory)",
+                             o->ca_file);
+                ERR_clear_error();
                 goto err_free_ctx;
             }
         } else if (!load_system_store(c, err, errlen)) {
@@ -1025,6 +1068,7 @@ pass:
 
 int tls_handshake(struct tls_conn *tc)
 {
+    unsigned refused;
     int r;
 
     if (tc->flags & TC_DONE)
@@ -1036,6 +1080,7 @@ int tls_handshake(struct tls_conn *tc)
         if (r != TLS_OK)
             return r;
     }
+    refused = ossl_refused;
     ERR_clear_error();
     r = SSL_do_handshake(tc->ssl);
     if (r == 1) {
@@ -1051,7 +1096,15 @@ int tls_handshake(struct tls_conn *tc)
         tc->flags |= TC_DONE;
         return TLS_OK;
     }
-    return fail(tc, r);
+    r = fail(tc, r);
+    if (r == TLS_ERR && ossl_refused != refused) {
+        /* OpenSSL names a failed allocation after what it broke: "decode
+         * error", "internal error", or a verification failure ("EE
+         * certificate key too weak") that is no fault of the peer's. */
+        tc->why = "out of memory";
+        tc->flags &= (uint8_t)~TC_VERIFY;
+    }
+    return r;
 }
 
 bool tls_handshake_done(const struct tls_conn *tc)
