@@ -531,12 +531,14 @@ static bool hc_on_tcp_connect(struct conn *c)
 
     hc->phase = HC_TLS;
     conn_set_read_deadline(c, cl->o.tls_timeout_ms, CLOSE_HANDSHAKE_TIMEOUT);
-    if (!cl->o.tls_sessions_per_host || h->no_resume)
+    if (!cl->o.tls_sessions_per_host)
         return true;
     if (hc_session_get(h)) {
         offer_session(h, c);
         return true;
     }
+    if (h->no_resume)
+        return true; /* nobody waits for this host */
     if (h->leader) {
         held_push(h, c);
         if (cl->o.tls_timeout_ms > HC_HOLD_MS) /* else the TLS deadline */
