@@ -1128,6 +1128,15 @@ ssize_t tls_read(struct tls_conn *tc, void *buf, size_t cap)
         ERR_clear_error();
         if (SSL_read_ex(tc->ssl, (char *)buf + got, cap - got, &n)) {
             got += n;
+            /* A client that got a record shorter than the largest, with
+             * nothing more inside OpenSSL, has most likely had all its
+             * server sent for now (a response): it stops here instead of
+             * paying a read() that says EAGAIN. If more is in the socket,
+             * epoll (level-triggered) says so at once. Full records (a
+             * download) go on being read in one go. */
+            if (!(tc->flags & TC_SERVER) && n < TLS_RECORD_MAX &&
+                !SSL_has_pending(tc->ssl))
+                break;
             continue;
         }
         r = fail(tc, 0);
