@@ -144,6 +144,7 @@ enum tc_flag {
     TC_SERVER = 1u << 0,
     TC_DONE = 1u << 1,      /* handshake complete */
     TC_SEEN = 1u << 2,      /* server: the first byte was looked at */
+    TC_KEEP_BUFS = 1u << 2, /* client (TC_SEEN's bit): keep_buffers */
     TC_FATAL = 1u << 3,     /* OpenSSL failed: only SSL_free() is allowed */
     TC_EOF = 1u << 4,       /* the socket read returned 0 */
     TC_SHUT_SENT = 1u << 5, /* close_notify handed to the socket */
@@ -825,6 +826,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, bool server,
     tc->fd = fd;
     if (server)
         tc->flags |= TC_SERVER;
+    else if (ctx->keep_buffers)
+        tc->flags |= TC_KEEP_BUFS;
 
     /* Take a reference under the lock so that a concurrent reload cannot
      * free the context between reading the pointer and SSL_new(). */
@@ -1084,14 +1087,11 @@ int tls_handshake(struct tls_conn *tc)
     ERR_clear_error();
     r = SSL_do_handshake(tc->ssl);
     if (r == 1) {
-        const struct tls_ctx *t =
-            SSL_CTX_get_app_data(SSL_get_SSL_CTX(tc->ssl));
-
         /* keep_buffers: freed after each record while the handshake
          * runs (its buffers would otherwise stay between the small
          * objects it leaves, and pin their pages: ~500 B of RSS per
          * idle pooled connection), kept from here on. */
-        if (t && t->keep_buffers)
+        if ((tc->flags & (TC_SERVER | TC_KEEP_BUFS)) == TC_KEEP_BUFS)
             SSL_clear_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS);
         tc->flags |= TC_DONE;
         return TLS_OK;
