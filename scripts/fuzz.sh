@@ -43,6 +43,13 @@ sources_for() {
     # and the app's serve.c, config.c and flags.c (all of src/*.c but the
     # command dispatcher; the load generator is src/bench/).
     conn) ls src/*.c | grep -v -e '^src/main\.c$' | tr '\n' ' ' ;;
+    # Whole connections through the pooled HTTP client: the library alone
+    # (all of src/*.c but the app's files, as the Makefile's LIB_SRCS).
+    http_client)
+        ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/serve\.c$' \
+            -e '^src/config\.c$' -e '^src/flags\.c$' -e '^src/signals\.c$' |
+            tr '\n' ' '
+        ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"
@@ -56,7 +63,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
-    conn) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
+    conn | http_client) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
     *) echo "" ;;
     esac
 }
