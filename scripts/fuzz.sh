@@ -9,9 +9,12 @@
 #   scripts/fuzz.sh 60 http_response   the response parser (HTTP client)
 #   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
 #                              routes of `moor serve` (docs/fuzzing.md)
+#   scripts/fuzz.sh 120 http_client   whole connections through the
+#                              pooled HTTP client against a scripted server
 # Each target runs for the seconds asked, however many (libFuzzer's
 # -max_total_time); `make fuzz FUZZ_SECONDS=N` passes N here. tests/run
-# gives the parser targets 10 s each and fuzz_conn 60 s.
+# gives the parser targets and fuzz_http_client 10 s each and fuzz_conn
+# 60 s.
 #
 # Exit status: 0 if every target ran clean, 1 if any target crashed (or
 # failed a CHECK, leaked, timed out), 2 if the tools or a build failed.
