@@ -82,7 +82,11 @@
  * request's line, Host, Idempotency-Key and framing (none, Content-Length
  * of its body's size, or chunked with no trailers and the size produced),
  * body bytes that are the caller's and nothing else, and each request
- * sent whole at most once (twice if retried). After
+ * sent whole at most once (twice if retried). At the end of the input,
+ * if nothing is in flight and a connection is pooled, a probe GET goes on
+ * the most recent one: its slot must read it as a request of its own
+ * (nothing of an earlier one left unwritten), and answered there it must
+ * succeed with that answer (nothing of an earlier response left). After
  * moor_http_client_free() every call has had its on_done, and after
  * moor_loop_free() live bytes (moor_mem_live_bytes()) equal what they
  * were before the input: a leak aborts with the live bytes by tag
@@ -109,6 +113,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -182,9 +187,13 @@ static void slot_close(struct slot *s, bool reset)
 static bool slot_accept(struct slot *s)
 {
     int fd = accept4(lfd[cur], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int one = 1;
 
     if (fd < 0)
         return false;
+    /* Else Nagle holds a write behind the client's delayed ACK (40 ms):
+     * stray bytes would reach the client after its next request. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     slot_close(s, false);
     s->fd = fd;
     s->reading = true;
@@ -247,7 +256,7 @@ struct call {
 
 static struct moor_loop *loop;
 static struct moor_http_client *client;
-static struct call calls[MAX_CALLS];
+static struct call calls[MAX_CALLS + 1]; /* the last: the probe */
 static int ncalls;
 static int in_request; /* depth of moor_http_client_request() */
 static unsigned steps;
@@ -260,7 +269,8 @@ static const size_t pieces[16] = {1,   2,   7,    16,   64,   100,  255,  512,
 
 static const char *const methods[8] = {"GET",  "HEAD",   "POST", "PUT",
                                        "POST", "DELETE", "POST", "PUT"};
-static int sent[MAX_CALLS]; /* complete requests seen, per call */
+static int sent[MAX_CALLS + 1];    /* complete requests seen, per call */
+static int probe_call, probe_slot; /* the probe's index, where it went */
 
 static void slot_drain(struct slot *s);
 
@@ -459,7 +469,7 @@ static void start_call(uint8_t a, uint8_t b)
     char url[64];
     int port = (b >> 6) == 3 ? refused_port : lport[cur];
 
-    if (ncalls >= MAX_CALLS)
+    if (ncalls >= MAX_CALLS + (probe_call >= 0))
         return;
     x = &calls[ncalls];
     memset(x, 0, sizeof(*x));
@@ -547,6 +557,8 @@ static void check_head(struct slot *s)
         p += sizeof(key) - 1;
     }
     s->call = n;
+    if (n == probe_call)
+        probe_slot = (int)(s - slots);
     s->got = 0;
     s->left = 0;
     if (k == K_POST_CHUNKED) {
@@ -665,6 +677,9 @@ static void slot_write(struct slot *s, const uint8_t *p, size_t n)
     while (n > 0 && s->fd >= 0 && steps < MAX_STEPS) {
         ssize_t w = send(s->fd, p, n, MSG_NOSIGNAL);
 
+        if (show)
+            fprintf(stderr, "[slot %d sent %zd] %.*s\n", (int)(s - slots), w,
+                    (int)(w > 0 ? w : 0), (const char *)p);
         if (w > 0) {
             p += w;
             n -= (size_t)w;
@@ -684,6 +699,9 @@ static void run_ops(const uint8_t *p, size_t n)
 
     while (i < n && steps < MAX_STEPS) {
         uint8_t c = p[i++], x = c >> 4;
+
+        if (show)
+            fprintf(stderr, "[op %d x %d at %zu]\n", c & 15, x, i - 1);
         struct slot *s = &slots[x & 3];
         struct call *cl;
         size_t len;
@@ -846,11 +864,35 @@ static void new_client(uint8_t f0, uint8_t f1)
     }
 }
 
+/* The pool's idle connections must be clean: nothing of an earlier
+ * request still to be written, nothing of an earlier response still to be
+ * read. A GET goes on the most recent one (its slot checks what comes
+ * first) and is answered there; then it must succeed with that answer. */
+static void probe(void)
+{
+    static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    struct call *x = &calls[ncalls];
+
+    probe_call = ncalls;
+    start_call(0, 0);
+    CHECK(ncalls == probe_call + 1);
+    for (int i = 0; i < 2 && probe_slot < 0; i++)
+        step();
+    if (probe_slot < 0 || tight)
+        return; /* 1 ms deadlines: it may time out */
+    slot_write(&slots[probe_slot], (const uint8_t *)ok, sizeof(ok) - 1);
+    for (int i = 0; i < 4 && !x->done; i++)
+        step();
+    CHECK(x->done && x->res.error == 0 && x->res.status == 200 &&
+          x->res.body_bytes == 2);
+}
+
 static void one_input(const uint8_t *data, size_t size)
 {
     struct moor_http_client_stats st;
 
     cur = (data[0] >> 2) & 1;
+    probe_call = probe_slot = -1;
     steps = 0;
     ncalls = 0;
     slept = false;
@@ -866,6 +908,8 @@ static void one_input(const uint8_t *data, size_t size)
         CHECK(st.active == 0);
         CHECK(st.waiting == 0);
         CHECK(st.idle >= 0 && st.dialing >= 0);
+        if (st.idle > 0)
+            probe();
     }
     for (int i = 0; i < MAX_SLOTS; i++)
         slot_close(&slots[i], false);
