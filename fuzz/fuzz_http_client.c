@@ -35,7 +35,8 @@
  *            queue_limit 1024); bit 6: max_idle_per_host 1; bit 7:
  *            max_waiting_per_host 1
  *   byte 1   bits 0-1: the loop's read buffer (64 KiB, 4 KiB, 512, 97
- *            bytes), so a response arrives in pieces
+ *            bytes), so a response arrives in pieces; bits 2-3:
+ *            max_conn_age_ms 0 (none), 1, 5 or 30
  *   then ops, each a control byte c: op = c & 15, x = c >> 4 (a server
  *   slot x & 3, or a call x % calls started):
  *     0  start a request: the next two bytes a, b say what it is
@@ -51,8 +52,9 @@
  *            on_head
  *          b bits 0-3: the producer's piece size; bit 4: lazy producer
  *            (writes only at op 13); bit 5: tries to write past
- *            body_length (must get -EINVAL); bits 6-7: 2: timeout_ms 1,
- *            3: a port nothing listens on (connection refused)
+ *            body_length (must get -EINVAL); bits 6-7: 1: the URL's
+ *            host is "localhost" (resolved, another pool), 2: timeout_ms
+ *            1, 3: a port nothing listens on (connection refused)
  *     1  server slot x writes the next L bytes, L = next byte (0: 256)
  *     2  the same, L = next two bytes, little-endian
  *     3  server slot x writes the rest of the input
@@ -476,7 +478,8 @@ static void start_call(uint8_t a, uint8_t b)
     x->a = a;
     x->b = b;
     x->clen = -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/r%d", port, ncalls);
+    snprintf(url, sizeof(url), "http://%s:%d/r%d",
+             (b >> 6) == 1 ? "localhost" : "127.0.0.1", port, ncalls);
     moor_http_request_init(&rq);
     rq.method = methods[k];
     rq.url = url;
@@ -547,7 +550,8 @@ static void check_head(struct slot *s)
     x = &calls[n];
     k = (enum kind)(x->a & 7);
     CHECK(!strcmp(m, methods[k]));
-    snprintf(want, sizeof(want), "Host: 127.0.0.1:%d\r\n", lport[cur]);
+    snprintf(want, sizeof(want), "Host: %s:%d\r\n",
+             (x->b >> 6) == 1 ? "localhost" : "127.0.0.1", lport[cur]);
     CHECK(!strncmp(p, want, strlen(want)));
     p += strlen(want);
     if (k == K_POST_KEY) {
@@ -845,6 +849,7 @@ static void new_client(uint8_t f0, uint8_t f1)
     o.body_timeout_ms = dl;
     o.wait_timeout_ms = dl;
     o.idle_timeout_ms = dl;
+    o.max_conn_age_ms = (uint32_t[]){0, 1, 5, 30}[(f1 >> 2) & 3];
     if (f0 & 0x10)
         o.max_requests_per_conn = 2;
     if (f0 & 0x20) {

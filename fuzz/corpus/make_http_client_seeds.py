@@ -32,9 +32,10 @@ SIZES = {0: 0, 3: 1, 700: 2, 6000: 3}
 
 
 def header(conns=2, small_rcvbuf=False, tight=False, max_req=False,
-           small_limits=False, idle1=False, wait1=False, rbuf=0):
-    """Bytes 0 and 1: the client's options and the loop's read buffer
-    (0: 64 KiB, 1: 4 KiB, 2: 512, 3: 97 bytes)."""
+           small_limits=False, idle1=False, wait1=False, rbuf=0, age=0):
+    """Bytes 0 and 1: the client's options, the loop's read buffer
+    (0: 64 KiB, 1: 4 KiB, 2: 512, 3: 97 bytes) and max_conn_age_ms (0:
+    none, 1: 1 ms, 2: 5 ms, 3: 30 ms)."""
     b = (conns - 1) & 3
     b |= 0x04 if small_rcvbuf else 0
     b |= 0x08 if tight else 0
@@ -42,12 +43,13 @@ def header(conns=2, small_rcvbuf=False, tight=False, max_req=False,
     b |= 0x20 if small_limits else 0
     b |= 0x40 if idle1 else 0
     b |= 0x80 if wait1 else 0
-    return bytes([b, rbuf & 3])
+    return bytes([b, rbuf & 3 | (age & 3) << 2])
 
 
 def REQ(kind=GET, size=0, behave=NONE, piece=4, lazy=False, bad=False,
         extra=0):
-    """Start a request (op 0). extra: 2 timeout_ms 1, 3 a refused port."""
+    """Start a request (op 0). extra: 1 the host is "localhost", 2
+    timeout_ms 1, 3 a refused port."""
     a = kind | SIZES[size] << 3 | behave << 5
     b = piece | (0x10 if lazy else 0) | (0x20 if bad else 0) | extra << 6
     return bytes([0, a, b])
@@ -183,6 +185,8 @@ def basic_seeds():
     seed("get_big_cl_over_max_body", header(small_limits=True) + REQ() +
          W(0, BIG) + RUN())
     seed("get_refused", header() + REQ(extra=3) + RUN())
+    seed("get_localhost", header() + REQ(extra=1) + W(0, cl()) + RUN() +
+         REQ() + W(1, cl()) + RUN() + REQ(extra=1) + W(0, cl()) + RUN())
     seed("delete_cl", header() + REQ(DELETE) + W(0, cl()) + RUN())
 
 
@@ -243,6 +247,12 @@ def pool_seeds():
     seed("max_requests_per_conn", header(conns=1, max_req=True) + REQ() +
          W(0, cl()) + RUN() + REQ() + W(0, cl()) + RUN() + REQ() + RUN() +
          W(1, cl()) + RUN())
+    # The second GET goes on the first connection if it is not 1 ms old
+    # yet, else on a new one: answered on both.
+    seed("max_conn_age", header(conns=1, age=1) + REQ() + W(0, cl()) +
+         RUN() + REQ() + RUN() + W(0, cl()) + W(1, cl()) + RUN())
+    seed("max_conn_age_idle", header(conns=1, age=3) + REQ() + W(0, cl()) +
+         RUN(15) + RUN(15) + REQ() + W(0, cl()) + RUN())
     seed("idle1_two_conns", header(conns=2, idle1=True) + REQ() + REQ() +
          RUN() + W(0, cl()) + W(1, cl()) + RUN() + REQ() + W(0, cl()) +
          RUN())
