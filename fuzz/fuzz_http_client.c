@@ -71,24 +71,26 @@
  *   A write to an empty slot first accepts the next connection into it.
  *
  * Checked: no callback runs inside moor_http_client_request() or after
- * the call's on_done; on_done runs exactly once per accepted request (and
- * inside moor_http_call_cancel() for a cancel); on_head at most once,
- * with a status of 200..999 (1xx are skipped, 101 refused) and no body
- * announced for HEAD, 204 and 304; no body bytes for those; body bytes
- * delivered add up to the result's body_bytes and to the Content-Length
- * of a call that succeeded; a call that succeeded had a head with its
- * status; a retried call was idempotent and had no produced body;
- * moor_http_call_write() and _write_end() answer what moor.h says; with
- * no call in flight the pool has no active connection and no waiting
- * request. What the client sends is checked as the slots read it: each
- * request's line, Host, Idempotency-Key and framing (none, Content-Length
- * of its body's size, or chunked with no trailers and the size produced),
- * body bytes that are the caller's and nothing else, and each request
- * sent whole at most once (twice if retried). At the end of the input,
- * if nothing is in flight and a connection is pooled, a probe GET goes on
- * the most recent one: its slot must read it as a request of its own
- * (nothing of an earlier one left unwritten), and answered there it must
- * succeed with that answer (nothing of an earlier response left). After
+ * the call's on_done; on_done runs exactly once per accepted request
+ * (and inside moor_http_call_cancel() for a cancel); on_head at most
+ * once, with a status of 200..999 (1xx are skipped, 101 refused), no
+ * body announced for HEAD, 204 and 304, and else the content_length of
+ * the Content-Length field (found with moor_http_response_header()); no
+ * body bytes for those; body bytes delivered add up to the result's
+ * body_bytes and to the Content-Length of a call that succeeded; a call
+ * that succeeded had a head with its status; a retried call was
+ * idempotent and had no produced body; moor_http_call_write() and
+ * _write_end() answer what moor.h says; with no call in flight the pool
+ * has no active connection and no waiting request. What the client
+ * sends is checked as the slots read it: each request's line, Host,
+ * Idempotency-Key and framing (none, Content-Length of its body's size,
+ * or chunked with no trailers and the size produced), body bytes that
+ * are the caller's and nothing else, and each request sent whole at
+ * most once (twice if retried). At the end of the input, if nothing is
+ * in flight and a connection is pooled, a probe GET goes on the most
+ * recent one: its slot must read it as a request of its own (nothing of
+ * an earlier one left unwritten), and answered there it must succeed
+ * with that answer (nothing of an earlier response left). After
  * moor_http_client_free() every call has had its on_done, and after
  * moor_loop_free() live bytes (moor_mem_live_bytes()) equal what they
  * were before the input: a leak aborts with the live bytes by tag
@@ -366,6 +368,21 @@ static void on_head(struct moor_http_call *c,
     CHECK(r->n_headers == 0 || r->headers != NULL);
     for (size_t i = 0; i < r->n_headers; i++)
         CHECK(r->headers[i].name_len > 0);
+    {
+        /* The Content-Length field, found by any case, says what
+         * content_length says (a body is framed by it). */
+        size_t vl = 0, j = 0;
+        const char *v = moor_http_response_header(r, "content-LENGTH", &vl);
+        unsigned long long cl = 0;
+
+        if (v && !x->head_req && r->status != 204 && r->status != 304) {
+            while (j < vl && (v[j] == ' ' || v[j] == '\t'))
+                j++;
+            for (; j < vl && v[j] >= '0' && v[j] <= '9'; j++)
+                cl = cl * 10 + (unsigned long long)(v[j] - '0');
+            CHECK(r->content_length == (long long)cl);
+        }
+    }
     switch (x->a >> 5) {
     case B_CANCEL_HEAD:
         cancel(x);
