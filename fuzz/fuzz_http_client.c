@@ -18,7 +18,8 @@
  * memory, PUT with a produced Content-Length body and POST with a produced
  * chunked one; a request may pause its body, cancel itself from on_head,
  * on_body or on_writable, cancel the others from on_head, start another
- * request from on_done, or close the idle connections from on_done. With
+ * request from on_done or at its first body bytes, or close the idle
+ * connections from on_head or on_done. With
  * two or three requests in flight or in sequence, pooled reuse, the retry
  * of an idempotent request on a stale connection, the wait queue, stray
  * bytes on an idle connection and pipelining-shaped garbage are in reach.
@@ -51,8 +52,11 @@
  *            6 close_idle from on_done, 7 cancel every other call from
  *            on_head
  *          b bits 0-3: the producer's piece size; bit 4: lazy producer
- *            (writes only at op 13); bit 5: tries to write past
- *            body_length (must get -EINVAL); bits 6-7: 1: the URL's
+ *            (writes only at op 13), or with no producer: start another
+ *            request (a GET doing nothing) at the first body bytes;
+ *            bit 5: tries to write past body_length (must get
+ *            -EINVAL), or with no producer: close_idle in on_head;
+ *            bits 6-7: 1: the URL's
  *            host is "localhost" (resolved, another pool), 2: timeout_ms
  *            1, 3: a port nothing listens on (connection refused)
  *     1  server slot x writes the next L bytes, L = next byte (0: 256)
@@ -383,6 +387,8 @@ static void on_head(struct moor_http_call *c,
             CHECK(r->content_length == (long long)cl);
         }
     }
+    if (!x->produced && (x->b & 0x20))
+        moor_http_client_close_idle(client);
     switch (x->a >> 5) {
     case B_CANCEL_HEAD:
         cancel(x);
@@ -411,7 +417,9 @@ static void on_body(struct moor_http_call *c, const void *p, size_t n,
         CHECK(x->seen <= (uint64_t)x->clen);
     if (first && (x->a >> 5) == B_PAUSE_BODY)
         moor_http_call_pause(c);
-    if (first && (x->a >> 5) == B_CANCEL_BODY)
+    if (first && !x->produced && (x->b & 0x10))
+        start_call(0, x->b & 0xc0); /* reentrant, mid-read */
+    if (first && (x->a >> 5) == B_CANCEL_BODY && !x->done)
         cancel(x);
 }
 

@@ -262,6 +262,11 @@ def pool_seeds():
          W(0, cl()) + RUN() + W(0, cl()) + RUN())
     seed("close_idle_from_done", header() + REQ(behave=CLOSE_IDLE) +
          W(0, cl()) + RUN())
+    # With no producer, lazy means: start a GET at the first body bytes;
+    # bad means: close_idle in on_head.
+    seed("request_from_body", header(conns=2, rbuf=2) + REQ() + W(0, cl()) +
+         RUN() + REQ(lazy=True, bad=True) + W(0, BIG) + RUN() +
+         W(1, cl()) + RUN())
 
 
 def control_seeds():
