@@ -47,7 +47,7 @@ help:
 	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
 	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
-	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers and fuzz_conn)"
+	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers, fuzz_conn, fuzz_http_client)"
 
 deps:
 	@scripts/install-deps.sh

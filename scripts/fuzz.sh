@@ -9,9 +9,12 @@
 #   scripts/fuzz.sh 60 http_response   the response parser (HTTP client)
 #   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
 #                              routes of `moor serve` (docs/fuzzing.md)
+#   scripts/fuzz.sh 120 http_client   whole connections through the
+#                              pooled HTTP client against a scripted server
 # Each target runs for the seconds asked, however many (libFuzzer's
 # -max_total_time); `make fuzz FUZZ_SECONDS=N` passes N here. tests/run
-# gives the parser targets 10 s each and fuzz_conn 60 s.
+# gives the parser targets and fuzz_http_client 10 s each and fuzz_conn
+# 60 s.
 #
 # Exit status: 0 if every target ran clean, 1 if any target crashed (or
 # failed a CHECK, leaked, timed out), 2 if the tools or a build failed.
@@ -43,6 +46,13 @@ sources_for() {
     # and the app's serve.c, config.c and flags.c (all of src/*.c but the
     # command dispatcher; the load generator is src/bench/).
     conn) ls src/*.c | grep -v -e '^src/main\.c$' | tr '\n' ' ' ;;
+    # Whole connections through the pooled HTTP client: the library alone
+    # (all of src/*.c but the app's files, as the Makefile's LIB_SRCS).
+    http_client)
+        ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/serve\.c$' \
+            -e '^src/config\.c$' -e '^src/flags\.c$' -e '^src/signals\.c$' |
+            tr '\n' ' '
+        ;;
     *)
         s=""
         [ -f "src/$1.c" ] && s="src/$1.c"
@@ -56,7 +66,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
-    conn) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
+    conn | http_client) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
     *) echo "" ;;
     esac
 }
