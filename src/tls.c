@@ -635,6 +635,9 @@ static SSL_CTX *client_ssl_ctx(const struct tls_ctx *t,
             goto err_free_ctx;
         }
     }
+    /* Read ahead: one read() takes what the socket has (a whole
+     * response, usually) instead of a record header and then its body. */
+    SSL_CTX_set_read_ahead(c, 1);
     if (o->on_session) {
         /* Sessions go to the caller, never into OpenSSL's own cache: the
          * client's pool keeps a few per host, bounded. */
@@ -1153,7 +1156,12 @@ size_t tls_pending(const struct tls_conn *tc)
     if (tc->flags & TC_FATAL)
         return 0;
     n = SSL_pending(tc->ssl);
-    return n > 0 ? (size_t)n : 0;
+    if (n > 0)
+        return (size_t)n;
+    /* A client reads ahead: whole records may wait undecrypted in
+     * OpenSSL's buffer, where epoll cannot see them either. (Half a
+     * record counts too: the read that follows says WANT_READ once.) */
+    return !(tc->flags & TC_SERVER) && SSL_has_pending(tc->ssl) ? 1 : 0;
 }
 
 bool tls_partial_record(const struct tls_conn *tc)

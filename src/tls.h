@@ -270,7 +270,8 @@ bool tls_handshake_done(const struct tls_conn *tc);
 ssize_t tls_read(struct tls_conn *tc, void *buf, size_t cap);
 
 /* Decrypted bytes held inside OpenSSL that tls_read() can return without
- * reading the socket (SSL_pending). */
+ * reading the socket (SSL_pending); for a client, which reads ahead,
+ * non-zero also while undecrypted bytes wait in OpenSSL's buffer. */
 size_t tls_pending(const struct tls_conn *tc);
 /* True while part of a record has arrived and OpenSSL holds it, waiting
  * for the rest (nothing of it can be decrypted yet). */
