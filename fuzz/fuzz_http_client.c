@@ -77,7 +77,7 @@
  * Checked: no callback runs inside moor_http_client_request() or after
  * the call's on_done; on_done runs exactly once per accepted request
  * (and inside moor_http_call_cancel() for a cancel); on_head at most
- * once, with a status of 200..999 (1xx are skipped, 101 refused), no
+ * once, with a status of 200..599 (1xx are skipped, 101 refused), no
  * body announced for HEAD, 204 and 304, and else the content_length of
  * the Content-Length field (found with moor_http_response_header()); no
  * body bytes for those; body bytes delivered add up to the result's
@@ -365,7 +365,7 @@ static void on_head(struct moor_http_call *c,
 
     x->heads++;
     CHECK(x->heads == 1);
-    CHECK(r->status >= 200 && r->status <= 999);
+    CHECK(r->status >= 200 && r->status <= 599);
     x->status = r->status;
     x->clen = r->content_length;
     CHECK(r->content_length >= -1);

@@ -82,7 +82,7 @@ static bool bodiless(int status)
 static void check_resp(const struct http_response *r, const uint8_t *d,
                        size_t n)
 {
-    CHECK(r->status >= 100 && r->status <= 999);
+    CHECK(r->status >= 100 && r->status <= 599);
     CHECK(r->version_minor <= 1);
     CHECK(r->n_headers <= lim.max_headers);
     CHECK(!(r->chunked && r->has_length));

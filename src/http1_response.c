@@ -74,8 +74,9 @@ static const char *parse_status_line(const uint8_t *p, size_t n,
         if (!ascii_is_digit(p[i]))
             return "bad status code";
     }
-    if (p[9] == '0')
-        return "bad status code"; /* 100..999 */
+    if (p[9] < '1' || p[9] > '5')
+        return "bad status code"; /* 100..599 (RFC 9110 15): a 6xx or
+                                     above has no class to read it by */
     /* "HTTP/1.1 200 " is 13 bytes: the second SP is required (RFC 9112
      * 4), even when the reason is empty. */
     if (n < VERSION_LEN + 5 || p[12] != ' ')

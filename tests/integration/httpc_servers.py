@@ -129,6 +129,7 @@ MALFORMED = {
               b"Content-Length: 6\r\n\r\nhello!",
     "two_cl_list": b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!",
     "bad_status": b"HTTP/1.1 2x0 OK\r\nContent-Length: 2\r\n\r\nok",
+    "status_600": b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok",
     "bad_version": b"HTTQ/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "bare_lf": b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
     "obs_fold": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: one\r\n"
