@@ -320,15 +320,9 @@ static void run_ops(const uint8_t *p, size_t n, int nclients)
 
         switch ((c >> 2) & 7) {
         case 0:
-            len = i < n ? (p[i] ? p[i] : 256) : 0;
-            i += i < n;
-            break;
         case 1:
-            len = i + 1 < n ? (size_t)p[i] | (size_t)p[i + 1] << 8 : 0;
-            i = i + 1 < n ? i + 2 : n;
-            break;
         case 2:
-            len = n - i;
+            len = script_len(p, n, &i, (c >> 2) & 7);
             break;
         case 3: {
             int k = 1 + (i < n ? p[i++] % 16 : 0);
