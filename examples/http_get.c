@@ -275,7 +275,7 @@ static void print_stats(struct moor_http_client *cl)
            "\"closed_peer\":%llu,\"closed_abandoned\":%llu,"
            "\"closed_error\":%llu,\"closed_pool_full\":%llu,"
            "\"closed_by_response\":%llu,\"bytes_held\":%lld,"
-           "\"tls_resumed\":%llu}",
+           "\"tls_resumed\":%llu,\"tls_waiting\":%ld,\"tls_waited\":%llu}",
            st.active, st.idle, st.dialing, st.waiting,
            (unsigned long long)st.requests, (unsigned long long)st.conns_new,
            (unsigned long long)st.conns_reused, (unsigned long long)st.retries,
@@ -286,7 +286,8 @@ static void print_stats(struct moor_http_client *cl)
            (unsigned long long)st.closed_error,
            (unsigned long long)st.closed_pool_full,
            (unsigned long long)st.closed_by_response, (long long)st.bytes_held,
-           (unsigned long long)st.tls_resumed);
+           (unsigned long long)st.tls_resumed, st.tls_waiting,
+           (unsigned long long)st.tls_waited);
     if (json && moor_mem_json(json, (size_t)need + 1) >= 0)
         printf(",\"mem\":{\"http_client\":%lld,\"dns\":%lld,\"tls\":%lld}",
                tag_live(json, "http_client"), tag_live(json, "dns"),
@@ -361,6 +362,7 @@ int main(int argc, char **argv)
         {"--max-conn-age", &o.max_conn_age_ms},
         {"--max-requests-per-conn", &o.max_requests_per_conn},
         {"--max-header-bytes", &o.max_header_bytes},
+        {"--max-handshakes", &o.max_handshakes},
     };
     /* The program's own numbers. */
     const struct {

@@ -525,6 +525,13 @@ struct moor_http_client_options {
      * server for ever (60 s; 0: no limit, total_timeout_ms still
      * applies). */
     uint32_t pause_timeout_ms;
+    /* TLS handshakes in flight at once, all hosts together; connections
+     * whose TCP connect is done wait their turn beyond it, under their own
+     * tls_timeout_ms. A handshake holds ~55 KB of buffers while it runs:
+     * a burst of 1,000 new connections costs 64 x 55 KB at its peak, not
+     * 55 MB, and leaves no holes of freed buffers between the pooled
+     * connections (64; 0: no limit). */
+    uint32_t max_handshakes;
 };
 
 MOOR_API void moor_http_client_options_init_(struct moor_http_client_options *o,
@@ -677,6 +684,9 @@ struct moor_http_client_stats {
                              for the total; of this host's objects else */
     uint64_t tls_resumed; /* TLS connections that resumed a session (no
                              certificate sent, parsed or verified) */
+    long tls_waiting;     /* TCP up, the handshake waits its turn
+                             (max_handshakes reached) */
+    uint64_t tls_waited;  /* handshakes that had to wait their turn */
 };
 /* Returns 0, or -ENOENT (no such host in the pool). */
 MOOR_API int moor_http_client_stats(const struct moor_http_client *cl,

@@ -55,6 +55,7 @@ static void client_defaults(void *p, size_t size)
         .tls_sessions_per_host = 4,
         .metrics_max_hosts = 100,
         .pause_timeout_ms = 60000,
+        .max_handshakes = 64,
     };
 
     api_options_init(p, size, &d, sizeof(d));
@@ -492,6 +493,8 @@ static void stats_add(struct moor_http_client_stats *a,
     a->closed_by_response += b->closed_by_response;
     a->bytes_held += b->bytes_held;
     a->tls_resumed += b->tls_resumed;
+    a->tls_waiting += b->tls_waiting;
+    a->tls_waited += b->tls_waited;
 }
 
 static void family(int *err, struct sbuf *b, const char *name, const char *type,
@@ -589,6 +592,18 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
     EACH_HOST
     put(&err, b, "moor_http_client_tls_resumed_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->tls_resumed);
+    family(&err, b, "moor_http_client_tls_handshakes_waiting", "gauge",
+           "Connections whose TLS handshake waits for its turn "
+           "(max_handshakes in flight).");
+    EACH_HOST
+    put(&err, b, "moor_http_client_tls_handshakes_waiting{host=\"%s\"} %ld\n",
+        key, st->tls_waiting);
+    family(&err, b, "moor_http_client_tls_handshakes_waited_total", "counter",
+           "TLS handshakes that waited for their turn (max_handshakes).");
+    EACH_HOST
+    put(&err, b,
+        "moor_http_client_tls_handshakes_waited_total{host=\"%s\"} %llu\n", key,
+        (unsigned long long)st->tls_waited);
     family(&err, b, "moor_http_client_connections_opened_total", "counter",
            "Connections dialed.");
     EACH_HOST

@@ -237,7 +237,7 @@ void hc_on_hook(struct loop_hook *hk)
      * unlink there keeps the rest of the list). */
     while ((call = cl->later_head))
         hc_call_finish(call, call->error, NULL);
-    if (cl->n_release)
+    if (cl->n_release || cl->hs_release)
         hc_release_held(cl);
     if (cl->n_bufs)
         hc_release_bufs(cl);

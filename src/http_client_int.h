@@ -101,14 +101,19 @@ struct hc_conn {
     struct http_chunked chunked; /* chunked body decoder */
     uint64_t left;               /* Content-Length bytes to come */
     int32_t err;                 /* the error found on it, or 0 */
-    uint32_t scan;               /* head parse resume hint */
-    uint32_t requests;           /* calls run on it */
-    uint8_t phase;               /* enum hc_phase */
-    uint8_t rstate : 1;          /* enum hc_rstate */
-    uint8_t bufs_later : 1;      /* on cl->bufs: its TLS buffers go at the
-                                    end of the loop iteration if idle */
-    uint8_t kind;                /* enum http_body_kind */
-    uint8_t flags;               /* enum hc_flag */
+    union {
+        uint32_t scan;    /* head parse resume hint (a call's response) */
+        uint32_t tls_end; /* tick its TLS deadline ends (HC_TLS) */
+    };
+    uint32_t requests;      /* calls run on it */
+    uint8_t phase;          /* enum hc_phase */
+    uint8_t rstate : 1;     /* enum hc_rstate */
+    uint8_t bufs_later : 1; /* on cl->bufs: its TLS buffers go at the
+                               end of the loop iteration if idle */
+    uint8_t hs_slot : 1;    /* its handshake counts in cl->hs_active */
+    uint8_t hs_wait : 1;    /* on cl's handshake queue (prev/next) */
+    uint8_t kind;           /* enum http_body_kind */
+    uint8_t flags;          /* enum hc_flag */
 };
 
 enum call_state {
@@ -182,6 +187,12 @@ struct moor_http_client {
     struct http_limits lim;
     long calls;         /* in flight */
     uint32_t n_release; /* hosts whose held connections go (h->release) */
+    /* TLS handshakes running (max_handshakes), and the connections whose
+     * TCP connect is done and whose handshake waits for one to end, in
+     * order (linked by their hc_conn's prev/next). */
+    uint32_t hs_active;
+    struct conn *hs_head, *hs_tail;
+    bool hs_release; /* a slot came free: the queue moves at the hook */
     /* TLS connections pooled in this loop iteration: their record buffers
      * are freed at its end if they are still idle, so a request chain that
      * reuses its connection from on_done does not free and reallocate
@@ -217,7 +228,8 @@ void hc_host_sessions_arrived(struct hc_host *h);
 /* Arms c's body deadline: body_timeout_ms, or what is left of the
  * caller's pause_timeout_ms if the body is paused and that comes first. */
 void hc_body_deadline(struct conn *c);
-/* Lets the held connections of every host marked go (the client's hook). */
+/* Lets the held connections of every host marked go, and as many of the
+ * handshake queue as max_handshakes allows (the client's hook). */
 void hc_release_held(struct moor_http_client *cl);
 /* Frees the TLS buffers of the connections on cl->bufs that are still
  * idle (the client's hook). */

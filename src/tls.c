@@ -881,6 +881,12 @@ int tls_conn_set_session(struct tls_conn *tc, SSL_SESSION *session, void *arg)
     return 0;
 }
 
+void tls_conn_keep_buffers(struct tls_conn *tc)
+{
+    if ((tc->flags & (TC_SERVER | TC_KEEP_BUFS)) == TC_KEEP_BUFS)
+        SSL_clear_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
 bool tls_conn_release_buffers(struct tls_conn *tc)
 {
     return SSL_free_buffers(tc->ssl) == 1;
@@ -1090,12 +1096,6 @@ int tls_handshake(struct tls_conn *tc)
     ERR_clear_error();
     r = SSL_do_handshake(tc->ssl);
     if (r == 1) {
-        /* keep_buffers: freed after each record while the handshake
-         * runs (its buffers would otherwise stay between the small
-         * objects it leaves, and pin their pages: ~500 B of RSS per
-         * idle pooled connection), kept from here on. */
-        if ((tc->flags & (TC_SERVER | TC_KEEP_BUFS)) == TC_KEEP_BUFS)
-            SSL_clear_mode(tc->ssl, SSL_MODE_RELEASE_BUFFERS);
         tc->flags |= TC_DONE;
         return TLS_OK;
     }

@@ -149,12 +149,13 @@ struct tls_client_opts {
      * tls_conn_set_session() gave for that connection; the callee takes
      * the session (tls_session_free()). NULL: no session is kept. */
     void (*on_session)(void *arg, struct ssl_session_st *session);
-    /* Once the handshake is done, OpenSSL's record buffers stay while
-     * the connection is busy instead of being freed after every record
-     * and allocated again for the next (SSL_MODE_RELEASE_BUFFERS, which
-     * the handshake itself keeps); the owner gives them back with
-     * tls_conn_release_buffers() when the connection goes idle (a pooled
-     * client connection between requests). */
+    /* OpenSSL's record buffers are freed after every record
+     * (SSL_MODE_RELEASE_BUFFERS) until the owner calls
+     * tls_conn_keep_buffers(): from then on they stay while the
+     * connection is busy, and the owner gives them back with
+     * tls_conn_release_buffers() when it goes idle (a pooled client
+     * connection: kept from its second request on, so a connection used
+     * once, or waiting long for its first answer, holds none). */
     bool keep_buffers;
 };
 
@@ -219,6 +220,9 @@ bool tls_conn_resumed(const struct tls_conn *tc);
 bool tls_conn_sessions_later(const struct tls_conn *tc);
 /* True if session may still be offered (not expired, resumable). */
 bool tls_session_usable(struct ssl_session_st *session, uint64_t now_s);
+/* From now on c's record buffers stay between records (a context with
+ * keep_buffers; does nothing otherwise). */
+void tls_conn_keep_buffers(struct tls_conn *tc);
 /* Frees OpenSSL's record buffers now, if no record is half read or half
  * written (for a context with keep_buffers). Returns true if none is
  * held afterwards. */

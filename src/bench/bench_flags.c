@@ -174,6 +174,16 @@ static const struct flag bflags[] = {
      .help = "instead of a request loop: --conns requests at once on as many "
              "new connections, then hold them idle in the pool this long "
              "and report the client's own memory per pooled connection"},
+    {.name = "max-handshakes",
+     .kind = FLAG_UINT,
+     OPT(max_handshakes),
+     .def = "64",
+     .min = 0,
+     .max = 10000000,
+     .modes = M_HTTP,
+     .arg = "N",
+     .help = "TLS handshakes in flight at once; the other connections wait "
+             "their turn (0: no limit)"},
     {.name = "json",
      .kind = FLAG_BOOL,
      OPT(json),

@@ -476,6 +476,7 @@ static int hb_setup(struct hb *hb, char *err, size_t errlen)
     co.total_timeout_ms = o->timeout_ms;
     if (o->idle_hold_ms) /* nothing closes for age while held */
         co.idle_timeout_ms = o->idle_hold_ms + 60000;
+    co.max_handshakes = o->max_handshakes;
     co.tls_ca = o->tls_ca[0] ? o->tls_ca : NULL;
     co.insecure = o->insecure;
     hb->cl = moor_http_client_new(hb->ml, &co, &e);

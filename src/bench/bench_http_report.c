@@ -84,12 +84,12 @@ static void json_pool(FILE *out, const struct moor_http_client_stats *s)
             ", \"closed_abandoned\": %" PRIu64 ", \"closed_error\": %" PRIu64
             ", \"closed_pool_full\": %" PRIu64
             ", \"closed_by_response\": %" PRIu64 ", \"bytes_held\": %" PRId64
-            ", \"tls_resumed\": %" PRIu64 "}",
+            ", \"tls_resumed\": %" PRIu64 ", \"tls_waited\": %" PRIu64 "}",
             s->active, s->idle, s->dialing, s->waiting, s->requests,
             s->conns_new, s->conns_reused, s->retries, s->closed_idle_timeout,
             s->closed_max_age, s->closed_peer, s->closed_abandoned,
             s->closed_error, s->closed_pool_full, s->closed_by_response,
-            s->bytes_held, s->tls_resumed);
+            s->bytes_held, s->tls_resumed, s->tls_waited);
 }
 
 static void json_rss(FILE *out, const char *name, const struct hb_mem *m)
@@ -248,11 +248,13 @@ static void hold_table(const struct hb *hb, FILE *out)
     }
     fprintf(out,
             "pool         %ld idle, %ld active; %" PRIu64 " opened (%" PRIu64
-            " resumed TLS), closed: %" PRIu64 " by the server, %" PRIu64
+            " resumed TLS, %" PRIu64 " waited for a handshake slot), "
+            "closed: %" PRIu64 " by the server, %" PRIu64
             " idle timeout, %" PRIu64 " error\n",
             hb->st_end.idle, hb->st_end.active, hb->st_end.conns_new,
-            hb->st_end.tls_resumed, hb->st_end.closed_peer,
-            hb->st_end.closed_idle_timeout, hb->st_end.closed_error);
+            hb->st_end.tls_resumed, hb->st_end.tls_waited,
+            hb->st_end.closed_peer, hb->st_end.closed_idle_timeout,
+            hb->st_end.closed_error);
     if (hb->errors) {
         bench_format_reasons(&hb->why, why, sizeof(why));
         fprintf(out, "failed       %" PRIu64 ": %s\n", hb->errors, why);

@@ -52,10 +52,11 @@ struct bench_opts {
     uint32_t warmup_ms;
     uint32_t rate; /* broadcast: messages/s, 0 = throughput */
     bool json;
-    char tls_ca[512];      /* wss://: trust these CAs, not the system store */
-    bool insecure;         /* wss://: no certificate check at all */
-    bool tls;              /* --tls: ws:// URLs are taken as wss:// */
-    uint32_t idle_hold_ms; /* http: hold the pooled connections idle */
+    char tls_ca[512];        /* wss://: trust these CAs, not the system store */
+    bool insecure;           /* wss://: no certificate check at all */
+    bool tls;                /* --tls: ws:// URLs are taken as wss:// */
+    uint32_t idle_hold_ms;   /* http: hold the pooled connections idle */
+    uint32_t max_handshakes; /* http: the client's max_handshakes */
 };
 
 /* Which modes a flag applies to: bit i is bench_modes[i]. */

@@ -850,6 +850,50 @@ def test_tls_parallel_dials_when_the_leader_stalls(srv, pki):
             near(r["ms"], 4000)
 
 
+@pytest.mark.parametrize("limit,waited", [(1, 5), (0, 0)])
+def test_tls_max_handshakes_queues_the_rest(srv, pki, limit, waited):
+    """Six dials at once with max_handshakes 1: one handshake runs, the
+    five other connections wait their turn and then all succeed; with no
+    limit nobody waits. Resumption off, so no dial waits for a leader."""
+    s = srv(tls=pki.ctx("good"))
+    g = ok(http_get("--tls-ca", pki.ca, "--tls-sessions", 0,
+                    "--max-handshakes", limit, "--parallel", 6,
+                    "--repeat", 6, s.url("/delay?ms=200")))
+    assert g.stats["conns_new"] == 6 and len(s.conns) == 6, g
+    assert g.stats["tls_waited"] == waited, g
+    assert g.stats["tls_waiting"] == 0, g
+
+
+def test_tls_max_handshakes_with_resumption(srv, pki):
+    """Eight dials at once to a new host with max_handshakes 2: the
+    leader's full handshake first, then the seven held ones two at a
+    time, every one resuming the leader's session."""
+    s = srv(tls=pki.ctx("good"))
+    g = ok(http_get("--tls-ca", pki.ca, "--max-handshakes", 2,
+                    "--parallel", 8, "--repeat", 8, s.url("/delay?ms=300")))
+    reused = [c.session_reused for c in s.conns]
+    assert len(reused) == 8 and reused.count(False) == 1, reused
+    assert g.stats["tls_resumed"] == 7, g
+    assert g.stats["tls_waited"] >= 5 and g.stats["tls_waiting"] == 0, g
+
+
+def test_tls_max_handshakes_wait_counts_against_tls_timeout(srv, pki):
+    """The server never answers the first three ClientHellos and
+    max_handshakes is 1: the two connections waiting behind the stalled
+    one fail at their own TLS deadline, counted from their TCP connect,
+    not one deadline after another (1.5 s, 3 s, 4.5 s)."""
+    s = srv(tls=pki.ctx("good"), stall_first=3)
+    g = http_get("--tls-ca", pki.ca, "--tls-sessions", 0,
+                 "--max-handshakes", 1, "--tls-timeout", 1500,
+                 "--parallel", 3, "--repeat", 3, s.url("/ok"))
+    assert g.errors() == ["timeout_tls"] * 3, g
+    ms = [r["ms"] for r in g.reqs]
+    for m in ms:
+        near(m, 1500)
+    assert max(ms) - min(ms) < 1000, ms
+    assert g.stats["tls_waiting"] == 0 and g.stats["dialing"] == 0, g
+
+
 def test_tls_connection_reused(srv, pki):
     s = srv(tls=pki.ctx("good"))
     g = ok(http_get("--tls-ca", pki.ca, "--repeat", 3, s.url("/ok")))

@@ -820,6 +820,49 @@ static void make_cert(char *dir, char *cert, char *key, const char *san)
     assert_int_equal(system(cmd), 0);
 }
 
+/* max_handshakes 1 and a server that takes the TCP connection (the
+ * kernel's accept queue) and never answers a ClientHello: one handshake
+ * runs, the other dials wait their turn; freeing the client with them
+ * waiting cancels their requests and leaves nothing behind. */
+static void tls_queue(struct moor_loop *l, const char *ca)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t sl = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct moor_http_client_options o;
+    struct moor_http_client *cl;
+    struct moor_http_request rq;
+    struct moor_error err = {0};
+    struct res r[3] = {{0}};
+    char url[128];
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    opts_init(&o);
+    o.tls_ca = ca;
+    o.max_handshakes = 1;
+    o.tls_sessions_per_host = 0; /* nobody waits for a leader */
+    cl = new_client(l, &o);
+    moor_http_request_init(&rq);
+    rq.url = url;
+    snprintf(url, sizeof(url), "https://127.0.0.1:%d/", ntohs(sa.sin_port));
+    for (int i = 0; i < 3; i++)
+        assert_non_null(moor_http_client_request(cl, &rq, &cbs, &r[i], &err));
+    for (int i = 0; i < 200 && stats(cl).tls_waiting < 2; i++)
+        run_for(l, 5);
+    assert_int_equal(stats(cl).tls_waiting, 2);
+    assert_int_equal(stats(cl).tls_waited, 2);
+    assert_int_equal(stats(cl).dialing, 3);
+    moor_http_client_free(cl);
+    for (int i = 0; i < 3; i++) {
+        expect_err(&r[i], -ECANCELED);
+        res_reset(&r[i]);
+    }
+    close(lfd);
+}
+
 static void test_tls(void **state)
 {
     char dir[] = "/tmp/moor-hc-tls.XXXXXX", cert[128], key[128], url[128],
@@ -887,7 +930,9 @@ static void test_tls(void **state)
     res_reset(&a);
     res_reset(&b);
     res_reset(&c);
-    finish(l, cl, &s);
+    moor_http_client_free(cl);
+    tls_queue(l, cert);
+    finish(l, NULL, &s);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
 }
