@@ -40,6 +40,8 @@ enum mem_tag {
     MEM_METRICS, /* metric tables */
     MEM_DNS,     /* the resolver: c-ares state, queries, the name cache */
     MEM_HTTPC,   /* the HTTP client: pools, hosts, requests in flight */
+    MEM_AUTH,    /* authorization: keys, connections' grants and expiry,
+                    per-address tables, the callback's cache */
     MEM_TAG_COUNT
 };
 
