@@ -1,7 +1,7 @@
 /*
  * serve.c - `moor serve`: flags to options, the built-in routes (and
- * which listener serves them), the start-up banner, and the exit check
- * that every byte came back.
+ * which listener serves them), the start-up banner and warnings, and the
+ * exit check that every byte came back.
  *
  * Signals are the program's, so they are handled here and not in the
  * library: SIGINT and SIGTERM begin the graceful shutdown, SIGHUP reloads
@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/signalfd.h>
 
 #include "serve.h"
@@ -460,6 +463,76 @@ static void banner(const struct serve *sv)
     fflush(stdout);
 }
 
+/* True if host (a listen address's host as addr_parse() left it) is on
+ * this machine only: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z), or
+ * "localhost". A wildcard (0.0.0.0, ::) and every other address may be
+ * reached from the network. Other names are not resolved: one that maps
+ * to loopback still gets the warning, which errs on the side of telling. */
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return ntohl(a4.s_addr) >> 24 == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+/* Appends " key=host:port" to out (len bytes) if host is not loopback. */
+static void add_open(char *out, size_t len, const char *key, const char *host,
+                     uint16_t port)
+{
+    size_t n = strlen(out);
+    bool v6 = strchr(host, ':') != NULL;
+
+    if (!host_is_loopback(host))
+        snprintf(out + n, len - n, " %s=%s%s%s:%u", key, v6 ? "[" : "", host,
+                 v6 ? "]" : "", port);
+}
+
+/* Warns once, at start, of what the network can reach: without auth,
+ * anyone who reaches a listener outside loopback may publish and
+ * subscribe; an admin listener outside loopback shows /metrics and the
+ * /debug pages (every peer's address) to whoever reaches it. auth_on:
+ * whether clients must prove who they are (--auth other than none). */
+static void warn_open(const struct serve *sv, bool auth_on)
+{
+    const struct moor_config *c = sv->cfg;
+    char open[512] = "", host[128];
+    uint16_t port;
+
+    if (!auth_on) {
+        add_open(open, sizeof(open), "listen", sv->host, server_port(sv->srv));
+        if (sv->tls_listener &&
+            addr_parse(c->tls_listen, host, sizeof(host), &port) == 0)
+            add_open(open, sizeof(open), "tls_listen", host,
+                     listener_port(sv->tls_listener));
+        if (sv->tcp &&
+            addr_parse(c->tcp_listen, host, sizeof(host), &port) == 0)
+            add_open(open, sizeof(open), "tcp_listen", host,
+                     listener_port(sv->tcp));
+    }
+    if (open[0])
+        LOG_WARN("listening on the network with --auth none: anyone who can "
+                 "reach these addresses can publish to and subscribe to "
+                 "every channel; see --auth",
+                 "%s", open + 1);
+    open[0] = '\0';
+    if (sv->admin)
+        add_open(open, sizeof(open), "admin_listen", sv->admin_host,
+                 listener_port(sv->admin));
+    if (open[0])
+        LOG_WARN("admin listener on the network: anyone who can reach it "
+                 "can read /metrics and /debug, which list every peer's "
+                 "address and channels",
+                 "%s", open + 1);
+}
+
 static void on_signal(struct watcher *w, uint32_t events)
 {
     struct serve *sv = container_of(w, struct serve, sigw);
@@ -625,6 +698,7 @@ int serve_main(int argc, char **argv)
     if (sv->admin)
         LOG_INFO("admin listening", "addr=%s:%u", sv->admin_host,
                  listener_port(sv->admin));
+    warn_open(sv, false); /* no --auth yet: every client is let in */
 
     hook = getenv("MOOR_TEST_FAIL_ALLOC");
     if (hook && *hook) {

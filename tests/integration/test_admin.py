@@ -1,5 +1,6 @@
 """--admin-listen: the operator's routes (/metrics, /debug/*, /healthz) on
-a listener of their own, gone from the public one."""
+a listener of their own, gone from the public one; and the start-up
+warnings for listeners reachable from the network without auth."""
 
 import json
 import re
@@ -10,6 +11,9 @@ from conftest import (Conn, Metrics, assert_clean_exit, parse_metrics,
                       run_moor, slack)
 
 OPERATOR = ("/metrics", "/debug/mem", "/debug/conns")
+AUTH_WARNING = "with --auth none: anyone who can reach these addresses " \
+               "can publish to and subscribe to every channel; see --auth"
+ADMIN_WARNING = "admin listener on the network"
 
 
 def get(port, path, method="GET", headers=None, body=b""):
@@ -30,6 +34,11 @@ def admin_server(moor, *args):
     assert s.admin_port != s.port
     return s
 
+
+def warn_lines(s):
+    """The warn lines of the start-up, once the start-up is logged."""
+    assert s.wait_log('msg="listening"'), s.stderr_text()
+    return [l for l in s.stderr_text().splitlines() if "level=warn" in l]
 
 
 # ---- where the routes are ---------------------------------------------------
@@ -180,3 +189,39 @@ def test_admin_port_taken_exit_1():
     assert r.returncode == 1, (r.returncode, r.stderr)
     assert f"moor: cannot listen on 127.0.0.1:{port} (--admin-listen): " \
            f"Address already in use" in r.stderr, r.stderr
+
+
+# ---- the start-up warnings --------------------------------------------------
+
+def test_warning_for_a_wildcard_listen(moor):
+    s = moor("--listen", "0.0.0.0:0")
+    assert s.get("/healthz").status == 200  # reached through 127.0.0.1
+    lines = warn_lines(s)
+    assert len(lines) == 1, lines
+    assert AUTH_WARNING in lines[0], lines[0]
+    assert f"listen=0.0.0.0:{s.port}" in lines[0], lines[0]
+    assert "tcp_listen=" not in lines[0]
+
+
+def test_no_warning_on_loopback(moor):
+    s = moor("--tcp-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+    assert warn_lines(s) == []
+
+
+def test_warning_names_every_open_listener(moor):
+    s = moor("--tcp-listen", "0.0.0.0:0")
+    lines = warn_lines(s)
+    assert len(lines) == 1, lines
+    assert AUTH_WARNING in lines[0]
+    assert re.search(r" tcp_listen=0\.0\.0\.0:\d+$", lines[0]), lines[0]
+    assert " listen=" not in lines[0], "--listen is on loopback"
+
+
+def test_warning_for_an_open_admin_listener(moor):
+    s = moor("--admin-listen", "0.0.0.0:0")
+    assert s.admin_port
+    assert get(s.admin_port, "/metrics").status == 200
+    lines = warn_lines(s)
+    assert len(lines) == 1, lines
+    assert ADMIN_WARNING in lines[0], lines[0]
+    assert f"admin_listen=0.0.0.0:{s.admin_port}" in lines[0], lines[0]
