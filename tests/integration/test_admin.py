@@ -148,10 +148,10 @@ def test_admin_conns_count_against_max_conns(moor):
         try:
             m = admin_metrics(s)
             break
-        except AssertionError:  # the two may not be closed yet: 503
+        except AssertionError:  # the two may not be closed yet: 503 again
             assert time.monotonic() < end
             time.sleep(0.05)
-    assert m.get_value("moor_refused_total", reason="max_conns") == 2
+    assert m.get_value("moor_refused_total", reason="max_conns") >= 2
 
 
 def test_shutdown_with_an_idle_admin_conn_is_clean(moor):
