@@ -122,6 +122,14 @@ static const struct flag opts[] = {
              "handshake (the server keeps no per-session state; off: "
              "every handshake is full)",
      .metric = "-"},
+    {.name = "admin-listen",
+     .kind = FLAG_ADDR,
+     CFG(admin_listen),
+     .def = "",
+     .help = "serve /metrics, /debug/mem and /debug/conns here and not on "
+             "--listen or --tls-listen (404 there); it serves /healthz too "
+             "and nothing else; empty: off",
+     .metric = "moor_http_rejected_total{status=\"404\"}"},
     {.name = "handshake-timeout",
      .kind = FLAG_DURATION,
      CFG(handshake_timeout_ms),
@@ -577,7 +585,8 @@ void config_print_help(FILE *out)
         "subscribers reached); GET /sub/CHANNEL with Accept: "
         "text/event-stream is Server-Sent Events. --tcp-listen adds "
         "length-prefixed TCP pub/sub; --tls-listen serves all of it over "
-        "TLS (HTTPS, wss://), --tcp-tls the TCP listener.",
+        "TLS (HTTPS, wss://), --tcp-tls the TCP listener; --admin-listen "
+        "moves /metrics and /debug to an address of their own.",
         0, 0);
     fprintf(out, "\nflags:\n");
     for (size_t i = 0; i < N_OPTS; i++) {

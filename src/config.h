@@ -23,6 +23,7 @@ struct moor_config {
     char listen[128];               /* --listen host:port */
     char tcp_listen[128];           /* --tcp-listen host:port, "" = off */
     char tls_listen[128];           /* --tls-listen host:port, "" = off */
+    char admin_listen[128];         /* --admin-listen host:port, "" = off */
     char tls_cert[512];             /* --tls-cert PEM chain */
     char tls_key[512];              /* --tls-key PEM key */
     char tls_min_version[8];        /* --tls-min-version 1.2|1.3 */

@@ -85,7 +85,9 @@ static const struct conn_stats *set_stats(const struct conn_set *s)
 }
 
 #define SUM_CONN(v, field) SUM_LOOPS(v, conns, set_stats, field)
-#define SUM_HTTP(v, field) SUM_LOOPS(v, http, http_server_stats, field)
+#define SUM_HTTP(v, field)                                                     \
+    (SUM_LOOPS(v, http, http_server_stats, field) +                            \
+     SUM_LOOPS(v, http_admin, http_server_stats, field))
 #define SUM_PS(v, field) SUM_LOOPS(v, pubsub, pubsub_stats, field)
 /* The same over every listener of every loop. */
 #define SUM_LISTEN(v, field)                                                   \

@@ -28,6 +28,9 @@ struct metrics_loop {
      * refusals and accept pauses are summed over them. */
     const struct listener *listeners[METRICS_MAX_LISTENERS];
     const struct http_server *http;
+    /* A second HTTP server on the same conns, or NULL: `moor serve`'s
+     * --admin-listen routes. Its requests count with http's. */
+    const struct http_server *http_admin;
     const struct pubsub *pubsub; /* or NULL */
 };
 

@@ -1,6 +1,7 @@
 /*
- * serve.c - `moor serve`: flags to options, the built-in routes, the
- * start-up banner, and the exit check that every byte came back.
+ * serve.c - `moor serve`: flags to options, the built-in routes (and
+ * which listener serves them), the start-up banner and warnings, and the
+ * exit check that every byte came back.
  *
  * Signals are the program's, so they are handled here and not in the
  * library: SIGINT and SIGTERM begin the graceful shutdown, SIGHUP reloads
@@ -17,7 +18,10 @@
 #include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/signalfd.h>
 
 #include "serve.h"
@@ -42,8 +46,23 @@ struct serve {
     struct listener *tcp;          /* --tcp-listen, or NULL */
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
-    char more[512]; /* the banner's lines for --tls-listen, --tcp-listen */
-    char host[128]; /* --listen's host, for the banner */
+    struct listener *admin;        /* --admin-listen, or NULL */
+    /* The admin listener's routes: an HTTP server of its own on the same
+     * conns, so its connections count against --max-conns and keep every
+     * deadline of the others, but a path it has no route for (/sub,
+     * /pub, /echo) is 404 there whatever the public side serves. */
+    struct http_server *admin_http;
+    /* Whether /debug/mem and /debug/conns are routed on the public
+     * listeners (--listen, --tls-listen). They list every peer's
+     * address and channels, so this is the one place that decides it,
+     * in serve_new(): today they are public unless --admin-listen takes
+     * them; the auth rule of issue 16 (with auth on and no admin
+     * listener, /debug is served nowhere) adds its condition there. */
+    bool debug_public;
+    char more[512];       /* the banner's lines for --tls-listen, --tcp-listen,
+                             --admin-listen */
+    char host[128];       /* --listen's host, for the banner */
+    char admin_host[128]; /* --admin-listen's host, for the banner */
     const struct moor_config *cfg;
     struct loop_hook hook;
     struct watcher sigw; /* the signalfd (serve_main only) */
@@ -90,6 +109,8 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     v.tls = sv->tls;
     v.loops[0].listeners[1] = sv->tls_listener;
     v.loops[0].listeners[2] = sv->tcp;
+    v.loops[0].listeners[3] = sv->admin;
+    v.loops[0].http_admin = sv->admin_http;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     http_respond_page(ex, metrics_render(&b, &v), &b,
                       "text/plain; version=0.0.4; charset=utf-8");
@@ -103,6 +124,10 @@ static void on_shutdown(void *arg)
         listener_stop(sv->tcp);
     if (sv->tls_listener)
         listener_stop(sv->tls_listener);
+    if (sv->admin) {
+        listener_stop(sv->admin);
+        http_server_drain(sv->admin_http);
+    }
     push_drain(sv->push);
 }
 
@@ -134,6 +159,15 @@ static void on_tls_accept(struct listener *ls, int fd,
     (void)peer;
     http_server_accept_tls(server_http(sv->srv), fd, sv->tls,
                            sv->cfg->handshake_timeout_ms);
+}
+
+static void on_admin_accept(struct listener *ls, int fd,
+                            const struct sockaddr *peer, void *arg)
+{
+    struct serve *sv = arg;
+
+    (void)ls;
+    http_server_accept(sv->admin_http, fd, peer);
 }
 
 /* SIGHUP: the certificate and key are read again from the same files;
@@ -210,11 +244,85 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
     return 0;
 }
 
+/* /debug/conns' role of c: "admin" on the admin listener (the operator's
+ * own scrapes, told apart from the clients'), else what push knows. */
+static const char *describe_conn(void *arg, struct conn *c, char *channels,
+                                 size_t cap)
+{
+    struct serve *sv = arg;
+
+    if (sv->admin_http && conn_ctx(c) == sv->admin_http) {
+        if (cap)
+            channels[0] = '\0';
+        return "admin";
+    }
+    return push_describe(sv->push, c, channels, cap);
+}
+
 static void on_debug_conns(struct http_exchange *ex, void *arg)
 {
     struct serve *sv = arg;
 
-    debug_conns_page(ex, server_conns(sv->srv), push_describe, sv->push);
+    debug_conns_page(ex, server_conns(sv->srv), describe_conn, sv);
+}
+
+/* The operator's routes on h: /metrics, and the /debug pages if debug. */
+static void operator_routes(struct serve *sv, struct http_server *h, bool debug)
+{
+    const unsigned get = HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD);
+
+    http_server_route(h, "/metrics", false, get, on_metrics, sv);
+    if (!debug)
+        return;
+    http_server_route(h, "/debug/mem", false, get, debug_mem_page, sv);
+    http_server_route(h, "/debug/conns", false, get, on_debug_conns, sv);
+}
+
+/* "http://host:port" as the banner shows it: a wildcard host as
+ * 127.0.0.1 (where a local client finds it), an IPv6 one in brackets. */
+static void shown_url(char *out, size_t len, const char *host, uint16_t port)
+{
+    const char *shown = host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
+    bool v6 = strchr(shown, ':') != NULL;
+
+    snprintf(out, len, "http://%s%s%s:%u", v6 ? "[" : "", shown, v6 ? "]" : "",
+             port);
+}
+
+/* The listener of --admin-listen: an HTTP server of its own with only the
+ * operator's routes, on the server's conns and with its limits (so = the
+ * public server's options). Returns 0, or 1 with the reason printed. */
+static int start_admin(struct serve *sv, const struct moor_config *c,
+                       const struct server_opts *so)
+{
+    struct http_server_opts ho = so->http;
+    char url[160];
+    uint16_t port = 0;
+    int e = 0;
+
+    ho.conn_ext = 0; /* nothing upgrades here: no WebSocket state */
+    addr_parse(c->admin_listen, sv->admin_host, sizeof(sv->admin_host), &port);
+    sv->admin_http = http_server_new(server_conns(sv->srv), &ho);
+    if (!sv->admin_http) {
+        fprintf(stderr, "moor: out of memory\n");
+        return 1;
+    }
+    http_server_route(sv->admin_http, "/healthz", false,
+                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, sv);
+    operator_routes(sv, sv->admin_http, true);
+    sv->admin = listener_new(sv->loop, server_conns(sv->srv), sv->admin_host,
+                             port, &so->listen, on_admin_accept, sv, &e);
+    if (!sv->admin) {
+        fprintf(stderr, "moor: cannot listen on %s (--admin-listen): %s\n",
+                c->admin_listen, e == -EINVAL ? "bad address" : strerror(-e));
+        return 1;
+    }
+    shown_url(url, sizeof(url), sv->admin_host, listener_port(sv->admin));
+    more_line(sv,
+              "  %s       admin listener (--admin-listen): /healthz, "
+              "/metrics, /debug only\n",
+              url);
+    return 0;
 }
 
 /* Test hook: reports once when the armed allocation failure fired. */
@@ -312,7 +420,9 @@ void serve_free(struct serve *sv)
         return;
     listener_free(sv->tcp);
     listener_free(sv->tls_listener);
-    server_free(sv->srv);
+    listener_free(sv->admin);
+    server_free(sv->srv); /* closes the admin conns too: then admin_http */
+    http_server_free(sv->admin_http);
     push_free(sv->push);
     tls_ctx_free(sv->tls);
     if (sv->sigfd >= 0) {
@@ -324,27 +434,103 @@ void serve_free(struct serve *sv)
     tls_mem_fini();
 }
 
-static void banner(const char *host, uint16_t port, const char *more)
+/* The routes and where they are; the operator's at the admin listener
+ * when there is one. Tests read the ports from it
+ * (tests/integration/conftest.py). */
+static void banner(const struct serve *sv)
 {
-    const char *shown = host[0] && strcmp(host, "0.0.0.0") ? host : "127.0.0.1";
-    bool v6 = strchr(shown, ':') != NULL;
-    char base[160];
+    char base[160], ops[160];
 
-    snprintf(base, sizeof(base), "http://%s%s%s:%u", v6 ? "[" : "", shown,
-             v6 ? "]" : "", port);
+    shown_url(base, sizeof(base), sv->host, server_port(sv->srv));
+    if (sv->admin)
+        shown_url(ops, sizeof(ops), sv->admin_host, listener_port(sv->admin));
+    else
+        snprintf(ops, sizeof(ops), "%s", base);
     printf("moor %s serving %s (pid %d)\n"
            "  %s/healthz     liveness\n"
-           "  %s/metrics     Prometheus metrics\n"
-           "  %s/debug/mem   memory by tag (JSON)\n"
-           "  %s/debug/conns one JSON line per connection\n"
-           "  ws%s/echo          WebSocket echo\n"
+           "  %s/metrics     Prometheus metrics\n",
+           MOOR_VERSION, base, (int)getpid(), base, ops);
+    if (sv->admin || sv->debug_public)
+        printf("  %s/debug/mem   memory by tag (JSON)\n"
+               "  %s/debug/conns one JSON line per connection\n",
+               ops, ops);
+    printf("  ws%s/echo          WebSocket echo\n"
            "  ws%s/sub/CHANNEL   WebSocket subscriber (CHANNEL: a,b,c)\n"
            "  ws%s/pub/CHANNEL   WebSocket publisher; or POST %s/pub/CHANNEL\n"
            "%s"
            "Stop with Ctrl-C or SIGTERM (graceful).\n",
-           MOOR_VERSION, base, (int)getpid(), base, base, base, base, base + 4,
-           base + 4, base + 4, base, more);
+           base + 4, base + 4, base + 4, base, sv->more);
     fflush(stdout);
+}
+
+/* True if host (a listen address's host as addr_parse() left it) is on
+ * this machine only: 127.0.0.0/8, ::1 (or ::ffff:127.x.y.z), or
+ * "localhost". A wildcard (0.0.0.0, ::) and every other address may be
+ * reached from the network. Other names are not resolved: one that maps
+ * to loopback still gets the warning, which errs on the side of telling. */
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return ntohl(a4.s_addr) >> 24 == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ||
+               (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    return false;
+}
+
+/* Appends " key=host:port" to out (len bytes) if host is not loopback. */
+static void add_open(char *out, size_t len, const char *key, const char *host,
+                     uint16_t port)
+{
+    size_t n = strlen(out);
+    bool v6 = strchr(host, ':') != NULL;
+
+    if (!host_is_loopback(host))
+        snprintf(out + n, len - n, " %s=%s%s%s:%u", key, v6 ? "[" : "", host,
+                 v6 ? "]" : "", port);
+}
+
+/* Warns once, at start, of what the network can reach: without auth,
+ * anyone who reaches a listener outside loopback may publish and
+ * subscribe; an admin listener outside loopback shows /metrics and the
+ * /debug pages (every peer's address) to whoever reaches it. auth_on:
+ * whether clients must prove who they are (--auth other than none). */
+static void warn_open(const struct serve *sv, bool auth_on)
+{
+    const struct moor_config *c = sv->cfg;
+    char open[512] = "", host[128];
+    uint16_t port;
+
+    if (!auth_on) {
+        add_open(open, sizeof(open), "listen", sv->host, server_port(sv->srv));
+        if (sv->tls_listener &&
+            addr_parse(c->tls_listen, host, sizeof(host), &port) == 0)
+            add_open(open, sizeof(open), "tls_listen", host,
+                     listener_port(sv->tls_listener));
+        if (sv->tcp &&
+            addr_parse(c->tcp_listen, host, sizeof(host), &port) == 0)
+            add_open(open, sizeof(open), "tcp_listen", host,
+                     listener_port(sv->tcp));
+    }
+    if (open[0])
+        LOG_WARN("listening on the network with --auth none: anyone who can "
+                 "reach these addresses can publish to and subscribe to "
+                 "every channel; see --auth",
+                 "%s", open + 1);
+    open[0] = '\0';
+    if (sv->admin)
+        add_open(open, sizeof(open), "admin_listen", sv->admin_host,
+                 listener_port(sv->admin));
+    if (open[0])
+        LOG_WARN("admin listener on the network: anyone who can reach it "
+                 "can read /metrics and /debug, which list every peer's "
+                 "address and channels",
+                 "%s", open + 1);
 }
 
 static void on_signal(struct watcher *w, uint32_t events)
@@ -430,16 +616,14 @@ struct serve *serve_new(const struct moor_config *cfg)
         fprintf(stderr, "moor: %s\n", err);
         goto err_free;
     }
+    /* The one place that decides it (see the field). */
+    sv->debug_public = !cfg->admin_listen[0];
     http_server_route(server_http(sv->srv), "/healthz", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, sv);
-    http_server_route(server_http(sv->srv), "/metrics", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_metrics, sv);
-    http_server_route(server_http(sv->srv), "/debug/mem", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), debug_mem_page, sv);
+    if (!cfg->admin_listen[0])
+        operator_routes(sv, server_http(sv->srv), sv->debug_public);
     http_server_route(server_http(sv->srv), "/echo", false, HTTP_M(HTTP_GET),
                       on_echo, sv);
-    http_server_route(server_http(sv->srv), "/debug/conns", false,
-                      HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_debug_conns, sv);
     push_options(cfg, &o, &po);
     sv->push = push_new(server_http(sv->srv), server_ws(sv->srv),
                         server_conns(sv->srv), &po);
@@ -451,7 +635,8 @@ struct serve *serve_new(const struct moor_config *cfg)
     server_on_stopped(sv->srv, on_stopped, sv);
     if (((cfg->tls_listen[0] || cfg->tcp_tls) &&
          start_tls(sv, cfg, &o.listen)) ||
-        (cfg->tcp_listen[0] && start_tcp(sv, cfg, &o.listen)))
+        (cfg->tcp_listen[0] && start_tcp(sv, cfg, &o.listen)) ||
+        (cfg->admin_listen[0] && start_admin(sv, cfg, &o)))
         goto err_free;
     sv->hook.fn = on_hook;
     loop_add_hook(sv->loop, &sv->hook);
@@ -507,9 +692,13 @@ int serve_main(int argc, char **argv)
         serve_free(sv);
         return 1;
     }
-    banner(sv->host, server_port(sv->srv), sv->more);
+    banner(sv);
     LOG_INFO("listening", "addr=%s:%u max_conns=%u", sv->host,
              server_port(sv->srv), cfg.max_conns);
+    if (sv->admin)
+        LOG_INFO("admin listening", "addr=%s:%u", sv->admin_host,
+                 listener_port(sv->admin));
+    warn_open(sv, false); /* no --auth yet: every client is let in */
 
     hook = getenv("MOOR_TEST_FAIL_ALLOC");
     if (hook && *hook) {

@@ -19,7 +19,9 @@ struct serve;
 /* Builds what `moor serve` runs for cfg (borrowed: it must outlive the
  * result): the server and its listener, the built-in routes (/healthz,
  * /metrics, /debug/mem, /debug/conns, /echo), the push gateway (/sub,
- * /pub) and, as cfg asks, the TLS context, --tls-listen and --tcp-listen.
+ * /pub) and, as cfg asks, the TLS context, --tls-listen, --tcp-listen and
+ * --admin-listen (which takes /metrics and the /debug pages off the public
+ * listeners: they answer 404 there).
  * Prints nothing on success (the banner is serve_main's); on failure
  * prints the reason to stderr and returns NULL. Caller frees with
  * serve_free() once the loop has stopped. */

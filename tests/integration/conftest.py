@@ -9,8 +9,9 @@ Helpers live here (tests import them with `from conftest import ...`):
 
 - moor (fixture): a factory; moor(*args, env={...}) starts a server and
   returns a Server. Every server started by a test is killed on teardown.
-- Server: .port, .proc, .url(path), .metrics(), .metric(name, **labels),
-  .stop(sig, timeout) -> (returncode, stderr), .stderr_text(), .alive()
+- Server: .port, .admin_port (--admin-listen's, or None), .proc, .url(path),
+  .metrics(), .metric(name, **labels), .stop(sig, timeout) -> (returncode,
+  stderr), .stderr_text(), .alive()
 - Conn: a raw-socket HTTP/1.x client with a timeout on every operation.
 
 Every test is bounded: an autouse fixture arms SIGALRM (60 s by default,
@@ -40,6 +41,8 @@ if _soft < _hard:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_hard, _hard))
 HOST = "127.0.0.1"
 BANNER_RE = re.compile(rb"http://127\.0\.0\.1:(\d+)")
+# The banner's line for --admin-listen (printed before "Stop with").
+ADMIN_BANNER_RE = re.compile(rb"http://127\.0\.0\.1:(\d+) +admin listener")
 SOCK_TIMEOUT = 5.0
 
 
@@ -397,6 +400,7 @@ class Server:
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err)
         self.port = None
+        self.admin_port = None
         self.returncode = None
         self._wait_banner(10.0)
 
@@ -405,8 +409,11 @@ class Server:
         while time.monotonic() < end:
             data = self.out_path.read_bytes()
             m = BANNER_RE.search(data)
-            if m:
+            admin = ADMIN_BANNER_RE.search(data)
+            if m and (admin or not any(a.startswith("--admin-listen")
+                                       for a in self.args)):
                 self.port = int(m.group(1))
+                self.admin_port = int(admin.group(1)) if admin else None
                 return
             if self.proc.poll() is not None:
                 break

@@ -73,6 +73,7 @@ static void test_defaults(void **state)
     (void)state;
     config_defaults(&c);
     assert_string_equal(c.listen, "127.0.0.1:8080");
+    assert_string_equal(c.admin_listen, ""); /* off */
     assert_int_equal(c.max_conns, 10000);
     assert_int_equal(c.accept_rate, 2000);
     assert_int_equal(c.accept_burst, 500);
@@ -329,6 +330,12 @@ static void test_bad_values(void **state)
         {"--listen", ":65536",
          "invalid value \":65536\" for --listen: expected host:port, "
          "[v6]:port or :port, with a port from 0 to 65535"},
+        {"--admin-listen", "9090",
+         "invalid value \"9090\" for --admin-listen: expected host:port, "
+         "[v6]:port or :port, with a port from 0 to 65535"},
+        {"--admin-listen", "::1:9090",
+         "invalid value \"::1:9090\" for --admin-listen: an IPv6 address "
+         "goes in brackets: write [::1]:9090"},
         {"--mem-trace=yes", NULL,
          "invalid value \"yes\" for --mem-trace: expected 1, 0, true or "
          "false"},
@@ -499,7 +506,7 @@ static void test_help(void **state)
         snprintf(want, sizeof(want), "  --%s ", name);
         assert_non_null(strstr(outbuf, want));
     }
-    assert_int_equal(n, 47);
+    assert_int_equal(n, 48);
     /* Every line fits in 80 columns. */
     for (line = outbuf; *line;) {
         size_t len = strcspn(line, "\n");
