@@ -13,7 +13,9 @@ if [ $# -gt 0 ]; then
 else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
 libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
-wrk nginx-light prometheus chromium"
+wrk nginx-light prometheus chromium python3-jwt python3-cryptography"
+    # python3-jwt and python3-cryptography make the tokens test_jwt checks
+    # (tests/unit/jwt_tokens.py), so they come from another implementation.
     # chromium (large, ~290 MB with its libraries) is the project's headless
     # browser for pages: tests/integration/test_sse_tcp.py runs EventSource
     # in it (chromium --headless --dump-dom).
@@ -42,11 +44,13 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
-# npm packages of the integration tests (the node `ws` client), from the
-# committed lock file.
+# npm packages of the tests (the node `ws` client; jsonwebtoken, the
+# second implementation whose tokens test_jwt checks), from the committed
+# lock file; installed again when one of them is missing.
 NODE_DIR=tests/integration/node
 [ $# -gt 0 ] && exit 0
-if [ -f "$NODE_DIR/package-lock.json" ] && [ ! -d "$NODE_DIR/node_modules/ws" ]; then
+if [ -f "$NODE_DIR/package-lock.json" ] && { [ ! -d "$NODE_DIR/node_modules/ws" ] ||
+    [ ! -d "$NODE_DIR/node_modules/jsonwebtoken" ]; }; then
     echo "moor: installing npm packages in $NODE_DIR"
     npm ci --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error >/dev/null
 fi

@@ -24,11 +24,13 @@
 enum jwt_reason {
     JWT_OK = 0,
     JWT_MALFORMED,     /* not three base64url parts, bad JSON, wrong types,
-                          a duplicate member, over max_token_bytes */
-    JWT_BAD_ALG,       /* "alg" missing, "none", or not one the key takes */
-    JWT_UNKNOWN_KEY,   /* a "kid" no key has, or no key of that kind */
+                          a duplicate member, "crit" in the header, "exp"
+                          missing, over max_token_bytes */
+    JWT_BAD_ALG,       /* "alg" missing, "none", unknown, or one that no
+                          loaded key takes (with a "kid": that key) */
+    JWT_UNKNOWN_KEY,   /* a "kid" no key has */
     JWT_BAD_SIGNATURE, /* the signature does not verify */
-    JWT_EXPIRED,       /* now >= exp + leeway; or "exp" missing */
+    JWT_EXPIRED,       /* now >= exp + leeway */
     JWT_NOT_YET_VALID, /* now < nbf - leeway, or iat in the future */
     JWT_WRONG_AUDIENCE,
     JWT_WRONG_ISSUER,
@@ -42,10 +44,13 @@ enum jwt_reason {
 const char *jwt_reason_name(enum jwt_reason r);
 
 /* The keys tokens are checked with: an HMAC secret (the whole file's
- * bytes, a trailing newline removed; at least 32 bytes) and/or PEM public
- * keys (RSA of 2048 bits or more, EC P-256/P-384, Ed25519), several per
- * file allowed. A key's "kid" is the file's base name without .pem for
- * the first key of a file, or given as "kid=FILE" in the list. */
+ * bytes, a trailing newline removed; 32 to 4096 bytes) and/or PEM public
+ * keys (RSA of 2048 bits or more, EC P-256/P-384, Ed25519), one per file
+ * (a second one in a file is an error). A key's "kid" is its file's base
+ * name without .pem (the secret's too), or given as "KID=FILE" in the
+ * list; two keys may not share one. At most 16 keys in all. With a "kid"
+ * in a token's header only that key is tried; without, every key that
+ * takes the token's "alg". */
 struct jwt_keys;
 
 /* secret_file: NULL or "" for none. key_files: comma-separated list of
@@ -59,26 +64,31 @@ void jwt_keys_free(struct jwt_keys *k);
 size_t jwt_keys_count(const struct jwt_keys *k);
 
 struct jwt_opts {
-    uint32_t leeway_s;           /* clock skew allowed on exp, nbf, iat */
-    uint32_t max_token_bytes;    /* longer tokens: JWT_MALFORMED, undecoded */
-    const char *audience;        /* NULL/"": "aud" not checked; else it must
-                                    be this string or an array holding it */
-    const char *issuer;          /* NULL/"": "iss" not checked */
-    const char *channels_claim;  /* "channels": what it may subscribe to */
-    const char *publish_claim;   /* "publish": what it may publish to */
+    uint32_t leeway_s;          /* clock skew allowed on exp, nbf, iat */
+    uint32_t max_token_bytes;   /* longer tokens: JWT_MALFORMED, undecoded
+                                   (0: 8192) */
+    const char *audience;       /* NULL/"": "aud" not checked; else it must
+                                   be this string or an array holding it */
+    const char *issuer;         /* NULL/"": "iss" not checked */
+    const char *channels_claim; /* what it may subscribe to (NULL/"":
+                                   "channels") */
+    const char *publish_claim;  /* what it may publish to (NULL/"":
+                                   "publish") */
 };
 
 /* The rights a token grants: lists of channel names and prefixes (an
  * entry ending in '*' matches every name that starts with the rest; "*"
  * alone matches all). A claim that is absent grants nothing; a claim
- * that is not an array of strings is JWT_MALFORMED. */
+ * that is not an array of at most 64 strings, each a channel name
+ * (channel_name_valid()) with an optional trailing '*', or "*", is
+ * JWT_MALFORMED. */
 struct jwt_grant {
-    int64_t exp;     /* seconds since the epoch */
-    char sub[128];   /* "sub", truncated, "" if none (for /debug/conns) */
-    char *patterns;  /* subscribe entries then publish entries, each NUL
-                        terminated, in one block (auth tag) */
-    uint16_t n_sub;  /* entries of the channels claim */
-    uint16_t n_pub;  /* entries of the publish claim */
+    int64_t exp;    /* seconds since the epoch */
+    char sub[128];  /* "sub", truncated, "" if none (for /debug/conns) */
+    char *patterns; /* subscribe entries then publish entries, each NUL
+                       terminated, in one block (auth tag) */
+    uint16_t n_sub; /* entries of the channels claim */
+    uint16_t n_pub; /* entries of the publish claim */
 };
 
 /* Checks tok[0..len) at now_s (seconds since the epoch). JWT_OK fills
@@ -91,7 +101,7 @@ void jwt_grant_free(struct jwt_grant *g);
 
 /* True if the grant lets its holder subscribe to (publish: publish to)
  * channel name[0..n). */
-bool jwt_grant_allows(const struct jwt_grant *g, bool publish,
-                      const char *name, size_t n);
+bool jwt_grant_allows(const struct jwt_grant *g, bool publish, const char *name,
+                      size_t n);
 
 #endif
