@@ -42,6 +42,9 @@ sources_for() {
     ws | ws_handshake) echo "src/ws.c src/url.c src/http1.c" ;;
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
+    # The token checker, its JSON reader, the channel name rule and the
+    # allocator it counts its bytes with.
+    jwt) echo "src/jwt.c src/json.c src/frame.c src/mem.c src/buf.c" ;;
     # Whole connections through the routes of `moor serve`: the library
     # and the app's serve.c, config.c and flags.c (all of src/*.c but the
     # command dispatcher; the load generator is src/bench/).
@@ -66,6 +69,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
+    jwt) echo "-lcrypto -lm -pthread" ;;
     conn | http_client) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
     *) echo "" ;;
     esac
