@@ -159,13 +159,41 @@ static char *default_kid(const char *path)
     return mem_strndup(MEM_AUTH, b, n);
 }
 
-/* Reads the secret: the file's bytes less one trailing "\n" or "\r\n". */
+/* The secret's checks, on the n bytes read (one more than allowed means
+ * too long), less one trailing "\n" or "\r\n". */
+static int take_secret(struct jwt_key *k, const char *path, const uint8_t *buf,
+                       size_t n, char *err, size_t errlen)
+{
+    if (n > JWT_MAX_SECRET) {
+        snprintf(err, errlen, "%s: secret over %d bytes", path, JWT_MAX_SECRET);
+        return -1;
+    }
+    if (n && buf[n - 1] == '\n')
+        n -= 1 + (n > 1 && buf[n - 2] == '\r');
+    if (n < JWT_MIN_SECRET) {
+        snprintf(err, errlen, "%s: secret of %zu bytes: at least %d", path, n,
+                 JWT_MIN_SECRET);
+        return -1;
+    }
+    k->kind = KEY_HMAC;
+    k->secret = mem_alloc(MEM_AUTH, n);
+    if (!k->secret) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    memcpy(k->secret, buf, n);
+    k->secret_len = n;
+    return 0;
+}
+
+/* Reads the secret file; the stack copy is wiped whatever happens. */
 static int load_secret(struct jwt_key *k, const char *path, char *err,
                        size_t errlen)
 {
     uint8_t buf[JWT_MAX_SECRET + 1];
-    size_t n;
     FILE *f = fopen(path, "rb");
+    size_t n;
+    int rc;
 
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -174,34 +202,13 @@ static int load_secret(struct jwt_key *k, const char *path, char *err,
     n = fread(buf, 1, sizeof(buf), f);
     if (ferror(f)) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        fclose(f);
-        return -1;
+        rc = -1;
+    } else {
+        rc = take_secret(k, path, buf, n, err, errlen);
     }
     fclose(f);
-    if (n > JWT_MAX_SECRET) {
-        snprintf(err, errlen, "%s: secret over %d bytes", path, JWT_MAX_SECRET);
-        return -1;
-    }
-    if (n && buf[n - 1] == '\n')
-        n -= 1 + (n > 1 && buf[n - 2] == '\r');
-    if (n < JWT_MIN_SECRET) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        snprintf(err, errlen, "%s: secret of %zu bytes: at least %d", path, n,
-                 JWT_MIN_SECRET);
-        return -1;
-    }
-    k->kind = KEY_HMAC;
-    k->secret = mem_alloc(MEM_AUTH, n);
-    if (k->secret) {
-        memcpy(k->secret, buf, n);
-        k->secret_len = n;
-    }
     OPENSSL_cleanse(buf, sizeof(buf));
-    if (!k->secret) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* The kind of a public key, or -1 with the reason in err. */
@@ -276,7 +283,8 @@ static int load_pem(struct jwt_key *k, const char *path, char *err,
         return -1;
     }
     if (!k->pkey) {
-        snprintf(err, errlen, "%s: not a PEM public key", path);
+        snprintf(err, errlen,
+                 "%s: not a PEM public key (-----BEGIN PUBLIC KEY-----)", path);
         return -1;
     }
     if (more) {
@@ -305,7 +313,8 @@ static int add_key(struct jwt_keys *ks, const char *spec, size_t n, bool secret,
     size_t i;
 
     if (ks->n == JWT_MAX_KEYS) {
-        snprintf(err, errlen, "%.*s: more than %d keys (the most loaded)",
+        snprintf(err, errlen,
+                 "%.*s: one key too many: at most %d keys may be loaded",
                  (int)n, spec, JWT_MAX_KEYS);
         return -1;
     }
