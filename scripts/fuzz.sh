@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh            every target, 60 s each
 #   scripts/fuzz.sh 300 http1  only fuzz/fuzz_http1.c, for 5 minutes
 #   scripts/fuzz.sh 60 http_response   the response parser (HTTP client)
+#   scripts/fuzz.sh 60 jwt     the token checker and its JSON reader
 #   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
 #                              routes of `moor serve` (docs/fuzzing.md)
 #   scripts/fuzz.sh 120 http_client   whole connections through the
