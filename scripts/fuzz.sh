@@ -7,6 +7,7 @@
 #   scripts/fuzz.sh            every target, 60 s each
 #   scripts/fuzz.sh 300 http1  only fuzz/fuzz_http1.c, for 5 minutes
 #   scripts/fuzz.sh 60 http_response   the response parser (HTTP client)
+#   scripts/fuzz.sh 60 jwt     the token checker and its JSON reader
 #   scripts/fuzz.sh 600 conn   fuzz_conn: whole connections through the
 #                              routes of `moor serve` (docs/fuzzing.md)
 #   scripts/fuzz.sh 120 http_client   whole connections through the
@@ -42,6 +43,9 @@ sources_for() {
     ws | ws_handshake) echo "src/ws.c src/url.c src/http1.c" ;;
     frame) echo "src/frame.c" ;;
     sse) echo "src/sse.c" ;;
+    # The token checker, its JSON reader, the channel name rule and the
+    # allocator it counts its bytes with.
+    jwt) echo "src/jwt.c src/json.c src/frame.c src/mem.c src/buf.c" ;;
     # Whole connections through the routes of `moor serve`: the library
     # and the app's serve.c, config.c and flags.c (all of src/*.c but the
     # command dispatcher; the load generator is src/bench/).
@@ -66,6 +70,7 @@ sources_for() {
 libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
+    jwt) echo "-lcrypto -lm -pthread" ;;
     conn | http_client) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
     *) echo "" ;;
     esac

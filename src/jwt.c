@@ -103,6 +103,20 @@ const char *jwt_reason_name(enum jwt_reason r)
     return (unsigned)r < JWT_REASON_COUNT ? reason_names[r] : "unknown";
 }
 
+/* Why OpenSSL said no: out of memory if an allocation failed on the way
+ * (its error queue says so), else a bad signature. Empties the queue, where
+ * TLS code would find the errors. */
+static enum jwt_reason refused(void)
+{
+    enum jwt_reason r = JWT_BAD_SIGNATURE;
+    unsigned long e;
+
+    while ((e = ERR_get_error()) != 0)
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            r = JWT_NO_MEMORY;
+    return r;
+}
+
 /* ---- keys --------------------------------------------------------------- */
 
 static void key_clear(struct jwt_key *k)
@@ -145,13 +159,41 @@ static char *default_kid(const char *path)
     return mem_strndup(MEM_AUTH, b, n);
 }
 
-/* Reads the secret: the file's bytes less one trailing "\n" or "\r\n". */
+/* The secret's checks, on the n bytes read (one more than allowed means
+ * too long), less one trailing "\n" or "\r\n". */
+static int take_secret(struct jwt_key *k, const char *path, const uint8_t *buf,
+                       size_t n, char *err, size_t errlen)
+{
+    if (n > JWT_MAX_SECRET) {
+        snprintf(err, errlen, "%s: secret over %d bytes", path, JWT_MAX_SECRET);
+        return -1;
+    }
+    if (n && buf[n - 1] == '\n')
+        n -= 1 + (n > 1 && buf[n - 2] == '\r');
+    if (n < JWT_MIN_SECRET) {
+        snprintf(err, errlen, "%s: secret of %zu bytes: at least %d", path, n,
+                 JWT_MIN_SECRET);
+        return -1;
+    }
+    k->kind = KEY_HMAC;
+    k->secret = mem_alloc(MEM_AUTH, n);
+    if (!k->secret) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    memcpy(k->secret, buf, n);
+    k->secret_len = n;
+    return 0;
+}
+
+/* Reads the secret file; the stack copy is wiped whatever happens. */
 static int load_secret(struct jwt_key *k, const char *path, char *err,
                        size_t errlen)
 {
     uint8_t buf[JWT_MAX_SECRET + 1];
-    size_t n;
     FILE *f = fopen(path, "rb");
+    size_t n;
+    int rc;
 
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
@@ -160,34 +202,13 @@ static int load_secret(struct jwt_key *k, const char *path, char *err,
     n = fread(buf, 1, sizeof(buf), f);
     if (ferror(f)) {
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
-        fclose(f);
-        return -1;
+        rc = -1;
+    } else {
+        rc = take_secret(k, path, buf, n, err, errlen);
     }
     fclose(f);
-    if (n > JWT_MAX_SECRET) {
-        snprintf(err, errlen, "%s: secret over %d bytes", path, JWT_MAX_SECRET);
-        return -1;
-    }
-    if (n && buf[n - 1] == '\n')
-        n -= 1 + (n > 1 && buf[n - 2] == '\r');
-    if (n < JWT_MIN_SECRET) {
-        OPENSSL_cleanse(buf, sizeof(buf));
-        snprintf(err, errlen, "%s: secret of %zu bytes: at least %d", path, n,
-                 JWT_MIN_SECRET);
-        return -1;
-    }
-    k->kind = KEY_HMAC;
-    k->secret = mem_alloc(MEM_AUTH, n);
-    if (k->secret) {
-        memcpy(k->secret, buf, n);
-        k->secret_len = n;
-    }
     OPENSSL_cleanse(buf, sizeof(buf));
-    if (!k->secret) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    return 0;
+    return rc;
 }
 
 /* The kind of a public key, or -1 with the reason in err. */
@@ -198,6 +219,12 @@ static int pkey_kind(EVP_PKEY *pk, const char *path, char *err, size_t errlen)
 
     switch (EVP_PKEY_get_base_id(pk)) {
     case EVP_PKEY_RSA:
+        if (EVP_PKEY_get_bits(pk) <= 0) {
+            snprintf(err, errlen, "%s: %s", path,
+                     refused() == JWT_NO_MEMORY ? "out of memory"
+                                                : "RSA key of unknown size");
+            return -1;
+        }
         if (EVP_PKEY_get_bits(pk) < JWT_MIN_RSA_BITS) {
             snprintf(err, errlen, "%s: RSA key of %d bits: at least %d", path,
                      EVP_PKEY_get_bits(pk), JWT_MIN_RSA_BITS);
@@ -205,8 +232,13 @@ static int pkey_kind(EVP_PKEY *pk, const char *path, char *err, size_t errlen)
         }
         return KEY_RSA;
     case EVP_PKEY_EC:
-        if (!EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL))
+        if (!EVP_PKEY_get_group_name(pk, group, sizeof(group), NULL)) {
+            if (refused() == JWT_NO_MEMORY) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                return -1;
+            }
             group[0] = 0;
+        }
         nid = OBJ_sn2nid(group);
         if (nid == NID_undef)
             nid = EC_curve_nist2nid(group);
@@ -243,10 +275,16 @@ static int load_pem(struct jwt_key *k, const char *path, char *err,
     more = k->pkey ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
     fclose(f);
     /* A failed read (the end of the file included) leaves its errors in
-     * this thread's queue, where TLS code would find them. */
-    ERR_clear_error();
+     * this thread's queue, where TLS code would find them: refused()
+     * empties it. */
+    if (refused() == JWT_NO_MEMORY) {
+        EVP_PKEY_free(more);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
     if (!k->pkey) {
-        snprintf(err, errlen, "%s: not a PEM public key", path);
+        snprintf(err, errlen,
+                 "%s: not a PEM public key (-----BEGIN PUBLIC KEY-----)", path);
         return -1;
     }
     if (more) {
@@ -275,7 +313,8 @@ static int add_key(struct jwt_keys *ks, const char *spec, size_t n, bool secret,
     size_t i;
 
     if (ks->n == JWT_MAX_KEYS) {
-        snprintf(err, errlen, "%.*s: more than %d keys (the most loaded)",
+        snprintf(err, errlen,
+                 "%.*s: one key too many: at most %d keys may be loaded",
                  (int)n, spec, JWT_MAX_KEYS);
         return -1;
     }
@@ -389,22 +428,29 @@ static bool b64url_decode(const char *s, size_t n, uint8_t *out, size_t *len)
 
 /* ---- signatures --------------------------------------------------------- */
 
-static bool verify_hmac(const struct jwt_key *k, const struct alg *a,
-                        const uint8_t *msg, size_t mlen, const uint8_t *sig,
-                        size_t slen)
+static enum jwt_reason verify_hmac(const struct jwt_key *k, const struct alg *a,
+                                   const uint8_t *msg, size_t mlen,
+                                   const uint8_t *sig, size_t slen)
 {
     uint8_t mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
 
-    if (!HMAC(a->md(), k->secret, (int)k->secret_len, msg, mlen, mac, &maclen))
-        return false;
-    return slen == maclen && !CRYPTO_memcmp(mac, sig, maclen);
+    /* HMAC() fails only for want of memory (or a broken library). */
+    if (!HMAC(a->md(), k->secret, (int)k->secret_len, msg, mlen, mac,
+              &maclen)) {
+        ERR_clear_error();
+        return JWT_NO_MEMORY;
+    }
+    if (slen != maclen || CRYPTO_memcmp(mac, sig, maclen))
+        return JWT_BAD_SIGNATURE;
+    return JWT_OK;
 }
 
 /* A JWS ECDSA signature is r || s, each fixed-width big-endian; OpenSSL
  * verifies the DER form. At most 2 * (2 + 1 + 48) + 3 bytes for P-384. */
-static bool ecdsa_der(const struct alg *a, const uint8_t *sig, size_t slen,
-                      uint8_t *der, size_t cap, size_t *dlen)
+static enum jwt_reason ecdsa_der(const struct alg *a, const uint8_t *sig,
+                                 size_t slen, uint8_t *der, size_t cap,
+                                 size_t *dlen)
 {
     ECDSA_SIG *es;
     BIGNUM *r, *s;
@@ -412,7 +458,7 @@ static bool ecdsa_der(const struct alg *a, const uint8_t *sig, size_t slen,
     int n;
 
     if (slen != 2 * a->coord)
-        return false;
+        return JWT_BAD_SIGNATURE;
     es = ECDSA_SIG_new();
     r = BN_bin2bn(sig, (int)a->coord, NULL);
     s = BN_bin2bn(sig + a->coord, (int)a->coord, NULL);
@@ -420,55 +466,59 @@ static bool ecdsa_der(const struct alg *a, const uint8_t *sig, size_t slen,
         BN_free(r);
         BN_free(s);
         ECDSA_SIG_free(es);
-        return false;
+        ERR_clear_error();
+        return JWT_NO_MEMORY;
     }
     n = i2d_ECDSA_SIG(es, NULL);
     if (n > 0 && (size_t)n <= cap)
         n = i2d_ECDSA_SIG(es, &w);
     ECDSA_SIG_free(es);
     if (n <= 0 || (size_t)n > cap)
-        return false;
+        return refused();
     *dlen = (size_t)n;
-    return true;
+    return JWT_OK;
 }
 
-static bool verify_pkey(const struct jwt_key *k, const struct alg *a,
-                        const uint8_t *msg, size_t mlen, const uint8_t *sig,
-                        size_t slen)
+static enum jwt_reason verify_pkey(const struct jwt_key *k, const struct alg *a,
+                                   const uint8_t *msg, size_t mlen,
+                                   const uint8_t *sig, size_t slen)
 {
     uint8_t der[128];
     EVP_MD_CTX *mctx;
     EVP_PKEY_CTX *pctx = NULL;
-    bool ok = false;
+    enum jwt_reason r;
 
     if (a->how == HOW_ECDSA) {
-        if (!ecdsa_der(a, sig, slen, der, sizeof(der), &slen))
-            return false;
+        r = ecdsa_der(a, sig, slen, der, sizeof(der), &slen);
+        if (r)
+            return r;
         sig = der;
     }
     mctx = EVP_MD_CTX_new();
-    if (!mctx)
-        return false;
+    if (!mctx) {
+        ERR_clear_error();
+        return JWT_NO_MEMORY;
+    }
+    r = JWT_OK;
     if (EVP_DigestVerifyInit(mctx, &pctx, a->md ? a->md() : NULL, NULL,
                              k->pkey) != 1)
-        goto out;
+        r = refused();
     /* PSS as RFC 7518 section 3.5 has it: MGF1 with the same hash (the
      * default) and a salt as long as the hash. */
-    if (a->how == HOW_PSS &&
+    if (!r && a->how == HOW_PSS &&
         (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) != 1))
-        goto out;
-    ok = EVP_DigestVerify(mctx, sig, slen, msg, mlen) == 1;
-out:
+        r = refused();
+    if (!r && EVP_DigestVerify(mctx, sig, slen, msg, mlen) != 1)
+        r = refused();
     EVP_MD_CTX_free(mctx);
-    /* A refused signature leaves errors in this thread's queue. */
-    ERR_clear_error();
-    return ok;
+    return r;
 }
 
-static bool verify_with(const struct jwt_key *k, const struct alg *a,
-                        const uint8_t *msg, size_t mlen, const uint8_t *sig,
-                        size_t slen)
+/* JWT_OK, JWT_BAD_SIGNATURE or JWT_NO_MEMORY. */
+static enum jwt_reason verify_with(const struct jwt_key *k, const struct alg *a,
+                                   const uint8_t *msg, size_t mlen,
+                                   const uint8_t *sig, size_t slen)
 {
     if (a->how == HOW_HMAC)
         return verify_hmac(k, a, msg, mlen, sig, slen);
@@ -590,6 +640,7 @@ static enum jwt_reason check_signature(const struct jwt_keys *ks,
                                        const struct parts *pt)
 {
     const uint8_t *msg = (const uint8_t *)tok;
+    enum jwt_reason r;
     bool tried = false;
     size_t i;
 
@@ -601,15 +652,14 @@ static enum jwt_reason check_signature(const struct jwt_keys *ks,
                 continue;
             if (k->kind != a->kind)
                 return JWT_BAD_ALG;
-            return verify_with(k, a, msg, pt->signed_len, pt->sig, pt->sig_len)
-                       ? JWT_OK
-                       : JWT_BAD_SIGNATURE;
+            return verify_with(k, a, msg, pt->signed_len, pt->sig, pt->sig_len);
         }
         if (k->kind != a->kind)
             continue;
         tried = true;
-        if (verify_with(k, a, msg, pt->signed_len, pt->sig, pt->sig_len))
-            return JWT_OK;
+        r = verify_with(k, a, msg, pt->signed_len, pt->sig, pt->sig_len);
+        if (r != JWT_BAD_SIGNATURE)
+            return r;
     }
     if (kid != JSON_NONE)
         return JWT_UNKNOWN_KEY;

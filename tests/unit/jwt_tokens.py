@@ -114,6 +114,9 @@ h, p, s = tokens["hs256"].split(".")
 sig = bytearray(base64.urlsafe_b64decode(s + "=="))
 sig[-1] ^= 0x80
 tokens["hs256_tampered_sig"] = ".".join([h, p, b64(bytes(sig))])
+h, p, s = tokens["eddsa"].split(".")
+tokens["eddsa_tampered"] = ".".join(
+    [h, b64(json.dumps(claims(sub="user-2")).encode()), s])
 tokens["es256_short_sig"] = ".".join(
     tokens["es256"].split(".")[:2] + [b64(bytes(63))])
 tokens["es256_zero_sig"] = ".".join(

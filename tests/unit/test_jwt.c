@@ -16,7 +16,8 @@
  *   bad JSON, "crit", wrong types; size limits and strict base64url;
  * - the channels / publish claims and their wildcards;
  * - jwt_keys_load's errors, one line each naming the file;
- * - every allocation of jwt_keys_load and jwt_verify failing in turn.
+ * - every allocation of jwt_keys_load and jwt_verify failing in turn,
+ *   and (in a child process) jwt_verify's with OpenSSL's failing too.
  *
  * After every test the auth tag holds the loaded keys' bytes and nothing
  * more; after the last, nothing.
@@ -31,10 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "jwt.h"
 #include "mem.h"
+#include "tls.h"
 
 #define NOW 1700000000LL
 
@@ -99,9 +102,103 @@ static struct jwt_keys *load(const char *secret, const char *files)
     return k;
 }
 
+/* ---- OpenSSL's allocations failing too ---------------------------------- */
+
+static int walk_status = -1; /* the child's wait status */
+
+static size_t slurp(const char *name, char *buf, size_t cap)
+{
+    FILE *f = fopen(path(name), "rb");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* Runs in a child forked before this process touched OpenSSL, so that
+ * tls_mem_init() can route OpenSSL's allocations through mem.c: then the
+ * n-th allocation failing reaches OpenSSL's (EVP contexts, the ECDSA
+ * signature's DER) as well as jwt.c's. OpenSSL does not always say that a
+ * failure was for want of memory, and has fallbacks, so a good token may
+ * come back no_memory, bad_signature or ok; what must hold is that a bad
+ * token is never accepted, no other reason appears, and the auth tag's
+ * bytes come back every time. (jwt_keys_load is left out here: OpenSSL's
+ * PEM decoders make ~15,000 allocations, a minute a walk.) Returns the
+ * number of failures. */
+static int openssl_walk(void)
+{
+    static const struct {
+        const char *name;
+        enum jwt_reason want;
+    } c[] = {
+        {"hs256.jwt", JWT_OK},
+        {"rs256.jwt", JWT_OK},
+        {"ps384.jwt", JWT_OK},
+        {"es256.jwt", JWT_OK},
+        {"es384.jwt", JWT_OK},
+        {"eddsa.jwt", JWT_OK},
+        {"node_es256.jwt", JWT_OK},
+        {"es256_tampered_sig.jwt", JWT_BAD_SIGNATURE},
+        {"rs256_tampered_payload.jwt", JWT_BAD_SIGNATURE},
+        {"rs256_other_key.jwt", JWT_BAD_SIGNATURE},
+        {"eddsa_tampered.jwt", JWT_BAD_SIGNATURE},
+    };
+    char list[2048], err[256], tok[8192];
+    struct jwt_opts o = {0};
+    struct jwt_keys *k;
+    struct jwt_grant g;
+    enum jwt_reason r;
+    int64_t base;
+    int bad = 0;
+    size_t i, n;
+    uint64_t at;
+    bool fired;
+
+    if (tls_mem_init() != 0)
+        return 1;
+    snprintf(list, sizeof(list), "%s,%s,%s,%s", path("rsa.pem"),
+             path("ec256.pem"), path("ec384.pem"), path("ed.pem"));
+    k = jwt_keys_load(path("hs.secret"), list, err, sizeof(err));
+    if (!k) {
+        fprintf(stderr, "openssl walk: %s\n", err);
+        return 1;
+    }
+    base = mem_live_bytes(MEM_AUTH);
+    for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        n = slurp(c[i].name, tok, sizeof(tok));
+        for (at = 1;; at++) {
+            mem_fail_at(at);
+            r = jwt_verify(k, &o, tok, n, NOW, &g);
+            fired = mem_fail_fired();
+            jwt_grant_free(&g);
+            if (mem_live_bytes(MEM_AUTH) != base ||
+                (r != c[i].want &&
+                 (!fired || (r != JWT_NO_MEMORY && r != JWT_BAD_SIGNATURE)))) {
+                fprintf(stderr, "openssl walk: %s, allocation %llu: %s\n",
+                        c[i].name, (unsigned long long)at, jwt_reason_name(r));
+                bad++;
+            }
+            if (!fired)
+                break;
+        }
+    }
+    mem_fail_at(0);
+    jwt_keys_free(k);
+    return bad + (mem_live_bytes(MEM_AUTH) != 0);
+}
+
+static void test_fail_openssl_allocations(void **state)
+{
+    (void)state;
+    assert_true(WIFEXITED(walk_status));
+    assert_int_equal(WEXITSTATUS(walk_status), 0);
+}
+
 static int setup(void **state)
 {
     char root[PATH_MAX], cmd[PATH_MAX * 2 + 128];
+    pid_t pid;
 
     (void)state;
     if (!mkdtemp(dir))
@@ -114,6 +211,15 @@ static int setup(void **state)
         fprintf(stderr, "test_jwt: %s failed\n", cmd);
         return -1;
     }
+    /* Nothing has used OpenSSL yet: the child may route it. */
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0)
+        exit(openssl_walk() ? 1 : 0);
+    if (waitpid(pid, &walk_status, 0) != pid)
+        return -1;
     all = load("hs.secret",
                "rsa.pem,ec256.pem,ec384.pem,ed.pem,signer-2=ec256.pem");
     keys_bytes = mem_live_bytes(MEM_AUTH);
@@ -227,6 +333,7 @@ static void test_bad_signatures(void **state)
     expect("hs256_tampered_sig", JWT_BAD_SIGNATURE);
     expect("es256_short_sig", JWT_BAD_SIGNATURE);
     expect("es256_zero_sig", JWT_BAD_SIGNATURE);
+    expect("eddsa_tampered", JWT_BAD_SIGNATURE);
     expect("node_expired", JWT_EXPIRED); /* signed right, but expired */
 }
 
@@ -586,7 +693,7 @@ static void test_keys_load(void **state)
     jwt_keys_free(k);
     k = jwt_keys_load(path("hs.secret"), list, err, sizeof(err));
     assert_null(k);
-    assert_non_null(strstr(err, "more than 16 keys"));
+    assert_non_null(strstr(err, "at most 16 keys may be loaded"));
     assert_int_equal(jwt_keys_count(all), 6);
     assert_int_equal(jwt_keys_count(NULL), 0);
     jwt_keys_free(NULL);
@@ -679,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_keys_load),
         cmocka_unit_test(test_reason_names),
         cmocka_unit_test(test_fail_every_allocation),
+        cmocka_unit_test(test_fail_openssl_allocations),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
