@@ -465,6 +465,88 @@ static const struct flag opts[] = {
      .help = "record the call site of every live allocation; GET /debug/mem "
              "shows them",
      .metric = "-"},
+    {.name = "auth",
+     .kind = FLAG_ENUM,
+     CFG(auth),
+     .def = "none",
+     .choices = "none|jwt",
+     .arg = "MODE",
+     .help = "who may subscribe and publish: none (anyone who reaches the "
+             "port), jwt (a JSON Web Token whose claims list the channels; "
+             "see --jwt-* and docs/auth.md)",
+     .metric = "moor_auth_total{result=\"denied\"}"},
+    {.name = "jwt-secret-file",
+     .kind = FLAG_PATH,
+     CFG(jwt_secret_file),
+     .def = "",
+     .help = "--auth jwt: the HMAC secret (HS256/384/512) is this file's "
+             "bytes, at least 32; SIGHUP reloads it",
+     .metric = "moor_auth_reloads_total"},
+    {.name = "jwt-key-file",
+     .kind = FLAG_TEXT,
+     CFG(jwt_key_file),
+     .def = "",
+     .arg = "FILE,...",
+     .help = "--auth jwt: PEM public keys (RSA for RS/PS256-512, P-256 "
+             "ES256, P-384 ES384, Ed25519 EdDSA), comma-separated FILE or "
+             "KID=FILE (the kid defaults to the file name without .pem); "
+             "SIGHUP reloads them",
+     .metric = "moor_auth_reloads_total"},
+    {.name = "jwt-leeway",
+     .kind = FLAG_DURATION,
+     CFG(jwt_leeway_ms),
+     .def = "5s",
+     .min = 0,
+     .max = 3600000,
+     .help = "clock skew allowed on a token's exp, nbf and iat (whole "
+             "seconds); an open connection closes at exp + leeway",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"expired\"}"},
+    {.name = "jwt-audience",
+     .kind = FLAG_TEXT,
+     CFG(jwt_audience),
+     .def = "",
+     .arg = "AUD",
+     .help = "tokens must name this audience in aud (a string or an array "
+             "holding it); empty: aud is not checked",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"wrong_audience\"}"},
+    {.name = "jwt-issuer",
+     .kind = FLAG_TEXT,
+     CFG(jwt_issuer),
+     .def = "",
+     .arg = "ISS",
+     .help = "tokens must have this iss; empty: iss is not checked",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"wrong_issuer\"}"},
+    {.name = "jwt-channels-claim",
+     .kind = FLAG_TEXT,
+     CFG(jwt_channels_claim),
+     .def = "channels",
+     .arg = "NAME",
+     .help = "the claim listing the channels a token may subscribe to (names, "
+             "or prefixes ending in *)",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"not_allowed\"}"},
+    {.name = "jwt-publish-claim",
+     .kind = FLAG_TEXT,
+     CFG(jwt_publish_claim),
+     .def = "publish",
+     .arg = "NAME",
+     .help = "the claim listing the channels a token may publish to",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"not_allowed\"}"},
+    {.name = "auth-cookie",
+     .kind = FLAG_TEXT,
+     CFG(auth_cookie),
+     .def = "",
+     .arg = "NAME",
+     .help = "also take the token from this cookie (after an "
+             "Authorization: Bearer header and a token query parameter)",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"no_token\"}"},
+    {.name = "max-token-bytes",
+     .kind = FLAG_SIZE,
+     CFG(max_token_bytes),
+     .def = "4KiB",
+     .min = 64,
+     .max = KiB(60),
+     .help = "a longer token is refused before it is decoded",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"malformed\"}"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -515,6 +597,22 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
         return -1;
     }
 
+    if (!strcmp(c->auth, "jwt") && !c->jwt_secret_file[0] &&
+        !c->jwt_key_file[0]) {
+        flags_set_err(err, errlen,
+                      "--auth jwt needs a key: add --jwt-secret-file FILE "
+                      "(HMAC) or --jwt-key-file FILE,... (PEM public keys)");
+        return -1;
+    }
+    if (strcmp(c->auth, "jwt") &&
+        (c->jwt_secret_file[0] || c->jwt_key_file[0] || c->jwt_audience[0] ||
+         c->jwt_issuer[0] || c->auth_cookie[0])) {
+        flags_set_err(err, errlen,
+                      "--jwt-secret-file, --jwt-key-file, --jwt-audience, "
+                      "--jwt-issuer and --auth-cookie are used only with "
+                      "--auth jwt: add it, or drop them");
+        return -1;
+    }
     if (c->read_buffer >= min_rb)
         return 0;
     flags_fmt_size(c->read_buffer, rb, sizeof(rb));

@@ -68,6 +68,17 @@ struct moor_config {
     uint64_t byte_rate;             /* --byte-rate bytes/s per publisher */
     uint32_t sse_heartbeat_ms;      /* --sse-heartbeat */
     uint32_t sse_retry_ms;          /* --sse-retry */
+    /* Who may subscribe and publish (auth.h, docs/auth.md). */
+    char auth[8];                /* --auth none|jwt */
+    char jwt_secret_file[512];   /* --jwt-secret-file */
+    char jwt_key_file[2048];     /* --jwt-key-file FILE|KID=FILE,... */
+    uint32_t jwt_leeway_ms;      /* --jwt-leeway */
+    char jwt_audience[256];      /* --jwt-audience */
+    char jwt_issuer[256];        /* --jwt-issuer */
+    char jwt_channels_claim[64]; /* --jwt-channels-claim */
+    char jwt_publish_claim[64];  /* --jwt-publish-claim */
+    char auth_cookie[64];        /* --auth-cookie */
+    uint64_t max_token_bytes;    /* --max-token-bytes */
 };
 
 /* Fills c with every default. */

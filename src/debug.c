@@ -24,7 +24,7 @@ static void row(struct conn *c, void *arg)
     struct walk *w = arg;
     struct tcp_info ti;
     char peer[64], channels[1024] = "", paused[48] = "";
-    const char *role = "";
+    const char *role = "", *sub = NULL;
     uint32_t now = loop_now(conn_loop(c));
     unsigned long long in = 0, out = 0;
     long long idle = -1;
@@ -40,7 +40,7 @@ static void row(struct conn *c, void *arg)
     }
     conn_peer_str(c, peer, sizeof(peer));
     if (w->fn)
-        role = w->fn(w->arg, c, channels, sizeof(channels));
+        role = w->fn(w->arg, c, channels, sizeof(channels), &sub);
     for (unsigned b = 0; b < PAUSE_CAUSE_COUNT; b++) {
         if (conn_paused(c) & (1u << b)) {
             strcat(paused, pause_cause_name(b));
@@ -64,6 +64,10 @@ static void row(struct conn *c, void *arg)
                             (now - conn_created(c)) / 1000, idle);
     if (w->rc == 0)
         w->rc = sbuf_json_str(w->out, channels, strlen(channels));
+    if (w->rc == 0 && sub)
+        w->rc = sbuf_printf(w->out, ",\"sub\":");
+    if (w->rc == 0 && sub)
+        w->rc = sbuf_json_str(w->out, sub, strlen(sub));
     if (w->rc == 0)
         w->rc =
             sbuf_printf(w->out,

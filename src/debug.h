@@ -21,10 +21,11 @@
 #define DEBUG_PAGE_MAX MiB(16)
 
 /* Tells what the application knows of c: writes its channels
- * ("a,b", or "") to channels and returns its role ("subscriber",
+ * ("a,b", or "") to channels, sets *sub to the subject of its token (or
+ * leaves it NULL: no auth) and returns its role ("subscriber",
  * "publisher", or "" when none). */
 typedef const char *debug_describe_fn(void *arg, struct conn *c, char *channels,
-                                      size_t cap);
+                                      size_t cap, const char **sub);
 
 /* Appends a row for every open conn of set. Returns 0 or -ENOBUFS /
  * -ENOMEM (the builder's cap). */

@@ -71,6 +71,7 @@ struct http_route {
     bool prefix;
     bool want_body; /* the handler runs once the body is complete */
     unsigned methods;
+    http_gate_fn *gate; /* a body route's header check, or NULL */
     http_handler_fn *fn;
     void *arg;
 };
@@ -193,7 +194,14 @@ int http_server_route(struct http_server *srv, const char *path, bool prefix,
     r->fn = fn;
     r->arg = arg;
     r->want_body = false;
+    r->gate = NULL;
     return 0;
+}
+
+void http_server_route_gate(struct http_server *srv, http_gate_fn *gate)
+{
+    if (srv->n_routes)
+        srv->routes[srv->n_routes - 1].gate = gate;
 }
 
 int http_server_route_body(struct http_server *srv, const char *path,
@@ -487,6 +495,19 @@ static void run_body_route(struct http_conn *hc, struct conn *c)
     hc->keep_alive = ex.keep_alive;
 }
 
+/* A body route's gate: true lets the request through; false if the gate
+ * answered (a 500 if it forgot to). */
+static bool pass_gate(const struct http_route *r, struct http_exchange *ex)
+{
+    ex->path = ex->req->path;
+    if (r->gate(ex, r->arg))
+        return true;
+    if (!ex->responded && !conn_is_closing(ex->c))
+        http_respond(ex, 500, "text/plain; charset=utf-8", NULL,
+                     "500 Internal Server Error\n", 26);
+    return false;
+}
+
 /* Runs the route for a complete header block. Returns true if the route
  * upgraded the conn to another protocol (hc is then no longer ours). */
 static bool dispatch(struct http_conn *hc, struct conn *c,
@@ -513,6 +534,9 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
         allow_header(r->methods, allow, sizeof(allow));
         http_respond(&ex, 405, "text/plain; charset=utf-8", allow,
                      "405 Method Not Allowed\n", 23);
+    } else if (r->gate && req->method != HTTP_GET && req->method != HTTP_HEAD &&
+               !pass_gate(r, &ex)) {
+        /* Answered by the gate: no body is collected. */
     } else if (r->want_body && req->has_body && req->method != HTTP_GET &&
                req->method != HTTP_HEAD) {
         /* The handler runs with the whole body (finish_request). */

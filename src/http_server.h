@@ -105,6 +105,14 @@ int http_server_route_body(struct http_server *srv, const char *path,
                            bool prefix, unsigned methods, http_handler_fn *fn,
                            void *arg);
 
+/* A body route's check of the header block, before any body byte is read
+ * (a token, the path): true lets the body be read and the handler run;
+ * false means the gate answered (ex->req is set; a refusal with a body to
+ * come should clear ex->keep_alive so the body is not read). */
+typedef bool http_gate_fn(struct http_exchange *ex, void *arg);
+/* Sets the gate of the last route added (a body route). */
+void http_server_route_gate(struct http_server *srv, http_gate_fn *gate);
+
 /* Starts serving HTTP on an accepted fd (takes it). Returns 0 or -ENOMEM
  * (the fd is closed either way on failure). */
 int http_server_accept(struct http_server *srv, int fd,

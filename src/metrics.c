@@ -266,6 +266,37 @@ static void render_mem(struct page *p)
     render_trim(p);
 }
 
+/* --auth: requests allowed and refused, by reason; expiries; reloads.
+ * Shown (as zeros) without --auth too, so dashboards need no guard. */
+static void render_auth(struct page *p, const struct metrics_view *v)
+{
+    static const struct auth_stats none;
+    const struct auth_stats *st = v->auth ? auth_stats(v->auth) : &none;
+
+    family(p, "moor_auth_total", "counter",
+           "Subscriptions and publications checked by --auth: allowed, or "
+           "denied by reason (no_token, malformed, bad_signature, expired, "
+           "not_allowed, ...).");
+    put(p, "moor_auth_total{result=\"allowed\",reason=\"token\"} %llu\n",
+        (unsigned long long)st->allowed);
+    for (unsigned r = 1; r < AUTH_REASON_COUNT; r++)
+        if (r != AUTH_NO_SESSION) /* counted as no_memory */
+            put(p, "moor_auth_total{result=\"denied\",reason=\"%s\"} %llu\n",
+                auth_reason_name(r), (unsigned long long)st->denied[r]);
+    scalar(p, "moor_auth_expired_total", "counter",
+           "Connections closed because their token expired.",
+           (double)st->expired);
+    scalar(p, "moor_auth_connections", "gauge",
+           "Open connections whose token's expiry is tracked.",
+           (double)st->sessions);
+    family(p, "moor_auth_reloads_total", "counter",
+           "Key reloads (SIGHUP), by outcome; a failed one keeps the old "
+           "keys.");
+    value(p, "moor_auth_reloads_total", "result", "ok", (double)st->reloads_ok);
+    value(p, "moor_auth_reloads_total", "result", "failed",
+          (double)st->reloads_failed);
+}
+
 static void render_pubsub(struct page *p, const struct metrics_view *v)
 {
     double maxq = 0;
@@ -347,6 +378,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     render_tls(p, v);
     render_http(p, v);
     render_pubsub(p, v);
+    render_auth(p, v);
     render_mem(p);
     scalar(p, "moor_log_suppressed_total", "counter",
            "Log lines dropped by per-site rate limiting.",

@@ -15,6 +15,7 @@
 #include "http_server.h"
 #include "pubsub.h"
 #include "tls.h"
+#include "auth.h"
 #include "util.h"
 
 #define METRICS_MAX_LOOPS 64
@@ -38,6 +39,7 @@ struct metrics_view {
     unsigned n_loops;
     struct metrics_loop loops[METRICS_MAX_LOOPS];
     const struct tls_ctx *tls; /* --tls-listen's context, or NULL */
+    const struct auth *auth;   /* --auth, or NULL */
     uint64_t start_wall_ms;    /* process start: moor_start_time_seconds */
 };
 

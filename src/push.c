@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "push.h"
+#include "auth.h"
 #include "log.h"
 #include "mem.h"
 #include "ratelimit.h"
@@ -84,6 +85,94 @@ static const char *check_list(const struct push *p, const char *s, size_t n)
     return NULL;
 }
 
+/* ---- who may ------------------------------------------------------------ */
+
+/* Refuses ex for reason (auth.h): 401 with the challenge of RFC 6750 3
+ * for a missing or bad token, 403 for a channel the token does not grant,
+ * 503 when memory ran out. The body says why; the token is never shown. */
+static void deny(struct http_exchange *ex, struct push *p, unsigned reason,
+                 const char *what)
+{
+    char extra[160], body[160];
+    int status = 401, n;
+
+    auth_count_denied(p->o.auth, ex->c, reason, what);
+    if (reason == AUTH_NOT_ALLOWED)
+        status = 403;
+    else if (reason == JWT_NO_MEMORY || reason == AUTH_NO_SESSION)
+        status = 503;
+    if (status == 401 && reason == AUTH_NO_TOKEN)
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"moor\"\r\n");
+    else if (status == 401)
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"moor\", "
+                 "error=\"invalid_token\", error_description=\"%s\"\r\n",
+                 auth_reason_name(reason));
+    else if (status == 403)
+        snprintf(extra, sizeof(extra),
+                 "WWW-Authenticate: Bearer realm=\"moor\", "
+                 "error=\"insufficient_scope\"\r\n");
+    else
+        snprintf(extra, sizeof(extra), "Retry-After: 1\r\n");
+    n = snprintf(body, sizeof(body), "%d %s: %s (%s)\n", status,
+                 http_reason(status),
+                 reason == AUTH_NO_TOKEN
+                     ? "a token is needed (Authorization: Bearer, ?token=)"
+                 : reason == AUTH_NOT_ALLOWED ? "the token does not grant this"
+                                              : "the token was refused",
+                 auth_reason_name(reason));
+    ex->keep_alive = false; /* a body to come is not read */
+    ex->hold = false;
+    http_respond(ex, status, "text/plain; charset=utf-8", extra, body,
+                 (size_t)MIN((size_t)n, sizeof(body) - 1));
+}
+
+/* With --auth: the request's token must verify and grant every channel of
+ * list[0..n) (comma-separated) for subscribing, or the one for
+ * publishing. True: allowed, *g filled (free it with jwt_grant_free(),
+ * empty without auth); false: refused and answered. */
+static bool authorize(struct http_exchange *ex, struct push *p, bool publish,
+                      const char *list, size_t n, struct jwt_grant *g)
+{
+    struct http_str tok;
+    enum jwt_reason r;
+
+    memset(g, 0, sizeof(*g));
+    if (!auth_on(p->o.auth))
+        return true;
+    if (!auth_find_token(p->o.auth, ex->req, &tok)) {
+        deny(ex, p, AUTH_NO_TOKEN, publish ? "publish" : "subscribe");
+        return false;
+    }
+    r = auth_check(p->o.auth, tok.p, tok.len, g);
+    if (r != JWT_OK) {
+        deny(ex, p, r, publish ? "publish" : "subscribe");
+        return false;
+    }
+    if (!auth_grant_list(g, publish, list, n, ',')) {
+        jwt_grant_free(g);
+        deny(ex, p, AUTH_NOT_ALLOWED, publish ? "publish" : "subscribe");
+        return false;
+    }
+    auth_count_allowed(p->o.auth);
+    return true;
+}
+
+/* c was allowed with g: its token's expiry now closes it. False (and c
+ * closed the protocol's way) when memory ran out. */
+static bool track(struct push *p, struct conn *c, const struct jwt_grant *g)
+{
+    if (auth_attach(p->o.auth, c, g) == 0)
+        return true;
+    auth_count_denied(p->o.auth, c, AUTH_NO_SESSION, "track expiry");
+    if (ws_is_websocket(c))
+        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+    else
+        conn_close(c, CLOSE_NO_MEMORY);
+    return false;
+}
+
 /* ---- Server-Sent Events ------------------------------------------------ */
 
 /* An SSE subscriber's conn ext (inside the HTTP conn's area). */
@@ -138,6 +227,7 @@ static void sse_on_close(struct conn *c, enum close_reason why)
     (void)why;
     pubsub_subscriber_free(push_of(c)->ps, sc->s);
     sc->s = NULL;
+    auth_detach(push_of(c)->o.auth, c);
 }
 
 static const struct conn_proto sse_proto = {
@@ -163,7 +253,7 @@ static bool wants_sse(const struct http_request *req)
 
 /* Answers the subscription as an event stream and hands the conn over. */
 static void start_sse(struct http_exchange *ex, struct push *p,
-                      const char *list, size_t n)
+                      const char *list, size_t n, const struct jwt_grant *g)
 {
     const struct http_str *last = http_header_get(ex->req, "last-event-id");
     const struct http_str *origin;
@@ -227,7 +317,9 @@ static void start_sse(struct http_exchange *ex, struct push *p,
         LOG_INFO("sse subscription refused", "conn=%llu why=\"%s\"", conn_id(c),
                  why);
         conn_close_after_flush(c, CLOSE_DONE, 1000);
+        return;
     }
+    track(p, c, g);
     (void)last_id; /* no history is kept: ids go on from the server's */
 }
 
@@ -236,15 +328,17 @@ static void start_sse(struct http_exchange *ex, struct push *p,
 /* A TCP conn's ext: 32 bytes. */
 struct tcp_conn {
     struct frame_pstate ps;
-    uint8_t role; /* 0: waiting for the command; TCP_SUB; TCP_PUB */
+    uint8_t role; /* 0: waiting for the command; TCP_AUTHED; TCP_SUB;
+                     TCP_PUB */
     union {
         struct subscriber *s;
         struct publisher *pb;
+        struct jwt_grant *g; /* TCP_AUTHED: what AUTH granted */
     };
     struct abuf *abuf; /* a frame arriving in pieces */
 };
 
-enum { TCP_SUB = 1, TCP_PUB = 2 };
+enum { TCP_SUB = 1, TCP_PUB = 2, TCP_AUTHED = 3 };
 
 static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len);
 static bool tcp_on_timeout(struct conn *c);
@@ -291,6 +385,24 @@ static void tcp_on_ready(struct conn *c, int err)
                            CLOSE_HEADER_TIMEOUT);
 }
 
+/* Ends c with one last frame, payload[0..n) (a NUL, then why: docs/auth.md),
+ * after the queue is written. */
+static void tcp_notice_n(struct conn *c, const char *payload, size_t n)
+{
+    uint8_t hdr[FRAME_HEADER];
+
+    frame_encode_header(hdr, (uint32_t)n);
+    if (conn_send_bytes(c, hdr, sizeof(hdr)) < 0 ||
+        conn_send_bytes(c, payload, n) < 0) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    conn_close_after_flush(c, CLOSE_DONE, 1000);
+}
+
+/* The same for a literal "\0text". */
+#define tcp_notice(c, lit) tcp_notice_n((c), (lit), sizeof(lit) - 1)
+
 static void tcp_fail(struct conn *c, const char *why)
 {
     char peer[64];
@@ -298,6 +410,71 @@ static void tcp_fail(struct conn *c, const char *why)
     LOG_INFO("tcp protocol error", "conn=%llu peer=%s why=\"%s\"", conn_id(c),
              conn_peer_str(c, peer, sizeof(peer)), why);
     conn_close(c, CLOSE_PROTOCOL_ERROR);
+}
+
+/* With --auth, the first frame is "AUTH <token>": what it grants is kept
+ * (t->g) for the SUB or PUB frame that must follow. */
+static void tcp_auth(struct conn *c, struct tcp_conn *t, const uint8_t *p,
+                     size_t n)
+{
+    struct push *pp = push_of(c);
+    struct jwt_grant *g;
+    enum jwt_reason r;
+
+    if (n < 5 || memcmp(p, "AUTH ", 5) != 0) {
+        auth_count_denied(pp->o.auth, c, AUTH_NO_TOKEN, "tcp");
+        tcp_notice(c, "\0no token: send AUTH <token> first");
+        return;
+    }
+    g = mem_alloc(MEM_AUTH, sizeof(*g));
+    if (!g) {
+        conn_close(c, CLOSE_NO_MEMORY);
+        return;
+    }
+    r = auth_check(pp->o.auth, (const char *)p + 5, n - 5, g);
+    if (r != JWT_OK) {
+        char why[64];
+
+        mem_free(MEM_AUTH, g);
+        auth_count_denied(pp->o.auth, c, r, "tcp");
+        snprintf(why, sizeof(why), "%ctoken refused: %s", '\0',
+                 auth_reason_name(r));
+        tcp_notice_n(c, why, 1 + strlen(why + 1));
+        return;
+    }
+    t->g = g;
+    t->role = TCP_AUTHED;
+}
+
+/* The channels of cmd are granted by t->g (the AUTH frame's token). */
+static bool tcp_granted(const struct tcp_conn *t,
+                        const struct frame_command *cmd)
+{
+    const uint8_t *name;
+    size_t pos = 0, nl;
+
+    while (frame_command_next(cmd, &pos, &name, &nl))
+        if (!jwt_grant_allows(t->g, cmd->verb == FRAME_CMD_PUB,
+                              (const char *)name, nl))
+            return false;
+    return true;
+}
+
+/* The grant's part is done: the expiry is tracked, the grant freed.
+ * False if c is closing (out of memory). */
+static bool tcp_take_grant(struct conn *c, struct tcp_conn *t)
+{
+    struct jwt_grant *g = t->g;
+    bool ok;
+
+    t->g = NULL;
+    t->role = 0;
+    if (!g)
+        return true;
+    ok = track(push_of(c), c, g);
+    jwt_grant_free(g);
+    mem_free(MEM_AUTH, g);
+    return ok;
 }
 
 static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
@@ -308,10 +485,24 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     const uint8_t *name;
     size_t pos = 0, nl;
 
+    if (auth_on(pp->o.auth) && t->role == 0) {
+        tcp_auth(c, t, p, n);
+        return;
+    }
     if (frame_parse_command(p, n, pp->o.pubsub.max_channels_per_conn, &cmd) <
         0) {
         tcp_fail(c, cmd.why);
         return;
+    }
+    if (t->role == TCP_AUTHED) {
+        if (!tcp_granted(t, &cmd)) {
+            auth_count_denied(pp->o.auth, c, AUTH_NOT_ALLOWED, "tcp");
+            tcp_notice(c, "\0not allowed: the token does not grant this");
+            return;
+        }
+        auth_count_allowed(pp->o.auth);
+        if (!tcp_take_grant(c, t))
+            return;
     }
     if (cmd.verb == FRAME_CMD_SUB) {
         t->s = pubsub_subscriber_new(pp->ps, c, PS_TCP);
@@ -352,6 +543,7 @@ static void tcp_frame(struct conn *c, struct tcp_conn *t, const uint8_t *p,
 
     switch (t->role) {
     case 0:
+    case TCP_AUTHED:
         tcp_command(c, t, p, n);
         break;
     case TCP_PUB:
@@ -364,6 +556,19 @@ static void tcp_frame(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     }
 }
 
+/* The longest frame t may send next: a command (with --auth, the first
+ * is "AUTH <token>"), or a message. */
+static uint32_t tcp_limit(const struct push *pp, const struct tcp_conn *t)
+{
+    size_t cmd = frame_command_max(pp->o.pubsub.max_channels_per_conn);
+
+    if (t->role == 0 && auth_on(pp->o.auth))
+        cmd = MAX(cmd, 5 + (size_t)auth_max_token_bytes(pp->o.auth));
+    if (t->role == 0 || t->role == TCP_AUTHED)
+        return (uint32_t)MIN(cmd, (size_t)UINT32_MAX);
+    return (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
+}
+
 static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
 {
     struct tcp_conn *t = conn_ext(c);
@@ -372,11 +577,7 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
     size_t off = 0;
 
     parser.s = t->ps;
-    parser.max_message =
-        t->role == 0 ? (uint32_t)MIN(frame_command_max(
-                                         pp->o.pubsub.max_channels_per_conn),
-                                     (size_t)UINT32_MAX)
-                     : (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
+    parser.max_message = tcp_limit(pp, t);
     while (off < len && !conn_is_closing(c) && !conn_paused(c)) {
         struct frame_event ev;
         int err = 0;
@@ -384,8 +585,9 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
 
         if (n < 0) {
             t->ps = parser.s;
-            tcp_fail(c, t->role == 0 ? "command frame too long"
-                                     : "frame over --max-message");
+            tcp_fail(c, t->role == 0 || t->role == TCP_AUTHED
+                            ? "command frame too long"
+                            : "frame over --max-message");
             return len;
         }
         if (n == 0)
@@ -411,9 +613,8 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
                 abuf_free(&b, MEM_MSG);
             }
         }
-        if (t->role == TCP_PUB && !conn_is_closing(c))
-            parser.max_message =
-                (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
+        if (!conn_is_closing(c))
+            parser.max_message = tcp_limit(pp, t);
     }
     t->ps = parser.s;
     /* A frame begun (its header, part of its payload, or part of the
@@ -421,7 +622,8 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
      * publisher that stalls mid-frame holds its partial message, and
      * heartbeats would otherwise keep it for ever (docs/principles.md,
      * rule 2). The command frame is under the header deadline instead. */
-    if (t->role && conn_message_update(c, off < len || t->ps.in_frame))
+    if ((t->role == TCP_SUB || t->role == TCP_PUB) &&
+        conn_message_update(c, off < len || t->ps.in_frame))
         conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
     return off;
 }
@@ -431,7 +633,8 @@ static bool tcp_on_timeout(struct conn *c)
     struct tcp_conn *t = conn_ext(c);
     static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
 
-    if (t->role == 0 || conn_read_reason(c) != CLOSE_IDLE_TIMEOUT)
+    if (t->role == 0 || t->role == TCP_AUTHED ||
+        conn_read_reason(c) != CLOSE_IDLE_TIMEOUT)
         return false; /* no command in time, or a frame not finished */
     /* Subscribers and publishers alike get an empty frame after quiet:
      * proxies keep the connection, and a vanished peer is found by the
@@ -461,7 +664,11 @@ static void tcp_on_close(struct conn *c, enum close_reason why)
         pubsub_subscriber_free(push_of(c)->ps, t->s);
     } else if (t->role == TCP_PUB) {
         publisher_free(c, t->pb);
+    } else if (t->role == TCP_AUTHED) {
+        jwt_grant_free(t->g);
+        mem_free(MEM_AUTH, t->g);
     }
+    auth_detach(push_of(c)->o.auth, c);
     t->role = 0;
     t->s = NULL;
 }
@@ -487,6 +694,7 @@ static void sub_close(struct conn *c, uint16_t code, void *arg)
     (void)code;
     pubsub_subscriber_free(p->ps, ws_user(c));
     ws_set_user(c, NULL);
+    auth_detach(p->o.auth, c);
 }
 
 static void sub_drain(struct conn *c, void *arg)
@@ -498,14 +706,35 @@ static void sub_drain(struct conn *c, void *arg)
         pubsub_subscriber_drained(p->ps, s);
 }
 
+/* The upgraded c subscribes to list[0..n). Returns 0 or -1 (c closing). */
+static int subscribe_ws(struct push *p, struct conn *c, const char *list,
+                        size_t n, const struct jwt_grant *g)
+{
+    struct subscriber *s = pubsub_subscriber_new(p->ps, c, PS_WEBSOCKET);
+    const char *why = NULL;
+    int rc;
+
+    if (!s) {
+        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
+        return -1;
+    }
+    ws_set_user(c, s);
+    rc = pubsub_subscribe_list(p->ps, s, list, n, &why);
+    if (rc < 0) {
+        ws_close(c, rc == -ENOSPC ? WS_CLOSE_POLICY : WS_CLOSE_INTERNAL, why);
+        return -1;
+    }
+    return track(p, c, g) ? 0 : -1;
+}
+
 static void on_sub(struct http_exchange *ex, void *arg)
 {
     struct push *p = arg;
     const char *list = ex->path.p + 5; /* after "/sub/" */
     size_t n = ex->path.len - 5;
     const char *why = check_list(p, list, n);
-    struct subscriber *s;
     struct conn *c = ex->c;
+    struct jwt_grant g;
     int rc;
 
     if (why) {
@@ -513,21 +742,17 @@ static void on_sub(struct http_exchange *ex, void *arg)
         respond_text(ex, 400, why);
         return;
     }
+    if (!authorize(ex, p, false, list, n, &g))
+        return;
     if (wants_sse(ex->req)) {
-        start_sse(ex, p, list, n);
+        start_sse(ex, p, list, n, &g);
+        jwt_grant_free(&g);
         return;
     }
-    if (ws_server_upgrade(p->ws, ex, &p->sub_h) != 0)
-        return; /* answered: 400, 403, 405 or 426 */
-    s = pubsub_subscriber_new(p->ps, c, PS_WEBSOCKET);
-    if (!s) {
-        ws_close(c, WS_CLOSE_INTERNAL, "out of memory");
-        return;
-    }
-    ws_set_user(c, s);
-    rc = pubsub_subscribe_list(p->ps, s, list, n, &why);
-    if (rc < 0)
-        ws_close(c, rc == -ENOSPC ? WS_CLOSE_POLICY : WS_CLOSE_INTERNAL, why);
+    rc = ws_server_upgrade(p->ws, ex, &p->sub_h);
+    if (rc == 0)
+        rc = subscribe_ws(p, c, list, n, &g);
+    jwt_grant_free(&g);
 }
 
 /* ---- publishers -------------------------------------------------------- */
@@ -607,9 +832,9 @@ static void pub_close(struct conn *c, uint16_t code, void *arg)
     struct publisher *pb = ws_user(c);
 
     (void)code;
-    (void)arg;
     publisher_free(c, pb);
     ws_set_user(c, NULL);
+    auth_detach(((struct push *)arg)->o.auth, c);
 }
 
 /* A publisher on channel name[0..n) for conn c, its buckets full. */
@@ -644,17 +869,42 @@ static void on_pub_ws(struct http_exchange *ex, struct push *p,
                       const char *name, size_t n)
 {
     struct conn *c = ex->c;
-    struct publisher *pb = publisher_new(p, c, name, n);
+    struct publisher *pb;
+    struct jwt_grant g;
 
+    if (!authorize(ex, p, true, name, n, &g))
+        return;
+    pb = publisher_new(p, c, name, n);
     if (!pb) {
+        jwt_grant_free(&g);
         respond_text(ex, 503, "out of memory");
         return;
     }
     if (ws_server_upgrade(p->ws, ex, &p->pub_h) != 0) {
+        jwt_grant_free(&g);
         publisher_free(c, pb);
         return;
     }
     ws_set_user(c, pb);
+    track(p, c, &g);
+    jwt_grant_free(&g);
+}
+
+/* POST /pub/CH: the token is checked on the header block, before the body
+ * is read (http_server_route_gate). */
+static bool pub_gate(struct http_exchange *ex, void *arg)
+{
+    struct push *p = arg;
+    const char *name = ex->path.p + 5; /* after "/pub/" */
+    size_t n = ex->path.len - 5;
+    struct jwt_grant g;
+
+    if (!channel_name_valid((const uint8_t *)name, n))
+        return true; /* the handler answers 400 */
+    if (!authorize(ex, p, true, name, n, &g))
+        return false;
+    jwt_grant_free(&g);
+    return true;
 }
 
 static void on_pub(struct http_exchange *ex, void *arg)
@@ -698,11 +948,13 @@ static void on_pub(struct http_exchange *ex, void *arg)
     http_respond(ex, 202, "application/json", NULL, body, (size_t)k);
 }
 
-const char *push_describe(void *arg, struct conn *c, char *channels, size_t cap)
+const char *push_describe(void *arg, struct conn *c, char *channels, size_t cap,
+                          const char **sub)
 {
     struct push *p = arg;
     const struct ws_binding *b;
 
+    *sub = auth_subject(p->o.auth, c);
     if (cap)
         channels[0] = '\0';
     if (conn_proto(c) == &sse_proto) {
@@ -740,6 +992,27 @@ const char *push_describe(void *arg, struct conn *c, char *channels, size_t cap)
     return "";
 }
 
+void push_token_expired(struct conn *c, void *arg)
+{
+    static const char sse_expired[] = "event: expired\ndata: token expired\n\n";
+
+    (void)arg;
+    if (conn_is_closing(c))
+        return;
+    if (ws_is_websocket(c)) {
+        ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
+    } else if (conn_proto(c) == &sse_proto) {
+        if (conn_send_bytes(c, sse_expired, sizeof(sse_expired) - 1) < 0)
+            conn_close(c, CLOSE_NO_MEMORY);
+        else
+            conn_close_after_flush(c, CLOSE_DONE, 1000);
+    } else if (conn_proto(c) == &tcp_proto) {
+        tcp_notice(c, "\0token expired");
+    } else {
+        conn_close(c, CLOSE_DONE);
+    }
+}
+
 struct push *push_new(struct http_server *http, struct ws_server *ws,
                       struct conn_set *set, const struct push_opts *o)
 {
@@ -773,6 +1046,7 @@ struct push *push_new(struct http_server *http, struct ws_server *ws,
         push_free(p);
         return NULL;
     }
+    http_server_route_gate(http, pub_gate);
     return p;
 }
 

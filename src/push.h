@@ -27,6 +27,8 @@
 #include "pubsub.h"
 #include "ws_server.h"
 
+struct auth;
+
 struct push_opts {
     struct pubsub_opts pubsub;
     uint64_t max_message;        /* bigger HTTP publish: 413 */
@@ -37,6 +39,8 @@ struct push_opts {
     uint32_t sse_retry_ms;       /* the reconnect delay sent to EventSource */
     uint32_t header_timeout_ms;  /* TCP: the command frame within this */
     const char *allowed_origins; /* SSE from a page: CORS (ws.h rules) */
+    struct auth *auth; /* who may subscribe and publish (auth.h); NULL or
+                          off: everyone. Borrowed: freed after the push */
 };
 
 struct push;
@@ -65,10 +69,15 @@ void push_tcp_accept(struct push *p, int fd, struct tls_ctx *tls,
 void push_drain(struct push *p);
 /* After every conn is closed. */
 void push_free(struct push *p);
+/* auth.h's auth_expire_fn for the push's connections (arg: the push):
+ * WebSocket close 4001 "token expired", SSE "event: expired" then close,
+ * TCP a last frame "\0token expired" then close. */
+void push_token_expired(struct conn *c, void *arg);
 const struct pubsub *push_pubsub(const struct push *p);
 /* For /debug/conns (a debug_describe_fn; arg is the push): a conn's role
- * ("subscriber", "publisher" or "") and its channels. */
-const char *push_describe(void *arg, struct conn *c, char *channels,
-                          size_t cap);
+ * ("subscriber", "publisher" or ""), its channels and its token's
+ * subject. */
+const char *push_describe(void *arg, struct conn *c, char *channels, size_t cap,
+                          const char **sub);
 
 #endif

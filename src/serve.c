@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "debug.h"
 #include "push.h"
+#include "auth.h"
 #include "server.h"
 #include "signals.h"
 #include "tls.h"
@@ -43,6 +44,7 @@ struct serve {
     struct loop *loop;
     struct server *srv;
     struct push *push;
+    struct auth *auth;             /* --auth (off: allows all) */
     struct listener *tcp;          /* --tcp-listen, or NULL */
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
@@ -55,9 +57,9 @@ struct serve {
     /* Whether /debug/mem and /debug/conns are routed on the public
      * listeners (--listen, --tls-listen). They list every peer's
      * address and channels, so this is the one place that decides it,
-     * in serve_new(): today they are public unless --admin-listen takes
-     * them; the auth rule of issue 16 (with auth on and no admin
-     * listener, /debug is served nowhere) adds its condition there. */
+     * in serve_new(): they are public unless --admin-listen takes them
+     * or --auth is on (then, with no admin listener, /debug is served
+     * nowhere: a token does not entitle anyone to every peer's address). */
     bool debug_public;
     char more[512];       /* the banner's lines for --tls-listen, --tcp-listen,
                              --admin-listen */
@@ -112,6 +114,7 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     v.loops[0].listeners[3] = sv->admin;
     v.loops[0].http_admin = sv->admin_http;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
+    v.auth = sv->auth;
     http_respond_page(ex, metrics_render(&b, &v), &b,
                       "text/plain; version=0.0.4; charset=utf-8");
 }
@@ -170,17 +173,34 @@ static void on_admin_accept(struct listener *ls, int fd,
     http_server_accept(sv->admin_http, fd, peer);
 }
 
+/* SIGHUP, --auth jwt: the key files are read again; open connections
+ * keep their tokens' expiry. */
+static void reload_auth(struct serve *sv)
+{
+    char err[256];
+
+    if (auth_reload(sv->auth, err, sizeof(err)) == 0)
+        LOG_INFO("jwt keys reloaded", "secret=\"%s\" keys=\"%s\"",
+                 sv->cfg->jwt_secret_file, sv->cfg->jwt_key_file);
+    else
+        LOG_ERROR("jwt key reload failed, the old keys stay in service",
+                  "err=\"%s\"", err);
+}
+
 /* SIGHUP: the certificate and key are read again from the same files;
- * open connections keep the one they started with. */
+ * open connections keep the one they started with. The JWT keys too. */
 static void on_reload(void *arg)
 {
     struct serve *sv = arg;
     char err[256];
 
+    if (auth_on(sv->auth))
+        reload_auth(sv);
     if (!sv->tls) {
-        LOG_INFO("nothing to reload on SIGHUP (no --tls-listen or "
-                 "--tcp-tls)",
-                 "%s", "");
+        if (!auth_on(sv->auth))
+            LOG_INFO("nothing to reload on SIGHUP (no --tls-listen, "
+                     "--tcp-tls or --auth jwt)",
+                     "%s", "");
         return;
     }
     if (tls_reload(sv->tls, sv->cfg->tls_cert, sv->cfg->tls_key, err,
@@ -247,7 +267,7 @@ static int start_tls(struct serve *sv, const struct moor_config *c,
 /* /debug/conns' role of c: "admin" on the admin listener (the operator's
  * own scrapes, told apart from the clients'), else what push knows. */
 static const char *describe_conn(void *arg, struct conn *c, char *channels,
-                                 size_t cap)
+                                 size_t cap, const char **sub)
 {
     struct serve *sv = arg;
 
@@ -256,7 +276,7 @@ static const char *describe_conn(void *arg, struct conn *c, char *channels,
             channels[0] = '\0';
         return "admin";
     }
-    return push_describe(sv->push, c, channels, cap);
+    return push_describe(sv->push, c, channels, cap, sub);
 }
 
 static void on_debug_conns(struct http_exchange *ex, void *arg)
@@ -360,6 +380,30 @@ static void push_options(const struct moor_config *c,
     o->allowed_origins = c->allowed_origins;
 }
 
+/* --auth and its --jwt-* flags. NULL with err: a key file that cannot be
+ * used, or no memory. */
+static struct auth *auth_from_config(const struct moor_config *c,
+                                     struct loop *l, char *err, size_t errlen)
+{
+    struct auth_opts ao = {
+        .jwt = !strcmp(c->auth, "jwt"),
+        .secret_file = c->jwt_secret_file,
+        .key_files = c->jwt_key_file,
+        .cookie = c->auth_cookie,
+        .jwt_o =
+            {
+                .leeway_s = c->jwt_leeway_ms / 1000,
+                .max_token_bytes = (uint32_t)c->max_token_bytes,
+                .audience = c->jwt_audience,
+                .issuer = c->jwt_issuer,
+                .channels_claim = c->jwt_channels_claim,
+                .publish_claim = c->jwt_publish_claim,
+            },
+    };
+
+    return auth_new(l, &ao, push_token_expired, NULL, err, errlen);
+}
+
 static void options_from_config(const struct moor_config *c,
                                 struct server_opts *o, char *host,
                                 size_t hostlen, uint16_t *port)
@@ -424,6 +468,7 @@ void serve_free(struct serve *sv)
     server_free(sv->srv); /* closes the admin conns too: then admin_http */
     http_server_free(sv->admin_http);
     push_free(sv->push);
+    auth_free(sv->auth);
     tls_ctx_free(sv->tls);
     if (sv->sigfd >= 0) {
         loop_unwatch(sv->loop, sv->sigfd);
@@ -617,14 +662,20 @@ struct serve *serve_new(const struct moor_config *cfg)
         goto err_free;
     }
     /* The one place that decides it (see the field). */
-    sv->debug_public = !cfg->admin_listen[0];
+    sv->debug_public = !cfg->admin_listen[0] && strcmp(cfg->auth, "jwt") != 0;
     http_server_route(server_http(sv->srv), "/healthz", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, sv);
     if (!cfg->admin_listen[0])
         operator_routes(sv, server_http(sv->srv), sv->debug_public);
     http_server_route(server_http(sv->srv), "/echo", false, HTTP_M(HTTP_GET),
                       on_echo, sv);
+    sv->auth = auth_from_config(cfg, sv->loop, err, sizeof(err));
+    if (!sv->auth) {
+        fprintf(stderr, "moor: --auth jwt: %s\n", err);
+        goto err_free;
+    }
     push_options(cfg, &o, &po);
+    po.auth = sv->auth;
     sv->push = push_new(server_http(sv->srv), server_ws(sv->srv),
                         server_conns(sv->srv), &po);
     if (!sv->push) {
@@ -698,7 +749,7 @@ int serve_main(int argc, char **argv)
     if (sv->admin)
         LOG_INFO("admin listening", "addr=%s:%u", sv->admin_host,
                  listener_port(sv->admin));
-    warn_open(sv, false); /* no --auth yet: every client is let in */
+    warn_open(sv, auth_on(sv->auth));
 
     hook = getenv("MOOR_TEST_FAIL_ALLOC");
     if (hook && *hook) {

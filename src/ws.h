@@ -60,6 +60,8 @@ enum ws_close_code {
     WS_CLOSE_TOO_BIG = 1009,
     WS_CLOSE_EXTENSION = 1010,
     WS_CLOSE_INTERNAL = 1011,
+    /* moor's own (the application range, RFC 6455 7.4.2; docs/auth.md). */
+    WS_CLOSE_TOKEN_EXPIRED = 4001, /* --auth: the token's exp passed */
 };
 
 #define WS_MAX_HEADER 14 /* 2 + 8 (length) + 4 (mask) */

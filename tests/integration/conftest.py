@@ -224,14 +224,18 @@ class Conn:
         sock.settimeout(timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
+        self.timeout = timeout
         self.buf = b""
         self.eof = False
+        self._admin = None  # MOOR_TEST_AUTH mode: see request()
 
     def close(self):
         try:
             self.sock.close()
         except OSError:
             pass
+        if self._admin:
+            self._admin.close()
 
     def __enter__(self):
         return self
@@ -242,6 +246,8 @@ class Conn:
     def send(self, data):
         if isinstance(data, str):
             data = data.encode()
+        if TEST_AUTH:
+            data = auth_mode_raw(data)
         self.sock.sendall(data)
 
     def _fill(self):
@@ -318,6 +324,13 @@ class Conn:
 
     def request(self, method="GET", path="/healthz", headers=None,
                 body=b"", version="HTTP/1.1"):
+        if TEST_AUTH and self.port in _ADMIN_OF and \
+                path.startswith(_OPERATOR_PATHS):
+            # --auth leaves the operator's pages on the admin listener: a
+            # keep-alive connection of its own, beside this one.
+            if self._admin is None:
+                self._admin = Conn(_ADMIN_OF[self.port], timeout=self.timeout)
+            return self._admin.request(method, path, headers, body, version)
         self.send(build_request(method, path, headers, body, version))
         resp = self.read_response(head=(method == "HEAD"))
         while 100 <= resp.status < 200:
@@ -362,6 +375,7 @@ def build_request(method="GET", path="/healthz", headers=None, body=b"",
         if "host" in names:
             hdrs = []
         hdrs += headers
+    hdrs += auth_mode_headers(hdrs)
     if body and not any(k.lower() in ("content-length", "transfer-encoding")
                         for k, _ in hdrs):
         hdrs.append(("Content-Length", str(len(body))))
@@ -386,6 +400,78 @@ def raw_exchange(port, data, timeout=SOCK_TIMEOUT, head=False):
 
 # ---- the server ------------------------------------------------------------
 
+# ---- MOOR_TEST_AUTH=1: the suites with --auth jwt ------------------------
+# tests/run runs the pub/sub and WebSocket conformance suites a second time
+# with MOOR_TEST_AUTH=1: every server started by the fixture gets --auth
+# jwt with a secret made here, and every request built by build_request()
+# or wsutil.handshake_request() carries a token granting every channel
+# (unless it has an Authorization header of its own). The suites are
+# unchanged: they must pass with auth on.
+
+TEST_AUTH = os.environ.get("MOOR_TEST_AUTH", "") not in ("", "0")
+_TEST_SECRET = b"moor-test-auth-secret-0123456789abcdef"
+_test_token = None
+
+
+def auth_mode_token():
+    """The all-channels token of MOOR_TEST_AUTH mode (HS256, 1 hour)."""
+    global _test_token
+    if _test_token is None:
+        import jwt
+        _test_token = jwt.encode(
+            {"sub": "suite", "exp": int(time.time()) + 3600,
+             "channels": ["*"], "publish": ["*"]},
+            _TEST_SECRET, algorithm="HS256")
+    return _test_token
+
+
+if TEST_AUTH:  # for clients in other processes (node)
+    os.environ["MOOR_TEST_AUTH_TOKEN"] = auth_mode_token()
+
+
+def auth_mode_headers(have):
+    """[("Authorization", "Bearer ...")] in MOOR_TEST_AUTH mode unless
+    have (pairs) holds one; [] otherwise."""
+    if not TEST_AUTH or any(k.lower() == "authorization" for k, _ in have):
+        return []
+    return [("Authorization", f"Bearer {auth_mode_token()}")]
+
+
+# Not anchored: a pipelined request follows the last one's body directly.
+_REQUEST_LINE = re.compile(
+    rb"(?:GET|POST|PUT|HEAD|DELETE|OPTIONS) /\S* HTTP/1\.[01]\r\n")
+# Public port -> admin port of the servers started in MOOR_TEST_AUTH mode.
+_ADMIN_OF = {}
+_OPERATOR_PATHS = ("/metrics", "/debug/")
+
+
+def auth_mode_raw(data):
+    """Bytes written by hand (pipelined requests, chunked bodies): each
+    request head in data without an Authorization field gets the mode's
+    token after its request line."""
+    out, pos = [], 0
+    for m in _REQUEST_LINE.finditer(data):
+        end = data.find(b"\r\n\r\n", m.end() - 2)
+        head = data[m.start():end if end >= 0 else len(data)]
+        if m.start() < pos or b"\nauthorization:" in head.lower():
+            continue
+        out += [data[pos:m.end()],
+                f"Authorization: Bearer {auth_mode_token()}\r\n".encode()]
+        pos = m.end()
+    return b"".join(out) + data[pos:] if out else data
+
+
+def auth_mode_args(workdir):
+    """The flags of MOOR_TEST_AUTH mode ([] otherwise)."""
+    if not TEST_AUTH:
+        return []
+    secret = Path(workdir) / "jwt-secret"
+    secret.write_bytes(_TEST_SECRET)
+    # /debug lives only on an admin listener once --auth is on.
+    return ["--auth", "jwt", "--jwt-secret-file", str(secret),
+            "--admin-listen", f"{HOST}:0"]
+
+
 class Server:
     def __init__(self, args, env, workdir):
         self.args = list(args)
@@ -394,7 +480,8 @@ class Server:
         self.err_path = self.workdir / "stderr.txt"
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
-        cmd = [str(moor_bin()), "serve", "--listen", f"{HOST}:0"] + self.args
+        cmd = ([str(moor_bin()), "serve", "--listen", f"{HOST}:0"] +
+               auth_mode_args(workdir) + self.args)
         self.cmd = cmd
         self.proc = subprocess.Popen(cmd, env=base_env(env),
                                      stdin=subprocess.DEVNULL,
@@ -411,9 +498,11 @@ class Server:
             m = BANNER_RE.search(data)
             admin = ADMIN_BANNER_RE.search(data)
             if m and (admin or not any(a.startswith("--admin-listen")
-                                       for a in self.args)):
+                                       for a in self.cmd)):
                 self.port = int(m.group(1))
                 self.admin_port = int(admin.group(1)) if admin else None
+                if TEST_AUTH and self.admin_port:
+                    _ADMIN_OF[self.port] = self.admin_port
                 return
             if self.proc.poll() is not None:
                 break
@@ -432,7 +521,8 @@ class Server:
         return Conn(self.port, timeout=timeout)
 
     def get(self, path="/healthz", method="GET", **kw):
-        """One request on a fresh connection."""
+        """One request on a fresh connection (in MOOR_TEST_AUTH mode the
+        operator's pages are asked of the admin listener: Conn.request)."""
         with self.conn() as c:
             return c.request(method, path, **kw)
 

@@ -1063,7 +1063,9 @@ const WebSocket = require('ws');
 const [url, want] = [process.argv[1], Number(process.argv[2])];
 const watchdog = setTimeout(() => { console.error('node subscriber timed out'); process.exit(1); }, 20000);
 const got = [];
-const ws = new WebSocket(url);
+// MOOR_TEST_AUTH mode (conftest.py): the suite's token.
+const tok = process.env.MOOR_TEST_AUTH_TOKEN;
+const ws = new WebSocket(url, tok ? {headers: {Authorization: 'Bearer ' + tok}} : {});
 ws.on('open', () => console.log('open'));
 ws.on('message', (data, isBinary) => {
     got.push({binary: isBinary, hex: Buffer.from(data).toString('hex')});

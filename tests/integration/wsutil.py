@@ -72,9 +72,19 @@ def handshake_request(path="/echo", key=None, method="GET",
             continue
         fields.append((k, replace.get(k.lower(), v)))
     fields += list(headers or [])
+    fields += _auth_headers(fields)
     head = f"{method} {path} {version}\r\n" + "".join(
         f"{k}: {v}\r\n" for k, v in fields) + "\r\n"
     return head.encode("latin-1")
+
+
+def _auth_headers(fields):
+    """MOOR_TEST_AUTH mode's token (conftest.auth_mode_headers)."""
+    try:
+        from conftest import auth_mode_headers
+    except ImportError:
+        return []
+    return auth_mode_headers(fields)
 
 
 def mask_bytes(payload, key):

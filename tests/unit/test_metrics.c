@@ -319,14 +319,19 @@ static int check_exposition(const char *page)
                 const char *q1, *q2;
 
                 assert_non_null(close);
-                q1 = strchr(line + i, '"');
-                assert_non_null(q1);
-                assert_true(q1 < close);
-                assert_int_equal(q1[-1], '=');
-                q2 = strchr(q1 + 1, '"');
+                /* name="value" pairs, comma-separated. */
+                q2 = line + i;
+                do {
+                    q1 = strchr(q2 + 1, '"');
+                    assert_non_null(q1);
+                    assert_true(q1 < close);
+                    assert_int_equal(q1[-1], '=');
+                    q2 = strchr(q1 + 1, '"');
+                    assert_non_null(q2);
+                    for (const char *c = q1 + 1; c < q2; c++)
+                        assert_true(*c != '\\' && *c != '\n' && *c != '"');
+                } while (q2[1] == ',');
                 assert_ptr_equal(q2 + 1, close);
-                for (const char *c = q1 + 1; c < q2; c++)
-                    assert_true(*c != '\\' && *c != '\n' && *c != '"');
                 i = (size_t)(close - line) + 1;
             }
             assert_int_equal(line[i], ' ');
