@@ -674,6 +674,10 @@ struct serve *serve_new(const struct moor_config *cfg)
         fprintf(stderr, "moor: --auth jwt: %s\n", err);
         goto err_free;
     }
+    if (auth_on(sv->auth))
+        more_line(sv,
+                  "  --auth jwt: /sub and /pub need a token (Authorization: "
+                  "Bearer, ?token=; docs/auth.md)\n");
     push_options(cfg, &o, &po);
     po.auth = sv->auth;
     sv->push = push_new(server_http(sv->srv), server_ws(sv->srv),
