@@ -1002,11 +1002,22 @@ void push_token_expired(struct conn *c, void *arg)
     if (ws_is_websocket(c)) {
         ws_close(c, WS_CLOSE_TOKEN_EXPIRED, "token expired");
     } else if (conn_proto(c) == &sse_proto) {
+        struct sse_conn *sc = conn_ext(c);
+
+        /* Nothing more is delivered after the notice. */
+        pubsub_subscriber_free(push_of(c)->ps, sc->s);
+        sc->s = NULL;
         if (conn_send_bytes(c, sse_expired, sizeof(sse_expired) - 1) < 0)
             conn_close(c, CLOSE_NO_MEMORY);
         else
             conn_close_after_flush(c, CLOSE_DONE, 1000);
     } else if (conn_proto(c) == &tcp_proto) {
+        struct tcp_conn *t = conn_ext(c);
+
+        if (t->role == TCP_SUB) { /* nothing more after the notice */
+            pubsub_subscriber_free(push_of(c)->ps, t->s);
+            t->s = NULL;
+        }
         tcp_notice(c, "\0token expired");
     } else {
         conn_close(c, CLOSE_DONE);
