@@ -5,11 +5,20 @@
  *
  * Invariants.
  * - An entry is on the idle list exactly when its count is 0.
- * - by_fd[fd] is the entry fd is counted under, or NULL; an entry's count
- *   is the number of fds pointing at it.
+ * - The fd slots: pages[fd / FD_PAGE]->e[fd % FD_PAGE] is the entry fd
+ *   is counted under, or NULL; an entry's count is the number of slots
+ *   pointing at it; a page exists only while one of its slots is used.
  * - entries <= table_size; the hash heads are a power of two, at most
  *   the power of two at or above table_size (load factor <= 1 while they
  *   can still grow).
+ *
+ * Giving memory back (docs/principles.md, rule 7). After a burst the
+ * table returns to what the remaining connections need: entries are
+ * freed one by one, a page of fd slots when its last fd closes, and the
+ * hash heads halve when under an eighth of them are in use (each halving
+ * walks the heads once, paid for by the eighth of the entries freed
+ * before it). Only the page directory keeps its size: 8 bytes per
+ * FD_PAGE fds, at most the process's fd limit / FD_PAGE of them.
  *
  * Forgetting. An idle entry whose bucket is full again holds nothing a
  * fresh entry would not: it is freed when its last connection closes if
@@ -34,7 +43,8 @@
 
 #define SWEEP_MAX 2   /* idle entries looked at per admit or release */
 #define HEADS_MIN 16u /* hash heads allocated with the first entry */
-#define BY_FD_MIN 64u /* fd slots allocated with the first fd */
+#define FD_PAGE 256u  /* fd slots per page (2 KiB) */
+#define DIR_MIN 8u    /* page pointers allocated with the first page */
 
 /* An address as the table counts it: IPv4 as ::ffff:a.b.c.d, IPv6 as its
  * /64 (low half zero). The two never meet: a /64 key's low half is 0, an
@@ -51,14 +61,19 @@ struct ipl_entry {
     uint32_t conns;
 };
 
+struct fd_page {
+    uint32_t used; /* slots not NULL */
+    struct ipl_entry *e[FD_PAGE];
+};
+
 struct iplimit {
     struct iplimit_opts o;
     uint64_t seed[2];
     struct ipl_entry **heads;
-    struct ipl_entry **by_fd;
+    struct fd_page **pages;                /* by fd / FD_PAGE */
     struct ipl_entry *idle_old, *idle_new; /* the idle list's two ends */
     uint32_t nheads;                       /* 0 until the first entry */
-    uint32_t by_fd_len;
+    uint32_t npages;
     uint32_t entries;
 };
 
@@ -119,6 +134,101 @@ static struct ipl_entry *find(const struct iplimit *t, const struct ipl_key *k)
     return NULL;
 }
 
+/* Moves every entry to n new heads. -1 (and nothing changed) if they
+ * cannot be allocated. */
+static int rehash(struct iplimit *t, uint32_t n)
+{
+    struct ipl_entry **h = mem_calloc(MEM_AUTH, n, sizeof(*h));
+
+    if (!h)
+        return -1;
+    for (uint32_t i = 0; i < t->nheads; i++) {
+        struct ipl_entry *e = t->heads[i], *next;
+
+        for (; e; e = next) {
+            uint32_t s = hash_of(t, &e->key) & (n - 1);
+
+            next = e->hnext;
+            e->hnext = h[s];
+            h[s] = e;
+        }
+    }
+    mem_free(MEM_AUTH, t->heads);
+    t->heads = h;
+    t->nheads = n;
+    return 0;
+}
+
+/* Doubles the heads while the table outgrows them. A failure keeps the
+ * old heads (longer chains, still correct) unless there are none. */
+static int grow_heads(struct iplimit *t)
+{
+    uint32_t cap = HEADS_MIN;
+
+    while (cap < t->o.table_size && cap < (1u << 31))
+        cap <<= 1;
+    if (t->nheads == 0)
+        return rehash(t, HEADS_MIN);
+    if (t->entries >= t->nheads && t->nheads < cap)
+        (void)rehash(t, t->nheads * 2);
+    return 0;
+}
+
+/* Halves the heads once under an eighth of them are used; with no entry
+ * left they go. A failure keeps the bigger heads. */
+static void shrink_heads(struct iplimit *t)
+{
+    if (t->entries == 0) {
+        mem_free(MEM_AUTH, t->heads);
+        t->heads = NULL;
+        t->nheads = 0;
+    } else if (t->nheads > HEADS_MIN && t->entries < t->nheads / 8) {
+        (void)rehash(t, t->nheads / 2);
+    }
+}
+
+/* fd's slot, or NULL if its page does not exist. */
+static struct ipl_entry **fd_slot(const struct iplimit *t, int fd)
+{
+    uint32_t pg = (uint32_t)fd / FD_PAGE;
+
+    if (fd < 0 || pg >= t->npages || !t->pages[pg])
+        return NULL;
+    return &t->pages[pg]->e[(uint32_t)fd % FD_PAGE];
+}
+
+/* Makes fd's page (and room for it in the directory). 0 or -1. */
+static int fd_page_need(struct iplimit *t, int fd)
+{
+    uint32_t pg = (uint32_t)fd / FD_PAGE, n;
+    struct fd_page **d;
+
+    if (pg >= t->npages) {
+        for (n = t->npages ? t->npages : DIR_MIN; n <= pg; n *= 2)
+            ;
+        d = mem_realloc(MEM_AUTH, t->pages, (size_t)n * sizeof(*d));
+        if (!d)
+            return -1;
+        memset(d + t->npages, 0, (size_t)(n - t->npages) * sizeof(*d));
+        t->pages = d;
+        t->npages = n;
+    }
+    if (!t->pages[pg])
+        t->pages[pg] = mem_calloc(MEM_AUTH, 1, sizeof(struct fd_page));
+    return t->pages[pg] ? 0 : -1;
+}
+
+/* Frees fd's page if no slot of it is used. */
+static void fd_page_drop(struct iplimit *t, int fd)
+{
+    uint32_t pg = (uint32_t)fd / FD_PAGE;
+
+    if (pg < t->npages && t->pages[pg] && t->pages[pg]->used == 0) {
+        mem_free(MEM_AUTH, t->pages[pg]);
+        t->pages[pg] = NULL;
+    }
+}
+
 static void idle_append(struct iplimit *t, struct ipl_entry *e)
 {
     e->inext = NULL;
@@ -154,6 +264,7 @@ static void forget(struct iplimit *t, struct ipl_entry *e)
     idle_remove(t, e);
     t->entries--;
     mem_free(MEM_AUTH, e);
+    shrink_heads(t);
 }
 
 static bool bucket_full(struct ipl_entry *e, uint32_t now)
@@ -168,56 +279,6 @@ static void sweep(struct iplimit *t, uint32_t now)
             return;
         forget(t, t->idle_old);
     }
-}
-
-/* Doubles the hash heads while the table outgrows them. A failure keeps
- * the old heads (longer chains, still correct) unless there are none. */
-static int grow_heads(struct iplimit *t)
-{
-    uint32_t cap = HEADS_MIN, n;
-    struct ipl_entry **h;
-
-    while (cap < t->o.table_size && cap < (1u << 31))
-        cap <<= 1;
-    if (t->nheads && (t->entries < t->nheads || t->nheads >= cap))
-        return 0;
-    n = t->nheads ? t->nheads * 2 : HEADS_MIN;
-    h = mem_calloc(MEM_AUTH, n, sizeof(*h));
-    if (!h)
-        return t->nheads ? 0 : -1;
-    for (uint32_t i = 0; i < t->nheads; i++) {
-        struct ipl_entry *e = t->heads[i], *next;
-
-        for (; e; e = next) {
-            uint32_t s = hash_of(t, &e->key) & (n - 1);
-
-            next = e->hnext;
-            e->hnext = h[s];
-            h[s] = e;
-        }
-    }
-    mem_free(MEM_AUTH, t->heads);
-    t->heads = h;
-    t->nheads = n;
-    return 0;
-}
-
-static int grow_by_fd(struct iplimit *t, int fd)
-{
-    uint32_t n = t->by_fd_len ? t->by_fd_len : BY_FD_MIN;
-    struct ipl_entry **p;
-
-    if ((uint32_t)fd < t->by_fd_len)
-        return 0;
-    while (n <= (uint32_t)fd)
-        n *= 2;
-    p = mem_realloc(MEM_AUTH, t->by_fd, (size_t)n * sizeof(*p));
-    if (!p)
-        return -1;
-    memset(p + t->by_fd_len, 0, (size_t)(n - t->by_fd_len) * sizeof(*p));
-    t->by_fd = p;
-    t->by_fd_len = n;
-    return 0;
 }
 
 /* A fresh entry for k (idle, bucket full), or NULL. */
@@ -275,31 +336,27 @@ void iplimit_free(struct iplimit *t)
         }
     }
     mem_free(MEM_AUTH, t->heads);
-    mem_free(MEM_AUTH, t->by_fd);
+    for (uint32_t i = 0; i < t->npages; i++)
+        mem_free(MEM_AUTH, t->pages[i]);
+    mem_free(MEM_AUTH, t->pages);
     mem_free(MEM_AUTH, t);
 }
 
-enum iplimit_verdict iplimit_admit(struct iplimit *t, int fd,
-                                   const struct sockaddr *peer, uint32_t now)
+/* The verdict for one more connection from k; on IPLIMIT_OK *out is
+ * its entry, with the token taken (the caller counts it). */
+static enum iplimit_verdict admit_key(struct iplimit *t,
+                                      const struct ipl_key *k, uint32_t now,
+                                      struct ipl_entry **out)
 {
-    struct ipl_entry *e;
-    struct ipl_key k;
+    struct ipl_entry *e = find(t, k);
 
-    if (fd < 0 || !key_of(peer, &k))
-        return IPLIMIT_OK;
-    if (grow_by_fd(t, fd) < 0)
-        return IPLIMIT_NO_MEMORY;
-    /* An fd reused without its close reported must not count twice. */
-    iplimit_release(t, fd, now);
-    sweep(t, now);
-    e = find(t, &k);
     if (!e) {
         if (t->entries >= t->o.table_size) {
             if (!t->idle_old)
                 return IPLIMIT_TABLE_FULL;
             forget(t, t->idle_old);
         }
-        e = entry_new(t, &k, now);
+        e = entry_new(t, k, now);
         if (!e)
             return IPLIMIT_NO_MEMORY;
     }
@@ -312,20 +369,46 @@ enum iplimit_verdict iplimit_admit(struct iplimit *t, int fd,
         }
         return IPLIMIT_RATE;
     }
+    *out = e;
+    return IPLIMIT_OK;
+}
+
+enum iplimit_verdict iplimit_admit(struct iplimit *t, int fd,
+                                   const struct sockaddr *peer, uint32_t now)
+{
+    enum iplimit_verdict v;
+    struct ipl_entry *e = NULL;
+    struct ipl_key k;
+
+    if (fd < 0 || !key_of(peer, &k))
+        return IPLIMIT_OK;
+    /* An fd reused without its close reported must not count twice. */
+    iplimit_release(t, fd, now);
+    sweep(t, now);
+    if (fd_page_need(t, fd) < 0)
+        return IPLIMIT_NO_MEMORY;
+    v = admit_key(t, &k, now, &e);
+    if (v != IPLIMIT_OK) {
+        fd_page_drop(t, fd);
+        return v;
+    }
     if (e->conns++ == 0)
         idle_remove(t, e);
-    t->by_fd[fd] = e;
+    *fd_slot(t, fd) = e;
+    t->pages[(uint32_t)fd / FD_PAGE]->used++;
     return IPLIMIT_OK;
 }
 
 void iplimit_release(struct iplimit *t, int fd, uint32_t now)
 {
-    struct ipl_entry *e;
+    struct ipl_entry **slot = fd_slot(t, fd), *e;
 
-    if (fd < 0 || (uint32_t)fd >= t->by_fd_len || !t->by_fd[fd])
+    if (!slot || !*slot)
         return;
-    e = t->by_fd[fd];
-    t->by_fd[fd] = NULL;
+    e = *slot;
+    *slot = NULL;
+    t->pages[(uint32_t)fd / FD_PAGE]->used--;
+    fd_page_drop(t, fd);
     if (--e->conns == 0) {
         idle_append(t, e);
         if (bucket_full(e, now))
@@ -352,5 +435,7 @@ uint32_t iplimit_conns_of(const struct iplimit *t, const struct sockaddr *peer)
 
 bool iplimit_counted(const struct iplimit *t, int fd)
 {
-    return fd >= 0 && (uint32_t)fd < t->by_fd_len && t->by_fd[fd];
+    struct ipl_entry *const *slot = fd_slot(t, fd);
+
+    return slot && *slot;
 }

@@ -21,13 +21,15 @@
  *
  * Finding an address is a hash lookup (seeded per table, so a peer cannot
  * pick addresses that collide); nothing walks the whole table. A closed
- * connection is found by its fd (a side array by fd, grown to the highest
- * fd seen), not by asking the kernel for the peer again: after a reset
- * getpeername() fails.
+ * connection is found by its fd (slots by fd, in pages of 256 fds), not
+ * by asking the kernel for the peer again: after a reset getpeername()
+ * fails.
  *
- * Memory: everything under MEM_AUTH; entries are allocated one by one and
- * freed when forgotten; the hash heads and the fd array grow by doubling
- * and are freed with the table.
+ * Memory: everything under MEM_AUTH, and it comes back after a burst:
+ * entries are allocated one by one and freed when forgotten, a page of
+ * fd slots goes with its last fd, the hash heads shrink with the table.
+ * What stays is the struct and the page directory (8 bytes per 256 fds
+ * up to the highest fd seen).
  */
 #ifndef MOOR_IPLIMIT_H
 #define MOOR_IPLIMIT_H
