@@ -98,7 +98,8 @@ static bool key_of(const struct sockaddr *sa, struct ipl_key *k)
     return true;
 }
 
-/* A 64-bit finalizer: every input bit moves every output bit. */
+/* MurmurHash3's 64-bit finalizer (public domain): every input bit
+ * moves every output bit. */
 static uint64_t mix(uint64_t x)
 {
     x ^= x >> 33;
