@@ -177,7 +177,8 @@ static const struct flag opts[] = {
      .min = 0,
      .max = 10000000,
      .help = "new connections per second from one client address, 0 = no "
-             "limit; more are answered 503 (Retry-After: 1) and closed. "
+             "limit; more are answered 503 (Retry-After: 1) and closed (on "
+             "--tcp-listen only closed). "
              "100/s is a twentieth of --accept-rate, so one address cannot "
              "spend the accept budget of everyone else",
      .metric = "moor_refused_total{reason=\"per_ip_rate\"}"},
