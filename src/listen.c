@@ -3,8 +3,10 @@
  *
  * Keeps: every accepted fd is either handed to the accept callback or
  * closed here; a refused peer gets a complete "503" answer when the
- * socket takes it, never a silent reset. Must not: block, or spin when
- * accept keeps failing.
+ * socket takes it, never a silent reset (on a raw listener, a plain
+ * close); an fd counted for its address is released exactly once, by
+ * conn_close() through the set's hook or here when it never became a
+ * conn. Must not: block, or spin when accept keeps failing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -155,9 +157,9 @@ static void on_resume(struct timer *t)
         loop_timer_in(ls->loop, &ls->resume, FD_LIMIT_PAUSE_MS);
 }
 
-/* Answers 503 and closes. The request (if any arrived yet) is read and
- * dropped first so close() does not turn into a reset that eats the
- * answer. */
+/* Answers 503 (a raw listener: nothing) and closes, unlogged. The
+ * request (if any arrived yet) is read and dropped first so close() does
+ * not turn into a reset that eats the answer. */
 static void refuse_quietly(struct listener *ls, int fd, enum refuse_reason why)
 {
     char sink[512];
@@ -191,9 +193,9 @@ static const char *peer_str(const struct sockaddr *sa, char *out, size_t len)
         struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
         bool mapped = IN6_IS_ADDR_V4MAPPED(&a);
 
-        if (mapped)
+        if (mapped) {
             inet_ntop(AF_INET, &a.s6_addr[12], out, (socklen_t)len);
-        else {
+        } else {
             memset(a.s6_addr + 8, 0, 8);
             inet_ntop(AF_INET6, &a, out, (socklen_t)len);
             strncat(out, "/64", len - strlen(out) - 1);
