@@ -742,6 +742,37 @@ static void test_per_ip_shared(void **state)
     env_close(&e);
 }
 
+/* The table cannot grow for a new address: the peer is refused like one
+ * over the memory budget, and the next one gets in. */
+static void test_per_ip_out_of_memory_refuses(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 5, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    char buf[1024];
+    bool eof;
+    int c1, c2;
+
+    env_open(&e, &o);
+    mem_fail_at(1); /* the table's first page of fd slots */
+    c1 = client(listener_port(e.ls));
+    read_to_eof(e.l, c1, buf, sizeof(buf), &eof, 3000);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    assert_true(eof);
+    assert_true(strncmp(buf, "HTTP/1.1 503 ", 13) == 0);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_MEMORY], 1);
+    assert_int_equal(e.accepted, 0);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 0);
+    close(c1);
+    c2 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 1, 2000);
+    assert_int_equal(e.accepted, 1);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 1);
+    close(c2);
+    env_close(&e);
+}
+
 /* Making the table fails: no listener, nothing left behind. */
 static void test_per_ip_alloc_failure(void **state)
 {
@@ -838,6 +869,8 @@ int main(void)
         cmocka_unit_test_setup(test_per_ip_rate_raw, leftover_setup),
         cmocka_unit_test_setup(test_per_ip_counts_conns_only, leftover_setup),
         cmocka_unit_test_setup(test_per_ip_shared, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_out_of_memory_refuses,
+                               leftover_setup),
         cmocka_unit_test_setup(test_per_ip_alloc_failure, leftover_setup),
         cmocka_unit_test_setup(test_stop, leftover_setup),
         cmocka_unit_test_setup(test_stop_while_paused, leftover_setup),
