@@ -270,6 +270,10 @@ start_server() {
     fi
 }
 
+# Every load below comes from one address (127.0.0.1), so the runs that
+# open thousands of connections turn the per-address limits off
+# (--max-conns-per-ip 0 --handshake-rate-per-ip 0) along with the accept
+# rate: they measure memory and throughput, not admission.
 # start_moor ARGS... -> sets SRV_PID, SRV_PORT
 start_moor() {
     start_server moor "$MOOR" serve --listen 127.0.0.1:0 "$@"
@@ -357,7 +361,7 @@ MOOR_VER=$("$MOOR" --version)
 http_part() {
     WRK_CMD="${PIN_GEN[*]:+${PIN_GEN[*]} }wrk -t1 -c64 -d$DURATION http://127.0.0.1:PORT/healthz"
     MOOR_RPS_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0"
-    MOOR_IDLE_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s"
+    MOOR_IDLE_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 --accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s"
     NGINX_CMD="${PIN_SRV[*]:+${PIN_SRV[*]} }nginx -c nginx.conf  # worker_processes 1, access_log off, keepalive_requests 1000000"
     IDLE_CMD="bench/idle_conns.py --port PORT --pid PID --conns $CONNS  # nginx: --child"
 
@@ -372,7 +376,7 @@ http_part() {
     stop_pid "$SRV_PID"
 
     echo "== (b) idle memory: moor, $CONNS connections" >&2
-    start_moor --accept-rate 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s
+    start_moor --accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0 --max-conns $((CONNS + 1000)) --idle-timeout 600s
     MOOR_IDLE=$(idle_bytes --port "$SRV_PORT" --pid "$SRV_PID" \
         --metrics-url "http://127.0.0.1:$SRV_PORT/metrics")
     MOOR_ACC=$(cat "$TMP/accounted")
@@ -499,7 +503,7 @@ if d["error"]:
 
 # moor's flags for the WebSocket part: connections accepted as fast as
 # they come, and room for all of them.
-MOOR_WS_ARGS=(--accept-rate 0 --max-conns $((WS_CONNS + 1000)))
+MOOR_WS_ARGS=(--accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0 --max-conns $((WS_CONNS + 1000)))
 
 ws_part() {
     mkdir -p "$TMP/ws"
@@ -556,7 +560,7 @@ peer_versions() {
 # here publishes, but the figures must not depend on that). The queue
 # limits stay at their defaults (1 MiB hard, 256 KiB soft): the bench's
 # window keeps every queue far below them.
-MOOR_BC_ARGS=(--accept-rate 0 --max-conns $((BC_CONNS + 1000)) --rate 0)
+MOOR_BC_ARGS=(--accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0 --max-conns $((BC_CONNS + 1000)) --rate 0)
 
 # bc_urls NAME -> the subscriber and publisher URLs of a server on
 # SRV_PORT: moor's channel "bench", the peers' one broadcast.
@@ -656,7 +660,7 @@ make_certs() {
 # moor's flags for the TLS part: connections accepted as fast as they
 # come, room for all of them; certificates and the rest at their defaults
 # (no session tickets or cache, handshake timeout 10 s).
-MOOR_TLS_ARGS=(--accept-rate 0 --max-conns $((TLS_CONNS + 1000)))
+MOOR_TLS_ARGS=(--accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0 --max-conns $((TLS_CONNS + 1000)))
 
 # start_tls NAME DIR -> sets SRV_PID, TLS_PORT (the wss:// port) and, for
 # moor, SRV_PORT (its plain port: /metrics, /debug/mem); records the

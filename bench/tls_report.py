@@ -237,10 +237,12 @@ def main():
         "session tickets by default (OpenSSL two, Go one), moor none "
         "(`--tls-tickets` off)."))
     if "moor" in names:
-        out(para(f"moor runs with `--accept-rate 0 --max-conns "
-                 f"{a.conns + 1000}` (its default accept rate, 2,000 a "
-                 "second, would cap the handshake rate), the peers with "
-                 "only their certificate and key."))
+        out(para(f"moor runs with `--accept-rate 0 --max-conns-per-ip 0 "
+                 f"--handshake-rate-per-ip 0 --max-conns {a.conns + 1000}` "
+                 "(its default accept rate, 2,000 a second, would cap the "
+                 "handshake rate, and every client comes from one "
+                 "address), the peers with only their certificate and "
+                 "key."))
     out("Commands (`bench/run.sh --only tls --write` runs this part):\n\n"
         "```sh\n")
     out(commands + "\n```\n")

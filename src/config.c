@@ -164,6 +164,55 @@ static const struct flag opts[] = {
      .max = 10000000,
      .help = "connections accepted at once before --accept-rate applies",
      .metric = "moor_accept_paused_total{reason=\"rate\"}"},
+    /* Per client address (issue 16); listen.h and iplimit.h. Loopback
+     * is not exempt: a test or a local proxy meets these too. */
+    {.name = "max-conns-per-ip",
+     .kind = FLAG_UINT,
+     CFG(max_conns_per_ip),
+     .def = "1000",
+     .min = 0,
+     .max = 10000000,
+     .help = "open connections from one client address at most (IPv6: one "
+             "/64; IPv4-mapped IPv6 counts as IPv4), 0 = no limit; more "
+             "are answered 503 and closed (on --tcp-listen only closed). "
+             "1000 is a tenth of --max-conns: room for a large NAT, while "
+             "no single address can take the server",
+     .metric = "moor_refused_total{reason=\"per_ip_conns\"}"},
+    {.name = "handshake-rate-per-ip",
+     .kind = FLAG_UINT,
+     CFG(rate_per_ip),
+     .def = "100",
+     .min = 0,
+     .max = 10000000,
+     .help = "new connections per second from one client address, 0 = no "
+             "limit; more are answered 503 (Retry-After: 1) and closed (on "
+             "--tcp-listen only closed). "
+             "100/s is a twentieth of --accept-rate, so one address cannot "
+             "spend the accept budget of everyone else",
+     .metric = "moor_refused_total{reason=\"per_ip_rate\"}"},
+    {.name = "handshake-burst-per-ip",
+     .kind = FLAG_UINT,
+     CFG(burst_per_ip),
+     .def = "200",
+     .min = 1,
+     .max = 10000000,
+     .help = "new connections one client address may open at once before "
+             "--handshake-rate-per-ip applies (below --accept-burst, so "
+             "one address cannot empty it)",
+     .metric = "moor_refused_total{reason=\"per_ip_rate\"}"},
+    {.name = "ip-table-size",
+     .kind = FLAG_UINT,
+     CFG(ip_table_size),
+     .def = "65536",
+     .min = 1,
+     .max = 16777216,
+     .help = "client addresses tracked at most for the per-address limits "
+             "(about 80 bytes each, allocated as addresses come, tag "
+             "\"auth\"); an address is forgotten once it has no open "
+             "connection and its rate budget is full again. When full, a "
+             "new address replaces the one idle longest; if every address "
+             "has connections open, the new one is refused",
+     .metric = "moor_refused_total{reason=\"ip_table_full\"}"},
     {.name = "header-timeout",
      .kind = FLAG_DURATION,
      CFG(header_timeout_ms),

@@ -35,6 +35,10 @@ struct moor_config {
     uint32_t max_conns;             /* --max-conns */
     uint32_t accept_rate;           /* --accept-rate per second, 0 = off */
     uint32_t accept_burst;          /* --accept-burst */
+    uint32_t max_conns_per_ip;      /* --max-conns-per-ip, 0 = off */
+    uint32_t rate_per_ip;           /* --handshake-rate-per-ip, 0 = off */
+    uint32_t burst_per_ip;          /* --handshake-burst-per-ip */
+    uint32_t ip_table_size;         /* --ip-table-size */
     uint32_t header_timeout_ms;     /* --header-timeout */
     uint32_t body_timeout_ms;       /* --body-timeout */
     uint32_t message_timeout_ms;    /* --message-timeout */

@@ -766,6 +766,8 @@ void conn_close(struct conn *c, enum close_reason why)
     unpause_all(s, c);
     tnode_cancel(&s->wheel, &c->cn_timer);
     loop_unwatch(s->loop, c->cn_fd);
+    if (s->on_fd_close)
+        s->on_fd_close(s->on_fd_close_arg, c->cn_fd);
     if (conn_proto(c)->on_close)
         conn_proto(c)->on_close(c, why);
     if (c->cn_flags & CONN_TLS)

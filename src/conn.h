@@ -293,6 +293,10 @@ struct conn_set {
      * again until the pass leaves nothing pending (pub/sub's fan-out). */
     void (*before_flush)(void *arg);
     void *before_flush_arg;
+    /* Told of every close, before the fd is closed (the listeners'
+     * per-address table, listen.c, which counts fds). NULL: nobody. */
+    void (*on_fd_close)(void *arg, int fd);
+    void *on_fd_close_arg;
     unsigned n_protos;
     struct {
         const struct conn_proto *proto;

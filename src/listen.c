@@ -3,8 +3,10 @@
  *
  * Keeps: every accepted fd is either handed to the accept callback or
  * closed here; a refused peer gets a complete "503" answer when the
- * socket takes it, never a silent reset. Must not: block, or spin when
- * accept keeps failing.
+ * socket takes it, never a silent reset (on a raw listener, a plain
+ * close); an fd counted for its address is released exactly once, by
+ * conn_close() through the set's hook or here when it never became a
+ * conn. Must not: block, or spin when accept keeps failing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +36,7 @@ struct listener {
     struct listen_stats stats;
     listen_accept_fn *fn;
     void *arg;
+    struct ip_share *ip; /* per-address table, or NULL */
     int fd;
     int reserve_fd; /* spare fd for EMFILE recovery */
     uint16_t port;
@@ -50,7 +53,9 @@ static const char refusal_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
 
 const char *refuse_reason_name(enum refuse_reason r)
 {
-    static const char *const names[] = {"max_conns", "memory", "fd_limit"};
+    static const char *const names[] = {"max_conns",   "memory",
+                                        "fd_limit",    "per_ip_conns",
+                                        "per_ip_rate", "ip_table_full"};
     return (unsigned)r < REFUSE_REASON_COUNT ? names[r] : "unknown";
 }
 
@@ -58,6 +63,68 @@ const char *accept_pause_name(enum accept_pause p)
 {
     static const char *const names[] = {"rate", "fd_limit"};
     return (unsigned)p < ACCEPT_PAUSE_COUNT ? names[p] : "unknown";
+}
+
+/* The per-address table of a conn set and the listeners that use it. */
+struct ip_share {
+    struct iplimit *t;
+    struct conn_set *set;
+    unsigned users;
+};
+
+static void ip_on_fd_close(void *arg, int fd)
+{
+    struct ip_share *sh = arg;
+
+    iplimit_release(sh->t, fd, loop_now(sh->set->loop));
+}
+
+/* The set's table (made by the first listener that limits addresses),
+ * or NULL with *err. */
+static struct ip_share *ip_share_get(struct conn_set *set,
+                                     const struct listen_opts *o, int *err)
+{
+    struct iplimit_opts io = {
+        .max_conns = o->max_conns_per_ip,
+        .rate = o->rate_per_ip,
+        .burst = o->burst_per_ip,
+        .table_size = o->ip_table_size,
+    };
+    struct ip_share *sh;
+
+    if (set->on_fd_close == ip_on_fd_close) {
+        sh = set->on_fd_close_arg;
+        sh->users++;
+        return sh;
+    }
+    if (set->on_fd_close) { /* someone else watches closes */
+        *err = -EBUSY;
+        return NULL;
+    }
+    *err = -ENOMEM;
+    sh = mem_calloc(MEM_AUTH, 1, sizeof(*sh));
+    if (!sh)
+        return NULL;
+    sh->t = iplimit_new(&io, loop_now(set->loop));
+    if (!sh->t) {
+        mem_free(MEM_AUTH, sh);
+        return NULL;
+    }
+    sh->set = set;
+    sh->users = 1;
+    set->on_fd_close = ip_on_fd_close;
+    set->on_fd_close_arg = sh;
+    return sh;
+}
+
+static void ip_share_put(struct ip_share *sh)
+{
+    if (!sh || --sh->users > 0)
+        return;
+    sh->set->on_fd_close = NULL;
+    sh->set->on_fd_close_arg = NULL;
+    iplimit_free(sh->t);
+    mem_free(MEM_AUTH, sh);
 }
 
 static int open_reserve(void)
@@ -90,10 +157,10 @@ static void on_resume(struct timer *t)
         loop_timer_in(ls->loop, &ls->resume, FD_LIMIT_PAUSE_MS);
 }
 
-/* Answers 503 and closes. The request (if any arrived yet) is read and
- * dropped first so close() does not turn into a reset that eats the
- * answer. */
-static void refuse(struct listener *ls, int fd, enum refuse_reason why)
+/* Answers 503 (a raw listener: nothing) and closes, unlogged. The
+ * request (if any arrived yet) is read and dropped first so close() does
+ * not turn into a reset that eats the answer. */
+static void refuse_quietly(struct listener *ls, int fd, enum refuse_reason why)
 {
     char sink[512];
     ssize_t rc;
@@ -101,12 +168,88 @@ static void refuse(struct listener *ls, int fd, enum refuse_reason why)
     ls->stats.refused[why]++;
     rc = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
     (void)rc;
-    rc = send(fd, refusal_503, sizeof(refusal_503) - 1,
-              MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)rc;
+    if (!ls->opts.raw) {
+        rc = send(fd, refusal_503, sizeof(refusal_503) - 1,
+                  MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)rc;
+    }
     shutdown(fd, SHUT_WR);
     close(fd);
+}
+
+static void refuse(struct listener *ls, int fd, enum refuse_reason why)
+{
+    refuse_quietly(ls, fd, why);
     LOG_WARN("connection refused", "reason=%s", refuse_reason_name(why));
+}
+
+/* The peer's address as text (the /64 for IPv6, as it is counted). */
+static const char *peer_str(const struct sockaddr *sa, char *out, size_t len)
+{
+    if (sa->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out,
+                  (socklen_t)len);
+    } else if (sa->sa_family == AF_INET6) {
+        struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(&a);
+
+        if (mapped) {
+            inet_ntop(AF_INET, &a.s6_addr[12], out, (socklen_t)len);
+        } else {
+            memset(a.s6_addr + 8, 0, 8);
+            inet_ntop(AF_INET6, &a, out, (socklen_t)len);
+            strncat(out, "/64", len - strlen(out) - 1);
+        }
+    } else {
+        snprintf(out, len, "unknown");
+    }
+    return out;
+}
+
+/* A refusal because of the peer's address: logged (rate limited, a site
+ * of its own so a flood from one address does not hide the others)
+ * with the address. */
+static void refuse_peer(struct listener *ls, int fd,
+                        const struct sockaddr *peer, enum refuse_reason why)
+{
+    char a[INET6_ADDRSTRLEN + 4];
+
+    refuse_quietly(ls, fd, why);
+    LOG_WARN("connection refused", "reason=%s addr=%s", refuse_reason_name(why),
+             peer_str(peer, a, sizeof(a)));
+}
+
+/* Admits the peer's address, or refuses and returns false. */
+static bool admit_peer(struct listener *ls, int fd, const struct sockaddr *peer,
+                       uint32_t now)
+{
+    switch (iplimit_admit(ls->ip->t, fd, peer, now)) {
+    case IPLIMIT_OK:
+        return true;
+    case IPLIMIT_CONNS:
+        refuse_peer(ls, fd, peer, REFUSE_PER_IP_CONNS);
+        return false;
+    case IPLIMIT_RATE:
+        refuse_peer(ls, fd, peer, REFUSE_PER_IP_RATE);
+        return false;
+    case IPLIMIT_TABLE_FULL:
+        refuse_peer(ls, fd, peer, REFUSE_IP_TABLE_FULL);
+        return false;
+    case IPLIMIT_NO_MEMORY:
+    default:
+        refuse(ls, fd, REFUSE_MEMORY);
+        return false;
+    }
+}
+
+/* Hands fd over; a peer counted by address stays counted only if fd
+ * became a conn of the set (conn_close() reports its end). Otherwise
+ * the callback closed it or gave it elsewhere, and no close will come. */
+static void hand_over(struct listener *ls, int fd, const struct sockaddr *peer)
+{
+    ls->fn(ls, fd, peer, ls->arg);
+    if (ls->ip && ((uint32_t)fd >= ls->set->by_fd_len || !ls->set->by_fd[fd]))
+        iplimit_release(ls->ip->t, fd, loop_now(ls->loop));
 }
 
 /* Out of fds: use the reserve to accept-and-close what waits. */
@@ -169,9 +312,11 @@ static void on_accept(struct watcher *w, uint32_t events)
             refuse(ls, fd, REFUSE_MEMORY);
             continue;
         }
+        if (ls->ip && !admit_peer(ls, fd, (struct sockaddr *)&ss, now))
+            continue;
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        ls->fn(ls, fd, (struct sockaddr *)&ss, ls->arg);
+        hand_over(ls, fd, (struct sockaddr *)&ss);
     }
 }
 
@@ -231,6 +376,15 @@ struct listener *listener_new(struct loop *l, struct conn_set *set,
     ls->port =
         ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                        : ((struct sockaddr_in *)&ss)->sin_port);
+    if (opts->max_conns_per_ip || opts->rate_per_ip) {
+        ls->ip = ip_share_get(set, opts, &rc);
+        if (!ls->ip) {
+            close(ls->fd);
+            *err = rc;
+            mem_free(MEM_CONFIG, ls);
+            return NULL;
+        }
+    }
     ls->reserve_fd = open_reserve();
     ls->w.fn = on_accept;
     ls->loop = l;
@@ -248,6 +402,7 @@ struct listener *listener_new(struct loop *l, struct conn_set *set,
 err_reserve:
     if (ls->reserve_fd >= 0)
         close(ls->reserve_fd);
+    ip_share_put(ls->ip);
 err_close:
     rc = -errno;
     close(ls->fd);
@@ -278,6 +433,7 @@ void listener_free(struct listener *ls)
     if (!ls)
         return;
     listener_stop(ls);
+    ip_share_put(ls->ip);
     mem_free(MEM_CONFIG, ls);
 }
 
@@ -289,4 +445,9 @@ uint16_t listener_port(const struct listener *ls)
 const struct listen_stats *listener_stats(const struct listener *ls)
 {
     return &ls->stats;
+}
+
+const struct iplimit *listener_iplimit(const struct listener *ls)
+{
+    return ls->ip ? ls->ip->t : NULL;
 }

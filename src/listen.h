@@ -15,6 +15,17 @@
  * refused{reason="fd_limit"}), reopens the reserve and stops accepting for
  * a short while. No busy loop; serving continues; accepting resumes by
  * itself when fds free up.
+ *
+ * Per address (iplimit.h): with max_conns_per_ip or rate_per_ip set, a
+ * connection from an address that has max_conns_per_ip open, or that
+ * opened rate_per_ip a second (burst_per_ip at once), is refused like one
+ * over max_conns: 503 and close, or only close on a raw listener. The
+ * table of addresses belongs to the conn set: every listener on one set
+ * shares it (the first one's per-address options make it), so an address
+ * is counted over --listen, --tls-listen and --tcp-listen together. It
+ * learns of closes through the set's on_fd_close hook and is freed with
+ * the last listener that uses it. A connection is counted only while the
+ * accept callback has made it a conn of the set.
  */
 #ifndef MOOR_LISTEN_H
 #define MOOR_LISTEN_H
@@ -23,6 +34,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include "conn.h"
+#include "iplimit.h"
 #include "loop.h"
 #include "ratelimit.h"
 #include "timer.h"
@@ -31,6 +43,9 @@ enum refuse_reason {
     REFUSE_MAX_CONNS = 0, /* max_conns */
     REFUSE_MEMORY,        /* memory */
     REFUSE_FD_LIMIT,      /* fd_limit */
+    REFUSE_PER_IP_CONNS,  /* per_ip_conns: the address has its max open */
+    REFUSE_PER_IP_RATE,   /* per_ip_rate: the address connects too fast */
+    REFUSE_IP_TABLE_FULL, /* ip_table_full: no room for a new address */
     REFUSE_REASON_COUNT
 };
 const char *refuse_reason_name(enum refuse_reason r);
@@ -51,7 +66,16 @@ struct listen_opts {
     uint32_t max_conns;
     uint32_t accept_rate; /* per second, 0 = unlimited */
     uint32_t accept_burst;
-    int backlog; /* 0 = SOMAXCONN */
+    /* Per client address (IPv6: per /64); 0 = no limit. With both 0 no
+     * table is kept. */
+    uint32_t max_conns_per_ip;
+    uint32_t rate_per_ip; /* new connections per second */
+    uint32_t burst_per_ip;
+    uint32_t ip_table_size; /* addresses tracked at most (0 = 1) */
+    int backlog;            /* 0 = SOMAXCONN */
+    /* Not HTTP (length-prefixed frames): a refusal closes without a 503,
+     * which such a client would only misread as a frame. */
+    bool raw;
     /* SO_REUSEPORT: several listeners (one per loop) share the port and
      * the kernel spreads connections over them. Off, a port another
      * socket holds is -EADDRINUSE, as a second `moor serve` on one port
@@ -78,5 +102,7 @@ void listener_free(struct listener *ls);
 /* The bound port (useful with port 0). */
 uint16_t listener_port(const struct listener *ls);
 const struct listen_stats *listener_stats(const struct listener *ls);
+/* The per-address table (shared by the set's listeners), or NULL. */
+const struct iplimit *listener_iplimit(const struct listener *ls);
 
 #endif

@@ -101,6 +101,32 @@ static const struct conn_stats *set_stats(const struct conn_set *s)
         s_;                                                                    \
     })
 
+/* Addresses in the per-address tables. A loop's listeners share one
+ * table, so each table is counted once. */
+static double ip_table_entries(const struct metrics_view *v)
+{
+    double n = 0;
+
+    for (unsigned i = 0; i < v->n_loops; i++) {
+        const struct iplimit *seen[METRICS_MAX_LISTENERS];
+        unsigned nseen = 0;
+
+        for (unsigned j = 0; j < METRICS_MAX_LISTENERS; j++) {
+            const struct listener *ls = v->loops[i].listeners[j];
+            const struct iplimit *t = ls ? listener_iplimit(ls) : NULL;
+            bool dup = false;
+
+            for (unsigned k = 0; k < nseen && t; k++)
+                dup |= seen[k] == t;
+            if (!t || dup)
+                continue;
+            seen[nseen++] = t;
+            n += iplimit_entries(t);
+        }
+    }
+    return n;
+}
+
 static void render_tls(struct page *p, const struct metrics_view *v)
 {
     static const char *const result[TLS_HS_COUNT] = {
@@ -141,10 +167,15 @@ static void render_conns(struct page *p, const struct metrics_view *v)
         value(p, "moor_closed_total", "reason", close_reason_name(r),
               SUM_CONN(v, closed[r]));
     family(p, "moor_refused_total", "counter",
-           "Connections refused at accept (503 and close), by reason.");
+           "Connections refused at accept (503 and close; only close on "
+           "--tcp-listen), by reason.");
     for (int r = 0; r < REFUSE_REASON_COUNT; r++)
         value(p, "moor_refused_total", "reason", refuse_reason_name(r),
               SUM_LISTEN(v, refused[r]));
+    scalar(p, "moor_ip_table_entries", "gauge",
+           "Client addresses tracked for the per-address limits "
+           "(--ip-table-size).",
+           ip_table_entries(v));
     family(p, "moor_accept_paused_total", "counter",
            "Times accepting was paused, by reason.");
     for (int r = 0; r < ACCEPT_PAUSE_COUNT; r++)

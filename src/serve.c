@@ -415,6 +415,10 @@ static void options_from_config(const struct moor_config *c,
     o->listen.max_conns = c->max_conns;
     o->listen.accept_rate = c->accept_rate;
     o->listen.accept_burst = c->accept_burst;
+    o->listen.max_conns_per_ip = c->max_conns_per_ip;
+    o->listen.rate_per_ip = c->rate_per_ip;
+    o->listen.burst_per_ip = c->burst_per_ip;
+    o->listen.ip_table_size = c->ip_table_size;
     o->conn.write_timeout_ms = c->write_timeout_ms;
     o->conn.queue_limit = (uint32_t)MIN(c->queue_limit, (uint64_t)UINT32_MAX);
     o->http.lim.max_header_bytes = (uint32_t)c->max_header_bytes;
@@ -439,12 +443,14 @@ static void options_from_config(const struct moor_config *c,
 static int start_tcp(struct serve *sv, const struct moor_config *c,
                      const struct listen_opts *lo)
 {
+    struct listen_opts raw = *lo;
     char host[128];
     uint16_t port = 0;
     int e = 0;
 
+    raw.raw = true; /* frames: a refusal is a close, not an HTTP 503 */
     addr_parse(c->tcp_listen, host, sizeof(host), &port);
-    sv->tcp = listener_new(sv->loop, server_conns(sv->srv), host, port, lo,
+    sv->tcp = listener_new(sv->loop, server_conns(sv->srv), host, port, &raw,
                            on_tcp_accept, sv, &e);
     if (!sv->tcp) {
         fprintf(stderr, "moor: cannot listen on %s (--tcp-listen): %s\n",

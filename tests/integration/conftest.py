@@ -472,6 +472,20 @@ def auth_mode_args(workdir):
             "--admin-listen", f"{HOST}:0"]
 
 
+# Every test's clients come from 127.0.0.1, and many open thousands of
+# connections at once: the per-address limits (--max-conns-per-ip 1000,
+# --handshake-rate-per-ip 100/s by default) would refuse them. So servers
+# start with limits no test reaches, set through the environment so that
+# a flag given by a test wins. The table still runs (every accept and
+# close goes through it); test_iplimit.py tests the limits and the
+# defaults.
+SUITE_IP_LIMITS = {
+    "MOOR_MAX_CONNS_PER_IP": "10000000",
+    "MOOR_HANDSHAKE_RATE_PER_IP": "10000000",
+    "MOOR_HANDSHAKE_BURST_PER_IP": "10000000",
+}
+
+
 class Server:
     def __init__(self, args, env, workdir):
         self.args = list(args)
@@ -483,7 +497,9 @@ class Server:
         cmd = ([str(moor_bin()), "serve", "--listen", f"{HOST}:0"] +
                auth_mode_args(workdir) + self.args)
         self.cmd = cmd
-        self.proc = subprocess.Popen(cmd, env=base_env(env),
+        self.proc = subprocess.Popen(cmd,
+                                     env=base_env({**SUITE_IP_LIMITS,
+                                                   **(env or {})}),
                                      stdin=subprocess.DEVNULL,
                                      stdout=self._out, stderr=self._err)
         self.port = None

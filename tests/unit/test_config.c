@@ -77,6 +77,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_conns, 10000);
     assert_int_equal(c.accept_rate, 2000);
     assert_int_equal(c.accept_burst, 500);
+    assert_int_equal(c.max_conns_per_ip, 1000);
+    assert_int_equal(c.rate_per_ip, 100);
+    assert_int_equal(c.burst_per_ip, 200);
+    assert_int_equal(c.ip_table_size, 65536);
     assert_int_equal(c.header_timeout_ms, 10000);
     assert_int_equal(c.body_timeout_ms, 30000);
     assert_int_equal(c.idle_timeout_ms, 60000);
@@ -193,6 +197,30 @@ static void test_size_units(void **state)
     }
     for (size_t i = 0; i < sizeof(range) / sizeof(range[0]); i++)
         assert_int_equal(flags_parse_size(range[i], &n), -ERANGE);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* The per-address flags: 0 turns a limit off, the environment works,
+ * the table cannot be empty and the burst cannot be 0. */
+static void test_per_ip_flags(void **state)
+{
+    char *env[] = {"MOOR_HANDSHAKE_RATE_PER_IP=0", "MOOR_IP_TABLE_SIZE=16",
+                   NULL};
+    struct moor_config c;
+    char err[256];
+
+    (void)state;
+    assert_int_equal(PARSE(&c, env, err, "--max-conns-per-ip", "0",
+                           "--handshake-burst-per-ip=7"),
+                     0);
+    assert_int_equal(c.max_conns_per_ip, 0);
+    assert_int_equal(c.rate_per_ip, 0);
+    assert_int_equal(c.burst_per_ip, 7);
+    assert_int_equal(c.ip_table_size, 16);
+    assert_true(PARSE(&c, NULL, err, "--ip-table-size", "0") < 0);
+    assert_non_null(strstr(err, "--ip-table-size"));
+    assert_true(PARSE(&c, NULL, err, "--handshake-burst-per-ip", "0") < 0);
+    assert_non_null(strstr(err, "--handshake-burst-per-ip"));
     assert_int_equal(mem_live_bytes(MEM_ALL), 0);
 }
 
@@ -506,7 +534,7 @@ static void test_help(void **state)
         snprintf(want, sizeof(want), "  --%s ", name);
         assert_non_null(strstr(outbuf, want));
     }
-    assert_int_equal(n, 58);
+    assert_int_equal(n, 62);
     /* Every line fits in 80 columns. */
     for (line = outbuf; *line;) {
         size_t len = strcspn(line, "\n");
@@ -626,6 +654,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_per_ip_flags),
         cmocka_unit_test(test_duration_units),
         cmocka_unit_test(test_size_units),
         cmocka_unit_test(test_flag_forms),

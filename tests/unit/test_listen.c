@@ -2,8 +2,10 @@
  * test_listen.c - unit tests for listen.c on real loopback TCP
  * (127.0.0.1, port 0): accepting and handing over the fd, refusing over
  * max-conns and over the memory budget with a complete 503, the accept
- * rate pause, recovery from EMFILE with the reserve fd, bind errors, and
- * stopping.
+ * rate pause, recovery from EMFILE with the reserve fd, bind errors,
+ * stopping, and the per-address limits (open conns and rate per address,
+ * a raw listener's silent refusal, the table shared by the set's
+ * listeners and told of closes through conn_close).
  *
  * Accepted fds become conns (a tiny protocol that ignores input), so the
  * conn set's open gauge is what max-conns counts. The loop is driven with
@@ -281,6 +283,11 @@ static void test_names(void **state)
     assert_string_equal(refuse_reason_name(REFUSE_MAX_CONNS), "max_conns");
     assert_string_equal(refuse_reason_name(REFUSE_MEMORY), "memory");
     assert_string_equal(refuse_reason_name(REFUSE_FD_LIMIT), "fd_limit");
+    assert_string_equal(refuse_reason_name(REFUSE_PER_IP_CONNS),
+                        "per_ip_conns");
+    assert_string_equal(refuse_reason_name(REFUSE_PER_IP_RATE), "per_ip_rate");
+    assert_string_equal(refuse_reason_name(REFUSE_IP_TABLE_FULL),
+                        "ip_table_full");
     assert_string_equal(refuse_reason_name(REFUSE_REASON_COUNT), "unknown");
     assert_string_equal(accept_pause_name(ACCEPT_PAUSE_RATE), "rate");
     assert_string_equal(accept_pause_name(ACCEPT_PAUSE_FD_LIMIT), "fd_limit");
@@ -592,6 +599,210 @@ static void test_alloc_failure(void **state)
     env_close(&e);
 }
 
+/* A client from 127.0.0.2 (loopback answers every 127/8 source). */
+static int client_from(uint16_t port, const char *src)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    int fd = client_socket();
+
+    assert_true(fd >= 0);
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(client_connect(fd, port), 0);
+    return fd;
+}
+
+/* Per address: the third connection from 127.0.0.1 gets the 503 (reason
+ * per_ip_conns), 127.0.0.2 is not affected, and a close (through
+ * conn_close and the set's hook) makes room again. */
+static void test_per_ip_conns(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 2, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    char buf[1024];
+    bool eof;
+    int c[4];
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    env_open(&e, &o);
+    c[0] = client(listener_port(e.ls));
+    c[1] = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 2, 2000);
+    assert_int_equal(
+        iplimit_conns_of(listener_iplimit(e.ls), (struct sockaddr *)&a), 2);
+    c[2] = client(listener_port(e.ls));
+    read_to_eof(e.l, c[2], buf, sizeof(buf), &eof, 3000);
+    assert_true(eof);
+    assert_true(strncmp(buf, "HTTP/1.1 503 ", 13) == 0);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_PER_IP_CONNS], 1);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_MAX_CONNS], 0);
+    close(c[2]);
+
+    c[3] = client_from(listener_port(e.ls), "127.0.0.2");
+    RUN_UNTIL(e.l, e.accepted == 3, 2000);
+    assert_int_equal(e.accepted, 3);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 2);
+
+    close(c[0]);
+    RUN_UNTIL(e.l, e.set.stats.open == 2, 2000);
+    assert_int_equal(
+        iplimit_conns_of(listener_iplimit(e.ls), (struct sockaddr *)&a), 1);
+    c[0] = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 4, 2000);
+    assert_int_equal(e.accepted, 4);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_PER_IP_CONNS], 1);
+    for (int i = 0; i < 4; i++)
+        if (i != 2)
+            close(c[i]);
+    RUN_UNTIL(e.l, e.set.stats.open == 0, 2000);
+    /* No rate limit: an address with nothing open is forgotten. */
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 0);
+    env_close(&e);
+}
+
+/* A raw listener (length-prefixed frames) refuses by closing: no 503.
+ * The rate per address refuses the second connection of a burst of 1. */
+static void test_per_ip_rate_raw(void **state)
+{
+    struct listen_opts o = {.max_conns = 100,
+                            .rate_per_ip = 1,
+                            .burst_per_ip = 1,
+                            .ip_table_size = 8,
+                            .raw = true};
+    static struct env e; /* static: outlives a failed test */
+    char buf[64];
+    bool eof;
+    int c1, c2;
+
+    env_open(&e, &o);
+    c1 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 1, 2000);
+    c2 = client(listener_port(e.ls));
+    assert_int_equal(read_to_eof(e.l, c2, buf, sizeof(buf), &eof, 3000), 0);
+    assert_true(eof);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_PER_IP_RATE], 1);
+    assert_int_equal(e.accepted, 1);
+    close(c1);
+    close(c2);
+    env_close(&e);
+}
+
+/* An fd the callback does not make a conn of the set is not counted (no
+ * close would ever be reported for it). */
+static void test_per_ip_counts_conns_only(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 1, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    int c1, c2;
+
+    env_open(&e, &o);
+    e.raw = true;
+    c1 = client(listener_port(e.ls));
+    c2 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 2, 2000);
+    assert_int_equal(e.accepted, 2);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 0);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_PER_IP_CONNS], 0);
+    close(c1);
+    close(c2);
+    env_close(&e);
+}
+
+/* Two listeners on one set share one table (an address is counted over
+ * both); it lives until the last of them is freed. */
+static void test_per_ip_shared(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 1, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    struct listener *ls2;
+    char buf[256];
+    bool eof;
+    int err = 0, c1, c2;
+
+    env_open(&e, &o);
+    ls2 = listener_new(e.l, &e.set, "127.0.0.1", 0, &o, on_accept, &e, &err);
+    assert_non_null(ls2);
+    assert_ptr_equal(listener_iplimit(ls2), listener_iplimit(e.ls));
+    c1 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 1, 2000);
+    c2 = client(listener_port(ls2));
+    read_to_eof(e.l, c2, buf, sizeof(buf), &eof, 3000);
+    assert_true(eof);
+    assert_int_equal(listener_stats(ls2)->refused[REFUSE_PER_IP_CONNS], 1);
+    close(c2);
+    listener_free(ls2);
+    /* The first listener's table still sees the close. */
+    close(c1);
+    RUN_UNTIL(e.l, e.set.stats.open == 0, 2000);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 0);
+    env_close(&e);
+}
+
+/* The table cannot grow for a new address: the peer is refused like one
+ * over the memory budget, and the next one gets in. */
+static void test_per_ip_out_of_memory_refuses(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 5, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    char buf[1024];
+    bool eof;
+    int c1, c2;
+
+    env_open(&e, &o);
+    mem_fail_at(1); /* the table's first page of fd slots */
+    c1 = client(listener_port(e.ls));
+    read_to_eof(e.l, c1, buf, sizeof(buf), &eof, 3000);
+    assert_true(mem_fail_fired());
+    mem_fail_at(0);
+    assert_true(eof);
+    assert_true(strncmp(buf, "HTTP/1.1 503 ", 13) == 0);
+    assert_int_equal(listener_stats(e.ls)->refused[REFUSE_MEMORY], 1);
+    assert_int_equal(e.accepted, 0);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 0);
+    close(c1);
+    c2 = client(listener_port(e.ls));
+    RUN_UNTIL(e.l, e.accepted == 1, 2000);
+    assert_int_equal(e.accepted, 1);
+    assert_int_equal(iplimit_entries(listener_iplimit(e.ls)), 1);
+    close(c2);
+    env_close(&e);
+}
+
+/* Making the table fails: no listener, nothing left behind. */
+static void test_per_ip_alloc_failure(void **state)
+{
+    struct listen_opts o = {
+        .max_conns = 100, .max_conns_per_ip = 1, .ip_table_size = 8};
+    static struct env e; /* static: outlives a failed test */
+    bool fired = true;
+
+    env_open(&e, &opts_plain);
+    for (uint64_t n = 1; fired; n++) {
+        struct listener *ls;
+        int err = 0;
+
+        mem_fail_at(n);
+        ls = listener_new(e.l, &e.set, "127.0.0.1", 0, &o, on_accept, &e, &err);
+        fired = mem_fail_fired();
+        mem_fail_at(0);
+        if (fired) {
+            assert_null(ls);
+            assert_int_equal(err, -ENOMEM);
+            assert_null(e.set.on_fd_close);
+        } else {
+            assert_non_null(ls);
+        }
+        listener_free(ls);
+        assert_null(e.set.on_fd_close);
+    }
+    env_close(&e);
+}
+
 /* listener_stop closes the socket (new clients are refused by the
  * kernel), is idempotent, and leaves open conns alone. */
 static void test_stop(void **state)
@@ -654,6 +865,13 @@ int main(void)
         cmocka_unit_test_setup(test_emfile_recovery, leftover_setup),
         cmocka_unit_test_setup(test_bind_errors, leftover_setup),
         cmocka_unit_test_setup(test_alloc_failure, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_conns, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_rate_raw, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_counts_conns_only, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_shared, leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_out_of_memory_refuses,
+                               leftover_setup),
+        cmocka_unit_test_setup(test_per_ip_alloc_failure, leftover_setup),
         cmocka_unit_test_setup(test_stop, leftover_setup),
         cmocka_unit_test_setup(test_stop_while_paused, leftover_setup),
     };
