@@ -31,7 +31,13 @@ struct moor_loop {
     struct moor_http_client *http_clients; /* every HTTP client */
     atomic_bool stop_asked;                /* moor_loop_stop(), any thread */
     bool running;                          /* inside moor_loop_run() */
+    bool borrowed; /* api_loop_borrow(): moor_loop_free() leaves the loop */
 };
+
+/* A moor_loop around a loop that is not its own (`moor serve`'s, for the
+ * HTTP client of the auth callback): no hook, no wake-up; its
+ * moor_loop_free() frees the wrapper only. NULL: no memory. */
+struct moor_loop *api_loop_borrow(struct loop *l);
 
 struct moor_tls {
     struct tls_ctx *ctx;

@@ -134,8 +134,21 @@ MOOR_API void moor_loop_free(struct moor_loop *ml)
 {
     if (!ml)
         return;
-    loop_free(ml->loop);
+    if (!ml->borrowed)
+        loop_free(ml->loop);
     mem_free(MEM_LOOP, ml);
+}
+
+struct moor_loop *api_loop_borrow(struct loop *l)
+{
+    struct moor_loop *ml = mem_calloc(MEM_LOOP, 1, sizeof(*ml));
+
+    if (!ml)
+        return NULL;
+    ml->loop = l;
+    ml->borrowed = true;
+    atomic_init(&ml->stop_asked, false);
+    return ml;
 }
 
 /* The check of on_hook must come after the hooks of everything on the
@@ -144,6 +157,8 @@ MOOR_API void moor_loop_free(struct moor_loop *ml)
  * has added its hooks. */
 static void hook_last(struct moor_loop *ml)
 {
+    if (ml->borrowed) /* no hook: the owner runs the loop */
+        return;
     loop_remove_hook(ml->loop, &ml->hook);
     loop_add_hook(ml->loop, &ml->hook);
 }

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "auth_int.h"
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
@@ -25,22 +26,6 @@ struct auth_sess {
     char sub[];
 };
 
-struct auth {
-    struct loop *loop;
-    struct jwt_keys *keys;
-    auth_expire_fn *on_expire;
-    void *arg;
-    struct auth_stats st;
-    /* Sessions by conn: a chained table, grown as they grow. */
-    struct auth_sess **buckets;
-    size_t n_buckets;
-    /* Copies of the options' strings (the config may go first). */
-    bool jwt;
-    char *secret_file, *key_files, *cookie, *audience, *issuer, *ch_claim,
-        *pub_claim;
-    struct jwt_opts jo;
-};
-
 #define AUTH_MIN_BUCKETS 64
 /* The longest a timer is armed at once (the wheel takes uint32_t ms); a
  * later expiry re-arms when it fires. */
@@ -55,6 +40,14 @@ const char *auth_reason_name(unsigned reason)
         return "not_allowed";
     case AUTH_NO_SESSION:
         return "no_memory";
+    case AUTH_CB_DENIED:
+        return "callback_denied";
+    case AUTH_CB_ERROR:
+        return "callback_error";
+    case AUTH_CB_TIMEOUT:
+        return "callback_timeout";
+    case AUTH_CB_BUSY:
+        return "callback_busy";
     default:
         return reason < JWT_REASON_COUNT
                    ? jwt_reason_name((enum jwt_reason)reason)
@@ -100,7 +93,8 @@ struct auth *auth_new(struct loop *l, const struct auth_opts *o,
     a->on_expire = on_expire;
     a->arg = arg;
     a->jwt = o->jwt;
-    if (!a->jwt)
+    a->url = o->url && o->url[0];
+    if (!a->jwt && !a->url)
         return a;
     a->secret_file = dup_or_null(o->secret_file, &fail);
     a->key_files = dup_or_null(o->key_files, &fail);
@@ -121,6 +115,13 @@ struct auth *auth_new(struct loop *l, const struct auth_opts *o,
     a->jo.issuer = a->issuer;
     a->jo.channels_claim = a->ch_claim;
     a->jo.publish_claim = a->pub_claim;
+    if (a->url) {
+        if (auth_cb_new(a, o, err, errlen) < 0) {
+            auth_free(a);
+            return NULL;
+        }
+        return a;
+    }
     a->keys = jwt_keys_load(a->secret_file, a->key_files, err, errlen);
     if (!a->keys) {
         auth_free(a);
@@ -137,6 +138,7 @@ void auth_free(struct auth *a)
         while (a->buckets[i])
             auth_detach(a, a->buckets[i]->c);
     mem_free(MEM_AUTH, a->buckets);
+    auth_cb_free(a);
     jwt_keys_free(a->keys);
     free_strings(a);
     mem_free(MEM_AUTH, a);
@@ -144,15 +146,20 @@ void auth_free(struct auth *a)
 
 bool auth_on(const struct auth *a)
 {
-    return a && a->jwt;
+    return a && (a->jwt || a->url);
+}
+
+bool auth_is_callback(const struct auth *a)
+{
+    return a && a->url;
 }
 
 int auth_reload(struct auth *a, char *err, size_t errlen)
 {
     struct jwt_keys *k;
 
-    if (!auth_on(a)) {
-        snprintf(err, errlen, "no --auth");
+    if (!a || !a->jwt) {
+        snprintf(err, errlen, "no --auth jwt: no key to reload");
         return -1;
     }
     k = jwt_keys_load(a->secret_file, a->key_files, err, errlen);
@@ -340,7 +347,9 @@ static void maybe_grow(struct auth *a)
 static void arm(struct auth_sess *s)
 {
     int64_t now_ms = (int64_t)loop_wall_ms(s->a->loop);
-    int64_t left = s->end_s * 1000 - now_ms;
+    int64_t left = s->end_s < INT64_MAX / 1000 - 1
+                       ? s->end_s * 1000 - now_ms
+                       : (int64_t)AUTH_MAX_ARM_MS; /* no overflow */
 
     if (left < 1)
         left = 1;
@@ -355,7 +364,8 @@ static void on_expiry(struct timer *t)
     struct auth *a = s->a;
     struct conn *c = s->c;
 
-    if ((int64_t)loop_wall_ms(a->loop) < s->end_s * 1000) {
+    if (s->end_s >= INT64_MAX / 1000 - 1 ||
+        (int64_t)loop_wall_ms(a->loop) < s->end_s * 1000) {
         arm(s); /* further than one arming could reach */
         return;
     }
@@ -378,7 +388,9 @@ int auth_attach(struct auth *a, struct conn *c, const struct jwt_grant *g)
     timer_init(&s->t, on_expiry);
     s->a = a;
     s->c = c;
-    s->end_s = g->exp + (int64_t)a->jo.leeway_s;
+    /* --jwt-leeway is for a token's clock; a callback's exp is taken as
+     * it is. */
+    s->end_s = g->exp + (a->jwt ? (int64_t)a->jo.leeway_s : 0);
     memcpy(s->sub, g->sub, sl + 1);
     pp = find(a, c);
     if (*pp) /* attached twice: the newer token's expiry wins */

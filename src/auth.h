@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conn.h"
 #include "http1.h"
 #include "jwt.h"
 
@@ -28,11 +29,19 @@ struct conn;
 struct loop;
 
 struct auth_opts {
-    bool jwt;                /* --auth jwt; false: everyone may do all */
-    const char *secret_file; /* --jwt-secret-file, "" none */
-    const char *key_files;   /* --jwt-key-file: FILE or KID=FILE, ... */
-    const char *cookie;      /* --auth-cookie: the token's cookie, "" none */
-    struct jwt_opts jwt_o;   /* leeway, size, audience, issuer, claims */
+    bool jwt; /* --auth jwt; false: everyone may do all */
+    /* --auth url: each subscription and publication is asked of url
+     * (auth_callback.c); the --jwt-* fields are not used then. */
+    const char *url;
+    uint32_t url_timeout_ms;     /* --auth-timeout */
+    uint32_t url_max_inflight;   /* --auth-max-inflight */
+    uint32_t cache_ttl_ms;       /* --auth-cache-ttl, 0: no cache */
+    uint32_t cache_entries;      /* --auth-cache-entries */
+    const char *forward_headers; /* --auth-forward-headers: a,b,c */
+    const char *secret_file;     /* --jwt-secret-file, "" none */
+    const char *key_files;       /* --jwt-key-file: FILE or KID=FILE, ... */
+    const char *cookie;    /* --auth-cookie: the token's cookie, "" none */
+    struct jwt_opts jwt_o; /* leeway, size, audience, issuer, claims */
 };
 
 /* Why a request was refused, beyond the token's own reasons (jwt.h's
@@ -41,6 +50,10 @@ enum auth_reason {
     AUTH_NO_TOKEN = JWT_REASON_COUNT, /* none in the request */
     AUTH_NOT_ALLOWED,                 /* valid, but not for that channel */
     AUTH_NO_SESSION,                  /* no memory to track its expiry */
+    AUTH_CB_DENIED,                   /* the callback answered 401/403 */
+    AUTH_CB_ERROR,   /* it answered something else, or could not be asked */
+    AUTH_CB_TIMEOUT, /* no answer within --auth-timeout */
+    AUTH_CB_BUSY,    /* --auth-max-inflight calls already out */
     AUTH_REASON_COUNT
 };
 
@@ -54,6 +67,13 @@ struct auth_stats {
     uint64_t expired;                   /* connections closed at expiry */
     uint64_t reloads_ok, reloads_failed;
     long sessions; /* authenticated connections open */
+    /* --auth url. */
+    uint64_t cb_calls;                 /* requests sent to the callback */
+    uint64_t cb_cache_hits;            /* decisions taken from the cache */
+    long cb_inflight;                  /* calls out now */
+    long cb_cached;                    /* decisions in the cache */
+    uint64_t cb_lat[CONN_LAT_BUCKETS]; /* answer times (CONN_LAT_BOUNDS_US) */
+    double cb_lat_sum_s;
 };
 
 struct auth;
@@ -95,6 +115,31 @@ void auth_count_allowed(struct auth *a);
 /* Counts and logs (rate limited, never the token) a refusal of c. */
 void auth_count_denied(struct auth *a, struct conn *c, unsigned reason,
                        const char *what);
+
+/* --auth url: what a request asks for. */
+struct auth_question {
+    bool publish;
+    const char *list; /* its channels, sep-separated */
+    size_t n;
+    char sep;
+    const char *protocol;           /* "websocket", "sse", "http", "tcp" */
+    const struct http_request *req; /* its header block, or NULL (TCP) */
+    const char *token;              /* TCP: the AUTH frame's token */
+    size_t token_len;
+};
+enum auth_verdict { AUTH_ALLOW = 0, AUTH_DENY, AUTH_WAIT };
+/* The callback's verdict on c's request. AUTH_ALLOW fills *g (what the
+ * answer granted, its "exp"; jwt_grant_free()); AUTH_DENY sets *reason;
+ * AUTH_WAIT: the question is out, and c's reading is to stay paused
+ * (PAUSE_AUTH) until the answer resumes it; then ask again (the answer is
+ * kept for c, or the question asked anew if c changed). */
+enum auth_verdict auth_ask(struct auth *a, struct conn *c,
+                           const struct auth_question *q, struct jwt_grant *g,
+                           unsigned *reason);
+/* True with --auth url. */
+bool auth_is_callback(const struct auth *a);
+/* How long a request may wait for the callback (--auth-timeout). */
+uint32_t auth_wait_ms(const struct auth *a);
 
 /* Tracks c until its token expires (then on_expire) or auth_detach().
  * Returns 0 or -ENOMEM. */

@@ -518,11 +518,11 @@ static const struct flag opts[] = {
      .kind = FLAG_ENUM,
      CFG(auth),
      .def = "none",
-     .choices = "none|jwt",
+     .choices = "none|jwt|url",
      .arg = "MODE",
      .help = "who may subscribe and publish: none (anyone who reaches the "
              "port), jwt (a JSON Web Token whose claims list the channels; "
-             "see --jwt-* and docs/auth.md)",
+             "see --jwt-*), url (ask --auth-url); docs/auth.md",
      .metric = "moor_auth_total{result=\"denied\"}"},
     {.name = "jwt-secret-file",
      .kind = FLAG_PATH,
@@ -596,6 +596,60 @@ static const struct flag opts[] = {
      .max = KiB(60),
      .help = "a longer token is refused before it is decoded",
      .metric = "moor_auth_total{result=\"denied\",reason=\"malformed\"}"},
+    {.name = "auth-url",
+     .kind = FLAG_TEXT,
+     CFG(auth_url),
+     .def = "",
+     .arg = "URL",
+     .help = "--auth url: POST each subscription and publication here as "
+             "JSON (http:// or https://); 2xx allows, 401/403 refuses, "
+             "anything else refuses with 503",
+     .metric = "moor_auth_callback_seconds"},
+    {.name = "auth-timeout",
+     .kind = FLAG_DURATION,
+     CFG(auth_timeout_ms),
+     .def = "2s",
+     .min = 1,
+     .max = 60000,
+     .help = "--auth url: no answer within this refuses (503); the request "
+             "waits holding only its own bytes",
+     .metric =
+         "moor_auth_total{result=\"denied\",reason=\"callback_timeout\"}"},
+    {.name = "auth-max-inflight",
+     .kind = FLAG_UINT,
+     CFG(auth_max_inflight),
+     .def = "256",
+     .min = 1,
+     .max = 100000,
+     .help = "--auth url: questions out at once; more are refused at once "
+             "(503)",
+     .metric = "moor_auth_total{result=\"denied\",reason=\"callback_busy\"}"},
+    {.name = "auth-cache-ttl",
+     .kind = FLAG_DURATION,
+     CFG(auth_cache_ttl_ms),
+     .def = "0",
+     .min = 0,
+     .max = 3600000,
+     .help = "--auth url: keep each answer (allowed or 401/403, not "
+             "errors) this long for the same question and credentials; "
+             "0: ask every time",
+     .metric = "moor_auth_callback_cache_hits_total"},
+    {.name = "auth-cache-entries",
+     .kind = FLAG_UINT,
+     CFG(auth_cache_entries),
+     .def = "10000",
+     .min = 1,
+     .max = 10000000,
+     .help = "--auth url: answers cached at most; the oldest go first",
+     .metric = "moor_auth_callback_cached"},
+    {.name = "auth-forward-headers",
+     .kind = FLAG_TEXT,
+     CFG(auth_forward_headers),
+     .def = "authorization,cookie",
+     .arg = "NAME,...",
+     .help = "--auth url: the request's header fields sent to the callback "
+             "(with the action, channels, path and client address)",
+     .metric = "-"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
@@ -651,6 +705,18 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
         flags_set_err(err, errlen,
                       "--auth jwt needs a key: add --jwt-secret-file FILE "
                       "(HMAC) or --jwt-key-file FILE,... (PEM public keys)");
+        return -1;
+    }
+    if (!strcmp(c->auth, "url") && strncmp(c->auth_url, "http://", 7) &&
+        strncmp(c->auth_url, "https://", 8)) {
+        flags_set_err(err, errlen,
+                      "--auth url needs --auth-url http://... or https://...");
+        return -1;
+    }
+    if (strcmp(c->auth, "url") && c->auth_url[0]) {
+        flags_set_err(err, errlen,
+                      "--auth-url is used only with --auth url: add it, or "
+                      "drop --auth-url");
         return -1;
     }
     if (strcmp(c->auth, "jwt") &&

@@ -73,16 +73,22 @@ struct moor_config {
     uint32_t sse_heartbeat_ms;      /* --sse-heartbeat */
     uint32_t sse_retry_ms;          /* --sse-retry */
     /* Who may subscribe and publish (auth.h, docs/auth.md). */
-    char auth[8];                /* --auth none|jwt */
-    char jwt_secret_file[512];   /* --jwt-secret-file */
-    char jwt_key_file[2048];     /* --jwt-key-file FILE|KID=FILE,... */
-    uint32_t jwt_leeway_ms;      /* --jwt-leeway */
-    char jwt_audience[256];      /* --jwt-audience */
-    char jwt_issuer[256];        /* --jwt-issuer */
-    char jwt_channels_claim[64]; /* --jwt-channels-claim */
-    char jwt_publish_claim[64];  /* --jwt-publish-claim */
-    char auth_cookie[64];        /* --auth-cookie */
-    uint64_t max_token_bytes;    /* --max-token-bytes */
+    char auth[8];                   /* --auth none|jwt */
+    char jwt_secret_file[512];      /* --jwt-secret-file */
+    char jwt_key_file[2048];        /* --jwt-key-file FILE|KID=FILE,... */
+    uint32_t jwt_leeway_ms;         /* --jwt-leeway */
+    char jwt_audience[256];         /* --jwt-audience */
+    char jwt_issuer[256];           /* --jwt-issuer */
+    char jwt_channels_claim[64];    /* --jwt-channels-claim */
+    char jwt_publish_claim[64];     /* --jwt-publish-claim */
+    char auth_cookie[64];           /* --auth-cookie */
+    uint64_t max_token_bytes;       /* --max-token-bytes */
+    char auth_url[1024];            /* --auth-url (--auth url) */
+    uint32_t auth_timeout_ms;       /* --auth-timeout */
+    uint32_t auth_max_inflight;     /* --auth-max-inflight */
+    uint32_t auth_cache_ttl_ms;     /* --auth-cache-ttl */
+    uint32_t auth_cache_entries;    /* --auth-cache-entries */
+    char auth_forward_headers[512]; /* --auth-forward-headers */
 };
 
 /* Fills c with every default. */

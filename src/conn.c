@@ -87,7 +87,19 @@ static const char *const pause_names[PAUSE_CAUSE_COUNT] = {
     "backpressure",
     "rate",
     "memory",
+    "auth",
 };
+
+struct conn *conn_set_find(const struct conn_set *s, int fd,
+                           unsigned long long id)
+{
+    struct conn *c;
+
+    if (fd < 0 || (uint32_t)fd >= s->by_fd_len)
+        return NULL;
+    c = s->by_fd[fd];
+    return c && c->cn_id == id && !conn_is_closing(c) ? c : NULL;
+}
 
 const char *pause_cause_name(unsigned bit)
 {
@@ -157,7 +169,7 @@ static bool tls_partial(const struct conn *c);
 
 /* Pauses that are moor's doing, not the peer's: a message deadline does
  * not count them. (Backpressure is the peer not reading our answers.) */
-#define OUR_PAUSES (PAUSE_RATE | PAUSE_MEMORY)
+#define OUR_PAUSES (PAUSE_RATE | PAUSE_MEMORY | PAUSE_AUTH)
 
 /* Starts (or, after a pause, starts over) the message deadline. */
 static void arm_message(struct conn *c)

@@ -81,11 +81,13 @@ enum pause_cause {
     PAUSE_BACKPRESSURE = 1u << 0, /* our outbound queue is too full */
     PAUSE_RATE = 1u << 1,         /* inbound token bucket empty */
     PAUSE_MEMORY = 1u << 2,       /* process over its memory budget */
+    PAUSE_AUTH = 1u << 3,         /* a request waits for the auth callback
+                                     (http_defer) */
 };
 /* The causes are the bits 0 .. PAUSE_CAUSE_COUNT - 1. */
-#define PAUSE_CAUSE_COUNT 3
+#define PAUSE_CAUSE_COUNT 4
 /* The name of the cause at bit index bit: "backpressure", "rate",
- * "memory" (metrics labels, /debug/conns). */
+ * "memory", "auth" (metrics labels, /debug/conns). */
 const char *pause_cause_name(unsigned bit);
 
 /* Connection states as shown in metrics and /debug/conns. The protocol
@@ -384,6 +386,16 @@ static inline struct loop *conn_loop(const struct conn *c)
 static inline unsigned long long conn_id(const struct conn *c)
 {
     return c->cn_id;
+}
+/* The conn of set s on fd, if it is still the one numbered id and not
+ * closing: how a reply that comes later (an auth callback) finds its
+ * conn again without keeping a pointer that may have been freed. */
+struct conn *conn_set_find(const struct conn_set *s, int fd,
+                           unsigned long long id);
+/* The conn's socket. */
+static inline int conn_fd(const struct conn *c)
+{
+    return c->cn_fd;
 }
 /* The state last given to conn_set_state(). */
 static inline enum conn_state conn_state_of(const struct conn *c)

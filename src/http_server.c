@@ -502,16 +502,31 @@ static bool pass_gate(const struct http_route *r, struct http_exchange *ex)
     ex->path = ex->req->path;
     if (r->gate(ex, r->arg))
         return true;
-    if (!ex->responded && !conn_is_closing(ex->c))
+    if (!ex->responded && !ex->deferred && !conn_is_closing(ex->c))
         http_respond(ex, 500, "text/plain; charset=utf-8", NULL,
                      "500 Internal Server Error\n", 26);
     return false;
 }
 
-/* Runs the route for a complete header block. Returns true if the route
- * upgraded the conn to another protocol (hc is then no longer ours). */
-static bool dispatch(struct http_conn *hc, struct conn *c,
-                     const struct http_request *req)
+enum dispatched { D_DONE = 0, D_UPGRADED, D_DEFERRED };
+
+void http_defer(struct http_exchange *ex, uint32_t ms)
+{
+    ex->deferred = true;
+    conn_pause_read(ex->c, PAUSE_AUTH);
+    conn_set_read_deadline(ex->c, ms ? ms : 1, CLOSE_HEADER_TIMEOUT);
+}
+
+void http_resume(struct conn *c)
+{
+    conn_resume_read(c, PAUSE_AUTH);
+}
+
+/* Runs the route for a complete header block. D_UPGRADED: the route
+ * upgraded the conn to another protocol (hc is then no longer ours);
+ * D_DEFERRED: it will be run again (http_defer). */
+static enum dispatched dispatch(struct http_conn *hc, struct conn *c,
+                                const struct http_request *req)
 {
     struct http_server *srv = srv_of(c);
     struct http_exchange ex = {
@@ -541,26 +556,28 @@ static bool dispatch(struct http_conn *hc, struct conn *c,
                req->method != HTTP_HEAD) {
         /* The handler runs with the whole body (finish_request). */
         if (start_collect(hc, c, req, (uint8_t)(r - srv->routes)) < 0)
-            return false;
-        return false;
+            return D_DONE;
+        return D_DONE;
     } else {
         ex.path = req->path;
         r->fn(&ex, r->arg);
-        if (!ex.responded && !conn_is_closing(c))
+        if (!ex.responded && !ex.deferred && !conn_is_closing(c))
             http_respond(&ex, 500, "text/plain; charset=utf-8", NULL,
                          "500 Internal Server Error\n", 26);
     }
     if (ex.upgraded)
-        return true; /* hc is the new protocol's state now: hands off */
+        return D_UPGRADED; /* hc is the new protocol's state: hands off */
     if (conn_is_closing(c)) {
         /* The close path has run: nothing may be left for it to free. */
         msg_unref(ex.held);
-        return false;
+        return D_DONE;
     }
+    if (ex.deferred && !ex.responded)
+        return D_DEFERRED;
     hc->keep_alive = ex.keep_alive;
     hc->held = ex.held;
     hc->held_status = (uint16_t)ex.status;
-    return false;
+    return D_DONE;
 }
 
 /* Queues the answer held back while the body was read. */
@@ -659,8 +676,18 @@ static size_t on_header(struct http_conn *hc, struct conn *c, uint8_t *p,
     }
     srv->stats.requests++;
     conn_set_state(c, CSTATE_ACTIVE);
-    if (dispatch(hc, c, req))
-        return (size_t)n; /* upgraded: the rest belongs to the new protocol */
+    switch (dispatch(hc, c, req)) {
+    case D_UPGRADED:
+        return (size_t)n; /* the rest belongs to the new protocol */
+    case D_DEFERRED:
+        /* Read again from its first byte once resumed (conn.c carries
+         * the block), and counted then. */
+        srv->stats.requests--;
+        hc->scan = 0;
+        return 0;
+    case D_DONE:
+        break;
+    }
     if (conn_is_closing(c))
         return len;
     if (req->has_body && (hc->keep_alive || hc->collect)) {

@@ -48,6 +48,7 @@ struct http_exchange {
     bool keep_alive; /* the handler may clear it */
     bool responded;
     bool upgraded; /* the handler switched the conn's protocol */
+    bool deferred; /* http_defer(): asked again after http_resume() */
     /* Internal: a request with a body has its answer held until the body
      * is complete (a bad body then gets its own precise status). */
     bool hold;
@@ -56,6 +57,16 @@ struct http_exchange {
 };
 
 typedef void http_handler_fn(struct http_exchange *ex, void *arg);
+
+/* A handler (or a gate) that cannot answer yet (it waits for an auth
+ * callback) defers: the request's bytes are left unread (conn.c carries
+ * them, exactly: nothing else is held), reading pauses (PAUSE_AUTH), and
+ * the connection must be resumed within ms (else it closes as a header
+ * timeout). http_resume() lets the same request be parsed and routed
+ * again, and the handler is called anew: it must then find its answer
+ * (keyed by the conn). */
+void http_defer(struct http_exchange *ex, uint32_t ms);
+void http_resume(struct conn *c);
 
 /* Bits for route methods. */
 #define HTTP_M(m) (1u << (m))

@@ -842,6 +842,41 @@ static enum jwt_reason fill_grant(const struct json_doc *d,
     return JWT_OK;
 }
 
+enum jwt_reason jwt_grant_from_json(const char *s, size_t n,
+                                    const struct jwt_opts *o,
+                                    struct jwt_grant *g, unsigned *present)
+{
+    const char *cn = claim_name(o->channels_claim, "channels");
+    const char *pn = claim_name(o->publish_claim, "publish");
+    struct json_doc d;
+    enum jwt_reason r;
+    int64_t exp = 0;
+    bool has_exp;
+    size_t sub;
+
+    memset(g, 0, sizeof(*g));
+    *present = 0;
+    if (n == 0)
+        return JWT_OK;
+    r = parse_json(&d, (const uint8_t *)s, n);
+    if (r)
+        return r;
+    sub = member(&d, "sub");
+    if (!read_time(&d, "exp", &has_exp, &exp) ||
+        (sub != JSON_NONE && !is_string(&d, sub))) {
+        json_free(&d);
+        return JWT_MALFORMED;
+    }
+    *present = (member(&d, cn) != JSON_NONE ? JWT_HAS_CHANNELS : 0) |
+               (member(&d, pn) != JSON_NONE ? JWT_HAS_PUBLISH : 0) |
+               (has_exp ? JWT_HAS_EXP : 0);
+    r = fill_grant(&d, o, exp, g);
+    json_free(&d);
+    if (r)
+        *present = 0;
+    return r;
+}
+
 /* Everything after the size check, on the decoded parts. */
 static enum jwt_reason verify_parts(const struct jwt_keys *k,
                                     const struct jwt_opts *o, const char *tok,

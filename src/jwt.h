@@ -99,6 +99,22 @@ enum jwt_reason jwt_verify(const struct jwt_keys *k, const struct jwt_opts *o,
                            struct jwt_grant *g);
 void jwt_grant_free(struct jwt_grant *g);
 
+/* What jwt_grant_from_json() found (bits of *present). */
+enum {
+    JWT_HAS_CHANNELS = 1u << 0,
+    JWT_HAS_PUBLISH = 1u << 1,
+    JWT_HAS_EXP = 1u << 2,
+};
+/* The same rights from an unsigned JSON object s[0..n) (an auth
+ * callback's answer: {"channels": [...], "publish": [...], "exp": N,
+ * "sub": "..."}, every member optional; an empty s is an empty object).
+ * *present says which lists and exp were there (absent ones narrow
+ * nothing: the caller decides). JWT_OK fills *g (jwt_grant_free());
+ * JWT_MALFORMED or JWT_NO_MEMORY leave it empty. */
+enum jwt_reason jwt_grant_from_json(const char *s, size_t n,
+                                    const struct jwt_opts *o,
+                                    struct jwt_grant *g, unsigned *present);
+
 /* True if the grant lets its holder subscribe to (publish: publish to)
  * channel name[0..n). */
 bool jwt_grant_allows(const struct jwt_grant *g, bool publish, const char *name,

@@ -320,6 +320,37 @@ static void render_auth(struct page *p, const struct metrics_view *v)
     scalar(p, "moor_auth_connections", "gauge",
            "Open connections whose token's expiry is tracked.",
            (double)st->sessions);
+    scalar(p, "moor_auth_callback_calls_total", "counter",
+           "Questions sent to --auth-url.", (double)st->cb_calls);
+    scalar(p, "moor_auth_callback_inflight", "gauge",
+           "Questions out to --auth-url now (--auth-max-inflight).",
+           (double)st->cb_inflight);
+    scalar(p, "moor_auth_callback_cache_hits_total", "counter",
+           "Decisions taken from the --auth-cache-ttl cache.",
+           (double)st->cb_cache_hits);
+    scalar(p, "moor_auth_callback_cached", "gauge",
+           "Decisions in the cache (--auth-cache-entries).",
+           (double)st->cb_cached);
+    {
+        static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
+        double cum = 0;
+        char le[32];
+
+        family(p, "moor_auth_callback_seconds", "histogram",
+               "Time from a question to --auth-url to its answer (or its "
+               "timeout).");
+        for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
+            cum += (double)st->cb_lat[b];
+            if (bounds[b] == UINT64_MAX)
+                snprintf(le, sizeof(le), "+Inf");
+            else
+                snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
+            value(p, "moor_auth_callback_seconds_bucket", "le", le, cum);
+        }
+        value(p, "moor_auth_callback_seconds_sum", NULL, NULL,
+              st->cb_lat_sum_s);
+        value(p, "moor_auth_callback_seconds_count", NULL, NULL, cum);
+    }
     family(p, "moor_auth_reloads_total", "counter",
            "Key reloads (SIGHUP), by outcome; a failed one keeps the old "
            "keys.");

@@ -97,9 +97,11 @@ static void deny(struct http_exchange *ex, struct push *p, unsigned reason,
     int status = 401, n;
 
     auth_count_denied(p->o.auth, ex->c, reason, what);
-    if (reason == AUTH_NOT_ALLOWED)
+    if (reason == AUTH_NOT_ALLOWED || reason == AUTH_CB_DENIED)
         status = 403;
-    else if (reason == JWT_NO_MEMORY || reason == AUTH_NO_SESSION)
+    else if (reason == JWT_NO_MEMORY || reason == AUTH_NO_SESSION ||
+             reason == AUTH_CB_ERROR || reason == AUTH_CB_TIMEOUT ||
+             reason == AUTH_CB_BUSY)
         status = 503;
     if (status == 401 && reason == AUTH_NO_TOKEN)
         snprintf(extra, sizeof(extra),
@@ -120,12 +122,53 @@ static void deny(struct http_exchange *ex, struct push *p, unsigned reason,
                  reason == AUTH_NO_TOKEN
                      ? "a token is needed (Authorization: Bearer, ?token=)"
                  : reason == AUTH_NOT_ALLOWED ? "the token does not grant this"
+                 : reason == AUTH_CB_DENIED   ? "refused by the auth service"
+                 : status == 503              ? "cannot decide now, retry later"
                                               : "the token was refused",
                  auth_reason_name(reason));
     ex->keep_alive = false; /* a body to come is not read */
     ex->hold = false;
     http_respond(ex, status, "text/plain; charset=utf-8", extra, body,
                  (size_t)MIN((size_t)n, sizeof(body) - 1));
+}
+
+static bool wants_sse(const struct http_request *req);
+
+/* --auth url: the callback's answer for ex (the request waits, unread,
+ * while it is asked: http_defer); then the same rule on its grant. */
+static bool ask(struct http_exchange *ex, struct push *p, bool publish,
+                const char *list, size_t n, struct jwt_grant *g)
+{
+    struct auth_question q = {
+        .publish = publish,
+        .list = list,
+        .n = n,
+        .sep = ',',
+        .protocol = ex->method != HTTP_GET           ? "http"
+                    : !publish && wants_sse(ex->req) ? "sse"
+                                                     : "websocket",
+        .req = ex->req,
+    };
+    const char *what = publish ? "publish" : "subscribe";
+    unsigned reason = 0;
+
+    switch (auth_ask(p->o.auth, ex->c, &q, g, &reason)) {
+    case AUTH_WAIT:
+        http_defer(ex, auth_wait_ms(p->o.auth) + 1000);
+        return false;
+    case AUTH_DENY:
+        deny(ex, p, reason, what);
+        return false;
+    case AUTH_ALLOW:
+        break;
+    }
+    if (!auth_grant_list(g, publish, list, n, ',')) {
+        jwt_grant_free(g);
+        deny(ex, p, AUTH_NOT_ALLOWED, what);
+        return false;
+    }
+    auth_count_allowed(p->o.auth);
+    return true;
 }
 
 /* With --auth: the request's token must verify and grant every channel of
@@ -141,6 +184,8 @@ static bool authorize(struct http_exchange *ex, struct push *p, bool publish,
     memset(g, 0, sizeof(*g));
     if (!auth_on(p->o.auth))
         return true;
+    if (auth_is_callback(p->o.auth))
+        return ask(ex, p, publish, list, n, g);
     if (!auth_find_token(p->o.auth, ex->req, &tok)) {
         deny(ex, p, AUTH_NO_TOKEN, publish ? "publish" : "subscribe");
         return false;
@@ -338,7 +383,7 @@ struct tcp_conn {
     struct abuf *abuf; /* a frame arriving in pieces */
 };
 
-enum { TCP_SUB = 1, TCP_PUB = 2, TCP_AUTHED = 3 };
+enum { TCP_SUB = 1, TCP_PUB = 2, TCP_AUTHED = 3, TCP_AUTH_WAIT = 4 };
 
 static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len);
 static bool tcp_on_timeout(struct conn *c);
@@ -412,6 +457,38 @@ static void tcp_fail(struct conn *c, const char *why)
     conn_close(c, CLOSE_PROTOCOL_ERROR);
 }
 
+#define AUTH_WAITING UINT32_MAX
+
+/* --auth url over TCP: the AUTH frame's token is asked of the callback;
+ * reading pauses until the answer comes (t->role TCP_AUTH_WAIT), and the
+ * next frame (the command) takes it. Returns JWT_OK (*g filled), a
+ * reason, or AUTH_WAITING. */
+static unsigned tcp_ask(struct conn *c, struct tcp_conn *t, const uint8_t *p,
+                        size_t n, struct jwt_grant *g)
+{
+    struct push *pp = push_of(c);
+    struct auth_question q = {.list = "", .sep = ' ', .protocol = "tcp"};
+    unsigned reason = 0;
+
+    if (t->role == 0) {
+        q.token = (const char *)p + 5;
+        q.token_len = n - 5;
+    }
+    switch (auth_ask(pp->o.auth, c, &q, g, &reason)) {
+    case AUTH_WAIT:
+        t->role = TCP_AUTH_WAIT;
+        conn_pause_read(c, PAUSE_AUTH);
+        conn_set_read_deadline(c, auth_wait_ms(pp->o.auth) + 1000,
+                               CLOSE_HEADER_TIMEOUT);
+        return AUTH_WAITING;
+    case AUTH_DENY:
+        return reason;
+    case AUTH_ALLOW:
+        break;
+    }
+    return JWT_OK;
+}
+
 /* With --auth, the first frame is "AUTH <token>": what it grants is kept
  * (t->g) for the SUB or PUB frame that must follow. */
 static void tcp_auth(struct conn *c, struct tcp_conn *t, const uint8_t *p,
@@ -419,9 +496,9 @@ static void tcp_auth(struct conn *c, struct tcp_conn *t, const uint8_t *p,
 {
     struct push *pp = push_of(c);
     struct jwt_grant *g;
-    enum jwt_reason r;
+    unsigned r;
 
-    if (n < 5 || memcmp(p, "AUTH ", 5) != 0) {
+    if (t->role == 0 && (n < 5 || memcmp(p, "AUTH ", 5) != 0)) {
         auth_count_denied(pp->o.auth, c, AUTH_NO_TOKEN, "tcp");
         tcp_notice(c, "\0no token: send AUTH <token> first");
         return;
@@ -431,7 +508,15 @@ static void tcp_auth(struct conn *c, struct tcp_conn *t, const uint8_t *p,
         conn_close(c, CLOSE_NO_MEMORY);
         return;
     }
-    r = auth_check(pp->o.auth, (const char *)p + 5, n - 5, g);
+    if (auth_is_callback(pp->o.auth)) {
+        r = tcp_ask(c, t, p, n, g);
+        if (r == AUTH_WAITING) {
+            mem_free(MEM_AUTH, g);
+            return;
+        }
+    } else {
+        r = auth_check(pp->o.auth, (const char *)p + 5, n - 5, g);
+    }
     if (r != JWT_OK) {
         char why[64];
 
@@ -485,9 +570,13 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     const uint8_t *name;
     size_t pos = 0, nl;
 
-    if (auth_on(pp->o.auth) && t->role == 0) {
+    if (auth_on(pp->o.auth) && (t->role == 0 || t->role == TCP_AUTH_WAIT)) {
+        bool waited = t->role == TCP_AUTH_WAIT;
+
         tcp_auth(c, t, p, n);
-        return;
+        if (!waited || t->role != TCP_AUTHED || conn_is_closing(c))
+            return;
+        /* The callback's answer came: this frame is the command. */
     }
     if (frame_parse_command(p, n, pp->o.pubsub.max_channels_per_conn, &cmd) <
         0) {
@@ -544,6 +633,7 @@ static void tcp_frame(struct conn *c, struct tcp_conn *t, const uint8_t *p,
     switch (t->role) {
     case 0:
     case TCP_AUTHED:
+    case TCP_AUTH_WAIT:
         tcp_command(c, t, p, n);
         break;
     case TCP_PUB:
@@ -564,7 +654,7 @@ static uint32_t tcp_limit(const struct push *pp, const struct tcp_conn *t)
 
     if (t->role == 0 && auth_on(pp->o.auth))
         cmd = MAX(cmd, 5 + (size_t)auth_max_token_bytes(pp->o.auth));
-    if (t->role == 0 || t->role == TCP_AUTHED)
+    if (t->role == 0 || t->role == TCP_AUTHED || t->role == TCP_AUTH_WAIT)
         return (uint32_t)MIN(cmd, (size_t)UINT32_MAX);
     return (uint32_t)MIN(pp->o.max_message, (uint64_t)UINT32_MAX);
 }
@@ -585,9 +675,9 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
 
         if (n < 0) {
             t->ps = parser.s;
-            tcp_fail(c, t->role == 0 || t->role == TCP_AUTHED
-                            ? "command frame too long"
-                            : "frame over --max-message");
+            tcp_fail(c, t->role == TCP_SUB || t->role == TCP_PUB
+                            ? "frame over --max-message"
+                            : "command frame too long");
             return len;
         }
         if (n == 0)
@@ -633,7 +723,7 @@ static bool tcp_on_timeout(struct conn *c)
     struct tcp_conn *t = conn_ext(c);
     static const uint8_t heartbeat[FRAME_HEADER] = {0, 0, 0, 0};
 
-    if (t->role == 0 || t->role == TCP_AUTHED ||
+    if (t->role == 0 || t->role == TCP_AUTHED || t->role == TCP_AUTH_WAIT ||
         conn_read_reason(c) != CLOSE_IDLE_TIMEOUT)
         return false; /* no command in time, or a frame not finished */
     /* Subscribers and publishers alike get an empty frame after quiet:

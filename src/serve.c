@@ -194,7 +194,7 @@ static void on_reload(void *arg)
     struct serve *sv = arg;
     char err[256];
 
-    if (auth_on(sv->auth))
+    if (auth_on(sv->auth) && !auth_is_callback(sv->auth))
         reload_auth(sv);
     if (!sv->tls) {
         if (!auth_on(sv->auth))
@@ -387,6 +387,12 @@ static struct auth *auth_from_config(const struct moor_config *c,
 {
     struct auth_opts ao = {
         .jwt = !strcmp(c->auth, "jwt"),
+        .url = !strcmp(c->auth, "url") ? c->auth_url : NULL,
+        .url_timeout_ms = c->auth_timeout_ms,
+        .url_max_inflight = c->auth_max_inflight,
+        .cache_ttl_ms = c->auth_cache_ttl_ms,
+        .cache_entries = c->auth_cache_entries,
+        .forward_headers = c->auth_forward_headers,
         .secret_file = c->jwt_secret_file,
         .key_files = c->jwt_key_file,
         .cookie = c->auth_cookie,
@@ -668,7 +674,7 @@ struct serve *serve_new(const struct moor_config *cfg)
         goto err_free;
     }
     /* The one place that decides it (see the field). */
-    sv->debug_public = !cfg->admin_listen[0] && strcmp(cfg->auth, "jwt") != 0;
+    sv->debug_public = !cfg->admin_listen[0] && !strcmp(cfg->auth, "none");
     http_server_route(server_http(sv->srv), "/healthz", false,
                       HTTP_M(HTTP_GET) | HTTP_M(HTTP_HEAD), on_healthz, sv);
     if (!cfg->admin_listen[0])
@@ -677,10 +683,14 @@ struct serve *serve_new(const struct moor_config *cfg)
                       on_echo, sv);
     sv->auth = auth_from_config(cfg, sv->loop, err, sizeof(err));
     if (!sv->auth) {
-        fprintf(stderr, "moor: --auth jwt: %s\n", err);
+        fprintf(stderr, "moor: --auth %s: %s\n", cfg->auth, err);
         goto err_free;
     }
-    if (auth_on(sv->auth))
+    if (auth_is_callback(sv->auth))
+        more_line(
+            sv, "  --auth url: /sub and /pub are asked of %s (docs/auth.md)\n",
+            cfg->auth_url);
+    else if (auth_on(sv->auth))
         more_line(sv,
                   "  --auth jwt: /sub and /pub need a token (Authorization: "
                   "Bearer, ?token=; docs/auth.md)\n");

@@ -256,6 +256,57 @@ static void test_bad_key_file(void **state)
         fail_msg("err: %s", err);
 }
 
+/* An auth callback's answer: every member optional, lists and exp
+ * reported present or not, the same strictness as a token's claims. */
+static void test_answer_json(void **state)
+{
+    struct jwt_opts o = {0};
+    struct jwt_grant g;
+    unsigned present;
+
+    (void)state;
+    assert_int_equal(jwt_grant_from_json("", 0, &o, &g, &present), JWT_OK);
+    assert_int_equal(present, 0);
+    assert_int_equal(jwt_grant_from_json("{}", 2, &o, &g, &present), JWT_OK);
+    assert_int_equal(present, 0);
+    jwt_grant_free(&g);
+    {
+        const char *s = "{\"channels\":[\"news\",\"chat.*\"],\"exp\":"
+                        "4102444800,\"sub\":\"svc\"}";
+
+        assert_int_equal(jwt_grant_from_json(s, strlen(s), &o, &g, &present),
+                         JWT_OK);
+        assert_int_equal(present, JWT_HAS_CHANNELS | JWT_HAS_EXP);
+        assert_int_equal(g.n_sub, 2);
+        assert_int_equal(g.n_pub, 0);
+        assert_int_equal(g.exp, 4102444800LL);
+        assert_string_equal(g.sub, "svc");
+        assert_true(jwt_grant_allows(&g, false, "chat.x", 6));
+        assert_false(jwt_grant_allows(&g, true, "news", 4));
+        jwt_grant_free(&g);
+    }
+    {
+        static const char *bad[] = {
+            "[]",
+            "{\"channels\":\"news\"}",
+            "{\"exp\":\"soon\"}",
+            "{\"sub\":1}",
+            "{\"publish\":[\"a b\"]}",
+            "{",
+            "{\"a\":1,\"a\":2}",
+        };
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            assert_int_equal(
+                jwt_grant_from_json(bad[i], strlen(bad[i]), &o, &g, &present),
+                JWT_MALFORMED);
+            assert_int_equal(present, 0);
+            assert_null(g.patterns);
+        }
+    }
+    assert_int_equal(mem_live_bytes(MEM_AUTH), 0);
+}
+
 static void test_reason_names(void **state)
 {
     (void)state;
@@ -279,6 +330,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_key_file, setup, teardown),
         cmocka_unit_test(test_reason_names),
+        cmocka_unit_test(test_answer_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
