@@ -244,9 +244,11 @@ def main():
         "run moor's `moor_auth_total` is read: every handshake of an auth "
         "run was allowed by its token and none refused (a table flags a "
         "run where that was not so), and a server without auth checked "
-        "none. The handshake part runs moor with `--accept-rate 0` (its "
-        "default accept rate, 2,000 a second, would cap the rate); the "
-        "broadcast part with the Broadcast section's flags."))
+        "none. The handshake part runs moor with `--accept-rate 0 "
+        "--max-conns-per-ip 0 --handshake-rate-per-ip 0` (its default "
+        "accept rate, 2,000 a second, and per-address handshake rate, 100 "
+        "a second, would cap the rate); the broadcast part with the "
+        "Broadcast section's flags."))
     out("Commands (`bench/run.sh --only auth --write` runs this part):\n\n"
         "```sh\n")
     out(commands + "\n```\n")

@@ -879,9 +879,10 @@ AUTH_MODES=(none hs256 es256)
 AUTH_BC_MODES=(none hs256)
 
 # moor's flags for (l): connections accepted as fast as they come (the
-# default accept rate, 2,000 a second, would cap the handshake rate).
+# default accept rate, 2,000 a second, and the per-address handshake
+# rate, 100 a second, would cap the handshake rate; see start_moor).
 # (m) runs with the broadcast part's MOOR_BC_ARGS.
-MOOR_AUTH_ARGS=(--accept-rate 0)
+MOOR_AUTH_ARGS=(--accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0)
 
 # make_auth_keys DIR: an HMAC secret of 64 hex characters (DIR/secret),
 # a P-256 key pair (DIR/es.key, its public half DIR/es.pem), and the
