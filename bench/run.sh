@@ -56,21 +56,35 @@
 #   moor's rows are pending until `moor bench http` exists; until then
 #   --write leaves docs/benchmarks.md's "## Client pool" section alone
 #   and the peers' figures are only printed.
+#   Auth (issue 16), moor alone, three configurations: no auth, --auth
+#   jwt with an HS256 secret, --auth jwt with an ES256 (P-256) key (keys
+#   made here with the openssl CLI, tokens granting the channel "bench"
+#   made with python3-jwt); runs interleaved (none, hs256, es256, none,
+#   ...), each on a fresh server (bench/auth_report.py):
+#   (l) handshakes: `moor bench handshake` on /sub/bench?token=TOKEN (no
+#       auth: the same URL, its token ignored), 32 connections at a
+#       time, 10 s after 1 s of warm-up: handshakes/s and the server's
+#       CPU time per handshake (/proc/PID/stat over the measured
+#       window); median of 3 per configuration, ratios against no auth;
+#   (m) broadcast with auth on: (e) and (f) with the token in both URLs,
+#       no auth and HS256 interleaved, 3 runs each. Echo is not run:
+#       /echo is not behind --auth.
 #
-# usage: bench/run.sh [--write] [--only http|ws|broadcast|tls|http-client] [--conns N]
+# usage: bench/run.sh [--write] [--only http|ws|broadcast|tls|http-client|auth] [--conns N]
 #                     [--duration D] [--ws-conns N] [--echo-duration D]
 #                     [--echo-runs N] [--bc-conns N] [--bc-duration D]
 #                     [--bc-runs N] [--bc-inflight K] [--bc-rate R]
 #                     [--bc-sweep "K..."] [--tls-conns N] [--hs-conns N]
 #                     [--hs-duration D] [--hs-runs N] [--hc-conns N]
 #                     [--hc-runs N] [--hc-hold D] [--hc-load-conns N]
-#                     [--hc-load-duration D]
+#                     [--hc-load-duration D] [--auth-conns N]
+#                     [--auth-duration D] [--auth-runs N]
 #   --write      replace the "## HTTP/1.1", "## WebSocket", "## Broadcast",
-#                "## TLS" and "## Client pool" sections of
+#                "## TLS", "## Client pool" and "## Auth" sections of
 #                docs/benchmarks.md with what was run (Client pool only
 #                once moor's row is measured)
-#   --only P     run one part: http, ws, broadcast, tls or http-client
-#                (default all)
+#   --only P     run one part: http, ws, broadcast, tls, http-client or
+#                auth (default all)
 #   --conns N    idle connections for (b) (default 10000)
 #   --duration D wrk duration (default 10s)
 #   --ws-conns N idle connections for (c) (default 10000)
@@ -91,6 +105,14 @@
 #   --hc-hold D        how long (j) holds the idle pool (default 2s)
 #   --hc-load-conns N  connections of (k) (default 64)
 #   --hc-load-duration D  length of each (k) run (default 10s)
+#   --auth-conns N     handshakes in progress at once in (l) (default 32)
+#   --auth-duration D  measured time of each (l) run (default 10s)
+#   --auth-runs N      runs of (l) and of (m) per configuration (default
+#                      3); (m) takes its subscribers, length, window and
+#                      rate from --bc-conns, --bc-duration, --bc-inflight
+#                      and --bc-rate
+#   A short try of the auth part: --only auth --auth-duration 2s
+#   --auth-runs 1 --bc-conns 200 --bc-duration 2s
 #
 # Never part of the tests: figures depend on the machine. Everything it
 # starts is stopped on exit (trap), and every step has a timeout.
@@ -120,6 +142,9 @@ HC_RUNS=3
 HC_HOLD=2s
 HC_LOAD_CONNS=64
 HC_LOAD_DURATION=10s
+AUTH_CONNS=32
+AUTH_DURATION=10s
+AUTH_RUNS=3
 while [ $# -gt 0 ]; do
     case $1 in
     --write) WRITE=1 ;;
@@ -144,14 +169,17 @@ while [ $# -gt 0 ]; do
     --hc-hold) HC_HOLD=$2; shift ;;
     --hc-load-conns) HC_LOAD_CONNS=$2; shift ;;
     --hc-load-duration) HC_LOAD_DURATION=$2; shift ;;
-    -h|--help) sed -n '2,96p' "$0"; exit 0 ;;
+    --auth-conns) AUTH_CONNS=$2; shift ;;
+    --auth-duration) AUTH_DURATION=$2; shift ;;
+    --auth-runs) AUTH_RUNS=$2; shift ;;
+    -h|--help) sed -n '2,118p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 case $ONLY in
-all | http | ws | broadcast | tls | http-client) ;;
-*) echo "bench/run.sh: --only takes http, ws, broadcast, tls or http-client" >&2; exit 2 ;;
+all | http | ws | broadcast | tls | http-client | auth) ;;
+*) echo "bench/run.sh: --only takes http, ws, broadcast, tls, http-client or auth" >&2; exit 2 ;;
 esac
 want() { [ "$ONLY" = all ] || [ "$ONLY" = "$1" ]; }
 
@@ -162,6 +190,7 @@ TOOLS=("$MOOR" taskset "$PY" curl)
 want http && TOOLS+=("$NGINX" wrk)
 want tls && TOOLS+=(openssl)
 want http-client && TOOLS+=("$NGINX" wrk openssl ss)
+want auth && TOOLS+=(openssl)
 for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench/run.sh: $tool not found (make deps release)" >&2
@@ -841,12 +870,160 @@ http_client_part() {
     fi
 }
 
+# ---- Auth -------------------------------------------------------------------
+
+# The server configurations of (l), in the order each round runs them
+# and the report shows them; "none" is the base of the ratios. (m) runs
+# the first two.
+AUTH_MODES=(none hs256 es256)
+AUTH_BC_MODES=(none hs256)
+
+# moor's flags for (l): connections accepted as fast as they come (the
+# default accept rate, 2,000 a second, and the per-address handshake
+# rate, 100 a second, would cap the handshake rate; see start_moor).
+# (m) runs with the broadcast part's MOOR_BC_ARGS.
+MOOR_AUTH_ARGS=(--accept-rate 0 --max-conns-per-ip 0 --handshake-rate-per-ip 0)
+
+# make_auth_keys DIR: an HMAC secret of 64 hex characters (DIR/secret),
+# a P-256 key pair (DIR/es.key, its public half DIR/es.pem), and the
+# tokens DIR/hs256.tok and DIR/es256.tok, made by python3-jwt: subject
+# "bench", subscribe and publish on "bench", valid a day.
+make_auth_keys() {
+    local d=$1
+    mkdir -p "$d"
+    {
+        openssl rand -hex 32 >"$d/secret" &&
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+                -out "$d/es.key" &&
+            openssl pkey -in "$d/es.key" -pubout -out "$d/es.pem" &&
+            "$PY" -c 'import jwt, sys, time
+d = sys.argv[1]
+claims = {"sub": "bench", "exp": int(time.time()) + 86400,
+          "channels": ["bench"], "publish": ["bench"]}
+with open(d + "/secret", "rb") as f:
+    secret = f.read().strip()
+with open(d + "/es.key") as f:
+    es = f.read()
+with open(d + "/hs256.tok", "w") as f:
+    f.write(jwt.encode(claims, secret, algorithm="HS256"))
+with open(d + "/es256.tok", "w") as f:
+    f.write(jwt.encode(claims, es, algorithm="ES256"))' "$d"
+    } >"$d/keys.log" 2>&1 || {
+        cat "$d/keys.log" >&2
+        echo "bench/run.sh: could not make the keys and tokens (is" \
+            "python3-jwt installed?)" >&2
+        exit 1
+    }
+}
+
+# start_auth MODE DIR NAME [MOOR_ARGS...] -> sets SRV_PID, SRV_PORT and
+# AUTH_TOKEN (the token the bench sends: HS256's for none too, so every
+# configuration is sent the same bytes but ES256's); records the command
+# in DIR/NAME.cmd. MOOR_ARGS go before the auth flags.
+start_auth() {
+    local mode=$1 dir=$2 name=$3 auth=() shown=''
+    shift 3
+    case $mode in
+    hs256)
+        auth=(--auth jwt --jwt-secret-file "$AUTH_DIR/secret")
+        shown=' --auth jwt --jwt-secret-file secret'
+        ;;
+    es256)
+        auth=(--auth jwt --jwt-key-file "$AUTH_DIR/es.pem")
+        shown=' --auth jwt --jwt-key-file es.pem'
+        ;;
+    esac
+    start_moor "$@" "${auth[@]+"${auth[@]}"}"
+    if [ "$mode" = es256 ]; then
+        AUTH_TOKEN=$(cat "$AUTH_DIR/es256.tok")
+    else
+        AUTH_TOKEN=$(cat "$AUTH_DIR/hs256.tok")
+    fi
+    printf '%s\n' "${PIN_SRV[*]:+${PIN_SRV[*]} }build/release/moor serve --listen 127.0.0.1:0 $*$shown" \
+        >"$dir/$name.cmd"
+}
+
+# auth_counts OUT: moor's token checks so far (moor_auth_total, allowed
+# and denied) into OUT as {"allowed": A, "denied": D}
+auth_counts() {
+    curl -fsS --max-time 5 "http://127.0.0.1:$SRV_PORT/metrics" | awk '
+        /^moor_auth_total\{result="allowed"/ { a += $2 }
+        /^moor_auth_total\{result="denied"/ { d += $2 }
+        END { printf "{\"allowed\": %d, \"denied\": %d}\n", a, d }' >"$1"
+}
+
+auth_part() {
+    local dir=$TMP/auth mode i sub pub
+    mkdir -p "$dir"
+    AUTH_DIR=$dir/keys
+    make_auth_keys "$AUTH_DIR"
+    for i in $(seq "$AUTH_RUNS"); do
+        for mode in "${AUTH_MODES[@]}"; do
+            echo "== (l) handshakes: $mode, run $i of $AUTH_RUNS" >&2
+            start_auth "$mode" "$dir" "$mode" "${MOOR_AUTH_ARGS[@]}"
+            moor_bench "$dir/$mode.hs$i.json" handshake \
+                --url "ws://127.0.0.1:$SRV_PORT/sub/bench?token=$AUTH_TOKEN" \
+                --conns "$AUTH_CONNS" --duration "$AUTH_DURATION" \
+                --warmup 1s --pid "$SRV_PID"
+            auth_counts "$dir/$mode.hs$i.auth"
+            stop_pid "$SRV_PID"
+        done
+    done
+    for i in $(seq "$AUTH_RUNS"); do
+        for mode in "${AUTH_BC_MODES[@]}"; do
+            echo "== (m) broadcast throughput: $mode, $BC_CONNS subscribers, run $i of $AUTH_RUNS" >&2
+            start_auth "$mode" "$dir" "$mode.bc" "${MOOR_BC_ARGS[@]}"
+            sub="ws://127.0.0.1:$SRV_PORT/sub/bench?token=$AUTH_TOKEN"
+            pub="ws://127.0.0.1:$SRV_PORT/pub/bench?token=$AUTH_TOKEN"
+            moor_bench "$dir/$mode.tput$i.json" broadcast \
+                --sub-url "$sub" --pub-url "$pub" --conns "$BC_CONNS" \
+                --size 64B --inflight "$BC_INFLIGHT" \
+                --duration "$BC_DURATION" --warmup 1s --pid "$SRV_PID"
+            auth_counts "$dir/$mode.tput$i.auth"
+            stop_pid "$SRV_PID"
+            echo "== (m) broadcast latency: $mode, $BC_RATE messages/s, run $i of $AUTH_RUNS" >&2
+            start_auth "$mode" "$dir" "$mode.bc" "${MOOR_BC_ARGS[@]}"
+            sub="ws://127.0.0.1:$SRV_PORT/sub/bench?token=$AUTH_TOKEN"
+            pub="ws://127.0.0.1:$SRV_PORT/pub/bench?token=$AUTH_TOKEN"
+            moor_bench "$dir/$mode.lat$i.json" broadcast \
+                --sub-url "$sub" --pub-url "$pub" --conns "$BC_CONNS" \
+                --size 64B --rate "$BC_RATE" \
+                --duration "$BC_DURATION" --warmup 1s --pid "$SRV_PID"
+            auth_counts "$dir/$mode.lat$i.auth"
+            stop_pid "$SRV_PID"
+        done
+    done
+    local gen="${PIN_GEN[*]:+${PIN_GEN[*]} }"
+    {
+        echo "openssl rand -hex 32 >secret"
+        echo "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out es.key && openssl pkey -in es.key -pubout -out es.pem"
+        echo "python3 -c 'import jwt; ...'  # {\"sub\": \"bench\", \"exp\": now + 1 day, \"channels\": [\"bench\"], \"publish\": [\"bench\"]}, HS256 with secret, ES256 with es.key (bench/run.sh make_auth_keys)"
+        for mode in "${AUTH_MODES[@]}"; do
+            cat "$dir/$mode.cmd"
+        done
+        echo "${gen}build/release/moor bench handshake --url 'ws://127.0.0.1:PORT/sub/bench?token=TOKEN' --conns $AUTH_CONNS --duration $AUTH_DURATION --warmup 1s --pid PID  # x $AUTH_RUNS, interleaved; TOKEN: ES256's for es256, HS256's for the others"
+        for mode in "${AUTH_BC_MODES[@]}"; do
+            cat "$dir/$mode.bc.cmd"
+        done
+        echo "${gen}build/release/moor bench broadcast --sub-url 'ws://127.0.0.1:PORT/sub/bench?token=TOKEN' --pub-url 'ws://127.0.0.1:PORT/pub/bench?token=TOKEN' --conns $BC_CONNS --size 64B --inflight $BC_INFLIGHT --duration $BC_DURATION --warmup 1s --pid PID  # x $AUTH_RUNS"
+        echo "${gen}build/release/moor bench broadcast ... --rate $BC_RATE  # instead of --inflight, x $AUTH_RUNS"
+        echo "curl http://127.0.0.1:PORT/metrics  # moor_auth_total after each run"
+    } >"$dir/commands"
+    "$PY" "$ROOT/bench/auth_report.py" --dir "$dir" \
+        --modes "${AUTH_MODES[*]}" --bc-modes "${AUTH_BC_MODES[*]}" \
+        --version "$MOOR_VER" --date "$DATE" --cpu "$CPU ($(nproc) cores)" \
+        --runs "$AUTH_RUNS" --openssl "$(openssl version | awk '{print $2}')" \
+        --pyjwt "$("$PY" -c 'import jwt; print(jwt.__version__)')" \
+        >>"$REPORT"
+}
+
 HC_PENDING=
 want http && http_part
 want ws && ws_part
 want broadcast && bcast_part
 want tls && tls_part
 want http-client && http_client_part
+want auth && auth_part
 
 echo
 cat "$REPORT"
@@ -863,7 +1040,7 @@ elif [ "$WRITE" = 1 ]; then
     [ -f "$DOC" ] || printf '# Benchmarks\n\n' >"$DOC"
     # Each "## " section of the report replaces the document's sections
     # whose heading starts the same way ("## HTTP/1.1", "## WebSocket",
-    # "## Broadcast", "## TLS", "## Client pool"),
+    # "## Broadcast", "## TLS", "## Client pool", "## Auth"),
     # where the first of them was (or at the end); other sections stay.
     "$PY" - "$DOC" "$REPORT" <<'EOF'
 import re, sys

@@ -6,7 +6,10 @@
  *             there, and code it runs once (the handshake's SHA-1, a
  *             runtime's lazily built tables) is faulted in before any
  *             baseline is taken; a mode with a publisher (broadcast)
- *             opens the publisher beside it (bench_broadcast.c);
+ *             opens the publisher beside it (bench_broadcast.c); a churn
+ *             mode (handshake) only opens and closes it, so its URL may
+ *             be any WebSocket endpoint (/sub/CH?token=... as well as
+ *             /echo);
  *   settle    a short pause, so the warm-up connection is gone;
  *   connect   --conns connections, at most --parallel handshakes at once,
  *             bound round-robin to the --sources addresses, under
@@ -201,10 +204,15 @@ static void on_open(struct conn *c, void *arg)
     if (bc == &b->warm) {
         /* One message, echoed (or published to it), then closed: see
          * on_message. */
-        if (b->mode->publisher)
+        if (b->mode->publisher) {
             bcast_warm_probe(b);
-        else
+        } else if (b->mode->churn) {
+            /* handshake: the open is what is measured; no echo asked. */
+            bc->rcvd++;
+            ws_close(c, WS_CLOSE_NORMAL, NULL);
+        } else {
             ws_send(c, b->payload, (size_t)MIN(b->o.size, WARM_MSG_MAX), false);
+        }
         return;
     }
     b->connecting--;
@@ -420,6 +428,11 @@ static void on_timer(struct timer *t)
                        b->pub.state != BC_OPEN ? "publisher" : "subscriber",
                        b->pub.state != BC_OPEN ? b->o.pub_url : b->o.url,
                        b->o.connect_timeout_ms + 5000);
+        else if (b->mode->churn)
+            bench_stop(b,
+                       "the warm-up connection to %s was not open and closed "
+                       "within %" PRIu32 " ms",
+                       b->o.url, b->o.connect_timeout_ms + 5000);
         else
             bench_stop(b,
                        "the warm-up message sent to %s was not echoed within "

@@ -26,9 +26,12 @@ static const struct flag bflags[] = {
      .modes = M_IDLE | M_ECHO | M_HS | M_HTTP,
      .arg = "URL",
      .help = "the server's WebSocket endpoint, ws://HOST[:PORT][/PATH] or "
-             "wss:// (TLS), HOST an IP address or localhost; it must echo "
-             "what it receives; http: the URL to GET, http:// or https:// "
-             "(there the default is http://127.0.0.1:8080/healthz)"},
+             "wss:// (TLS), HOST an IP address or localhost; idle and echo: "
+             "it must echo what it receives; handshake: any WebSocket "
+             "endpoint (a query is sent with the path: "
+             "/sub/CH?token=TOKEN for moor serve --auth jwt); http: the URL "
+             "to GET, http:// or https:// (there the default is "
+             "http://127.0.0.1:8080/healthz)"},
     {.name = "sub-url",
      .kind = FLAG_TEXT,
      OPT(sub_url),
@@ -36,7 +39,8 @@ static const struct flag bflags[] = {
      .modes = M_BCAST,
      .arg = "URL",
      .help = "where the subscribers connect (a WebSocket that receives every "
-             "message published on --pub-url)"},
+             "message published on --pub-url; a query is sent with the "
+             "path, e.g. ?token=TOKEN)"},
     {.name = "pub-url",
      .kind = FLAG_TEXT,
      OPT(pub_url),

@@ -157,7 +157,7 @@ struct target {
     socklen_t addrlen;
     char host[300]; /* Host header: host[:port] as in the URL */
     char name[64];  /* the host alone: TLS's SNI and certificate check */
-    char path[256];
+    char path[512]; /* the request target, query included (?token=...) */
     bool loopback;
     bool tls; /* wss:// */
 };

@@ -437,6 +437,54 @@ def test_handshake_wrong_path_is_a_clear_error(moor):
     assert "handshake: HTTP 404" in r.stderr, r.stderr
 
 
+# ---- auth ------------------------------------------------------------------
+
+@pytest.mark.wall(30)
+def test_token_in_the_url_reaches_an_auth_server(moor, tmp_path):
+    """moor serve --auth jwt (docs/auth.md): a ?token= in the URL is sent
+    with the path, so handshake (its warm-up only opens and closes, no
+    echo is asked of /sub) and broadcast get through; without it the 401
+    is the run's error (bench/run.sh --only auth relies on both)."""
+    import jwt  # Debian python3-jwt, as in test_auth.py
+
+    secret = b"moor-bench-secret-0123456789-abcdefghij"
+    (tmp_path / "secret").write_bytes(secret + b"\n")
+    srv = moor("--accept-rate", "0", "--rate", "0", "--auth", "jwt",
+               "--jwt-secret-file", str(tmp_path / "secret"))
+    tok = jwt.encode({"exp": int(time.time()) + 600, "channels": ["t"],
+                      "publish": ["t"]}, secret, algorithm="HS256")
+    q = f"?token={tok}"
+
+    r, d = bench_json("handshake", "--url", ws_url(srv, "/sub/t" + q),
+                      "--conns", 4, "--duration", "500ms", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert d["error"] is None and d["failed"] == 0, d
+    assert d["handshakes"] > 0, d
+    r, d = bench_json("broadcast", "--sub-url", ws_url(srv, "/sub/t" + q),
+                      "--pub-url", ws_url(srv, "/pub/t" + q), "--conns", 10,
+                      "--size", "64B", "--duration", "300ms", "--warmup", "0")
+    assert r.returncode == 0, r.stderr
+    assert d["error"] is None and d["deliveries"] > 0 and d["lost"] == 0, d
+    # Every one of them was let through by its token, none refused.
+    m = srv.metrics()
+    assert m.get_value("moor_auth_total", result="allowed",
+                       reason="token") >= d["subscribers"] + 1
+    assert m.get_value("moor_auth_total", result="denied",
+                       reason="no_token") == 0
+
+    for mode, args in (
+            ("handshake", ["--url", ws_url(srv, "/sub/t")]),
+            ("broadcast", ["--sub-url", ws_url(srv, "/sub/t"), "--pub-url",
+                           ws_url(srv, "/pub/t" + q), "--size", "64B"])):
+        r, d = bench_json(mode, *args, "--conns", 4, "--duration", "300ms",
+                          "--warmup", "0")
+        assert r.returncode == 1, (mode, r.stderr)
+        assert d["error"] == \
+            f"cannot connect to {ws_url(srv, '/sub/t')}: handshake: HTTP 401", d
+    assert srv.metric("moor_auth_total", result="denied",
+                      reason="no_token") == 2
+
+
 # ---- http ------------------------------------------------------------------
 
 HTTP_FIELDS = ("requests", "requests_per_s", "errors", "errors_by_reason",
