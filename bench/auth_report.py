@@ -2,7 +2,8 @@
 """bench/auth_report.py - the "## Auth" section of docs/benchmarks.md, from
 what bench/run.sh --only auth left in its directory.
 
-Reads, in --dir, for every MODE in --modes (none, hs256, es256):
+Reads, in --dir, for every MODE in --modes (none, hs256, es256,
+callback):
 MODE.hs1.json ... MODE.hsR.json (`moor bench handshake --json` on
 /sub/bench?token=TOKEN), MODE.hsI.auth (moor_auth_total after the run:
 {"allowed": A, "denied": D}) and MODE.cmd; for every MODE in --bc-modes:
@@ -12,7 +13,7 @@ throughput and fixed rate), their .auth files and MODE.bc.cmd; and
 of each configuration, ratios against no auth, the CPU each token check
 adds), every run of each configuration in a table of its own, the
 broadcast tables with auth off and on, what is not measured (echo) or
-not there yet (an auth callback), the method and the commands.
+the callback's service, the method and the commands.
 
 Only the standard library (and ws_report.py's helpers, beside it).
 """
@@ -29,6 +30,7 @@ LABEL = {
     "none": "no auth",
     "hs256": "`--auth jwt`, HS256",
     "es256": "`--auth jwt`, ES256 (P-256)",
+    "callback": "`--auth url` (nginx answering 204)",
 }
 
 
@@ -112,10 +114,11 @@ def main():
     out(para(f"Measured {a.date} on {a.cpu}, {a.version}. moor alone "
              "(issue 16: what `--auth jwt` costs), pinned to core 0; `moor "
              "bench` (moor's own WebSocket client, one thread) pinned to "
-             "core 1. Three server configurations: no auth; `--auth jwt "
+             "core 1. The server configurations: no auth; `--auth jwt "
              "--jwt-secret-file` with a 32-byte HMAC secret (HS256); `--auth "
              "jwt --jwt-key-file` with a P-256 public key (ES256), verified "
-             f"by moor through OpenSSL {a.openssl}. The tokens were made for "
+             f"by moor through OpenSSL {a.openssl}; and `--auth url`, each "
+             "handshake asked of an auth service (below). The tokens were made for "
              f"the run by PyJWT {a.pyjwt} (python3-jwt), subject `bench`, "
              "subscribe and publish on `bench`, valid a day. Ratios are "
              "against no auth in the same run; the configurations' runs "
@@ -231,12 +234,15 @@ def main():
         "(only `/sub` and `/pub` are, docs/auth.md), so a server with "
         "`--auth jwt` runs exactly the same code for it; its figures are "
         "the WebSocket section's."))
-    out(para(
-        "**Auth callback: not measured, the mode does not exist yet.** "
-        "When moor has one (a token or a request checked by an HTTP call "
-        "to the application), its row goes in the handshake table beside "
-        "HS256 and ES256, measured the same way, with the callback's own "
-        "server named."))
+    if "callback" in modes:
+        out(para(
+            "The callback row: `--auth url` asks an nginx 1.22 (one worker, "
+            "on the load generator's core, `location = /allow { return 204; "
+            "}`) about every handshake, over moor's pooled HTTP client on "
+            "the server's loop; the handshake waits for the answer holding "
+            "only its own bytes. Its CPU per handshake is moor's alone "
+            "(nginx's is not counted): building and sending the question, "
+            "reading the answer, routing the request again."))
     out(para(
         "Method. The tokens go in the URL's query (`?token=`, as a browser "
         "would send them), not in an `Authorization` header: `moor bench` "

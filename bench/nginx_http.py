@@ -16,6 +16,8 @@ Locations, on both ports:
 
     /        200 "ok\\n" at once (Content-Length), for load and warm-ups
     /healthz the same
+    /allow   204 at once, no body: an auth service that lets everyone
+             in (bench/run.sh --only auth, moor serve --auth url)
     /hold    200 "ok\\n" after --hold-ms (chunked): a client that fires N
              requests at once gets N connections, none freed before the
              last request is sent. Logged, one line per request, to
@@ -137,6 +139,9 @@ http {{
         default_type text/plain;
         location / {{
             return 200 "ok\\n";
+        }}
+        location = /allow {{
+            return 204;
         }}
         location = /hold {{
             access_log {d}/hold.log hold;

@@ -190,7 +190,7 @@ TOOLS=("$MOOR" taskset "$PY" curl)
 want http && TOOLS+=("$NGINX" wrk)
 want tls && TOOLS+=(openssl)
 want http-client && TOOLS+=("$NGINX" wrk openssl ss)
-want auth && TOOLS+=(openssl)
+want auth && TOOLS+=(openssl "$NGINX")
 for tool in "${TOOLS[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         echo "bench/run.sh: $tool not found (make deps release)" >&2
@@ -875,7 +875,7 @@ http_client_part() {
 # The server configurations of (l), in the order each round runs them
 # and the report shows them; "none" is the base of the ratios. (m) runs
 # the first two.
-AUTH_MODES=(none hs256 es256)
+AUTH_MODES=(none hs256 es256 callback)
 AUTH_BC_MODES=(none hs256)
 
 # moor's flags for (l): connections accepted as fast as they come (the
@@ -932,6 +932,10 @@ start_auth() {
         auth=(--auth jwt --jwt-key-file "$AUTH_DIR/es.pem")
         shown=' --auth jwt --jwt-key-file es.pem'
         ;;
+    callback)
+        auth=(--auth url --auth-url "http://127.0.0.1:$AUTH_NGINX_PORT/allow")
+        shown=' --auth url --auth-url http://127.0.0.1:NGINX/allow'
+        ;;
     esac
     start_moor "$@" "${auth[@]+"${auth[@]}"}"
     if [ "$mode" = es256 ]; then
@@ -957,6 +961,21 @@ auth_part() {
     mkdir -p "$dir"
     AUTH_DIR=$dir/keys
     make_auth_keys "$AUTH_DIR"
+    # The callback's service: nginx answering 204 at /allow, one worker
+    # pinned with the load generator (its CPU is not moor's).
+    "${PIN_GEN[@]}" "$PY" "$ROOT/bench/nginx_http.py" --dir "$dir/nginx" \
+        >"$dir/nginx.out" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do
+        grep -q '^ready' "$dir/nginx.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    AUTH_NGINX_PORT=$(sed -n 's#^nginx listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$dir/nginx.out")
+    [ -n "$AUTH_NGINX_PORT" ] || {
+        cat "$dir/nginx.out" >&2
+        echo "bench/run.sh: nginx (the callback's service) did not start" >&2
+        exit 1
+    }
     for i in $(seq "$AUTH_RUNS"); do
         for mode in "${AUTH_MODES[@]}"; do
             echo "== (l) handshakes: $mode, run $i of $AUTH_RUNS" >&2
