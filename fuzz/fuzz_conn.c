@@ -119,6 +119,7 @@ static const uint32_t ADVANCE_MS[16] = {
  * of the conn that took them), for the token check. */
 struct sent {
     uint64_t id; /* 0: the accept failed */
+    int fd;      /* the server's end (its number may be reused later) */
     uint8_t *p;
     size_t len, cap;
     size_t scanned; /* token found in p[0..scanned)? */
@@ -338,7 +339,7 @@ static struct sent *sent_of(uint64_t id)
     return NULL;
 }
 
-static int sent_new(uint64_t id)
+static int sent_new(uint64_t id, int fd)
 {
     if (n_sents == cap_sents) {
         size_t n = cap_sents ? cap_sents * 2 : 16;
@@ -348,7 +349,7 @@ static int sent_new(uint64_t id)
         sents = ns;
         cap_sents = n;
     }
-    sents[n_sents] = (struct sent){.id = id};
+    sents[n_sents] = (struct sent){.id = id, .fd = fd};
     return (int)n_sents++;
 }
 
@@ -413,6 +414,24 @@ static void check_conn(struct conn *c, void *arg)
     }
 }
 
+/* check_conn() on every conn of the input: each sits at the number of the
+ * fd it was accepted on (or another conn does, which is checked against
+ * its own bytes). Not conn_set_each(): it walks the whole fd table, and
+ * this runs after every iteration. */
+static void check_conns(void)
+{
+    for (size_t i = 0; i < n_sents; i++) {
+        int fd = sents[i].fd;
+        struct conn *c;
+
+        if (fd < 0 || (uint32_t)fd >= set->by_fd_len)
+            continue;
+        c = set->by_fd[fd];
+        if (c && !conn_is_closing(c))
+            check_conn(c, serve_push(sv));
+    }
+}
+
 static void drain(struct client *cl)
 {
     uint8_t buf[16384];
@@ -439,7 +458,7 @@ static void step(void)
     for (int i = 0; i < MAX_CLIENTS; i++)
         drain(&clients[i]);
     if (auth_input)
-        conn_set_each(set, check_conn, serve_push(sv));
+        check_conns();
 }
 
 static void client_close(struct client *cl)
@@ -474,7 +493,7 @@ static void client_open(struct client *cl, bool tcp)
     else
         http_server_accept(server_http(serve_server(sv)), sp[1], NULL);
     /* The conn set numbers its conns in order: the new one is id. */
-    cl->sent = sent_new(set->next_id > id ? id : 0);
+    cl->sent = sent_new(set->next_id > id ? id : 0, sp[1]);
 }
 
 /* Writes p[0..n) to the client's end; what the socket will not take
