@@ -668,7 +668,10 @@ static size_t tcp_on_data(struct conn *c, uint8_t *p, size_t len)
 
     parser.s = t->ps;
     parser.max_message = tcp_limit(pp, t);
-    while (off < len && !conn_is_closing(c) && !conn_paused(c)) {
+    /* Not past a last frame (tcp_notice): what follows it in this read is
+     * not a command to act on, nor a second refusal to send. */
+    while (off < len && !conn_is_closing(c) && !conn_is_lingering(c) &&
+           !conn_paused(c)) {
         struct frame_event ev;
         int err = 0;
         ssize_t n = frame_parse(&parser, p + off, len - off, &ev, &err);

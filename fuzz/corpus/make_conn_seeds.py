@@ -11,6 +11,8 @@ anywhere; the output is deterministic (same files, same bytes), so a
 change to a seed shows in review as a change to this script.
 
     python3 fuzz/corpus/make_conn_seeds.py
+
+The seeds of the --auth jwt server (auth_*) are make_auth_seeds.py's.
 """
 import os
 import struct
@@ -453,7 +455,8 @@ def main():
     tcp_seeds()
     os.makedirs(OUT, exist_ok=True)
     for old in os.listdir(OUT):
-        os.unlink(os.path.join(OUT, old))
+        if not old.startswith("auth_"):  # make_auth_seeds.py's
+            os.unlink(os.path.join(OUT, old))
     for name, data in sorted(SEEDS.items()):
         assert len(data) <= 64 * 1024, name
         with open(os.path.join(OUT, name), "wb") as f:

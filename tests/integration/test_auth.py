@@ -324,6 +324,27 @@ def test_tcp_auth_frame(moor, keys):
     tcp_send(t, b"AUTH " + hs(claims(channels=["news"])).encode())
     tcp_send(t, b"SUB news sports")
     assert tcp_frames(t) == [b"\0not allowed: the token does not grant this"]
+    # The refusal is the last frame even when more frames came in the same
+    # write: they are not acted on (no second refusal, no subscription).
+    allowed = s.metrics().get_value("moor_auth_total", result="allowed",
+                                    reason="token")
+    t = tcp_connect(s)
+    t.sendall(b"".join(struct.pack(">I", len(p)) + p for p in (
+        b"AUTH " + hs(claims(channels=["*"]), secret=b"y" * 40).encode(),
+        b"SUB news")))
+    assert tcp_frames(t) == [b"\0token refused: bad_signature"]
+    t = tcp_connect(s)
+    t.sendall(b"".join(struct.pack(">I", len(p)) + p for p in (
+        b"AUTH " + hs(claims(channels=["*"]), secret=b"y" * 40).encode(),
+        b"AUTH " + hs(claims(channels=["news"])).encode(), b"SUB news")))
+    assert tcp_frames(t) == [b"\0token refused: bad_signature"]
+    t = tcp_connect(s)
+    t.sendall(b"".join(struct.pack(">I", len(p)) + p for p in (
+        b"AUTH " + hs(claims(channels=["news"])).encode(),
+        b"SUB news sports", b"SUB news")))
+    assert tcp_frames(t) == [b"\0not allowed: the token does not grant this"]
+    assert s.metrics().get_value("moor_auth_total", result="allowed",
+                                 reason="token") == allowed
     # Allowed: subscribes and gets a message; a TCP publisher too.
     sub = tcp_connect(s)
     tcp_send(sub, b"AUTH " + hs(claims(channels=["news"])).encode())
