@@ -308,7 +308,8 @@ static void render_auth(struct page *p, const struct metrics_view *v)
            "Subscriptions and publications checked by --auth: allowed, or "
            "denied by reason (no_token, malformed, bad_signature, expired, "
            "not_allowed, ...).");
-    put(p, "moor_auth_total{result=\"allowed\",reason=\"token\"} %llu\n",
+    put(p, "moor_auth_total{result=\"allowed\",reason=\"%s\"} %llu\n",
+        v->auth && auth_is_callback(v->auth) ? "callback" : "token",
         (unsigned long long)st->allowed);
     for (unsigned r = 1; r < AUTH_REASON_COUNT; r++)
         if (r != AUTH_NO_SESSION) /* counted as no_memory */

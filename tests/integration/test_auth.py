@@ -191,6 +191,25 @@ def hmac_token(c, key, kid=None):
     return si + "." + b64(sig)
 
 
+def test_audience_and_issuer(moor, keys):
+    s = start(moor, keys, "--jwt-audience", "moor", "--jwt-issuer",
+              "https://auth.example")
+    iss = "https://auth.example"
+    for c, want, reason in (
+            (claims(aud="moor", iss=iss), 101, None),
+            (claims(aud=["x", "moor"], iss=iss), 101, None),
+            (claims(aud="other", iss=iss), 401, "wrong_audience"),
+            (claims(iss=iss), 401, "wrong_audience"),
+            (claims(aud="moor", iss="https://evil.example"), 401,
+             "wrong_issuer")):
+        w, head = ws_sub(s, "/sub/news", bearer(hs(c)), expect=want)
+        w.close()
+        if reason:
+            assert f"({reason})" in head.body.decode(), head
+    assert denied(s, "wrong_audience") == 2
+    assert denied(s, "wrong_issuer") == 1
+
+
 def test_channels_granted_apart_for_subscribe_and_publish(moor, keys):
     s = start(moor, keys)
     tok = hs(claims(channels=["chat.*", "news"], publish=["chat.room1"]))

@@ -139,7 +139,7 @@ def test_allow_and_the_question_asked(moor, svc):
     w.close()
     m = s.metrics()
     assert m.get_value("moor_auth_total", result="allowed",
-                       reason="token") == 2
+                       reason="callback") == 2
     assert m.get_value("moor_auth_callback_calls_total") == 2
     assert m.get_value("moor_auth_callback_seconds_count") == 2
     rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
