@@ -49,7 +49,7 @@ layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit iplimit pool hist procfs addr url"
     "conn conn_write conn_internal listen tls resolve"
-    "http1 http1_internal http1_response ws sse frame json"
+    "http1 http1_internal http1_response ws sse frame json influx_line"
     "pubsub push metrics server http_server ws_server ws_client debug
      api api_loop api_server api_client api_pubsub moor http_client
      http_client_int http_client_call http_client_conn jwt auth auth_int
