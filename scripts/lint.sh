@@ -52,7 +52,7 @@ layer_rows=(
     "http1 http1_internal http1_response ws sse frame json influx_line"
     "pubsub push metrics server http_server ws_server ws_client debug
      api api_loop api_server api_client api_pubsub moor http_client
-     http_client_int http_client_call http_client_conn jwt auth auth_int
+     http_client_int http_client_call http_client_conn jwt auth auth_int influx
      auth_callback"
     "main serve config flags signals bench
      bench_int bench_main bench_flags bench_target bench_driver bench_report

@@ -89,6 +89,15 @@ struct moor_config {
     uint32_t auth_cache_ttl_ms;     /* --auth-cache-ttl */
     uint32_t auth_cache_entries;    /* --auth-cache-entries */
     char auth_forward_headers[512]; /* --auth-forward-headers */
+    /* The InfluxDB push (influx.h, docs/monitoring.md). */
+    char influx_url[1024];          /* --influx-url */
+    char influx_token_file[512];    /* --influx-token-file */
+    char influx_user[128];          /* --influx-user */
+    char influx_password_file[512]; /* --influx-password-file */
+    uint32_t influx_interval_ms;    /* --influx-interval */
+    char influx_tags[256];          /* --influx-tags */
+    char influx_precision[4];       /* --influx-precision */
+    uint64_t influx_buffer;         /* --influx-buffer */
 };
 
 /* Fills c with every default. */

@@ -42,6 +42,7 @@ enum mem_tag {
     MEM_HTTPC,   /* the HTTP client: pools, hosts, requests in flight */
     MEM_AUTH,    /* authorization: keys, connections' grants and expiry,
                     per-address tables, the callback's cache */
+    MEM_INFLUX,  /* the InfluxDB push: its outbox of line protocol */
     MEM_TAG_COUNT
 };
 

@@ -360,6 +360,34 @@ static void render_auth(struct page *p, const struct metrics_view *v)
           (double)st->reloads_failed);
 }
 
+/* --influx-url: the push's points and writes (zeros without it). */
+static void render_influx(struct page *p, const struct metrics_view *v)
+{
+    static const struct influx_stats none;
+    const struct influx_stats *st = v->influx ? influx_stats(v->influx) : &none;
+
+    family(p, "moor_influx_points_total", "counter",
+           "Points for --influx-url: written, dropped (the outbox full: "
+           "--influx-buffer) or rejected (the sink refused their batch).");
+    value(p, "moor_influx_points_total", "result", "written",
+          (double)st->points_written);
+    value(p, "moor_influx_points_total", "result", "dropped",
+          (double)st->points_dropped);
+    value(p, "moor_influx_points_total", "result", "rejected",
+          (double)st->points_rejected);
+    family(p, "moor_influx_writes_total", "counter",
+           "Writes to --influx-url, by result: ok, failed (retried with "
+           "backoff), rejected (a 4xx: dropped).");
+    value(p, "moor_influx_writes_total", "result", "ok", (double)st->writes_ok);
+    value(p, "moor_influx_writes_total", "result", "failed",
+          (double)st->writes_failed);
+    value(p, "moor_influx_writes_total", "result", "rejected",
+          (double)st->writes_rejected);
+    scalar(p, "moor_influx_queued_bytes", "gauge",
+           "Line protocol waiting for --influx-url (at most --influx-buffer).",
+           (double)st->queued_bytes);
+}
+
 static void render_pubsub(struct page *p, const struct metrics_view *v)
 {
     double maxq = 0;
@@ -442,6 +470,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     render_http(p, v);
     render_pubsub(p, v);
     render_auth(p, v);
+    render_influx(p, v);
     render_mem(p);
     scalar(p, "moor_log_suppressed_total", "counter",
            "Log lines dropped by per-site rate limiting.",

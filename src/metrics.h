@@ -16,6 +16,7 @@
 #include "pubsub.h"
 #include "tls.h"
 #include "auth.h"
+#include "influx.h"
 #include "util.h"
 
 #define METRICS_MAX_LOOPS 64
@@ -38,9 +39,10 @@ struct metrics_loop {
 struct metrics_view {
     unsigned n_loops;
     struct metrics_loop loops[METRICS_MAX_LOOPS];
-    const struct tls_ctx *tls; /* --tls-listen's context, or NULL */
-    const struct auth *auth;   /* --auth, or NULL */
-    uint64_t start_wall_ms;    /* process start: moor_start_time_seconds */
+    const struct tls_ctx *tls;   /* --tls-listen's context, or NULL */
+    const struct auth *auth;     /* --auth, or NULL */
+    const struct influx *influx; /* --influx-url, or NULL */
+    uint64_t start_wall_ms;      /* process start: moor_start_time_seconds */
 };
 
 /* Appends the whole exposition to out. Returns 0 or -ENOMEM/-ENOBUFS. */

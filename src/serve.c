@@ -33,6 +33,7 @@
 #include "debug.h"
 #include "push.h"
 #include "auth.h"
+#include "influx.h"
 #include "server.h"
 #include "signals.h"
 #include "tls.h"
@@ -45,6 +46,7 @@ struct serve {
     struct server *srv;
     struct push *push;
     struct auth *auth;             /* --auth (off: allows all) */
+    struct influx *influx;         /* --influx-url, or NULL */
     struct listener *tcp;          /* --tcp-listen, or NULL */
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
@@ -100,13 +102,12 @@ static void on_echo(struct http_exchange *ex, void *arg)
     ws_server_upgrade(server_ws(sv->srv), ex, &echo_handlers);
 }
 
-static void on_metrics(struct http_exchange *ex, void *arg)
+/* The /metrics page into b (also what the InfluxDB push sends). */
+static int render_metrics(struct sbuf *b, void *arg)
 {
     struct serve *sv = arg;
     struct metrics_view v;
-    struct sbuf b;
 
-    sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
     server_metrics_view(sv->srv, &v);
     v.tls = sv->tls;
     v.loops[0].listeners[1] = sv->tls_listener;
@@ -115,7 +116,16 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     v.loops[0].http_admin = sv->admin_http;
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     v.auth = sv->auth;
-    http_respond_page(ex, metrics_render(&b, &v), &b,
+    v.influx = sv->influx;
+    return metrics_render(b, &v);
+}
+
+static void on_metrics(struct http_exchange *ex, void *arg)
+{
+    struct sbuf b;
+
+    sbuf_init(&b, MEM_METRICS, METRICS_PAGE_MAX);
+    http_respond_page(ex, render_metrics(&b, arg), &b,
                       "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -380,6 +390,33 @@ static void push_options(const struct moor_config *c,
     o->allowed_origins = c->allowed_origins;
 }
 
+/* --influx-url: the push of /metrics. Returns 0, or 1 with the reason
+ * printed. */
+static int start_influx(struct serve *sv, const struct moor_config *c)
+{
+    struct influx_opts io = {
+        .url = c->influx_url,
+        .token_file = c->influx_token_file,
+        .user = c->influx_user,
+        .password_file = c->influx_password_file,
+        .interval_ms = c->influx_interval_ms,
+        .tags = c->influx_tags,
+        .precision = c->influx_precision,
+        .buffer = c->influx_buffer,
+    };
+    char err[256];
+
+    sv->influx =
+        influx_new(sv->loop, &io, render_metrics, sv, err, sizeof(err));
+    if (!sv->influx) {
+        fprintf(stderr, "moor: %s\n", err);
+        return 1;
+    }
+    more_line(sv, "  pushing metrics to %s every %u ms (--influx-url)\n",
+              c->influx_url, c->influx_interval_ms);
+    return 0;
+}
+
 /* --auth and its --jwt-* flags. NULL with err: a key file that cannot be
  * used, or no memory. */
 static struct auth *auth_from_config(const struct moor_config *c,
@@ -479,6 +516,7 @@ void serve_free(struct serve *sv)
     listener_free(sv->admin);
     server_free(sv->srv); /* closes the admin conns too: then admin_http */
     http_server_free(sv->admin_http);
+    influx_free(sv->influx);
     push_free(sv->push);
     auth_free(sv->auth);
     tls_ctx_free(sv->tls);
@@ -702,6 +740,8 @@ struct serve *serve_new(const struct moor_config *cfg)
         fprintf(stderr, "moor: out of memory\n");
         goto err_free;
     }
+    if (cfg->influx_url[0] && start_influx(sv, cfg))
+        goto err_free;
     server_on_shutdown(sv->srv, on_shutdown, sv);
     server_on_stopped(sv->srv, on_stopped, sv);
     if (((cfg->tls_listen[0] || cfg->tcp_tls) &&

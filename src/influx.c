@@ -1,0 +1,426 @@
+/*
+ * influx.c - the InfluxDB push of moor's metrics; see influx.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include <moor.h>
+
+#include "api.h"
+#include "influx.h"
+#include "influx_line.h"
+#include "log.h"
+#include "loop.h"
+#include "mem.h"
+#include "metrics.h"
+#include "timer.h"
+#include "util.h"
+
+#define IX_RETRY_MIN_MS 1000
+#define IX_RETRY_MAX_MS 60000
+#define IX_MAX_EXTRA_TAGS 8
+#define IX_SECRET_MAX 1024
+
+/* One interval's points, as they will be written. */
+struct batch {
+    struct batch *next;
+    size_t len;
+    uint32_t points;
+    char data[];
+};
+
+struct influx {
+    struct loop *loop;
+    influx_render_fn *render;
+    void *arg;
+    struct moor_loop *ml;
+    struct moor_http_client *cl;
+    char *url;
+    char auth[2 * IX_SECRET_MAX + 512]; /* the Authorization field, or "" */
+    char tagbuf[512];                   /* --influx-tags, split in place */
+    struct influx_tag tags[IX_MAX_EXTRA_TAGS];
+    size_t n_tags;
+    uint64_t ts_div; /* ns per timestamp unit */
+    uint32_t interval_ms;
+    uint64_t buffer;
+    struct timer tick, retry;
+    struct batch *head, *tail;   /* the outbox, oldest first */
+    struct moor_http_call *call; /* the write in flight, or NULL */
+    uint32_t backoff_ms;
+    int status;
+    bool logged_reject;
+    struct influx_stats st;
+};
+
+static void try_send(struct influx *ix);
+
+/* ---- set-up --------------------------------------------------------------
+ */
+
+/* The first line of file path into out (trailing newline dropped). */
+static int read_secret(const char *path, char *out, size_t cap, char *err,
+                       size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+
+    if (!f) {
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    out[strcspn(out, "\r\n")] = 0;
+    if (!out[0]) {
+        snprintf(err, errlen, "%s is empty", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_tags(struct influx *ix, const char *tags, char *err,
+                      size_t errlen)
+{
+    char host[256] = "";
+    bool has_host = false;
+    char *p;
+
+    if (snprintf(ix->tagbuf, sizeof(ix->tagbuf), "%s", tags ? tags : "") >=
+        (int)sizeof(ix->tagbuf)) {
+        snprintf(err, errlen, "--influx-tags is too long");
+        return -1;
+    }
+    for (p = ix->tagbuf; *p;) {
+        char *comma = strchr(p, ','), *eq;
+
+        if (comma)
+            *comma = 0;
+        eq = strchr(p, '=');
+        if (!eq || eq == p || !eq[1] || ix->n_tags == IX_MAX_EXTRA_TAGS - 1) {
+            snprintf(err, errlen,
+                     "--influx-tags: want key=value,... (at most %d), got "
+                     "\"%s\"",
+                     IX_MAX_EXTRA_TAGS - 1, p);
+            return -1;
+        }
+        *eq = 0;
+        ix->tags[ix->n_tags++] =
+            (struct influx_tag){p, eq + 1, strlen(p), strlen(eq + 1)};
+        has_host = has_host || !strcmp(p, "host");
+        p = comma ? comma + 1 : p + strlen(p);
+    }
+    if (!has_host && gethostname(host, sizeof(host)) == 0 && host[0]) {
+        size_t used = strlen(tags ? tags : "") + 1, hl = strlen(host);
+
+        if (used + hl + 1 > sizeof(ix->tagbuf))
+            return 0;
+        memcpy(ix->tagbuf + used, host, hl + 1);
+        ix->tags[ix->n_tags++] =
+            (struct influx_tag){"host", ix->tagbuf + used, 4, hl};
+    }
+    return 0;
+}
+
+static int parse_precision(struct influx *ix, const char *p, char *err,
+                           size_t errlen)
+{
+    static const struct {
+        const char *name;
+        uint64_t div;
+    } units[] = {{"ns", 1}, {"us", 1000}, {"ms", 1000000}, {"s", 1000000000}};
+
+    for (size_t i = 0; i < ARRAY_SIZE(units); i++)
+        if (!strcmp(p && *p ? p : "s", units[i].name)) {
+            ix->ts_div = units[i].div;
+            return 0;
+        }
+    snprintf(err, errlen,
+             "--influx-precision: want s, ms, us or ns, got \"%s\"", p);
+    return -1;
+}
+
+/* The write URL with &precision= added (the sink must know the unit). */
+static char *write_url(const char *url, uint64_t div)
+{
+    const char *unit = div == 1         ? "ns"
+                       : div == 1000    ? "us"
+                       : div == 1000000 ? "ms"
+                                        : "s";
+    size_t n = strlen(url) + 32;
+    char *u = mem_alloc(MEM_INFLUX, n);
+
+    if (u)
+        snprintf(u, n, "%s%cprecision=%s", url, strchr(url, '?') ? '&' : '?',
+                 unit);
+    return u;
+}
+
+static void on_tick(struct timer *t);
+static void on_retry(struct timer *t);
+
+struct influx *influx_new(struct loop *l, const struct influx_opts *o,
+                          influx_render_fn *render, void *arg, char *err,
+                          size_t errlen)
+{
+    struct moor_http_client_options co;
+    struct moor_error e = {0};
+    struct influx *ix;
+    char secret[IX_SECRET_MAX];
+
+    if (strncmp(o->url, "http://", 7) && strncmp(o->url, "https://", 8)) {
+        snprintf(err, errlen, "--influx-url: want http://... or https://...");
+        return NULL;
+    }
+    ix = mem_calloc(MEM_INFLUX, 1, sizeof(*ix));
+    if (!ix) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ix->loop = l;
+    ix->render = render;
+    ix->arg = arg;
+    ix->interval_ms = o->interval_ms ? o->interval_ms : 10000;
+    ix->buffer = o->buffer ? o->buffer : MiB(1);
+    ix->backoff_ms = IX_RETRY_MIN_MS;
+    timer_init(&ix->tick, on_tick);
+    timer_init(&ix->retry, on_retry);
+    if (parse_tags(ix, o->tags, err, errlen) < 0 ||
+        parse_precision(ix, o->precision, err, errlen) < 0)
+        goto fail;
+    if (o->token_file && o->token_file[0]) {
+        if (read_secret(o->token_file, secret, sizeof(secret), err, errlen))
+            goto fail;
+        snprintf(ix->auth, sizeof(ix->auth), "Token %s", secret);
+    } else if (o->user && o->user[0]) {
+        char up[IX_SECRET_MAX + 257];
+        unsigned char b64[sizeof(up) * 4 / 3 + 8];
+
+        if (!o->password_file || !o->password_file[0] ||
+            read_secret(o->password_file, secret, sizeof(secret), err,
+                        errlen)) {
+            if (!o->password_file || !o->password_file[0])
+                snprintf(err, errlen,
+                         "--influx-user needs --influx-password-file");
+            goto fail;
+        }
+        snprintf(up, sizeof(up), "%s:%s", o->user, secret);
+        EVP_EncodeBlock(b64, (const unsigned char *)up, (int)strlen(up));
+        snprintf(ix->auth, sizeof(ix->auth), "Basic %s", (char *)b64);
+        OPENSSL_cleanse(up, sizeof(up));
+    }
+    OPENSSL_cleanse(secret, sizeof(secret));
+    ix->url = write_url(o->url, ix->ts_div);
+    ix->ml = api_loop_borrow(l);
+    if (!ix->url || !ix->ml) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    moor_http_client_options_init(&co);
+    co.total_timeout_ms = ix->interval_ms > 30000 ? 30000 : ix->interval_ms;
+    co.max_conns_per_host = 1;
+    co.max_idle_per_host = 1;
+    ix->cl = moor_http_client_new(ix->ml, &co, &e);
+    if (!ix->cl) {
+        snprintf(err, errlen, "the push's HTTP client: %s", e.message);
+        goto fail;
+    }
+    loop_timer_in(l, &ix->tick, ix->interval_ms);
+    return ix;
+fail:
+    influx_free(ix);
+    return NULL;
+}
+
+/* Unlinks the batch at *pp, counting its points in *counter. */
+static void drop_at(struct influx *ix, struct batch **pp, uint64_t *counter)
+{
+    struct batch *b = *pp;
+
+    *pp = b->next;
+    if (ix->tail == b) {
+        ix->tail = NULL;
+        for (struct batch *t = ix->head; t; t = t->next)
+            ix->tail = t;
+    }
+    *counter += b->points;
+    ix->st.queued_bytes -= b->len;
+    ix->st.queued_batches--;
+    mem_free(MEM_INFLUX, b);
+}
+
+static void drop_oldest(struct influx *ix, uint64_t *counter)
+{
+    drop_at(ix, &ix->head, counter);
+}
+
+void influx_free(struct influx *ix)
+{
+    if (!ix)
+        return;
+    timer_cancel(loop_timers(ix->loop), &ix->tick);
+    timer_cancel(loop_timers(ix->loop), &ix->retry);
+    if (ix->cl)
+        moor_http_client_free(ix->cl); /* on_done: -ECANCELED */
+    while (ix->head) {
+        uint64_t ignored = 0;
+
+        drop_oldest(ix, &ignored);
+    }
+    moor_loop_free(ix->ml);
+    mem_free(MEM_INFLUX, ix->url);
+    mem_free(MEM_INFLUX, ix);
+}
+
+const struct influx_stats *influx_stats(const struct influx *ix)
+{
+    return &ix->st;
+}
+
+/* ---- each interval -------------------------------------------------------
+ */
+
+static void on_tick(struct timer *t)
+{
+    struct influx *ix = container_of(t, struct influx, tick);
+    struct sbuf page, lines;
+    size_t skipped = 0;
+    int64_t ts = (int64_t)(loop_wall_ms(ix->loop) * 1000000ull / ix->ts_div);
+    long points;
+    struct batch *b;
+
+    loop_timer_in(ix->loop, &ix->tick, ix->interval_ms);
+    sbuf_init(&page, MEM_METRICS, METRICS_PAGE_MAX);
+    sbuf_init(&lines, MEM_INFLUX, ix->buffer);
+    points =
+        ix->render(&page, ix->arg) < 0
+            ? -ENOMEM
+            : influx_from_prometheus(&lines, (const char *)page.data, page.len,
+                                     ix->tags, ix->n_tags, ts, &skipped);
+    sbuf_fini(&page);
+    if (points <= 0) {
+        if (points < 0)
+            LOG_WARN("influx: no batch this interval", "err=\"%s\"",
+                     strerror((int)-points));
+        sbuf_fini(&lines);
+        return;
+    }
+    /* Room for the new batch: the oldest go, but not the one out. */
+    while (ix->st.queued_bytes + lines.len > ix->buffer) {
+        struct batch **pp = ix->call ? &ix->head->next : &ix->head;
+
+        if (!*pp)
+            break;
+        drop_at(ix, pp, &ix->st.points_dropped);
+    }
+    b = mem_alloc(MEM_INFLUX, sizeof(*b) + lines.len);
+    if (!b || ix->st.queued_bytes + lines.len > ix->buffer) {
+        mem_free(MEM_INFLUX, b);
+        ix->st.points_dropped += (uint64_t)points;
+        sbuf_fini(&lines);
+        return;
+    }
+    b->next = NULL;
+    b->len = lines.len;
+    b->points = (uint32_t)points;
+    memcpy(b->data, lines.data, lines.len);
+    sbuf_fini(&lines);
+    if (ix->tail)
+        ix->tail->next = b;
+    else
+        ix->head = b;
+    ix->tail = b;
+    ix->st.queued_bytes += b->len;
+    ix->st.queued_batches++;
+    if (!tnode_armed(&ix->retry.node))
+        try_send(ix);
+}
+
+/* ---- writing -------------------------------------------------------------
+ */
+
+static void on_head(struct moor_http_call *c,
+                    const struct moor_http_response *r, void *user)
+{
+    struct influx *ix = user;
+
+    (void)c;
+    ix->status = r->status;
+}
+
+static void on_done(struct moor_http_call *c, const struct moor_http_result *r,
+                    void *user)
+{
+    struct influx *ix = user;
+    uint32_t jitter;
+
+    (void)c;
+    ix->call = NULL;
+    if (r->error == -ECANCELED)
+        return; /* influx_free() */
+    if (!r->error && r->status >= 200 && r->status <= 299) {
+        ix->st.writes_ok++;
+        drop_oldest(ix, &ix->st.points_written);
+        ix->backoff_ms = IX_RETRY_MIN_MS;
+        try_send(ix);
+        return;
+    }
+    if (!r->error && r->status >= 400 && r->status <= 499 && r->status != 408 &&
+        r->status != 429) {
+        /* The sink will never take it: a bad line, a bad token, no such
+         * database, too large. */
+        ix->st.writes_rejected++;
+        if (!ix->logged_reject)
+            LOG_ERROR("influx: the sink refused a batch, dropped",
+                      "status=%d url=\"%s\"", r->status, ix->url);
+        ix->logged_reject = true;
+        drop_oldest(ix, &ix->st.points_rejected);
+        try_send(ix);
+        return;
+    }
+    ix->st.writes_failed++;
+    LOG_WARN("influx: write failed, retrying", "status=%d err=\"%s\" in_ms=%u",
+             r->status, r->message ? r->message : "", ix->backoff_ms);
+    jitter = (uint32_t)(random() % (ix->backoff_ms / 2 + 1));
+    loop_timer_in(ix->loop, &ix->retry, ix->backoff_ms / 2 + jitter);
+    ix->backoff_ms = ix->backoff_ms * 2 > IX_RETRY_MAX_MS ? IX_RETRY_MAX_MS
+                                                          : ix->backoff_ms * 2;
+}
+
+static void on_retry(struct timer *t)
+{
+    try_send(container_of(t, struct influx, retry));
+}
+
+static void try_send(struct influx *ix)
+{
+    struct moor_http_field h[2] = {
+        {"Content-Type", 12, "text/plain; charset=utf-8", 25},
+        {"Authorization", 13, ix->auth, strlen(ix->auth)},
+    };
+    struct moor_http_callbacks cbs = {.on_head = on_head, .on_done = on_done};
+    struct moor_http_request rq;
+    struct moor_error e = {0};
+
+    if (ix->call || !ix->head)
+        return;
+    moor_http_request_init(&rq);
+    rq.method = "POST";
+    rq.url = ix->url;
+    rq.headers = h;
+    rq.n_headers = ix->auth[0] ? 2 : 1;
+    rq.body = ix->head->data;
+    rq.body_len = ix->head->len;
+    ix->status = 0;
+    ix->call = moor_http_client_request(ix->cl, &rq, &cbs, ix, &e);
+    if (!ix->call) {
+        ix->st.writes_failed++;
+        LOG_WARN("influx: write not sent", "err=\"%s\"", e.message);
+        loop_timer_in(ix->loop, &ix->retry, ix->backoff_ms);
+    }
+}

@@ -1,0 +1,229 @@
+"""--influx-url: moor pushes every series of /metrics as InfluxDB line
+protocol (issue 17, docs/monitoring.md), here to a sink of the test's own
+that records what it gets and can fail: answer 500, refuse (400), or hang.
+
+Covered: the write's URL (precision added), headers (v2 token, v1 basic
+auth), the body's line protocol (sorted tags, the host tag, integer
+counters, timestamps), retries with backoff when the sink fails, the
+bounded outbox when it stays down, a refused batch dropped and counted,
+a hanging sink timed out, bad flags, and a clean exit with a write out.
+"""
+
+import base64
+import re
+import signal
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import assert_clean_exit, run_moor, slack
+
+HOST = "127.0.0.1"
+LINE_RE = re.compile(
+    r"^(?P<m>(?:[^ ,\\]|\\.)+)(?P<tags>(?:,(?:[^ ,=\\]|\\.)+=(?:[^ ,=\\]|\\.)+)*)"
+    r" value=(?P<v>-?[0-9.e+-]+i?) (?P<ts>[0-9]+)$")
+
+
+class Sink:
+    def __init__(self, mode="ok"):
+        self.mode = mode
+        self.writes = []
+        self.lock = threading.Lock()
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(n)
+                with sink.lock:
+                    sink.writes.append((self.path, dict(self.headers), body))
+                if sink.mode == "hang":
+                    time.sleep(10)
+                    return
+                status = {"ok": 204, "fail": 500, "reject": 400}[sink.mode]
+                msg = b'{"error":"unable to parse"}' if status == 400 else b""
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(msg)))
+                self.end_headers()
+                self.wfile.write(msg)
+
+        self.httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path="/write?db=moor"):
+        return f"http://{HOST}:{self.port}{path}"
+
+    def wait(self, n, timeout):
+        end = time.monotonic() + slack(timeout)
+        while time.monotonic() < end:
+            with self.lock:
+                if len(self.writes) >= n:
+                    return list(self.writes)
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.writes)} writes, wanted {n}")
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def sink():
+    s = Sink()
+    yield s
+    s.stop()
+
+
+def parse(body):
+    points = []
+    for line in body.decode().splitlines():
+        m = LINE_RE.match(line)
+        assert m, f"not line protocol: {line!r}"
+        tags = [t for t in re.split(r"(?<!\\),", m.group("tags")) if t]
+        keys = [t.split("=", 1)[0] for t in tags]
+        assert keys == sorted(keys), f"tags not sorted: {line!r}"
+        points.append((m.group("m"), dict(t.split("=", 1) for t in tags),
+                       m.group("v"), int(m.group("ts"))))
+    return points
+
+
+def test_push_writes_line_protocol(moor, sink):
+    s = moor("--influx-url", sink.url(), "--influx-interval", "1s",
+             "--influx-tags", "env=test,region=eu")
+    assert "pushing metrics to" in s.stdout_text()
+    path, headers, body = sink.wait(2, 5)[0]
+    assert path == "/write?db=moor&precision=s", path
+    assert headers["Content-Type"].startswith("text/plain"), headers
+    assert "Authorization" not in headers, headers
+    points = parse(body)
+    now = time.time()
+    host = socket.gethostname()
+    for m, tags, v, ts in points:
+        assert abs(ts - now) < 10, (m, ts)
+        assert tags["env"] == "test" and tags["region"] == "eu", tags
+        assert tags["host"] == host, tags
+    by = {(m, tuple(sorted(t.items()))): v for m, t, v, _ in points}
+    live = [v for (m, t), v in by.items()
+            if m == "moor_mem_live_bytes" and ("tag", "conn") in t]
+    assert live and not live[0].endswith("i"), live  # a gauge: a float
+    counters = [v for (m, t), v in by.items()
+                if m == "moor_http_requests_total"]
+    assert counters and counters[0].endswith("i"), counters
+    assert len(points) > 100, len(points)
+    m = s.metrics()
+    assert m.get_value("moor_influx_writes_total", result="ok") >= 2
+    assert m.get_value("moor_influx_points_total", result="written") >= \
+        2 * 100
+    rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
+    assert_clean_exit(rc, err)
+
+
+def test_v2_token_and_v1_basic_auth(moor, sink, tmp_path):
+    tok = tmp_path / "token"
+    tok.write_text("secret-token\n")
+    s1 = moor("--influx-url", sink.url("/api/v2/write?org=o&bucket=b"),
+              "--influx-interval", "1s", "--influx-token-file", str(tok),
+              "--influx-precision", "ms")
+    path, headers, body = sink.wait(1, 5)[0]
+    assert path == "/api/v2/write?org=o&bucket=b&precision=ms", path
+    assert headers["Authorization"] == "Token secret-token", headers
+    ts = parse(body)[0][3]
+    assert abs(ts / 1000 - time.time()) < 10, ts
+    s1.stop(signal.SIGTERM, timeout=slack(10))
+    pw = tmp_path / "pw"
+    pw.write_text("hunter2\n")
+    with sink.lock:
+        sink.writes.clear()
+    moor("--influx-url", sink.url(), "--influx-interval", "1s",
+         "--influx-user", "moor", "--influx-password-file", str(pw))
+    _, headers, _ = sink.wait(1, 5)[0]
+    assert headers["Authorization"] == \
+        "Basic " + base64.b64encode(b"moor:hunter2").decode(), headers
+
+
+def test_sink_failing_retries_and_the_outbox_stays_bounded(moor):
+    sink = Sink("fail")
+    try:
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s",
+                 "--influx-buffer", "64KiB")
+        sink.wait(3, 8)
+        deadline = time.monotonic() + slack(8)
+        while True:
+            m = s.metrics()
+            if m.get_value("moor_influx_points_total", result="dropped") > 0:
+                break
+            assert time.monotonic() < deadline, "no batch was ever dropped"
+            time.sleep(0.2)
+        assert m.get_value("moor_influx_queued_bytes") <= 64 * 1024
+        assert m.get_value("moor_influx_writes_total", result="failed") >= 3
+        assert m.get_value("moor_influx_points_total", result="written") == 0
+        t0 = time.monotonic()
+        assert s.get("/healthz").status == 200
+        assert time.monotonic() - t0 < 1.0
+        sink.mode = "ok"  # back: what is queued goes out
+        deadline = time.monotonic() + slack(70)
+        while s.metrics().get_value("moor_influx_points_total",
+                                    result="written") == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        sink.stop()
+
+
+@pytest.mark.wall(90)
+def test_sink_refusing_drops_the_batch(moor):
+    sink = Sink("reject")
+    try:
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s")
+        sink.wait(2, 5)
+        m = s.metrics()
+        assert m.get_value("moor_influx_writes_total", result="rejected") >= 2
+        assert m.get_value("moor_influx_points_total", result="rejected") > 0
+        assert m.get_value("moor_influx_writes_total", result="failed") == 0
+        s.wait_log("the sink refused a batch")
+        assert s.stderr_text().count("the sink refused a batch") == 1
+    finally:
+        sink.stop()
+
+
+def test_sink_hanging_times_out_and_exit_is_clean(moor):
+    sink = Sink("hang")
+    try:
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s")
+        sink.wait(1, 5)
+        deadline = time.monotonic() + slack(6)
+        while s.metrics().get_value("moor_influx_writes_total",
+                                    result="failed") == 0:
+            assert time.monotonic() < deadline, "the hanging write never ended"
+            time.sleep(0.2)
+        rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
+        assert_clean_exit(rc, err)
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--influx-url", "ftp://x/write"], "--influx-url"),
+    (["--influx-url", "http://127.0.0.1:1/write", "--influx-tags", "novalue"],
+     "--influx-tags"),
+    (["--influx-url", "http://127.0.0.1:1/write", "--influx-user", "u"],
+     "--influx-password-file"),
+    (["--influx-url", "http://127.0.0.1:1/write", "--influx-token-file",
+      "/nonexistent/token"], "/nonexistent/token"),
+    (["--influx-url", "http://127.0.0.1:1/write", "--influx-precision", "h"],
+     "--influx-precision"),
+])
+def test_bad_flags(args, words):
+    r = run_moor(["serve", "--listen", f"{HOST}:0", *args])
+    assert r.returncode in (1, 2), r
+    assert words in r.stderr, r.stderr
