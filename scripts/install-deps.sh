@@ -13,7 +13,10 @@ if [ $# -gt 0 ]; then
 else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
 libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
-wrk nginx-light prometheus chromium python3-jwt python3-cryptography"
+wrk nginx-light prometheus chromium python3-jwt python3-cryptography \
+influxdb"
+    # influxdb (1.6): tests/integration/test_influx.py starts its own
+    # influxd on free ports and reads back what --influx-url wrote.
     # python3-jwt and python3-cryptography make the tokens test_jwt checks
     # (tests/unit/jwt_tokens.py), so they come from another implementation.
     # chromium (large, ~290 MB with its libraries) is the project's headless

@@ -227,3 +227,103 @@ def test_bad_flags(args, words):
     r = run_moor(["serve", "--listen", f"{HOST}:0", *args])
     assert r.returncode in (1, 2), r
     assert words in r.stderr, r.stderr
+
+
+# ---- a real InfluxDB 1.6 (Debian's influxdb) -------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def influxd(tmp_path):
+    """influxd on free ports of 127.0.0.1, its data in tmp_path, with a
+    database "moor"; yields its HTTP port."""
+    import shutil
+    import subprocess
+    import urllib.parse
+    import urllib.request
+    exe = shutil.which("influxd")
+    if not exe:
+        pytest.fail("influxd is not installed: run `make deps`",
+                    pytrace=False)
+    http, rpc = free_port(), free_port()
+    conf = tmp_path / "influx.conf"
+    conf.write_text(f"""reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{tmp_path}/meta"
+[data]
+  dir = "{tmp_path}/data"
+  wal-dir = "{tmp_path}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+""")
+    p = subprocess.Popen([exe, "-config", str(conf)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + slack(20)
+        while True:
+            try:
+                q = urllib.parse.urlencode({"q": "CREATE DATABASE moor"})
+                urllib.request.urlopen(
+                    f"http://{HOST}:{http}/query", q.encode(), timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "influxd did not start"
+                assert p.poll() is None, "influxd exited"
+                time.sleep(0.2)
+        yield http
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def influxql(port, q):
+    import json
+    import urllib.parse
+    import urllib.request
+    u = f"http://{HOST}:{port}/query?" + urllib.parse.urlencode(
+        {"db": "moor", "q": q})
+    with urllib.request.urlopen(u, timeout=5) as r:
+        return json.loads(r.read())["results"][0]
+
+
+@pytest.mark.wall(60)
+def test_real_influxdb_takes_every_point(moor, influxd):
+    s = moor("--influx-url", f"http://{HOST}:{influxd}/write?db=moor",
+             "--influx-interval", "1s", "--influx-tags", "env=ci")
+    for _ in range(5):
+        assert s.get("/healthz").status == 200
+    deadline = time.monotonic() + slack(10)
+    while True:
+        m = s.metrics()
+        if m.get_value("moor_influx_writes_total", result="ok") >= 3:
+            break
+        assert time.monotonic() < deadline, s.metrics_text()
+        time.sleep(0.3)
+    assert m.get_value("moor_influx_writes_total", result="rejected") == 0
+    assert m.get_value("moor_influx_points_total", result="rejected") == 0
+    r = influxql(influxd, 'SELECT last("value") FROM "moor_mem_live_bytes" '
+                          "WHERE \"tag\" = 'conn' AND \"env\" = 'ci'")
+    assert r["series"][0]["values"][0][1] > 0, r
+    r = influxql(influxd, 'SELECT last("value") FROM '
+                          '"moor_http_requests_total"')
+    got = r["series"][0]["values"][0][1]
+    assert isinstance(got, int) and got >= 5, r  # an integer field
+    r = influxql(influxd, 'SHOW TAG VALUES FROM "moor_mem_live_bytes" '
+                          'WITH KEY = "host"')
+    assert r["series"][0]["values"][0][1] == socket.gethostname(), r
+    n = influxql(influxd, "SHOW MEASUREMENTS")["series"][0]["values"]
+    assert len(n) > 60, n
