@@ -339,14 +339,7 @@ static void pend_unlink(struct pend *p)
 
 static void record_latency(struct auth_stats *st, uint64_t ms)
 {
-    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
-    uint64_t us = ms * 1000;
-
-    for (int b = 0; b < CONN_LAT_BUCKETS; b++)
-        if (us <= bounds[b]) {
-            st->cb_lat[b]++;
-            break;
-        }
+    st->cb_lat[conn_lat_bucket(ms * 1000)]++;
     st->cb_lat_sum_s += (double)ms / 1000.0;
 }
 

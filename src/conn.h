@@ -178,6 +178,18 @@ struct oq {
             500000, 1000000, 5000000, UINT64_MAX                               \
     }
 
+/* The bucket of a latency of us microseconds (CONN_LAT_BOUNDS_US): the
+ * delivery histogram's and the auth callback's. */
+static inline int conn_lat_bucket(uint64_t us)
+{
+    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
+    int i = 0;
+
+    while (us > bounds[i])
+        i++;
+    return i;
+}
+
 /* TLS handshake outcomes (conn_stats.tls_handshakes). */
 enum tls_hs_result {
     TLS_HS_OK = 0,

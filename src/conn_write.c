@@ -225,16 +225,12 @@ int conn_send_bytes(struct conn *c, const void *p, size_t n)
 static void record_latency(struct conn_set *s, uint64_t born, uint32_t n,
                            uint64_t *now_ns)
 {
-    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
     uint64_t us;
-    int i = 0;
 
     if (!*now_ns)
         *now_ns = mono_ns();
     us = *now_ns > born ? (*now_ns - born) / 1000 : 0;
-    while (us > bounds[i])
-        i++;
-    s->stats.lat_buckets[i] += n;
+    s->stats.lat_buckets[conn_lat_bucket(us)] += n;
     s->stats.lat_count += n;
     s->stats.lat_sum_us += us * n;
 }

@@ -297,6 +297,31 @@ static void render_mem(struct page *p)
     render_trim(p);
 }
 
+/* A histogram family over CONN_LAT_BOUNDS_US (in seconds): counts per
+ * bucket, their sum in seconds. */
+static void latency_hist(struct page *p, const char *name, const char *help,
+                         const double counts[CONN_LAT_BUCKETS], double sum_s)
+{
+    static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
+    char le[32], series[96];
+    double cum = 0;
+
+    family(p, name, "histogram", help);
+    snprintf(series, sizeof(series), "%s_bucket", name);
+    for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
+        cum += counts[b];
+        if (bounds[b] == UINT64_MAX)
+            snprintf(le, sizeof(le), "+Inf");
+        else
+            snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
+        value(p, series, "le", le, cum);
+    }
+    snprintf(series, sizeof(series), "%s_sum", name);
+    value(p, series, NULL, NULL, sum_s);
+    snprintf(series, sizeof(series), "%s_count", name);
+    value(p, series, NULL, NULL, cum);
+}
+
 /* --auth: requests allowed and refused, by reason; expiries; reloads.
  * Shown (as zeros) without --auth too, so dashboards need no guard. */
 static void render_auth(struct page *p, const struct metrics_view *v)
@@ -333,24 +358,14 @@ static void render_auth(struct page *p, const struct metrics_view *v)
            "Decisions in the cache (--auth-cache-entries).",
            (double)st->cb_cached);
     {
-        static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
-        double cum = 0;
-        char le[32];
+        double counts[CONN_LAT_BUCKETS];
 
-        family(p, "moor_auth_callback_seconds", "histogram",
-               "Time from a question to --auth-url to its answer (or its "
-               "timeout).");
-        for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
-            cum += (double)st->cb_lat[b];
-            if (bounds[b] == UINT64_MAX)
-                snprintf(le, sizeof(le), "+Inf");
-            else
-                snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
-            value(p, "moor_auth_callback_seconds_bucket", "le", le, cum);
-        }
-        value(p, "moor_auth_callback_seconds_sum", NULL, NULL,
-              st->cb_lat_sum_s);
-        value(p, "moor_auth_callback_seconds_count", NULL, NULL, cum);
+        for (int b = 0; b < CONN_LAT_BUCKETS; b++)
+            counts[b] = (double)st->cb_lat[b];
+        latency_hist(p, "moor_auth_callback_seconds",
+                     "Time from a question to --auth-url to its answer (or "
+                     "its timeout).",
+                     counts, st->cb_lat_sum_s);
     }
     family(p, "moor_auth_reloads_total", "counter",
            "Key reloads (SIGHUP), by outcome; a failed one keeps the old "
@@ -429,24 +444,14 @@ static void render_pubsub(struct page *p, const struct metrics_view *v)
             pubsub_stats(v->loops[i].pubsub)->max_queued > maxq)
             maxq = pubsub_stats(v->loops[i].pubsub)->max_queued;
     {
-        static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
-        double cum = 0;
-        char le[32];
-        family(p, "moor_pubsub_delivery_seconds", "histogram",
-               "Time from a publish to the write that put the message in "
-               "a subscriber's socket.");
-        for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
-            cum += SUM_CONN(v, lat_buckets[b]);
-            if (bounds[b] == UINT64_MAX)
-                snprintf(le, sizeof(le), "+Inf");
-            else
-                snprintf(le, sizeof(le), "%g", (double)bounds[b] / 1e6);
-            value(p, "moor_pubsub_delivery_seconds_bucket", "le", le, cum);
-        }
-        value(p, "moor_pubsub_delivery_seconds_sum", NULL, NULL,
-              SUM_CONN(v, lat_sum_us) / 1e6);
-        value(p, "moor_pubsub_delivery_seconds_count", NULL, NULL,
-              SUM_CONN(v, lat_count));
+        double counts[CONN_LAT_BUCKETS];
+
+        for (int b = 0; b < CONN_LAT_BUCKETS; b++)
+            counts[b] = SUM_CONN(v, lat_buckets[b]);
+        latency_hist(p, "moor_pubsub_delivery_seconds",
+                     "Time from a publish to the write that put the message "
+                     "in a subscriber's socket.",
+                     counts, SUM_CONN(v, lat_sum_us) / 1e6);
     }
     scalar(p, "moor_pubsub_queue_max_bytes", "gauge",
            "The largest subscriber queue seen at a publish since start.", maxq);
