@@ -136,6 +136,9 @@ enum auth_verdict { AUTH_ALLOW = 0, AUTH_DENY, AUTH_WAIT };
 enum auth_verdict auth_ask(struct auth *a, struct conn *c,
                            const struct auth_question *q, struct jwt_grant *g,
                            unsigned *reason);
+/* --auth url: c closed while its question was out or its answer waited
+ * (a no-op otherwise). */
+void auth_forget(struct auth *a, struct conn *c);
 /* True with --auth url. */
 bool auth_is_callback(const struct auth *a);
 /* How long a request may wait for the callback (--auth-timeout). */

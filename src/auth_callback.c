@@ -47,10 +47,11 @@ struct pend {
     uint64_t t0_ms;
     char *key; /* the cache key, or NULL (no cache) */
     bool answered;
-    bool orphan;     /* its connection is gone: freed when answered */
-    unsigned reason; /* 0: allowed */
-    int status;      /* the callback's HTTP status, 0 if none */
-    char *body;      /* the answer's body so far */
+    uint64_t answered_ms; /* when; an answer nobody takes is swept */
+    bool orphan;          /* its connection is gone: freed when answered */
+    unsigned reason;      /* 0: allowed */
+    int status;           /* the callback's HTTP status, 0 if none */
+    char *body;           /* the answer's body so far */
     size_t body_len;
     bool too_big;
     struct jwt_grant g;
@@ -405,6 +406,7 @@ static void on_done(struct moor_http_call *call,
     (void)call;
     p->call = NULL;
     p->answered = true;
+    p->answered_ms = loop_wall_ms(a->loop);
     a->st.cb_inflight--;
     p->reason = verdict(p, r);
     record_latency(&a->st, now > p->t0_ms ? now - p->t0_ms : 0);
@@ -526,6 +528,49 @@ static char *make_key(struct auth_cb *cb, const struct sbuf *b)
     return k;
 }
 
+/* Answers in the chain at pp that nobody took: their conn closed between
+ * the answer and asking again (or never sent its command). Freed once
+ * they are twice --auth-timeout old, so the table stays bounded by the
+ * rate of questions; c's own is kept. */
+static void sweep(struct auth_cb *cb, struct pend **pp, const struct conn *c,
+                  uint64_t now)
+{
+    while (*pp) {
+        struct pend *p = *pp;
+
+        if (p->answered && p->c != c &&
+            now - p->answered_ms > 2 * (uint64_t)cb->timeout_ms + 1000) {
+            *pp = p->next;
+            pend_free(p);
+            continue;
+        }
+        pp = &p->next;
+    }
+}
+
+/* c closed: its answer, if one waits, is dropped; a question still out
+ * is freed by its on_done (which will not find c). */
+void auth_forget(struct auth *a, struct conn *c)
+{
+    struct pend **pp;
+
+    if (!a || !a->cb)
+        return;
+    for (pp = pend_slot(a->cb, c); *pp; pp = &(*pp)->next) {
+        struct pend *p = *pp;
+
+        if (p->c != c || p->orphan || p->id != conn_id(c))
+            continue;
+        if (p->answered) {
+            *pp = p->next;
+            pend_free(p);
+        } else {
+            p->orphan = true;
+        }
+        return;
+    }
+}
+
 /* Takes p's answer into *g / *reason and frees p. */
 static enum auth_verdict take(struct pend *p, struct jwt_grant *g,
                               unsigned *reason)
@@ -559,11 +604,19 @@ enum auth_verdict auth_ask(struct auth *a, struct conn *c,
 
     memset(g, 0, sizeof(*g));
     *reason = 0;
+    sweep(cb, pp, c, now);
     for (p = *pp; p; p = p->next)
         if (p->c == c && !p->orphan)
             break;
-    if (p && (p->id != conn_id(c) || p->fd != conn_fd(c)))
-        p->orphan = true, p = NULL; /* an older conn's, at the same place */
+    if (p && (p->id != conn_id(c) || p->fd != conn_fd(c))) {
+        /* An older conn's, at the same place: an answer is dropped, a
+         * question out is freed by its on_done. */
+        if (p->answered)
+            pend_unlink(p), pend_free(p);
+        else
+            p->orphan = true;
+        p = NULL;
+    }
     if (p)
         return p->answered ? take(p, g, reason) : AUTH_WAIT;
     sbuf_init(&b, MEM_AUTH, CB_MAX_QUESTION);

@@ -760,6 +760,8 @@ static void tcp_on_close(struct conn *c, enum close_reason why)
     } else if (t->role == TCP_AUTHED) {
         jwt_grant_free(t->g);
         mem_free(MEM_AUTH, t->g);
+    } else if (t->role == TCP_AUTH_WAIT) {
+        auth_forget(push_of(c)->o.auth, c);
     }
     auth_detach(push_of(c)->o.auth, c);
     t->role = 0;

@@ -299,3 +299,27 @@ def test_bad_flags(moor):
     r = run_moor(["serve", "--listen", f"{HOST}:0", "--auth-url",
                   "http://x/"])
     assert r.returncode == 2 and "--auth url" in r.stderr, r.stderr
+
+
+def test_tcp_answer_not_taken_is_freed(moor, svc):
+    """A TCP client that sends AUTH and leaves once it is answered, before
+    its command: the answer waiting for it goes with the connection
+    (moor_mem_live_bytes{tag="auth"} back where it was)."""
+    s = start(moor, svc.url)
+    base = s.metrics().get_value("moor_mem_live_bytes", tag="auth")
+    for _ in range(5):
+        t = socket.create_connection((HOST, s.tcp_port), timeout=10)
+        tcp_send(t, b"AUTH allow")
+        deadline = time.monotonic() + slack(5)
+        while s.metrics().get_value("moor_auth_callback_inflight") != 0 or \
+                len(svc.questions) == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.1)
+        t.close()
+    deadline = time.monotonic() + slack(5)
+    while s.metrics().get_value("moor_mem_live_bytes", tag="auth") != base:
+        assert time.monotonic() < deadline, (
+            s.metrics().get_value("moor_mem_live_bytes", tag="auth"), base)
+        time.sleep(0.1)
+    assert len(svc.questions) == 5
