@@ -154,6 +154,8 @@ lint:
 
 docs: release
 	$(REL)/moor serve --limits-md > docs/limits.md
+	$(REL)/moor serve --metrics-md | \
+		scripts/doc-section.sh docs/monitoring.md "moor serve --metrics-md"
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)

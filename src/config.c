@@ -29,6 +29,7 @@
 
 #include "flags.h"
 #include "http1.h"
+#include "series.h"
 #include "tls.h"
 #include "util.h"
 
@@ -808,7 +809,8 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
 int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
                  FILE *out, char *err, size_t errlen)
 {
-    static const char *const asks[] = {"--help", "-h", "--limits-md", NULL};
+    static const char *const asks[] = {"--help", "-h", "--limits-md",
+                                       "--metrics-md", NULL};
     const char *ask;
 
     config_defaults(c);
@@ -816,6 +818,10 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
     ask = flags_find_word(&table, argc, argv, asks);
     if (ask && !strcmp(ask, "--limits-md")) {
         config_print_limits_md(out ? out : stdout);
+        return 1;
+    }
+    if (ask && !strcmp(ask, "--metrics-md")) {
+        series_print_md(out ? out : stdout);
         return 1;
     }
     if (ask) {
@@ -844,6 +850,8 @@ void config_print_help(FILE *out)
         {"-h, --help", "print this help"},
         {"--limits-md", "print docs/limits.md (every limit, its default and "
                         "its metric, as a Markdown table)"},
+        {"--metrics-md", "print the table of every series on /metrics that "
+                         "docs/monitoring.md holds (Markdown)"},
     };
     char left[64], text[512], env[64];
     int col = flags_help_column(&table);
@@ -893,6 +901,12 @@ void config_print_help(FILE *out)
         "value or --flag=value. A flag beats its environment variable, "
         "which beats the default.",
         0, 0);
+    fputc('\n', out);
+    flags_wrap(out,
+               "Metrics on GET /metrics: name, type, unit and labels "
+               "(docs/monitoring.md says what each counts):",
+               0, 0);
+    series_print_text(out);
 }
 
 /* Prints s with the characters Markdown tables treat specially escaped. */

@@ -107,8 +107,9 @@ void config_defaults(struct moor_config *c);
  * Parses argv[0..argc) (the words after "serve") over the environment
  * (envp, NULL-terminated "NAME=value" strings; NULL = none) and defaults.
  * Accepts "--flag value" and "--flag=value"; boolean flags take no value.
- * Return value: 0 on success; 1 if --help/-h or --limits-md was asked
- * (the help or the Markdown already printed to out; c holds the defaults); -1
+ * Return value: 0 on success; 1 if --help/-h, --limits-md or --metrics-md
+ * was asked (the help or the Markdown already printed to out; c holds the
+ * defaults); -1
  * on a bad flag or value, with a one-line message naming the flag, the bad
  * value and what is expected written to err, e.g. invalid value "10x" for
  * --idle-timeout: expected a duration like 250ms, 10s, 2m

@@ -25,6 +25,7 @@
 #include "http_client_int.h"
 #include "log.h"
 #include "mem.h"
+#include "series.h"
 #include "tls.h"
 #include "util.h"
 
@@ -471,7 +472,6 @@ static void put(int *err, struct sbuf *b, const char *fmt, ...)
         *err = rc;
 }
 
-/* One family's HELP and TYPE lines. */
 /* Adds b's figures to a's (the "other" row of /metrics). */
 static void stats_add(struct moor_http_client_stats *a,
                       const struct moor_http_client_stats *b)
@@ -497,10 +497,18 @@ static void stats_add(struct moor_http_client_stats *a,
     a->tls_waited += b->tls_waited;
 }
 
-static void family(int *err, struct sbuf *b, const char *name, const char *type,
-                   const char *help)
+/* One family's HELP and TYPE lines, from its row in series.c (-EINVAL
+ * when it has none: see metrics.c). */
+static void family(int *err, struct sbuf *b, const char *name)
 {
-    put(err, b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    const struct series *s = series_find(name);
+
+    if (!s) {
+        if (!*err)
+            *err = -EINVAL;
+        return;
+    }
+    put(err, b, "# HELP %s %s\n# TYPE %s %s\n", name, s->help, name, s->type);
 }
 
 int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
@@ -548,8 +556,7 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
                          (st = r_ < n_shown ? &shown[r_]->st : &other), 1);    \
          r_++)
 
-    family(&err, b, "moor_http_client_connections", "gauge",
-           "Pooled HTTP client connections by host and state.");
+    family(&err, b, "moor_http_client_connections");
     EACH_HOST
     {
         put(&err, b,
@@ -565,53 +572,41 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
             "\"dialing\"} %ld\n",
             key, st->dialing);
     }
-    family(&err, b, "moor_http_client_requests_waiting", "gauge",
-           "Requests queued for a connection (max_conns_per_host reached).");
+    family(&err, b, "moor_http_client_requests_waiting");
     EACH_HOST
     put(&err, b, "moor_http_client_requests_waiting{host=\"%s\"} %ld\n", key,
         st->waiting);
-    family(&err, b, "moor_http_client_requests_total", "counter",
-           "Requests started.");
+    family(&err, b, "moor_http_client_requests_total");
     EACH_HOST
     put(&err, b, "moor_http_client_requests_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->requests);
-    family(&err, b, "moor_http_client_requests_reused_total", "counter",
-           "Requests that ran on a pooled connection.");
+    family(&err, b, "moor_http_client_requests_reused_total");
     EACH_HOST
     put(&err, b, "moor_http_client_requests_reused_total{host=\"%s\"} %llu\n",
         key, (unsigned long long)st->conns_reused);
-    family(&err, b, "moor_http_client_retries_total", "counter",
-           "Idempotent requests sent again after a reused connection failed "
-           "before any response byte.");
+    family(&err, b, "moor_http_client_retries_total");
     EACH_HOST
     put(&err, b, "moor_http_client_retries_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->retries);
-    family(&err, b, "moor_http_client_tls_resumed_total", "counter",
-           "TLS connections that resumed a session instead of a full "
-           "handshake.");
+    family(&err, b, "moor_http_client_tls_resumed_total");
     EACH_HOST
     put(&err, b, "moor_http_client_tls_resumed_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->tls_resumed);
-    family(&err, b, "moor_http_client_tls_handshakes_waiting", "gauge",
-           "Connections whose TLS handshake waits for its turn "
-           "(max_handshakes in flight).");
+    family(&err, b, "moor_http_client_tls_handshakes_waiting");
     EACH_HOST
     put(&err, b, "moor_http_client_tls_handshakes_waiting{host=\"%s\"} %ld\n",
         key, st->tls_waiting);
-    family(&err, b, "moor_http_client_tls_handshakes_waited_total", "counter",
-           "TLS handshakes that waited for their turn (max_handshakes).");
+    family(&err, b, "moor_http_client_tls_handshakes_waited_total");
     EACH_HOST
     put(&err, b,
         "moor_http_client_tls_handshakes_waited_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->tls_waited);
-    family(&err, b, "moor_http_client_connections_opened_total", "counter",
-           "Connections dialed.");
+    family(&err, b, "moor_http_client_connections_opened_total");
     EACH_HOST
     put(&err, b,
         "moor_http_client_connections_opened_total{host=\"%s\"} %llu\n", key,
         (unsigned long long)st->conns_new);
-    family(&err, b, "moor_http_client_connections_closed_total", "counter",
-           "Connections closed, by reason.");
+    family(&err, b, "moor_http_client_connections_closed_total");
     EACH_HOST
     for (size_t i = 0; i < sizeof(closed) / sizeof(closed[0]); i++)
         put(&err, b,
@@ -621,8 +616,7 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
             (unsigned long long)*(
                 const uint64_t *)(const void *)((const char *)st +
                                                 closed[i].off));
-    family(&err, b, "moor_http_client_bytes_held", "gauge",
-           "Bytes the HTTP client holds (tag http_client).");
+    family(&err, b, "moor_http_client_bytes_held");
     put(&err, b, "moor_http_client_bytes_held %lld\n",
         (long long)mem_live_bytes(MEM_HTTPC));
 #undef EACH_HOST

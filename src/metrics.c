@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "series.h"
 #include "mem.h"
 #include "log.h"
 #include "util.h"
@@ -45,10 +46,19 @@ static void put(struct page *p, const char *fmt, ...)
         p->err = rc;
 }
 
-static void family(struct page *p, const char *name, const char *type,
-                   const char *help)
+/* A family's HELP and TYPE lines, from its row in series.c. A family with
+ * no row fails the page with -EINVAL, so a test that reads /metrics finds
+ * it before a user reads --help without it. */
+static void family(struct page *p, const char *name)
 {
-    put(p, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    const struct series *s = series_find(name);
+
+    if (!s) {
+        if (!p->err)
+            p->err = -EINVAL;
+        return;
+    }
+    put(p, "# HELP %s %s\n# TYPE %s %s\n", name, s->help, name, s->type);
 }
 
 static void value(struct page *p, const char *name, const char *lname,
@@ -61,10 +71,9 @@ static void value(struct page *p, const char *name, const char *lname,
 }
 
 /* A family with a single, unlabelled value. */
-static void scalar(struct page *p, const char *name, const char *type,
-                   const char *help, double v)
+static void scalar(struct page *p, const char *name, double v)
 {
-    family(p, name, type, help);
+    family(p, name);
     value(p, name, NULL, NULL, v);
 }
 
@@ -137,82 +146,52 @@ static void render_tls(struct page *p, const struct metrics_view *v)
     };
     uint64_t ok = 0, failed = 0;
 
-    family(p, "moor_tls_handshakes_total", "counter",
-           "TLS handshakes, by outcome: ok, failed (alert, bad record, no "
-           "common version or cipher), timeout (--handshake-timeout), "
-           "plaintext (plain HTTP on the TLS port, answered 400).");
+    family(p, "moor_tls_handshakes_total");
     for (int r = 0; r < TLS_HS_COUNT; r++)
         value(p, "moor_tls_handshakes_total", "result", result[r],
               SUM_CONN(v, tls_handshakes[r]));
-    scalar(p, "moor_tls_connections", "gauge",
-           "Open connections with TLS (in handshake or established).",
-           SUM_CONN(v, tls_open));
+    scalar(p, "moor_tls_connections", SUM_CONN(v, tls_open));
     if (v->tls)
         tls_reload_counts(v->tls, &ok, &failed);
-    family(p, "moor_tls_reloads_total", "counter",
-           "Certificate reloads (SIGHUP), by outcome; a failed one keeps "
-           "the certificate in service.");
+    family(p, "moor_tls_reloads_total");
     value(p, "moor_tls_reloads_total", "result", "ok", (double)ok);
     value(p, "moor_tls_reloads_total", "result", "failed", (double)failed);
 }
 
 static void render_conns(struct page *p, const struct metrics_view *v)
 {
-    scalar(p, "moor_accepted_total", "counter",
-           "Connections accepted and handed to a protocol.",
-           SUM_CONN(v, accepted));
-    family(p, "moor_closed_total", "counter",
-           "Connections closed, by the reason that closed them.");
+    scalar(p, "moor_accepted_total", SUM_CONN(v, accepted));
+    family(p, "moor_closed_total");
     for (int r = 1; r < CLOSE_REASON_COUNT; r++)
         value(p, "moor_closed_total", "reason", close_reason_name(r),
               SUM_CONN(v, closed[r]));
-    family(p, "moor_refused_total", "counter",
-           "Connections refused at accept (503 and close; only close on "
-           "--tcp-listen), by reason.");
+    family(p, "moor_refused_total");
     for (int r = 0; r < REFUSE_REASON_COUNT; r++)
         value(p, "moor_refused_total", "reason", refuse_reason_name(r),
               SUM_LISTEN(v, refused[r]));
-    scalar(p, "moor_ip_table_entries", "gauge",
-           "Client addresses tracked for the per-address limits "
-           "(--ip-table-size).",
-           ip_table_entries(v));
-    family(p, "moor_accept_paused_total", "counter",
-           "Times accepting was paused, by reason.");
+    scalar(p, "moor_ip_table_entries", ip_table_entries(v));
+    family(p, "moor_accept_paused_total");
     for (int r = 0; r < ACCEPT_PAUSE_COUNT; r++)
         value(p, "moor_accept_paused_total", "reason", accept_pause_name(r),
               SUM_LISTEN(v, paused[r]));
-    family(p, "moor_connections", "gauge", "Open connections, by state.");
+    family(p, "moor_connections");
     for (int s = 0; s < CSTATE_COUNT; s++)
         value(p, "moor_connections", "state", conn_state_name(s),
               SUM_CONN(v, by_state[s]));
-    scalar(p, "moor_connections_paused", "gauge",
-           "Open connections whose reading is paused.", SUM_CONN(v, paused));
-    family(p, "moor_connections_paused_by_cause", "gauge",
-           "Open connections whose reading is paused, by cause (one "
-           "connection may have several).");
+    scalar(p, "moor_connections_paused", SUM_CONN(v, paused));
+    family(p, "moor_connections_paused_by_cause");
     for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
         value(p, "moor_connections_paused_by_cause", "cause",
               pause_cause_name(c), SUM_CONN(v, paused_by[c]));
-    family(p, "moor_read_pauses_total", "counter",
-           "Times a connection's reading was paused, by cause.");
+    family(p, "moor_read_pauses_total");
     for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)
         value(p, "moor_read_pauses_total", "cause", pause_cause_name(c),
               SUM_CONN(v, paused_total[c]));
-    scalar(p, "moor_queued_bytes", "gauge",
-           "Bytes queued for sending, all connections.",
-           SUM_CONN(v, queued_bytes));
-    scalar(p, "moor_queue_overflows_total", "counter",
-           "Sends refused because a connection's queue was at "
-           "--queue-limit.",
-           SUM_CONN(v, queue_overflows));
-    scalar(p, "moor_carry_saves_total", "counter",
-           "Reads that ended in an incomplete tail copied to a carry "
-           "buffer.",
-           SUM_CONN(v, carry_saves));
-    scalar(p, "moor_bytes_received_total", "counter",
-           "Bytes read from connections.", SUM_CONN(v, bytes_in));
-    scalar(p, "moor_bytes_sent_total", "counter",
-           "Bytes written to connections.", SUM_CONN(v, bytes_out));
+    scalar(p, "moor_queued_bytes", SUM_CONN(v, queued_bytes));
+    scalar(p, "moor_queue_overflows_total", SUM_CONN(v, queue_overflows));
+    scalar(p, "moor_carry_saves_total", SUM_CONN(v, carry_saves));
+    scalar(p, "moor_bytes_received_total", SUM_CONN(v, bytes_in));
+    scalar(p, "moor_bytes_sent_total", SUM_CONN(v, bytes_out));
 }
 
 static void render_http(struct page *p, const struct metrics_view *v)
@@ -220,16 +199,12 @@ static void render_http(struct page *p, const struct metrics_view *v)
     static const char *const cls[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
     char code[8];
 
-    scalar(p, "moor_http_requests_total", "counter",
-           "HTTP requests whose header block was parsed.",
-           SUM_HTTP(v, requests));
-    family(p, "moor_http_responses_total", "counter",
-           "HTTP responses sent, by status class.");
+    scalar(p, "moor_http_requests_total", SUM_HTTP(v, requests));
+    family(p, "moor_http_responses_total");
     for (int c = 1; c <= 5; c++)
         value(p, "moor_http_responses_total", "code", cls[c],
               SUM_HTTP(v, responses[c]));
-    family(p, "moor_http_rejected_total", "counter",
-           "HTTP requests answered with an error status, by status.");
+    family(p, "moor_http_rejected_total");
     for (unsigned i = 0; i < HTTP_REJECT_COUNT; i++) {
         snprintf(code, sizeof(code), "%d", http_reject_code(i));
         value(p, "moor_http_rejected_total", "status", code,
@@ -244,31 +219,17 @@ static void render_trim(struct page *p)
     struct mem_trim_stats ts;
 
     mem_trim_stats(&ts);
-    scalar(p, "moor_process_resident_memory_bytes", "gauge",
-           "Resident set size of the process (VmRSS); compare with the "
-           "sum of moor_mem_live_bytes.",
-           (double)mem_process_rss());
-    scalar(p, "moor_mem_trims_total", "counter",
-           "Times freed heap was handed back to the system (malloc_trim) "
-           "by the --mem-trim-interval check.",
-           (double)ts.trims);
-    scalar(p, "moor_mem_trims_backed_off_total", "counter",
-           "Trims that gave back less than half of --mem-trim-threshold "
-           "(the memory held is live or not heap): each doubles the checks "
-           "until the next may run, up to 64.",
-           (double)ts.backed_off);
-    scalar(p, "moor_mem_trimmed_bytes_total", "counter",
-           "Bytes of resident memory given back by those trims (RssAnon "
-           "before minus after each).",
-           (double)ts.given_back);
-    scalar(p, "moor_mem_trim_seconds_total", "counter",
-           "Time the event loops spent trimming.", (double)ts.ns / 1e9);
+    scalar(p, "moor_process_resident_memory_bytes", (double)mem_process_rss());
+    scalar(p, "moor_mem_trims_total", (double)ts.trims);
+    scalar(p, "moor_mem_trims_backed_off_total", (double)ts.backed_off);
+    scalar(p, "moor_mem_trimmed_bytes_total", (double)ts.given_back);
+    scalar(p, "moor_mem_trim_seconds_total", (double)ts.ns / 1e9);
 }
 
 /* A family with one value per memory tag: field f of each tag's stats. */
-#define BY_TAG(p, st, name, type, help, f)                                     \
+#define BY_TAG(p, st, name, f)                                                 \
     do {                                                                       \
-        family(p, name, type, help);                                           \
+        family(p, name);                                                       \
         for (int t_ = 0; t_ < MEM_TAG_COUNT; t_++)                             \
             value(p, name, "tag", mem_tag_name(t_), (double)(st)[t_].f);       \
     } while (0)
@@ -279,34 +240,26 @@ static void render_mem(struct page *p)
 
     for (int t = 0; t < MEM_TAG_COUNT; t++)
         mem_stats((enum mem_tag)t, &st[t]);
-    BY_TAG(p, st, "moor_mem_live_bytes", "gauge",
-           "Bytes allocated and not yet freed, by tag.", live_bytes);
-    BY_TAG(p, st, "moor_mem_live_allocations", "gauge",
-           "Allocations not yet freed, by tag.", live_count);
-    BY_TAG(p, st, "moor_mem_allocations_total", "counter",
-           "Allocations made, by tag.", total_allocs);
-    BY_TAG(p, st, "moor_mem_allocated_bytes_total", "counter",
-           "Bytes allocated, by tag.", total_bytes);
-    BY_TAG(p, st, "moor_mem_failed_allocations_total", "counter",
-           "Allocations that failed, by tag.", failed);
-    scalar(p, "moor_mem_budget_bytes", "gauge",
-           "The --memory-limit budget in bytes (0 = none).",
-           (double)mem_budget());
-    scalar(p, "moor_mem_over_budget", "gauge",
-           "1 while live bytes are over --memory-limit.", mem_over_budget());
+    BY_TAG(p, st, "moor_mem_live_bytes", live_bytes);
+    BY_TAG(p, st, "moor_mem_live_allocations", live_count);
+    BY_TAG(p, st, "moor_mem_allocations_total", total_allocs);
+    BY_TAG(p, st, "moor_mem_allocated_bytes_total", total_bytes);
+    BY_TAG(p, st, "moor_mem_failed_allocations_total", failed);
+    scalar(p, "moor_mem_budget_bytes", (double)mem_budget());
+    scalar(p, "moor_mem_over_budget", mem_over_budget());
     render_trim(p);
 }
 
 /* A histogram family over CONN_LAT_BOUNDS_US (in seconds): counts per
  * bucket, their sum in seconds. */
-static void latency_hist(struct page *p, const char *name, const char *help,
+static void latency_hist(struct page *p, const char *name,
                          const double counts[CONN_LAT_BUCKETS], double sum_s)
 {
     static const uint64_t bounds[CONN_LAT_BUCKETS] = CONN_LAT_BOUNDS_US;
     char le[32], series[96];
     double cum = 0;
 
-    family(p, name, "histogram", help);
+    family(p, name);
     snprintf(series, sizeof(series), "%s_bucket", name);
     for (int b = 0; b < CONN_LAT_BUCKETS; b++) {
         cum += counts[b];
@@ -329,10 +282,7 @@ static void render_auth(struct page *p, const struct metrics_view *v)
     static const struct auth_stats none;
     const struct auth_stats *st = v->auth ? auth_stats(v->auth) : &none;
 
-    family(p, "moor_auth_total", "counter",
-           "Subscriptions and publications checked by --auth: allowed, or "
-           "denied by reason (no_token, malformed, bad_signature, expired, "
-           "not_allowed, ...).");
+    family(p, "moor_auth_total");
     put(p, "moor_auth_total{result=\"allowed\",reason=\"%s\"} %llu\n",
         v->auth && auth_is_callback(v->auth) ? "callback" : "token",
         (unsigned long long)st->allowed);
@@ -340,36 +290,20 @@ static void render_auth(struct page *p, const struct metrics_view *v)
         if (r != AUTH_NO_SESSION) /* counted as no_memory */
             put(p, "moor_auth_total{result=\"denied\",reason=\"%s\"} %llu\n",
                 auth_reason_name(r), (unsigned long long)st->denied[r]);
-    scalar(p, "moor_auth_expired_total", "counter",
-           "Connections closed because their token expired.",
-           (double)st->expired);
-    scalar(p, "moor_auth_connections", "gauge",
-           "Open connections whose token's expiry is tracked.",
-           (double)st->sessions);
-    scalar(p, "moor_auth_callback_calls_total", "counter",
-           "Questions sent to --auth-url.", (double)st->cb_calls);
-    scalar(p, "moor_auth_callback_inflight", "gauge",
-           "Questions out to --auth-url now (--auth-max-inflight).",
-           (double)st->cb_inflight);
-    scalar(p, "moor_auth_callback_cache_hits_total", "counter",
-           "Decisions taken from the --auth-cache-ttl cache.",
-           (double)st->cb_cache_hits);
-    scalar(p, "moor_auth_callback_cached", "gauge",
-           "Decisions in the cache (--auth-cache-entries).",
-           (double)st->cb_cached);
+    scalar(p, "moor_auth_expired_total", (double)st->expired);
+    scalar(p, "moor_auth_connections", (double)st->sessions);
+    scalar(p, "moor_auth_callback_calls_total", (double)st->cb_calls);
+    scalar(p, "moor_auth_callback_inflight", (double)st->cb_inflight);
+    scalar(p, "moor_auth_callback_cache_hits_total", (double)st->cb_cache_hits);
+    scalar(p, "moor_auth_callback_cached", (double)st->cb_cached);
     {
         double counts[CONN_LAT_BUCKETS];
 
         for (int b = 0; b < CONN_LAT_BUCKETS; b++)
             counts[b] = (double)st->cb_lat[b];
-        latency_hist(p, "moor_auth_callback_seconds",
-                     "Time from a question to --auth-url to its answer (or "
-                     "its timeout).",
-                     counts, st->cb_lat_sum_s);
+        latency_hist(p, "moor_auth_callback_seconds", counts, st->cb_lat_sum_s);
     }
-    family(p, "moor_auth_reloads_total", "counter",
-           "Key reloads (SIGHUP), by outcome; a failed one keeps the old "
-           "keys.");
+    family(p, "moor_auth_reloads_total");
     value(p, "moor_auth_reloads_total", "result", "ok", (double)st->reloads_ok);
     value(p, "moor_auth_reloads_total", "result", "failed",
           (double)st->reloads_failed);
@@ -381,64 +315,42 @@ static void render_influx(struct page *p, const struct metrics_view *v)
     static const struct influx_stats none;
     const struct influx_stats *st = v->influx ? influx_stats(v->influx) : &none;
 
-    family(p, "moor_influx_points_total", "counter",
-           "Points for --influx-url: written, dropped (the outbox full: "
-           "--influx-buffer) or rejected (the sink refused their batch).");
+    family(p, "moor_influx_points_total");
     value(p, "moor_influx_points_total", "result", "written",
           (double)st->points_written);
     value(p, "moor_influx_points_total", "result", "dropped",
           (double)st->points_dropped);
     value(p, "moor_influx_points_total", "result", "rejected",
           (double)st->points_rejected);
-    family(p, "moor_influx_writes_total", "counter",
-           "Writes to --influx-url, by result: ok, failed (retried with "
-           "backoff), rejected (a 4xx: dropped).");
+    family(p, "moor_influx_writes_total");
     value(p, "moor_influx_writes_total", "result", "ok", (double)st->writes_ok);
     value(p, "moor_influx_writes_total", "result", "failed",
           (double)st->writes_failed);
     value(p, "moor_influx_writes_total", "result", "rejected",
           (double)st->writes_rejected);
-    scalar(p, "moor_influx_queued_bytes", "gauge",
-           "Line protocol waiting for --influx-url (at most --influx-buffer).",
-           (double)st->queued_bytes);
+    scalar(p, "moor_influx_queued_bytes", (double)st->queued_bytes);
 }
 
 static void render_pubsub(struct page *p, const struct metrics_view *v)
 {
     double maxq = 0;
 
-    scalar(p, "moor_pubsub_published_total", "counter",
-           "Messages published (whether or not anyone listened).",
-           SUM_PS(v, published));
-    scalar(p, "moor_pubsub_delivered_total", "counter",
-           "Messages queued to a subscriber.", SUM_PS(v, delivered));
-    family(p, "moor_pubsub_dropped_total", "counter",
-           "Messages a subscriber did not get, by reason: drop_oldest "
-           "(--slow-policy drop-oldest), closing (it was leaving).");
+    scalar(p, "moor_pubsub_published_total", SUM_PS(v, published));
+    scalar(p, "moor_pubsub_delivered_total", SUM_PS(v, delivered));
+    family(p, "moor_pubsub_dropped_total");
     value(p, "moor_pubsub_dropped_total", "reason", "drop_oldest",
           SUM_PS(v, dropped_oldest));
     value(p, "moor_pubsub_dropped_total", "reason", "closing",
           SUM_PS(v, dropped_closing));
-    family(p, "moor_pubsub_slow_disconnects_total", "counter",
-           "Subscribers disconnected as slow consumers, by the limit "
-           "passed: hard (--queue-limit) or soft (--queue-soft-limit "
-           "for --queue-soft-time).");
+    family(p, "moor_pubsub_slow_disconnects_total");
     value(p, "moor_pubsub_slow_disconnects_total", "limit", "hard",
           SUM_PS(v, slow_disconnects));
     value(p, "moor_pubsub_slow_disconnects_total", "limit", "soft",
           SUM_PS(v, soft_disconnects));
-    scalar(p, "moor_pubsub_refused_total", "counter",
-           "Subscriptions refused by --max-channels or "
-           "--max-channels-per-conn.",
-           SUM_PS(v, refused_channels));
-    scalar(p, "moor_pubsub_channels", "gauge",
-           "Channels with at least one subscriber.", SUM_PS(v, channels));
-    scalar(p, "moor_pubsub_subscriptions", "gauge",
-           "Subscriptions: (connection, channel) pairs.",
-           SUM_PS(v, subscriptions));
-    scalar(p, "moor_pubsub_subscribers", "gauge",
-           "Connections subscribed to at least one channel.",
-           SUM_PS(v, subscribers));
+    scalar(p, "moor_pubsub_refused_total", SUM_PS(v, refused_channels));
+    scalar(p, "moor_pubsub_channels", SUM_PS(v, channels));
+    scalar(p, "moor_pubsub_subscriptions", SUM_PS(v, subscriptions));
+    scalar(p, "moor_pubsub_subscribers", SUM_PS(v, subscribers));
     for (unsigned i = 0; i < v->n_loops; i++)
         if (v->loops[i].pubsub &&
             pubsub_stats(v->loops[i].pubsub)->max_queued > maxq)
@@ -448,13 +360,10 @@ static void render_pubsub(struct page *p, const struct metrics_view *v)
 
         for (int b = 0; b < CONN_LAT_BUCKETS; b++)
             counts[b] = SUM_CONN(v, lat_buckets[b]);
-        latency_hist(p, "moor_pubsub_delivery_seconds",
-                     "Time from a publish to the write that put the message "
-                     "in a subscriber's socket.",
-                     counts, SUM_CONN(v, lat_sum_us) / 1e6);
+        latency_hist(p, "moor_pubsub_delivery_seconds", counts,
+                     SUM_CONN(v, lat_sum_us) / 1e6);
     }
-    scalar(p, "moor_pubsub_queue_max_bytes", "gauge",
-           "The largest subscriber queue seen at a publish since start.", maxq);
+    scalar(p, "moor_pubsub_queue_max_bytes", maxq);
 }
 
 int metrics_render(struct sbuf *o, const struct metrics_view *v)
@@ -462,14 +371,10 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     struct page pg = {.o = o}, *p = &pg;
     int64_t fds = mem_process_open_fds();
 
-    family(p, "moor_build_info", "gauge",
-           "Always 1; the version is in the label.");
+    family(p, "moor_build_info");
     value(p, "moor_build_info", "version", MOOR_VERSION, 1);
-    scalar(p, "moor_start_time_seconds", "gauge",
-           "Start time of the process since the Unix epoch.",
-           (double)(v->start_wall_ms / 1000));
-    scalar(p, "moor_loops", "gauge", "Event loops (worker threads).",
-           v->n_loops);
+    scalar(p, "moor_start_time_seconds", (double)(v->start_wall_ms / 1000));
+    scalar(p, "moor_loops", v->n_loops);
     render_conns(p, v);
     render_tls(p, v);
     render_http(p, v);
@@ -477,11 +382,8 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     render_auth(p, v);
     render_influx(p, v);
     render_mem(p);
-    scalar(p, "moor_log_suppressed_total", "counter",
-           "Log lines dropped by per-site rate limiting.",
-           (double)log_suppressed_total());
-    scalar(p, "moor_process_open_fds", "gauge",
-           "Open file descriptors of the process.", (double)fds);
+    scalar(p, "moor_log_suppressed_total", (double)log_suppressed_total());
+    scalar(p, "moor_process_open_fds", (double)fds);
     return pg.err;
 }
 
