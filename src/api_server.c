@@ -678,8 +678,10 @@ static void on_metrics(struct http_exchange *ex, void *arg)
     }
     v.loops[0].pubsub = s->ps ? push_pubsub(api_pubsub_push(s->ps)) : NULL;
     rc = metrics_render(&b, &v);
-    for (unsigned i = 0; rc >= 0 && i < r->owner->n_metrics_clients; i++)
-        rc = http_client_metrics(r->owner->metrics_clients[i], &b);
+    if (rc >= 0 && r->owner->n_metrics_clients)
+        rc = http_client_metrics(
+            (const struct moor_http_client *const *)r->owner->metrics_clients,
+            r->owner->n_metrics_clients, &b);
     http_respond_page(ex, rc, &b, "text/plain; version=0.0.4; charset=utf-8");
 }
 

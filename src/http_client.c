@@ -511,7 +511,8 @@ static void family(int *err, struct sbuf *b, const char *name)
     put(err, b, "# HELP %s %s\n# TYPE %s %s\n", name, s->help, name, s->type);
 }
 
-int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
+int http_client_metrics(const struct moor_http_client *const *cls, size_t n,
+                        struct sbuf *b)
 {
     int err = 0;
 
@@ -531,29 +532,48 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
         {"response",
          offsetof(struct moor_http_client_stats, closed_by_response)},
     };
-    const struct hc_host *shown[HC_METRICS_HOSTS];
+    struct row {
+        const char *key;
+        struct moor_http_client_stats st;
+    } * rows;
     struct moor_http_client_stats other = {0};
     const struct moor_http_client_stats *st;
     const char *key;
-    size_t n_shown = 0, n_rows;
+    size_t n_shown = 0, n_rows, max_rows = 0;
     bool has_other = false;
 
-    /* The first metrics_max_hosts hosts, then the rest summed. */
-    for (unsigned bk = 0; bk < HC_BUCKETS; bk++)
-        for (const struct hc_host *h = cl->hosts[bk]; h; h = h->next) {
-            if (n_shown < cl->o.metrics_max_hosts) {
-                shown[n_shown++] = h;
-                continue;
+    /* One row per host, the same host of two clients summed in one; the
+     * first metrics_max_hosts hosts (the largest of the clients'), then
+     * the rest summed as "other". */
+    for (size_t c = 0; c < n; c++)
+        if (cls[c]->o.metrics_max_hosts > max_rows)
+            max_rows = cls[c]->o.metrics_max_hosts;
+    rows = max_rows ? mem_calloc(MEM_METRICS, max_rows, sizeof(*rows)) : NULL;
+    if (max_rows && !rows)
+        return -ENOMEM;
+    for (size_t c = 0; c < n; c++)
+        for (unsigned bk = 0; bk < HC_BUCKETS; bk++)
+            for (const struct hc_host *h = cls[c]->hosts[bk]; h; h = h->next) {
+                size_t r = 0;
+
+                while (r < n_shown && strcmp(rows[r].key, h->key))
+                    r++;
+                if (r < n_shown) {
+                    stats_add(&rows[r].st, &h->st);
+                } else if (n_shown < max_rows) {
+                    rows[n_shown].key = h->key;
+                    rows[n_shown++].st = h->st;
+                } else {
+                    stats_add(&other, &h->st);
+                    has_other = true;
+                }
             }
-            stats_add(&other, &h->st);
-            has_other = true;
-        }
     n_rows = n_shown + (has_other ? 1 : 0);
 
 #define EACH_HOST                                                              \
     for (size_t r_ = 0;                                                        \
-         r_ < n_rows && ((key = r_ < n_shown ? shown[r_]->key : "other"),      \
-                         (st = r_ < n_shown ? &shown[r_]->st : &other), 1);    \
+         r_ < n_rows && ((key = r_ < n_shown ? rows[r_].key : "other"),        \
+                         (st = r_ < n_shown ? &rows[r_].st : &other), 1);      \
          r_++)
 
     family(&err, b, "moor_http_client_connections");
@@ -620,6 +640,7 @@ int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b)
     put(&err, b, "moor_http_client_bytes_held %lld\n",
         (long long)mem_live_bytes(MEM_HTTPC));
 #undef EACH_HOST
+    mem_free(MEM_METRICS, rows);
     return err;
 }
 

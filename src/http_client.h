@@ -24,9 +24,11 @@ struct moor_http_client **http_client_next(struct moor_http_client *cl);
 /* True while a call is in flight (moor_loop_run() goes on). Idle pooled
  * connections do not keep a loop running. */
 bool http_client_busy(const struct moor_http_client *cl);
-/* Appends the client's Prometheus families (moor_http_client_*), per
- * host and in total, to b. Returns 0, or the first append's error
- * (-ENOBUFS past b's cap, -ENOMEM): then the page must not be served. */
-int http_client_metrics(const struct moor_http_client *cl, struct sbuf *b);
+/* Appends the Prometheus families (moor_http_client_*) of the n clients
+ * cls, per host and in total, to b: each family once, a host two clients
+ * talk to as one row. Returns 0, or the first append's error (-ENOBUFS
+ * past b's cap, -ENOMEM): then the page must not be served. */
+int http_client_metrics(const struct moor_http_client *const *cls, size_t n,
+                        struct sbuf *b);
 
 #endif

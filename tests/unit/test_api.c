@@ -1774,6 +1774,51 @@ static void test_http_client_metrics(void **state)
     assert_int_equal(moor_mem_live_bytes(), 0);
 }
 
+/* Two clients on one page (here the same one twice, so both talk to the
+ * same host): each family once, the host's rows summed in one. */
+static void test_http_client_metrics_two_clients(void **state)
+{
+    static struct mclient m;
+    struct http_state h = {0};
+    struct moor_error err = {0};
+    struct moor_loop *l;
+    const char *p, *type = "# TYPE moor_http_client_requests_total counter";
+    char want[256];
+    int types = 0;
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    l = new_loop();
+    m.s = new_server(l);
+    assert_int_equal(moor_server_route(m.s, "GET", "/hello", on_hello, &h), 0);
+    assert_int_equal(moor_server_metrics(m.s, "/metrics", m.s), 0);
+    m.cl = moor_http_client_new(l, NULL, &err);
+    assert_non_null(m.cl);
+    assert_int_equal(moor_server_metrics_http_client(m.s, m.cl), 0);
+    assert_int_equal(moor_server_metrics_http_client(m.s, m.cl), 0);
+    snprintf(m.url, sizeof(m.url), "http://127.0.0.1:%d/hello",
+             moor_server_port(m.s));
+    snprintf(m.murl, sizeof(m.murl), "http://127.0.0.1:%d/metrics",
+             moor_server_port(m.s));
+    m.left = 3;
+    mc_start(&m, m.url);
+    assert_int_equal(moor_loop_run(l), 0);
+    assert_true(m.done);
+    assert_int_equal(m.status, 200);
+    for (p = m.metrics; (p = strstr(p, type)); p++)
+        types++;
+    assert_int_equal(types, 1);
+    snprintf(
+        want, sizeof(want),
+        "moor_http_client_requests_total{host=\"http://127.0.0.1:%d\"} 8\n",
+        moor_server_port(m.s));
+    assert_non_null(strstr(m.metrics, want));
+    moor_http_client_free(m.cl);
+    moor_server_free(m.s);
+    moor_loop_free(l);
+    assert_int_equal(moor_mem_live_bytes(), 0);
+}
+
 /* metrics_max_hosts: hosts past it are summed under host="other" (here
  * 0, so the one host is), and the page names no host itself. */
 static void test_http_client_metrics_other(void **state)
@@ -1964,6 +2009,7 @@ int main(void)
         cmocka_unit_test(test_http_routes),
         cmocka_unit_test(test_http_client_metrics),
         cmocka_unit_test(test_http_client_metrics_other),
+        cmocka_unit_test(test_http_client_metrics_two_clients),
         cmocka_unit_test(test_publish_from_c),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
