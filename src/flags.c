@@ -630,6 +630,11 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
                 flags_set_err(err, errlen, "flag %s needs a value", argv[i]);
                 return -1;
             }
+            if (!takes && value) {
+                flags_set_err(err, errlen, "flag %.*s takes no value",
+                              (int)strcspn(argv[i], "="), argv[i]);
+                return -1;
+            }
             if (takes && !value)
                 i++;
             continue;

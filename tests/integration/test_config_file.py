@@ -11,12 +11,13 @@ import re
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import (HOST, SUITE_IP_LIMITS, Server, base_env, moor_bin,
-                      run_moor, servers_of)
+                      run_moor, servers_of, slack)
 import wsutil
 
 EVIL = "https://evil.example"
@@ -243,3 +244,50 @@ def test_sighup_without_config_counts_nothing(moor):
     s.proc.send_signal(signal.SIGHUP)
     assert s.wait_log("nothing to reload on SIGHUP")
     assert reloads(s, "ok") == 0 and reloads(s, "failed") == 0
+
+
+def tls_port(srv):
+    m = re.search(r"https://127\.0\.0\.1:(\d+) +TLS listener",
+                  srv.stdout_text())
+    assert m, srv.stdout_text()
+    return int(m.group(1))
+
+
+def silent_conn_lasts(port, wait):
+    """Opens a TCP connection to the TLS listener, sends nothing, and
+    returns the seconds until moor closes it (None: open after wait)."""
+    start = time.monotonic()
+    with socket.create_connection((HOST, port), timeout=wait) as s:
+        try:
+            data = s.recv(1)
+        except socket.timeout:
+            return None
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", data
+    return time.monotonic() - start
+
+
+@pytest.mark.wall(40)
+def test_sighup_changes_handshake_timeout(confmoor, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=localhost", "-days", "1"],
+                   check=True, capture_output=True, timeout=30)
+    conf = tmp_path / "tls.conf"
+    common = (f"listen 127.0.0.1:0\ntls-listen 127.0.0.1:0\n"
+              f"tls-cert {cert}\ntls-key {key}\n")
+    conf.write_text(common + "handshake-timeout 30s\n")
+    s = confmoor("--config", str(conf))
+    port = tls_port(s)
+    # 30 s: a silent client is still there after a second.
+    assert silent_conn_lasts(port, slack(1.0)) is None
+    conf.write_text(common + "handshake-timeout 300ms\n")
+    hup_and_wait(s, "ok", 1)
+    assert s.wait_log('setting=handshake-timeout was="30s" now="300ms"')
+    took = silent_conn_lasts(port, slack(5.0))
+    assert took is not None and took < slack(3.0), took
+    m = s.wait_metric(lambda m: m.get_value(
+        "moor_closed_total", reason="handshake_timeout") >= 1)
+    assert m.get_value("moor_closed_total", reason="handshake_timeout") >= 1

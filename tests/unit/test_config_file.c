@@ -207,6 +207,13 @@ static void test_file_errors(void **state)
     assert_int_equal(config_parse(&c, 1, argv2, NULL, NULL, err, sizeof(err)),
                      -1);
     assert_string_equal(err, "--config needs a file name");
+    {
+        char *argv4[] = {"--print-config=yes"};
+
+        assert_int_equal(
+            config_parse(&c, 1, argv4, NULL, NULL, err, sizeof(err)), -1);
+        assert_string_equal(err, "flag --print-config takes no value");
+    }
     assert_int_equal(config_parse(&c, 2, argv3, NULL, NULL, err, sizeof(err)),
                      -1);
     assert_string_equal(err, "cannot read config file /tmp: Is a directory");
