@@ -11,8 +11,11 @@
  * Invariants.
  * - A default is kept as text and goes through the same parser as a flag,
  *   so the default --help shows is the default moor runs with.
- * - Precedence is flag > environment > default. An environment variable
- *   set to the empty string counts as unset.
+ * - Precedence is flag > environment > config file > default. An
+ *   environment variable set to the empty string counts as unset.
+ * - A row marked .reload takes effect when SIGHUP rereads the config file
+ *   (serve.c applies it); mark only a setting the running server reads
+ *   again each time it uses it, never one copied at start.
  * - --help and --limits-md win over anything else on the command line and
  *   over a bad environment variable: asking for help never fails.
  * - Every error is one line naming the flag, the bad value, where the
@@ -139,6 +142,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "close a TLS connection whose handshake takes longer (a client "
              "that sends nothing or half a ClientHello)",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"handshake_timeout\"}"},
     {.name = "max-conns",
      .kind = FLAG_UINT,
@@ -408,6 +412,7 @@ static const struct flag opts[] = {
      .help = "origins allowed to open a WebSocket or an event stream "
              "(SSE, answered with CORS headers), comma-separated "
              "(https://example.com); others get 403; empty allows any",
+     .reload = true,
      .metric = "moor_http_rejected_total{status=\"403\"}"},
     {.name = "slow-policy",
      .kind = FLAG_ENUM,
@@ -507,6 +512,7 @@ static const struct flag opts[] = {
      .arg = "LEVEL",
      .help = "least severe log line written: debug, info, warn, error, "
              "or off",
+     .reload = true,
      .metric = "-"},
     {.name = "mem-trace",
      .kind = FLAG_BOOL,
@@ -719,11 +725,15 @@ static const struct flag opts[] = {
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
+/* Not rows: the file the rows are read from, and the dump of them. */
+static const char *const extras[] = {"--config=", "--print-config", NULL};
+
 static const struct flag_table table = {
     .flags = opts,
     .n = N_OPTS,
     .cmd = "moor serve",
     .env_prefix = "MOOR_",
+    .extra = extras,
 };
 
 void config_defaults(struct moor_config *c)
@@ -806,12 +816,26 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
     return -1;
 }
 
+const char *config_file_path(int argc, char **argv, char **envp)
+{
+    const char *path = flags_extra_value(&table, argc, argv, "--config=");
+    static const char env[] = "MOOR_CONFIG=";
+
+    if (path)
+        return path;
+    for (; envp && *envp; envp++)
+        if (!strncmp(*envp, env, sizeof(env) - 1) && (*envp)[sizeof(env) - 1])
+            return *envp + sizeof(env) - 1;
+    return NULL;
+}
+
 int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
                  FILE *out, char *err, size_t errlen)
 {
     static const char *const asks[] = {"--help", "-h", "--limits-md",
                                        "--metrics-md", NULL};
-    const char *ask;
+    static const char *const dump[] = {"--print-config", NULL};
+    const char *ask, *path = config_file_path(argc, argv, envp);
 
     config_defaults(c);
     flags_set_err(err, errlen, "%s", "");
@@ -828,9 +852,107 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
         config_print_help(out ? out : stdout);
         return 1;
     }
+    if (path && !*path) {
+        flags_set_err(err, errlen, "--config needs a file name");
+        return -1;
+    }
+    /* Precedence: the file first, so the environment and the command
+     * line are applied over it. */
+    if (path && flags_parse_file(&table, c, path, err, errlen) < 0)
+        return -1;
     if (flags_parse(&table, c, argc, argv, envp, 0, NULL, err, errlen) < 0)
         return -1;
-    return check_cross(c, err, errlen);
+    if (check_cross(c, err, errlen) < 0)
+        return -1;
+    if (flags_find_word(&table, argc, argv, dump)) {
+        config_print(out ? out : stdout, c);
+        return 1;
+    }
+    return 0;
+}
+
+/* "# " and text wrapped at 78 columns. */
+static void print_comment(FILE *out, const char *text)
+{
+    int col = 0;
+
+    while (*text) {
+        int n = (int)strcspn(text, " ");
+
+        if (col && col + 1 + n > 78) {
+            fputc('\n', out);
+            col = 0;
+        }
+        col += col ? fprintf(out, " %.*s", n, text)
+                   : fprintf(out, "# %.*s", n, text);
+        text += n;
+        while (*text == ' ')
+            text++;
+    }
+    fputc('\n', out);
+}
+
+/* True if v must be quoted to read back the same: empty, blanks at an
+ * end, a quote first, or a '#' that would start a comment. */
+static bool needs_quotes(const char *v)
+{
+    size_t n = strlen(v);
+
+    return !n || v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' ||
+           v[n - 1] == '\t' || v[0] == '"' || v[0] == '\'' || strchr(v, '#');
+}
+
+void config_print(FILE *out, const struct moor_config *c)
+{
+    char value[2200], text[640];
+
+    fprintf(out, "# moor serve configuration (moor serve --print-config).\n"
+                 "# One setting a line: \"name value\" or \"name = value\", "
+                 "names as the\n"
+                 "# flags without \"--\". Read with moor serve --config FILE "
+                 "(or MOOR_CONFIG);\n"
+                 "# a flag or a MOOR_* variable beats the file. SIGHUP "
+                 "rereads it; settings\n"
+                 "# marked \"SIGHUP applies it\" change at once, the others "
+                 "need a restart.\n");
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct flag *o = &opts[i];
+
+        snprintf(text, sizeof(text), "%s%s", o->help,
+                 o->reload ? " (SIGHUP applies it)" : "");
+        fputc('\n', out);
+        print_comment(out, text);
+        flags_fmt_value(o, c, value, sizeof(value));
+        if (needs_quotes(value))
+            fprintf(out, "%s \"%s\"\n", o->name, value);
+        else
+            fprintf(out, "%s %s\n", o->name, value);
+    }
+}
+
+int config_reload(struct moor_config *live, const struct moor_config *next,
+                  void (*report)(const char *name, bool applied,
+                                 const char *was, const char *now, void *arg),
+                  void *arg)
+{
+    char was[2200], now[2200];
+    int applied = 0;
+
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const struct flag *o = &opts[i];
+
+        if (flags_same(o, live, next))
+            continue;
+        flags_fmt_value(o, live, was, sizeof(was));
+        flags_fmt_value(o, next, now, sizeof(now));
+        if (o->reload) {
+            flags_copy(o, live, next);
+            applied++;
+        }
+        if (report)
+            report(o->name, o->reload, was, now, arg);
+    }
+    return applied;
 }
 
 const char *config_flag_name(size_t i)
@@ -847,13 +969,19 @@ void config_print_help(FILE *out)
     static const struct {
         const char *flag, *help;
     } extra[] = {
+        {"--config FILE", "read settings from FILE first, one \"name "
+                          "value\" a line (names as the flags without "
+                          "\"--\"); SIGHUP rereads it (env MOOR_CONFIG); "
+                          "docs/config.md"},
+        {"--print-config", "print the effective settings in that format and "
+                           "exit"},
         {"-h, --help", "print this help"},
         {"--limits-md", "print docs/limits.md (every limit, its default and "
                         "its metric, as a Markdown table)"},
         {"--metrics-md", "print the table of every series on /metrics that "
                          "docs/monitoring.md holds (Markdown)"},
     };
-    char left[64], text[512], env[64];
+    char left[64], text[512], env[64], sighup[16];
     int col = flags_help_column(&table);
 
     fprintf(out, "usage: moor serve [flags]\n\n");
@@ -878,14 +1006,16 @@ void config_print_help(FILE *out)
         const struct flag *o = &opts[i];
 
         flags_env_name(table.env_prefix, o, env, sizeof(env));
+        snprintf(sighup, sizeof(sighup), "%s", o->reload ? "; SIGHUP" : "");
         if (o->kind == FLAG_BOOL)
-            snprintf(text, sizeof(text), "%s (env %s=1)", o->help, env);
+            snprintf(text, sizeof(text), "%s (env %s=1%s)", o->help, env,
+                     sighup);
         else if (!o->def[0])
-            snprintf(text, sizeof(text), "%s (default none, env %s)", o->help,
-                     env);
+            snprintf(text, sizeof(text), "%s (default none, env %s%s)", o->help,
+                     env, sighup);
         else
-            snprintf(text, sizeof(text), "%s (default %s, env %s)", o->help,
-                     o->def, env);
+            snprintf(text, sizeof(text), "%s (default %s, env %s%s)", o->help,
+                     o->def, env, sighup);
         flags_print_flag(out, col, o, text);
     }
     for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
@@ -899,7 +1029,10 @@ void config_print_help(FILE *out)
         "64KiB, 1MiB, 1GiB (powers of 1024), 1KB, 1MB, 1GB (powers of "
         "1000), or a plain number of bytes. Flags are given as --flag "
         "value or --flag=value. A flag beats its environment variable, "
-        "which beats the default.",
+        "which beats the config file (--config), which beats the default. "
+        "SIGHUP rereads the config file: the settings marked SIGHUP take "
+        "the new value at once, any other change is logged as needing a "
+        "restart; it also reloads the TLS certificate and the JWT keys.",
         0, 0);
     fputc('\n', out);
     flags_wrap(out,
@@ -926,6 +1059,10 @@ void config_print_limits_md(FILE *out)
     fprintf(out, "# Limits\n\n"
                  "This file is generated by `make docs` from the option table "
                  "in src/config.c; edit that table, not this file.\n\n"
+                 "Every flag can also be a line of the config file "
+                 "(`--config FILE`, docs/config.md) without its `--`; "
+                 "those marked \"SIGHUP applies it\" change when SIGHUP "
+                 "rereads the file.\n\n"
                  "| flag | default | env | what it limits | metric when it "
                  "bites |\n"
                  "|---|---|---|---|---|\n");
@@ -938,6 +1075,8 @@ void config_print_limits_md(FILE *out)
         else
             fprintf(out, "| `--%s` | (none) | `%s` | ", o->name, env);
         md_cell(out, o->help);
+        if (o->reload)
+            fprintf(out, " (SIGHUP applies it)");
         if (o->kind == FLAG_DURATION) {
             flags_fmt_duration(o->min, lo, sizeof(lo));
             flags_fmt_duration(o->max, hi, sizeof(hi));
@@ -959,5 +1098,6 @@ void config_print_limits_md(FILE *out)
             "\nDurations take ms, s, m, h (\"0\" alone is zero); sizes take "
             "B, KiB, MiB, GiB (powers of 1024), KB, MB, GB (powers of "
             "1000), or a plain number of bytes. A flag beats its "
-            "environment variable, which beats the default.\n");
+            "environment variable, which beats the config file, which "
+            "beats the default.\n");
 }

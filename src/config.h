@@ -4,8 +4,10 @@
  * (config.c), read by the flag engine (flags.h). --help and
  * docs/limits.md are generated from that table.
  *
- * Precedence: command-line flag > environment variable > default.
- * A flag --foo-bar is read from the environment as MOOR_FOO_BAR.
+ * Precedence: command-line flag > environment variable > config file
+ * (--config FILE, or MOOR_CONFIG) > default. A flag --foo-bar is read
+ * from the environment as MOOR_FOO_BAR and from the file as foo-bar.
+ * docs/config.md has the file's format and what SIGHUP rereads.
  *
  * Units: durations take ms, s, m, h ("250ms", "10s", "2m"); "0" alone means
  * zero/off. Sizes take B, KiB, MiB, GiB (powers of 1024), KB, MB, GB
@@ -107,15 +109,40 @@ void config_defaults(struct moor_config *c);
  * Parses argv[0..argc) (the words after "serve") over the environment
  * (envp, NULL-terminated "NAME=value" strings; NULL = none) and defaults.
  * Accepts "--flag value" and "--flag=value"; boolean flags take no value.
+ * With --config FILE (or MOOR_CONFIG) the file is read first, under the
+ * environment and the command line.
  * Return value: 0 on success; 1 if --help/-h, --limits-md or --metrics-md
  * was asked (the help or the Markdown already printed to out; c holds the
- * defaults); -1
+ * defaults) or --print-config (the effective configuration printed to out); -1
  * on a bad flag or value, with a one-line message naming the flag, the bad
  * value and what is expected written to err, e.g. invalid value "10x" for
  * --idle-timeout: expected a duration like 250ms, 10s, 2m
  */
 int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
                  FILE *out, char *err, size_t errlen);
+
+/* The config file of argv (--config FILE or --config=FILE) or else of
+ * the environment (MOOR_CONFIG), or NULL: none. "" for --config without
+ * a name (config_parse() refuses it). */
+const char *config_file_path(int argc, char **argv, char **envp);
+
+/* Prints c as a config file: a header, then every setting as "name
+ * value" under a comment with its help sentence; it reads back (--config)
+ * to the same c. What --print-config prints. */
+void config_print(FILE *out, const struct moor_config *c);
+
+/*
+ * SIGHUP: compares next (a whole new parse) with live, setting by
+ * setting. A setting marked reloadable in the table is copied into live;
+ * any other that differs stays as it is in live. report, if not NULL, is
+ * called for each setting that differs with its name, whether it was
+ * applied, and the old and the new value as text. Returns the number of
+ * settings applied.
+ */
+int config_reload(struct moor_config *live, const struct moor_config *next,
+                  void (*report)(const char *name, bool applied,
+                                 const char *was, const char *now, void *arg),
+                  void *arg);
 
 /* Prints the --help text (every flag, its default, its env variable). */
 void config_print_help(FILE *out);

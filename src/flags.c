@@ -15,6 +15,9 @@
  * - No value of any flag starts with '-', so a word that does is never
  *   taken as the value of the flag before it.
  *
+ * - A config file is read through one fixed line buffer on the stack and
+ *   is at most FLAGS_FILE_MAX bytes; every error names PATH:LINE.
+ *
  * What it must not do. Allocate, touch the process environment other than
  * through envp, or know any table's flags.
  */
@@ -22,9 +25,11 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "util.h"
@@ -206,13 +211,17 @@ int flags_parse_size(const char *s, uint64_t *bytes)
     return parse_with_unit(s, units, ARRAY_SIZE(units), UINT64_MAX, bytes);
 }
 
+/* The spellings a config file uses too (yes/no, on/off), so a line can
+ * say "tls-tickets on" the way nginx and Redis files do. */
 static int parse_bool(const char *s, bool *v)
 {
-    if (!strcmp(s, "1") || !strcasecmp(s, "true")) {
+    if (!strcmp(s, "1") || !strcasecmp(s, "true") || !strcasecmp(s, "yes") ||
+        !strcasecmp(s, "on")) {
         *v = true;
         return 0;
     }
-    if (!strcmp(s, "0") || !strcasecmp(s, "false")) {
+    if (!strcmp(s, "0") || !strcasecmp(s, "false") || !strcasecmp(s, "no") ||
+        !strcasecmp(s, "off")) {
         *v = false;
         return 0;
     }
@@ -330,7 +339,9 @@ static void expected(const struct flag *f, const char *text, int rc, char *buf,
         break;
     }
     case FLAG_BOOL:
-        snprintf(buf, len, "expected 1, 0, true or false");
+        snprintf(buf, len,
+                 "expected true or false (or 1, 0, yes, no, on, "
+                 "off)");
         break;
     case FLAG_ORIGINS:
         snprintf(buf, len,
@@ -532,6 +543,51 @@ static const struct flag *split_flag(const struct flag_table *t,
     return flags_find(t, name, eq ? (size_t)(eq - name) : strlen(name));
 }
 
+/* If word is one of t's extra words, returns 1 and sets *value (its
+ * "=value", else NULL) and *takes (it takes a value); else 0. */
+static int split_extra(const struct flag_table *t, const char *word,
+                       const char **value, bool *takes)
+{
+    if (!t->extra)
+        return 0;
+    for (const char *const *w = t->extra; *w; w++) {
+        size_t n = strcspn(*w, "=");
+
+        if (strncmp(word, *w, n) || (word[n] && word[n] != '='))
+            continue;
+        *takes = (*w)[n] == '=';
+        *value = word[n] == '=' ? word + n + 1 : NULL;
+        return 1;
+    }
+    return 0;
+}
+
+const char *flags_extra_value(const struct flag_table *t, int argc, char **argv,
+                              const char *w)
+{
+    size_t n = strcspn(w, "=");
+
+    for (int i = 0; i < argc; i++) {
+        const char *value;
+        bool takes = false;
+
+        if (!split_extra(t, argv[i], &value, &takes)) {
+            const struct flag *f = split_flag(t, argv[i], &value);
+
+            if (f && f->kind != FLAG_BOOL && !value && i + 1 < argc &&
+                argv[i + 1][0] != '-')
+                i++;
+            continue;
+        }
+        if (strncmp(argv[i], w, n) || (argv[i][n] && argv[i][n] != '='))
+            continue;
+        if (!value && takes && i + 1 < argc && argv[i + 1][0] != '-')
+            value = argv[i + 1];
+        return value ? value : "";
+    }
+    return NULL;
+}
+
 /* A word that follows a flag is its value unless it looks like a flag:
  * no value of any flag starts with '-'. */
 static bool takes_next(const struct flag *f, const char *value,
@@ -544,13 +600,16 @@ const char *flags_find_word(const struct flag_table *t, int argc, char **argv,
                             const char *const *words)
 {
     for (int i = 0; i < argc; i++) {
-        const char *value;
+        const char *value, *next = i + 1 < argc ? argv[i + 1] : NULL;
         const struct flag *f = split_flag(t, argv[i], &value);
+        bool takes = false;
 
         for (const char *const *w = words; *w; w++)
             if (!strcmp(argv[i], *w))
                 return *w;
-        if (takes_next(f, value, i + 1 < argc ? argv[i + 1] : NULL))
+        if (takes_next(f, value, next) ||
+            (split_extra(t, argv[i], &value, &takes) && takes && !value &&
+             next && next[0] != '-'))
             i++;
     }
     return NULL;
@@ -563,7 +622,23 @@ static int apply_args(const struct flag_table *t, void *dst, int argc,
     for (int i = 0; i < argc; i++) {
         const char *value, *next = i + 1 < argc ? argv[i + 1] : NULL;
         const struct flag *f = split_flag(t, argv[i], &value);
+        bool takes = false;
 
+        if (!f && split_extra(t, argv[i], &value, &takes)) {
+            /* Not a row: the command reads it (--config FILE). */
+            if (takes && !value && (!next || next[0] == '-')) {
+                flags_set_err(err, errlen, "flag %s needs a value", argv[i]);
+                return -1;
+            }
+            if (!takes && value) {
+                flags_set_err(err, errlen, "flag %.*s takes no value",
+                              (int)strcspn(argv[i], "="), argv[i]);
+                return -1;
+            }
+            if (takes && !value)
+                i++;
+            continue;
+        }
         if (!f && argv[i][0] != '-') {
             flags_set_err(err, errlen,
                           "unexpected argument \"%s\" (see %s --help)", argv[i],
@@ -603,6 +678,276 @@ int flags_parse(const struct flag_table *t, void *dst, int argc, char **argv,
     if (apply_env(t, dst, envp, err, errlen) < 0)
         return -1;
     return apply_args(t, dst, argc, argv, mode_bit, mode_name, err, errlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* A config file.                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Edit distance of a and b (each under 64 bytes; longer: far). */
+static size_t distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+
+    if (la >= 64 || lb >= 64)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+const struct flag *flags_suggest(const struct flag_table *t, const char *name)
+{
+    size_t len = strlen(name), limit = len / 3 > 2 ? len / 3 : 2;
+    size_t best = SIZE_MAX;
+    const struct flag *hit = NULL;
+
+    if (!strncmp(name, "--", 2) && flags_find(t, name + 2, len - 2))
+        return flags_find(t, name + 2, len - 2);
+    for (size_t i = 0; i < t->n; i++) {
+        size_t d = distance(name, t->flags[i].name);
+
+        if (d < best) {
+            best = d;
+            hit = &t->flags[i];
+        }
+    }
+    return best <= limit ? hit : NULL;
+}
+
+static bool is_space(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* One line (NUL-terminated, no newline) of the file into dst. seen[i]:
+ * the line row i was set on, 0 = not yet. Returns 0 or -1 with err
+ * (without the "PATH:LINE: " prefix). */
+static int file_line(const struct flag_table *t, void *dst, char *line,
+                     unsigned lineno, unsigned *seen, char *err, size_t errlen)
+{
+    char *p = line, *name, *value, *end;
+    const struct flag *f;
+    size_t n;
+
+    while (is_space(*p))
+        p++;
+    if (!*p || *p == '#')
+        return 0;
+    name = p;
+    while (*p && !is_space(*p) && *p != '=')
+        p++;
+    n = (size_t)(p - name);
+    while (is_space(*p))
+        p++;
+    if (*p == '=')
+        p++;
+    while (is_space(*p))
+        p++;
+    if (*p == '"' || *p == '\'') {
+        /* Literal up to the last quote of its kind; after it only
+         * blanks or a comment. */
+        char q = *p;
+
+        value = p + 1;
+        end = strrchr(value, q);
+        if (!end) {
+            flags_set_err(err, errlen,
+                          "unterminated %s quote in the value "
+                          "of \"%.*s\"",
+                          q == '"' ? "double" : "single", (int)MIN(n, 64),
+                          name);
+            return -1;
+        }
+        for (p = end + 1; is_space(*p); p++)
+            ;
+        if (*p && *p != '#') {
+            flags_set_err(err, errlen,
+                          "text after the closing quote of "
+                          "\"%.*s\"'s value",
+                          (int)MIN(n, 64), name);
+            return -1;
+        }
+    } else {
+        /* Up to a '#' after a blank, or the end; blanks trimmed. */
+        value = p;
+        for (end = p; *end && !(*end == '#' && end > line && is_space(end[-1]));
+             end++)
+            ;
+        while (end > value && is_space(end[-1]))
+            end--;
+    }
+    *end = '\0';
+    name[n] = '\0';
+    f = flags_find(t, name, n);
+    if (!f) {
+        const struct flag *near = flags_suggest(t, name);
+
+        if (near)
+            flags_set_err(err, errlen,
+                          "unknown setting \"%.64s\" (did you mean \"%s\"?)",
+                          name, near->name);
+        else
+            flags_set_err(err, errlen,
+                          "unknown setting \"%.64s\" (see %s --help)", name,
+                          t->cmd);
+        return -1;
+    }
+    if (seen[f - t->flags]) {
+        flags_set_err(err, errlen, "\"%s\" is set twice (first on line %u)",
+                      f->name, seen[f - t->flags]);
+        return -1;
+    }
+    seen[f - t->flags] = lineno;
+    if (!*value && value == p) {
+        /* "name" alone: unclear whether empty was meant; "" says it. */
+        bool text = f->kind == FLAG_ADDR || f->kind == FLAG_PATH ||
+                    f->kind == FLAG_TEXT || f->kind == FLAG_ORIGINS;
+
+        flags_set_err(err, errlen, "\"%s\" needs a value%s%s%s", f->name,
+                      text ? " (write " : "", text ? f->name : "",
+                      text ? " \"\" for empty)" : "");
+        return -1;
+    }
+    return set_flag(dst, f, value, NULL, err, errlen);
+}
+
+int flags_parse_file(const struct flag_table *t, void *dst, const char *path,
+                     char *err, size_t errlen)
+{
+    char line[FLAGS_LINE_MAX + 1], chunk[4096], why[FLAGS_LINE_MAX / 2];
+    unsigned seen[FLAGS_ROWS_MAX] = {0}, lineno = 1;
+    size_t used = 0, total = 0;
+    bool last = false;
+    int fd, rc = 0;
+
+    assert(t->n <= FLAGS_ROWS_MAX);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        flags_set_err(err, errlen, "cannot read config file %s: %s", path,
+                      strerror(errno));
+        return -1;
+    }
+    while (!last && rc == 0) {
+        ssize_t got = read(fd, chunk, sizeof(chunk));
+
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            flags_set_err(err, errlen, "cannot read config file %s: %s", path,
+                          strerror(errno));
+            rc = -1;
+            break;
+        }
+        total += (size_t)got;
+        if (total > FLAGS_FILE_MAX) {
+            flags_set_err(err, errlen,
+                          "%s: longer than %u bytes: not a config file?", path,
+                          FLAGS_FILE_MAX);
+            rc = -1;
+            break;
+        }
+        if (got == 0) {
+            last = true;
+            if (used == 0)
+                break;
+            chunk[0] = '\n'; /* a last line without its newline */
+            got = 1;
+        }
+        for (ssize_t i = 0; i < got && rc == 0; i++) {
+            char ch = chunk[i];
+
+            if (ch != '\n') {
+                if (used == FLAGS_LINE_MAX || ch == '\0') {
+                    flags_set_err(err, errlen, "%s:%u: %s", path, lineno,
+                                  ch ? "line too long (over 4096 bytes)"
+                                     : "a NUL byte: not a text file?");
+                    rc = -1;
+                    break;
+                }
+                line[used++] = ch;
+                continue;
+            }
+            if (used && line[used - 1] == '\r')
+                used--;
+            line[used] = '\0';
+            if (file_line(t, dst, line, lineno, seen, why, sizeof(why)) < 0) {
+                flags_set_err(err, errlen, "%s:%u: %s", path, lineno, why);
+                rc = -1;
+            }
+            used = 0;
+            lineno++;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+void flags_fmt_value(const struct flag *f, const void *src, char *buf,
+                     size_t len)
+{
+    const char *field = (const char *)src + f->off;
+    uint32_t v32;
+    uint64_t v64;
+    bool b;
+
+    switch (f->kind) {
+    case FLAG_UINT:
+        memcpy(&v32, field, sizeof(v32));
+        snprintf(buf, len, "%u", v32);
+        break;
+    case FLAG_DURATION:
+        memcpy(&v32, field, sizeof(v32));
+        flags_fmt_duration(v32, buf, len);
+        break;
+    case FLAG_SIZE:
+        memcpy(&v64, field, sizeof(v64));
+        flags_fmt_size(v64, buf, len);
+        break;
+    case FLAG_BOOL:
+        memcpy(&b, field, sizeof(b));
+        snprintf(buf, len, "%s", b ? "true" : "false");
+        break;
+    default:
+        snprintf(buf, len, "%.*s", (int)f->len, field);
+        break;
+    }
+}
+
+bool flags_same(const struct flag *f, const void *a, const void *b)
+{
+    const char *fa = (const char *)a + f->off, *fb = (const char *)b + f->off;
+
+    switch (f->kind) {
+    case FLAG_UINT:
+    case FLAG_DURATION:
+    case FLAG_SIZE:
+    case FLAG_BOOL:
+        return !memcmp(fa, fb, f->len);
+    default:
+        return !strncmp(fa, fb, f->len);
+    }
+}
+
+void flags_copy(const struct flag *f, void *dst, const void *src)
+{
+    memcpy((char *)dst + f->off, (const char *)src + f->off, f->len);
 }
 
 /* ------------------------------------------------------------------ */

@@ -12,8 +12,16 @@
  * GB (powers of 1000), or a plain number of bytes.
  *
  * Precedence: command-line flag > environment variable (when the table
- * has an environment prefix: --foo-bar is MOOR_FOO_BAR) > default. An
+ * has an environment prefix: --foo-bar is MOOR_FOO_BAR) > config file
+ * (flags_parse_file(), when the command reads one) > default. An
  * environment variable set to the empty string counts as unset.
+ *
+ * A config file is one setting a line, "name value" or "name = value"
+ * (the flag's name without "--"), '#' comments, blank lines, the value
+ * optionally in double or single quotes (taken literally between the
+ * first and the last quote, so "" is the empty value). It is read
+ * through a fixed line buffer: at most FLAGS_FILE_MAX bytes, lines of at
+ * most FLAGS_LINE_MAX bytes.
  *
  * It never allocates: every field a table fills has a fixed size.
  */
@@ -29,6 +37,13 @@
  * deadline must stay under 2^31 ms (24.8 days). 24 days is the round
  * number under it, and the longest duration any flag takes. */
 #define FLAGS_DURATION_MAX_MS (24u * 24 * 3600 * 1000)
+
+/* A config file: bytes at most, bytes a line at most (the longest value
+ * of any table, 2 KiB, quoted, with its name, fits), rows of a table
+ * (the duplicate check keeps one byte per row). */
+#define FLAGS_FILE_MAX (1024u * 1024)
+#define FLAGS_LINE_MAX 4096u
+#define FLAGS_ROWS_MAX 256u
 
 enum flag_kind {
     FLAG_ADDR,     /* char[]: host:port, [v6]:port or :port (addr.h) */
@@ -58,6 +73,7 @@ struct flag {
     const char *help;    /* one sentence, no final period */
     const char *metric;  /* serve: series that counts it biting, or "-" */
     unsigned modes;      /* bench: bit i set = applies to mode i */
+    bool reload;         /* serve: SIGHUP applies a new value from --config */
 };
 
 /* Fills .off and .len of a row for field f of struct type. */
@@ -69,6 +85,10 @@ struct flag_table {
     size_t n;
     const char *cmd;        /* "moor serve": errors say "see CMD --help" */
     const char *env_prefix; /* "MOOR_", or NULL: no environment */
+    /* Words of the command that are not rows, NULL-terminated (or NULL):
+     * flags_parse() lets them by. "--word" alone, or "--word=" for one
+     * that takes a value ("--config FILE", "--config=FILE"). */
+    const char *const *extra;
 };
 
 /* Sets every flag of t that has a default in dst (which the caller has
@@ -92,6 +112,36 @@ void flags_defaults(const struct flag_table *t, void *dst);
 int flags_parse(const struct flag_table *t, void *dst, int argc, char **argv,
                 char **envp, unsigned mode_bit, const char *mode_name,
                 char *err, size_t errlen);
+
+/*
+ * Applies the config file at path to dst: every "name value" line as the
+ * flag of that name would be. Returns 0, or -1 with one line in err that
+ * starts "PATH:LINE: " for a line that cannot be parsed, an unknown name
+ * (with the closest name when one is near: did you mean), a name given
+ * twice, or a bad value; or "cannot read config file PATH: why". dst may
+ * be partly changed on error: parse into a copy to keep the old one.
+ */
+int flags_parse_file(const struct flag_table *t, void *dst, const char *path,
+                     char *err, size_t errlen);
+
+/* The value of the extra word w ("--config=") on the command line, or
+ * NULL if it is not there ("" if it has no value). */
+const char *flags_extra_value(const struct flag_table *t, int argc, char **argv,
+                              const char *w);
+
+/* The row whose name is closest to name (a misspelling: at most a third
+ * of its letters off, and 2 at least), or NULL. */
+const struct flag *flags_suggest(const struct flag_table *t, const char *name);
+
+/* Writes f's value in src (the struct the table fills) as text that
+ * parses back to the same value: durations and sizes in the largest
+ * exact unit, booleans as true/false. */
+void flags_fmt_value(const struct flag *f, const void *src, char *buf,
+                     size_t len);
+/* True if f's field holds the same value in a and b. */
+bool flags_same(const struct flag *f, const void *a, const void *b);
+/* Copies f's field from src to dst. */
+void flags_copy(const struct flag *f, void *dst, const void *src);
 
 /* The first word of argv that is one of words (a NULL-terminated list),
  * not counting a flag's value; or NULL. For --help, which wins over

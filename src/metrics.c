@@ -309,6 +309,16 @@ static void render_auth(struct page *p, const struct metrics_view *v)
           (double)st->reloads_failed);
 }
 
+/* SIGHUP rereads of --config (moor serve; zeros elsewhere). */
+static void render_config(struct page *p, const struct metrics_view *v)
+{
+    family(p, "moor_config_reloads_total");
+    value(p, "moor_config_reloads_total", "result", "ok",
+          (double)v->config_reloads_ok);
+    value(p, "moor_config_reloads_total", "result", "failed",
+          (double)v->config_reloads_failed);
+}
+
 /* --influx-url: the push's points and writes (zeros without it). */
 static void render_influx(struct page *p, const struct metrics_view *v)
 {
@@ -380,6 +390,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     render_http(p, v);
     render_pubsub(p, v);
     render_auth(p, v);
+    render_config(p, v);
     render_influx(p, v);
     render_mem(p);
     scalar(p, "moor_log_suppressed_total", (double)log_suppressed_total());

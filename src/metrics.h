@@ -42,7 +42,9 @@ struct metrics_view {
     const struct tls_ctx *tls;   /* --tls-listen's context, or NULL */
     const struct auth *auth;     /* --auth, or NULL */
     const struct influx *influx; /* --influx-url, or NULL */
-    uint64_t start_wall_ms;      /* process start: moor_start_time_seconds */
+    /* Rereads of `moor serve --config` by SIGHUP (zeros elsewhere). */
+    uint64_t config_reloads_ok, config_reloads_failed;
+    uint64_t start_wall_ms; /* process start: moor_start_time_seconds */
 };
 
 /* Appends the whole exposition to out. Returns 0 or -ENOMEM/-ENOBUFS. */

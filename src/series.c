@@ -115,6 +115,9 @@ static const struct series rows[] = {
     {"moor_auth_reloads_total", "counter", "reloads", "result",
      "Key reloads (SIGHUP), by outcome; a failed one keeps the "
      "old keys."},
+    {"moor_config_reloads_total", "counter", "reloads", "result",
+     "Config file rereads (SIGHUP with --config), by outcome; a failed one "
+     "keeps the running settings."},
     {"moor_influx_points_total", "counter", "points", "result",
      "Points for --influx-url: written, dropped (the outbox full: "
      "--influx-buffer) or rejected (the sink refused their batch)."},

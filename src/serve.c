@@ -4,8 +4,11 @@
  * exit check that every byte came back.
  *
  * Signals are the program's, so they are handled here and not in the
- * library: SIGINT and SIGTERM begin the graceful shutdown, SIGHUP reloads
- * the TLS certificate. They are blocked and read from a signalfd on the
+ * library: SIGINT and SIGTERM begin the graceful shutdown, SIGHUP rereads
+ * the config file (--config: the settings marked reloadable in config.c
+ * take effect, every other change is logged as needing a restart; a bad
+ * file keeps the running settings whole) and reloads the TLS certificate
+ * and the JWT keys. They are blocked and read from a signalfd on the
  * loop, so no handler runs at an arbitrary point.
  *
  * Exit status: 0 after a clean shutdown; 1 if the server cannot start
@@ -68,6 +71,15 @@ struct serve {
     char host[128];       /* --listen's host, for the banner */
     char admin_host[128]; /* --admin-listen's host, for the banner */
     const struct moor_config *cfg;
+    /* serve_main only: cfg, writable, for SIGHUP to change the reloadable
+     * settings in place (what reads them reads them there at each use);
+     * the words after "serve" to parse again, so a flag still beats the
+     * file; the file, or NULL; and the rereads, by outcome. */
+    struct moor_config *live;
+    int argc;
+    char **argv;
+    const char *cfg_path;
+    uint64_t reloads_ok, reloads_failed;
     struct loop_hook hook;
     struct watcher sigw; /* the signalfd (serve_main only) */
     int sigfd;
@@ -117,6 +129,8 @@ static int render_metrics(struct sbuf *b, void *arg)
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     v.auth = sv->auth;
     v.influx = sv->influx;
+    v.config_reloads_ok = sv->reloads_ok;
+    v.config_reloads_failed = sv->reloads_failed;
     return metrics_render(b, &v);
 }
 
@@ -197,19 +211,66 @@ static void reload_auth(struct serve *sv)
                   "err=\"%s\"", err);
 }
 
-/* SIGHUP: the certificate and key are read again from the same files;
- * open connections keep the one they started with. The JWT keys too. */
+/* config_reload()'s report: one line per setting that changed. */
+static void report_change(const char *name, bool applied, const char *was,
+                          const char *now, void *arg)
+{
+    (void)arg;
+    if (applied)
+        LOG_INFO("config: setting changed, applied",
+                 "setting=%s was=\"%s\" "
+                 "now=\"%s\"",
+                 name, was, now);
+    else
+        LOG_WARN("config: setting changed; it needs a restart, the running "
+                 "value stays",
+                 "setting=%s running=\"%s\" file=\"%s\"", name, was, now);
+}
+
+/* SIGHUP with --config: the file, the environment and the command line
+ * parsed again as at start (a flag still beats the file), into a copy;
+ * on any error the running settings stay whole. */
+static void reload_config(struct serve *sv)
+{
+    struct moor_config next; /* 14 KiB of stack, for one call */
+    char err[512];
+    enum log_level lvl = LOG_INFO;
+    int rc, n;
+
+    rc = config_parse(&next, sv->argc, sv->argv, environ, NULL, err,
+                      sizeof(err));
+    if (rc != 0) {
+        sv->reloads_failed++;
+        LOG_ERROR("config reload failed, the running settings stay",
+                  "file=\"%s\" err=\"%s\"", sv->cfg_path,
+                  rc < 0 ? err : "unexpected --help");
+        return;
+    }
+    n = config_reload(sv->live, &next, report_change, sv);
+    /* docs/principles.md, rule 10: the log level is process-wide; the one
+     * loop of `moor serve` sets it at start and here, between events. */
+    if (log_parse_level(sv->live->log_level, &lvl) == 0)
+        log_set_level(lvl);
+    sv->reloads_ok++;
+    LOG_INFO("config reloaded", "file=\"%s\" applied=%d", sv->cfg_path, n);
+}
+
+/* SIGHUP: the config file is read again (--config); the certificate and
+ * key are read again from the same files; open connections keep the one
+ * they started with. The JWT keys too. */
 static void on_reload(void *arg)
 {
     struct serve *sv = arg;
     char err[256];
 
+    if (sv->cfg_path && sv->live)
+        reload_config(sv);
     if (auth_on(sv->auth) && !auth_is_callback(sv->auth))
         reload_auth(sv);
     if (!sv->tls) {
-        if (!auth_on(sv->auth))
-            LOG_INFO("nothing to reload on SIGHUP (no --tls-listen, "
-                     "--tcp-tls or --auth jwt)",
+        if (!auth_on(sv->auth) && !sv->cfg_path)
+            LOG_INFO("nothing to reload on SIGHUP (no --config, "
+                     "--tls-listen, --tcp-tls or --auth jwt)",
                      "%s", "");
         return;
     }
@@ -797,6 +858,10 @@ int serve_main(int argc, char **argv)
     sv = serve_new(&cfg);
     if (!sv)
         return 1;
+    sv->live = &cfg;
+    sv->argc = argc;
+    sv->argv = argv;
+    sv->cfg_path = config_file_path(argc, argv, environ);
     rc = watch_signals(sv);
     if (rc < 0) {
         fprintf(stderr, "moor: cannot set up signals: %s\n", strerror(-rc));

@@ -364,9 +364,9 @@ static void test_bad_values(void **state)
         {"--admin-listen", "::1:9090",
          "invalid value \"::1:9090\" for --admin-listen: an IPv6 address "
          "goes in brackets: write [::1]:9090"},
-        {"--mem-trace=yes", NULL,
-         "invalid value \"yes\" for --mem-trace: expected 1, 0, true or "
-         "false"},
+        {"--mem-trace=maybe", NULL,
+         "invalid value \"maybe\" for --mem-trace: expected true or false "
+         "(or 1, 0, yes, no, on, off)"},
         {"--max-body=", NULL,
          "invalid value \"\" for --max-body: expected a size like 512B, "
          "64KiB, 1MiB"},
@@ -454,7 +454,7 @@ static void test_env(void **state)
 static void test_bad_env(void **state)
 {
     char *env1[] = {"MOOR_IDLE_TIMEOUT=10x", NULL};
-    char *env2[] = {"MOOR_MEM_TRACE=yes", NULL};
+    char *env2[] = {"MOOR_MEM_TRACE=maybe", NULL};
     char *env3[] = {"MOOR_MAX_HEADERS=1000", NULL};
     struct moor_config c;
     char err[256];
@@ -465,8 +465,9 @@ static void test_bad_env(void **state)
                              "MOOR_IDLE_TIMEOUT): expected a duration like "
                              "250ms, 10s, 2m");
     assert_int_equal(PARSE(&c, env2, err, "--max-conns", "3"), -1);
-    assert_string_equal(err, "invalid value \"yes\" for --mem-trace (from "
-                             "MOOR_MEM_TRACE): expected 1, 0, true or false");
+    assert_string_equal(err, "invalid value \"maybe\" for --mem-trace (from "
+                             "MOOR_MEM_TRACE): expected true or false (or 1, "
+                             "0, yes, no, on, off)");
     assert_int_equal(PARSE(&c, env3, err, "--max-conns", "3"), -1);
     assert_string_equal(err, "invalid value \"1000\" for --max-headers (from "
                              "MOOR_MAX_HEADERS): expected a whole number "

@@ -243,8 +243,8 @@ static void test_errors(void **state)
          "invalid value \"lots\" for --size: expected a "
          "size like 512B, 64KiB, 1MiB"},
         {"--on=maybe", NULL,
-         "invalid value \"maybe\" for --on: expected 1, "
-         "0, true or false"},
+         "invalid value \"maybe\" for --on: expected true "
+         "or false (or 1, 0, yes, no, on, off)"},
         {"--word", "eightchr",
          "invalid value \"eightchr\" for --word: "
          "expected at most 7 bytes"},
