@@ -34,6 +34,7 @@
 #include "push.h"
 #include "auth.h"
 #include "influx.h"
+#include "http_client.h"
 #include "server.h"
 #include "signals.h"
 #include "tls.h"
@@ -107,6 +108,7 @@ static int render_metrics(struct sbuf *b, void *arg)
 {
     struct serve *sv = arg;
     struct metrics_view v;
+    int rc;
 
     server_metrics_view(sv->srv, &v);
     v.tls = sv->tls;
@@ -117,7 +119,11 @@ static int render_metrics(struct sbuf *b, void *arg)
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     v.auth = sv->auth;
     v.influx = sv->influx;
-    return metrics_render(b, &v);
+    rc = metrics_render(b, &v);
+    /* The push's pooled client: moor_http_client_* (docs/http_client.md). */
+    if (rc >= 0 && sv->influx)
+        rc = http_client_metrics(influx_client(sv->influx), b);
+    return rc;
 }
 
 static void on_metrics(struct http_exchange *ex, void *arg)
