@@ -25,6 +25,8 @@
 #include "http1.h"
 #include "jwt.h"
 
+struct moor_http_client;
+
 struct conn;
 struct loop;
 
@@ -141,6 +143,8 @@ enum auth_verdict auth_ask(struct auth *a, struct conn *c,
 void auth_forget(struct auth *a, struct conn *c);
 /* True with --auth url. */
 bool auth_is_callback(const struct auth *a);
+/* --auth url's pooled HTTP client (for /metrics), or NULL. */
+const struct moor_http_client *auth_client(const struct auth *a);
 /* How long a request may wait for the callback (--auth-timeout). */
 uint32_t auth_wait_ms(const struct auth *a);
 

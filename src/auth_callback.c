@@ -684,3 +684,8 @@ uint32_t auth_wait_ms(const struct auth *a)
 {
     return a->cb ? a->cb->timeout_ms : 0;
 }
+
+const struct moor_http_client *auth_client(const struct auth *a)
+{
+    return a && a->url && a->cb ? a->cb->cl : NULL;
+}

@@ -282,6 +282,11 @@ const struct influx_stats *influx_stats(const struct influx *ix)
     return &ix->st;
 }
 
+struct moor_http_client *influx_client(const struct influx *ix)
+{
+    return ix->cl;
+}
+
 /* ---- each interval -------------------------------------------------------
  */
 

@@ -21,6 +21,7 @@
 #include "buf.h"
 
 struct loop;
+struct moor_http_client;
 
 struct influx_opts {
     const char *url;        /* --influx-url (http:// or https://) */
@@ -53,5 +54,7 @@ struct influx *influx_new(struct loop *l, const struct influx_opts *o,
 /* Drops what is queued, cancels the write in flight. NULL is a no-op. */
 void influx_free(struct influx *ix);
 const struct influx_stats *influx_stats(const struct influx *ix);
+/* The pooled HTTP client the writes go out on (for its pool's metrics). */
+struct moor_http_client *influx_client(const struct influx *ix);
 
 #endif

@@ -37,6 +37,7 @@
 #include "push.h"
 #include "auth.h"
 #include "influx.h"
+#include "http_client.h"
 #include "server.h"
 #include "signals.h"
 #include "tls.h"
@@ -118,7 +119,10 @@ static void on_echo(struct http_exchange *ex, void *arg)
 static int render_metrics(struct sbuf *b, void *arg)
 {
     struct serve *sv = arg;
+    const struct moor_http_client *cls[2];
     struct metrics_view v;
+    size_t n = 0;
+    int rc;
 
     server_metrics_view(sv->srv, &v);
     v.tls = sv->tls;
@@ -131,7 +135,16 @@ static int render_metrics(struct sbuf *b, void *arg)
     v.influx = sv->influx;
     v.config_reloads_ok = sv->reloads_ok;
     v.config_reloads_failed = sv->reloads_failed;
-    return metrics_render(b, &v);
+    rc = metrics_render(b, &v);
+    /* The pooled HTTP clients of the push and of --auth url:
+     * moor_http_client_* (docs/http_client.md), each family once. */
+    if (sv->influx)
+        cls[n++] = influx_client(sv->influx);
+    if (sv->auth && auth_client(sv->auth))
+        cls[n++] = auth_client(sv->auth);
+    if (rc >= 0 && n)
+        rc = http_client_metrics(cls, n, b);
+    return rc;
 }
 
 static void on_metrics(struct http_exchange *ex, void *arg)

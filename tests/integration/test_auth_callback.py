@@ -323,3 +323,33 @@ def test_tcp_answer_not_taken_is_freed(moor, svc):
             s.metrics().get_value("moor_mem_live_bytes", tag="auth"), base)
         time.sleep(0.1)
     assert len(svc.questions) == 5
+
+
+def test_metrics_show_both_clients_once(moor, svc):
+    """/metrics carries the pools of both of moor's HTTP clients, the
+    callback's and the InfluxDB push's: each moor_http_client_* family
+    once (twice is a page Prometheus rejects), and a host both talk to as
+    one row counting the requests of both."""
+    s = start(moor, svc.url, "--influx-url",
+              f"http://{HOST}:{svc.port}/write?db=moor",
+              "--influx-interval", "1s")
+    w, _ = ws(s, "/sub/news", bearer("allow"))
+    w.close()
+    host = f'http://{HOST}:{svc.port}'
+    deadline = time.monotonic() + slack(10)
+    while True:
+        m = s.metrics()
+        writes = sum(m.get_value("moor_influx_writes_total", result=r) or 0
+                     for r in ("ok", "failed", "rejected"))
+        if writes >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert writes >= 1
+    text = s.metrics_text()
+    for fam in ("moor_http_client_requests_total",
+                "moor_http_client_connections"):
+        assert text.count(f"# TYPE {fam} ") == 1, text
+    # One auth question and at least one write, on one row.
+    assert m.get_value("moor_http_client_requests_total", host=host) >= 2
+    rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
+    assert_clean_exit(rc, err)
