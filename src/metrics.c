@@ -401,6 +401,13 @@ static void render_influx(struct page *p, const struct metrics_view *v)
     scalar(p, "moor_influx_queued_bytes", "gauge",
            "Line protocol waiting for --influx-url (at most --influx-buffer).",
            (double)st->queued_bytes);
+    family(p, "moor_influx_sent_bytes_total", "counter",
+           "Body bytes of the writes to --influx-url (retries included), by "
+           "encoding: gzip or identity (--influx-gzip).");
+    value(p, "moor_influx_sent_bytes_total", "encoding", "gzip",
+          (double)st->sent_gzip_bytes);
+    value(p, "moor_influx_sent_bytes_total", "encoding", "identity",
+          (double)st->sent_identity_bytes);
 }
 
 static void render_pubsub(struct page *p, const struct metrics_view *v)
