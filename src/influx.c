@@ -13,6 +13,7 @@
 #include <moor.h>
 
 #include "api.h"
+#include "http_client.h"
 #include "influx.h"
 #include "influx_line.h"
 #include "log.h"
@@ -292,6 +293,11 @@ void influx_free(struct influx *ix)
 const struct influx_stats *influx_stats(const struct influx *ix)
 {
     return &ix->st;
+}
+
+int influx_client_metrics(const struct influx *ix, struct sbuf *b)
+{
+    return http_client_metrics(ix->cl, b);
 }
 
 /* ---- each interval -------------------------------------------------------

@@ -64,5 +64,9 @@ struct influx *influx_new(struct loop *l, const struct influx_opts *o,
 /* Drops what is queued, cancels the write in flight. NULL is a no-op. */
 void influx_free(struct influx *ix);
 const struct influx_stats *influx_stats(const struct influx *ix);
+/* Appends the push's HTTP client pool (moor_http_client_* families,
+ * http_client.h) to a /metrics page b, so it is pushed too. 0 or the
+ * builder's error. */
+int influx_client_metrics(const struct influx *ix, struct sbuf *b);
 
 #endif

@@ -107,6 +107,7 @@ static int render_metrics(struct sbuf *b, void *arg)
 {
     struct serve *sv = arg;
     struct metrics_view v;
+    int rc;
 
     server_metrics_view(sv->srv, &v);
     v.tls = sv->tls;
@@ -117,7 +118,10 @@ static int render_metrics(struct sbuf *b, void *arg)
     v.loops[0].pubsub = sv->push ? push_pubsub(sv->push) : NULL;
     v.auth = sv->auth;
     v.influx = sv->influx;
-    return metrics_render(b, &v);
+    rc = metrics_render(b, &v);
+    if (rc >= 0 && sv->influx) /* its HTTP client pool */
+        rc = influx_client_metrics(sv->influx, b);
+    return rc;
 }
 
 static void on_metrics(struct http_exchange *ex, void *arg)

@@ -1,15 +1,23 @@
 """--influx-url: moor pushes every series of /metrics as InfluxDB line
 protocol (issue 17, docs/monitoring.md), here to a sink of the test's own
-that records what it gets and can fail: answer 500, refuse (400), or hang.
+that records what it gets and can fail: answer 500, refuse (400), or hang,
+or refuse gzip (415, or 400 saying so); and to a real InfluxDB 1.6 and a
+real VictoriaMetrics (v1 and v2 write paths).
 
 Covered: the write's URL (precision added), headers (v2 token, v1 basic
 auth), the body's line protocol (sorted tags, the host tag, integer
 counters, timestamps), retries with backoff when the sink fails, the
 bounded outbox when it stays down, a refused batch dropped and counted,
-a hanging sink timed out, bad flags, and a clean exit with a write out.
+a hanging sink timed out, bad flags, and a clean exit with a write out;
+gzip bodies (--influx-gzip) that decompress to the exact line protocol,
+the fallback to plain bodies; the memory of the push bounded and the rest
+of moor unaffected while the sink is down, hangs or fails; every series
+the issue names arriving at InfluxDB, the delivery quantiles included.
 """
 
 import base64
+import gzip
+import json
 import re
 import signal
 import socket
@@ -20,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import assert_clean_exit, run_moor, slack
+from wsutil import connect
 
 HOST = "127.0.0.1"
 LINE_RE = re.compile(
@@ -30,7 +39,8 @@ LINE_RE = re.compile(
 class Sink:
     def __init__(self, mode="ok"):
         self.mode = mode
-        self.writes = []
+        self.writes = []  # (path, headers, body decompressed)
+        self.raw = []     # the bodies as sent
         self.lock = threading.Lock()
         sink = self
 
@@ -42,14 +52,25 @@ class Sink:
 
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(n)
+                raw = self.rfile.read(n)
+                gz = self.headers.get("Content-Encoding") == "gzip"
+                body = gzip.decompress(raw) if gz else raw
                 with sink.lock:
+                    sink.raw.append(raw)
                     sink.writes.append((self.path, dict(self.headers), body))
                 if sink.mode == "hang":
                     time.sleep(10)
                     return
-                status = {"ok": 204, "fail": 500, "reject": 400}[sink.mode]
-                msg = b'{"error":"unable to parse"}' if status == 400 else b""
+                msg = b""
+                if sink.mode in ("plain415", "plain400") and gz:
+                    status = 415 if sink.mode == "plain415" else 400
+                    if status == 400:
+                        msg = b'{"error":"unsupported Content-Encoding"}'
+                else:
+                    status = {"ok": 204, "fail": 500, "reject": 400,
+                              "plain415": 204, "plain400": 204}[sink.mode]
+                    if status == 400:
+                        msg = b'{"error":"unable to parse"}'
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(msg)))
                 self.end_headers()
@@ -105,6 +126,13 @@ def test_push_writes_line_protocol(moor, sink):
     assert path == "/write?db=moor&precision=s", path
     assert headers["Content-Type"].startswith("text/plain"), headers
     assert "Authorization" not in headers, headers
+    # --influx-gzip auto: gzip, which decompresses to the exact lines
+    assert headers.get("Content-Encoding") == "gzip", headers
+    with sink.lock:
+        raw = sink.raw[0]
+    assert raw[:2] == b"\x1f\x8b" and gzip.decompress(raw) == body
+    assert len(raw) * 3 < len(body), (len(raw), len(body))
+    assert body.endswith(b"\n") and body.count(b"\n") == len(parse(body))
     points = parse(body)
     now = time.time()
     host = socket.gethostname()
@@ -124,6 +152,10 @@ def test_push_writes_line_protocol(moor, sink):
     assert m.get_value("moor_influx_writes_total", result="ok") >= 2
     assert m.get_value("moor_influx_points_total", result="written") >= \
         2 * 100
+    assert m.get_value("moor_influx_sent_bytes_total",
+                       encoding="gzip") >= len(raw)
+    assert m.get_value("moor_influx_sent_bytes_total",
+                       encoding="identity") == 0
     rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
     assert_clean_exit(rc, err)
 
@@ -227,6 +259,128 @@ def test_bad_flags(args, words):
     r = run_moor(["serve", "--listen", f"{HOST}:0", *args])
     assert r.returncode in (1, 2), r
     assert words in r.stderr, r.stderr
+
+
+# ---- gzip ------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["plain415", "plain400"])
+def test_sink_refusing_gzip_gets_the_same_batch_plain(moor, mode):
+    """--influx-gzip auto: a 415 (or a 400 that says it cannot read the
+    encoding) to a gzipped write: the same batch goes again, plain, at
+    once, and every later write is plain; nothing is dropped."""
+    sink = Sink(mode)
+    try:
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s")
+        w = sink.wait(3, 6)
+        assert w[0][1].get("Content-Encoding") == "gzip", w[0][1]
+        assert "Content-Encoding" not in w[1][1], w[1][1]
+        assert w[1][2] == w[0][2]  # the same batch, now plain
+        for _, headers, _ in w[2:]:
+            assert "Content-Encoding" not in headers, headers
+        with sink.lock:
+            assert sink.raw[1] == w[1][2]
+        m = s.metrics()
+        assert m.get_value("moor_influx_writes_total", result="rejected") == 0
+        assert m.get_value("moor_influx_points_total", result="rejected") == 0
+        assert m.get_value("moor_influx_points_total", result="written") >= \
+            2 * 100
+        gz = m.get_value("moor_influx_sent_bytes_total", encoding="gzip")
+        with sink.lock:
+            assert gz == len(sink.raw[0]), (gz, len(sink.raw[0]))
+        assert m.get_value("moor_influx_sent_bytes_total",
+                           encoding="identity") >= 2 * len(w[1][2])
+        assert s.wait_log("the sink cannot read gzip")
+        assert s.stderr_text().count("the sink cannot read gzip") == 1
+    finally:
+        sink.stop()
+
+
+def test_gzip_off_is_plain_and_on_stays_gzip(moor):
+    sink = Sink("plain415")
+    try:
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s",
+                 "--influx-gzip", "off")
+        for _, headers, _ in sink.wait(2, 5):
+            assert "Content-Encoding" not in headers, headers
+        assert s.metrics().get_value("moor_influx_sent_bytes_total",
+                                     encoding="gzip") == 0
+        s.stop(signal.SIGTERM, timeout=slack(10))
+        with sink.lock:
+            sink.writes.clear()
+        # on: gzip whatever the sink says; its 415 is a refusal (dropped)
+        s = moor("--influx-url", sink.url(), "--influx-interval", "1s",
+                 "--influx-gzip", "on")
+        for _, headers, _ in sink.wait(2, 5):
+            assert headers.get("Content-Encoding") == "gzip", headers
+        m = s.metrics()
+        assert m.get_value("moor_influx_writes_total", result="rejected") >= 2
+        assert m.get_value("moor_influx_sent_bytes_total",
+                           encoding="identity") == 0
+    finally:
+        sink.stop()
+
+
+# ---- a misbehaving sink leaves the rest alone ------------------------------
+
+def influx_live_bytes(s):
+    return s.debug_mem()["tags"]["influx"]["live_bytes"]
+
+
+@pytest.mark.wall(90)
+@pytest.mark.parametrize("mode", ["down", "hang", "fail"])
+def test_misbehaving_sink_bounded_and_harmless(moor, mode):
+    """The sink down (connection refused), hanging (accepts, never
+    answers) or answering 500: the push's memory (tag influx) stays under
+    --influx-buffer plus a small constant while batches pile up and are
+    dropped, and meanwhile a WebSocket subscriber gets a publish promptly
+    and /metrics answers."""
+    buffer = 64 * 1024
+    const = 16 * 1024  # struct influx, the URL: not the outbox
+    sink = None if mode == "down" else Sink(mode)
+    url = (f"http://{HOST}:{free_port()}/write?db=moor" if mode == "down"
+           else sink.url())
+    try:
+        # A long tag makes each batch big, so the outbox fills in seconds.
+        s = moor("--influx-url", url, "--influx-interval", "1s",
+                 "--influx-buffer", "64KiB",
+                 "--influx-tags", "pad=" + "x" * 100)
+        ws = connect(s.port, "/sub/ix")
+        try:
+            deadline = time.monotonic() + slack(20)
+            n = 0
+            while True:
+                t0 = time.monotonic()
+                body = f"m{n}".encode()
+                r = s.get(f"/pub/ix", method="POST", body=body)
+                assert r.status == 202, r
+                op, got = ws.recv_message(timeout=slack(1.0))
+                assert got == body, got
+                m = s.metrics()
+                assert time.monotonic() - t0 < slack(1.0), \
+                    "publish + delivery + /metrics took too long"
+                live = influx_live_bytes(s)
+                assert live <= buffer + const, (live, m.get_value(
+                    "moor_influx_queued_bytes"))
+                assert m.get_value("moor_influx_queued_bytes") <= buffer
+                n += 1
+                if m.get_value("moor_influx_points_total",
+                               result="dropped") > 0 and n >= 10:
+                    break
+                assert time.monotonic() < deadline, \
+                    "the outbox never filled: " + str(m.get_value(
+                        "moor_influx_queued_bytes"))
+                time.sleep(0.1)
+            assert m.get_value("moor_influx_points_total",
+                               result="written") == 0
+            assert m.get_value("moor_influx_writes_total",
+                               result="failed") >= 1
+        finally:
+            ws.close()
+        rc, err = s.stop(signal.SIGTERM, timeout=slack(10))
+        assert_clean_exit(rc, err)
+    finally:
+        if sink:
+            sink.stop()
 
 
 # ---- a real InfluxDB 1.6 (Debian's influxdb) -------------------------------
