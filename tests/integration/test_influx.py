@@ -469,6 +469,10 @@ def test_real_influxdb_takes_every_point(moor, influxd):
         time.sleep(0.3)
     assert m.get_value("moor_influx_writes_total", result="rejected") == 0
     assert m.get_value("moor_influx_points_total", result="rejected") == 0
+    # InfluxDB reads gzip: every write went compressed
+    assert m.get_value("moor_influx_sent_bytes_total", encoding="gzip") > 0
+    assert m.get_value("moor_influx_sent_bytes_total",
+                       encoding="identity") == 0
     r = influxql(influxd, 'SELECT last("value") FROM "moor_mem_live_bytes" '
                           "WHERE \"tag\" = 'conn' AND \"env\" = 'ci'")
     assert r["series"][0]["values"][0][1] > 0, r
@@ -481,3 +485,136 @@ def test_real_influxdb_takes_every_point(moor, influxd):
     assert r["series"][0]["values"][0][1] == socket.gethostname(), r
     n = influxql(influxd, "SHOW MEASUREMENTS")["series"][0]["values"]
     assert len(n) > 60, n
+
+
+def self_signed(tmp_path):
+    import subprocess
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-subj", "/CN=localhost", "-days", "1"],
+                   check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+def tls_handshake(port):
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((HOST, port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as t:
+            t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+            assert t.recv(64).startswith(b"HTTP/1.1 200"), "no 200 over TLS"
+
+
+# What issue 17 asks the push to carry: (measurement, tag key, tag values
+# that must be there, or None for any).
+ISSUE_SERIES = [
+    ("moor_connections", "state", {"websocket", "idle", "active"}),  # state
+    # and protocol: websocket and sse are states of their own
+    ("moor_mem_live_bytes", "tag", {"conn", "channel", "msg", "influx",
+                              "http_client", "tls"}),
+    ("moor_process_resident_memory_bytes", None, None),
+    ("moor_process_open_fds", None, None),
+    ("moor_accepted_total", None, None),
+    ("moor_closed_total", "reason", {"peer_closed"}),
+    ("moor_pubsub_published_total", None, None),
+    ("moor_pubsub_delivered_total", None, None),
+    ("moor_pubsub_dropped_total", "reason", {"drop_oldest", "closing"}),
+    ("moor_connections_paused", None, None),
+    ("moor_connections_paused_by_cause", "cause", {"backpressure"}),
+    ("moor_pubsub_slow_disconnects_total", "limit", {"hard", "soft"}),
+    ("moor_pubsub_delivery_quantile_seconds", "quantile",
+     {"0.5", "0.9", "0.99"}),
+    ("moor_tls_handshakes_total", "result", {"ok", "failed"}),
+    ("moor_http_client_connections", "state", {"active", "idle"}),
+    ("moor_http_client_requests_total", None, None),
+]
+
+
+def last(port, measurement, key=None, value=None):
+    where = f""" WHERE "{key}" = '{value}'""" if key else ""
+    r = influxql(port, f'SELECT last("value") FROM "{measurement}"{where}')
+    assert "series" in r, f"no {measurement}{where}: {r}"
+    return r["series"][0]["values"][0][1]
+
+
+@pytest.mark.wall(60)
+def test_real_influxdb_gets_every_series_the_issue_names(moor, influxd,
+                                                         tmp_path):
+    """Traffic first (a WebSocket subscriber, publishes, a TLS handshake),
+    then every series issue 17 names is read back from InfluxDB, the
+    delivery latency quantiles included."""
+    cert, key = self_signed(tmp_path)
+    s = moor("--influx-url", f"http://{HOST}:{influxd}/write?db=moor",
+             "--influx-interval", "1s", "--influx-tags", "env=ci",
+             "--tls-listen", f"{HOST}:0", "--tls-cert", str(cert),
+             "--tls-key", str(key))
+    m = re.search(r"https://127\.0\.0\.1:(\d+)", s.stdout_text())
+    assert m, s.stdout_text()
+    tls_handshake(int(m.group(1)))
+    ws = connect(s.port, "/sub/news")
+    try:
+        for i in range(20):
+            r = s.get("/pub/news", method="POST", body=b"n%d" % i)
+            assert r.status == 202, r
+            assert ws.recv_message(timeout=5)[1] == b"n%d" % i
+        # two more pushes after the deliveries: both in InfluxDB
+        ok0 = s.metrics().get_value("moor_influx_writes_total", result="ok")
+        deadline = time.monotonic() + slack(10)
+        while s.metrics().get_value("moor_influx_writes_total",
+                                    result="ok") < ok0 + 2:
+            assert time.monotonic() < deadline, s.metrics_text()
+            time.sleep(0.2)
+    finally:
+        ws.close()
+    host = socket.gethostname()
+    have = {v[0] for v in
+            influxql(influxd, "SHOW MEASUREMENTS")["series"][0]["values"]}
+    missing = [name for name, _, _ in ISSUE_SERIES if name not in have]
+    assert not missing, f"not in InfluxDB: {missing}"
+    for name, key, want in ISSUE_SERIES:
+        r = influxql(influxd, f'SHOW TAG VALUES FROM "{name}" WITH KEY = '
+                              '"env"')
+        assert r["series"][0]["values"][0][1] == "ci", (name, r)
+        if name.startswith("moor_http_client_"):
+            continue  # its own host label (the pool's) wins over ours
+        r = influxql(influxd, f'SHOW TAG VALUES FROM "{name}" WITH KEY = '
+                              '"host"')
+        assert r["series"][0]["values"][0][1] == host, (name, r)
+        if key:
+            r = influxql(influxd, f'SHOW TAG VALUES FROM "{name}" WITH KEY '
+                                  f'= "{key}"')
+            got = {v[1] for v in r["series"][0]["values"]}
+            assert want <= got, (name, key, got)
+    assert last(influxd, "moor_process_resident_memory_bytes") > 1e6
+    assert last(influxd, "moor_process_open_fds") >= 3
+    assert last(influxd, "moor_accepted_total") >= 20
+    assert last(influxd, "moor_pubsub_published_total") == 20
+    assert last(influxd, "moor_pubsub_delivered_total") == 20
+    assert last(influxd, "moor_tls_handshakes_total", "result", "ok") == 1
+    assert last(influxd, "moor_mem_live_bytes", "tag", "influx") > 0
+    assert last(influxd, "moor_http_client_requests_total") >= 1
+    qs = {}
+    for q in ("0.5", "0.9", "0.99"):
+        v = last(influxd, "moor_pubsub_delivery_quantile_seconds",
+                 "quantile", q)
+        assert isinstance(v, float) and 0 < v < 1, (q, v)
+        qs[q] = v
+    assert qs["0.5"] <= qs["0.9"] <= qs["0.99"], qs
+    # two more pushes with no delivery in between: no quantile point
+    count = ('SELECT count("value") FROM '
+             '"moor_pubsub_delivery_quantile_seconds" WHERE "quantile" = '
+             "'0.5'")
+    before = influxql(influxd, count)["series"][0]["values"][0][1]
+    assert before >= 1
+    ok0 = s.metrics().get_value("moor_influx_writes_total", result="ok")
+    deadline = time.monotonic() + slack(10)
+    while s.metrics().get_value("moor_influx_writes_total",
+                                result="ok") < ok0 + 2:
+        assert time.monotonic() < deadline, s.metrics_text()
+        time.sleep(0.2)
+    assert influxql(influxd, count)["series"][0]["values"][0][1] == before
+    assert last(influxd, "moor_pubsub_delivered_total") == 20
