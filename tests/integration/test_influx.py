@@ -18,6 +18,7 @@ the issue names arriving at InfluxDB, the delivery quantiles included.
 import base64
 import gzip
 import json
+import os
 import re
 import signal
 import socket
@@ -618,3 +619,130 @@ def test_real_influxdb_gets_every_series_the_issue_names(moor, influxd,
         time.sleep(0.2)
     assert influxql(influxd, count)["series"][0]["values"][0][1] == before
     assert last(influxd, "moor_pubsub_delivered_total") == 20
+
+
+# ---- a real VictoriaMetrics (Debian's victoria-metrics) --------------------
+
+@pytest.fixture
+def victoria(tmp_path):
+    """VictoriaMetrics on a free port of 127.0.0.1, its data in tmp_path;
+    yields its HTTP port. -search.latencyOffset=0s (and the test's call of
+    /internal/force_flush) make points queryable at once."""
+    import subprocess
+    import urllib.request
+    exe = "/usr/bin/victoria-metrics"
+    if not os.path.exists(exe):
+        pytest.fail("victoria-metrics is not installed: run `make deps`",
+                    pytrace=False)
+    port = free_port()
+    p = subprocess.Popen([exe, f"-httpListenAddr={HOST}:{port}",
+                          f"-storageDataPath={tmp_path}/vm",
+                          "-search.latencyOffset=0s", "-loggerLevel=ERROR"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + slack(20)
+        while True:
+            try:
+                with urllib.request.urlopen(
+                        f"http://{HOST}:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "victoria-metrics did not start"
+            assert p.poll() is None, "victoria-metrics exited"
+            time.sleep(0.1)
+        yield port
+    finally:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def vm_export(port, match):
+    """Every series matching match, as {(name, labels...): last value}."""
+    import urllib.parse
+    import urllib.request
+    urllib.request.urlopen(f"http://{HOST}:{port}/internal/force_flush",
+                           timeout=5).read()
+    u = f"http://{HOST}:{port}/api/v1/export?" + urllib.parse.urlencode(
+        {"match[]": match})
+    series = []
+    with urllib.request.urlopen(u, timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.strip():
+                j = json.loads(line)
+                series.append((j["metric"], j["values"][-1]))
+    return series
+
+
+@pytest.mark.wall(60)
+def test_victoria_metrics_v1_and_v2(moor, victoria, tmp_path):
+    """moor writes to VictoriaMetrics through the v1 path and the v2 path
+    (with a token); both read back with /api/v1/export: a point
+    measurement,field=value becomes measurement_value with the tags as
+    labels: every measurement is there, with the right values and tags."""
+    tok = tmp_path / "token"
+    tok.write_text("vm-token\n")
+    base = f"http://{HOST}:{victoria}"
+    v1 = moor("--influx-url", f"{base}/write?db=moor", "--influx-interval",
+              "1s", "--influx-tags", "env=v1,region=eu")
+    v2 = moor("--influx-url", f"{base}/api/v2/write?org=o&bucket=b",
+              "--influx-interval", "1s", "--influx-tags", "env=v2",
+              "--influx-token-file", str(tok), "--influx-precision", "ms")
+    ws = connect(v1.port, "/sub/vm")
+    try:
+        r = v1.get("/pub/vm", method="POST", body=b"hello")
+        assert r.status == 202, r
+        assert ws.recv_message(timeout=5)[1] == b"hello"
+    finally:
+        ws.close()
+    for s in (v1, v2):
+        ok0 = s.metrics().get_value("moor_influx_writes_total", result="ok")
+        deadline = time.monotonic() + slack(10)
+        while True:
+            m = s.metrics()
+            if m.get_value("moor_influx_writes_total", result="ok") >= ok0 + 2:
+                break
+            assert time.monotonic() < deadline, s.metrics_text()
+            time.sleep(0.2)
+        assert m.get_value("moor_influx_writes_total", result="rejected") == 0
+        assert m.get_value("moor_influx_writes_total", result="failed") == 0
+        # VictoriaMetrics reads gzip too
+        assert m.get_value("moor_influx_sent_bytes_total",
+                           encoding="identity") == 0
+    host = socket.gethostname()
+    for s, env in ((v1, "v1"), (v2, "v2")):
+        series = vm_export(victoria, '{env="%s"}' % env)
+        got = {}
+        for labels, v in series:
+            assert labels["host"] == host or \
+                labels["__name__"].startswith("moor_http_client_"), labels
+            if env == "v1":  # the v1 path's database becomes label db
+                assert labels["region"] == "eu" and \
+                    labels["db"] == "moor", labels
+            got[labels["__name__"], tuple(sorted(
+                (k, x) for k, x in labels.items()
+                if k not in ("__name__", "env", "host", "region", "db")))] = v
+        names = {n for n, _ in got}
+        # every measurement moor serves (pushed each interval) arrived
+        want = {n + "_value" for n in
+                re.findall(r"^(moor_[a-z0-9_]+)", s.metrics_text(), re.M)}
+        assert want - names == set(), sorted(want - names)
+        assert got["moor_mem_live_bytes_value", (("tag", "conn"),)] > 0
+        assert got["moor_process_resident_memory_bytes_value", ()] > 1e6
+        assert got["moor_influx_writes_total_value", (("result", "ok"),)] >= 1
+        assert [v for (n, _), v in got.items()
+                if n == "moor_build_info_value"] == [1]
+    v1_series = vm_export(victoria, '{env="v1"}')
+    assert {l["__name__"] for l, _ in v1_series} >= {
+        "moor_pubsub_delivery_quantile_seconds_value"}
+    delivered = [v for l, v in v1_series
+                 if l["__name__"] == "moor_pubsub_delivered_total_value"]
+    assert delivered == [1], delivered
+    q = {l["quantile"]: v for l, v in v1_series
+         if l["__name__"] == "moor_pubsub_delivery_quantile_seconds_value"}
+    assert set(q) == {"0.5", "0.9", "0.99"} and all(
+        0 < x < 1 for x in q.values()), q
