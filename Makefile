@@ -18,7 +18,7 @@ UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 WARN     := -Wall -Wextra -Wshadow -Werror -Wno-unused-parameter
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DMOOR_VERSION=\"$(VERSION)\" \
 	-Iinclude -Isrc $(WARN) -fvisibility=hidden -fPIC -g -pthread
-LIBS     := -lssl -lcrypto -lcares -lm -pthread
+LIBS     := -lssl -lcrypto -lcares -lz -lm -pthread
 
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 DBG_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \

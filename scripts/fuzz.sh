@@ -71,7 +71,7 @@ libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
     jwt) echo "-lcrypto -lm -pthread" ;;
-    conn | http_client) echo "-lssl -lcrypto -lcares -lm -pthread" ;;
+    conn | http_client) echo "-lssl -lcrypto -lcares -lz -lm -pthread" ;;
     *) echo "" ;;
     esac
 }

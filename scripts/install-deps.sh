@@ -14,9 +14,12 @@ else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
 libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
 wrk nginx-light prometheus chromium python3-jwt python3-cryptography \
-influxdb"
+influxdb zlib1g-dev victoria-metrics"
     # influxdb (1.6): tests/integration/test_influx.py starts its own
     # influxd on free ports and reads back what --influx-url wrote.
+    # zlib1g-dev: --influx-gzip compresses the InfluxDB writes (src/influx.c).
+    # victoria-metrics: test_influx.py also writes to a VictoriaMetrics of
+    # its own (v1 and v2 write paths) and reads the points back.
     # python3-jwt and python3-cryptography make the tokens test_jwt checks
     # (tests/unit/jwt_tokens.py), so they come from another implementation.
     # chromium (large, ~290 MB with its libraries) is the project's headless

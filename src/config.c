@@ -721,6 +721,15 @@ static const struct flag opts[] = {
      .help = "points waiting for the sink at most; past it the oldest "
              "batches are dropped (the sink down or slow)",
      .metric = "moor_influx_points_total{result=\"dropped\"}"},
+    {.name = "influx-gzip",
+     .kind = FLAG_ENUM,
+     CFG(influx_gzip),
+     .def = "auto",
+     .choices = "auto|on|off",
+     .arg = "MODE",
+     .help = "gzip the writes (Content-Encoding: gzip); auto: until the "
+             "sink answers 415, then plain bodies to it",
+     .metric = "moor_influx_sent_bytes_total"},
 };
 
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))

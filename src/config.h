@@ -100,6 +100,7 @@ struct moor_config {
     char influx_tags[256];          /* --influx-tags */
     char influx_precision[4];       /* --influx-precision */
     uint64_t influx_buffer;         /* --influx-buffer */
+    char influx_gzip[8];            /* --influx-gzip: auto, on or off */
 };
 
 /* Fills c with every default. */

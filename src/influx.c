@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include <moor.h>
 
 #include "api.h"
+#include "http_client.h"
 #include "influx.h"
 #include "influx_line.h"
 #include "log.h"
@@ -25,6 +27,8 @@
 #define IX_RETRY_MAX_MS 60000
 #define IX_MAX_EXTRA_TAGS 8
 #define IX_SECRET_MAX 1024
+#define IX_ERRBODY 256 /* the start of a refusal's body, kept to read */
+#define IX_HIST "moor_pubsub_delivery_seconds"
 
 /* One interval's points, as they will be written. */
 struct batch {
@@ -54,6 +58,14 @@ struct influx {
     uint32_t backoff_ms;
     int status;
     bool logged_reject;
+    enum influx_gzip gzip;
+    bool plain;   /* --influx-gzip auto: this sink refused gzip */
+    bool sent_gz; /* the write in flight is gzipped */
+    char errbody[IX_ERRBODY];
+    size_t errbody_len;
+    /* The delivery histogram's cumulative counts at the last push. */
+    double hist_le[INFLUX_HIST_MAX_BUCKETS], hist_cum[INFLUX_HIST_MAX_BUCKETS];
+    size_t hist_n;
     struct influx_stats st;
 };
 
@@ -188,6 +200,7 @@ struct influx *influx_new(struct loop *l, const struct influx_opts *o,
     ix->interval_ms = o->interval_ms ? o->interval_ms : 10000;
     ix->buffer = o->buffer ? o->buffer : MiB(1);
     ix->backoff_ms = IX_RETRY_MIN_MS;
+    ix->gzip = o->gzip;
     timer_init(&ix->tick, on_tick);
     timer_init(&ix->retry, on_retry);
     if (parse_tags(ix, o->tags, err, errlen) < 0 ||
@@ -290,6 +303,35 @@ struct moor_http_client *influx_client(const struct influx *ix)
 /* ---- each interval -------------------------------------------------------
  */
 
+/* Appends the delivery latency quantiles of the histogram's increase
+ * since the last push (none when nothing was delivered in between).
+ * Returns the points added, or the builder's error. */
+static long quantiles(struct influx *ix, struct sbuf *out,
+                      const struct sbuf *page, int64_t ts)
+{
+    double le[INFLUX_HIST_MAX_BUCKETS], cum[INFLUX_HIST_MAX_BUCKETS];
+    double inc[INFLUX_HIST_MAX_BUCKETS];
+    int n = influx_hist_buckets((const char *)page->data, page->len, IX_HIST,
+                                le, cum, INFLUX_HIST_MAX_BUCKETS);
+    bool same;
+
+    if (n <= 0)
+        return 0;
+    same = (size_t)n == ix->hist_n &&
+           !memcmp(le, ix->hist_le, (size_t)n * sizeof(le[0]));
+    for (int i = 0; i < n; i++) {
+        inc[i] = cum[i] - (same ? ix->hist_cum[i] : 0);
+        same = same && inc[i] >= 0; /* a reset: count from zero */
+    }
+    if (!same)
+        memcpy(inc, cum, (size_t)n * sizeof(cum[0]));
+    memcpy(ix->hist_le, le, (size_t)n * sizeof(le[0]));
+    memcpy(ix->hist_cum, cum, (size_t)n * sizeof(cum[0]));
+    ix->hist_n = (size_t)n;
+    return influx_quantile_points(out, le, inc, (size_t)n, ix->tags, ix->n_tags,
+                                  ts);
+}
+
 static void on_tick(struct timer *t)
 {
     struct influx *ix = container_of(t, struct influx, tick);
@@ -307,6 +349,11 @@ static void on_tick(struct timer *t)
             ? -ENOMEM
             : influx_from_prometheus(&lines, (const char *)page.data, page.len,
                                      ix->tags, ix->n_tags, ts, &skipped);
+    if (points > 0) {
+        long q = quantiles(ix, &lines, &page, ts);
+
+        points = q < 0 ? q : points + q;
+    }
     sbuf_fini(&page);
     if (points <= 0) {
         if (points < 0)
@@ -358,6 +405,31 @@ static void on_head(struct moor_http_call *c,
     ix->status = r->status;
 }
 
+/* The start of the answer's body: a 400 may say why (the encoding). */
+static void on_body(struct moor_http_call *c, const void *p, size_t n,
+                    void *user)
+{
+    struct influx *ix = user;
+    size_t room = sizeof(ix->errbody) - 1 - ix->errbody_len;
+
+    (void)c;
+    if (n > room)
+        n = room;
+    memcpy(ix->errbody + ix->errbody_len, p, n);
+    ix->errbody_len += n;
+    ix->errbody[ix->errbody_len] = 0;
+}
+
+/* --influx-gzip auto: did the sink say it cannot read a gzipped body? */
+static bool gzip_refused(const struct influx *ix, int status)
+{
+    if (!ix->sent_gz || ix->gzip != INFLUX_GZIP_AUTO)
+        return false;
+    return status == 415 ||
+           (status == 400 && (strcasestr(ix->errbody, "encoding") ||
+                              strcasestr(ix->errbody, "gzip")));
+}
+
 static void on_done(struct moor_http_call *c, const struct moor_http_result *r,
                     void *user)
 {
@@ -372,6 +444,14 @@ static void on_done(struct moor_http_call *c, const struct moor_http_result *r,
         ix->st.writes_ok++;
         drop_oldest(ix, &ix->st.points_written);
         ix->backoff_ms = IX_RETRY_MIN_MS;
+        try_send(ix);
+        return;
+    }
+    if (!r->error && gzip_refused(ix, r->status)) {
+        /* Sent again at once, plain, and so is every later batch. */
+        LOG_WARN("influx: the sink cannot read gzip, sending it plain bodies",
+                 "status=%d url=\"%s\"", r->status, ix->url);
+        ix->plain = true;
         try_send(ix);
         return;
     }
@@ -402,27 +482,89 @@ static void on_retry(struct timer *t)
     try_send(container_of(t, struct influx, retry));
 }
 
+static voidpf gz_alloc(voidpf opaque, uInt items, uInt size)
+{
+    (void)opaque;
+    return mem_calloc(MEM_INFLUX, items, size);
+}
+
+static void gz_free(voidpf opaque, voidpf p)
+{
+    (void)opaque;
+    mem_free(MEM_INFLUX, p);
+}
+
+/* b gzipped into a new buffer (tag influx) of *out_len bytes; NULL when
+ * out of memory or when it would not even halve the body (then it goes
+ * plain). zlib's state (about 256 KiB) is freed before this returns. */
+static unsigned char *gzip_batch(const struct batch *b, size_t *out_len)
+{
+    z_stream z = {.zalloc = gz_alloc, .zfree = gz_free};
+    size_t cap = b->len / 2 + 1024;
+    unsigned char *out = mem_alloc(MEM_INFLUX, cap);
+    int rc;
+
+    if (!out)
+        return NULL;
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK) {
+        mem_free(MEM_INFLUX, out);
+        return NULL;
+    }
+    z.next_in = (Bytef *)b->data;
+    z.avail_in = (uInt)b->len;
+    z.next_out = out;
+    z.avail_out = (uInt)cap;
+    rc = deflate(&z, Z_FINISH);
+    *out_len = cap - z.avail_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END) {
+        mem_free(MEM_INFLUX, out);
+        return NULL;
+    }
+    return out;
+}
+
 static void try_send(struct influx *ix)
 {
-    struct moor_http_field h[2] = {
+    struct moor_http_field h[3] = {
         {"Content-Type", 12, "text/plain; charset=utf-8", 25},
+        {"Content-Encoding", 16, "gzip", 4},
         {"Authorization", 13, ix->auth, strlen(ix->auth)},
     };
-    struct moor_http_callbacks cbs = {.on_head = on_head, .on_done = on_done};
+    struct moor_http_callbacks cbs = {
+        .on_head = on_head, .on_body = on_body, .on_done = on_done};
     struct moor_http_request rq;
     struct moor_error e = {0};
+    unsigned char *gz = NULL;
+    size_t gz_len = 0;
 
     if (ix->call || !ix->head)
         return;
+    if (ix->gzip == INFLUX_GZIP_ON ||
+        (ix->gzip == INFLUX_GZIP_AUTO && !ix->plain))
+        gz = gzip_batch(ix->head, &gz_len);
+    if (!gz)
+        h[1] = h[2]; /* no Content-Encoding */
     moor_http_request_init(&rq);
     rq.method = "POST";
     rq.url = ix->url;
     rq.headers = h;
-    rq.n_headers = ix->auth[0] ? 2 : 1;
-    rq.body = ix->head->data;
-    rq.body_len = ix->head->len;
+    rq.n_headers = (gz ? 2 : 1) + (ix->auth[0] ? 1 : 0);
+    rq.body = gz ? (const void *)gz : ix->head->data;
+    rq.body_len = gz ? gz_len : ix->head->len;
     ix->status = 0;
+    ix->errbody_len = 0;
+    ix->errbody[0] = 0;
+    ix->sent_gz = gz != NULL;
     ix->call = moor_http_client_request(ix->cl, &rq, &cbs, ix, &e);
+    mem_free(MEM_INFLUX, gz); /* the client copied the body */
+    if (ix->call) {
+        if (ix->sent_gz)
+            ix->st.sent_gzip_bytes += rq.body_len;
+        else
+            ix->st.sent_identity_bytes += rq.body_len;
+    }
     if (!ix->call) {
         ix->st.writes_failed++;
         LOG_WARN("influx: write not sent", "err=\"%s\"", e.message);

@@ -10,7 +10,12 @@
  * sink is down or slow, the oldest batches are dropped and counted;
  * failed writes are retried with backoff and jitter; a write the sink
  * refuses (4xx: a bad line, a bad token, no such database) is dropped,
- * counted and logged, never retried for ever.
+ * counted and logged, never retried for ever. Bodies are gzipped (zlib,
+ * its memory through mem.c, tag influx, freed before the write goes out)
+ * unless --influx-gzip says otherwise or the sink cannot read them; the
+ * outbox bound counts uncompressed bytes. Each push also writes the
+ * delivery latency quantiles (influx_line.h) from the histogram's
+ * increase since the previous push.
  */
 #ifndef MOOR_INFLUX_H
 #define MOOR_INFLUX_H
@@ -23,6 +28,10 @@
 struct loop;
 struct moor_http_client;
 
+/* --influx-gzip: auto gzips until the sink answers 415 (or a 400 about
+ * the encoding), then sends that sink plain bodies. */
+enum influx_gzip { INFLUX_GZIP_AUTO, INFLUX_GZIP_ON, INFLUX_GZIP_OFF };
+
 struct influx_opts {
     const char *url;        /* --influx-url (http:// or https://) */
     const char *token_file; /* v2: "Authorization: Token <file's text>" */
@@ -32,12 +41,14 @@ struct influx_opts {
     const char *tags;      /* --influx-tags k=v,... (host= added unless set) */
     const char *precision; /* s, ms, us or ns */
     uint64_t buffer;       /* --influx-buffer: outbox bytes at most */
+    enum influx_gzip gzip; /* --influx-gzip */
 };
 
 struct influx_stats {
     uint64_t points_written, points_dropped, points_rejected;
     uint64_t writes_ok, writes_failed, writes_rejected;
     uint64_t queued_bytes;
+    uint64_t sent_gzip_bytes, sent_identity_bytes; /* bodies, retries too */
     long queued_batches;
 };
 

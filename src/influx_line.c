@@ -105,6 +105,7 @@ struct sample {
     struct influx_tag tags[INFLUX_MAX_TAGS];
     size_t n_tags;
     char vals[LABEL_BYTES];
+    char renamed[INFLUX_MAX_TAGS][64]; /* "exported_" + a clashing key */
     double value;
 };
 
@@ -217,20 +218,34 @@ static bool integral(const struct sample *s, const char *fam, size_t fl,
             has_suffix(s->name, s->name_len, "_count"));
 }
 
-/* The extra tags, but for a key the sample has: its own label wins. */
+/* The extra tags, which win: a label of the sample with an extra tag's
+ * key is kept as exported_KEY (as Prometheus keeps a scraped label that
+ * clashes with a target label). So the pool's host="http://influx:8086"
+ * becomes exported_host and every point keeps the machine's host tag. */
 static void add_extra(struct sample *s, const struct influx_tag *extra,
                       size_t n_extra)
 {
+    static const char pre[] = "exported_";
     size_t own = s->n_tags;
 
     for (size_t i = 0; i < n_extra; i++) {
-        bool dup = false;
+        for (size_t j = 0; j < own; j++) {
+            struct influx_tag *t = &s->tags[j];
+            char *r = s->renamed[j];
 
-        for (size_t j = 0; j < own && !dup; j++)
-            dup = s->tags[j].key_len == extra[i].key_len &&
-                  !memcmp(s->tags[j].key, extra[i].key, extra[i].key_len);
-        if (!dup)
-            s->tags[s->n_tags++] = extra[i];
+            if (t->key_len != extra[i].key_len ||
+                memcmp(t->key, extra[i].key, t->key_len))
+                continue;
+            if (sizeof(pre) - 1 + t->key_len >= sizeof(s->renamed[j]))
+                t->value_len = 0; /* too long to rename: left out */
+            else {
+                memcpy(r, pre, sizeof(pre) - 1);
+                memcpy(r + sizeof(pre) - 1, t->key, t->key_len);
+                t->key = r;
+                t->key_len += sizeof(pre) - 1;
+            }
+        }
+        s->tags[s->n_tags++] = extra[i];
     }
 }
 
@@ -280,6 +295,107 @@ long influx_from_prometheus(struct sbuf *out, const char *text, size_t n,
             (*skipped)++;
             continue;
         }
+        if (rc)
+            return rc;
+        points++;
+    }
+    return points;
+}
+
+/* ---- delivery latency quantiles ------------------------------------------
+ */
+
+int influx_hist_buckets(const char *text, size_t n, const char *name,
+                        double *le, double *cum, size_t cap)
+{
+    static __thread struct sample s;
+    size_t nl_ = strlen(name), pos = 0;
+    int found = 0;
+
+    while (pos < n) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', n - pos);
+        size_t len = nl ? (size_t)(nl - line) : n - pos;
+        const struct influx_tag *t = NULL;
+        char num[64];
+        char *stop;
+        int rc;
+
+        pos += len + (nl ? 1 : 0);
+        if (len < nl_ + 8 || memcmp(line, name, nl_) ||
+            memcmp(line + nl_, "_bucket{", 8))
+            continue;
+        rc = parse_sample(line, len, &s);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < s.n_tags && !t; i++)
+            if (s.tags[i].key_len == 2 && !memcmp(s.tags[i].key, "le", 2))
+                t = &s.tags[i];
+        if (!t || !t->value_len || t->value_len >= sizeof(num))
+            return -EINVAL;
+        if ((size_t)found == cap)
+            return -E2BIG;
+        memcpy(num, t->value, t->value_len);
+        num[t->value_len] = 0;
+        le[found] = strtod(num, &stop);
+        if (*stop || isnan(le[found]))
+            return -EINVAL;
+        cum[found++] = s.value;
+    }
+    return found;
+}
+
+double influx_hist_quantile(const double *le, const double *cum, size_t n,
+                            double q)
+{
+    double rank, below, start, count;
+    size_t b;
+
+    if (n < 2 || !isinf(le[n - 1]) || !(cum[n - 1] > 0))
+        return NAN;
+    q = q < 0 ? 0 : q > 1 ? 1 : q;
+    rank = q * cum[n - 1];
+    for (b = 0; b < n - 1 && cum[b] < rank; b++)
+        ;
+    if (b == n - 1)
+        return le[n - 2]; /* in +Inf: the highest bound known */
+    if (b == 0 && le[0] <= 0)
+        return le[0];
+    start = b ? le[b - 1] : 0;
+    below = b ? cum[b - 1] : 0;
+    count = cum[b] - below;
+    if (!(count > 0))
+        return start;
+    return start + (le[b] - start) * ((rank - below) / count);
+}
+
+long influx_quantile_points(struct sbuf *out, const double *le,
+                            const double *inc, size_t n,
+                            const struct influx_tag *extra, size_t n_extra,
+                            int64_t ts)
+{
+    static const char *const qs[] = {"0.5", "0.9", "0.99"};
+    struct influx_tag tags[INFLUX_MAX_TAGS];
+    size_t nt = 0;
+    long points = 0;
+
+    if (n < 2 || !(inc[n - 1] > 0))
+        return 0;
+    tags[nt++] = (struct influx_tag){"quantile", NULL, 8, 0};
+    for (size_t i = 0; i < n_extra && nt < INFLUX_MAX_TAGS; i++)
+        if (extra[i].key_len != 8 || memcmp(extra[i].key, "quantile", 8))
+            tags[nt++] = extra[i];
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        double v = influx_hist_quantile(le, inc, n, strtod(qs[i], NULL));
+        int rc;
+
+        tags[0].value = qs[i];
+        tags[0].value_len = strlen(qs[i]);
+        rc = influx_point(out, INFLUX_QUANTILE_MEASUREMENT,
+                          sizeof(INFLUX_QUANTILE_MEASUREMENT) - 1, tags, nt, v,
+                          false, ts);
+        if (rc == -EDOM || rc == -EINVAL)
+            continue;
         if (rc)
             return rc;
         points++;

@@ -51,4 +51,39 @@ long influx_from_prometheus(struct sbuf *out, const char *text, size_t n,
                             const struct influx_tag *extra, size_t n_extra,
                             int64_t ts, size_t *skipped);
 
+/* ---- delivery latency quantiles (docs/monitoring.md) ---------------------
+ * The push writes moor_pubsub_delivery_quantile_seconds{quantile=...}
+ * from the histogram moor_pubsub_delivery_seconds: the buckets' increase
+ * since the previous push, interpolated as Prometheus'
+ * histogram_quantile() does. */
+
+#define INFLUX_QUANTILE_MEASUREMENT "moor_pubsub_delivery_quantile_seconds"
+#define INFLUX_HIST_MAX_BUCKETS 64
+
+/* The _bucket samples of histogram name (e.g. "moor_pubsub_delivery_
+ * seconds") in text[0..n), in the order written (le ascending, +Inf
+ * last): their le in le[], cumulative counts in cum[], cap at most.
+ * Returns how many, 0 if none, -EINVAL (a bad line or le) or -E2BIG (more
+ * than cap). */
+int influx_hist_buckets(const char *text, size_t n, const char *name,
+                        double *le, double *cum, size_t cap);
+
+/* The q-quantile of a histogram given by its cumulative bucket counts
+ * cum[0..n) with upper bounds le[0..n) (le[n-1] = +Inf): linear inside
+ * the bucket holding rank q * total, from 0 for the first bucket; the
+ * highest finite bound when the rank falls in +Inf. NAN when there is no
+ * count at all, n < 2, or the last bound is not +Inf. */
+double influx_hist_quantile(const double *le, const double *cum, size_t n,
+                            double q);
+
+/* Appends INFLUX_QUANTILE_MEASUREMENT points for quantiles 0.5, 0.9 and
+ * 0.99 (tag quantile="0.5"... plus extra, float field value in seconds)
+ * of the histogram whose cumulative counts grew by inc[0..n) since the
+ * last push. Returns the points written: 0 when nothing was counted (no
+ * delivery in the interval), or the builder's -ENOMEM / -ENOBUFS. */
+long influx_quantile_points(struct sbuf *out, const double *le,
+                            const double *inc, size_t n,
+                            const struct influx_tag *extra, size_t n_extra,
+                            int64_t ts);
+
 #endif

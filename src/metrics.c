@@ -339,6 +339,11 @@ static void render_influx(struct page *p, const struct metrics_view *v)
     value(p, "moor_influx_writes_total", "result", "rejected",
           (double)st->writes_rejected);
     scalar(p, "moor_influx_queued_bytes", (double)st->queued_bytes);
+    family(p, "moor_influx_sent_bytes_total");
+    value(p, "moor_influx_sent_bytes_total", "encoding", "gzip",
+          (double)st->sent_gzip_bytes);
+    value(p, "moor_influx_sent_bytes_total", "encoding", "identity",
+          (double)st->sent_identity_bytes);
 }
 
 static void render_pubsub(struct page *p, const struct metrics_view *v)

@@ -127,6 +127,9 @@ static const struct series rows[] = {
     {"moor_influx_queued_bytes", "gauge", "bytes", "",
      "Line protocol waiting for --influx-url (at most "
      "--influx-buffer)."},
+    {"moor_influx_sent_bytes_total", "counter", "bytes", "encoding",
+     "Body bytes of the writes to --influx-url (retries included), by "
+     "encoding: gzip or identity (--influx-gzip)."},
     {"moor_mem_live_bytes", "gauge", "bytes", "tag",
      "Bytes allocated and not yet freed, by tag."},
     {"moor_mem_live_allocations", "gauge", "allocations", "tag",

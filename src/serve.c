@@ -477,6 +477,9 @@ static int start_influx(struct serve *sv, const struct moor_config *c)
         .tags = c->influx_tags,
         .precision = c->influx_precision,
         .buffer = c->influx_buffer,
+        .gzip = !strcmp(c->influx_gzip, "on")    ? INFLUX_GZIP_ON
+                : !strcmp(c->influx_gzip, "off") ? INFLUX_GZIP_OFF
+                                                 : INFLUX_GZIP_AUTO,
     };
     char err[256];
 

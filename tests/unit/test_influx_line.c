@@ -124,7 +124,9 @@ static void test_from_prometheus(void **state)
                "moor_lat_bucket,host=h1,le=+Inf value=9i 99\n"
                "moor_lat_sum,host=h1 value=0.25 99\n"
                "moor_lat_count,host=h1 value=9i 99\n"
-               "moor_x,host=a\\ \"q\"\\ \\\\ b value=1.5 99\n"
+               /* its own host label kept as exported_host */
+               "moor_x,exported_host=a\\ \"q\"\\ \\\\ b,host=h1 value=1.5 "
+               "99\n"
                "moor_up,host=h1 value=1 99\n");
     sbuf_fini(&b);
 }
@@ -149,6 +151,95 @@ static void test_from_prometheus_bad_lines(void **state)
     assert_int_equal(mem_live_bytes(MEM_METRICS), 0);
 }
 
+/* histogram_quantile()'s interpolation, as Prometheus does it. */
+static void test_hist_quantile(void **state)
+{
+    const double le[] = {0.001, 0.01, 0.1, INFINITY};
+    const double mid[] = {0, 10, 10, 10}; /* all in (0.001, 0.01] */
+    const double first[] = {4, 4, 4, 4};  /* all in [0, 0.001] */
+    const double inf[] = {0, 0, 0, 5};    /* all above 0.1 */
+    const double spread[] = {10, 20, 90, 100};
+    const double none[] = {0, 0, 0, 0};
+    const double finite_le[] = {0.001, 0.01};
+
+    (void)state;
+    assert_float_equal(influx_hist_quantile(le, mid, 4, 0.5), 0.0055, 1e-12);
+    assert_float_equal(influx_hist_quantile(le, mid, 4, 0.9), 0.0091, 1e-12);
+    assert_float_equal(influx_hist_quantile(le, mid, 4, 0.99), 0.00991, 1e-12);
+    assert_float_equal(influx_hist_quantile(le, first, 4, 0.5), 0.0005, 1e-12);
+    assert_float_equal(influx_hist_quantile(le, inf, 4, 0.99), 0.1, 1e-12);
+    /* rank 50 of 100: the 30th of the 70 in (0.01, 0.1] */
+    assert_float_equal(influx_hist_quantile(le, spread, 4, 0.5),
+                       0.01 + 0.09 * 30.0 / 70.0, 1e-12);
+    /* rank 99: past 90, in +Inf: the highest finite bound */
+    assert_float_equal(influx_hist_quantile(le, spread, 4, 0.99), 0.1, 1e-12);
+    /* rank 10 ends the first bucket exactly */
+    assert_float_equal(influx_hist_quantile(le, spread, 4, 0.1), 0.001, 1e-12);
+    assert_true(isnan(influx_hist_quantile(le, none, 4, 0.5)));
+    assert_true(isnan(influx_hist_quantile(le, mid, 1, 0.5)));
+    assert_true(isnan(influx_hist_quantile(finite_le, mid, 2, 0.5)));
+}
+
+static void test_hist_buckets(void **state)
+{
+    static const char page[] =
+        "# TYPE moor_pubsub_delivery_seconds histogram\n"
+        "moor_pubsub_delivery_seconds_bucket{le=\"0.001\"} 3\n"
+        "moor_pubsub_delivery_seconds_bucket{le=\"0.5\"} 7\n"
+        "moor_pubsub_delivery_seconds_bucket{le=\"+Inf\"} 8\n"
+        "moor_pubsub_delivery_seconds_sum 1.25\n"
+        "moor_pubsub_delivery_seconds_count 8\n"
+        "moor_auth_callback_seconds_bucket{le=\"0.001\"} 99\n";
+    static const char bad[] =
+        "moor_pubsub_delivery_seconds_bucket{le=\"x\"} 3\n";
+    double le[4], cum[4];
+
+    (void)state;
+    assert_int_equal(influx_hist_buckets(page, strlen(page),
+                                         "moor_pubsub_delivery_seconds", le,
+                                         cum, 4),
+                     3);
+    assert_float_equal(le[0], 0.001, 0);
+    assert_float_equal(le[1], 0.5, 0);
+    assert_true(isinf(le[2]) && le[2] > 0);
+    assert_float_equal(cum[0], 3, 0);
+    assert_float_equal(cum[2], 8, 0);
+    assert_int_equal(influx_hist_buckets(page, strlen(page),
+                                         "moor_pubsub_delivery_seconds", le,
+                                         cum, 2),
+                     -E2BIG);
+    assert_int_equal(
+        influx_hist_buckets(page, strlen(page), "moor_nothing", le, cum, 4), 0);
+    assert_int_equal(influx_hist_buckets(bad, strlen(bad),
+                                         "moor_pubsub_delivery_seconds", le,
+                                         cum, 4),
+                     -EINVAL);
+}
+
+static void test_quantile_points(void **state)
+{
+    const double le[] = {1, 2, 4, INFINITY};
+    const double inc[] = {0, 0, 0, 5}, zero[] = {0, 0, 0, 0};
+    const struct influx_tag extra[] = {TAG("host", "h1"),
+                                       TAG("quantile", "mine")};
+    struct sbuf b;
+
+    (void)state;
+    sbuf_init(&b, MEM_METRICS, 4096);
+    assert_int_equal(influx_quantile_points(&b, le, inc, 4, extra, 2, 7), 3);
+    expect(&b, "moor_pubsub_delivery_quantile_seconds,host=h1,quantile=0.5 "
+               "value=4 7\n"
+               "moor_pubsub_delivery_quantile_seconds,host=h1,quantile=0.9 "
+               "value=4 7\n"
+               "moor_pubsub_delivery_quantile_seconds,host=h1,quantile=0.99 "
+               "value=4 7\n");
+    b.len = 0;
+    /* nothing delivered in the interval: no point */
+    assert_int_equal(influx_quantile_points(&b, le, zero, 4, extra, 2, 7), 0);
+    assert_int_equal(b.len, 0);
+    sbuf_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +248,9 @@ int main(void)
         cmocka_unit_test(test_point_refusals_leave_nothing),
         cmocka_unit_test(test_from_prometheus),
         cmocka_unit_test(test_from_prometheus_bad_lines),
+        cmocka_unit_test(test_hist_quantile),
+        cmocka_unit_test(test_hist_buckets),
+        cmocka_unit_test(test_quantile_points),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
