@@ -126,9 +126,9 @@ static const struct flag opts[] = {
      .kind = FLAG_ADDR,
      CFG(admin_listen),
      .def = "",
-     .help = "serve /metrics, /debug/mem and /debug/conns here and not on "
-             "--listen or --tls-listen (404 there); it serves /healthz too "
-             "and nothing else; empty: off",
+     .help = "serve /metrics, /debug/mem, /debug/conns, /debug/stream and "
+             "/dashboard here and not on --listen or --tls-listen (404 "
+             "there); it serves /healthz too and nothing else; empty: off",
      .metric = "moor_http_rejected_total{status=\"404\"}"},
     {.name = "max-debug-streams",
      .kind = FLAG_UINT,
@@ -874,6 +874,7 @@ void config_print_help(FILE *out)
         "below, and each time one bites a counter on GET /metrics goes "
         "up. Endpoints: GET /healthz (liveness), GET /metrics "
         "(Prometheus text), GET /debug/mem (live memory by tag, JSON), "
+        "GET /dashboard (a live page of them, fed by GET /debug/stream), "
         "GET /echo (WebSocket echo), GET /sub/CHANNEL[,CHANNEL...] "
         "(WebSocket subscriber), GET /pub/CHANNEL (WebSocket publisher), "
         "POST /pub/CHANNEL (publish the body; 202 with the number of "
