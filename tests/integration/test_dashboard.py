@@ -237,6 +237,24 @@ def test_stream_event_keys_and_counts(moor):
     st.close()
 
 
+def test_feed_channel_is_out_of_reach(moor):
+    """No client can subscribe or publish to the feed's channel: its name
+    is outside the channel grammar (400 on /sub and /pub), so a stream's
+    snapshots reach only /debug/stream, where /debug is served."""
+    s = moor("--admin-listen", "127.0.0.1:0")
+    st = open_stream(s.admin_port)
+    with Conn(s.port) as c:
+        r = c.request("GET", "/sub/$dashboard",
+                      headers=[("Accept", "text/event-stream")])
+        assert r.status == 400, r
+    with Conn(s.port) as c:
+        r = c.request("POST", "/pub/$dashboard", body=b'{"fake":1}')
+        assert r.status == 400, r
+    _, ev = st.event()
+    assert "fake" not in ev and ev["pubsub"]["published"] == 0, ev
+    st.close()
+
+
 def test_stream_cap(moor):
     """--max-debug-streams 2: the third is 503 (counted); closing one makes
     room; --max-debug-streams 0: every request is 503."""
