@@ -79,6 +79,9 @@ $(DBG)/obj/%.o: src/%.c $(HDRS) | $(DBG)/obj
 	@mkdir -p $(dir $@)
 	$(CC) $(DBG_CFLAGS) -c $< -o $@
 
+# The dashboard page is embedded by .incbin (src/dashboard.c).
+$(REL)/obj/dashboard.o $(DBG)/obj/dashboard.o: src/dashboard.html
+
 $(REL)/obj $(DBG)/obj $(REL)/tests $(DBG)/tests:
 	@mkdir -p $@
 

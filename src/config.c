@@ -130,10 +130,28 @@ static const struct flag opts[] = {
      .kind = FLAG_ADDR,
      CFG(admin_listen),
      .def = "",
-     .help = "serve /metrics, /debug/mem and /debug/conns here and not on "
-             "--listen or --tls-listen (404 there); it serves /healthz too "
-             "and nothing else; empty: off",
+     .help = "serve /metrics, /debug/mem, /debug/conns, /debug/stream and "
+             "/dashboard here and not on --listen or --tls-listen (404 "
+             "there); it serves /healthz too and nothing else; empty: off",
      .metric = "moor_http_rejected_total{status=\"404\"}"},
+    {.name = "max-debug-streams",
+     .kind = FLAG_UINT,
+     CFG(max_debug_streams),
+     .def = "16",
+     .min = 0,
+     .max = 1024,
+     .help = "GET /debug/stream (the /dashboard feed) open at once at "
+             "most; more are answered 503; 0 turns the feed off",
+     .metric = "moor_debug_streams_refused_total"},
+    {.name = "debug-stream-interval",
+     .kind = FLAG_DURATION,
+     CFG(debug_interval_ms),
+     .def = "1s",
+     .min = 10,
+     .max = 60000,
+     .help = "time between two events of GET /debug/stream; the snapshot "
+             "is built only while a stream is open",
+     .metric = "moor_debug_streams"},
     {.name = "handshake-timeout",
      .kind = FLAG_DURATION,
      CFG(handshake_timeout_ms),
@@ -1001,6 +1019,7 @@ void config_print_help(FILE *out)
         "below, and each time one bites a counter on GET /metrics goes "
         "up. Endpoints: GET /healthz (liveness), GET /metrics "
         "(Prometheus text), GET /debug/mem (live memory by tag, JSON), "
+        "GET /dashboard (a live page of them, fed by GET /debug/stream), "
         "GET /echo (WebSocket echo), GET /sub/CHANNEL[,CHANNEL...] "
         "(WebSocket subscriber), GET /pub/CHANNEL (WebSocket publisher), "
         "POST /pub/CHANNEL (publish the body; 202 with the number of "

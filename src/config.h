@@ -33,6 +33,8 @@ struct moor_config {
     char tls_ciphers[512];          /* --tls-ciphers (TLS 1.2) */
     bool tls_tickets;               /* --tls-tickets */
     bool tcp_tls;                   /* --tcp-tls */
+    uint32_t max_debug_streams;     /* --max-debug-streams, 0 = off */
+    uint32_t debug_interval_ms;     /* --debug-stream-interval */
     uint32_t handshake_timeout_ms;  /* --handshake-timeout */
     uint32_t max_conns;             /* --max-conns */
     uint32_t accept_rate;           /* --accept-rate per second, 0 = off */

@@ -319,6 +319,14 @@ static void render_config(struct page *p, const struct metrics_view *v)
           (double)v->config_reloads_failed);
 }
 
+/* The feeds of the live page (moor serve; zeros elsewhere). */
+static void render_debug_streams(struct page *p, const struct metrics_view *v)
+{
+    scalar(p, "moor_debug_streams", (double)v->debug_streams);
+    scalar(p, "moor_debug_streams_refused_total",
+           (double)v->debug_streams_refused);
+}
+
 /* --influx-url: the push's points and writes (zeros without it). */
 static void render_influx(struct page *p, const struct metrics_view *v)
 {
@@ -396,6 +404,7 @@ int metrics_render(struct sbuf *o, const struct metrics_view *v)
     render_pubsub(p, v);
     render_auth(p, v);
     render_config(p, v);
+    render_debug_streams(p, v);
     render_influx(p, v);
     render_mem(p);
     scalar(p, "moor_log_suppressed_total", (double)log_suppressed_total());

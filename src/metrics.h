@@ -44,6 +44,9 @@ struct metrics_view {
     const struct influx *influx; /* --influx-url, or NULL */
     /* Rereads of `moor serve --config` by SIGHUP (zeros elsewhere). */
     uint64_t config_reloads_ok, config_reloads_failed;
+    /* GET /debug/stream feeds open, and refused at --max-debug-streams
+     * (moor serve; zeros elsewhere). */
+    uint64_t debug_streams, debug_streams_refused;
     uint64_t start_wall_ms; /* process start: moor_start_time_seconds */
 };
 

@@ -282,11 +282,19 @@ void pubsub_subscriber_free(struct pubsub *ps, struct subscriber *s)
 int pubsub_subscribe(struct pubsub *ps, struct subscriber *s, const char *name,
                      size_t n)
 {
+    if (!channel_name_valid((const uint8_t *)name, n))
+        return -EINVAL;
+    return pubsub_subscribe_internal(ps, s, name, n);
+}
+
+int pubsub_subscribe_internal(struct pubsub *ps, struct subscriber *s,
+                              const char *name, size_t n)
+{
     struct channel *ch;
     struct sub *u;
     int err = 0;
 
-    if (!channel_name_valid((const uint8_t *)name, n))
+    if (n == 0 || n > CHANNEL_NAME_MAX)
         return -EINVAL;
     for (u = s->subs; u; u = u->snext)
         if (u->ch->name_len == n && !memcmp(u->ch->name, name, n))

@@ -88,6 +88,12 @@ void pubsub_subscriber_free(struct pubsub *ps, struct subscriber *s);
  * -ENOMEM. */
 int pubsub_subscribe(struct pubsub *ps, struct subscriber *s, const char *name,
                      size_t n);
+/* pubsub_subscribe() without the check of the name's characters, for a
+ * channel of the server's own: a name outside channel_name_valid() (say
+ * "$dashboard") that no client can subscribe or publish to, since /sub,
+ * /pub and the TCP commands all check names. 1 to CHANNEL_NAME_MAX bytes. */
+int pubsub_subscribe_internal(struct pubsub *ps, struct subscriber *s,
+                              const char *name, size_t n);
 /* Subscribes to each name of a comma-separated list ("a,b,c"); all or
  * none. Same returns; *bad (may be NULL) gets the reason for an error. */
 int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,

@@ -118,6 +118,10 @@ static const struct series rows[] = {
     {"moor_config_reloads_total", "counter", "reloads", "result",
      "Config file rereads (SIGHUP with --config), by outcome; a failed one "
      "keeps the running settings."},
+    {"moor_debug_streams", "gauge", "streams", "",
+     "Open GET /debug/stream feeds (--max-debug-streams)."},
+    {"moor_debug_streams_refused_total", "counter", "requests", "",
+     "GET /debug/stream requests answered 503 at --max-debug-streams."},
     {"moor_influx_points_total", "counter", "points", "result",
      "Points for --influx-url: written, dropped (the outbox full: "
      "--influx-buffer) or rejected (the sink refused their batch)."},

@@ -34,6 +34,8 @@
 #include "mem.h"
 #include "metrics.h"
 #include "debug.h"
+#include "debug_stream.h"
+#include "dashboard.h"
 #include "push.h"
 #include "auth.h"
 #include "influx.h"
@@ -55,6 +57,7 @@ struct serve {
     struct listener *tls_listener; /* --tls-listen, or NULL */
     struct tls_ctx *tls;           /* its certificate and settings */
     struct listener *admin;        /* --admin-listen, or NULL */
+    struct debug_stream *dstream;  /* GET /debug/stream, /dashboard's feed */
     /* The admin listener's routes: an HTTP server of its own on the same
      * conns, so its connections count against --max-conns and keep every
      * deadline of the others, but a path it has no route for (/sub,
@@ -135,6 +138,9 @@ static int render_metrics(struct sbuf *b, void *arg)
     v.influx = sv->influx;
     v.config_reloads_ok = sv->reloads_ok;
     v.config_reloads_failed = sv->reloads_failed;
+    if (sv->dstream)
+        debug_stream_counts(sv->dstream, &v.debug_streams,
+                            &v.debug_streams_refused);
     rc = metrics_render(b, &v);
     /* The pooled HTTP clients of the push and of --auth url:
      * moor_http_client_* (docs/http_client.md), each family once. */
@@ -169,6 +175,7 @@ static void on_shutdown(void *arg)
         http_server_drain(sv->admin_http);
     }
     push_drain(sv->push);
+    debug_stream_drain(sv->dstream);
 }
 
 /* The drain is over: the loop has nothing left to run. */
@@ -360,6 +367,11 @@ static const char *describe_conn(void *arg, struct conn *c, char *channels,
             channels[0] = '\0';
         return "admin";
     }
+    if (debug_stream_owns(c)) {
+        if (cap)
+            channels[0] = '\0';
+        return "dashboard";
+    }
     return push_describe(sv->push, c, channels, cap, sub);
 }
 
@@ -368,6 +380,13 @@ static void on_debug_conns(struct http_exchange *ex, void *arg)
     struct serve *sv = arg;
 
     debug_conns_page(ex, server_conns(sv->srv), describe_conn, sv);
+}
+
+static void on_debug_stream(struct http_exchange *ex, void *arg)
+{
+    struct serve *sv = arg;
+
+    debug_stream_open(sv->dstream, ex);
 }
 
 /* The operator's routes on h: /metrics, and the /debug pages if debug. */
@@ -380,6 +399,9 @@ static void operator_routes(struct serve *sv, struct http_server *h, bool debug)
         return;
     http_server_route(h, "/debug/mem", false, get, debug_mem_page, sv);
     http_server_route(h, "/debug/conns", false, get, on_debug_conns, sv);
+    http_server_route(h, "/debug/stream", false, HTTP_M(HTTP_GET),
+                      on_debug_stream, sv);
+    http_server_route(h, "/dashboard", false, get, dashboard_page, sv);
 }
 
 /* "http://host:port" as the banner shows it: a wildcard host as
@@ -424,7 +446,7 @@ static int start_admin(struct serve *sv, const struct moor_config *c,
     shown_url(url, sizeof(url), sv->admin_host, listener_port(sv->admin));
     more_line(sv,
               "  %s       admin listener (--admin-listen): /healthz, "
-              "/metrics, /debug only\n",
+              "/metrics, /debug, /dashboard only\n",
               url);
     return 0;
 }
@@ -594,6 +616,7 @@ void serve_free(struct serve *sv)
     server_free(sv->srv); /* closes the admin conns too: then admin_http */
     http_server_free(sv->admin_http);
     influx_free(sv->influx);
+    debug_stream_free(sv->dstream); /* its streams closed with the server */
     push_free(sv->push);
     auth_free(sv->auth);
     tls_ctx_free(sv->tls);
@@ -624,8 +647,9 @@ static void banner(const struct serve *sv)
            MOOR_VERSION, base, (int)getpid(), base, ops);
     if (sv->admin || sv->debug_public)
         printf("  %s/debug/mem   memory by tag (JSON)\n"
-               "  %s/debug/conns one JSON line per connection\n",
-               ops, ops);
+               "  %s/debug/conns one JSON line per connection\n"
+               "  %s/dashboard   live dashboard (feed: /debug/stream)\n",
+               ops, ops, ops);
     printf("  ws%s/echo          WebSocket echo\n"
            "  ws%s/sub/CHANNEL   WebSocket subscriber (CHANNEL: a,b,c)\n"
            "  ws%s/pub/CHANNEL   WebSocket publisher; or POST %s/pub/CHANNEL\n"
@@ -814,6 +838,19 @@ struct serve *serve_new(const struct moor_config *cfg)
     sv->push = push_new(server_http(sv->srv), server_ws(sv->srv),
                         server_conns(sv->srv), &po);
     if (!sv->push) {
+        fprintf(stderr, "moor: out of memory\n");
+        goto err_free;
+    }
+    sv->dstream = debug_stream_new(server_conns(sv->srv),
+                                   (struct pubsub *)push_pubsub(sv->push),
+                                   &(struct debug_stream_opts){
+                                       .max_streams = cfg->max_debug_streams,
+                                       .interval_ms = cfg->debug_interval_ms,
+                                       .heartbeat_ms = cfg->sse_heartbeat_ms,
+                                       .retry_ms = cfg->sse_retry_ms,
+                                   },
+                                   describe_conn, sv);
+    if (!sv->dstream) {
         fprintf(stderr, "moor: out of memory\n");
         goto err_free;
     }
