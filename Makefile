@@ -11,7 +11,7 @@ PREFIX   ?= /usr/local
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
 
 APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c src/signals.c \
-	$(wildcard src/bench/*.c)
+	src/sdnotify.c $(wildcard src/bench/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
@@ -19,6 +19,8 @@ WARN     := -Wall -Wextra -Wshadow -Werror -Wno-unused-parameter
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DMOOR_VERSION=\"$(VERSION)\" \
 	-Iinclude -Isrc $(WARN) -fvisibility=hidden -fPIC -g -pthread
 LIBS     := -lssl -lcrypto -lcares -lm -pthread
+# The `moor` binary alone (src/sdnotify.c) links libsystemd: not libmoor.
+APP_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 DBG_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
@@ -101,9 +103,9 @@ $(REL)/libmoor.so: $(call lib_objs,$(REL))
 	$(CC) -shared -Wl,-soname,libmoor.so.0 -o $@ $^ $(LIBS)
 
 $(REL)/moor: $(call app_objs,$(REL)) $(REL)/libmoor-objs.a
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) -o $@ $^ $(LIBS) $(APP_LIBS)
 $(DBG)/moor: $(call app_objs,$(DBG)) $(DBG)/libmoor-objs.a
-	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS) $(APP_LIBS)
 
 # Examples are built the way a user would: only include/moor.h, linked
 # against the installed-style static library.
