@@ -14,9 +14,10 @@ else
     PKGS="build-essential clang clang-format pkg-config libssl-dev \
 libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
 wrk nginx-light prometheus chromium python3-jwt python3-cryptography \
-influxdb libsystemd-dev"
+influxdb"
     # libsystemd-dev: sd_notify() for `moor serve` under systemd
     # (src/sdnotify.c; linked into the moor binary only, not libmoor).
+    PKGS="$PKGS libsystemd-dev"
     # influxdb (1.6): tests/integration/test_influx.py starts its own
     # influxd on free ports and reads back what --influx-url wrote.
     # python3-jwt and python3-cryptography make the tokens test_jwt checks
