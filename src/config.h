@@ -107,8 +107,8 @@ void config_defaults(struct moor_config *c);
  * Parses argv[0..argc) (the words after "serve") over the environment
  * (envp, NULL-terminated "NAME=value" strings; NULL = none) and defaults.
  * Accepts "--flag value" and "--flag=value"; boolean flags take no value.
- * Return value: 0 on success; 1 if --help/-h or --limits-md was asked
- * (the help or the Markdown already printed to out; c holds the defaults); -1
+ * Return value: 0 on success; 1 if --help/-h, --limits-md or --man was
+ * asked (the text already printed to out; c holds the defaults); -1
  * on a bad flag or value, with a one-line message naming the flag, the bad
  * value and what is expected written to err, e.g. invalid value "10x" for
  * --idle-timeout: expected a duration like 250ms, 10s, 2m
@@ -120,6 +120,9 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
 void config_print_help(FILE *out);
 /* Prints docs/limits.md (a Markdown table: flag, default, env, metric). */
 void config_print_limits_md(FILE *out);
+/* Prints docs/moor.1, the manual page (roff): the commands, every flag
+ * with its default, environment variable and metric, the signals. */
+void config_print_man(FILE *out);
 
 /* The long name (without "--") of the i-th flag of the table, or NULL
  * past the end; for tests and tools that walk every flag. */
