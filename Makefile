@@ -46,7 +46,8 @@ help:
 	@echo "make run        install missing packages, build, start moor serve on 127.0.0.1:8080"
 	@echo "make test       install missing packages, build plain + sanitizer, run every test"
 	@echo "make debug      build build/debug/moor with ASan+UBSan+LSan"
-	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
+	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc,"
+	@echo "                moor.service (systemd), moor(1)"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
 	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
 	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers, fuzz_conn, fuzz_http_client)"
@@ -141,11 +142,18 @@ install: release
 	install -m 644 include/moor.h $(DESTDIR)$(PREFIX)/include/moor.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		libmoor.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+	# The systemd unit (its numbers from the flag table's defaults) and moor(1).
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man1
+	dist/gen-unit.sh $(REL)/moor $(PREFIX)/bin < dist/moor.service.in > $(REL)/moor.service
+	install -m 644 $(REL)/moor.service $(DESTDIR)$(PREFIX)/lib/systemd/system/moor.service
+	install -m 644 docs/moor.1 $(DESTDIR)$(PREFIX)/share/man/man1/moor.1
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/moor $(DESTDIR)$(PREFIX)/lib/libmoor.a \
 		$(DESTDIR)$(PREFIX)/lib/libmoor.so $(DESTDIR)$(PREFIX)/lib/libmoor.so.0 \
-		$(DESTDIR)$(PREFIX)/include/moor.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+		$(DESTDIR)$(PREFIX)/include/moor.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/moor.service \
+		$(DESTDIR)$(PREFIX)/share/man/man1/moor.1
 
 # --- the rest --------------------------------------------------------------
 bench: deps release
@@ -156,6 +164,7 @@ lint:
 
 docs: release
 	$(REL)/moor serve --limits-md > docs/limits.md
+	$(REL)/moor serve --man > docs/moor.1
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
