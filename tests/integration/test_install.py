@@ -47,6 +47,11 @@ def test_install_and_link(tmp_path):
               "lib/pkgconfig/libmoor.pc", "lib/systemd/system/moor.service",
               "share/man/man1/moor.1"]:
         assert (prefix / f).exists(), f
+    # libsystemd (sd_notify) is the moor binary's, not the library's.
+    assert "libsystemd.so" in run(["readelf", "-d",
+                                   str(prefix / "bin/moor")]).stdout
+    assert "libsystemd" not in run(["readelf", "-d",
+                                    str(prefix / "lib/libmoor.so")]).stdout
     env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib/pkgconfig"))
     cflags = run(["pkg-config", "--cflags", "libmoor"], env=env).stdout.split()
     libs = run(["pkg-config", "--libs", "libmoor"], env=env).stdout.split()
