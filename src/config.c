@@ -2,19 +2,21 @@
  * config.c - every flag of `moor serve` in one table: its field, its
  * default, its range, its environment variable, its help sentence and the
  * metric that counts the times it bites.
- * config_defaults(), config_parse(), --help and docs/limits.md are all
- * read from that table, so they cannot drift apart. The table is read by
- * the flag engine (flags.c), which `moor bench` shares: this file has the
- * table, the checks that need more than one flag, and the text around
- * the flags in --help and docs/limits.md.
+ * config_defaults(), config_parse(), --help, docs/limits.md and the
+ * manual page docs/moor.1 are all read from that table, so they cannot
+ * drift apart. The table is read by the flag engine (flags.c), which
+ * `moor bench` shares: this file has the table, the checks that need
+ * more than one flag, and the text around the flags in --help,
+ * docs/limits.md and docs/moor.1.
  *
  * Invariants.
  * - A default is kept as text and goes through the same parser as a flag,
  *   so the default --help shows is the default moor runs with.
  * - Precedence is flag > environment > default. An environment variable
  *   set to the empty string counts as unset.
- * - --help and --limits-md win over anything else on the command line and
- *   over a bad environment variable: asking for help never fails.
+ * - --help, --limits-md and --man win over anything else on the command
+ *   line and over a bad environment variable: asking for help never
+ *   fails.
  * - Every error is one line naming the flag, the bad value, where the
  *   value came from when it was not the command line, and what is
  *   expected, including the range when the value was out of it.

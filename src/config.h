@@ -1,8 +1,8 @@
 /*
  * config.h - every flag of `moor serve`, its default, its environment
  * variable and the metric that shows when it bites, in one table
- * (config.c), read by the flag engine (flags.h). --help and
- * docs/limits.md are generated from that table.
+ * (config.c), read by the flag engine (flags.h). --help,
+ * docs/limits.md and docs/moor.1 are generated from that table.
  *
  * Precedence: command-line flag > environment variable > default.
  * A flag --foo-bar is read from the environment as MOOR_FOO_BAR.
