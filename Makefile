@@ -11,7 +11,7 @@ PREFIX   ?= /usr/local
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
 
 APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c src/signals.c \
-	$(wildcard src/bench/*.c)
+	src/sdnotify.c $(wildcard src/bench/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
@@ -19,6 +19,8 @@ WARN     := -Wall -Wextra -Wshadow -Werror -Wno-unused-parameter
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DMOOR_VERSION=\"$(VERSION)\" \
 	-Iinclude -Isrc $(WARN) -fvisibility=hidden -fPIC -g -pthread
 LIBS     := -lssl -lcrypto -lcares -lz -lm -pthread
+# The `moor` binary alone (src/sdnotify.c) links libsystemd: not libmoor.
+APP_LIBS := $(shell pkg-config --libs libsystemd 2>/dev/null || echo -lsystemd)
 
 REL_CFLAGS := $(BASE_CFLAGS) -O2
 DBG_CFLAGS := $(BASE_CFLAGS) -O1 -fno-omit-frame-pointer \
@@ -44,7 +46,8 @@ help:
 	@echo "make run        install missing packages, build, start moor serve on 127.0.0.1:8080"
 	@echo "make test       install missing packages, build plain + sanitizer, run every test"
 	@echo "make debug      build build/debug/moor with ASan+UBSan+LSan"
-	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc"
+	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc,"
+	@echo "                moor.service (systemd), moor(1)"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
 	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
 	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers, fuzz_conn, fuzz_http_client)"
@@ -104,9 +107,9 @@ $(REL)/libmoor.so: $(call lib_objs,$(REL))
 	$(CC) -shared -Wl,-soname,libmoor.so.0 -o $@ $^ $(LIBS)
 
 $(REL)/moor: $(call app_objs,$(REL)) $(REL)/libmoor-objs.a
-	$(CC) -o $@ $^ $(LIBS)
+	$(CC) -o $@ $^ $(LIBS) $(APP_LIBS)
 $(DBG)/moor: $(call app_objs,$(DBG)) $(DBG)/libmoor-objs.a
-	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS)
+	$(CC) $(DBG_LDFLAGS) -o $@ $^ $(LIBS) $(APP_LIBS)
 
 # Examples are built the way a user would: only include/moor.h, linked
 # against the installed-style static library.
@@ -142,11 +145,18 @@ install: release
 	install -m 644 include/moor.h $(DESTDIR)$(PREFIX)/include/moor.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
 		libmoor.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+	# The systemd unit (its numbers from the flag table's defaults) and moor(1).
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man1
+	dist/gen-unit.sh $(REL)/moor $(PREFIX)/bin < dist/moor.service.in > $(REL)/moor.service
+	install -m 644 $(REL)/moor.service $(DESTDIR)$(PREFIX)/lib/systemd/system/moor.service
+	install -m 644 docs/moor.1 $(DESTDIR)$(PREFIX)/share/man/man1/moor.1
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/moor $(DESTDIR)$(PREFIX)/lib/libmoor.a \
 		$(DESTDIR)$(PREFIX)/lib/libmoor.so $(DESTDIR)$(PREFIX)/lib/libmoor.so.0 \
-		$(DESTDIR)$(PREFIX)/include/moor.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc
+		$(DESTDIR)$(PREFIX)/include/moor.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/libmoor.pc \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/moor.service \
+		$(DESTDIR)$(PREFIX)/share/man/man1/moor.1
 
 # --- the rest --------------------------------------------------------------
 bench: deps release
@@ -159,6 +169,7 @@ docs: release
 	$(REL)/moor serve --limits-md > docs/limits.md
 	$(REL)/moor serve --metrics-md | \
 		scripts/doc-section.sh docs/monitoring.md "moor serve --metrics-md"
+	$(REL)/moor serve --man > docs/moor.1
 
 fuzz:
 	@scripts/fuzz.sh $(FUZZ_SECONDS)

@@ -3,7 +3,9 @@
 # check-install.sh - `make install` gives what a user builds against:
 #
 #   1. make install PREFIX=<a temporary directory>: bin/moor, include/moor.h,
-#      lib/libmoor.a, lib/libmoor.so(.0), lib/pkgconfig/libmoor.pc;
+#      lib/libmoor.a, lib/libmoor.so(.0), lib/pkgconfig/libmoor.pc,
+#      lib/systemd/system/moor.service (starting PREFIX/bin/moor) and
+#      share/man/man1/moor.1 (docs/moor.1);
 #   2. pkg-config --modversion libmoor is moor.h's MOOR_VERSION_*;
 #   3. examples/push_gateway.c, copied to a directory outside the tree, is
 #      built with nothing but `cc push_gateway.c $(pkg-config --cflags --libs
@@ -40,9 +42,15 @@ prefix=$tmp/prefix
 make -s -C "$repo" install PREFIX="$prefix" >"$tmp/make.out" 2>&1 ||
     { tail -n 30 "$tmp/make.out"; die "make install PREFIX=$prefix failed"; }
 for f in bin/moor include/moor.h lib/libmoor.a lib/libmoor.so lib/libmoor.so.0 \
-    lib/pkgconfig/libmoor.pc; do
+    lib/pkgconfig/libmoor.pc lib/systemd/system/moor.service \
+    share/man/man1/moor.1; do
     [ -e "$prefix/$f" ] || die "make install did not install $f"
 done
+grep -qxF "ExecStart=$prefix/bin/moor serve \$MOOR_ARGS" \
+    "$prefix/lib/systemd/system/moor.service" ||
+    die "moor.service does not start $prefix/bin/moor serve"
+cmp -s docs/moor.1 "$prefix/share/man/man1/moor.1" ||
+    die "share/man/man1/moor.1 is not docs/moor.1"
 
 export PKG_CONFIG_PATH=$prefix/lib/pkgconfig
 want=$(for p in MAJOR MINOR PATCH; do

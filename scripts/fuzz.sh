@@ -54,7 +54,8 @@ sources_for() {
     # (all of src/*.c but the app's files, as the Makefile's LIB_SRCS).
     http_client)
         ls src/*.c | grep -v -e '^src/main\.c$' -e '^src/serve\.c$' \
-            -e '^src/config\.c$' -e '^src/flags\.c$' -e '^src/signals\.c$' |
+            -e '^src/config\.c$' -e '^src/flags\.c$' -e '^src/signals\.c$' \
+            -e '^src/sdnotify\.c$' |
             tr '\n' ' '
         ;;
     *)
@@ -71,7 +72,9 @@ libs_for() {
     case "$1" in
     ws | ws_handshake) echo "-lcrypto" ;;
     jwt) echo "-lcrypto -lm -pthread" ;;
-    conn | http_client) echo "-lssl -lcrypto -lcares -lz -lm -pthread" ;;
+    # fuzz_conn links serve.c, whose src/sdnotify.c calls libsystemd.
+    conn) echo "-lssl -lcrypto -lcares -lz -lm -pthread -lsystemd" ;;
+    http_client) echo "-lssl -lcrypto -lcares -lz -lm -pthread" ;;
     *) echo "" ;;
     esac
 }

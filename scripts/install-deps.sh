@@ -15,6 +15,9 @@ else
 libc-ares-dev libcmocka-dev python3 python3-pytest python3-websockets curl \
 wrk nginx-light prometheus chromium python3-jwt python3-cryptography \
 influxdb zlib1g-dev victoria-metrics"
+    # libsystemd-dev: sd_notify() for `moor serve` under systemd
+    # (src/sdnotify.c; linked into the moor binary only, not libmoor).
+    PKGS="$PKGS libsystemd-dev"
     # influxdb (1.6): tests/integration/test_influx.py starts its own
     # influxd on free ports and reads back what --influx-url wrote.
     # zlib1g-dev: --influx-gzip compresses the InfluxDB writes (src/influx.c).

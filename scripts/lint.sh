@@ -55,7 +55,7 @@ layer_rows=(
      api api_loop api_server api_client api_pubsub moor http_client
      http_client_int http_client_call http_client_conn jwt auth auth_int influx
      auth_callback debug_stream dashboard"
-    "main serve config flags signals bench
+    "main serve config flags signals sdnotify bench
      bench_int bench_main bench_flags bench_target bench_driver bench_report
      bench_idle bench_echo bench_broadcast bench_handshake bench_http
      bench_http_report"

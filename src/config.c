@@ -2,11 +2,12 @@
  * config.c - every flag of `moor serve` in one table: its field, its
  * default, its range, its environment variable, its help sentence and the
  * metric that counts the times it bites.
- * config_defaults(), config_parse(), --help and docs/limits.md are all
- * read from that table, so they cannot drift apart. The table is read by
- * the flag engine (flags.c), which `moor bench` shares: this file has the
- * table, the checks that need more than one flag, and the text around
- * the flags in --help and docs/limits.md.
+ * config_defaults(), config_parse(), --help, docs/limits.md and the
+ * manual page docs/moor.1 are all read from that table, so they cannot
+ * drift apart. The table is read by the flag engine (flags.c), which
+ * `moor bench` shares: this file has the table, the checks that need
+ * more than one flag, and the text around the flags in --help,
+ * docs/limits.md and docs/moor.1.
  *
  * Invariants.
  * - A default is kept as text and goes through the same parser as a flag,
@@ -16,8 +17,9 @@
  * - A row marked .reload takes effect when SIGHUP rereads the config file
  *   (serve.c applies it); mark only a setting the running server reads
  *   again each time it uses it, never one copied at start.
- * - --help and --limits-md win over anything else on the command line and
- *   over a bad environment variable: asking for help never fails.
+ * - --help, --limits-md, --metrics-md and --man win over anything else on
+ *   the command line and over a bad environment variable: asking for help
+ *   never fails.
  * - Every error is one line naming the flag, the bad value, where the
  *   value came from when it was not the command line, and what is
  *   expected, including the range when the value was out of it.
@@ -28,6 +30,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <string.h>
 
 #include "flags.h"
@@ -859,8 +862,8 @@ const char *config_file_path(int argc, char **argv, char **envp)
 int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
                  FILE *out, char *err, size_t errlen)
 {
-    static const char *const asks[] = {"--help", "-h", "--limits-md",
-                                       "--metrics-md", NULL};
+    static const char *const asks[] = {"--help",       "-h",    "--limits-md",
+                                       "--metrics-md", "--man", NULL};
     static const char *const dump[] = {"--print-config", NULL};
     const char *ask, *path = config_file_path(argc, argv, envp);
 
@@ -873,6 +876,10 @@ int config_parse(struct moor_config *c, int argc, char **argv, char **envp,
     }
     if (ask && !strcmp(ask, "--metrics-md")) {
         series_print_md(out ? out : stdout);
+        return 1;
+    }
+    if (ask && !strcmp(ask, "--man")) {
+        config_print_man(out ? out : stdout);
         return 1;
     }
     if (ask) {
@@ -1007,6 +1014,7 @@ void config_print_help(FILE *out)
                         "its metric, as a Markdown table)"},
         {"--metrics-md", "print the table of every series on /metrics that "
                          "docs/monitoring.md holds (Markdown)"},
+        {"--man", "print the manual page moor(1) (roff; docs/moor.1)"},
     };
     char left[64], text[512], env[64], sighup[16];
     int col = flags_help_column(&table);
@@ -1128,4 +1136,282 @@ void config_print_limits_md(FILE *out)
             "1000), or a plain number of bytes. A flag beats its "
             "environment variable, which beats the config file, which "
             "beats the default.\n");
+}
+
+/* ------------------------------------------------------------------ */
+/* The manual page, moor(1): docs/moor.1, from the same table.        */
+/* ------------------------------------------------------------------ */
+
+/* Writes s as roff text. bol: s starts a line. A backslash becomes \e,
+ * every '-' \- (flags and names are typed as they read), a '.' or '\''
+ * that would begin a line (a request) gets \& before it, a ':' or ','
+ * glued to the next word is followed by a break point \: so a long list
+ * (a cipher string) can wrap, and a UTF-8 sequence is written as
+ * \[uXXXX]. */
+static void roff_text(FILE *out, const char *s, bool bol)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned cp = *p, extra = cp >= 0xf0 ? 3 : cp >= 0xe0 ? 2 : 1;
+
+        if (bol && (cp == '.' || cp == '\''))
+            fputs("\\&", out);
+        bol = cp == '\n';
+        if (cp == '\\')
+            fputs("\\e", out);
+        else if (cp == '-')
+            fputs("\\-", out);
+        else if (cp < 0x80)
+            fputc((int)cp, out);
+        else if (cp >= 0xc0) {
+            cp &= 0x3f >> extra;
+            for (; extra && (p[1] & 0xc0) == 0x80; extra--)
+                cp = cp << 6 | (*++p & 0x3f);
+            fprintf(out, "\\[u%04X]", cp);
+        } /* else a stray continuation byte: left out */
+        if ((cp == ':' || cp == ',') && isalnum(p[1]))
+            fputs("\\:", out);
+    }
+}
+
+/* One flag of the table as a .TP entry. */
+static void man_flag(FILE *out, const struct flag *o)
+{
+    char env[64], lo[32], hi[32];
+
+    flags_env_name(table.env_prefix, o, env, sizeof(env));
+    fprintf(out, ".TP\n\\fB\\-\\-");
+    roff_text(out, o->name, false);
+    fprintf(out, "\\fR");
+    if (o->kind != FLAG_BOOL) {
+        fprintf(out, " \\fI");
+        roff_text(out, flags_metavar(o), false);
+        fprintf(out, "\\fR");
+    }
+    fputc('\n', out);
+    roff_text(out, o->help, true);
+    if (o->kind == FLAG_DURATION || o->kind == FLAG_SIZE) {
+        (o->kind == FLAG_SIZE ? flags_fmt_size
+                              : flags_fmt_duration)(o->min, lo, sizeof(lo));
+        (o->kind == FLAG_SIZE ? flags_fmt_size
+                              : flags_fmt_duration)(o->max, hi, sizeof(hi));
+        fprintf(out, " (%s to %s)", lo, hi);
+    } else if (o->kind == FLAG_UINT) {
+        fprintf(out, " (%llu to %llu)", (unsigned long long)o->min,
+                (unsigned long long)o->max);
+    } else if (o->kind == FLAG_ENUM) {
+        fprintf(out, " (one of ");
+        roff_text(out, o->choices, false);
+        fputc(')', out);
+    }
+    fprintf(out, ".\n.br\nDefault: ");
+    if (o->kind == FLAG_BOOL) {
+        fprintf(out, "off; environment \\fB");
+        roff_text(out, env, false);
+        fprintf(out, "=1\\fR.\n");
+    } else {
+        if (o->def[0]) {
+            fprintf(out, "\\fB");
+            roff_text(out, o->def, false);
+            fprintf(out, "\\fR");
+        } else {
+            fprintf(out, "none");
+        }
+        fprintf(out, "; environment \\fB");
+        roff_text(out, env, false);
+        fprintf(out, "\\fR.\n");
+    }
+    if (strcmp(o->metric, "-")) {
+        fprintf(out, ".br\nMetric when it bites: \\fB");
+        roff_text(out, o->metric, false);
+        fprintf(out, "\\fR.\n");
+    }
+}
+
+/* A .TP entry of bold term and plain text (both roff-escaped). */
+static void man_item(FILE *out, const char *term, const char *text)
+{
+    fprintf(out, ".TP\n\\fB");
+    roff_text(out, term, false);
+    fprintf(out, "\\fR\n");
+    roff_text(out, text, true);
+    fputc('\n', out);
+}
+
+void config_print_man(FILE *out)
+{
+    static const char *const endpoints[][2] = {
+        {"GET /healthz", "liveness: 200 ok"},
+        {"GET /metrics", "Prometheus text: every series under METRICS"},
+        {"GET /debug/mem, GET /debug/conns",
+         "live memory by tag (JSON); one JSON line per connection. Served on "
+         "the public listeners only without --auth and --admin-listen"},
+        {"GET /dashboard, GET /debug/stream",
+         "a live page of moor's memory, connections, messages and latency, "
+         "and its feed (Server-Sent Events, one JSON event a second); "
+         "served where /debug is"},
+        {"GET /echo", "WebSocket echo"},
+        {"GET /sub/CHANNEL[,CHANNEL...]",
+         "WebSocket subscriber; with Accept: text/event-stream, Server-Sent "
+         "Events"},
+        {"GET /pub/CHANNEL", "WebSocket publisher"},
+        {"POST /pub/CHANNEL",
+         "publishes the body; 202 with the number of subscribers reached"},
+    };
+    static const char *const commands[][2] = {
+        {"serve", "run the server; its flags are under OPTIONS"},
+        {"bench", "measure a WebSocket server (idle memory per connection, "
+                  "echo messages/s and latency, broadcast, handshakes) or an "
+                  "HTTP server with moor's HTTP client; see moor bench --help"},
+        {"version", "print the version (also --version, -V)"},
+        {"help", "print the list of commands (also --help, -h)"},
+    };
+    static const char *const others[][2] = {
+        {"-h, --help", "print the flags of moor serve and exit."},
+        {"--limits-md", "print docs/limits.md (every limit, its default and "
+                        "its metric, as a Markdown table) and exit."},
+        {"--man", "print this manual page (roff) and exit."},
+        {"--metrics-md", "print the table of METRICS as Markdown "
+                         "(docs/monitoring.md) and exit."},
+        {"--config FILE",
+         "read settings from FILE first: one \"name value\" or \"name = "
+         "value\" a line, names as the flags without --, # comments; the "
+         "environment and the command line beat it. A bad line is an error "
+         "naming FILE and the line."},
+        {"--print-config",
+         "print the effective configuration in the --config format and "
+         "exit."},
+    };
+    static const char *const envs[][2] = {
+        {"MOOR_FLAG_NAME",
+         "every flag --flag-name of moor serve is also read from the "
+         "environment variable MOOR_ and its name in capitals with '_' for "
+         "'-' (each is named under OPTIONS); the empty string counts as "
+         "unset. A flag on the command line beats its variable, which beats "
+         "the config file, which beats the default."},
+        {"MOOR_CONFIG", "the config file, when --config is not given."},
+        {"NOTIFY_SOCKET",
+         "set by systemd for a Type=notify service: moor serve sends READY=1 "
+         "once every listener is bound, RELOADING=1 and READY=1 around a "
+         "SIGHUP reload, and STOPPING=1 when the graceful shutdown begins "
+         "(sd_notify(3)). Unset, nothing is sent."},
+        {"WATCHDOG_USEC, WATCHDOG_PID",
+         "set by systemd for WatchdogSec=: the event loop sends WATCHDOG=1 "
+         "every half of WATCHDOG_USEC, so a loop that is stuck is restarted."},
+    };
+    static const char *const sigs[][2] = {
+        {"SIGTERM, SIGINT",
+         "graceful shutdown: the listeners close, connections are drained "
+         "(WebSocket close, SSE and HTTP ends) and what is still open after "
+         "--shutdown-timeout is closed; then the process exits 0."},
+        {"SIGHUP",
+         "reload: the --config file is read again (the settings marked "
+         "SIGHUP under OPTIONS take the new value, any other change is "
+         "logged as needing a restart, a bad file changes nothing); the "
+         "--tls-cert certificate and --tls-key key, and the "
+         "--jwt-secret-file and --jwt-key-file keys, are read again; open "
+         "connections keep what they started with, and a file that fails "
+         "leaves the old one in service."},
+        {"SIGPIPE", "ignored (a closed stdout or stderr costs a lost line)."},
+    };
+    static const char *const exits[][2] = {
+        {"0", "clean shutdown (or --help, --limits-md, --metrics-md, --man, "
+              "--print-config)"},
+        {"1", "the server cannot start (say, the port is taken)"},
+        {"2", "usage error: a bad flag or value, named in one line"},
+        {"3", "debug builds only: memory still live after shutdown"},
+    };
+    static const char *const files[][2] = {
+        {"/etc/default/moor",
+         "the environment file of the systemd unit moor.service: MOOR_* "
+         "variables, and MOOR_ARGS, extra words for moor serve."},
+        {"PREFIX/lib/systemd/system/moor.service",
+         "the systemd unit that make install installs (Type=notify, "
+         "WatchdogSec=, LimitNOFILE= above the default of --max-conns, "
+         "sandboxed)."},
+    };
+#define MAN_ITEMS(list)                                                        \
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)                \
+    man_item(out, list[i][0], list[i][1])
+
+    fprintf(out,
+            ".\\\" moor(1). Generated by `make docs` (moor serve --man) from "
+            "the flag table\n"
+            ".\\\" in src/config.c; edit that table, not this file.\n"
+            ".TH MOOR 1 \"\" \"moor %s\" \"User Commands\"\n"
+            ".ad l\n" /* ragged right: long defaults (cipher lists) */
+            ".nh\n"   /* no hyphens inside flag and metric names */
+            ".SH NAME\n"
+            "moor \\- long\\-lived connections (WebSocket, Server\\-Sent "
+            "Events, TCP frames, HTTP/1.1, TLS) with bounded, accounted "
+            "memory\n"
+            ".SH SYNOPSIS\n"
+            ".B moor serve\n[\\fIflags\\fR]\n.br\n"
+            ".B moor bench\n\\fIMODE\\fR [\\fIflags\\fR]\n.br\n"
+            ".B moor version\n.br\n"
+            ".B moor help\n"
+            ".SH DESCRIPTION\n",
+            MOOR_VERSION);
+    roff_text(out,
+              "moor serve runs moor's HTTP/1.1 server and its push gateway "
+              "with bounded, accounted memory: every limit is a flag below, "
+              "and each time one bites a counter on GET /metrics goes up. "
+              "Every wait has a deadline, every queue a bound, and after a "
+              "shutdown no byte is left allocated. It serves:\n",
+              true);
+    MAN_ITEMS(endpoints);
+    fprintf(out, ".PP\n");
+    roff_text(out,
+              "--tcp-listen adds pub/sub over length-prefixed TCP frames; "
+              "--tls-listen serves all of it over TLS (HTTPS, wss://), "
+              "--tcp-tls the TCP listener; --admin-listen moves /metrics and "
+              "/debug to an address of their own; --auth jwt or --auth url "
+              "decides who may subscribe and publish.\n",
+              true);
+    fprintf(out, ".SH COMMANDS\n");
+    MAN_ITEMS(commands);
+    fprintf(out, ".SH OPTIONS\n");
+    roff_text(out,
+              "The flags of moor serve, given as --flag value or "
+              "--flag=value; a boolean flag takes no value. Durations take "
+              "ms, s, m, h (250ms, 10s, 2m; \"0\" alone is zero). Sizes take "
+              "B, KiB, MiB, GiB (powers of 1024), KB, MB, GB (powers of "
+              "1000), or a plain number of bytes.\n",
+              true);
+    for (size_t i = 0; i < N_OPTS; i++)
+        man_flag(out, &opts[i]);
+    MAN_ITEMS(others);
+    fprintf(out, ".SH METRICS\n");
+    roff_text(out,
+              "GET /metrics serves these families (Prometheus text format); "
+              "each is given with its labels in braces, its type and what "
+              "one unit of its value counts.\n",
+              true);
+    {
+        size_t n;
+        const struct series *t = series_table(&n);
+        char term[160], text[1024];
+
+        for (size_t i = 0; i < n; i++) {
+            snprintf(term, sizeof(term), t[i].labels[0] ? "%s{%s}" : "%s",
+                     t[i].name, t[i].labels);
+            snprintf(text, sizeof(text), "%s, %s: %s", t[i].type, t[i].unit,
+                     t[i].help);
+            man_item(out, term, text);
+        }
+    }
+    fprintf(out, ".SH ENVIRONMENT\n");
+    MAN_ITEMS(envs);
+    fprintf(out, ".SH SIGNALS\n");
+    MAN_ITEMS(sigs);
+    fprintf(out, ".SH EXIT STATUS\n");
+    MAN_ITEMS(exits);
+    fprintf(out, ".SH FILES\n");
+    MAN_ITEMS(files);
+    fprintf(out, ".SH SEE ALSO\n"
+                 ".BR systemd.service (5),\n"
+                 ".BR systemd.exec (5),\n"
+                 ".BR sd_notify (3);\n"
+                 "in the source tree, docs/limits.md (every limit and its "
+                 "metric) and docs/operations.md (running under systemd).\n");
+#undef MAN_ITEMS
 }

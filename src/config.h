@@ -1,8 +1,8 @@
 /*
  * config.h - every flag of `moor serve`, its default, its environment
  * variable and the metric that shows when it bites, in one table
- * (config.c), read by the flag engine (flags.h). --help and
- * docs/limits.md are generated from that table.
+ * (config.c), read by the flag engine (flags.h). --help,
+ * docs/limits.md and docs/moor.1 are generated from that table.
  *
  * Precedence: command-line flag > environment variable > config file
  * (--config FILE, or MOOR_CONFIG) > default. A flag --foo-bar is read
@@ -114,9 +114,9 @@ void config_defaults(struct moor_config *c);
  * Accepts "--flag value" and "--flag=value"; boolean flags take no value.
  * With --config FILE (or MOOR_CONFIG) the file is read first, under the
  * environment and the command line.
- * Return value: 0 on success; 1 if --help/-h, --limits-md or --metrics-md
- * was asked (the help or the Markdown already printed to out; c holds the
- * defaults) or --print-config (the effective configuration printed to out); -1
+ * Return value: 0 on success; 1 if --help/-h, --limits-md, --metrics-md or
+ * --man was asked (the text already printed to out; c holds the defaults)
+ * or --print-config (the effective configuration printed to out); -1
  * on a bad flag or value, with a one-line message naming the flag, the bad
  * value and what is expected written to err, e.g. invalid value "10x" for
  * --idle-timeout: expected a duration like 250ms, 10s, 2m
@@ -151,6 +151,9 @@ int config_reload(struct moor_config *live, const struct moor_config *next,
 void config_print_help(FILE *out);
 /* Prints docs/limits.md (a Markdown table: flag, default, env, metric). */
 void config_print_limits_md(FILE *out);
+/* Prints docs/moor.1, the manual page (roff): the commands, every flag
+ * with its default, environment variable and metric, the signals. */
+void config_print_man(FILE *out);
 
 /* The long name (without "--") of the i-th flag of the table, or NULL
  * past the end; for tests and tools that walk every flag. */

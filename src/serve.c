@@ -9,7 +9,8 @@
  * take effect, every other change is logged as needing a restart; a bad
  * file keeps the running settings whole) and reloads the TLS certificate
  * and the JWT keys. They are blocked and read from a signalfd on the
- * loop, so no handler runs at an arbitrary point.
+ * loop, so no handler runs at an arbitrary point. A service manager
+ * hears of readiness, reloads and the shutdown through sdnotify.h.
  *
  * Exit status: 0 after a clean shutdown; 1 if the server cannot start
  * (say, the port is taken); 2 for a usage error; 3 (debug builds only)
@@ -40,6 +41,7 @@
 #include "auth.h"
 #include "influx.h"
 #include "http_client.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "signals.h"
 #include "tls.h"
@@ -89,6 +91,7 @@ struct serve {
     int sigfd;
     uint64_t fail_at; /* MOOR_TEST_FAIL_ALLOC, 0 = off */
     bool fail_logged;
+    struct sdnotify notify; /* the service manager (serve_main only) */
 };
 
 static void on_healthz(struct http_exchange *ex, void *arg)
@@ -624,6 +627,7 @@ void serve_free(struct serve *sv)
         loop_unwatch(sv->loop, sv->sigfd);
         close(sv->sigfd);
     }
+    sdnotify_fini(&sv->notify);
     loop_free(sv->loop);
     mem_free(MEM_CONFIG, sv);
     tls_mem_fini();
@@ -679,16 +683,23 @@ static bool host_is_loopback(const char *host)
     return false;
 }
 
-/* Appends " key=host:port" to out (len bytes) if host is not loopback. */
-static void add_open(char *out, size_t len, const char *key, const char *host,
+/* Appends " key=host:port" to out (len bytes). */
+static void add_addr(char *out, size_t len, const char *key, const char *host,
                      uint16_t port)
 {
     size_t n = strlen(out);
     bool v6 = strchr(host, ':') != NULL;
 
+    snprintf(out + n, len - n, " %s=%s%s%s:%u", key, v6 ? "[" : "", host,
+             v6 ? "]" : "", port);
+}
+
+/* Appends " key=host:port" to out (len bytes) if host is not loopback. */
+static void add_open(char *out, size_t len, const char *key, const char *host,
+                     uint16_t port)
+{
     if (!host_is_loopback(host))
-        snprintf(out + n, len - n, " %s=%s%s%s:%u", key, v6 ? "[" : "", host,
-                 v6 ? "]" : "", port);
+        add_addr(out, len, key, host, port);
 }
 
 /* Warns once, at start, of what the network can reach: without auth,
@@ -729,6 +740,25 @@ static void warn_open(const struct serve *sv, bool auth_on)
                  "%s", open + 1);
 }
 
+/* READY=1's STATUS=: every listener with the port it bound. */
+static void ready_status(const struct serve *sv, char *out, size_t len)
+{
+    const struct moor_config *c = sv->cfg;
+    char host[128];
+    uint16_t port;
+
+    snprintf(out, len, "listening:");
+    add_addr(out, len, "listen", sv->host, server_port(sv->srv));
+    if (sv->tls_listener &&
+        addr_parse(c->tls_listen, host, sizeof(host), &port) == 0)
+        add_addr(out, len, "tls_listen", host, listener_port(sv->tls_listener));
+    if (sv->tcp && addr_parse(c->tcp_listen, host, sizeof(host), &port) == 0)
+        add_addr(out, len, "tcp_listen", host, listener_port(sv->tcp));
+    if (sv->admin)
+        add_addr(out, len, "admin_listen", sv->admin_host,
+                 listener_port(sv->admin));
+}
+
 static void on_signal(struct watcher *w, uint32_t events)
 {
     struct serve *sv = container_of(w, struct serve, sigw);
@@ -739,10 +769,13 @@ static void on_signal(struct watcher *w, uint32_t events)
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
             LOG_INFO("signal", "sig=%s",
                      si.ssi_signo == SIGTERM ? "TERM" : "INT");
+            sdnotify_stopping(&sv->notify);
             server_shutdown(sv->srv);
         } else if (si.ssi_signo == SIGHUP) {
             LOG_INFO("signal", "sig=HUP");
+            sdnotify_reloading(&sv->notify);
             on_reload(sv);
+            sdnotify_reloaded(&sv->notify);
         }
     }
 }
@@ -886,7 +919,7 @@ int serve_main(int argc, char **argv)
 {
     struct moor_config cfg;
     struct serve *sv;
-    char err[256];
+    char err[256], status[256];
     enum log_level lvl = LOG_INFO;
     const char *hook;
     int rc;
@@ -934,6 +967,10 @@ int serve_main(int argc, char **argv)
         sv->fail_at = strtoull(hook, NULL, 10);
         mem_fail_at(sv->fail_at);
     }
+    /* Every listener is bound (serve_new) and the loop runs next. */
+    sdnotify_init(&sv->notify, sv->loop);
+    ready_status(sv, status, sizeof(status));
+    sdnotify_ready(&sv->notify, status);
     rc = loop_run(sv->loop);
     mem_fail_at(0);
     serve_free(sv);

@@ -146,7 +146,8 @@ def test_print_config_round_trip(confmoor, tmp_path):
     # Every --help flag is a setting, each under its help comment.
     helptext = run_moor(["serve", "--help"]).stdout
     names = set(re.findall(r"^  --([a-z0-9-]+) ", helptext, re.M))
-    names -= {"config", "print-config", "limits-md", "metrics-md", "help"}
+    names -= {"config", "print-config", "limits-md", "metrics-md", "man",
+              "help"}
     settings = set(re.findall(r"^([a-z0-9-]+) ", text, re.M))
     assert names == settings
     assert re.search(r"\(SIGHUP\s(?:# )?applies it\)\nlog-level info\n",

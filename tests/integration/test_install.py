@@ -1,6 +1,7 @@
 """`make install` gives a usable library: moor.h, libmoor.a, libmoor.so and
 libmoor.pc work for a program built with pkg-config, and only the public
-moor_* symbols are visible."""
+moor_* symbols are visible. It also installs the systemd unit and moor(1),
+honouring DESTDIR."""
 import os
 import re
 import subprocess
@@ -43,8 +44,14 @@ def test_install_and_link(tmp_path):
     prefix = tmp_path / "prefix"
     run(["make", "-s", "install", f"PREFIX={prefix}"], cwd=ROOT)
     for f in ["bin/moor", "include/moor.h", "lib/libmoor.a", "lib/libmoor.so",
-              "lib/pkgconfig/libmoor.pc"]:
+              "lib/pkgconfig/libmoor.pc", "lib/systemd/system/moor.service",
+              "share/man/man1/moor.1"]:
         assert (prefix / f).exists(), f
+    # libsystemd (sd_notify) is the moor binary's, not the library's.
+    assert "libsystemd.so" in run(["readelf", "-d",
+                                   str(prefix / "bin/moor")]).stdout
+    assert "libsystemd" not in run(["readelf", "-d",
+                                    str(prefix / "lib/libmoor.so")]).stdout
     env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib/pkgconfig"))
     cflags = run(["pkg-config", "--cflags", "libmoor"], env=env).stdout.split()
     libs = run(["pkg-config", "--libs", "libmoor"], env=env).stdout.split()
@@ -79,3 +86,21 @@ def test_install_and_link(tmp_path):
     arc = run(["nm", "-g", "--defined-only", str(prefix / "lib/libmoor.a")]).stdout
     globals_ = {l.split()[-1] for l in arc.splitlines() if " T " in l}
     assert globals_ == exported
+
+
+def test_install_destdir_unit_and_man(tmp_path):
+    """DESTDIR stages the files, PREFIX is where they will run from: the
+    unit starts PREFIX/bin/moor, not the staging path; moor(1) is
+    docs/moor.1; make uninstall takes both away again."""
+    dest = tmp_path / "stage"
+    run(["make", "-s", "install", "PREFIX=/usr", f"DESTDIR={dest}"], cwd=ROOT)
+    unit = dest / "usr/lib/systemd/system/moor.service"
+    man = dest / "usr/share/man/man1/moor.1"
+    assert "ExecStart=/usr/bin/moor serve $MOOR_ARGS\n" in unit.read_text()
+    assert str(dest) not in unit.read_text()
+    assert man.read_bytes() == (ROOT_PATH / "docs/moor.1").read_bytes()
+    assert oct(unit.stat().st_mode & 0o777) == "0o644"
+    run(["make", "-s", "uninstall", "PREFIX=/usr", f"DESTDIR={dest}"],
+        cwd=ROOT)
+    assert not unit.exists() and not man.exists()
+    assert not (dest / "usr/bin/moor").exists()
