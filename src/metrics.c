@@ -158,6 +158,38 @@ static void render_tls(struct page *p, const struct metrics_view *v)
     value(p, "moor_tls_reloads_total", "result", "failed", (double)failed);
 }
 
+/* The protocols moor_connections_by_protocol names (conn_proto()'s
+ * names), then "other" for any other (a client's connection). */
+static const char *const protocols[] = {"http", "websocket", "sse", "tcp",
+                                        "other"};
+
+static void count_protocol(struct conn *c, void *arg)
+{
+    double *n = arg;
+    size_t i = 0;
+
+    while (i < ARRAY_SIZE(protocols) - 1 &&
+           strcmp(conn_proto(c)->name, protocols[i]))
+        i++;
+    n[i]++;
+}
+
+/* Open connections by protocol: a walk over every conn (O(n) per page;
+ * the walk only reads). */
+static void render_protocols(struct page *p, const struct metrics_view *v)
+{
+    double n[ARRAY_SIZE(protocols)] = {0};
+
+    for (unsigned i = 0; i < v->n_loops; i++)
+        if (v->loops[i].conns)
+            conn_set_each((struct conn_set *)v->loops[i].conns, count_protocol,
+                          n);
+    family(p, "moor_connections_by_protocol");
+    for (size_t i = 0; i < ARRAY_SIZE(protocols); i++)
+        value(p, "moor_connections_by_protocol", "protocol", protocols[i],
+              n[i]);
+}
+
 static void render_conns(struct page *p, const struct metrics_view *v)
 {
     scalar(p, "moor_accepted_total", SUM_CONN(v, accepted));
@@ -178,6 +210,7 @@ static void render_conns(struct page *p, const struct metrics_view *v)
     for (int s = 0; s < CSTATE_COUNT; s++)
         value(p, "moor_connections", "state", conn_state_name(s),
               SUM_CONN(v, by_state[s]));
+    render_protocols(p, v);
     scalar(p, "moor_connections_paused", SUM_CONN(v, paused));
     family(p, "moor_connections_paused_by_cause");
     for (unsigned c = 0; c < PAUSE_CAUSE_COUNT; c++)

@@ -33,6 +33,10 @@ static const struct series rows[] = {
      "Times accepting was paused, by reason."},
     {"moor_connections", "gauge", "connections", "state",
      "Open connections, by state."},
+    {"moor_connections_by_protocol", "gauge", "connections", "protocol",
+     "Open connections, by protocol: http (HTTP/1.1, before an upgrade), "
+     "websocket, sse, tcp (--tcp-listen frames); TLS ones are also in "
+     "moor_tls_connections."},
     {"moor_connections_paused", "gauge", "connections", "",
      "Open connections whose reading is paused."},
     {"moor_connections_paused_by_cause", "gauge", "connections", "cause",

@@ -513,8 +513,9 @@ def tls_handshake(port):
 # What issue 17 asks the push to carry: (measurement, tag key, tag values
 # that must be there, or None for any).
 ISSUE_SERIES = [
-    ("moor_connections", "state", {"websocket", "idle", "active"}),  # state
-    # and protocol: websocket and sse are states of their own
+    ("moor_connections", "state", {"websocket", "idle", "active"}),
+    ("moor_connections_by_protocol", "protocol", {"websocket", "http",
+                                                  "sse", "tcp"}),
     ("moor_mem_live_bytes", "tag", {"conn", "channel", "msg", "influx",
                               "http_client", "tls"}),
     ("moor_process_resident_memory_bytes", None, None),

@@ -360,3 +360,33 @@ def test_monitoring_doc_lists_every_series():
     for line in r.stdout.splitlines()[2:]:
         assert re.match(r"^\| `moor_[a-z_]+` \| (counter|gauge|histogram) "
                         r"\| [^|]+ \|", line), line
+
+
+def test_connections_by_protocol(server):
+    """moor_connections_by_protocol counts open connections by what they
+    speak: a WebSocket, an SSE subscriber, and the HTTP request reading
+    the page."""
+    import socket
+    from wsutil import WsConn
+
+    before = server.metrics()
+    w = WsConn(server.port, timeout=5)
+    assert w.handshake("/echo").status == 101
+    sse = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sse.sendall(b"GET /sub/news HTTP/1.1\r\nHost: x\r\n"
+                b"Accept: text/event-stream\r\n\r\n")
+    assert b" 200 " in sse.recv(4096)
+    try:
+        m = server.metrics()
+        for proto, extra in (("websocket", 1), ("sse", 1)):
+            assert m.get_value("moor_connections_by_protocol",
+                               protocol=proto) == \
+                before.get_value("moor_connections_by_protocol",
+                                 protocol=proto) + extra, proto
+        assert m.get_value("moor_connections_by_protocol",
+                           protocol="http") >= 1
+        assert m.get_value("moor_connections_by_protocol",
+                           protocol="other") == 0
+    finally:
+        w.close()
+        sse.close()
