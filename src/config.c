@@ -15,8 +15,10 @@
  * - Precedence is flag > environment > config file > default. An
  *   environment variable set to the empty string counts as unset.
  * - A row marked .reload takes effect when SIGHUP rereads the config file
- *   (serve.c applies it); mark only a setting the running server reads
- *   again each time it uses it, never one copied at start.
+ *   (serve.c applies it: apply_live() hands the new value to the object
+ *   that holds a copy); mark only a setting that is read again each time
+ *   it is used, there or in sv->live, never one sized into something at
+ *   start (buffers, tables, listeners).
  * - --help, --limits-md, --metrics-md and --man win over anything else on
  *   the command line and over a bad environment variable: asking for help
  *   never fails.
@@ -172,6 +174,7 @@ static const struct flag opts[] = {
      .min = 1,
      .max = 10000000,
      .help = "open connections at most; more are answered 503 and closed",
+     .reload = true,
      .metric = "moor_refused_total{reason=\"max_conns\"}"},
     {.name = "accept-rate",
      .kind = FLAG_UINT,
@@ -181,6 +184,7 @@ static const struct flag opts[] = {
      .max = 10000000,
      .help = "new connections accepted per second, 0 = no limit; above it "
              "accepting pauses and the kernel backlog waits",
+     .reload = true,
      .metric = "moor_accept_paused_total{reason=\"rate\"}"},
     {.name = "accept-burst",
      .kind = FLAG_UINT,
@@ -189,6 +193,7 @@ static const struct flag opts[] = {
      .min = 1,
      .max = 10000000,
      .help = "connections accepted at once before --accept-rate applies",
+     .reload = true,
      .metric = "moor_accept_paused_total{reason=\"rate\"}"},
     /* Per client address (issue 16); listen.h and iplimit.h. Loopback
      * is not exempt: a test or a local proxy meets these too. */
@@ -246,6 +251,7 @@ static const struct flag opts[] = {
      .min = 1,
      .max = FLAGS_DURATION_MAX_MS,
      .help = "close a connection whose request headers take longer",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"header_timeout\"}"},
     {.name = "body-timeout",
      .kind = FLAG_DURATION,
@@ -255,6 +261,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "close a connection whose request body is not complete "
              "this long after its headers",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"body_timeout\"}"},
     {.name = "message-timeout",
      .kind = FLAG_DURATION,
@@ -266,6 +273,7 @@ static const struct flag opts[] = {
              "fragment, a framed TCP frame, half a TLS record), close the "
              "connection if the rest takes longer; counted from that first "
              "part, not extended by pings or trickled bytes",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"message_timeout\"}"},
     {.name = "idle-timeout",
      .kind = FLAG_DURATION,
@@ -274,6 +282,7 @@ static const struct flag opts[] = {
      .min = 1,
      .max = FLAGS_DURATION_MAX_MS,
      .help = "close a keep-alive connection idle this long",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"idle_timeout\"}"},
     {.name = "write-timeout",
      .kind = FLAG_DURATION,
@@ -283,6 +292,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "close a connection whose peer takes none of the bytes "
              "waiting for it this long",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"write_timeout\"}"},
     {.name = "linger-timeout",
      .kind = FLAG_DURATION,
@@ -292,6 +302,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "after an error response, how long unread request bytes are "
              "drained before the socket is closed",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"linger_timeout\"}"},
     {.name = "shutdown-timeout",
      .kind = FLAG_DURATION,
@@ -301,6 +312,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "on SIGTERM or SIGINT, how long requests in flight may "
              "finish before the rest are closed",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"shutdown\"}"},
     {.name = "max-header-bytes",
      .kind = FLAG_SIZE,
@@ -354,6 +366,7 @@ static const struct flag opts[] = {
      .max = GiB(1024),
      .help = "live bytes at most (moor's own accounting), 0 = no limit; "
              "over it new connections are answered 503",
+     .reload = true,
      .metric = "moor_refused_total{reason=\"memory\"}"},
     {.name = "mem-trim-interval",
      .kind = FLAG_DURATION,
@@ -367,6 +380,7 @@ static const struct flag opts[] = {
              "held and neither is growing; after a trim that gave back "
              "little, the next waits 2, 4 ... 64 intervals; 0 turns it "
              "off (docs/memory.md)",
+     .reload = true,
      .metric = "moor_mem_trims_total, moor_mem_trims_backed_off_total, "
                "moor_mem_trimmed_bytes_total"},
     {.name = "mem-trim-threshold",
@@ -378,6 +392,7 @@ static const struct flag opts[] = {
      .help = "trim once anonymous RSS minus live bytes is this much above "
              "its lowest; a trim that gives back less than half of it "
              "backs off",
+     .reload = true,
      .metric = "moor_mem_trimmed_bytes_total"},
     {.name = "max-message",
      .kind = FLAG_SIZE,
@@ -397,6 +412,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "send a WebSocket ping after this long without a frame from "
              "the peer",
+     .reload = true,
      .metric = "-"},
     {.name = "pong-timeout",
      .kind = FLAG_DURATION,
@@ -407,6 +423,7 @@ static const struct flag opts[] = {
      .help = "close a WebSocket that sends nothing this long after a ping "
              "(half-open connections die); also sets TCP_USER_TIMEOUT to "
              "ping-interval + pong-timeout",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"pong_timeout\"}"},
     {.name = "close-timeout",
      .kind = FLAG_DURATION,
@@ -416,6 +433,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "after moor sends a WebSocket close, how long the peer has to "
              "answer it",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"close_timeout\"}"},
     {.name = "drain-spread",
      .kind = FLAG_DURATION,
@@ -425,6 +443,7 @@ static const struct flag opts[] = {
      .max = FLAGS_DURATION_MAX_MS,
      .help = "on shutdown, WebSockets get close 1001 at random moments "
              "over this long, so clients do not all reconnect at once",
+     .reload = true,
      .metric = "moor_closed_total{reason=\"shutdown\"}"},
     {.name = "allowed-origins",
      .kind = FLAG_ORIGINS,
@@ -489,6 +508,7 @@ static const struct flag opts[] = {
              "/pub or TCP PUB) may send; above it moor stops reading that "
              "connection until tokens refill; 0 turns it off (POST /pub "
              "is not paced: see docs/pubsub.md)",
+     .reload = true,
      .metric = "moor_read_pauses_total{cause=\"rate\"}"},
     {.name = "burst",
      .kind = FLAG_UINT,
@@ -498,6 +518,7 @@ static const struct flag opts[] = {
      .max = 100000000,
      .help = "messages a publisher may send at once above --rate (0: as "
              "many as --rate)",
+     .reload = true,
      .metric = "moor_read_pauses_total{cause=\"rate\"}"},
     {.name = "byte-rate",
      .kind = FLAG_SIZE,
@@ -507,6 +528,7 @@ static const struct flag opts[] = {
      .max = GiB(4) - 1,
      .help = "bytes per second one publishing connection may send "
              "(burst: one second's worth); 0 turns it off",
+     .reload = true,
      .metric = "moor_read_pauses_total{cause=\"rate\"}"},
     {.name = "sse-heartbeat",
      .kind = FLAG_DURATION,

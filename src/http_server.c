@@ -818,3 +818,12 @@ void http_server_drain(struct http_server *srv)
     srv->draining = true;
     conn_set_each(srv->set, drain_one, srv);
 }
+
+void http_server_set_timeouts(struct http_server *srv,
+                              const struct http_server_opts *o)
+{
+    srv->o.header_timeout_ms = o->header_timeout_ms;
+    srv->o.body_timeout_ms = o->body_timeout_ms;
+    srv->o.idle_timeout_ms = o->idle_timeout_ms;
+    srv->o.linger_timeout_ms = o->linger_timeout_ms;
+}

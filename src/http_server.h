@@ -138,6 +138,11 @@ int http_server_accept_tls(struct http_server *srv, int fd, struct tls_ctx *tls,
 /* Drain mode (graceful shutdown): idle connections are closed now;
  * connections in the middle of a request finish it and then close. */
 void http_server_drain(struct http_server *srv);
+/* SIGHUP: new header, body, idle and linger timeouts of o; each is read
+ * when its deadline is next set (a deadline already running keeps its
+ * time). */
+void http_server_set_timeouts(struct http_server *srv,
+                              const struct http_server_opts *o);
 
 /* Queues a complete response: status line, Content-Length, Content-Type
  * (if ctype), Date, Connection: close when !ex->keep_alive, extra header

@@ -451,3 +451,12 @@ const struct iplimit *listener_iplimit(const struct listener *ls)
 {
     return ls->ip ? ls->ip->t : NULL;
 }
+
+void listener_set_admission(struct listener *ls, uint32_t max_conns,
+                            uint32_t accept_rate, uint32_t accept_burst)
+{
+    ls->opts.max_conns = max_conns;
+    ls->opts.accept_rate = accept_rate;
+    ls->opts.accept_burst = accept_burst;
+    ratelimit_init(&ls->rate, accept_rate, accept_burst, loop_now(ls->loop));
+}

@@ -98,6 +98,12 @@ struct listener *listener_new(struct loop *l, struct conn_set *set,
                               listen_accept_fn *fn, void *arg, int *err);
 /* Stops accepting and closes the socket (idempotent). */
 void listener_stop(struct listener *ls);
+/* SIGHUP (moor serve --config): new --max-conns, --accept-rate and
+ * --accept-burst; the next accept is held to them (the rate's tokens
+ * start full again). */
+void listener_set_admission(struct listener *ls, uint32_t max_conns,
+                            uint32_t accept_rate, uint32_t accept_burst);
+
 void listener_free(struct listener *ls);
 /* The bound port (useful with port 0). */
 uint16_t listener_port(const struct listener *ls);

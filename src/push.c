@@ -1163,3 +1163,11 @@ void push_free(struct push *p)
     pubsub_free(p->ps);
     mem_free(MEM_CHANNEL, p);
 }
+
+void push_set_rates(struct push *p, uint32_t rate, uint32_t burst,
+                    uint64_t byte_rate)
+{
+    p->o.rate = rate;
+    p->o.burst = burst;
+    p->o.byte_rate = byte_rate;
+}

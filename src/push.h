@@ -51,6 +51,10 @@ struct tls_ctx;
 
 struct push *push_new(struct http_server *http, struct ws_server *ws,
                       struct conn_set *set, const struct push_opts *o);
+/* SIGHUP: new --rate, --burst and --byte-rate, for publishers that
+ * start after it (one publishing now keeps its bucket). */
+void push_set_rates(struct push *p, uint32_t rate, uint32_t burst,
+                    uint64_t byte_rate);
 /* Serves the length-prefixed TCP protocol on an accepted fd (takes it):
  * the first frame is "SUB ch1 ch2 ..." or "PUB ch"; after SUB every
  * message of those channels arrives as a frame (an empty frame is a

@@ -253,11 +253,42 @@ static void report_change(const char *name, bool applied, const char *was,
 /* SIGHUP with --config: the file, the environment and the command line
  * parsed again as at start (a flag still beats the file), into a copy;
  * on any error the running settings stay whole. */
+/* The settings config.c marks .reload, from sv->live into the running
+ * objects (the others read sv->live each time already: --log-level is
+ * set by the caller, --allowed-origins and --handshake-timeout are read
+ * at each use). trim: the trim settings changed (setting them again
+ * restarts the check's backoff, so only then). */
+static void options_from_config(const struct moor_config *c,
+                                struct server_opts *o, char *host,
+                                size_t hostlen, uint16_t *port);
+
+static void apply_live(struct serve *sv, bool trim)
+{
+    const struct moor_config *c = sv->live;
+    struct listener *more[] = {sv->tls_listener, sv->tcp, sv->admin};
+    struct server_opts o;
+    char host[128];
+    uint16_t port = 0;
+
+    options_from_config(c, &o, host, sizeof(host), &port);
+    server_set_live(sv->srv, &o);
+    for (size_t i = 0; i < ARRAY_SIZE(more); i++)
+        if (more[i])
+            listener_set_admission(more[i], c->max_conns, c->accept_rate,
+                                   c->accept_burst);
+    push_set_rates(sv->push, c->rate, c->burst, c->byte_rate);
+    mem_set_budget(c->memory_limit, 90);
+    if (trim)
+        loop_set_trim(sv->loop, c->mem_trim_interval_ms, c->mem_trim_threshold);
+}
+
 static void reload_config(struct serve *sv)
 {
     struct moor_config next; /* 14 KiB of stack, for one call */
     char err[512];
     enum log_level lvl = LOG_INFO;
+    uint64_t trim_bytes;
+    uint32_t trim_ms;
     int rc, n;
 
     rc = config_parse(&next, sv->argc, sv->argv, environ, NULL, err,
@@ -269,7 +300,11 @@ static void reload_config(struct serve *sv)
                   rc < 0 ? err : "unexpected --help");
         return;
     }
+    trim_ms = sv->live->mem_trim_interval_ms;
+    trim_bytes = sv->live->mem_trim_threshold;
     n = config_reload(sv->live, &next, report_change, sv);
+    apply_live(sv, trim_ms != sv->live->mem_trim_interval_ms ||
+                       trim_bytes != sv->live->mem_trim_threshold);
     /* docs/principles.md, rule 10: the log level is process-wide; the one
      * loop of `moor serve` sets it at start and here, between events. */
     if (log_parse_level(sv->live->log_level, &lvl) == 0)

@@ -218,3 +218,15 @@ void server_metrics_view(const struct server *s, struct metrics_view *v)
     v->loops[0].http = s->http;
     v->start_wall_ms = s->start_wall_ms;
 }
+
+void server_set_live(struct server *s, const struct server_opts *o)
+{
+    s->conns.lim.write_timeout_ms = o->conn.write_timeout_ms;
+    s->conns.lim.message_timeout_ms = o->conn.message_timeout_ms;
+    s->shutdown_timeout_ms = o->shutdown_timeout_ms;
+    http_server_set_timeouts(s->http, &o->http);
+    ws_server_set_timeouts(s->ws, &o->ws);
+    if (s->listener)
+        listener_set_admission(s->listener, o->listen.max_conns,
+                               o->listen.accept_rate, o->listen.accept_burst);
+}

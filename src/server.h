@@ -46,6 +46,11 @@ bool server_stopped(const struct server *s);
 /* Closes whatever is still open and frees the server; the loop lives on.
  * Not from inside a loop hook. */
 void server_free(struct server *s);
+/* SIGHUP: the settings of o that may change on a running server: the
+ * write and message timeouts, the HTTP and WebSocket timeouts, the
+ * shutdown timeout, and the listener's --max-conns and accept rate. Each takes
+ * effect where it is next read; the rest of o is ignored. */
+void server_set_live(struct server *s, const struct server_opts *o);
 
 uint16_t server_port(const struct server *s);
 struct http_server *server_http(struct server *s);

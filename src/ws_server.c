@@ -603,3 +603,12 @@ void ws_server_drain(struct ws_server *ws)
 {
     conn_set_each(ws->set, drain_one, ws);
 }
+
+void ws_server_set_timeouts(struct ws_server *ws,
+                            const struct ws_server_opts *o)
+{
+    ws->o.ping_interval_ms = o->ping_interval_ms;
+    ws->o.pong_timeout_ms = o->pong_timeout_ms;
+    ws->o.close_timeout_ms = o->close_timeout_ms;
+    ws->o.drain_spread_ms = o->drain_spread_ms;
+}

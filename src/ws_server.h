@@ -89,6 +89,10 @@ enum ws_send_result {
  * ws_server_free() (after every conn is closed). */
 struct ws_server *ws_server_new(struct conn_set *set,
                                 const struct ws_server_opts *o);
+/* SIGHUP: new ping interval, pong, close and drain timeouts of o, read
+ * when each is next armed. */
+void ws_server_set_timeouts(struct ws_server *ws,
+                            const struct ws_server_opts *o);
 void ws_server_free(struct ws_server *ws);
 
 /* Bytes of conn ext area a WebSocket conn needs (http_server reserves the

@@ -183,15 +183,16 @@ def test_sighup_rereads_the_file(confmoor, tmp_path):
     s = confmoor("--config", str(conf))
     assert origin_status(s.port, EVIL) == 101
 
-    # Reloadable: allowed-origins. Not: listen, max-conns.
-    conf.write_text("listen 127.0.0.1:1\nlog-level info\nmax-conns 9\n"
+    # Reloadable: allowed-origins. Not: listen, queue-limit.
+    conf.write_text("listen 127.0.0.1:1\nlog-level info\nqueue-limit 9KiB\n"
                     f"allowed-origins {GOOD}\n")
     hup_and_wait(s, "ok", 1)
     assert s.wait_log('setting=listen running="127.0.0.1:0" '
                       'file="127.0.0.1:1"')
     err = s.stderr_text()
     assert ('msg="config: setting changed; it needs a restart, the running '
-            'value stays" setting=max-conns running="10000" file="9"') in err
+            'value stays" setting=queue-limit running="1MiB" file="9KiB"') \
+        in err
     assert (f'msg="config: setting changed, applied" '
             f'setting=allowed-origins was="" now="{GOOD}"') in err
     assert origin_status(s.port, EVIL) == 403
@@ -292,3 +293,58 @@ def test_sighup_changes_handshake_timeout(confmoor, tmp_path):
     m = s.wait_metric(lambda m: m.get_value(
         "moor_closed_total", reason="handshake_timeout") >= 1)
     assert m.get_value("moor_closed_total", reason="handshake_timeout") >= 1
+
+
+def keepalive_lasts(port, wait):
+    """One request on a keep-alive connection, then silence: the seconds
+    until moor closes it (None: still open after wait)."""
+    with socket.create_connection((HOST, port), timeout=wait) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while b"\r\n\r\nok" not in data:
+            data += c.recv(4096)
+        start = time.monotonic()
+        try:
+            more = c.recv(1)
+        except socket.timeout:
+            return None
+        except ConnectionResetError:
+            more = b""
+        assert more == b"", more
+    return time.monotonic() - start
+
+
+def status_of_new_conn(port):
+    with socket.create_connection((HOST, port), timeout=5) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = c.recv(4096)
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.mark.wall(40)
+def test_sighup_changes_limits_of_the_running_server(confmoor, tmp_path):
+    """The settings --help marks SIGHUP take effect on a running server
+    when the file changes: --idle-timeout on the next keep-alive wait,
+    --max-conns at the next accept."""
+    conf = tmp_path / "moor.conf"
+    conf.write_text("listen 127.0.0.1:0\nidle-timeout 30s\n")
+    s = confmoor("--config", str(conf))
+    assert keepalive_lasts(s.port, slack(1.0)) is None
+    conf.write_text("listen 127.0.0.1:0\nidle-timeout 200ms\nmax-conns 2\n")
+    hup_and_wait(s, "ok", 1)
+    assert s.wait_log('setting=idle-timeout was="30s" now="200ms"')
+    assert s.wait_log('setting=max-conns was="10000" now="2"')
+    took = keepalive_lasts(s.port, slack(5.0))
+    assert took is not None and took < slack(2.0), took
+    # Two connections held open: the third is refused (503) at accept.
+    held = [socket.create_connection((HOST, s.port), timeout=5)
+            for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        assert status_of_new_conn(s.port) == 503
+    finally:
+        for c in held:
+            c.close()
+    m = s.wait_metric(lambda m: m.get_value(
+        "moor_refused_total", reason="max_conns") >= 1)
+    assert m.get_value("moor_refused_total", reason="max_conns") >= 1

@@ -528,7 +528,8 @@ static void test_help(void **state)
     assert_non_null(strstr(outbuf, "GET /debug/mem"));
     assert_non_null(strstr(outbuf, "--idle-timeout DURATION"));
     assert_non_null(strstr(outbuf, "--message-timeout DURATION"));
-    assert_non_null(strstr(outbuf, "(default 60s, env MOOR_IDLE_TIMEOUT)"));
+    assert_non_null(
+        strstr(outbuf, "(default 60s, env MOOR_IDLE_TIMEOUT; SIGHUP)"));
     assert_non_null(strstr(outbuf, "127.0.0.1:8080, env MOOR_LISTEN)"));
     assert_non_null(strstr(outbuf, "Durations:"));
     for (const char *name; (name = config_flag_name(n)) != NULL; n++) {

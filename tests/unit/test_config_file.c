@@ -383,13 +383,15 @@ static void test_reload(void **state)
     assert_int_equal(PARSE_TEXT(&next,
                                 "listen 127.0.0.1:2\nlog-level warn\n"
                                 "allowed-origins https://x.example\n"
-                                "handshake-timeout 3s\nmax-conns 9\n",
+                                "handshake-timeout 3s\nmax-conns 9\n"
+                                "queue-limit 9KiB\n",
                                 NULL, err),
                      0);
-    assert_int_equal(config_reload(&live, &next, record, NULL), 3);
+    assert_int_equal(config_reload(&live, &next, record, NULL), 4);
     assert_string_equal(reports, "listen restart 127.0.0.1:1->127.0.0.1:2;"
                                  "handshake-timeout applied 10s->3s;"
-                                 "max-conns restart 10000->9;"
+                                 "max-conns applied 10000->9;"
+                                 "queue-limit restart 1MiB->9KiB;"
                                  "allowed-origins applied ->https://x.example;"
                                  "log-level applied info->warn;");
     /* Applied: in live. Not applied: live keeps its running value. */
@@ -397,13 +399,14 @@ static void test_reload(void **state)
     assert_string_equal(live.allowed_origins, "https://x.example");
     assert_int_equal(live.handshake_timeout_ms, 3000);
     assert_string_equal(live.listen, "127.0.0.1:1");
-    assert_int_equal(live.max_conns, 10000);
+    assert_int_equal(live.max_conns, 9);
+    assert_int_equal(live.queue_limit, 1024 * 1024);
 
     /* A shorter string over a longer one compares by its text. */
     assert_int_equal(PARSE_TEXT(&next,
                                 "listen 127.0.0.1:1\nlog-level warn\n"
                                 "allowed-origins https://x.exampl\n"
-                                "handshake-timeout 3s\n",
+                                "handshake-timeout 3s\nmax-conns 9\n",
                                 NULL, err),
                      0);
     reports[0] = '\0';
