@@ -58,7 +58,8 @@ layer_rows=(
     "main serve config flags signals bench
      bench_int bench_main bench_flags bench_target bench_driver bench_report
      bench_idle bench_echo bench_broadcast bench_handshake bench_http
-     bench_http_report"
+     bench_http_report
+     soak_stats"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do
