@@ -246,8 +246,10 @@ static int parse_faults(struct soak *s, char *err, size_t errlen)
     const char *p = s->o.faults;
 
     s->fault_mask = 0;
-    if (!strcmp(p, "none") || !p[0])
+    if (!strcmp(p, "none") || !p[0]) {
+        s->o.fault_conns = 0; /* nothing to put them in */
         return 0;
+    }
     while (*p) {
         size_t n = strcspn(p, ","), k;
 
