@@ -1,7 +1,9 @@
 /*
  * soak_conns.c - one round of `moor soak`'s traffic: --conns WebSocket
  * connections on moor's own client (ws_client.h, one event loop), each
- * echoing --messages messages of sizes spread around --size, held idle
+ * echoing --messages messages of sizes spread around --size (or, with
+ * --pub-url, subscribers that must each receive the --messages a new
+ * publisher connection sends every round), held idle
  * for --hold beside --fault-conns plain sockets put in the states
  * servers leak in (a reader that never reads, a peer gone with an RST,
  * half a frame, half a handshake), then all closed (--close).
@@ -81,8 +83,10 @@ static void on_message(struct conn *c, const uint8_t *data, size_t len,
     (void)data;
     (void)len;
     (void)text;
+    if (sc == &s->pub)
+        return; /* a server may say things to its publisher */
     sc->got++;
-    if (sc->got < sc->want)
+    if (!s->pubsub && sc->got < sc->want)
         send_next(s, sc);
 }
 
@@ -95,7 +99,7 @@ static void on_close(struct conn *c, uint16_t code, void *arg)
     if (sc->state == SC_CONNECTING) {
         s->connecting--;
         sc->failed = true;
-        snprintf(s->lost, sizeof(s->lost), "%s",
+        snprintf(s->why, sizeof(s->why), "%s",
                  ws_close_detail(c) ? ws_close_detail(c) : "failed");
     } else if (sc->state == SC_OPEN) {
         s->open--;
@@ -221,6 +225,11 @@ static bool pump(struct soak *s, bool (*done)(const struct soak *), uint32_t ms)
 static bool none_connecting(const struct soak *s)
 {
     return s->connecting == 0;
+}
+
+static bool pub_settled(const struct soak *s)
+{
+    return s->pub.state != SC_CONNECTING;
 }
 
 static bool all_echoed(const struct soak *s)
@@ -377,7 +386,9 @@ static int fault_open(struct soak *s, uint32_t i)
         close(fd);
         return -1;
     }
-    if (k == F_SLOW) {
+    if (k == F_SLOW && s->pubsub) {
+        /* A subscriber that never reads: the fan-out backs up. */
+    } else if (k == F_SLOW) {
         /* Echoes back up behind a receive buffer nobody reads; a server
          * that paces its reading makes the sends stop early. */
         struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
@@ -424,6 +435,34 @@ static void fault_close(struct soak *s, uint32_t i)
 
 /* ---- the round --------------------------------------------------------- */
 
+/* --pub-url: a publisher connects and sends --messages messages, after
+ * every subscriber is open. A publisher that cannot connect leaves the
+ * subscribers without messages: the round counts what they received. */
+static void publish(struct soak *s)
+{
+    struct ws_target t = {
+        .addr = (const struct sockaddr *)&s->pt.addr,
+        .addrlen = s->pt.addrlen,
+        .host = s->pt.host,
+        .path = s->pt.path,
+    };
+    int e = 0;
+
+    memset(&s->pub, 0, sizeof(s->pub));
+    s->pub.state = SC_CONNECTING;
+    s->connecting++;
+    if (!ws_client_connect(s->cl, &t, &s->h, &s->pub, &e)) {
+        s->connecting--;
+        s->pub.state = SC_CLOSED;
+        return;
+    }
+    pump(s, pub_settled, s->o.connect_timeout_ms + 1000);
+    if (s->pub.state != SC_OPEN)
+        return;
+    for (uint32_t m = 0; m < s->o.messages; m++)
+        send_next(s, &s->pub);
+}
+
 static bool use_rst(const struct soak *s, uint32_t i)
 {
     if (!strcmp(s->o.close, "rst"))
@@ -441,7 +480,7 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         .path = s->t.path,
     };
 
-    s->lost[0] = '\0';
+    s->why[0] = '\0';
     s->open = s->connecting = 0;
     for (uint32_t i = 0; i < s->o.conns; i++) {
         struct sconn *sc = &s->conns[i];
@@ -455,7 +494,7 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
             s->connecting--;
             sc->state = SC_CLOSED;
             sc->failed = true;
-            snprintf(s->lost, sizeof(s->lost), "%s", strerror(e ? -e : EIO));
+            snprintf(s->why, sizeof(s->why), "%s", strerror(e ? -e : EIO));
         }
     }
     pump(s, none_connecting, s->o.connect_timeout_ms + 1000);
@@ -470,28 +509,32 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
     smp->failed = s->o.conns - s->open;
     if (s->open == 0 && !s->interrupted) {
         snprintf(err, errlen, "no connection to %s could be opened (%s)",
-                 s->o.url, s->lost[0] ? s->lost : "failed");
+                 s->o.url, s->why[0] ? s->why : "failed");
         pump(s, all_closed, 1000);
         return -1;
     }
-    for (uint32_t i = 0; i < s->o.conns; i++) {
-        struct sconn *sc = &s->conns[i];
-
-        if (sc->state == SC_OPEN && sc->want)
-            send_next(s, sc);
-    }
-    pump(s, all_echoed, s->o.timeout_ms);
-    for (uint32_t i = 0; i < s->o.conns; i++)
-        smp->echoed += s->conns[i].got;
-
     for (uint32_t i = 0; i < s->o.fault_conns && !s->interrupted; i++) {
         s->fault_fds[i] = fault_open(s, i);
         smp->faults += s->fault_fds[i] >= 0;
     }
+    if (s->pubsub)
+        publish(s);
+    else
+        for (uint32_t i = 0; i < s->o.conns; i++) {
+            struct sconn *sc = &s->conns[i];
+
+            if (sc->state == SC_OPEN && sc->want)
+                send_next(s, sc);
+        }
+    pump(s, all_echoed, s->o.timeout_ms);
+    for (uint32_t i = 0; i < s->o.conns; i++)
+        smp->received += s->conns[i].got;
     pump(s, NULL, s->o.hold_ms);
 
     for (uint32_t i = 0; i < s->o.fault_conns; i++)
         fault_close(s, i);
+    if (s->pub.state == SC_OPEN && s->pub.c)
+        ws_close(s->pub.c, WS_CLOSE_NORMAL, NULL);
     for (uint32_t i = 0; i < s->o.conns; i++) {
         struct sconn *sc = &s->conns[i];
 

@@ -24,6 +24,16 @@ static const struct flag sflags[] = {
      .help = "the server's WebSocket echo endpoint, ws://HOST[:PORT][/PATH], "
              "HOST an IP address or localhost (it must send back every "
              "message it receives)"},
+    {.name = "pub-url",
+     .kind = FLAG_TEXT,
+     OPT(pub_url),
+     .def = "",
+     .arg = "URL",
+     .help = "publish instead of echoing: --url is then where the "
+             "subscribers connect (moor serve: ws://HOST:PORT/sub/CH), and "
+             "every round a new publisher connects here (ws://HOST:PORT/pub/"
+             "CH), sends --messages messages, and each subscriber must "
+             "receive them all; empty: --url echoes"},
     {.name = "pid",
      .kind = FLAG_UINT,
      OPT(pid),
@@ -50,7 +60,8 @@ static const struct flag sflags[] = {
      .max = 100000,
      .arg = "N",
      .help = "messages each connection sends every round, each waited for "
-             "echoed"},
+             "echoed (with --pub-url: messages published every round, each "
+             "waited for at every subscriber)"},
     {.name = "size",
      .kind = FLAG_SIZE,
      OPT(size),
@@ -196,9 +207,11 @@ static void print_help(FILE *out)
 
     fprintf(out, "usage: moor soak [flags]\n\n");
     flags_wrap(out,
-               "moor soak drives a WebSocket echo server round after round "
+               "moor soak drives a WebSocket echo server (or a publish/"
+               "subscribe one, --pub-url) round after round "
                "and says whether it leaks. Every round opens --conns "
-               "connections, echoes --messages messages on each, holds them "
+               "connections, echoes --messages messages on each (or "
+               "publishes them to every one), holds them "
                "idle beside --fault-conns connections put in leak-prone "
                "states (--faults), closes them all (--close), waits for "
                "quiet (--settle), then samples the server's process from "
@@ -236,6 +249,8 @@ static void print_help(FILE *out)
     fprintf(out, "\nexamples:\n"
                  "  moor soak --url ws://127.0.0.1:8080/echo --rounds 100 "
                  "--out soak/\n"
+                 "  moor soak --url ws://127.0.0.1:8080/sub/s --pub-url "
+                 "ws://127.0.0.1:8080/pub/s --rounds 100\n"
                  "  moor soak --url ws://127.0.0.1:9000/ --pid 4242 "
                  "--duration 2h --conns 500 \\\n"
                  "      --size 4KiB --spread 90 --close rst --out soak/\n");

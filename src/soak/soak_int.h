@@ -26,9 +26,10 @@
 
 struct soak_opts {
     char url[512];
-    uint32_t pid; /* 0 = the process listening on the URL's address */
+    char pub_url[512]; /* "": echo; else --url subscribes, this publishes */
+    uint32_t pid;      /* 0 = the process listening on the URL's address */
     uint32_t conns;
-    uint32_t messages; /* echoed per connection per round */
+    uint32_t messages; /* echoed per connection (or published) a round */
     uint64_t size;
     uint32_t spread; /* percent: sizes uniform in size +- spread */
     uint32_t rounds; /* 0 = until --duration */
@@ -66,7 +67,7 @@ struct soak_sample {
     double v[S_NSERIES];
     bool have[S_NSERIES];
     double tag[SOAK_MAX_TAGS]; /* /debug/mem live_bytes per tag */
-    uint32_t opened, failed, echoed, faults;
+    uint32_t opened, failed, received, faults;
 };
 
 /* Fault kinds, a bit each in struct soak's fault_mask. */
@@ -90,6 +91,8 @@ struct sconn {
 struct soak {
     struct soak_opts o;
     struct target t;
+    struct target pt; /* --pub-url */
+    bool pubsub;
     pid_t pid;
     bool moor_mem; /* /debug/mem answered: moor's accounted bytes */
     char mem_host[300];
@@ -105,6 +108,7 @@ struct soak {
     struct ws_client *cl;
     struct ws_handlers h;
     struct sconn *conns;
+    struct sconn pub; /* the publisher, a new one every round */
     uint8_t *payload;
     uint32_t open, connecting, closed_early;
     int *fault_fds;
@@ -120,6 +124,7 @@ struct soak {
     struct watcher sigw;
     bool interrupted;
     char lost[400]; /* why the target was lost, if it was */
+    char why[128];  /* why the last connection failed (this round's) */
 };
 
 /* soak_flags.c: parses the flags into s->o. Returns 0, 1 (--help
@@ -130,8 +135,9 @@ int soak_parse_args(struct soak *s, int argc, char **argv, char *err,
 /* soak_conns.c: the connections of a round. */
 int soak_conns_setup(struct soak *s, char *err, size_t errlen);
 void soak_conns_teardown(struct soak *s);
-/* Opens --conns connections, echoes --messages each, opens the fault
- * connections, holds everything --hold, closes it all (--close). Fills
+/* Opens --conns connections and the fault connections, echoes
+ * --messages on each (or publishes --messages that each subscriber must
+ * receive), holds everything --hold, closes it all (--close). Fills
  * the round's counts in smp. Returns 0, or -1 with err set when the
  * server could not be reached at all (the target is lost). */
 int soak_round(struct soak *s, struct soak_sample *smp, char *err,

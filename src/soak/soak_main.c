@@ -82,11 +82,17 @@ static int run(struct soak *s, int argc, char **argv)
         fprintf(stderr, "moor soak: %s\n", err);
         return 2;
     }
-    if (s->t.tls) {
+    s->pubsub = s->o.pub_url[0] != '\0';
+    if (s->pubsub && bench_parse_url("pub-url", s->o.pub_url, &s->pt, err,
+                                     sizeof(err)) < 0) {
+        fprintf(stderr, "moor soak: %s\n", err);
+        return 2;
+    }
+    if (s->t.tls || (s->pubsub && s->pt.tls)) {
         fprintf(stderr,
-                "moor soak: --url %s: wss:// is not supported yet "
+                "moor soak: %s: wss:// is not supported yet "
                 "(ws:// only)\n",
-                s->o.url);
+                s->t.tls ? s->o.url : s->o.pub_url);
         return 2;
     }
     if (bench_target_pid(&s->t, s->o.pid, true, &s->pid, err, sizeof(err)) <

@@ -84,7 +84,7 @@ int soak_out_open(struct soak *s, int argc, char **argv, char *err,
     fprintf(s->csv, "round,elapsed_s");
     for (int i = 0; i < S_NSERIES; i++)
         fprintf(s->csv, ",%s", series[i].name);
-    fprintf(s->csv, ",opened,failed,echoed,faults");
+    fprintf(s->csv, ",opened,failed,received,faults");
     for (uint32_t i = 0; i < s->ntags; i++)
         fprintf(s->csv, ",live_bytes_%s", s->tags[i]);
     fprintf(s->csv, "\n");
@@ -104,7 +104,7 @@ void soak_out_sample(struct soak *s, const struct soak_sample *smp)
             fprintf(s->csv, ",");
     }
     fprintf(s->csv, ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",%" PRIu32,
-            smp->opened, smp->failed, smp->echoed, smp->faults);
+            smp->opened, smp->failed, smp->received, smp->faults);
     for (uint32_t i = 0; i < s->ntags; i++)
         fprintf(s->csv, ",%.0f", smp->have[S_LIVE] ? smp->tag[i] : 0.0);
     fprintf(s->csv, "\n");
@@ -211,11 +211,11 @@ void soak_progress(struct soak *s, const struct soak_sample *smp)
     }
     fprintf(stderr,
             "round %" PRIu32 "%s  %.1fs  rss %s  pss %s  fds %.0f  threads "
-            "%.0f  live %s  open %" PRIu32 "/%" PRIu32 " echoed %" PRIu32
+            "%.0f  live %s  open %" PRIu32 "/%" PRIu32 " received %" PRIu32
             " faults %" PRIu32 "  %s\n",
             smp->round, smp->round <= s->o.warmup ? " (warm-up)" : "",
             smp->elapsed, rss, pss, smp->v[S_FDS], smp->v[S_THREADS], live,
-            smp->opened, s->o.conns, smp->echoed, smp->faults, verdict);
+            smp->opened, s->o.conns, smp->received, smp->faults, verdict);
     mem_free(MEM_MISC, y);
     mem_free(MEM_MISC, jd);
 }
@@ -293,6 +293,22 @@ static void write_summary(const struct soak *s, int argc, char **argv,
     fclose(f);
 }
 
+/* Whether the process's memory leaks while moor's own accounting
+ * (/debug/mem's live_bytes) is flat. */
+static bool outside_accounting(const struct judged *jd, size_t n)
+{
+    bool live_flat = false, rss_leak = false;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(jd[i].name, "live_bytes"))
+            live_flat = jd[i].j.call != SOAK_LEAK;
+        if (!strcmp(jd[i].name, "rss_bytes") ||
+            !strcmp(jd[i].name, "private_bytes"))
+            rss_leak |= jd[i].j.call == SOAK_LEAK;
+    }
+    return live_flat && rss_leak;
+}
+
 int soak_verdict(struct soak *s, int argc, char **argv)
 {
     struct judged *jd = mem_calloc(MEM_MISC, MAX_JUDGED, sizeof(*jd));
@@ -356,6 +372,10 @@ int soak_verdict(struct soak *s, int argc, char **argv)
                 printf(" %s", jd[i].name);
         printf(" (%" PRIu32 " rounds, %" PRIu32 " of them warm-up)\n",
                s->nsamples, s->o.warmup);
+        if (outside_accounting(jd, n))
+            printf("note: moor's accounted live bytes stayed flat: the growth "
+                   "is memory held outside its allocations (the allocator, "
+                   "a sanitizer's quarantine, a library)\n");
     } else {
         bool ret = false;
 
