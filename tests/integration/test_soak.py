@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import base_env, is_debug_build, moor_bin, run_moor
+from conftest import (TEST_AUTH, auth_mode_token, base_env, is_debug_build,
+                      moor_bin, run_moor)
 
 LEAKY = Path(__file__).resolve().parents[1] / "soak" / "leaky_ws.py"
 
@@ -139,7 +140,10 @@ def test_moor_pubsub_is_cleared(moor, tmp_path):
     srv = moor(env=moor_env())
     out = tmp_path / "out"
     base = f"ws://127.0.0.1:{srv.port}"
-    r = soak("--url", f"{base}/sub/soak", "--pub-url", f"{base}/pub/soak",
+    # MOOR_TEST_AUTH mode: /sub and /pub want a token.
+    q = f"?token={auth_mode_token()}" if TEST_AUTH else ""
+    r = soak("--url", f"{base}/sub/soak{q}", "--pub-url",
+             f"{base}/pub/soak{q}",
              *SHORT, *mem_flags(srv), "--out", out)
     # Five messages published a round, each to all ten subscribers.
     assert_moor_cleared(r, out, srv, per_round=10 * 5)
