@@ -147,10 +147,10 @@ struct judged {
     bool ok;
 };
 
-/* Judges every series (and /debug/mem tag) that has a value in every
- * measured round. Returns how many went into out. */
+/* Judges every series (and, with tags, every /debug/mem tag) that has a
+ * value in every measured round. Returns how many went into out. */
 static size_t judge_all(const struct soak *s, struct judged *out, size_t cap,
-                        double *y)
+                        double *y, bool tags)
 {
     size_t k = 0;
 
@@ -165,7 +165,7 @@ static size_t judge_all(const struct soak *s, struct judged *out, size_t cap,
                                (double)s->o.leak_threshold, &out[k].j) == 0;
         k += out[k].ok;
     }
-    for (uint32_t t = 0; t < s->ntags && k < cap; t++) {
+    for (uint32_t t = 0; tags && t < s->ntags && k < cap; t++) {
         size_t n = measured(s, S_LIVE, (int)t, y);
 
         if (n < SOAK_MIN_SAMPLES)
@@ -197,7 +197,9 @@ void soak_progress(struct soak *s, const struct soak_sample *smp)
         y = mem_calloc(MEM_MISC, s->nsamples, sizeof(*y));
     }
     if (jd && y) {
-        size_t n = judge_all(s, jd, MAX_JUDGED, y), w = 0;
+        /* The tags only at the end: a round of an hours-long run should
+         * not spend seconds on fits. */
+        size_t n = judge_all(s, jd, MAX_JUDGED, y, false), w = 0;
 
         for (size_t i = 0; i < n && w < sizeof(verdict); i++)
             if (jd[i].j.call == SOAK_LEAK)
@@ -324,7 +326,7 @@ int soak_verdict(struct soak *s, int argc, char **argv)
         return 2;
     }
     if (s->nsamples >= s->o.warmup + SOAK_MIN_SAMPLES)
-        n = judge_all(s, jd, MAX_JUDGED, y);
+        n = judge_all(s, jd, MAX_JUDGED, y, true);
     if (n) {
         printf("%-28s %14s %25s %12s %12s  %s\n", "series", "slope/round",
                "95% interval", "per conn", "growth", "verdict");

@@ -12,7 +12,7 @@
  * Keeps: pure arithmetic on the caller's arrays; one temporary array of
  * pairwise slopes, from mem.c, freed before returning. Long runs are
  * thinned to at most SOAK_FIT_MAX points (every k-th sample) so the
- * O(n^2) pairs stay under about 2 million.
+ * O(n^2) pairs stay under half a million (4 MB, a few tens of ms).
  */
 #include <errno.h>
 #include <math.h>
@@ -24,7 +24,7 @@
 #include "soak_stats.h"
 #include "util.h"
 
-#define SOAK_FIT_MAX 2000u
+#define SOAK_FIT_MAX 1000u
 #define Z95 1.959963984540054
 
 static int cmp_double(const void *a, const void *b)

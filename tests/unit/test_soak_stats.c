@@ -148,7 +148,7 @@ static void test_sen_interval_small(void **state)
 
 static void test_long_run_thinned(void **state)
 {
-    size_t n = 5000;
+    size_t n = 5000; /* thinned to every 5th sample */
     double *y = mem_alloc(MEM_MISC, n * sizeof(*y));
     struct soak_fit f;
 
