@@ -143,11 +143,14 @@ int soak_conns_setup(struct soak *s, char *err, size_t errlen)
     s->payload = mem_calloc(MEM_MISC, 1, s->o.size * 2 + 1);
     s->conns = mem_calloc(MEM_MISC, s->o.conns, sizeof(*s->conns));
     s->fault_fds = mem_calloc(MEM_MISC, MAX(s->o.fault_conns, 1u), sizeof(int));
-    if (!s->payload || !s->conns || !s->fault_fds)
+    s->http_fds = mem_calloc(MEM_MISC, s->o.conns, sizeof(int));
+    if (!s->payload || !s->conns || !s->fault_fds || !s->http_fds)
         goto nomem;
     memset(s->payload, 's', s->o.size * 2 + 1);
     for (uint32_t i = 0; i < s->o.fault_conns; i++)
         s->fault_fds[i] = -1;
+    for (uint32_t i = 0; i < s->o.conns; i++)
+        s->http_fds[i] = -1;
     s->loop = loop_new(KiB(256));
     if (!s->loop)
         goto nomem;
@@ -196,6 +199,10 @@ void soak_conns_teardown(struct soak *s)
     }
     if (s->loop)
         loop_free(s->loop);
+    for (uint32_t i = 0; s->http_fds && i < s->o.conns; i++)
+        if (s->http_fds[i] >= 0)
+            close(s->http_fds[i]);
+    mem_free(MEM_MISC, s->http_fds);
     mem_free(MEM_MISC, s->fault_fds);
     mem_free(MEM_MISC, s->conns);
     mem_free(MEM_MISC, s->payload);
@@ -207,6 +214,10 @@ static bool pump(struct soak *s, bool (*done)(const struct soak *), uint32_t ms)
 {
     uint64_t end = mono_ns() + (uint64_t)ms * 1000000u;
 
+    /* The loop's clock is read once an iteration: after blocking work
+     * (a sample, the fault sockets) it must be brought up to date before
+     * anything arms a deadline from it. */
+    loop_update_time(s->loop);
     for (;;) {
         uint64_t now;
 
@@ -352,8 +363,8 @@ static void rst_close(int fd)
     close(fd);
 }
 
-/* The kind of fault connection i (round-robin over --faults). */
-static enum soak_fault fault_kind(const struct soak *s, uint32_t i)
+/* soak_int.h. */
+enum soak_fault soak_fault_kind(const struct soak *s, uint32_t i)
 {
     uint32_t want = i % s->nfault_kinds, seen = 0;
 
@@ -367,7 +378,7 @@ static enum soak_fault fault_kind(const struct soak *s, uint32_t i)
  * -1 (it could not be opened: counted, not fatal). */
 static int fault_open(struct soak *s, uint32_t i)
 {
-    enum soak_fault k = fault_kind(s, i);
+    enum soak_fault k = soak_fault_kind(s, i);
     uint8_t h[14];
     char req[1024];
     int fd = raw_connect(s, k == F_SLOW), len;
@@ -426,7 +437,7 @@ static void fault_close(struct soak *s, uint32_t i)
 
     if (fd < 0)
         return;
-    if (fault_kind(s, i) == F_HALF)
+    if (soak_fault_kind(s, i) == F_HALF)
         close(fd); /* a FIN in the middle of a frame */
     else
         rst_close(fd);
@@ -463,7 +474,8 @@ static void publish(struct soak *s)
         send_next(s, &s->pub);
 }
 
-static bool use_rst(const struct soak *s, uint32_t i)
+/* soak_int.h. */
+bool soak_use_rst(const struct soak *s, uint32_t i)
 {
     if (!strcmp(s->o.close, "rst"))
         return true;
@@ -480,8 +492,11 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         .path = s->t.path,
     };
 
+    if (s->http)
+        return soak_http_round(s, smp, err, errlen);
     s->why[0] = '\0';
     s->open = s->connecting = 0;
+    loop_update_time(s->loop); /* the sample blocked since the last round */
     for (uint32_t i = 0; i < s->o.conns; i++) {
         struct sconn *sc = &s->conns[i];
         int e = 0;
@@ -517,6 +532,7 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         s->fault_fds[i] = fault_open(s, i);
         smp->faults += s->fault_fds[i] >= 0;
     }
+    loop_update_time(s->loop); /* the fault sockets block */
     if (s->pubsub)
         publish(s);
     else
@@ -540,7 +556,7 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
 
         if (sc->state != SC_OPEN || !sc->c)
             continue;
-        if (use_rst(s, i)) {
+        if (soak_use_rst(s, i)) {
             struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
             setsockopt(conn_fd(sc->c), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

@@ -23,7 +23,8 @@ static const struct flag sflags[] = {
      .arg = "URL",
      .help = "the server's WebSocket echo endpoint, ws://HOST[:PORT][/PATH], "
              "HOST an IP address or localhost (it must send back every "
-             "message it receives)"},
+             "message it receives); or an http:// URL to GET over "
+             "keep-alive connections (answers with a Content-Length)"},
     {.name = "pub-url",
      .kind = FLAG_TEXT,
      OPT(pub_url),
@@ -61,7 +62,8 @@ static const struct flag sflags[] = {
      .arg = "N",
      .help = "messages each connection sends every round, each waited for "
              "echoed (with --pub-url: messages published every round, each "
-             "waited for at every subscriber)"},
+             "waited for at every subscriber; http://: GET requests, one "
+             "after the other)"},
     {.name = "size",
      .kind = FLAG_SIZE,
      OPT(size),
@@ -147,7 +149,10 @@ static const struct flag sflags[] = {
              "echoes, a small receive buffer), vanish (open, then gone "
              "without a FIN: an RST from SO_LINGER 0), half (half a frame "
              "sent, then nothing), handshake (half an upgrade request, "
-             "then an RST); \"none\" for no faults"},
+             "then an RST); over http://: slow pipelines requests and never "
+             "reads the answers, vanish sends one and resets, half sends "
+             "half a request head, handshake connects and resets; \"none\" "
+             "for no faults"},
     {.name = "fault-conns",
      .kind = FLAG_UINT,
      OPT(fault_conns),
@@ -208,7 +213,8 @@ static void print_help(FILE *out)
     fprintf(out, "usage: moor soak [flags]\n\n");
     flags_wrap(out,
                "moor soak drives a WebSocket echo server (or a publish/"
-               "subscribe one, --pub-url) round after round "
+               "subscribe one, --pub-url, or an HTTP/1.1 one over keep-alive) "
+               "round after round "
                "and says whether it leaks. Every round opens --conns "
                "connections, echoes --messages messages on each (or "
                "publishes them to every one), holds them "
@@ -251,6 +257,8 @@ static void print_help(FILE *out)
                  "--out soak/\n"
                  "  moor soak --url ws://127.0.0.1:8080/sub/s --pub-url "
                  "ws://127.0.0.1:8080/pub/s --rounds 100\n"
+                 "  moor soak --url http://127.0.0.1:8080/healthz --rounds "
+                 "100\n"
                  "  moor soak --url ws://127.0.0.1:9000/ --pid 4242 "
                  "--duration 2h --conns 500 \\\n"
                  "      --size 4KiB --spread 90 --close rst --out soak/\n");

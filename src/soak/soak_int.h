@@ -93,6 +93,8 @@ struct soak {
     struct target t;
     struct target pt; /* --pub-url */
     bool pubsub;
+    bool http;     /* --url http://: keep-alive GETs (soak_http.c) */
+    int *http_fds; /* its --conns sockets */
     pid_t pid;
     bool moor_mem; /* /debug/mem answered: moor's accounted bytes */
     char mem_host[300];
@@ -142,6 +144,15 @@ void soak_conns_teardown(struct soak *s);
  * server could not be reached at all (the target is lost). */
 int soak_round(struct soak *s, struct soak_sample *smp, char *err,
                size_t errlen);
+
+/* The kind of fault connection i (round-robin over --faults), and
+ * whether --conns connection i ends with an RST (--close). */
+enum soak_fault soak_fault_kind(const struct soak *s, uint32_t i);
+bool soak_use_rst(const struct soak *s, uint32_t i);
+
+/* soak_http.c: soak_round() for an http:// --url. */
+int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
+                    size_t errlen);
 
 /* soak_sample.c: the server's figures at the quiet point. Returns 0, or
  * -1 with err set when the process is gone. */

@@ -21,6 +21,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "mem.h"
@@ -78,7 +79,24 @@ static int run(struct soak *s, int argc, char **argv)
 {
     char err[512];
 
-    if (bench_parse_url("url", s->o.url, &s->t, err, sizeof(err)) < 0) {
+    s->http = !strncasecmp(s->o.url, "http://", 7) ||
+              !strncasecmp(s->o.url, "https://", 8);
+    if (s->http) {
+        /* The same address, Host and path as a ws:// URL: parsed as one
+         * (bench_parse_url), the scheme swapped. */
+        char ws[sizeof(s->o.url) + 2];
+
+        snprintf(ws, sizeof(ws), "ws%s", s->o.url + 4);
+        if (bench_parse_url("url", ws, &s->t, err, sizeof(err)) < 0) {
+            fprintf(stderr, "moor soak: invalid --url \"%.200s\"\n", s->o.url);
+            return 2;
+        }
+        if (s->o.pub_url[0]) {
+            fprintf(stderr, "moor soak: --pub-url goes with a ws:// --url "
+                            "(the subscribers)\n");
+            return 2;
+        }
+    } else if (bench_parse_url("url", s->o.url, &s->t, err, sizeof(err)) < 0) {
         fprintf(stderr, "moor soak: %s\n", err);
         return 2;
     }

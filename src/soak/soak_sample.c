@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -108,8 +109,12 @@ static ssize_t get_mem_page(struct soak *s, char *buf, size_t len)
         close(fd);
         return -1;
     }
+    /* To the end of the body (Content-Length, or the close we asked
+     * for: a server that keeps the connection open anyway is not kept
+     * waiting on). */
     while (n < len - 1) {
         ssize_t r = recv(fd, buf + n, len - 1 - n, 0);
+        const char *cl, *end;
 
         if (r < 0) {
             close(fd);
@@ -118,6 +123,12 @@ static ssize_t get_mem_page(struct soak *s, char *buf, size_t len)
         if (r == 0)
             break;
         n += (size_t)r;
+        buf[n] = '\0';
+        end = strstr(buf, "\r\n\r\n");
+        cl = end ? strcasestr(buf, "\r\ncontent-length:") : NULL;
+        if (cl && cl < end &&
+            n >= (size_t)(end + 4 - buf) + strtoull(cl + 17, NULL, 10))
+            break;
     }
     close(fd);
     buf[n] = '\0';

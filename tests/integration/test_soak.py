@@ -1,8 +1,8 @@
 """`moor soak`: each of the deliberately leaking servers of tests/soak/
 (bytes per connection, an fd every few connections, bytes only under slow
 readers) is caught within a few rounds and named by the right series;
-moor itself (echo, and publish/subscribe with --pub-url) and a server
-that keeps nothing are cleared; a server that
+moor itself (echo, publish/subscribe with --pub-url, HTTP keep-alive)
+and a server that keeps nothing are cleared; a server that
 dies mid-run is reported with its round and the samples taken are kept;
 --help explains every flag with its default; usage errors exit 2.
 
@@ -149,6 +149,27 @@ def test_moor_pubsub_is_cleared(moor, tmp_path):
              *SHORT, *mem_flags(srv), "--out", out)
     # Five messages published a round, each to all ten subscribers.
     assert_moor_cleared(r, out, srv, per_round=10 * 5)
+
+
+@pytest.mark.wall(60)
+def test_moor_http_keepalive_is_cleared(moor, tmp_path):
+    srv = moor(env=moor_env())
+    out = tmp_path / "out"
+    r = soak("--url", f"http://127.0.0.1:{srv.port}/healthz", *SHORT,
+             *mem_flags(srv), "--out", out)
+    # Five GETs on each of ten keep-alive connections.
+    assert_moor_cleared(r, out, srv, per_round=10 * 5)
+
+
+@pytest.mark.wall(60)
+def test_http_bytes_per_connection_caught(leaky, tmp_path):
+    srv = leaky("--leak", "bytes", "--leak-bytes", "65536")
+    out = tmp_path / "out"
+    r = soak("--url", f"http://127.0.0.1:{srv.port}/", *SHORT, "--out", out)
+    assert r.returncode == 1, r.stdout + r.stderr
+    c = calls(summary(out))
+    assert c["rss_bytes"] == "leak" and c["fds"] == "flat"
+    assert all(int(x["received"]) == 50 for x in samples(out))
 
 
 @pytest.mark.wall(60)
@@ -311,7 +332,9 @@ def test_help_explains_every_flag():
     (["--faults", "slow,leaky"], "invalid --faults"),
     (["--rounds", "0"], "needs a --duration"),
     (["--close", "sometimes"], "--close"),
-    (["--url", "http://127.0.0.1:1/"], "--url"),
+    (["--url", "ftp://127.0.0.1:1/"], "--url"),
+    (["--url", "http://127.0.0.1:1/", "--pub-url", "ws://127.0.0.1:1/p"],
+     "--pub-url goes with a ws:// --url"),
 ])
 def test_usage_errors(args, says):
     r = soak(*args)

@@ -3,7 +3,8 @@
 (tests/integration/test_soak.py).
 
 One thread, one selector, plain sockets: the RFC 6455 handshake, masked
-frames in, unmasked frames out, ping answered, close answered. What it
+frames in, unmasked frames out, ping answered, close answered; a request
+without an upgrade gets a keep-alive "200 ok" (for http:// soaks). What it
 keeps after a connection is gone depends on --leak:
 
   none   nothing (the control: soak must clear it)
@@ -142,12 +143,13 @@ class Server:
             self.drop(c)
             return
         c.inbuf += data
-        if not c.upgraded:
+        while not c.upgraded and not c.closing:
             end = c.inbuf.find(b"\r\n\r\n")
             if end < 0:
                 if len(c.inbuf) > 8192:
                     self.drop(c)
-                return
+                    return
+                break
             head = bytes(c.inbuf[:end]).decode("latin-1")
             del c.inbuf[:end + 4]
             key = None
@@ -156,14 +158,17 @@ class Server:
                 if k.strip().lower() == "sec-websocket-key":
                     key = v.strip().encode()
             if not key:
-                c.out += b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
-                c.closing = True
+                # Plain HTTP/1.1 keep-alive: a small answer, then the next.
+                c.out += b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
             else:
                 c.out += (b"HTTP/1.1 101 Switching Protocols\r\n"
                           b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                           b"Sec-WebSocket-Accept: " + accept_key(key) +
                           b"\r\n\r\n")
                 c.upgraded = True
+        if not c.upgraded:
+            self.flush(c)
+            return
         for op, payload in parse_frames(c):
             if op in (1, 2):
                 c.out += frame(op, payload)
