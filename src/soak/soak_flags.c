@@ -146,7 +146,8 @@ static const struct flag sflags[] = {
      .arg = "LIST",
      .help = "the leak-prone states the fault connections are put in, "
              "round-robin: slow (sends messages and never reads the "
-             "echoes, a small receive buffer), vanish (open, then gone "
+             "echoes, a small receive buffer), vanish (one message, then "
+             "silent: its echo never read, pings never answered; then gone "
              "without a FIN: an RST from SO_LINGER 0), half (half a frame "
              "sent, then nothing), handshake (half an upgrade request, "
              "then an RST); over http://: slow pipelines requests and never "

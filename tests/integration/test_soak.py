@@ -203,6 +203,22 @@ def test_bytes_per_connection_caught(leaky, tmp_path):
 
 
 @pytest.mark.wall(60)
+def test_rise_then_plateau_is_retention_not_leak(leaky, tmp_path):
+    # 128 KiB for each of the first 56 connections (4 rounds of 14), then
+    # nothing: RSS climbs through round 4 and stays.
+    srv = leaky("--leak", "bytes", "--leak-bytes", "131072", "--until", "56")
+    out = tmp_path / "out"
+    r = soak("--url", srv.url, *SHORT, "--out", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    s = summary(out)
+    assert s["status"] == "retention", s
+    assert calls(s)["rss_bytes"] == "retention"
+    rows = samples(out)
+    assert int(rows[-1]["rss_bytes"]) - int(rows[0]["rss_bytes"]) > 4 << 20
+    assert "allocator retention" in r.stdout
+
+
+@pytest.mark.wall(60)
 def test_fd_every_five_connections_caught(leaky, tmp_path):
     srv = leaky("--leak", "fd", "--every", "5")
     out = tmp_path / "out"

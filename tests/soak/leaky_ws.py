@@ -8,7 +8,9 @@ without an upgrade gets a keep-alive "200 ok" (for http:// soaks). What it
 keeps after a connection is gone depends on --leak:
 
   none   nothing (the control: soak must clear it)
-  bytes  --leak-bytes of touched memory per connection, forever
+  bytes  --leak-bytes of touched memory per connection, forever (only
+         for the first --until connections, if given: a rise that then
+         levels off)
   fd     an open file (/dev/null) every --every connections, forever
   slow   the echoes a connection never read (its unsent output) when it
          closes: only slow readers leak (the accepted sockets get a small
@@ -124,7 +126,8 @@ class Server:
         if self.args.leak == "slow":
             s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         self.accepted += 1
-        if self.args.leak == "bytes":
+        if self.args.leak == "bytes" and (not self.args.until or
+                                          self.accepted <= self.args.until):
             kept.append(b"L" * self.args.leak_bytes)
         if self.args.leak == "fd" and self.accepted % self.args.every == 0:
             kept.append(open("/dev/null", "rb"))
@@ -217,6 +220,7 @@ def main():
                     default="none")
     ap.add_argument("--leak-bytes", type=int, default=32768)
     ap.add_argument("--every", type=int, default=5)
+    ap.add_argument("--until", type=int, default=0)
     Server(ap.parse_args()).run()
 
 
