@@ -165,6 +165,8 @@ int soak_conns_setup(struct soak *s, char *err, size_t errlen)
     s->h.on_close = on_close;
     s->h.arg = s;
     s->h.pause_on_backpressure = true;
+    if (s->sse && soak_sse_setup(s) < 0)
+        goto nomem;
     s->sigfd = signals_open(sigs, 2);
     if (s->sigfd < 0) {
         snprintf(err, errlen, "cannot set up signals: %s", strerror(-s->sigfd));
@@ -186,6 +188,7 @@ void soak_conns_teardown(struct soak *s)
     for (uint32_t i = 0; s->fault_fds && i < s->o.fault_conns; i++)
         if (s->fault_fds[i] >= 0)
             close(s->fault_fds[i]);
+    soak_sse_teardown(s);
     if (s->set_ready) {
         conn_set_each(&s->set, close_one, NULL);
         conn_set_fini(&s->set);
@@ -208,9 +211,8 @@ void soak_conns_teardown(struct soak *s)
     mem_free(MEM_MISC, s->payload);
 }
 
-/* Runs the loop until done(s) or ms have passed (done NULL: the whole
- * ms). Returns whether done(s) became true (or done is NULL). */
-static bool pump(struct soak *s, bool (*done)(const struct soak *), uint32_t ms)
+/* soak_int.h. */
+bool soak_pump(struct soak *s, bool (*done)(const struct soak *), uint32_t ms)
 {
     uint64_t end = mono_ns() + (uint64_t)ms * 1000000u;
 
@@ -449,7 +451,7 @@ static void fault_close(struct soak *s, uint32_t i)
 /* --pub-url: a publisher connects and sends --messages messages, after
  * every subscriber is open. A publisher that cannot connect leaves the
  * subscribers without messages: the round counts what they received. */
-static void publish(struct soak *s)
+void soak_publish(struct soak *s)
 {
     struct ws_target t = {
         .addr = (const struct sockaddr *)&s->pt.addr,
@@ -467,11 +469,17 @@ static void publish(struct soak *s)
         s->pub.state = SC_CLOSED;
         return;
     }
-    pump(s, pub_settled, s->o.connect_timeout_ms + 1000);
+    soak_pump(s, pub_settled, s->o.connect_timeout_ms + 1000);
     if (s->pub.state != SC_OPEN)
         return;
     for (uint32_t m = 0; m < s->o.messages; m++)
         send_next(s, &s->pub);
+}
+
+void soak_close_publisher(struct soak *s)
+{
+    if (s->pub.state == SC_OPEN && s->pub.c)
+        ws_close(s->pub.c, WS_CLOSE_NORMAL, NULL);
 }
 
 /* soak_int.h. */
@@ -492,6 +500,8 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         .path = s->t.path,
     };
 
+    if (s->sse)
+        return soak_sse_round(s, smp, err, errlen);
     if (s->http)
         return soak_http_round(s, smp, err, errlen);
     s->why[0] = '\0';
@@ -512,20 +522,20 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
             snprintf(s->why, sizeof(s->why), "%s", strerror(e ? -e : EIO));
         }
     }
-    pump(s, none_connecting, s->o.connect_timeout_ms + 1000);
+    soak_pump(s, none_connecting, s->o.connect_timeout_ms + 1000);
     for (uint32_t i = 0; i < s->o.conns; i++) {
         struct sconn *sc = &s->conns[i];
 
         if (sc->state == SC_CONNECTING && sc->c) /* past the deadline */
             conn_close(sc->c, CLOSE_SHUTDOWN);
     }
-    pump(s, none_connecting, 100);
+    soak_pump(s, none_connecting, 100);
     smp->opened = s->open;
     smp->failed = s->o.conns - s->open;
     if (s->open == 0 && !s->interrupted) {
         snprintf(err, errlen, "no connection to %s could be opened (%s)",
                  s->o.url, s->why[0] ? s->why : "failed");
-        pump(s, all_closed, 1000);
+        soak_pump(s, all_closed, 1000);
         return -1;
     }
     for (uint32_t i = 0; i < s->o.fault_conns && !s->interrupted; i++) {
@@ -534,7 +544,7 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
     }
     loop_update_time(s->loop); /* the fault sockets block */
     if (s->pubsub)
-        publish(s);
+        soak_publish(s);
     else
         for (uint32_t i = 0; i < s->o.conns; i++) {
             struct sconn *sc = &s->conns[i];
@@ -542,15 +552,14 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
             if (sc->state == SC_OPEN && sc->want)
                 send_next(s, sc);
         }
-    pump(s, all_echoed, s->o.timeout_ms);
+    soak_pump(s, all_echoed, s->o.timeout_ms);
     for (uint32_t i = 0; i < s->o.conns; i++)
         smp->received += s->conns[i].got;
-    pump(s, NULL, s->o.hold_ms);
+    soak_pump(s, NULL, s->o.hold_ms);
 
     for (uint32_t i = 0; i < s->o.fault_conns; i++)
         fault_close(s, i);
-    if (s->pub.state == SC_OPEN && s->pub.c)
-        ws_close(s->pub.c, WS_CLOSE_NORMAL, NULL);
+    soak_close_publisher(s);
     for (uint32_t i = 0; i < s->o.conns; i++) {
         struct sconn *sc = &s->conns[i];
 
@@ -566,8 +575,8 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         }
     }
     /* The client's close timeout (5 s) bounds each handshake. */
-    if (!pump(s, all_closed, 6000))
+    if (!soak_pump(s, all_closed, 6000))
         conn_set_each(&s->set, close_one, NULL);
-    pump(s, all_closed, 100);
+    soak_pump(s, all_closed, 100);
     return 0;
 }

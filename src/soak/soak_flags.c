@@ -31,10 +31,12 @@ static const struct flag sflags[] = {
      .def = "",
      .arg = "URL",
      .help = "publish instead of echoing: --url is then where the "
-             "subscribers connect (moor serve: ws://HOST:PORT/sub/CH), and "
-             "every round a new publisher connects here (ws://HOST:PORT/pub/"
-             "CH), sends --messages messages, and each subscriber must "
-             "receive them all; empty: --url echoes"},
+             "subscribers connect, over WebSocket (moor serve: "
+             "ws://HOST:PORT/sub/CH) or Server-Sent Events (an http:// --url: "
+             "GET with Accept: text/event-stream), and every round a new "
+             "WebSocket publisher connects here (ws://HOST:PORT/pub/CH), "
+             "sends --messages messages, and each subscriber must receive "
+             "them all; empty: --url echoes"},
     {.name = "pid",
      .kind = FLAG_UINT,
      OPT(pid),

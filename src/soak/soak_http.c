@@ -33,7 +33,7 @@
 #define SLOW_RCVBUF 4096
 #define BODY_MAX MiB(1)
 
-static int http_connect(const struct soak *s, bool small_rcvbuf)
+int soak_http_connect(const struct soak *s, bool small_rcvbuf)
 {
     struct timeval tv = {
         .tv_sec = s->o.connect_timeout_ms / 1000,
@@ -58,10 +58,12 @@ static int http_connect(const struct soak *s, bool small_rcvbuf)
     return fd;
 }
 
+/* A GET of --url (SSE: a subscription). */
 static int request(const struct soak *s, char *buf, size_t len)
 {
-    return snprintf(buf, len, "GET %s HTTP/1.1\r\nHost: %s\r\n\r\n", s->t.path,
-                    s->t.host);
+    return snprintf(buf, len, "GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n",
+                    s->t.path, s->t.host,
+                    s->sse ? "Accept: text/event-stream\r\n" : "");
 }
 
 static bool send_all(int fd, const void *p, size_t n)
@@ -145,7 +147,8 @@ static void sleep_ms(uint32_t ms)
 static int fault_open(struct soak *s, enum soak_fault k)
 {
     char req[1024];
-    int fd = http_connect(s, k == F_SLOW), rl = request(s, req, sizeof(req));
+    int fd = soak_http_connect(s, k == F_SLOW),
+        rl = request(s, req, sizeof(req));
 
     if (fd < 0 || rl <= 0 || (size_t)rl >= sizeof(req))
         return fd;
@@ -153,7 +156,8 @@ static int fault_open(struct soak *s, enum soak_fault k)
         struct timeval tv = {.tv_sec = 0, .tv_usec = 200000};
 
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        for (uint32_t i = 0; i < SLOW_REQUESTS; i++)
+        /* SSE: one subscription, whose events back up. */
+        for (uint32_t i = 0; i < (s->sse ? 1 : SLOW_REQUESTS); i++)
             if (!send_all(fd, req, (size_t)rl))
                 break;
     } else if (k == F_VANISH) {
@@ -164,6 +168,27 @@ static int fault_open(struct soak *s, enum soak_fault k)
     return fd;
 }
 
+void soak_http_open_faults(struct soak *s, struct soak_sample *smp)
+{
+    for (uint32_t i = 0; i < s->o.fault_conns && !s->interrupted; i++) {
+        s->fault_fds[i] = fault_open(s, soak_fault_kind(s, i));
+        smp->faults += s->fault_fds[i] >= 0;
+    }
+}
+
+void soak_http_close_faults(struct soak *s)
+{
+    for (uint32_t i = 0; i < s->o.fault_conns; i++) {
+        if (s->fault_fds[i] < 0)
+            continue;
+        if (soak_fault_kind(s, i) == F_HALF)
+            close(s->fault_fds[i]);
+        else
+            rst_close(s->fault_fds[i]);
+        s->fault_fds[i] = -1;
+    }
+}
+
 int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
                     size_t errlen)
 {
@@ -172,7 +197,7 @@ int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
 
     s->why[0] = '\0';
     for (uint32_t i = 0; i < s->o.conns; i++) {
-        fds[i] = http_connect(s, false);
+        fds[i] = soak_http_connect(s, false);
         if (fds[i] < 0)
             snprintf(s->why, sizeof(s->why), "%s", strerror(errno));
         else
@@ -184,10 +209,7 @@ int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
                  s->o.url, s->why[0] ? s->why : "failed");
         return -1;
     }
-    for (uint32_t i = 0; i < s->o.fault_conns; i++) {
-        s->fault_fds[i] = fault_open(s, soak_fault_kind(s, i));
-        smp->faults += s->fault_fds[i] >= 0;
-    }
+    soak_http_open_faults(s, smp);
     for (uint32_t i = 0; i < s->o.conns && !s->interrupted; i++)
         for (uint32_t m = 0; fds[i] >= 0 && m < s->o.messages; m++) {
             if (!get_one(s, fds[i], buf, sizeof(buf))) {
@@ -198,15 +220,7 @@ int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
             smp->received++;
         }
     sleep_ms(s->o.hold_ms);
-    for (uint32_t i = 0; i < s->o.fault_conns; i++) {
-        if (s->fault_fds[i] < 0)
-            continue;
-        if (soak_fault_kind(s, i) == F_HALF)
-            close(s->fault_fds[i]);
-        else
-            rst_close(s->fault_fds[i]);
-        s->fault_fds[i] = -1;
-    }
+    soak_http_close_faults(s);
     for (uint32_t i = 0; i < s->o.conns; i++) {
         if (fds[i] < 0)
             continue;

@@ -93,8 +93,10 @@ struct soak {
     struct target t;
     struct target pt; /* --pub-url */
     bool pubsub;
-    bool http;     /* --url http://: keep-alive GETs (soak_http.c) */
-    int *http_fds; /* its --conns sockets */
+    bool http;      /* --url http://: keep-alive GETs (soak_http.c) */
+    bool sse;       /* ... with --pub-url: SSE subscribers (soak_sse.c) */
+    void *sse_subs; /* soak_sse.c's subscribers */
+    int *http_fds;  /* its --conns sockets */
     pid_t pid;
     bool moor_mem; /* /debug/mem answered: moor's accounted bytes */
     char mem_host[300];
@@ -150,9 +152,28 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
 enum soak_fault soak_fault_kind(const struct soak *s, uint32_t i);
 bool soak_use_rst(const struct soak *s, uint32_t i);
 
-/* soak_http.c: soak_round() for an http:// --url. */
+/* The loop until done(s) or ms have passed (done NULL: all of ms);
+ * whether done(s) became true. */
+bool soak_pump(struct soak *s, bool (*done)(const struct soak *), uint32_t ms);
+/* --pub-url: a new publisher connects and sends --messages messages; and
+ * its close handshake at the end of the round. */
+void soak_publish(struct soak *s);
+void soak_close_publisher(struct soak *s);
+
+/* soak_http.c: soak_round() for an http:// --url; a blocking socket to
+ * it (--connect-timeout on every wait), or -1 with errno; the HTTP fault
+ * connections of a round (SSE: subscriptions), opened and closed. */
 int soak_http_round(struct soak *s, struct soak_sample *smp, char *err,
                     size_t errlen);
+int soak_http_connect(const struct soak *s, bool small_rcvbuf);
+void soak_http_open_faults(struct soak *s, struct soak_sample *smp);
+void soak_http_close_faults(struct soak *s);
+
+/* soak_sse.c: soak_round() for SSE subscribers, and their state. */
+int soak_sse_setup(struct soak *s);
+void soak_sse_teardown(struct soak *s);
+int soak_sse_round(struct soak *s, struct soak_sample *smp, char *err,
+                   size_t errlen);
 
 /* soak_sample.c: the server's figures at the quiet point. Returns 0, or
  * -1 with err set when the process is gone. */

@@ -91,11 +91,8 @@ static int run(struct soak *s, int argc, char **argv)
             fprintf(stderr, "moor soak: invalid --url \"%.200s\"\n", s->o.url);
             return 2;
         }
-        if (s->o.pub_url[0]) {
-            fprintf(stderr, "moor soak: --pub-url goes with a ws:// --url "
-                            "(the subscribers)\n");
-            return 2;
-        }
+        /* With --pub-url: SSE subscribers (soak_sse.c). */
+        s->sse = s->o.pub_url[0] != '\0';
     } else if (bench_parse_url("url", s->o.url, &s->t, err, sizeof(err)) < 0) {
         fprintf(stderr, "moor soak: %s\n", err);
         return 2;

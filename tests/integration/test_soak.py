@@ -1,7 +1,8 @@
 """`moor soak`: each of the deliberately leaking servers of tests/soak/
 (bytes per connection, an fd every few connections, bytes only under slow
 readers) is caught within a few rounds and named by the right series;
-moor itself (echo, publish/subscribe with --pub-url, HTTP keep-alive)
+moor itself (echo, publish/subscribe with --pub-url over WebSocket and
+Server-Sent Events, HTTP keep-alive)
 and a server that keeps nothing are cleared; a server that
 dies mid-run is reported with its round and the samples taken are kept;
 --help explains every flag with its default; usage errors exit 2.
@@ -148,6 +149,19 @@ def test_moor_pubsub_is_cleared(moor, tmp_path):
              f"{base}/pub/soak{q}",
              *SHORT, *mem_flags(srv), "--out", out)
     # Five messages published a round, each to all ten subscribers.
+    assert_moor_cleared(r, out, srv, per_round=10 * 5)
+
+
+@pytest.mark.wall(60)
+def test_moor_sse_is_cleared(moor, tmp_path):
+    srv = moor(env=moor_env())
+    out = tmp_path / "out"
+    q = f"?token={auth_mode_token()}" if TEST_AUTH else ""
+    r = soak("--url", f"http://127.0.0.1:{srv.port}/sub/soak{q}", "--pub-url",
+             f"ws://127.0.0.1:{srv.port}/pub/soak{q}", *SHORT,
+             *mem_flags(srv), "--out", out)
+    # Five messages published a round, each a data: line at ten
+    # Server-Sent Events subscribers.
     assert_moor_cleared(r, out, srv, per_round=10 * 5)
 
 
@@ -349,8 +363,8 @@ def test_help_explains_every_flag():
     (["--rounds", "0"], "needs a --duration"),
     (["--close", "sometimes"], "--close"),
     (["--url", "ftp://127.0.0.1:1/"], "--url"),
-    (["--url", "http://127.0.0.1:1/", "--pub-url", "ws://127.0.0.1:1/p"],
-     "--pub-url goes with a ws:// --url"),
+    (["--url", "ws://127.0.0.1:1/s", "--pub-url", "http://127.0.0.1:1/p"],
+     "--pub-url"),
 ])
 def test_usage_errors(args, says):
     r = soak(*args)
