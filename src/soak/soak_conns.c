@@ -1,15 +1,19 @@
 /*
- * soak_conns.c - one round of `moor soak`'s traffic: --conns WebSocket
- * connections on moor's own client (ws_client.h, one event loop), each
- * echoing --messages messages of sizes spread around --size (or, with
- * --pub-url, subscribers that must each receive the --messages a new
- * publisher connection sends every round), held idle
- * for --hold beside --fault-conns plain sockets put in the states
- * servers leak in (a reader that never reads, a peer gone with an RST,
- * half a frame, half a handshake), then all closed (--close).
+ * soak_conns.c - one round of `moor soak`'s traffic over WebSocket:
+ * --conns connections on moor's own client (ws_client.h, one event
+ * loop), each echoing --messages messages of sizes spread around --size
+ * (or, with --pub-url, subscribers that must each receive the --messages
+ * a new publisher connection sends every round), held idle for --hold
+ * beside --fault-conns plain sockets put in the states servers leak in
+ * (a reader that never reads, a peer gone silent then with an RST, half
+ * a frame, half a handshake), then all closed (--close). The loop, the
+ * publisher and soak_pump() serve the other kinds of round too: an
+ * http:// --url goes to soak_http.c, with --pub-url to soak_sse.c.
  *
- * Keeps: every wait has a deadline (pump() never waits past its own);
- * the fault sockets are blocking with SO_SNDTIMEO/SO_RCVTIMEO set, so a
+ * Keeps: every wait has a deadline (soak_pump() never waits past its
+ * own, and brings the loop's clock up to date first: the blocking work
+ * between pumps would otherwise age every deadline armed after it); the
+ * fault sockets are blocking with SO_SNDTIMEO/SO_RCVTIMEO set, so a
  * server that stops answering costs at most --connect-timeout each; all
  * memory is allocated by soak_conns_setup() (nothing per round but what
  * ws_send() itself allocates) and freed by soak_conns_teardown().
