@@ -134,10 +134,11 @@ static size_t measured(const struct soak *s, int i, int tag, double *y)
     return n;
 }
 
-/* Connection cycles per round: the --conns ones and the faults. */
+/* Connection cycles per round: the --conns ones, the faults and the
+ * publisher. */
 static double cycles(const struct soak *s)
 {
-    return (double)s->o.conns + (double)s->o.fault_conns;
+    return (double)s->o.conns + (double)s->o.fault_conns + (s->pubsub ? 1 : 0);
 }
 
 struct judged {

@@ -333,7 +333,7 @@ def test_duration_ends_the_run(leaky, tmp_path):
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stdout + r.stderr
     # It stops after the round running at 2 s: a round is well under 1 s.
-    assert 2.0 <= took < 6.0, took
+    assert 2.0 <= took < 10.0, took
     assert len(samples(out)) >= 5
 
 
