@@ -2,7 +2,7 @@
 #
 # Builds land in build/release (optimised) and build/debug (ASan + UBSan +
 # LSan). The library is every src/*.c except the app files below; the
-# app's `moor bench` is the folder src/bench/.
+# app's `moor bench` is the folder src/bench/, `moor soak` src/soak/.
 
 CC       ?= cc
 PREFIX   ?= /usr/local
@@ -11,7 +11,7 @@ PREFIX   ?= /usr/local
 VERSION  := $(shell sed -n 's/^\#define MOOR_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/moor.h | paste -sd.)
 
 APP_SRCS := src/main.c src/serve.c src/config.c src/flags.c src/signals.c \
-	src/sdnotify.c $(wildcard src/bench/*.c)
+	src/sdnotify.c $(wildcard src/bench/*.c) $(wildcard src/soak/*.c)
 LIB_SRCS := $(filter-out $(APP_SRCS),$(wildcard src/*.c))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 
@@ -126,7 +126,7 @@ $(DBG)/examples/%: examples/%.c $(DBG)/libmoor-objs.a include/moor.h
 
 # Unit tests link the library objects, config.o (the app's flag table)
 # and flags.o (the engine that reads it).
-UNIT_APP_OBJS = $(1)/obj/config.o $(1)/obj/flags.o
+UNIT_APP_OBJS = $(1)/obj/config.o $(1)/obj/flags.o $(1)/obj/soak/soak_stats.o
 # Fixtures that several unit tests share (tests/unit/*.h).
 UNIT_HDRS := $(wildcard tests/unit/*.h)
 $(REL)/tests/%: tests/unit/%.c $(UNIT_HDRS) $(REL)/libmoor-objs.a $(call UNIT_APP_OBJS,$(REL)) | $(REL)/tests

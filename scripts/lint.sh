@@ -58,7 +58,10 @@ layer_rows=(
     "main serve config flags signals sdnotify bench
      bench_int bench_main bench_flags bench_target bench_driver bench_report
      bench_idle bench_echo bench_broadcast bench_handshake bench_http
-     bench_http_report"
+     bench_http_report
+     bench_target soak soak_int soak_main soak_flags soak_conns soak_http soak_sse
+     soak_sample
+     soak_stats soak_report"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do

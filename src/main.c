@@ -6,6 +6,7 @@
 
 #include "bench/bench.h"
 #include "serve.h"
+#include "soak/soak.h"
 #include "tls.h"
 
 static void usage(FILE *f)
@@ -22,6 +23,9 @@ static void usage(FILE *f)
                "             connection, echo messages/s and latency; or an\n"
                "             HTTP server with moor's HTTP client\n"
                "             (moor bench --help)\n"
+               "  soak       drive a WebSocket server round after round and\n"
+               "             say whether its memory, fds or threads leak\n"
+               "             (moor soak --help)\n"
                "  version    print the version\n"
                "  help       print this text\n");
 }
@@ -39,6 +43,8 @@ int main(int argc, char **argv)
         return serve_main(argc - 2, argv + 2);
     if (!strcmp(argv[1], "bench"))
         return bench_main(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "soak"))
+        return soak_main(argc - 2, argv + 2);
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version") ||
         !strcmp(argv[1], "-V")) {
         printf("moor %s\n", MOOR_VERSION);

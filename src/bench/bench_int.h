@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "bench_target.h"
 #include "conn.h"
 #include "loop.h"
 #include "procfs.h"
@@ -152,16 +153,6 @@ struct bench_mode {
     const char *default_url; /* its --url default, if not the table's */
 };
 
-struct target {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char host[300]; /* Host header: host[:port] as in the URL */
-    char name[64];  /* the host alone: TLS's SNI and certificate check */
-    char path[512]; /* the request target, query included (?token=...) */
-    bool loopback;
-    bool tls; /* wss:// */
-};
-
 struct bench {
     const struct bench_mode *mode;
     struct bench_opts o;
@@ -250,9 +241,7 @@ int bench_parse_args(struct bench *b, int argc, char **argv, char *err,
                      size_t errlen);
 
 /* bench_target.c. Each returns 0 or -1 with err set. */
-/* ws://HOST[:PORT][/PATH], the value of --flag, into t. */
-int bench_parse_url(const char *flag, const char *url, struct target *t,
-                    char *err, size_t errlen);
+/* bench_parse_url() and bench_target_pid(): bench_target.h. */
 /* http://HOST[:PORT][/PATH] or https://, the value of --url (http). */
 int bench_check_http_url(const char *url, char *err, size_t errlen);
 /* Fills b->src from --sources. */

@@ -3,7 +3,8 @@
  * URLs (ws_url_parse; url_parse for http), the --sources addresses, the
  * open-files limit, the ephemeral ports each source address needs, and
  * the server's process (--pid, or the one listening on the URL's
- * address).
+ * address). bench_parse_url() and bench_target_pid() are shared with
+ * `moor soak` (bench_target.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -252,35 +253,36 @@ int bench_check_ports(const struct bench *b, char *err, size_t errlen)
     return -1;
 }
 
-/* Finds the server's pid for a mode that measures memory. Returns 0 or
- * -1 with err set. */
-int bench_find_pid(struct bench *b, char *err, size_t errlen)
+/* The server's process (bench_target.h). */
+int bench_target_pid(const struct target *t, uint32_t want, bool required,
+                     pid_t *pid, char *err, size_t errlen)
 {
     struct procfs_mem m;
     pid_t pids[8];
     size_t found = 0;
-    const char *addr = b->t.host;
+    const char *addr = t->host;
     int rc;
 
-    if (b->o.pid) {
-        b->pid = (pid_t)b->o.pid;
-        rc = procfs_mem(b->pid, &m);
+    *pid = 0;
+    if (want) {
+        rc = procfs_mem((pid_t)want, &m);
         if (rc < 0) {
             snprintf(err, errlen,
                      "cannot read the memory of --pid %d from "
                      "/proc/%d/status: %s",
-                     (int)b->pid, (int)b->pid, strerror(-rc));
+                     (int)want, (int)want, strerror(-rc));
             return -1;
         }
+        *pid = (pid_t)want;
         return 0;
     }
-    rc = procfs_listener_pid((const struct sockaddr *)&b->t.addr, pids,
+    rc = procfs_listener_pid((const struct sockaddr *)&t->addr, pids,
                              ARRAY_SIZE(pids), &found);
     if (rc > 0) {
-        b->pid = rc;
+        *pid = rc;
         return 0;
     }
-    if (!b->mode->needs_pid)
+    if (!required)
         return 0; /* optional: the report goes without */
     if (rc == -EEXIST) {
         char list[96] = "";
@@ -301,4 +303,12 @@ int bench_find_pid(struct bench *b, char *err, size_t errlen)
              "give the server's process with --pid",
              addr);
     return -1;
+}
+
+/* Finds the server's pid for a mode that measures memory. Returns 0 or
+ * -1 with err set. */
+int bench_find_pid(struct bench *b, char *err, size_t errlen)
+{
+    return bench_target_pid(&b->t, b->o.pid, b->mode->needs_pid, &b->pid, err,
+                            errlen);
 }
