@@ -73,9 +73,13 @@ static size_t entry_cost(const struct hentry *e)
     return sizeof(*e) + sizeof(struct msg) + e->m->len;
 }
 
+/* The history's own struct is pub/sub's (MEM_CHANNEL), made once per
+ * loop; the table is made with the first channel and freed with the last
+ * one, so the history tag holds what the history keeps and is back to 0
+ * when nothing is kept. */
 struct history *history_new(const struct history_opts *o)
 {
-    struct history *h = mem_calloc(MEM_HISTORY, 1, sizeof(*h));
+    struct history *h = mem_calloc(MEM_CHANNEL, 1, sizeof(*h));
 
     if (!h)
         return NULL;
@@ -83,12 +87,6 @@ struct history *history_new(const struct history_opts *o)
     if (!h->o.seed && getrandom(&h->o.seed, sizeof(h->o.seed), GRND_NONBLOCK) !=
                           (ssize_t)sizeof(h->o.seed))
         h->o.seed = mix((uintptr_t)h ^ (uint64_t)o->ttl_ms);
-    h->n_buckets = MIN_BUCKETS;
-    h->buckets = mem_calloc(MEM_HISTORY, h->n_buckets, sizeof(*h->buckets));
-    if (!h->buckets) {
-        mem_free(MEM_HISTORY, h);
-        return NULL;
-    }
     return h;
 }
 
@@ -140,7 +138,8 @@ struct hchan *history_chan(struct history *h, const char *name, size_t n,
                            bool create)
 {
     uint32_t hash = hash_name(name, n);
-    struct hchan *hc = h->buckets[hash & (h->n_buckets - 1)];
+    struct hchan *hc =
+        h->buckets ? h->buckets[hash & (h->n_buckets - 1)] : NULL;
     struct hchan **b;
 
     for (; hc; hc = hc->hnext)
@@ -148,9 +147,20 @@ struct hchan *history_chan(struct history *h, const char *name, size_t n,
             return hc;
     if (!create || n > UINT16_MAX)
         return NULL;
+    if (!h->buckets) {
+        h->buckets = mem_calloc(MEM_HISTORY, MIN_BUCKETS, sizeof(*h->buckets));
+        if (!h->buckets)
+            return NULL;
+        h->n_buckets = MIN_BUCKETS;
+    }
     hc = mem_calloc(MEM_HISTORY, 1, chan_cost(n));
-    if (!hc)
+    if (!hc) {
+        if (!h->stats.channels) {
+            mem_free(MEM_HISTORY, h->buckets);
+            h->buckets = NULL;
+        }
         return NULL;
+    }
     hc->hash = hash;
     hc->name_len = (uint16_t)n;
     memcpy(hc->name, name, n);
@@ -181,6 +191,12 @@ static void chan_free(struct history *h, struct hchan *hc)
     h->stats.channels--;
     h->stats.bytes -= (int64_t)chan_cost(hc->name_len);
     mem_free(MEM_HISTORY, hc);
+    if (h->stats.channels == 0) {
+        mem_free(MEM_HISTORY, h->buckets);
+        h->buckets = NULL;
+        h->n_buckets = 0;
+        return;
+    }
     maybe_resize(h);
 }
 
@@ -310,7 +326,7 @@ void history_free(struct history *h)
         }
     }
     mem_free(MEM_HISTORY, h->buckets);
-    mem_free(MEM_HISTORY, h);
+    mem_free(MEM_CHANNEL, h);
 }
 
 /* ---- lookups ------------------------------------------------------------ */

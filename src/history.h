@@ -30,8 +30,9 @@
  * with subscribers holds it: history_hold), so an idle channel nobody
  * listens to keeps its messages for the TTL and is then freed.
  *
- * Memory: entries and channel records under the history tag (MEM_HISTORY);
- * the messages stay under the msg tag, and moor_history_bytes counts both
+ * Memory: entries, channel records and their table under the history tag
+ * (MEM_HISTORY), so it is 0 when nothing is kept (the struct history
+ * itself is pub/sub's, MEM_CHANNEL); the messages stay under the msg tag, and moor_history_bytes counts both
  * (what --history-max-bytes bounds). No global state: the caller passes
  * the time (loop ticks, ms).
  */
