@@ -32,9 +32,9 @@
  *
  * Memory: entries, channel records and their table under the history tag
  * (MEM_HISTORY), so it is 0 when nothing is kept (the struct history
- * itself is pub/sub's, MEM_CHANNEL); the messages stay under the msg tag, and moor_history_bytes counts both
- * (what --history-max-bytes bounds). No global state: the caller passes
- * the time (loop ticks, ms).
+ * itself is pub/sub's, MEM_CHANNEL); the messages stay under the msg tag, and
+ * moor_history_bytes counts both (what --history-max-bytes bounds). No global
+ * state: the caller passes the time (loop ticks, ms).
  */
 #ifndef MOOR_HISTORY_H
 #define MOOR_HISTORY_H
