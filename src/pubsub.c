@@ -763,7 +763,12 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
         ps->stats.dropped_closing += m->count;
         return false;
     }
-    /* Missed messages are told before the next one (if the notice fits). */
+    /* Missed messages are told before the next one (if the notice fits).
+     * With history the notice carries no id: an SSE client's last id
+     * stays that of the last message it got, so a reconnect recovers
+     * what was dropped rather than skipping past it. */
+    if (ps->hist)
+        id_len = 0;
     if (s->missed)
         send_notice(s, id, id_len);
     rc = conn_send(c, m);
@@ -1043,6 +1048,7 @@ static void replay(struct pubsub *ps, struct subscriber *s, struct channel *ch,
                    const struct hentry *first, uint32_t count)
 {
     const struct wire *w = &wires[s->proto];
+    struct conn *c = s->c;
     struct msg *m = NULL;
     char id[HISTORY_ID_MAX], id0[HISTORY_ID_MAX];
     size_t id0_len = 0, cap = 0;
@@ -1063,18 +1069,25 @@ static void replay(struct pubsub *ps, struct subscriber *s, struct channel *ch,
             bool ok = deliver(ps, s, m, id0, id0_len);
             msg_unref(m);
             m = NULL;
-            if (!ok && (s->kicked || conn_is_closing(s->c)))
+            /* A slow consumer let go may be closed already, s and even ch
+             * freed with it (the conn itself lives to the end of the
+             * iteration): look at c first. */
+            if (!ok && (conn_is_closing(c) || s->kicked))
                 return;
         }
         if (!m) {
             cap = MAX(size, (size_t)ps->batch_max);
             m = msg_new(NULL, cap);
             if (!m) {
-                conn_close(s->c, CLOSE_NO_MEMORY);
+                conn_close(c, CLOSE_NO_MEMORY);
                 return;
             }
             m->len = 0;
             m->count = 0;
+            /* Set, like a publish's: drop-oldest drops only published
+             * messages (never a response head), and a replay is one. Its
+             * latency counts from the replay. */
+            m->born_ns = mono_ns();
             memcpy(id0, id, wm.id_len);
             id0_len = wm.id_len;
         }

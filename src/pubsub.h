@@ -132,7 +132,9 @@ long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
  * recovery_max, several: the id was given for several channels, or no
  * history), a reset notice: SSE "event: reset", a WebSocket text
  * {"moor_reset":{...}}, a TCP frame "\0{"moor_reset":{...}}", or in the
- * id envelope "reset CHANNEL\n{...}". Queued under the slow policy. */
+ * id envelope "reset CHANNEL\n{...}". Queued under the slow policy, which
+ * may close the conn: then s is freed, and the caller must not use it
+ * again (check conn_is_closing() on the conn first). */
 void pubsub_recover(struct pubsub *ps, struct subscriber *s, const char *name,
                     size_t n, uint64_t epoch, uint64_t off, bool several);
 /* True when history is kept. */

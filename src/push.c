@@ -138,15 +138,17 @@ struct since {
 
 /* Recovery for each channel of list[0..n) (separated by sep), after s
  * subscribed to them all. */
-static void recover_list(struct push *p, struct subscriber *s, const char *list,
-                         size_t n, char sep, const struct since *since)
+static void recover_list(struct push *p, struct conn *c, struct subscriber *s,
+                         const char *list, size_t n, char sep,
+                         const struct since *since)
 {
     bool several = memchr(list, sep, n) != NULL;
     size_t a = 0;
 
     if (!since->set)
         return;
-    while (a < n) {
+    /* A replay may close c as a slow consumer, and free s with it. */
+    while (a < n && !conn_is_closing(c)) {
         size_t b = a;
         while (b < n && list[b] != sep)
             b++;
@@ -491,7 +493,7 @@ static void start_sse(struct http_exchange *ex, struct push *p,
     }
     if (!track(p, c, g))
         return;
-    recover_list(p, sc->s, list, n, ',', &since);
+    recover_list(p, c, sc->s, list, n, ',', &since);
 }
 
 /* ---- length-prefixed TCP ------------------------------------------------ */
@@ -744,7 +746,7 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
         }
         conn_set_state(c, CSTATE_ACTIVE);
         conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
-        recover_list(pp, t->s, (const char *)cmd.channels, cmd.channels_len,
+        recover_list(pp, c, t->s, (const char *)cmd.channels, cmd.channels_len,
                      ' ', &since);
         return;
     }
@@ -959,7 +961,7 @@ static int subscribe_ws(struct push *p, struct conn *c, const char *list,
     }
     if (!track(p, c, g))
         return -1;
-    recover_list(p, s, list, n, ',', since);
+    recover_list(p, c, s, list, n, ',', since);
     return 0;
 }
 

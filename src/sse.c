@@ -102,7 +102,7 @@ bool sse_event_name_ok(const char *name)
 /* The size of the prefix "id: ID\n[event: E\n]data: "; event is valid. */
 static size_t prefix_size(size_t id_len, const char *event)
 {
-    size_t n = 4 + id_len + 1 + 6;
+    size_t n = (id_len ? 4 + id_len + 1 : 0) + 6;
 
     if (event)
         n += 7 + strlen(event) + 1;
@@ -163,9 +163,11 @@ static size_t prefix_sid(uint8_t *out, size_t cap, const char *id,
         return 0;
     if (cap < prefix_size(id_len, event))
         return 0;
-    o = put(o, "id: ", 4);
-    o = put(o, id, id_len);
-    *o++ = '\n';
+    if (id_len) {
+        o = put(o, "id: ", 4);
+        o = put(o, id, id_len);
+        *o++ = '\n';
+    }
     if (event) {
         o = put(o, "event: ", 7);
         o = put(o, event, strlen(event));

@@ -83,7 +83,9 @@ size_t sse_encode_event(uint8_t *out, size_t cap, uint64_t id,
 
 /* The same two with the id given as text, id[0..id_len) (at most
  * SSE_ID_MAX bytes, no CR, LF or NUL; else 0): a channel history's
- * "EPOCH:OFFSET" (docs/pubsub.md). */
+ * "EPOCH:OFFSET" (docs/pubsub.md). An empty id (id_len 0) writes no "id:"
+ * line at all, so the client's last event id stays what it was (an
+ * "id:" line with nothing after it would clear it). */
 size_t sse_event_size_sid(const char *id, size_t id_len, const char *event,
                           const uint8_t *data, size_t len);
 size_t sse_encode_event_sid(uint8_t *out, size_t cap, const char *id,

@@ -405,6 +405,63 @@ def test_restart_changes_epoch(moor):
     st.close()
 
 
+# ---- the replay under the queue limit --------------------------------------
+
+def test_replay_goes_through_the_slow_policy(moor):
+    """A replay is queued like live messages: over --queue-limit it is
+    the slow policy's, disconnect or drop-oldest."""
+    body = "z" * 200
+    for policy in ("disconnect", "drop-oldest"):
+        s = hist(moor, "--queue-limit", "16KiB", "--slow-policy", policy,
+                 size="1000")
+        with Conn(s.port) as c:
+            for i in range(1, 301):
+                publish(s, "q", f"{i:04d}{body}", conn=c)
+        epoch, last = learn_epoch(s, "q")
+        assert last == 300
+        path = f"/sub/q?last_event_id={epoch}:0"
+        if policy == "disconnect":
+            # 60 KB at once is over 16 KiB: let go as slow, at once (the
+            # stream's head is not even written).
+            with Conn(s.port) as c:
+                c.send(build_request("GET", path,
+                                     [("Accept", "text/event-stream")]))
+                assert c.wait_closed(slack(3)) is not None
+            m = s.metrics()
+            assert m.get_value("moor_pubsub_slow_disconnects_total",
+                               limit="hard") == 1
+            assert m.get_value("moor_closed_total",
+                               reason="slow_consumer") == 1
+            continue
+        st = Sse(s.port, path)
+        # drop-oldest: the oldest replayed go, the client is told how many
+        # (a notice with no id: its last id stays that of the last message
+        # it got), and what it gets plus what it is told adds up.
+        got, dropped = [], 0
+        while not got or got[-1] != 300:
+            ev_id, name, data = st.event()
+            if name == "dropped":
+                assert ev_id is None, ev_id
+                dropped += int(data)
+                continue
+            assert name is None
+            got.append(int(data[:4]))
+            assert ev_id == f"{epoch}:{got[-1]}"
+        assert dropped > 0
+        assert got == sorted(got)
+        assert len(got) + dropped == 300
+        st.close()
+        m = s.metrics()
+        assert m.get_value("moor_pubsub_dropped_total",
+                           reason="drop_oldest") == dropped
+        # The dropped ones are still in the history: a reconnect from the
+        # last id seen before the gap, with room in the queue, gets them.
+        st = Sse(s.port, f"/sub/q?last_event_id={epoch}:{got[0] - 1}")
+        nxt = st.event()
+        assert nxt[1] is None and nxt[0] == f"{epoch}:{got[0]}"
+        st.close()
+
+
 # ---- the seam ----------------------------------------------------------------
 
 def test_no_gap_no_duplicate_while_publishing(moor):

@@ -25,6 +25,7 @@
 #include "history.h"
 #include "mem.h"
 #include "msg.h"
+#include "sse.h"
 
 static struct history *mk(uint32_t size, uint32_t ttl, uint64_t max_bytes)
 {
@@ -411,6 +412,36 @@ static void test_sub_options(void **state)
     }
 }
 
+/* SSE events with a text id (sse.c): EPOCH:OFFSET, and none at all for a
+ * notice that must leave the client's last id as it is. */
+static void test_sse_text_ids(void **state)
+{
+    uint8_t out[128];
+    size_t n;
+
+    (void)state;
+    n = sse_event_size_sid("ab:7", 4, NULL, (const uint8_t *)"x", 1);
+    assert_int_equal(n, strlen("id: ab:7\ndata: x\n\n"));
+    assert_int_equal(sse_encode_event_sid(out, sizeof(out), "ab:7", 4, NULL,
+                                          (const uint8_t *)"x", 1),
+                     n);
+    assert_memory_equal(out, "id: ab:7\ndata: x\n\n", n);
+    n = sse_encode_event_sid(out, sizeof(out), "", 0, "dropped",
+                             (const uint8_t *)"3", 1);
+    assert_int_equal(n, strlen("event: dropped\ndata: 3\n\n"));
+    assert_memory_equal(out, "event: dropped\ndata: 3\n\n", n);
+    /* No line end, NUL, or over SSE_ID_MAX in an id. */
+    assert_int_equal(sse_event_size_sid("a\nb", 3, NULL, NULL, 0), 0);
+    assert_int_equal(sse_event_size_sid("a\0b", 3, NULL, NULL, 0), 0);
+    assert_int_equal(
+        sse_event_size_sid("0123456789012345678901234567890123456789x", 41,
+                           NULL, NULL, 0),
+        0);
+    /* The numeric form is unchanged. */
+    assert_int_equal(sse_encode_event(out, sizeof(out), 12, NULL, NULL, 0),
+                     strlen("id: 12\ndata: \n\n"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_shared_not_copied),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_sub_options),
+        cmocka_unit_test(test_sse_text_ids),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
