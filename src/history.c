@@ -441,7 +441,7 @@ const char *history_evict_name(enum history_evict r)
 const char *history_find_name(enum history_find r)
 {
     static const char *const names[HIST_FIND_COUNT] = {
-        "found", "epoch", "too_old", "too_many", "several", "off"};
+        "found", "epoch", "too_old", "too_many", "several", "too_big", "off"};
 
     return (unsigned)r < HIST_FIND_COUNT ? names[r] : "?";
 }

@@ -64,6 +64,8 @@ enum history_find {
     HIST_RESET_TOO_OLD,  /* messages after the id are gone already */
     HIST_RESET_TOO_MANY, /* more missed than --recovery-max */
     HIST_RESET_SEVERAL,  /* one id for several channels (pub/sub's) */
+    HIST_RESET_TOO_BIG,  /* more bytes than the subscriber's queue takes
+                            (pub/sub's, under --slow-policy disconnect) */
     HIST_RESET_OFF,      /* no history kept (pub/sub's) */
     HIST_FIND_COUNT
 };
@@ -152,7 +154,7 @@ size_t history_format_id(char *out, uint64_t epoch, uint64_t off);
 bool history_parse_id(const char *p, size_t n, uint64_t *epoch, uint64_t *off);
 /* "size", "ttl", "bytes". */
 const char *history_evict_name(enum history_evict r);
-/* "epoch", "too_old", "too_many", "several", "off". */
+/* "epoch", "too_old", "too_many", "several", "too_big", "off". */
 const char *history_find_name(enum history_find r);
 
 #endif

@@ -1105,6 +1105,34 @@ static void replay(struct pubsub *ps, struct subscriber *s, struct channel *ch,
     }
 }
 
+/* Under the disconnect policy a replay that cannot fit in s's queue at
+ * once would only get s let go, again at every reconnect: it gets a reset
+ * instead. */
+static bool replay_fits(const struct pubsub *ps, const struct subscriber *s,
+                        const struct channel *ch, const struct hentry *e,
+                        uint32_t count)
+{
+    const struct wire *w = &wires[s->proto];
+    uint64_t room = ps->set->lim.queue_limit, need = 0;
+    char id[HISTORY_ID_MAX];
+
+    if (ps->o.policy != SLOW_DISCONNECT)
+        return true;
+    room = room > conn_queued_bytes(s->c) ? room - conn_queued_bytes(s->c) : 0;
+    for (; e && count && need <= room; e = e->cnext, count--) {
+        struct wmsg wm = {.id = id,
+                          .chan = ch->name,
+                          .chan_len = ch->name_len,
+                          .data = e->m->data,
+                          .len = e->m->len,
+                          .text = e->text};
+
+        wm.id_len = history_format_id(id, history_chan_epoch(ch->hc), e->off);
+        need += w->frame_size(&wm);
+    }
+    return need <= room;
+}
+
 void pubsub_recover(struct pubsub *ps, struct subscriber *s, const char *name,
                     size_t n, uint64_t epoch, uint64_t off, bool several)
 {
@@ -1125,6 +1153,8 @@ void pubsub_recover(struct pubsub *ps, struct subscriber *s, const char *name,
     else
         r = history_since(ch->hc, epoch, off, ps->o.recovery_max, &first,
                           &count);
+    if (r == HIST_FOUND && count && !replay_fits(ps, s, ch, first, count))
+        r = HIST_RESET_TOO_BIG;
     if (r != HIST_FOUND)
         send_reset(ps, s, ch, r);
     else if (count)

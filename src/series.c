@@ -112,7 +112,8 @@ static const struct series rows[] = {
      "Last-Event-ID)."},
     {"moor_history_resets_total", "counter", "notices", "reason",
      "Reset notices sent to subscribers whose missed messages could not "
-     "be replayed, by reason: epoch, too_old, too_many, several, off."},
+     "be replayed, by reason: epoch, too_old, too_many, several, too_big, "
+     "off."},
     {"moor_auth_total", "counter", "checks", "result,reason",
      "Subscriptions and publications checked by --auth: allowed, "
      "or denied by reason (no_token, malformed, bad_signature, "

@@ -10,7 +10,9 @@ recovery"), on the real binary:
   "SUB ch since=ID ids=1" the same;
 - the reset notice, per protocol, for each reason: another epoch (made
   up, and a restart of the server), too old (--history-size), too many
-  (--recovery-max), several channels with one id;
+  (--recovery-max), several channels with one id, too big for the queue
+  (--slow-policy disconnect); under drop-oldest a replay loses its oldest
+  part with a notice;
 - no gap and no duplicate at the seam: a subscriber reconnecting again
   and again with the last id it saw while a publisher runs gets every
   message exactly once, in order;
@@ -408,8 +410,11 @@ def test_restart_changes_epoch(moor):
 # ---- the replay under the queue limit --------------------------------------
 
 def test_replay_goes_through_the_slow_policy(moor):
-    """A replay is queued like live messages: over --queue-limit it is
-    the slow policy's, disconnect or drop-oldest."""
+    """A replay is queued like live messages, under --queue-limit and the
+    slow policy: drop-oldest drops its oldest part and says so; under
+    disconnect a replay that cannot fit at once is a reset (too_big)
+    rather than a disconnect the client would meet again at every
+    reconnect."""
     body = "z" * 200
     for policy in ("disconnect", "drop-oldest"):
         s = hist(moor, "--queue-limit", "16KiB", "--slow-policy", policy,
@@ -421,17 +426,39 @@ def test_replay_goes_through_the_slow_policy(moor):
         assert last == 300
         path = f"/sub/q?last_event_id={epoch}:0"
         if policy == "disconnect":
-            # 60 KB at once is over 16 KiB: let go as slow, at once (the
-            # stream's head is not even written).
-            with Conn(s.port) as c:
-                c.send(build_request("GET", path,
-                                     [("Accept", "text/event-stream")]))
-                assert c.wait_closed(slack(3)) is not None
+            # 60 KB at once is over 16 KiB: it would only get the client
+            # let go as slow, at every reconnect. It gets a reset
+            # (too_big) instead, on every protocol, and stays.
+            st = Sse(s.port, path)
+            ev_id, name, data = st.event()
+            assert (ev_id, name) == (f"{epoch}:300", "reset")
+            assert json.loads(data)["reason"] == "too_big"
+            ws = ws_connect(s.port, f"/sub/q?since={epoch}:0")
+            t = Tcp(s, f"SUB q since={epoch}:0")
+            try:
+                p = json.loads(ws.recv_message()[1])["moor_reset"]
+                assert p["reason"] == "too_big"
+                p = t.frame()
+                assert json.loads(p[1:])["moor_reset"]["reason"] == \
+                    "too_big"
+                # A backlog that fits is replayed.
+                st2 = Sse(s.port, f"/sub/q?last_event_id={epoch}:290")
+                got = [int(st2.event()[2][:4]) for _ in range(10)]
+                assert got == list(range(291, 301))
+                st2.close()
+                publish(s, "q", "live")
+                assert st.event()[2] == b"live"
+                assert ws.recv_message() == (OP_TEXT, b"live")
+                assert t.frame() == b"live"
+            finally:
+                st.close()
+                ws.close()
+                t.close()
             m = s.metrics()
+            assert m.get_value("moor_history_resets_total",
+                               reason="too_big") == 3
             assert m.get_value("moor_pubsub_slow_disconnects_total",
-                               limit="hard") == 1
-            assert m.get_value("moor_closed_total",
-                               reason="slow_consumer") == 1
+                               limit="hard") == 0
             continue
         st = Sse(s.port, path)
         # drop-oldest: the oldest replayed go, the client is told how many
