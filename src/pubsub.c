@@ -7,9 +7,14 @@
  * publish queues references, never payload copies, and never lets a queue
  * pass queue_limit (docs/principles.md, rule 5): the policy decides what
  * gives.
+ * With history, a publish on a client's channel is kept (history.c) and a
+ * subscriber that comes back with an id gets a replay that meets the live
+ * messages with no gap and no duplicate: a subscribe first fans out what
+ * is pending on its channel.
  * Must not: block, or allocate per subscriber on the publish path (the conn's
  * queue ring, allocated when a subscriber's empty queue takes a message
- * and doubled when full, is the only allocation on it).
+ * and doubled when full, is the only allocation on it; with history a
+ * publish also makes its message and its entry, once, whoever listens).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -583,10 +588,8 @@ static int tcp_reset(char *out, size_t cap, const char *body)
  * ("reset room\n", "dropped *\n"); ids never start with a letter past f. */
 static size_t env_head_size(const struct wmsg *w)
 {
-    const char *h = w->event ? w->event : w->id;
     size_t hl = w->event ? strlen(w->event) : w->id_len;
 
-    (void)h;
     return hl + 1 + (w->chan_len ? w->chan_len : 1) + 1;
 }
 
