@@ -10,7 +10,10 @@
  * when a channel's history is made again, messages shared (not copied),
  * every allocation of an append failing in turn, and zero history bytes
  * and zero live bytes at the end. Also the SUB options of frame.c that
- * carry a since-id (since=ID, ids=1).
+ * carry a since-id (since=ID, ids=1), SSE events with text ids, and
+ * pub/sub's recovery on real conns: the exact reset notice, a replay that
+ * meets a pending publish with no duplicate, the id envelope, a reset per
+ * channel when one id names several.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,11 +23,16 @@
 
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
 
+#include "conn.h"
 #include "frame.h"
 #include "history.h"
 #include "mem.h"
+#include "loop.h"
 #include "msg.h"
+#include "pubsub.h"
 #include "sse.h"
 
 static struct history *mk(uint32_t size, uint32_t ttl, uint64_t max_bytes)
@@ -442,6 +450,191 @@ static void test_sse_text_ids(void **state)
                      strlen("id: 12\ndata: \n\n"));
 }
 
+/* ---- pub/sub with history, on real conns -------------------------------- */
+
+/* Subscribers are one end of an AF_UNIX socketpair owned by a conn of a
+ * plain protocol; the test reads the other end (as tests/unit/test_pubsub.c
+ * does). */
+struct penv {
+    struct loop *l;
+    struct conn_set set;
+    struct pubsub *ps;
+    struct conn *c[4];
+    struct subscriber *s[4];
+    int peer[4];
+    int n;
+};
+
+static struct penv *live;
+
+static size_t sink_data(struct conn *c, uint8_t *p, size_t len)
+{
+    (void)c;
+    (void)p;
+    return len;
+}
+
+static void sink_close(struct conn *c, enum close_reason why)
+{
+    (void)why;
+    for (int i = 0; live && i < live->n; i++) {
+        if (live->c[i] == c) {
+            pubsub_subscriber_free(live->ps, live->s[i]);
+            live->s[i] = NULL;
+        }
+    }
+}
+
+static const struct conn_proto sink = {
+    .name = "sink", .on_data = sink_data, .on_close = sink_close};
+
+static void penv_open(struct penv *e)
+{
+    struct conn_limits lim = {.write_timeout_ms = 30000,
+                              .queue_limit = 1 << 20};
+    struct pubsub_opts o = {.max_channels = 100,
+                            .max_channels_per_conn = 8,
+                            .close_timeout_ms = 1000,
+                            .history_size = 10,
+                            .history_ttl_ms = 60000,
+                            .recovery_max = 100,
+                            .history_seed = 7};
+
+    memset(e, 0, sizeof(*e));
+    e->l = loop_new(65536);
+    assert_non_null(e->l);
+    assert_int_equal(conn_set_init(&e->set, e->l, &lim), 0);
+    live = e;
+    e->ps = pubsub_new(&e->set, &o);
+    assert_non_null(e->ps);
+}
+
+static int psub(struct penv *e, enum pubsub_proto proto, const char *ch)
+{
+    int sv[2], i = e->n++;
+
+    assert_int_equal(
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv),
+        0);
+    e->c[i] =
+        conn_new(&e->set, sv[0], NULL, &sink, 0, 60000, CLOSE_IDLE_TIMEOUT);
+    assert_non_null(e->c[i]);
+    e->peer[i] = sv[1];
+    e->s[i] = pubsub_subscriber_new(e->ps, e->c[i], proto);
+    assert_non_null(e->s[i]);
+    assert_int_equal(pubsub_subscribe(e->ps, e->s[i], ch, strlen(ch)), 0);
+    return i;
+}
+
+static void close_it(struct conn *c, void *arg)
+{
+    (void)arg;
+    conn_close(c, CLOSE_SHUTDOWN);
+}
+
+static void penv_close(struct penv *e)
+{
+    conn_set_each(&e->set, close_it, NULL);
+    assert_int_equal(loop_run_once(e->l, 0), 0);
+    pubsub_free(e->ps);
+    live = NULL;
+    conn_set_fini(&e->set);
+    loop_free(e->l);
+    for (int i = 0; i < e->n; i++)
+        close(e->peer[i]);
+    assert_int_equal(mem_live_bytes(MEM_HISTORY), 0);
+    assert_int_equal(mem_live_bytes(MEM_ALL), 0);
+}
+
+/* What peer i has received so far (the loop runs to write it). */
+static size_t drain(struct penv *e, int i, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+
+    for (int k = 0; k < 5; k++) {
+        ssize_t r;
+        assert_int_equal(loop_run_once(e->l, 0), 0);
+        while ((r = read(e->peer[i], out + n, cap - n)) > 0)
+            n += (size_t)r;
+    }
+    return n;
+}
+
+static void pub(struct penv *e, const char *ch, const char *m)
+{
+    assert_true(pubsub_publish(e->ps, ch, strlen(ch), m, strlen(m), true) >= 0);
+}
+
+static void test_pubsub_recovery(void **state)
+{
+    struct penv e;
+    uint8_t buf[4096];
+    char want[512], epoch[20];
+    const char *q;
+    size_t n;
+    int a, b, c;
+    uint64_t ep, off;
+
+    (void)state;
+    penv_open(&e);
+    a = psub(&e, PS_TCP, "ch");
+    pub(&e, "ch", "m1");
+    pub(&e, "ch", "m2");
+    /* Learn the epoch from a reset (a WebSocket text notice). */
+    c = psub(&e, PS_WEBSOCKET, "ch");
+    pubsub_recover(e.ps, e.s[c], "ch", 2, 0, 0, false);
+    n = drain(&e, c, buf, sizeof(buf));
+    assert_true(n > 2 && buf[0] == 0x81 && buf[1] == n - 2);
+    q = strstr((const char *)buf + 2, "\"id\":\"");
+    assert_non_null(q);
+    assert_true(history_parse_id(q + 6, strcspn(q + 6, "\""), &ep, &off));
+    assert_int_equal(off, 2);
+    snprintf(epoch, sizeof(epoch), "%llx", (unsigned long long)ep);
+    snprintf(want, sizeof(want),
+             "{\"moor_reset\":{\"channel\":\"ch\",\"reason\":\"epoch\","
+             "\"id\":\"%s:2\"}}",
+             epoch);
+    assert_int_equal(n - 2, strlen(want));
+    assert_memory_equal(buf + 2, want, n - 2);
+
+    /* m3 is published and pending (not fanned out) when b subscribes with
+     * since EPOCH:1: b gets m2 and m3 once each (the replay), then m4
+     * live; a gets all four. */
+    pub(&e, "ch", "m3");
+    b = psub(&e, PS_TCP_IDS, "ch");
+    pubsub_recover(e.ps, e.s[b], "ch", 2, ep, 1, false);
+    pub(&e, "ch", "m4");
+    pubsub_fan_out(e.ps);
+    n = drain(&e, b, buf, sizeof(buf));
+    {
+        size_t k = 0;
+        for (int i = 2; i <= 4; i++) {
+            int w = snprintf(want + k, sizeof(want) - k, "....%s:%d ch\nm%d",
+                             epoch, i, i);
+            frame_encode_header((uint8_t *)want + k, (uint32_t)(w - 4));
+            k += (size_t)w;
+        }
+        assert_int_equal(n, k);
+        assert_memory_equal(buf, want, k);
+    }
+    n = drain(&e, a, buf, sizeof(buf));
+    assert_int_equal(n, 4 * (4 + 2));
+    assert_memory_equal(buf + 3 * 6 + 4, "m4", 2);
+    /* Several channels with one id: a reset each, in the envelope. */
+    assert_int_equal(pubsub_subscribe(e.ps, e.s[b], "other", 5), 0);
+    pubsub_recover(e.ps, e.s[b], "other", 5, ep, 4, true);
+    n = drain(&e, b, buf, sizeof(buf));
+    assert_true(n > 4);
+    assert_memory_equal(buf + 4,
+                        "reset other\n{\"channel\":\"other\","
+                        "\"reason\":\"several\"",
+                        strlen("reset other\n{\"channel\":\"other\","
+                               "\"reason\":\"several\""));
+    assert_int_equal(pubsub_history_stats(e.ps)->replayed, 2);
+    assert_int_equal(pubsub_history_stats(e.ps)->resets[HIST_RESET_SEVERAL], 1);
+    penv_close(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -454,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_sub_options),
         cmocka_unit_test(test_sse_text_ids),
+        cmocka_unit_test(test_pubsub_recovery),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
