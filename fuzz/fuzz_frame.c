@@ -12,7 +12,9 @@
  * carried tail); all logs must be identical. The first complete frame,
  * and the raw bytes as well, go through frame_parse_command(), checked
  * against a reference written here that splits on every space first and
- * judges the pieces; a command that parses must render back to its input.
+ * judges the pieces (names, then SUB's options since=ID and ids=1); the
+ * names of a command that parses must render back to its input up to the
+ * options, and the options found must be the reference's.
  * Frames built with frame_encode_header() around pieces of the input
  * parse back to those pieces.
  *
@@ -318,12 +320,20 @@ static size_t tok_at[MAX_TOK], tok_len[MAX_TOK];
  * (empty ones included), then judge them left to right.
  * Return value: 0 or the frame_command_error; *verb on success.
  */
+/* What ref_command() found: the last name's token, the options. */
+static size_t ref_names;
+static bool ref_opt_ids;
+static const uint8_t *ref_opt_since;
+
 static int ref_command(const uint8_t *p, size_t n, uint32_t max, size_t *ntok,
                        int *verb)
 {
     size_t t = 0, a = 0;
     uint32_t count = 0;
 
+    ref_names = 0;
+    ref_opt_ids = false;
+    ref_opt_since = NULL;
     for (size_t i = 0; i <= n; i++) {
         if (i < n && p[i] != ' ')
             continue;
@@ -341,9 +351,35 @@ static int ref_command(const uint8_t *p, size_t n, uint32_t max, size_t *ntok,
     if (t == 1 || (t == 2 && tok_len[1] == 0))
         return FRAME_CMD_ENOCHAN;
     for (size_t i = 1; i < t; i++) {
-        if (!ref_name(p + tok_at[i], tok_len[i]))
+        const uint8_t *w = p + tok_at[i];
+        size_t wl = tok_len[i];
+
+        if (wl && memchr(w, '=', wl)) {
+            /* An option (SUB only, after the names, each once). */
+            if (count == 0)
+                return FRAME_CMD_ENOCHAN;
+            if (*verb == FRAME_CMD_PUB)
+                return FRAME_CMD_EOPTION;
+            if (wl == 5 && !memcmp(w, "ids=1", 5) && !ref_opt_ids) {
+                ref_opt_ids = true;
+                continue;
+            }
+            if (wl > 6 && wl - 6 <= FRAME_SINCE_MAX &&
+                !memcmp(w, "since=", 6) && !ref_opt_since) {
+                for (size_t j = 6; j < wl; j++)
+                    if (!strchr("0123456789abcdefABCDEF:", w[j]) || !w[j])
+                        return FRAME_CMD_EOPTION;
+                ref_opt_since = w + 6;
+                continue;
+            }
+            return FRAME_CMD_EOPTION;
+        }
+        if (wl && (ref_opt_ids || ref_opt_since))
+            return FRAME_CMD_EOPTION;
+        if (!ref_name(w, wl))
             return FRAME_CMD_EBADNAME;
         count++;
+        ref_names = i;
         if (*verb == FRAME_CMD_PUB && count > 1)
             return FRAME_CMD_ETOOMANY;
         if (max && count > max)
@@ -371,8 +407,10 @@ static void fuzz_command(const uint8_t *p, size_t n, uint32_t max)
     }
     CHECK(cmd.why == NULL);
     CHECK((int)cmd.verb == verb);
-    CHECK(cmd.n_channels == ntok - 1);
-    CHECK(n <= frame_command_max(max));
+    CHECK(cmd.n_channels == ref_names);
+    CHECK(n <= frame_command_max_opts(max));
+    CHECK(cmd.ids == ref_opt_ids);
+    CHECK(cmd.since == ref_opt_since);
     /* Walk the names; they are the tokens, and render back to p. */
     memcpy(render, cmd.verb == FRAME_CMD_SUB ? "SUB" : "PUB", 3);
     k = 3;
@@ -385,8 +423,10 @@ static void fuzz_command(const uint8_t *p, size_t n, uint32_t max)
         k += len;
         i++;
     }
-    CHECK(i == ntok);
-    CHECK(k == n && memcmp(render, p, n) == 0);
+    CHECK(i == ref_names + 1);
+    /* The names render back to p up to the options. */
+    CHECK(k <= n && memcmp(render, p, k) == 0);
+    CHECK(k == n || (ntok > ref_names + 1 && p[k] == ' '));
 }
 
 static void fuzz_names(const uint8_t *d, size_t n)

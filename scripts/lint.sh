@@ -48,7 +48,7 @@ declare -A layer_of
 layer_names=(core transport protocol service app)
 layer_rows=(
     "util mem log buf msg timer loop ratelimit iplimit pool hist procfs addr url
-     series"
+     series history"
     "conn conn_write conn_internal listen tls resolve"
     "http1 http1_internal http1_response ws sse frame json influx_line"
     "pubsub push metrics server http_server ws_server ws_client debug

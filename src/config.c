@@ -498,6 +498,44 @@ static const struct flag opts[] = {
      .max = 65535,
      .help = "channels one connection may subscribe to; more is 400",
      .metric = "moor_pubsub_refused_total"},
+    {.name = "history-size",
+     .kind = FLAG_UINT,
+     CFG(history_size),
+     .def = "0",
+     .min = 0,
+     .max = 1000000,
+     .help = "messages each channel keeps for reconnecting subscribers "
+             "(with --history-ttl; ids EPOCH:OFFSET, docs/pubsub.md); the "
+             "oldest go first; 0 keeps none",
+     .metric = "moor_history_evicted_total{reason=\"size\"}"},
+    {.name = "history-ttl",
+     .kind = FLAG_DURATION,
+     CFG(history_ttl_ms),
+     .def = "0",
+     .min = 0,
+     .max = FLAGS_DURATION_MAX_MS,
+     .help = "how long a channel's history keeps a message (with "
+             "--history-size); a channel nobody listens to is freed once "
+             "its last message expires; 0 keeps none",
+     .metric = "moor_history_evicted_total{reason=\"ttl\"}"},
+    {.name = "history-max-bytes",
+     .kind = FLAG_SIZE,
+     CFG(history_max_bytes),
+     .def = "64MiB",
+     .min = KiB(1),
+     .max = GiB(64),
+     .help = "bytes the history of all channels may hold (messages and "
+             "records); over it the oldest messages of any channel go first",
+     .metric = "moor_history_evicted_total{reason=\"bytes\"}"},
+    {.name = "recovery-max",
+     .kind = FLAG_UINT,
+     CFG(recovery_max),
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .help = "messages one recovering subscriber (since=, Last-Event-ID) is "
+             "replayed at most; missing more, it gets a reset notice",
+     .metric = "moor_history_resets_total{reason=\"too_many\"}"},
     {.name = "rate",
      .kind = FLAG_UINT,
      CFG(rate),
@@ -827,6 +865,13 @@ static int check_cross(const struct moor_config *c, char *err, size_t errlen)
         return -1;
     }
 
+    if (!c->history_size != !c->history_ttl_ms) {
+        flags_set_err(err, errlen,
+                      "--history-size and --history-ttl go together: give "
+                      "both (say --history-size 100 --history-ttl 5m), or "
+                      "neither");
+        return -1;
+    }
     if (!strcmp(c->auth, "jwt") && !c->jwt_secret_file[0] &&
         !c->jwt_key_file[0]) {
         flags_set_err(err, errlen,

@@ -71,6 +71,10 @@ struct moor_config {
     uint32_t queue_soft_time_ms;    /* --queue-soft-time */
     uint32_t max_channels;          /* --max-channels in total */
     uint32_t max_channels_per_conn; /* --max-channels-per-conn */
+    uint32_t history_size;          /* --history-size, 0 = off */
+    uint32_t history_ttl_ms;        /* --history-ttl, 0 = off */
+    uint64_t history_max_bytes;     /* --history-max-bytes */
+    uint32_t recovery_max;          /* --recovery-max */
     uint32_t rate;                  /* --rate messages/s per publisher */
     uint32_t burst;                 /* --burst */
     uint64_t byte_rate;             /* --byte-rate bytes/s per publisher */

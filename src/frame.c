@@ -142,6 +142,33 @@ static int cmd_fail(struct frame_command *cmd, int code, const char *why)
     return code;
 }
 
+/* One option word w[0..n) of a SUB: "since=ID" (1 to FRAME_SINCE_MAX
+ * bytes of hex digits and ':'; what it means is pub/sub's) or "ids=1",
+ * each at most once. */
+static int parse_option(struct frame_command *cmd, const uint8_t *w, size_t n)
+{
+    if (cmd->verb != FRAME_CMD_SUB)
+        return cmd_fail(cmd, FRAME_CMD_EOPTION, "PUB takes no option");
+    if (n == 5 && !memcmp(w, "ids=1", 5) && !cmd->ids) {
+        cmd->ids = true;
+        return 0;
+    }
+    if (n > 6 && n - 6 <= FRAME_SINCE_MAX && !memcmp(w, "since=", 6) &&
+        !cmd->since) {
+        for (size_t i = 6; i < n; i++)
+            if (!((w[i] >= '0' && w[i] <= '9') ||
+                  ((w[i] | 0x20) >= 'a' && (w[i] | 0x20) <= 'f') ||
+                  w[i] == ':'))
+                return cmd_fail(cmd, FRAME_CMD_EOPTION,
+                                "bad since= (want EPOCH:OFFSET)");
+        cmd->since = w + 6;
+        cmd->since_len = n - 6;
+        return 0;
+    }
+    return cmd_fail(cmd, FRAME_CMD_EOPTION,
+                    "unknown or repeated option (since=ID, ids=1)");
+}
+
 int frame_parse_command(const uint8_t *p, size_t n, uint32_t max_channels,
                         struct frame_command *cmd)
 {
@@ -158,13 +185,28 @@ int frame_parse_command(const uint8_t *p, size_t n, uint32_t max_channels,
     if (n <= 4)
         return cmd_fail(cmd, FRAME_CMD_ENOCHAN, "no channel");
 
-    /* Names from p[4]: each ends at a space or at the end. */
+    /* Names from p[4]: each ends at a space or at the end. Options (a
+     * word with '=', which no name has) may follow the names, on SUB. */
     for (start = off = 4; off <= n; off++) {
         if (off < n && p[off] != ' ')
             continue;
         if (off == start)
             return cmd_fail(cmd, FRAME_CMD_EBADNAME,
                             "channels must be separated by single spaces");
+        if (memchr(p + start, '=', off - start)) {
+            int rc = cmd->n_channels
+                         ? parse_option(cmd, p + start, off - start)
+                         : cmd_fail(cmd, FRAME_CMD_ENOCHAN, "no channel");
+            if (rc < 0)
+                return rc;
+            if (!cmd->channels_len)
+                cmd->channels_len = start - 1 - 4;
+            start = off + 1;
+            continue;
+        }
+        if (cmd->channels_len)
+            return cmd_fail(cmd, FRAME_CMD_EOPTION,
+                            "options (since=ID, ids=1) go after the channels");
         if (!channel_name_valid(p + start, off - start))
             return cmd_fail(cmd, FRAME_CMD_EBADNAME,
                             "bad channel name (1-128 of A-Z a-z 0-9 - _ . : "
@@ -176,8 +218,11 @@ int frame_parse_command(const uint8_t *p, size_t n, uint32_t max_channels,
             return cmd_fail(cmd, FRAME_CMD_ETOOMANY, "too many channels");
         start = off + 1;
     }
+    if (cmd->n_channels == 0)
+        return cmd_fail(cmd, FRAME_CMD_ENOCHAN, "no channel");
     cmd->channels = p + 4;
-    cmd->channels_len = n - 4;
+    if (!cmd->channels_len)
+        cmd->channels_len = n - 4;
     return 0;
 }
 
@@ -207,4 +252,12 @@ size_t frame_command_max(uint32_t max_channels)
     if (max_channels == 0 || n > SIZE_MAX)
         return SIZE_MAX;
     return (size_t)n;
+}
+
+size_t frame_command_max_opts(uint32_t max_channels)
+{
+    size_t n = frame_command_max(max_channels);
+
+    return n > SIZE_MAX - FRAME_CMD_OPTS_MAX ? SIZE_MAX
+                                             : n + FRAME_CMD_OPTS_MAX;
 }

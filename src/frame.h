@@ -126,7 +126,14 @@ enum frame_command_error {
     FRAME_CMD_ETOOMANY = -3, /* over max_channels, or PUB with two */
     FRAME_CMD_EBADNAME = -4, /* a name failing channel_name_valid(), or
                                 not single-space separated */
+    FRAME_CMD_EOPTION = -5,  /* a bad, unknown, repeated or misplaced
+                                option (since=ID, ids=1) */
 };
+
+/* since=ID: at most this many bytes of ID (EPOCH:OFFSET is 37). */
+#define FRAME_SINCE_MAX 40
+/* What the options may add to a SUB: " since=" ID " ids=1". */
+#define FRAME_CMD_OPTS_MAX (7 + FRAME_SINCE_MAX + 6)
 
 struct frame_command {
     enum frame_verb verb;
@@ -135,13 +142,19 @@ struct frame_command {
                                 the input; walk them with
                                 frame_command_next() */
     size_t channels_len;
+    const uint8_t *since; /* SUB's since=ID: the ID, inside the input, or
+                             NULL (recovery: docs/pubsub.md) */
+    size_t since_len;
+    bool ids;        /* SUB's ids=1: messages come in the id envelope */
     const char *why; /* on failure: what was wrong (static) */
 };
 
 /*
  * Parses a command frame's whole payload p[0..n):
- *     "SUB" 1*(" " name)      at most max_channels names (0: no limit)
- *     "PUB" " " name          exactly one name
+ *     "SUB" 1*(" " name) *(" " option)   at most max_channels names
+ *                                        (0: no limit)
+ *     "PUB" " " name                     exactly one name
+ *     option = "since=" 1*40(HEXDIG / ":") / "ids=1"   each at most once
  * Verbs are upper case; exactly one space goes between the verb and each
  * name, none before the verb or after the last name, and there is no line
  * end. Each name passes channel_name_valid(). A name given twice is
@@ -164,5 +177,7 @@ bool frame_command_next(const struct frame_command *cmd, size_t *pos,
  * max_channels (SIZE_MAX when 0: no limit). A caller may refuse a first
  * frame whose header claims more before buffering any of it. */
 size_t frame_command_max(uint32_t max_channels);
+/* The same with room for SUB's options (FRAME_CMD_OPTS_MAX). */
+size_t frame_command_max_opts(uint32_t max_channels);
 
 #endif

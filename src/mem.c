@@ -184,6 +184,7 @@ const char *mem_tag_name(enum mem_tag tag)
         [MEM_CONFIG] = "config",   [MEM_METRICS] = "metrics",
         [MEM_DNS] = "dns",         [MEM_HTTPC] = "http_client",
         [MEM_AUTH] = "auth",       [MEM_INFLUX] = "influx",
+        [MEM_HISTORY] = "history",
     };
 
     if ((unsigned)tag >= MEM_TAG_COUNT || !names[tag])

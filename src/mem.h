@@ -43,6 +43,8 @@ enum mem_tag {
     MEM_AUTH,    /* authorization: keys, connections' grants and expiry,
                     per-address tables, the callback's cache */
     MEM_INFLUX,  /* the InfluxDB push: its outbox of line protocol */
+    MEM_HISTORY, /* channel history: entries and channel records (the
+                    messages they hold stay under MEM_MSG) */
     MEM_TAG_COUNT
 };
 

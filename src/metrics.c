@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "history.h"
 #include "series.h"
 #include "mem.h"
 #include "log.h"
@@ -98,6 +99,17 @@ static const struct conn_stats *set_stats(const struct conn_set *s)
     (SUM_LOOPS(v, http, http_server_stats, field) +                            \
      SUM_LOOPS(v, http_admin, http_server_stats, field))
 #define SUM_PS(v, field) SUM_LOOPS(v, pubsub, pubsub_stats, field)
+
+/* A loop's history counters (zeros without history). */
+static const struct history_stats *hist_of(const struct pubsub *ps)
+{
+    static const struct history_stats none;
+    const struct history_stats *st = pubsub_history_stats(ps);
+
+    return st ? st : &none;
+}
+
+#define SUM_HIST(v, field) SUM_LOOPS(v, pubsub, hist_of, field)
 /* The same over every listener of every loop. */
 #define SUM_LISTEN(v, field)                                                   \
     ({                                                                         \
@@ -420,6 +432,19 @@ static void render_pubsub(struct page *p, const struct metrics_view *v)
                      SUM_CONN(v, lat_sum_us) / 1e6);
     }
     scalar(p, "moor_pubsub_queue_max_bytes", maxq);
+    scalar(p, "moor_history_messages", SUM_HIST(v, messages));
+    scalar(p, "moor_history_bytes", SUM_HIST(v, bytes));
+    scalar(p, "moor_history_channels", SUM_HIST(v, channels));
+    family(p, "moor_history_evicted_total");
+    for (int r = 0; r < HIST_EVICT_COUNT; r++)
+        value(p, "moor_history_evicted_total", "reason",
+              history_evict_name((enum history_evict)r),
+              SUM_HIST(v, evicted[r]));
+    scalar(p, "moor_history_replayed_total", SUM_HIST(v, replayed));
+    family(p, "moor_history_resets_total");
+    for (int r = HIST_RESET_EPOCH; r < HIST_FIND_COUNT; r++)
+        value(p, "moor_history_resets_total", "reason",
+              history_find_name((enum history_find)r), SUM_HIST(v, resets[r]));
 }
 
 int metrics_render(struct sbuf *o, const struct metrics_view *v)

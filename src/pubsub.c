@@ -7,9 +7,14 @@
  * publish queues references, never payload copies, and never lets a queue
  * pass queue_limit (docs/principles.md, rule 5): the policy decides what
  * gives.
+ * With history, a publish on a client's channel is kept (history.c) and a
+ * subscriber that comes back with an id gets a replay that meets the live
+ * messages with no gap and no duplicate: a subscribe first fans out what
+ * is pending on its channel.
  * Must not: block, or allocate per subscriber on the publish path (the conn's
  * queue ring, allocated when a subscriber's empty queue takes a message
- * and doubled when full, is the only allocation on it).
+ * and doubled when full, is the only allocation on it; with history a
+ * publish also makes its message and its entry, once, whoever listens).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +22,7 @@
 #include <time.h>
 
 #include "pubsub.h"
+#include "history.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
@@ -38,6 +44,7 @@ struct channel {
     uint32_t n_subs;
     uint32_t n_kicked;                /* of them, being disconnected */
     uint32_t n_proto[PS_PROTO_COUNT]; /* of them, by protocol */
+    struct hchan *hc;                 /* its history (held), or NULL */
     uint32_t hash;
     uint16_t name_len;
     char name[]; /* NUL-terminated */
@@ -72,7 +79,9 @@ struct batch {
     struct channel *ch;            /* NULL: nothing pending */
     struct msg *m[PS_PROTO_COUNT]; /* unshared until the fan-out */
     uint32_t cap[PS_PROTO_COUNT];  /* room in m[i] (msg_resize) */
-    uint64_t seq[PS_PROTO_COUNT];  /* the number of m[i]'s first message */
+    /* The id of m[i]'s first message (a notice before it takes it). */
+    char id[PS_PROTO_COUNT][HISTORY_ID_MAX];
+    uint8_t id_len[PS_PROTO_COUNT];
 };
 
 struct pubsub {
@@ -83,10 +92,14 @@ struct pubsub {
     uint32_t n_buckets; /* power of two */
     uint32_t batch_max; /* BATCH_MAX, less for a small queue_limit */
     struct batch batch;
+    struct history *hist; /* --history-size and --history-ttl, or NULL */
+    struct loop *loop;    /* of set: the history's expiry timer */
+    struct timer hist_timer;
 };
 
 static void batch_discard(struct pubsub *ps);
 static void fan_out_cb(void *arg);
+static void hist_tick(struct timer *t);
 
 static uint32_t hash_name(const char *p, size_t n)
 {
@@ -116,6 +129,20 @@ struct pubsub *pubsub_new(struct conn_set *set, const struct pubsub_opts *o)
         mem_free(MEM_CHANNEL, ps);
         return NULL;
     }
+    ps->loop = set->loop;
+    timer_init(&ps->hist_timer, hist_tick);
+    if (o->history_size && o->history_ttl_ms) {
+        struct history_opts ho = {.size = o->history_size,
+                                  .ttl_ms = o->history_ttl_ms,
+                                  .max_bytes = o->history_max_bytes,
+                                  .seed = o->history_seed};
+        ps->hist = history_new(&ho);
+        if (!ps->hist) {
+            mem_free(MEM_CHANNEL, ps->buckets);
+            mem_free(MEM_CHANNEL, ps);
+            return NULL;
+        }
+    }
     set->before_flush = fan_out_cb;
     set->before_flush_arg = ps;
     return ps;
@@ -129,8 +156,37 @@ void pubsub_free(struct pubsub *ps)
      * with it the set, before pub/sub, whose subscribers the closing
      * conns free). */
     batch_discard(ps);
+    if (ps->loop)
+        timer_cancel(loop_timers(ps->loop), &ps->hist_timer);
+    history_free(ps->hist);
     mem_free(MEM_CHANNEL, ps->buckets);
     mem_free(MEM_CHANNEL, ps);
+}
+
+const struct history_stats *pubsub_history_stats(const struct pubsub *ps)
+{
+    return ps->hist ? history_stats(ps->hist) : NULL;
+}
+
+/* ---- history ------------------------------------------------------------ */
+
+/* The expiry timer: at the oldest entry's expiry (one timer for all
+ * channels: history.h). */
+static void hist_arm(struct pubsub *ps)
+{
+    uint32_t in;
+
+    if (ps->loop && !timer_armed(&ps->hist_timer) &&
+        history_next_expiry(ps->hist, loop_now(ps->loop), &in))
+        loop_timer_in(ps->loop, &ps->hist_timer, MAX(in, 1u));
+}
+
+static void hist_tick(struct timer *t)
+{
+    struct pubsub *ps = container_of(t, struct pubsub, hist_timer);
+
+    history_expire(ps->hist, loop_now(ps->loop));
+    hist_arm(ps);
 }
 
 const struct pubsub_stats *pubsub_stats(const struct pubsub *ps)
@@ -203,6 +259,17 @@ static struct channel *channel_get(struct pubsub *ps, const char *name,
         *err = -ENOMEM;
         return NULL;
     }
+    /* A client's channel keeps its history (and epoch) while subscribed;
+     * the server's own ("$dashboard") keep none. */
+    if (ps->hist && channel_name_valid((const uint8_t *)name, n)) {
+        ch->hc = history_chan(ps->hist, name, n, true);
+        if (!ch->hc) {
+            mem_free(MEM_CHANNEL, ch);
+            *err = -ENOMEM;
+            return NULL;
+        }
+        history_hold(ch->hc);
+    }
     ch->hash = h;
     ch->name_len = (uint16_t)n;
     memcpy(ch->name, name, n);
@@ -230,6 +297,8 @@ static void channel_release(struct pubsub *ps, struct channel *ch)
         }
     }
     ps->stats.channels--;
+    if (ch->hc)
+        history_release(ps->hist, ch->hc);
     mem_free(MEM_CHANNEL, ch);
     maybe_resize(ps);
 }
@@ -304,6 +373,13 @@ int pubsub_subscribe_internal(struct pubsub *ps, struct subscriber *s,
         ps->stats.refused_channels++;
         return -ENOSPC;
     }
+    /* Messages published before the subscribe and not fanned out yet are
+     * not for s: they go now, so s gets exactly those after it (and a
+     * recovery's replay, which ends at the last publish, meets the live
+     * ones with no gap and no duplicate). */
+    if (ps->batch.ch && ps->batch.ch->name_len == n &&
+        !memcmp(ps->batch.ch->name, name, n))
+        pubsub_fan_out(ps);
     u = mem_calloc(MEM_CHANNEL, 1, sizeof(*u));
     if (!u)
         return -ENOMEM;
@@ -387,28 +463,42 @@ size_t pubsub_subscriber_channels(const struct subscriber *s, char *out,
 
 /* ---- wire protocols ------------------------------------------------------ */
 
+/* One message (or notice) to frame: its id ("EPOCH:OFFSET" with history,
+ * else the publish's number), its channel, an event name for a notice
+ * (else NULL), the payload. */
+struct wmsg {
+    const char *id;
+    size_t id_len;
+    const char *chan; /* "" for a notice of no channel */
+    size_t chan_len;
+    const char *event;
+    const void *data;
+    size_t len;
+    bool text;
+};
+
 /* What pub/sub needs to know about one wire protocol: how a message is
- * framed, how a drop-oldest notice reads, how a slow consumer is let go,
- * whether a delivery pushes back the heartbeat. One entry per enum
- * pubsub_proto in wires[] below: a new protocol is its enum value and its
- * entry, and nothing else in this file branches on the protocol. */
+ * framed, how a drop-oldest notice and a reset notice read, how a slow
+ * consumer is let go, whether a delivery pushes back the heartbeat. One
+ * entry per enum pubsub_proto in wires[] below: a new protocol is its
+ * enum value and its entry, and nothing else in this file branches on
+ * the protocol. */
 struct wire {
-    /* Bytes of one message as a frame; 0 if it has no such frame. id is
-     * the publish's number (SSE's event id); event an event name (a
-     * notice's) or NULL. */
-    size_t (*frame_size)(uint64_t id, const char *event, const void *data,
-                         size_t len);
-    /* Writes the frame of frame_size() bytes to out; text: the payload is
-     * text (WebSocket's opcode). */
-    void (*frame_write)(uint8_t *out, size_t size, uint64_t id,
-                        const char *event, const void *data, size_t len,
-                        bool text);
+    /* Bytes of one message as a frame; 0 if it has no such frame. */
+    size_t (*frame_size)(const struct wmsg *w);
+    /* Writes the frame of frame_size() bytes to out (text: WebSocket's
+     * opcode). */
+    void (*frame_write)(uint8_t *out, size_t size, const struct wmsg *w);
     /* Writes the payload of the notice that `missed` messages were
      * dropped into out[0..cap) and returns its length (snprintf's); NULL
      * if the protocol carries no notice (the count is in the metrics and
      * log). The notice goes as a text frame with event notice_event. */
     int (*notice)(char *out, size_t cap, uint32_t missed);
     const char *notice_event;
+    /* The reset notice's payload around body (a JSON object: channel,
+     * reason, id), as a text frame with event reset_event. */
+    int (*reset)(char *out, size_t cap, const char *body);
+    const char *reset_event;
     /* Disconnects a slow consumer, reason CLOSE_SLOW_CONSUMER. */
     void (*kick)(struct conn *c);
     /* True once the conn said goodbye and takes no more messages, beyond
@@ -419,21 +509,18 @@ struct wire {
     bool heartbeat;
 };
 
-static size_t ws_frame_size(uint64_t id, const char *event, const void *data,
-                            size_t len)
+static size_t ws_frame_size(const struct wmsg *w)
 {
-    return ws_header_size(len) + len;
+    return ws_header_size(w->len) + w->len;
 }
 
-static void ws_frame_write(uint8_t *out, size_t size, uint64_t id,
-                           const char *event, const void *data, size_t len,
-                           bool text)
+static void ws_frame_write(uint8_t *out, size_t size, const struct wmsg *w)
 {
-    size_t hl = ws_encode_header(out, text ? WS_OP_TEXT : WS_OP_BINARY, true,
-                                 len, NULL);
+    size_t hl = ws_encode_header(out, w->text ? WS_OP_TEXT : WS_OP_BINARY, true,
+                                 w->len, NULL);
 
-    if (len)
-        memcpy(out + hl, data, len);
+    if (w->len)
+        memcpy(out + hl, w->data, w->len);
 }
 
 static int ws_notice(char *out, size_t cap, uint32_t missed)
@@ -441,22 +528,25 @@ static int ws_notice(char *out, size_t cap, uint32_t missed)
     return snprintf(out, cap, "{\"moor_dropped\":%u}", missed);
 }
 
+static int ws_reset(char *out, size_t cap, const char *body)
+{
+    return snprintf(out, cap, "{\"moor_reset\":%s}", body);
+}
+
 static void ws_kick(struct conn *c)
 {
     ws_close_purge(c, WS_CLOSE_POLICY, "slow consumer", CLOSE_SLOW_CONSUMER);
 }
 
-static size_t sse_frame_size(uint64_t id, const char *event, const void *data,
-                             size_t len)
+static size_t sse_frame_size(const struct wmsg *w)
 {
-    return sse_event_size(id, event, data, len);
+    return sse_event_size_sid(w->id, w->id_len, w->event, w->data, w->len);
 }
 
-static void sse_frame_write(uint8_t *out, size_t size, uint64_t id,
-                            const char *event, const void *data, size_t len,
-                            bool text)
+static void sse_frame_write(uint8_t *out, size_t size, const struct wmsg *w)
 {
-    sse_encode_event(out, size, id, event, data, len);
+    sse_encode_event_sid(out, size, w->id, w->id_len, w->event, w->data,
+                         w->len);
 }
 
 static int sse_notice(char *out, size_t cap, uint32_t missed)
@@ -464,43 +554,131 @@ static int sse_notice(char *out, size_t cap, uint32_t missed)
     return snprintf(out, cap, "%u", missed);
 }
 
+static int plain_reset(char *out, size_t cap, const char *body)
+{
+    return snprintf(out, cap, "%s", body);
+}
+
 static void close_slow(struct conn *c)
 {
     conn_close(c, CLOSE_SLOW_CONSUMER);
 }
 
-static size_t tcp_frame_size(uint64_t id, const char *event, const void *data,
-                             size_t len)
+static size_t tcp_frame_size(const struct wmsg *w)
 {
-    return event ? 0 : FRAME_HEADER + len;
+    return w->event ? 0 : FRAME_HEADER + w->len;
 }
 
-static void tcp_frame_write(uint8_t *out, size_t size, uint64_t id,
-                            const char *event, const void *data, size_t len,
-                            bool text)
+static void tcp_frame_write(uint8_t *out, size_t size, const struct wmsg *w)
 {
-    frame_encode_header(out, (uint32_t)len);
-    if (len)
-        memcpy(out + FRAME_HEADER, data, len);
+    frame_encode_header(out, (uint32_t)w->len);
+    if (w->len)
+        memcpy(out + FRAME_HEADER, w->data, w->len);
+}
+
+/* A TCP notice is a frame whose payload starts with a NUL (as the
+ * auth notices: docs/auth.md). */
+static int tcp_reset(char *out, size_t cap, const char *body)
+{
+    return snprintf(out, cap, "%c{\"moor_reset\":%s}", '\0', body);
+}
+
+/* The id envelope (?ids=1, "SUB ... ids=1"): the payload is preceded by
+ * one line, "ID CHANNEL\n" for a message, "EVENT CHANNEL\n" for a notice
+ * ("reset room\n", "dropped *\n"); ids never start with a letter past f. */
+static size_t env_head_size(const struct wmsg *w)
+{
+    size_t hl = w->event ? strlen(w->event) : w->id_len;
+
+    return hl + 1 + (w->chan_len ? w->chan_len : 1) + 1;
+}
+
+static void env_head_write(uint8_t *o, const struct wmsg *w)
+{
+    size_t hl = w->event ? strlen(w->event) : w->id_len;
+
+    memcpy(o, w->event ? w->event : w->id, hl);
+    o += hl;
+    *o++ = ' ';
+    if (w->chan_len) {
+        memcpy(o, w->chan, w->chan_len);
+        o += w->chan_len;
+    } else {
+        *o++ = '*';
+    }
+    *o = '\n';
+}
+
+static size_t wsid_frame_size(const struct wmsg *w)
+{
+    size_t n = env_head_size(w) + w->len;
+
+    return ws_header_size(n) + n;
+}
+
+static void wsid_frame_write(uint8_t *out, size_t size, const struct wmsg *w)
+{
+    size_t eh = env_head_size(w);
+    size_t hl = ws_encode_header(out, w->text ? WS_OP_TEXT : WS_OP_BINARY, true,
+                                 eh + w->len, NULL);
+
+    env_head_write(out + hl, w);
+    if (w->len)
+        memcpy(out + hl + eh, w->data, w->len);
+}
+
+static size_t tcpid_frame_size(const struct wmsg *w)
+{
+    return FRAME_HEADER + env_head_size(w) + w->len;
+}
+
+static void tcpid_frame_write(uint8_t *out, size_t size, const struct wmsg *w)
+{
+    size_t eh = env_head_size(w);
+
+    frame_encode_header(out, (uint32_t)(eh + w->len));
+    env_head_write(out + FRAME_HEADER, w);
+    if (w->len)
+        memcpy(out + FRAME_HEADER + eh, w->data, w->len);
 }
 
 static const struct wire wires[] = {
     [PS_WEBSOCKET] = {.frame_size = ws_frame_size,
                       .frame_write = ws_frame_write,
                       .notice = ws_notice,
+                      .reset = ws_reset,
                       .kick = ws_kick,
                       .said_goodbye = ws_close_sent},
     [PS_SSE] = {.frame_size = sse_frame_size,
                 .frame_write = sse_frame_write,
                 .notice = sse_notice,
                 .notice_event = "dropped",
+                .reset = plain_reset,
+                .reset_event = "reset",
                 .kick = close_slow,
                 .heartbeat = true},
-    /* 4-byte big-endian length + payload; no notices. */
+    /* 4-byte big-endian length + payload; no drop notices. */
     [PS_TCP] = {.frame_size = tcp_frame_size,
                 .frame_write = tcp_frame_write,
+                .reset = tcp_reset,
                 .kick = close_slow,
                 .heartbeat = true},
+    [PS_WS_IDS] = {.frame_size = wsid_frame_size,
+                   .frame_write = wsid_frame_write,
+                   .notice = ws_notice,
+                   .notice_event = "dropped",
+                   .reset = plain_reset,
+                   .reset_event = "reset",
+                   .kick = ws_kick,
+                   .said_goodbye = ws_close_sent},
+    [PS_TCP_IDS] = {.frame_size = tcpid_frame_size,
+                    .frame_write = tcpid_frame_write,
+                    .notice = ws_notice,
+                    .notice_event = "dropped",
+                    .reset = plain_reset,
+                    .reset_event = "reset",
+                    .kick = close_slow,
+                    .heartbeat = true},
 };
 _Static_assert(ARRAY_SIZE(wires) == PS_PROTO_COUNT,
                "one wires[] entry per enum pubsub_proto");
@@ -509,18 +687,16 @@ _Static_assert(ARRAY_SIZE(wires) == PS_PROTO_COUNT,
 
 /* The message as one protocol's frame, in a message of its own (a
  * notice). NULL if it has no such frame or on allocation failure. */
-static struct msg *frame_for(const struct wire *w, uint64_t id,
-                             const char *event, const void *data, size_t len,
-                             bool text)
+static struct msg *frame_for(const struct wire *w, const struct wmsg *wm)
 {
-    size_t size = w->frame_size(id, event, data, len);
+    size_t size = w->frame_size(wm);
     struct msg *m;
 
     if (!size)
         return NULL;
     m = msg_new(NULL, size);
     if (m)
-        w->frame_write(m->data, size, id, event, data, len, text);
+        w->frame_write(m->data, size, wm);
     return m;
 }
 
@@ -550,7 +726,7 @@ static void kick(struct pubsub *ps, struct subscriber *s, bool soft)
  * is the next message's number (the notice's SSE id). A protocol with no
  * notice (raw TCP frames) forgets the count: it is in the metrics and
  * log. */
-static void send_notice(struct subscriber *s, uint64_t id)
+static void send_notice(struct subscriber *s, const char *id, size_t id_len)
 {
     const struct wire *w = &wires[s->proto];
     char text[64];
@@ -562,7 +738,13 @@ static void send_notice(struct subscriber *s, uint64_t id)
         return;
     }
     n = w->notice(text, sizeof(text), s->missed);
-    m = frame_for(w, id, w->notice_event, text, (size_t)n, true);
+    m = frame_for(w, &(struct wmsg){.id = id,
+                                    .id_len = id_len,
+                                    .chan = "",
+                                    .event = w->notice_event,
+                                    .data = text,
+                                    .len = (size_t)n,
+                                    .text = true});
     if (!m)
         return;
     if (conn_send(s->c, m) == 0)
@@ -573,7 +755,7 @@ static void send_notice(struct subscriber *s, uint64_t id)
 /* Queues m (m->count published messages, the first numbered id) for s
  * under the slow policy. Returns true if it was queued. */
 static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
-                    uint64_t id)
+                    const char *id, size_t id_len)
 {
     struct conn *c = s->c;
     const struct wire *w = &wires[s->proto];
@@ -584,9 +766,14 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
         ps->stats.dropped_closing += m->count;
         return false;
     }
-    /* Missed messages are told before the next one (if the notice fits). */
+    /* Missed messages are told before the next one (if the notice fits).
+     * With history the notice carries no id: an SSE client's last id
+     * stays that of the last message it got, so a reconnect recovers
+     * what was dropped rather than skipping past it. */
+    if (ps->hist)
+        id_len = 0;
     if (s->missed)
-        send_notice(s, id);
+        send_notice(s, id, id_len);
     rc = conn_send(c, m);
     if (rc == -ENOBUFS) {
         uint32_t n;
@@ -602,7 +789,7 @@ static bool deliver(struct pubsub *ps, struct subscriber *s, struct msg *m,
                  "conn=%llu peer=%s dropped=%u queued=%u", conn_id(c),
                  conn_peer_str(c, peer, sizeof(peer)), n, conn_queued_bytes(c));
         if (s->missed)
-            send_notice(s, id);
+            send_notice(s, id, id_len);
         rc = conn_send(c, m);
         if (rc == -ENOBUFS) {
             /* Still no room (a partly written message holds it): these
@@ -648,8 +835,8 @@ static void batch_discard(struct pubsub *ps)
  * subscribers speak. Returns 0; -EAGAIN if the batch belongs to another
  * channel or has no room for it (fan it out first); or -ENOMEM with the
  * batch as it was. */
-static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
-                     size_t len, bool text)
+static int batch_add(struct pubsub *ps, struct channel *ch,
+                     const struct wmsg *wm)
 {
     struct batch *b = &ps->batch;
     size_t size[PS_PROTO_COUNT] = {0};
@@ -662,7 +849,7 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
     for (i = 0; i < PS_PROTO_COUNT; i++) {
         if (!ch->n_proto[i])
             continue;
-        size[i] = wires[i].frame_size(ps->stats.seq, NULL, data, len);
+        size[i] = wires[i].frame_size(wm);
         /* A message over batch_max goes alone, in a batch of its own. */
         if (b->m[i] && b->m[i]->len + size[i] > ps->batch_max)
             return -EAGAIN;
@@ -681,7 +868,8 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
             m->count = 0;
             m->born_ns = born;
             b->cap[i] = (uint32_t)size[i];
-            b->seq[i] = ps->stats.seq;
+            memcpy(b->id[i], wm->id, wm->id_len);
+            b->id_len[i] = (uint8_t)wm->id_len;
         } else if (m->len + size[i] > b->cap[i]) {
             /* Doubling: a run of n messages costs O(log n) resizes. */
             size_t cap = MIN(MAX((size_t)b->cap[i] * 2, m->len + size[i]),
@@ -693,8 +881,7 @@ static int batch_add(struct pubsub *ps, struct channel *ch, const void *data,
         }
         b->m[i] = m;
         was[i] = m->len;
-        wires[i].frame_write(m->data + m->len, size[i], ps->stats.seq, NULL,
-                             data, len, text);
+        wires[i].frame_write(m->data + m->len, size[i], wm);
         m->len += (uint32_t)size[i];
         m->count++;
     }
@@ -743,7 +930,7 @@ void pubsub_fan_out(struct pubsub *ps)
          * on_close unsubscribes): only u, so next stays valid. */
         next = u->cnext;
         if (b.m[s->proto])
-            deliver(ps, s, b.m[s->proto], b.seq[s->proto]);
+            deliver(ps, s, b.m[s->proto], b.id[s->proto], b.id_len[s->proto]);
     }
     for (int i = 0; i < PS_PROTO_COUNT; i++)
         msg_unref(b.m[i]);
@@ -754,28 +941,232 @@ static void fan_out_cb(void *arg)
     pubsub_fan_out(arg);
 }
 
+/* With history: keeps the message in the channel's history (making the
+ * history if it has none) and writes its id "EPOCH:OFFSET" to id.
+ * Returns the id's length, or 0 when out of memory (nothing kept). */
+static size_t keep(struct pubsub *ps, struct channel *ch, const char *name,
+                   size_t n, const void *data, size_t len, bool text, char *id)
+{
+    struct hchan *hc = ch ? ch->hc : history_chan(ps->hist, name, n, true);
+    struct msg *m;
+    uint64_t off;
+    size_t il = 0;
+
+    if (!hc)
+        return 0;
+    history_hold(hc); /* a new one, or one whose last entry goes now */
+    m = msg_new(data, len);
+    if (m &&
+        history_append(ps->hist, hc, m, text, loop_now(ps->loop), &off) == 0)
+        il = history_format_id(id, history_chan_epoch(hc), off);
+    msg_unref(m);
+    history_release(ps->hist, hc);
+    hist_arm(ps);
+    return il;
+}
+
 long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
                     const void *data, size_t len, bool text)
 {
     struct channel *ch = find(ps, name, n, hash_name(name, n));
+    char id[HISTORY_ID_MAX];
+    struct wmsg wm = {.id = id,
+                      .chan = name,
+                      .chan_len = n,
+                      .data = data,
+                      .len = len,
+                      .text = text};
     int rc;
 
     ps->stats.published++;
     ps->stats.seq++;
+    if (ps->hist &&
+        (ch ? ch->hc != NULL : channel_name_valid((const uint8_t *)name, n))) {
+        wm.id_len = keep(ps, ch, name, n, data, len, text, id);
+        if (!wm.id_len)
+            return -ENOMEM;
+    } else {
+        wm.id_len = (size_t)snprintf(id, sizeof(id), "%llu",
+                                     (unsigned long long)ps->stats.seq);
+    }
     if (!ch)
         return 0;
-    rc = batch_add(ps, ch, data, len, text);
+    rc = batch_add(ps, ch, &wm);
     if (rc == -EAGAIN) {
         pubsub_fan_out(ps);
         /* The fan-out may have closed the last subscribers of ch. */
         ch = find(ps, name, n, hash_name(name, n));
         if (!ch)
             return 0;
-        rc = batch_add(ps, ch, data, len, text);
+        rc = batch_add(ps, ch, &wm);
     }
     if (rc < 0)
         return rc;
     return (long)(ch->n_subs - ch->n_kicked);
+}
+
+/* ---- recovery ----------------------------------------------------------- */
+
+/* Tells s that what it missed on ch cannot be given (why), with the id to
+ * go on from (the channel's last; none without history). */
+static void send_reset(struct pubsub *ps, struct subscriber *s,
+                       struct channel *ch, enum history_find why)
+{
+    const struct wire *w = &wires[s->proto];
+    char id[HISTORY_ID_MAX] = "", body[CHANNEL_NAME_MAX + 96], text[256];
+    size_t il = 0;
+    struct msg *m;
+    int n;
+
+    if (ch->hc)
+        il = history_format_id(id, history_chan_epoch(ch->hc),
+                               history_chan_last(ch->hc));
+    snprintf(body, sizeof(body),
+             "{\"channel\":\"%s\",\"reason\":\"%s\",\"id\":\"%s\"}", ch->name,
+             history_find_name(why), id);
+    n = w->reset(text, sizeof(text), body);
+    if (ps->hist)
+        history_stats_mut(ps->hist)->resets[why]++;
+    m = frame_for(w, &(struct wmsg){.id = id,
+                                    .id_len = il,
+                                    .chan = ch->name,
+                                    .chan_len = ch->name_len,
+                                    .event = w->reset_event,
+                                    .data = text,
+                                    .len = (size_t)MIN(n, (int)sizeof(text)),
+                                    .text = true});
+    if (!m) {
+        conn_close(s->c, CLOSE_NO_MEMORY);
+        return;
+    }
+    m->count = 0; /* a notice, not a published message */
+    deliver(ps, s, m, id, il);
+    msg_unref(m);
+}
+
+/* Queues count entries from first for s, framed for its protocol in
+ * batches (as a live fan-out), through deliver(): the queue limit and the
+ * slow policy hold for a replay as for anything else. */
+static void replay(struct pubsub *ps, struct subscriber *s, struct channel *ch,
+                   const struct hentry *first, uint32_t count)
+{
+    const struct wire *w = &wires[s->proto];
+    struct conn *c = s->c;
+    struct msg *m = NULL;
+    char id[HISTORY_ID_MAX], id0[HISTORY_ID_MAX];
+    size_t id0_len = 0, cap = 0;
+    uint64_t epoch = history_chan_epoch(ch->hc);
+
+    for (const struct hentry *e = first; e && count; e = e->cnext, count--) {
+        struct wmsg wm = {.id = id,
+                          .chan = ch->name,
+                          .chan_len = ch->name_len,
+                          .data = e->m->data,
+                          .len = e->m->len,
+                          .text = e->text};
+        size_t size;
+
+        wm.id_len = history_format_id(id, epoch, e->off);
+        size = w->frame_size(&wm);
+        if (m && m->len + size > cap) {
+            bool ok = deliver(ps, s, m, id0, id0_len);
+            msg_unref(m);
+            m = NULL;
+            /* A slow consumer let go may be closed already, s and even ch
+             * freed with it (the conn itself lives to the end of the
+             * iteration): look at c first. */
+            if (!ok && (conn_is_closing(c) || s->kicked))
+                return;
+        }
+        if (!m) {
+            cap = MAX(size, (size_t)ps->batch_max);
+            m = msg_new(NULL, cap);
+            if (!m) {
+                conn_close(c, CLOSE_NO_MEMORY);
+                return;
+            }
+            m->len = 0;
+            m->count = 0;
+            /* Set, like a publish's: drop-oldest drops only published
+             * messages (never a response head), and a replay is one. Its
+             * latency counts from the replay. */
+            m->born_ns = mono_ns();
+            memcpy(id0, id, wm.id_len);
+            id0_len = wm.id_len;
+        }
+        w->frame_write(m->data + m->len, size, &wm);
+        m->len += (uint32_t)size;
+        m->count++;
+        history_stats_mut(ps->hist)->replayed++;
+    }
+    if (m) {
+        struct msg *t = msg_resize(m, m->len); /* trim */
+        if (t)
+            m = t;
+        deliver(ps, s, m, id0, id0_len);
+        msg_unref(m);
+    }
+}
+
+/* Under the disconnect policy a replay that cannot fit in s's queue at
+ * once would only get s let go, again at every reconnect: it gets a reset
+ * instead. */
+static bool replay_fits(const struct pubsub *ps, const struct subscriber *s,
+                        const struct channel *ch, const struct hentry *e,
+                        uint32_t count)
+{
+    const struct wire *w = &wires[s->proto];
+    uint64_t room = ps->set->lim.queue_limit, need = 0;
+    char id[HISTORY_ID_MAX];
+
+    if (ps->o.policy != SLOW_DISCONNECT)
+        return true;
+    room = room > conn_queued_bytes(s->c) ? room - conn_queued_bytes(s->c) : 0;
+    for (; e && count && need <= room; e = e->cnext, count--) {
+        struct wmsg wm = {.id = id,
+                          .chan = ch->name,
+                          .chan_len = ch->name_len,
+                          .data = e->m->data,
+                          .len = e->m->len,
+                          .text = e->text};
+
+        wm.id_len = history_format_id(id, history_chan_epoch(ch->hc), e->off);
+        need += w->frame_size(&wm);
+    }
+    return need <= room;
+}
+
+void pubsub_recover(struct pubsub *ps, struct subscriber *s, const char *name,
+                    size_t n, uint64_t epoch, uint64_t off, bool several)
+{
+    struct channel *ch = find(ps, name, n, hash_name(name, n));
+    const struct hentry *first = NULL;
+    uint32_t count = 0;
+    enum history_find r;
+    struct sub *u;
+
+    for (u = s->subs; u && u->ch != ch; u = u->snext)
+        ;
+    if (!ch || !u || s->kicked)
+        return; /* not subscribed to it */
+    if (!ps->hist || !ch->hc)
+        r = HIST_RESET_OFF;
+    else if (several)
+        r = HIST_RESET_SEVERAL;
+    else
+        r = history_since(ch->hc, epoch, off, ps->o.recovery_max, &first,
+                          &count);
+    if (r == HIST_FOUND && count && !replay_fits(ps, s, ch, first, count))
+        r = HIST_RESET_TOO_BIG;
+    if (r != HIST_FOUND)
+        send_reset(ps, s, ch, r);
+    else if (count)
+        replay(ps, s, ch, first, count);
+}
+
+bool pubsub_history_on(const struct pubsub *ps)
+{
+    return ps->hist != NULL;
 }
 
 long pubsub_channel_subscribers(const struct pubsub *ps, const char *name,

@@ -18,6 +18,13 @@
  *
  * A channel exists while it has subscribers: created by the first
  * subscribe, freed by the last unsubscribe (tag MEM_CHANNEL).
+ *
+ * With history (history_size and history_ttl_ms, history.h) every publish
+ * on a client's channel is also kept in that channel's history, whether
+ * or not anyone listens, and its id is "EPOCH:OFFSET" (else the publish's
+ * number). A subscriber that names the last id it saw (pubsub_recover)
+ * gets the messages after it first, then the live ones, or a reset notice
+ * saying why it cannot (docs/pubsub.md, "History and recovery").
  */
 #ifndef MOOR_PUBSUB_H
 #define MOOR_PUBSUB_H
@@ -31,7 +38,9 @@
 enum pubsub_proto {
     PS_WEBSOCKET = 0,
     PS_SSE,
-    PS_TCP, /* 4-byte big-endian length + payload */
+    PS_TCP,     /* 4-byte big-endian length + payload */
+    PS_WS_IDS,  /* WebSocket, each message in the id envelope (?ids=1) */
+    PS_TCP_IDS, /* TCP frames, each message in the id envelope (ids=1) */
     PS_PROTO_COUNT
 };
 
@@ -49,6 +58,11 @@ struct pubsub_opts {
     uint32_t heartbeat_ms;          /* SSE/TCP: a delivery moves the
                                        heartbeat deadline this far */
     enum slow_policy policy;
+    uint32_t history_size;      /* messages kept per channel; 0: off */
+    uint32_t history_ttl_ms;    /* how long; 0: off */
+    uint64_t history_max_bytes; /* over all channels; 0: no limit */
+    uint32_t recovery_max;      /* messages one recovery replays at most */
+    uint64_t history_seed;      /* epochs' seed; 0: from the kernel */
 };
 
 struct pubsub_stats {
@@ -110,6 +124,25 @@ int pubsub_subscribe_list(struct pubsub *ps, struct subscriber *s,
  * listens to is not created. */
 long pubsub_publish(struct pubsub *ps, const char *name, size_t n,
                     const void *data, size_t len, bool text);
+/* Recovery, right after s subscribed to the channel name[0..n): s last
+ * saw epoch:off there (0:0 for an id that is not one: a reset). The
+ * messages after it are queued for s now, in order, before any later
+ * publish (subscribing fanned out what was pending on the channel), or,
+ * if the history cannot give them all (another epoch, too old, more than
+ * recovery_max, several: the id was given for several channels, or no
+ * history), a reset notice: SSE "event: reset", a WebSocket text
+ * {"moor_reset":{...}}, a TCP frame "\0{"moor_reset":{...}}", or in the
+ * id envelope "reset CHANNEL\n{...}". Queued under the slow policy, which
+ * may close the conn: then s is freed, and the caller must not use it
+ * again (check conn_is_closing() on the conn first). */
+void pubsub_recover(struct pubsub *ps, struct subscriber *s, const char *name,
+                    size_t n, uint64_t epoch, uint64_t off, bool several);
+/* True when history is kept. */
+bool pubsub_history_on(const struct pubsub *ps);
+/* The history's counters and gauges, or NULL without history. */
+struct history_stats;
+const struct history_stats *pubsub_history_stats(const struct pubsub *ps);
+
 /* Fans out the pending batch now (the loop does it at the end of each
  * iteration; tests and callers that need delivery at once call it). */
 void pubsub_fan_out(struct pubsub *ps);

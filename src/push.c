@@ -17,6 +17,7 @@
 #include "mem.h"
 #include "ratelimit.h"
 #include "frame.h"
+#include "history.h"
 #include "sse.h"
 #include "util.h"
 #include "ws.h"
@@ -82,6 +83,132 @@ static const char *check_list(const struct push *p, const char *s, size_t n)
                    "(--max-channels-per-conn)";
         a = b + 1;
     }
+    return NULL;
+}
+
+/* ---- recovery: ids in requests ------------------------------------------ */
+
+/* The value of name in the request's query ("a=1&since=x"), or false. */
+static bool query_get(const struct http_request *req, const char *name,
+                      struct http_str *val)
+{
+    struct http_str q = req->query;
+    size_t nl = strlen(name), a = 0;
+
+    while (a < q.len) {
+        size_t b = a;
+        while (b < q.len && q.p[b] != '&')
+            b++;
+        if (b - a > nl && q.p[a + nl] == '=' && !memcmp(q.p + a, name, nl)) {
+            *val = (struct http_str){q.p + a + nl + 1, b - a - nl - 1};
+            return true;
+        }
+        a = b + 1;
+    }
+    return false;
+}
+
+/* Parses an id from a query value, where ':' may come as %3A (a browser's
+ * URLSearchParams writes it so). */
+static bool query_id(struct http_str v, uint64_t *epoch, uint64_t *off)
+{
+    char id[HISTORY_ID_MAX + 8];
+    size_t n = 0;
+
+    for (size_t i = 0; i < v.len; i++) {
+        if (n + 1 >= sizeof(id))
+            return false;
+        if (v.p[i] == '%' && i + 2 < v.len && v.p[i + 1] == '3' &&
+            (v.p[i + 2] == 'A' || v.p[i + 2] == 'a')) {
+            id[n++] = ':';
+            i += 2;
+        } else {
+            id[n++] = v.p[i];
+        }
+    }
+    return history_parse_id(id, n, epoch, off);
+}
+
+/* What a subscribe request asks of the history. */
+struct since {
+    bool set;       /* an id was given: recover (or reset) */
+    uint64_t epoch; /* 0:0 for an id that means nothing here: a reset */
+    uint64_t off;
+};
+
+/* Recovery for each channel of list[0..n) (separated by sep), after s
+ * subscribed to them all. */
+static void recover_list(struct push *p, struct conn *c, struct subscriber *s,
+                         const char *list, size_t n, char sep,
+                         const struct since *since)
+{
+    bool several = memchr(list, sep, n) != NULL;
+    size_t a = 0;
+
+    if (!since->set)
+        return;
+    /* A replay may close c as a slow consumer, and free s with it. */
+    while (a < n && !conn_is_closing(c)) {
+        size_t b = a;
+        while (b < n && list[b] != sep)
+            b++;
+        pubsub_recover(p->ps, s, list + a, b - a, since->epoch, since->off,
+                       several);
+        a = b + 1;
+    }
+}
+
+/* The WebSocket subscriber's ?since=ID and ?ids=1. Returns NULL or why the
+ * request is bad. */
+static const char *ws_since(const struct http_request *req, struct since *since,
+                            bool *ids)
+{
+    struct http_str v;
+
+    memset(since, 0, sizeof(*since));
+    *ids = query_get(req, "ids", &v) && v.len == 1 && v.p[0] == '1';
+    if (!query_get(req, "since", &v))
+        return NULL;
+    if (!query_id(v, &since->epoch, &since->off))
+        return "bad since: expected EPOCH:OFFSET (an id moor gave)";
+    since->set = true;
+    return NULL;
+}
+
+/* An event stream's Last-Event-ID header (an EventSource sends it when it
+ * reconnects), else ?last_event_id= (its first connect cannot set a
+ * header), else ?since=. A header that is not an EPOCH:OFFSET (say, a
+ * number from a server without history) is an id that means nothing
+ * here: a reset, so the client is told, not refused (a 400 would stop an
+ * EventSource for good). Without history a decimal id is taken as before
+ * (ids go on from the server's count). Returns NULL or why the request
+ * is bad. */
+static const char *sse_since(const struct push *p,
+                             const struct http_request *req,
+                             struct since *since)
+{
+    const struct http_str *last = http_header_get(req, "last-event-id");
+    struct http_str v;
+    uint64_t dec;
+
+    memset(since, 0, sizeof(*since));
+    if (last) {
+        if (history_parse_id(last->p, last->len, &since->epoch, &since->off)) {
+            since->set = true;
+        } else if (!sse_parse_last_event_id(last->p, last->len, &dec)) {
+            if (!pubsub_history_on(p->ps))
+                return "bad Last-Event-ID: expected an id moor gave";
+            since->set = true;
+        } else {
+            since->set = pubsub_history_on(p->ps); /* 0:0: a reset */
+        }
+        return NULL;
+    }
+    if (!query_get(req, "last_event_id", &v) && !query_get(req, "since", &v))
+        return NULL;
+    if (!query_id(v, &since->epoch, &since->off))
+        return "bad last_event_id: expected EPOCH:OFFSET (an id moor gave)";
+    since->set = true;
     return NULL;
 }
 
@@ -300,14 +427,13 @@ static bool wants_sse(const struct http_request *req)
 static void start_sse(struct http_exchange *ex, struct push *p,
                       const char *list, size_t n, const struct jwt_grant *g)
 {
-    const struct http_str *last = http_header_get(ex->req, "last-event-id");
     const struct http_str *origin;
+    struct since since;
     char extra[320] = "";
     struct conn *c = ex->c;
     struct sse_conn *sc;
     char head[1024];
     uint8_t retry[SSE_RETRY_MAX];
-    uint64_t last_id = 0;
     const char *why = NULL;
     ssize_t hl;
     size_t rl;
@@ -319,8 +445,9 @@ static void start_sse(struct http_exchange *ex, struct push *p,
         respond_text(ex, 400, "an event-stream request carries no body");
         return;
     }
-    if (last && !sse_parse_last_event_id(last->p, last->len, &last_id)) {
-        respond_text(ex, 400, "bad Last-Event-ID: expected a decimal id");
+    why = sse_since(p, ex->req, &since);
+    if (why) {
+        respond_text(ex, 400, why);
         return;
     }
     origin = http_header_get(ex->req, "origin");
@@ -364,8 +491,9 @@ static void start_sse(struct http_exchange *ex, struct push *p,
         conn_close_after_flush(c, CLOSE_DONE, 1000);
         return;
     }
-    track(p, c, g);
-    (void)last_id; /* no history is kept: ids go on from the server's */
+    if (!track(p, c, g))
+        return;
+    recover_list(p, c, sc->s, list, n, ',', &since);
 }
 
 /* ---- length-prefixed TCP ------------------------------------------------ */
@@ -594,7 +722,15 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
             return;
     }
     if (cmd.verb == FRAME_CMD_SUB) {
-        t->s = pubsub_subscriber_new(pp->ps, c, PS_TCP);
+        struct since since = {.set = cmd.since != NULL};
+
+        if (cmd.since &&
+            !history_parse_id((const char *)cmd.since, cmd.since_len,
+                              &since.epoch, &since.off)) {
+            tcp_fail(c, "bad since= (want EPOCH:OFFSET, an id moor gave)");
+            return;
+        }
+        t->s = pubsub_subscriber_new(pp->ps, c, cmd.ids ? PS_TCP_IDS : PS_TCP);
         if (!t->s) {
             conn_close(c, CLOSE_NO_MEMORY);
             return;
@@ -610,6 +746,8 @@ static void tcp_command(struct conn *c, struct tcp_conn *t, const uint8_t *p,
         }
         conn_set_state(c, CSTATE_ACTIVE);
         conn_set_read_deadline(c, pp->o.sse_heartbeat_ms, CLOSE_IDLE_TIMEOUT);
+        recover_list(pp, c, t->s, (const char *)cmd.channels, cmd.channels_len,
+                     ' ', &since);
         return;
     }
     frame_command_next(&cmd, &pos, &name, &nl);
@@ -650,7 +788,7 @@ static void tcp_frame(struct conn *c, struct tcp_conn *t, const uint8_t *p,
  * is "AUTH <token>"), or a message. */
 static uint32_t tcp_limit(const struct push *pp, const struct tcp_conn *t)
 {
-    size_t cmd = frame_command_max(pp->o.pubsub.max_channels_per_conn);
+    size_t cmd = frame_command_max_opts(pp->o.pubsub.max_channels_per_conn);
 
     if (t->role == 0 && auth_on(pp->o.auth))
         cmd = MAX(cmd, 5 + (size_t)auth_max_token_bytes(pp->o.auth));
@@ -803,9 +941,11 @@ static void sub_drain(struct conn *c, void *arg)
 
 /* The upgraded c subscribes to list[0..n). Returns 0 or -1 (c closing). */
 static int subscribe_ws(struct push *p, struct conn *c, const char *list,
-                        size_t n, const struct jwt_grant *g)
+                        size_t n, const struct jwt_grant *g,
+                        const struct since *since, bool ids)
 {
-    struct subscriber *s = pubsub_subscriber_new(p->ps, c, PS_WEBSOCKET);
+    struct subscriber *s =
+        pubsub_subscriber_new(p->ps, c, ids ? PS_WS_IDS : PS_WEBSOCKET);
     const char *why = NULL;
     int rc;
 
@@ -819,7 +959,10 @@ static int subscribe_ws(struct push *p, struct conn *c, const char *list,
         ws_close(c, rc == -ENOSPC ? WS_CLOSE_POLICY : WS_CLOSE_INTERNAL, why);
         return -1;
     }
-    return track(p, c, g) ? 0 : -1;
+    if (!track(p, c, g))
+        return -1;
+    recover_list(p, c, s, list, n, ',', since);
+    return 0;
 }
 
 static void on_sub(struct http_exchange *ex, void *arg)
@@ -830,10 +973,16 @@ static void on_sub(struct http_exchange *ex, void *arg)
     const char *why = check_list(p, list, n);
     struct conn *c = ex->c;
     struct jwt_grant g;
+    struct since since;
+    bool ids = false;
     int rc;
 
     if (why) {
         pubsub_note_refused(p->ps);
+        respond_text(ex, 400, why);
+        return;
+    }
+    if (!wants_sse(ex->req) && (why = ws_since(ex->req, &since, &ids))) {
         respond_text(ex, 400, why);
         return;
     }
@@ -846,7 +995,7 @@ static void on_sub(struct http_exchange *ex, void *arg)
     }
     rc = ws_server_upgrade(p->ws, ex, &p->sub_h);
     if (rc == 0)
-        rc = subscribe_ws(p, c, list, n, &g);
+        rc = subscribe_ws(p, c, list, n, &g, &since, ids);
     jwt_grant_free(&g);
 }
 

@@ -10,8 +10,13 @@
  * instead: "retry:" first, then one event per message (id: the publish's
  * number on this server), a ": heartbeat" comment after sse_heartbeat of
  * quiet, and for drop-oldest an "event: dropped" whose data is the count.
- * Last-Event-ID is checked (400 if not a decimal id); no history is kept,
- * so a client sees what it missed from the gap in the ids.
+ * With --history-size and --history-ttl the ids are EPOCH:OFFSET per
+ * channel and a subscriber that says what it saw last (SSE Last-Event-ID
+ * or ?last_event_id=, WebSocket ?since=, TCP "SUB a since=ID") gets what
+ * it missed first, or a reset notice (pubsub_recover()); WebSocket ?ids=1
+ * and TCP "ids=1" put each message in the id envelope. Without history a
+ * decimal Last-Event-ID is accepted and ids go on from the server's
+ * count (docs/pubsub.md, "History and recovery").
  *
  * Channel names: 1-128 of a-z A-Z 0-9 - _ . : @; several in one /sub path
  * separated by commas (a bad name or too many is 400 before the upgrade).
@@ -56,7 +61,8 @@ struct push *push_new(struct http_server *http, struct ws_server *ws,
 void push_set_rates(struct push *p, uint32_t rate, uint32_t burst,
                     uint64_t byte_rate);
 /* Serves the length-prefixed TCP protocol on an accepted fd (takes it):
- * the first frame is "SUB ch1 ch2 ..." or "PUB ch"; after SUB every
+ * the first frame is "SUB ch1 ch2 ... [since=ID] [ids=1]" or "PUB ch";
+ * after SUB every
  * message of those channels arrives as a frame (an empty frame is a
  * heartbeat after sse_heartbeat of quiet); after PUB every frame is
  * published (a publisher also gets an empty frame after sse_heartbeat, so

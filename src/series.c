@@ -97,6 +97,23 @@ static const struct series rows[] = {
      "subscriber's socket."},
     {"moor_pubsub_queue_max_bytes", "gauge", "bytes", "",
      "The largest subscriber queue seen at a publish since start."},
+    {"moor_history_messages", "gauge", "messages", "",
+     "Messages kept in channel histories (--history-size, --history-ttl)."},
+    {"moor_history_bytes", "gauge", "bytes", "",
+     "Bytes channel histories hold: messages, entries and channel "
+     "records (bounded by --history-max-bytes)."},
+    {"moor_history_channels", "gauge", "channels", "",
+     "Channels with a history (subscribed, or with messages kept)."},
+    {"moor_history_evicted_total", "counter", "messages", "reason",
+     "Messages that left a history, by reason: size (--history-size), "
+     "ttl (--history-ttl) or bytes (--history-max-bytes)."},
+    {"moor_history_replayed_total", "counter", "messages", "",
+     "Messages replayed to recovering subscribers (since=, "
+     "Last-Event-ID)."},
+    {"moor_history_resets_total", "counter", "notices", "reason",
+     "Reset notices sent to subscribers whose missed messages could not "
+     "be replayed, by reason: epoch, too_old, too_many, several, too_big, "
+     "off."},
     {"moor_auth_total", "counter", "checks", "result,reason",
      "Subscriptions and publications checked by --auth: allowed, "
      "or denied by reason (no_token, malformed, bad_signature, "

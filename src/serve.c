@@ -513,6 +513,10 @@ static void push_options(const struct moor_config *c,
     o->pubsub.policy = strcmp(c->slow_policy, "drop-oldest") == 0
                            ? SLOW_DROP_OLDEST
                            : SLOW_DISCONNECT;
+    o->pubsub.history_size = c->history_size;
+    o->pubsub.history_ttl_ms = c->history_ttl_ms;
+    o->pubsub.history_max_bytes = c->history_max_bytes;
+    o->pubsub.recovery_max = c->recovery_max;
     o->max_message = so->ws.max_message;
     o->rate = c->rate;
     o->burst = c->burst;

@@ -99,14 +99,21 @@ bool sse_event_name_ok(const char *name)
     return n > 0;
 }
 
-/* The size of the prefix "id: N\n[event: E\n]data: "; event is valid. */
-static size_t prefix_size(uint64_t id, const char *event)
+/* The size of the prefix "id: ID\n[event: E\n]data: "; event is valid. */
+static size_t prefix_size(size_t id_len, const char *event)
 {
-    size_t n = 4 + digits_u64(id) + 1 + 6;
+    size_t n = (id_len ? 4 + id_len + 1 : 0) + 6;
 
     if (event)
         n += 7 + strlen(event) + 1;
     return n;
+}
+
+/* An id holds no line end and no NUL (a client would cut it there). */
+static bool id_ok(const char *id, size_t n)
+{
+    return n <= SSE_ID_MAX && !memchr(id, '\n', n) && !memchr(id, '\r', n) &&
+           !memchr(id, '\0', n);
 }
 
 bool sse_data_one_line(const uint8_t *data, size_t len)
@@ -114,19 +121,19 @@ bool sse_data_one_line(const uint8_t *data, size_t len)
     return len == 0 || (!memchr(data, '\n', len) && !memchr(data, '\r', len));
 }
 
-size_t sse_event_size(uint64_t id, const char *event, const uint8_t *data,
-                      size_t len)
+size_t sse_event_size_sid(const char *id, size_t id_len, const char *event,
+                          const uint8_t *data, size_t len)
 {
     size_t n, off = 0, brk = 0;
 
-    if (event && !sse_event_name_ok(event))
+    if ((event && !sse_event_name_ok(event)) || !id_ok(id, id_len))
         return 0;
     /* Every line end turns into at most 7 bytes ("\ndata: "), so this
      * bound keeps the sum below from wrapping. Only a 32-bit size_t could
      * ever reach it. */
-    if (len > (SIZE_MAX - SSE_PREFIX_MAX - 8) / 7)
+    if (len > (SIZE_MAX - SSE_SID_PREFIX_MAX - 8) / 7)
         return 0;
-    n = prefix_size(id, event);
+    n = prefix_size(id_len, event);
     for (;;) {
         size_t line = line_at(data, len, off, &brk);
         n += line + 1; /* the line and its "\n" */
@@ -138,18 +145,29 @@ size_t sse_event_size(uint64_t id, const char *event, const uint8_t *data,
     return n + 1; /* the blank line that dispatches the event */
 }
 
-size_t sse_event_prefix(uint8_t *out, size_t cap, uint64_t id,
-                        const char *event)
+size_t sse_event_size(uint64_t id, const char *event, const uint8_t *data,
+                      size_t len)
+{
+    uint8_t s[20];
+
+    return sse_event_size_sid((const char *)s, put_u64(s, id), event, data,
+                              len);
+}
+
+static size_t prefix_sid(uint8_t *out, size_t cap, const char *id,
+                         size_t id_len, const char *event)
 {
     uint8_t *o = out;
 
-    if (event && !sse_event_name_ok(event))
+    if ((event && !sse_event_name_ok(event)) || !id_ok(id, id_len))
         return 0;
-    if (cap < prefix_size(id, event))
+    if (cap < prefix_size(id_len, event))
         return 0;
-    o = put(o, "id: ", 4);
-    o += put_u64(o, id);
-    *o++ = '\n';
+    if (id_len) {
+        o = put(o, "id: ", 4);
+        o = put(o, id, id_len);
+        *o++ = '\n';
+    }
     if (event) {
         o = put(o, "event: ", 7);
         o = put(o, event, strlen(event));
@@ -159,16 +177,25 @@ size_t sse_event_prefix(uint8_t *out, size_t cap, uint64_t id,
     return (size_t)(o - out);
 }
 
-size_t sse_encode_event(uint8_t *out, size_t cap, uint64_t id,
-                        const char *event, const uint8_t *data, size_t len)
+size_t sse_event_prefix(uint8_t *out, size_t cap, uint64_t id,
+                        const char *event)
 {
-    size_t need = sse_event_size(id, event, data, len);
+    uint8_t s[20];
+
+    return prefix_sid(out, cap, (const char *)s, put_u64(s, id), event);
+}
+
+size_t sse_encode_event_sid(uint8_t *out, size_t cap, const char *id,
+                            size_t id_len, const char *event,
+                            const uint8_t *data, size_t len)
+{
+    size_t need = sse_event_size_sid(id, id_len, event, data, len);
     size_t off = 0, brk = 0;
     uint8_t *o;
 
     if (need == 0 || cap < need)
         return 0;
-    o = out + sse_event_prefix(out, cap, id, event);
+    o = out + prefix_sid(out, cap, id, id_len, event);
     for (;;) {
         size_t line = line_at(data, len, off, &brk);
         if (line) /* data may be NULL when len is 0 */
@@ -181,6 +208,15 @@ size_t sse_encode_event(uint8_t *out, size_t cap, uint64_t id,
     }
     *o++ = '\n';
     return (size_t)(o - out);
+}
+
+size_t sse_encode_event(uint8_t *out, size_t cap, uint64_t id,
+                        const char *event, const uint8_t *data, size_t len)
+{
+    uint8_t s[20];
+
+    return sse_encode_event_sid(out, cap, (const char *)s, put_u64(s, id),
+                                event, data, len);
 }
 
 /* ---- retry, comments --------------------------------------------------- */

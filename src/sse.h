@@ -48,6 +48,10 @@
 #define SSE_EVENT_NAME_MAX 128
 /* "id: " + 20 digits + "\n" + "event: " + name + "\n" + "data: " */
 #define SSE_PREFIX_MAX (4 + 20 + 1 + 7 + SSE_EVENT_NAME_MAX + 1 + 6)
+/* Longest id of the _sid functions (an EPOCH:OFFSET is 37 bytes), and
+ * the longest prefix with one. */
+#define SSE_ID_MAX 40
+#define SSE_SID_PREFIX_MAX (SSE_PREFIX_MAX - 20 + SSE_ID_MAX)
 /* "retry: " + 10 digits + "\n\n" */
 #define SSE_RETRY_MAX (7 + 10 + 2)
 
@@ -76,6 +80,17 @@ size_t sse_event_size(uint64_t id, const char *event, const uint8_t *data,
  */
 size_t sse_encode_event(uint8_t *out, size_t cap, uint64_t id,
                         const char *event, const uint8_t *data, size_t len);
+
+/* The same two with the id given as text, id[0..id_len) (at most
+ * SSE_ID_MAX bytes, no CR, LF or NUL; else 0): a channel history's
+ * "EPOCH:OFFSET" (docs/pubsub.md). An empty id (id_len 0) writes no "id:"
+ * line at all, so the client's last event id stays what it was (an
+ * "id:" line with nothing after it would clear it). */
+size_t sse_event_size_sid(const char *id, size_t id_len, const char *event,
+                          const uint8_t *data, size_t len);
+size_t sse_encode_event_sid(uint8_t *out, size_t cap, const char *id,
+                            size_t id_len, const char *event,
+                            const uint8_t *data, size_t len);
 
 /* True if data[0..len) holds no CR and no LF: then its event is exactly
  * sse_event_prefix() + data + "\n\n". An empty payload is one line too. */

@@ -1173,9 +1173,10 @@ def test_tcp_command_errors(moor):
         assert closed_total(m, "protocol_error") == pe0 + i + 1, \
             f"command {cmd!r}: protocol_error closes = " \
             f"{closed_total(m, 'protocol_error')}, wanted {pe0 + i + 1}"
-    # A command frame longer than any valid one is refused from its header.
+    # A command frame longer than any valid one is refused from its header
+    # (3 names, and room for the options " since=ID ids=1": 53 bytes).
     c = Tcp(s)
-    c.send(struct.pack("!I", 3 + 3 * 129 + 1))
+    c.send(struct.pack("!I", 3 + 3 * 129 + 53 + 1))
     assert c.wait_closed(2.0) is not None, "an over-long command frame"
     c.close()
     m = s.metrics()

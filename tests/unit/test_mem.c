@@ -40,9 +40,9 @@ static int64_t live_count(enum mem_tag tag)
 static void test_tag_names(void **state)
 {
     static const char *const want[MEM_TAG_COUNT] = {
-        "misc", "loop",        "readbuf", "conn",    "carry",  "queue",
-        "msg",  "http",        "tls",     "channel", "config", "metrics",
-        "dns",  "http_client", "auth",    "influx",
+        "misc", "loop",        "readbuf", "conn",    "carry",   "queue",
+        "msg",  "http",        "tls",     "channel", "config",  "metrics",
+        "dns",  "http_client", "auth",    "influx",  "history",
     };
     unsigned i;
 
