@@ -61,7 +61,7 @@ layer_rows=(
      bench_http_report
      bench_target soak soak_int soak_main soak_flags soak_conns soak_http soak_sse
      soak_sample
-     soak_stats soak_report"
+     soak_stats soak_report soak_plot"
 )
 for i in "${!layer_rows[@]}"; do
     for m in ${layer_rows[$i]}; do

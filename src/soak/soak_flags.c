@@ -121,9 +121,11 @@ static const struct flag sflags[] = {
      OPT(out),
      .def = "",
      .arg = "DIR",
-     .help = "write samples.csv (a row per round, as it is taken) and "
-             "summary.json (the verdict) into this directory, made if "
-             "missing; empty: the terminal only"},
+     .help = "write samples.csv (a row per round, as it is taken), "
+             "summary.json (the verdict), plot.svg (every series over the "
+             "rounds with its fitted slope) and report.html (the verdict, "
+             "the table, the command and the plot on one page) into this "
+             "directory, made if missing; empty: the terminal only"},
     {.name = "hold",
      .kind = FLAG_DURATION,
      OPT(hold_ms),

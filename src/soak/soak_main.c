@@ -9,6 +9,7 @@
  *   soak_sample.c  the server's figures at the quiet point of a round
  *   soak_stats.c   Theil-Sen slopes, their intervals, the verdict
  *   soak_report.c  progress, samples.csv, summary.json, the exit status
+ *   soak_plot.c    plot.svg and report.html
  *
  * The URL and the server's process come from bench_target.c (shared
  * with `moor bench`, bench/bench_target.h).

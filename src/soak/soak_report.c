@@ -18,6 +18,7 @@
 
 #include "mem.h"
 #include "soak_int.h"
+#include "soak_plot.h"
 #include "soak_stats.h"
 #include "util.h"
 
@@ -144,6 +145,7 @@ static double cycles(const struct soak *s)
 struct judged {
     char name[48];
     enum soak_kind kind;
+    int series, tag; /* which samples: v[series], or tag[tag] if >= 0 */
     struct soak_judgement j;
     bool ok;
 };
@@ -162,6 +164,8 @@ static size_t judge_all(const struct soak *s, struct judged *out, size_t cap,
             continue;
         snprintf(out[k].name, sizeof(out[k].name), "%s", series[i].name);
         out[k].kind = series[i].kind;
+        out[k].series = i;
+        out[k].tag = -1;
         out[k].ok = soak_judge(y, n, series[i].kind,
                                (double)s->o.leak_threshold, &out[k].j) == 0;
         k += out[k].ok;
@@ -174,6 +178,8 @@ static size_t judge_all(const struct soak *s, struct judged *out, size_t cap,
         snprintf(out[k].name, sizeof(out[k].name), "live_bytes{tag=%s}",
                  s->tags[t]);
         out[k].kind = SOAK_BYTES;
+        out[k].series = S_LIVE;
+        out[k].tag = (int)t;
         out[k].ok = soak_judge(y, n, SOAK_BYTES, (double)s->o.leak_threshold,
                                &out[k].j) == 0;
         k += out[k].ok;
@@ -296,6 +302,60 @@ static void write_summary(const struct soak *s, int argc, char **argv,
     fclose(f);
 }
 
+/* plot.svg and report.html in --out: the series of the table (a flat
+ * /debug/mem tag left out, as there), every round of each. */
+static void write_plot(const struct soak *s, int argc, char **argv,
+                       const struct judged *jd, size_t n, const char *status,
+                       const char *verdict)
+{
+    struct soak_plot_series *ps = NULL;
+    struct soak_plot_page pg;
+    char cmd[2048] = "moor soak", details[512], err[700];
+    double *y = NULL;
+    size_t k = 0, w = strlen(cmd);
+
+    if (!s->o.out[0] || !n || !s->nsamples)
+        return;
+    ps = mem_calloc(MEM_MISC, n, sizeof(*ps));
+    y = mem_calloc(MEM_MISC, n * s->nsamples, sizeof(*y));
+    if (!ps || !y)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        double *row = y + k * s->nsamples;
+
+        if (jd[i].tag >= 0 && jd[i].j.call == SOAK_FLAT)
+            continue;
+        for (uint32_t r = 0; r < s->nsamples; r++)
+            row[r] = jd[i].tag >= 0 ? s->samples[r].tag[jd[i].tag]
+                                    : s->samples[r].v[jd[i].series];
+        ps[k++] = (struct soak_plot_series){.name = jd[i].name,
+                                            .kind = jd[i].kind,
+                                            .y = row,
+                                            .n = s->nsamples,
+                                            .j = &jd[i].j};
+    }
+    for (int i = 0; i < argc && w < sizeof(cmd); i++)
+        w += (size_t)snprintf(cmd + w, sizeof(cmd) - w, " %s", argv[i]);
+    snprintf(details, sizeof(details),
+             "Target %.200s, pid %d%s; %" PRIu32 " rounds (%" PRIu32
+             " of them warm-up) of %" PRIu32 " connections and %" PRIu32
+             " fault connections; leak threshold %" PRIu64 " bytes.",
+             s->o.url, (int)s->pid,
+             s->moor_mem ? " (moor: /debug/mem read)" : "", s->nsamples,
+             s->o.warmup, s->o.conns, s->o.fault_conns, s->o.leak_threshold);
+    pg = (struct soak_plot_page){.status = status,
+                                 .verdict = verdict,
+                                 .command = cmd,
+                                 .details = details,
+                                 .warmup = s->o.warmup,
+                                 .cycles = cycles(s)};
+    if (soak_plot_write(s->o.out, ps, k, &pg, err, sizeof(err)) < 0)
+        fprintf(stderr, "moor soak: %s\n", err);
+out:
+    mem_free(MEM_MISC, y);
+    mem_free(MEM_MISC, ps);
+}
+
 /* Whether the process's memory leaks while moor's own accounting
  * (/debug/mem's live_bytes) is flat. */
 static bool outside_accounting(const struct judged *jd, size_t n)
@@ -318,6 +378,7 @@ int soak_verdict(struct soak *s, int argc, char **argv)
     double *y = mem_calloc(MEM_MISC, MAX(s->nsamples, 1u), sizeof(*y));
     size_t n = 0, leaks = 0;
     const char *status;
+    char verdict[300];
     int code;
 
     if (!jd || !y) {
@@ -355,24 +416,29 @@ int soak_verdict(struct soak *s, int argc, char **argv)
     if (s->lost[0]) {
         status = "target lost";
         code = 2;
+        snprintf(verdict, sizeof(verdict), "target lost: %.250s", s->lost);
         fprintf(stderr, "moor soak: %s; %" PRIu32 " rounds sampled%s%s\n",
                 s->lost, s->nsamples, s->o.out[0] ? ", kept in " : "",
                 s->o.out[0] ? s->o.out : "");
     } else if (!n) {
         status = "too few rounds";
         code = s->interrupted ? 130 : 2;
+        snprintf(verdict, sizeof(verdict), "too few rounds for a verdict");
         fprintf(stderr,
                 "moor soak: %" PRIu32 " rounds after the warm-up of %" PRIu32
                 ": at least %d are needed for a verdict\n",
                 s->nsamples > s->o.warmup ? s->nsamples - s->o.warmup : 0,
                 s->o.warmup, SOAK_MIN_SAMPLES);
     } else if (leaks) {
+        size_t vw = (size_t)snprintf(verdict, sizeof(verdict), "LEAK in");
+
         status = "leak";
         code = s->interrupted ? 130 : 1;
-        printf("verdict: LEAK in");
         for (size_t i = 0; i < n; i++)
-            if (jd[i].j.call == SOAK_LEAK)
-                printf(" %s", jd[i].name);
+            if (jd[i].j.call == SOAK_LEAK && vw < sizeof(verdict))
+                vw += (size_t)snprintf(verdict + vw, sizeof(verdict) - vw,
+                                       " %s", jd[i].name);
+        printf("verdict: %s", verdict);
         printf(" (%" PRIu32 " rounds, %" PRIu32 " of them warm-up)\n",
                s->nsamples, s->o.warmup);
         if (outside_accounting(jd, n))
@@ -386,6 +452,9 @@ int soak_verdict(struct soak *s, int argc, char **argv)
             ret |= jd[i].j.call == SOAK_RETENTION;
         status = ret ? "retention" : "no leak";
         code = s->interrupted ? 130 : 0;
+        snprintf(verdict, sizeof(verdict), "no leak%s",
+                 ret ? "; memory rose and levelled off: allocator retention"
+                     : "");
         printf("verdict: no leak%s (%" PRIu32 " rounds, %" PRIu32
                " of them warm-up)\n",
                ret ? "; memory rose and levelled off: allocator retention" : "",
@@ -395,6 +464,7 @@ int soak_verdict(struct soak *s, int argc, char **argv)
         fprintf(stderr, "moor soak: interrupted after round %" PRIu32 "\n",
                 s->nsamples);
     write_summary(s, argc, argv, jd, n, status, code);
+    write_plot(s, argc, argv, jd, n, status, verdict);
     mem_free(MEM_MISC, y);
     mem_free(MEM_MISC, jd);
     return code;

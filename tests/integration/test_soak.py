@@ -13,6 +13,7 @@ seconds each: the hours-long soak is `moor soak` by hand.
 
 import csv
 import json
+import xml.etree.ElementTree as ET
 import os
 import re
 import signal
@@ -106,6 +107,26 @@ def mem_flags(srv):
     return []
 
 
+def plot_panels(out):
+    """{series: (call, points in its line, has a fit line)} of plot.svg,
+    which must be well-formed SVG; and report.html, which must carry the
+    same plot, the verdict and the command."""
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    root = ET.parse(out / "plot.svg").getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    panels = {}
+    for g in root.findall("s:g", ns):
+        line = g.find("s:polyline", ns)
+        panels[g.get("data-series")] = (
+            g.get("data-call"), len(line.get("points").split()),
+            g.find("s:line", ns) is not None)
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!doctype html>")
+    assert html.count("<svg ") == 1 and "http-equiv" not in html
+    assert not re.search(r"(src|href)=", html), "no external reference"
+    return panels, html
+
+
 def assert_moor_cleared(r, out, srv, per_round):
     assert r.returncode == 0, r.stdout + r.stderr
     s = summary(out)
@@ -127,6 +148,11 @@ def assert_moor_cleared(r, out, srv, per_round):
         assert int(x["live_bytes"]) > 0
     assert re.search(r"^round 8 .*flat so far", r.stderr, re.M), r.stderr
     assert "verdict: no leak" in r.stdout
+    panels, html = plot_panels(out)
+    assert panels["live_bytes"][:2] == ("flat", 8), panels
+    assert panels["rss_bytes"][1] == 8 and panels["fds"][0] == "flat"
+    assert '<h1 id="verdict">moor soak: no leak' in html
+    assert f"--url ws://127.0.0.1:{srv.port}/" in html
 
 
 @pytest.mark.wall(60)
@@ -214,6 +240,13 @@ def test_bytes_per_connection_caught(leaky, tmp_path):
     per = s["series"]["rss_bytes"]["per_conn_cycle"]
     assert 40_000 < per < 100_000, per
     assert "verdict: LEAK in rss_bytes" in r.stdout
+    # The picture: a panel per series, the leaking one with its fitted
+    # line; the page says LEAK and marks the row.
+    panels, html = plot_panels(out)
+    assert panels["rss_bytes"] == ("leak", 8, True), panels
+    assert panels["fds"][0] == "flat"
+    assert '<h1 id="verdict">moor soak: LEAK in rss_bytes' in html
+    assert '<td class="leak">leak</td>' in html
 
 
 @pytest.mark.wall(60)
