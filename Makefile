@@ -37,7 +37,7 @@ app_objs = $(patsubst src/%.c,$(1)/obj/%.o,$(APP_SRCS))
 unit_bins = $(patsubst tests/unit/%.c,$(1)/tests/%,$(UNIT_SRCS))
 
 .PHONY: all release debug run test unit integration install uninstall \
-	bench lint fuzz clean deps docs help format
+	bench soak lint fuzz clean deps docs help format
 
 all: release
 
@@ -49,6 +49,7 @@ help:
 	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc,"
 	@echo "                moor.service (systemd), moor(1)"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
+	@echo "make soak       moor under moor soak, 10 minutes (SOAK_SECONDS): echo, pub/sub, SSE, HTTP; reports in build/soak/"
 	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
 	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers, fuzz_conn, fuzz_http_client)"
 
@@ -161,6 +162,9 @@ uninstall:
 # --- the rest --------------------------------------------------------------
 bench: deps release
 	bench/run.sh
+
+soak: deps release
+	bench/soak.sh
 
 lint:
 	@scripts/lint.sh
