@@ -60,7 +60,7 @@ layer_rows=(
      bench_idle bench_echo bench_broadcast bench_handshake bench_http
      bench_http_report
      bench_target soak soak_int soak_main soak_flags soak_conns soak_http soak_sse
-     soak_sample
+     soak_sample soak_tcp
      soak_stats soak_report soak_plot"
 )
 for i in "${!layer_rows[@]}"; do

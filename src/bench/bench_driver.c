@@ -606,17 +606,9 @@ int bench_setup(struct bench *b, char *err, size_t errlen)
         goto nomem;
     b->set_ready = true;
     if (b->t.tls || b->pt.tls) {
-        struct tls_client_opts to = {
-            .ca_file = b->o.tls_ca[0] ? b->o.tls_ca : NULL,
-            .insecure = b->o.insecure,
-        };
-        char terr[256];
-
-        b->tls = tls_client_new(&to, terr, sizeof(terr));
-        if (!b->tls) {
-            snprintf(err, errlen, "TLS: %s", terr);
+        b->tls = bench_tls_client(b->o.tls_ca, b->o.insecure, err, errlen);
+        if (!b->tls)
             return -1;
-        }
     }
     b->cl = ws_client_new(&b->set, &co);
     if (!b->cl)

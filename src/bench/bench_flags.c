@@ -199,8 +199,7 @@ static const struct flag bflags[] = {
      OPT(tls_ca),
      .def = "",
      .modes = M_ALL,
-     .help = "wss:// and https:// URLs: trust the CA certificates in this "
-             "PEM file instead of the system's"},
+     .help = BENCH_TLS_CA_HELP},
     {.name = "tls",
      .kind = FLAG_BOOL,
      OPT(tls),
@@ -214,9 +213,7 @@ static const struct flag bflags[] = {
      OPT(insecure),
      .def = "false",
      .modes = M_ALL,
-     .help = "wss:// and https:// URLs: do not verify the server's "
-             "certificate or name (for tests with self-signed certificates "
-             "only)"},
+     .help = BENCH_INSECURE_HELP},
 };
 
 static const struct flag_table table = {

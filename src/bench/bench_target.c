@@ -3,8 +3,9 @@
  * URLs (ws_url_parse; url_parse for http), the --sources addresses, the
  * open-files limit, the ephemeral ports each source address needs, and
  * the server's process (--pid, or the one listening on the URL's
- * address). bench_parse_url() and bench_target_pid() are shared with
- * `moor soak` (bench_target.h).
+ * address), and the client TLS context of wss:// URLs. bench_parse_url(),
+ * bench_target_pid() and bench_tls_client() are shared with `moor soak`
+ * (bench_target.h).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +19,7 @@
 #include "bench_int.h"
 #include "mem.h"
 #include "procfs.h"
+#include "tls.h"
 #include "url.h"
 #include "util.h"
 #include "ws.h"
@@ -311,4 +313,20 @@ int bench_find_pid(struct bench *b, char *err, size_t errlen)
 {
     return bench_target_pid(&b->t, b->o.pid, b->mode->needs_pid, &b->pid, err,
                             errlen);
+}
+
+/* bench_target.h. */
+struct tls_ctx *bench_tls_client(const char *ca_file, bool insecure, char *err,
+                                 size_t errlen)
+{
+    struct tls_client_opts to = {
+        .ca_file = ca_file && ca_file[0] ? ca_file : NULL,
+        .insecure = insecure,
+    };
+    char terr[256];
+    struct tls_ctx *ctx = tls_client_new(&to, terr, sizeof(terr));
+
+    if (!ctx)
+        snprintf(err, errlen, "TLS: %s", terr);
+    return ctx;
 }

@@ -36,4 +36,20 @@ int bench_parse_url(const char *flag, const char *url, struct target *t,
 int bench_target_pid(const struct target *t, uint32_t want, bool required,
                      pid_t *pid, char *err, size_t errlen);
 
+/* The help of --tls-ca and --insecure, the same in both commands. */
+#define BENCH_TLS_CA_HELP                                                      \
+    "wss:// and https:// URLs: trust the CA certificates in this PEM file "    \
+    "instead of the system's"
+#define BENCH_INSECURE_HELP                                                    \
+    "wss:// and https:// URLs: do not verify the server's certificate or "     \
+    "name (for tests with self-signed certificates only)"
+
+struct tls_ctx;
+
+/* The client TLS context for wss:// targets: ca_file "" trusts the
+ * system's store; insecure checks nothing. Returns it (tls_ctx_free()),
+ * or NULL with err set ("TLS: ..."). */
+struct tls_ctx *bench_tls_client(const char *ca_file, bool insecure, char *err,
+                                 size_t errlen);
+
 #endif

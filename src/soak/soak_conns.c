@@ -6,9 +6,12 @@
  * a new publisher connection sends every round), held idle for --hold
  * beside --fault-conns plain sockets put in the states servers leak in
  * (a reader that never reads, a peer gone silent then with an RST, half
- * a frame, half a handshake), then all closed (--close). The loop, the
- * publisher and soak_pump() serve the other kinds of round too: an
- * http:// --url goes to soak_http.c, with --pub-url to soak_sse.c.
+ * a frame, half a handshake), then all closed (--close). wss:// goes
+ * through the same client with a TLS context (bench_tls_client(), shared
+ * with `moor bench`); its fault sockets speak no TLS: a ClientHello cut
+ * short, or a connection that says nothing. The loop, the publisher and
+ * soak_pump() serve the other kinds of round too: an http:// --url goes
+ * to soak_http.c, with --pub-url to soak_sse.c; tcp:// to soak_tcp.c.
  *
  * Keeps: every wait has a deadline (soak_pump() never waits past its
  * own, and brings the loop's clock up to date first: the blocking work
@@ -34,6 +37,7 @@
 #include "mem.h"
 #include "signals.h"
 #include "soak_int.h"
+#include "tls.h"
 #include "util.h"
 #include "ws_server.h"
 
@@ -161,6 +165,11 @@ int soak_conns_setup(struct soak *s, char *err, size_t errlen)
     if (conn_set_init(&s->set, s->loop, &lim) < 0)
         goto nomem;
     s->set_ready = true;
+    if (s->t.tls || (s->pubsub && s->pt.tls)) {
+        s->tls = bench_tls_client(s->o.tls_ca, s->o.insecure, err, errlen);
+        if (!s->tls)
+            return -1;
+    }
     s->cl = ws_client_new(&s->set, &co);
     if (!s->cl)
         goto nomem;
@@ -170,6 +179,8 @@ int soak_conns_setup(struct soak *s, char *err, size_t errlen)
     s->h.arg = s;
     s->h.pause_on_backpressure = true;
     if (s->sse && soak_sse_setup(s) < 0)
+        goto nomem;
+    if (s->tcp && soak_tcp_setup(s) < 0)
         goto nomem;
     s->sigfd = signals_open(sigs, 2);
     if (s->sigfd < 0) {
@@ -193,12 +204,14 @@ void soak_conns_teardown(struct soak *s)
         if (s->fault_fds[i] >= 0)
             close(s->fault_fds[i]);
     soak_sse_teardown(s);
+    soak_tcp_teardown(s);
     if (s->set_ready) {
         conn_set_each(&s->set, close_one, NULL);
         conn_set_fini(&s->set);
     }
     if (s->cl)
         ws_client_free(s->cl);
+    tls_ctx_free(s->tls); /* after its last conn */
     if (s->sigfd >= 0) {
         if (s->loop)
             loop_unwatch(s->loop, s->sigfd);
@@ -380,6 +393,16 @@ enum soak_fault soak_fault_kind(const struct soak *s, uint32_t i)
     return F_VANISH;
 }
 
+/* wss://: the first 48 bytes of a TLS 1.2 ClientHello record whose
+ * header claims 200: the server waits for the rest of it. */
+static const uint8_t CLIENT_HELLO_HALF[48] = {
+    0x16, 0x03, 0x01, 0x00, 0xc8,       /* handshake record, 200 */
+    0x01, 0x00, 0x00, 0xc4, 0x03, 0x03, /* ClientHello, 196, TLS 1.2 */
+    'm',  'o',  'o',  'r',  ' ',  's',  'o', 'a', 'k', ' ',  'c',  'l', 'i',
+    'e',  'n',  't',  ' ',  'h',  'e',  'l', 'l', 'o', ' ',  'c',  'u', 't',
+    ' ',  's',  'h',  'o',  'r',  't',  '!', '!', '!', 0x00, 0x00,
+};
+
 /* Opens fault connection i and puts it in its state. Returns its fd, or
  * -1 (it could not be opened: counted, not fatal). */
 static int fault_open(struct soak *s, uint32_t i)
@@ -391,6 +414,17 @@ static int fault_open(struct soak *s, uint32_t i)
 
     if (fd < 0)
         return -1;
+    if (s->t.tls) {
+        /* No TLS on these sockets: handshake is a ClientHello cut short;
+         * the others connect and say nothing (a vanished peer before its
+         * handshake), then end as their kind does (fault_close()). */
+        if (k == F_HANDSHAKE &&
+            !send_all(fd, CLIENT_HELLO_HALF, sizeof(CLIENT_HELLO_HALF))) {
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
     if (k == F_HANDSHAKE) {
         len = upgrade_request(s, req, sizeof(req));
         if (len > 0 && (size_t)len < sizeof(req) &&
@@ -462,9 +496,15 @@ void soak_publish(struct soak *s)
         .addrlen = s->pt.addrlen,
         .host = s->pt.host,
         .path = s->pt.path,
+        .tls = s->pt.tls ? s->tls : NULL,
+        .tls_name = s->pt.name,
     };
     int e = 0;
 
+    if (s->pub_tcp) {
+        soak_tcp_publish(s);
+        return;
+    }
     memset(&s->pub, 0, sizeof(s->pub));
     s->pub.state = SC_CONNECTING;
     s->connecting++;
@@ -482,6 +522,7 @@ void soak_publish(struct soak *s)
 
 void soak_close_publisher(struct soak *s)
 {
+    soak_tcp_close_publisher(s);
     if (s->pub.state == SC_OPEN && s->pub.c)
         ws_close(s->pub.c, WS_CLOSE_NORMAL, NULL);
 }
@@ -502,10 +543,14 @@ int soak_round(struct soak *s, struct soak_sample *smp, char *err,
         .addrlen = s->t.addrlen,
         .host = s->t.host,
         .path = s->t.path,
+        .tls = s->t.tls ? s->tls : NULL,
+        .tls_name = s->t.name,
     };
 
     if (s->sse)
         return soak_sse_round(s, smp, err, errlen);
+    if (s->tcp)
+        return soak_tcp_round(s, smp, err, errlen);
     if (s->http)
         return soak_http_round(s, smp, err, errlen);
     s->why[0] = '\0';

@@ -21,10 +21,14 @@ static const struct flag sflags[] = {
      OPT(url),
      .def = "ws://127.0.0.1:8080/echo",
      .arg = "URL",
-     .help = "the server's WebSocket echo endpoint, ws://HOST[:PORT][/PATH], "
-             "HOST an IP address or localhost (it must send back every "
-             "message it receives); or an http:// URL to GET over "
-             "keep-alive connections (answers with a Content-Length)"},
+     .help = "the server's WebSocket echo endpoint, ws://HOST[:PORT][/PATH] "
+             "or wss:// (TLS: see --tls-ca, --insecure), HOST an IP address "
+             "or localhost (it must send back every message it receives); "
+             "or an http:// URL to GET over keep-alive connections (answers "
+             "with a Content-Length); or, with --pub-url, where subscribers "
+             "connect: ws://, wss://, http:// (Server-Sent Events) or "
+             "tcp://HOST:PORT/CHANNEL (length-prefixed TCP frames, moor's "
+             "--tcp-listen: a first frame \"SUB CHANNEL\")"},
     {.name = "pub-url",
      .kind = FLAG_TEXT,
      OPT(pub_url),
@@ -36,7 +40,9 @@ static const struct flag sflags[] = {
              "GET with Accept: text/event-stream), and every round a new "
              "WebSocket publisher connects here (ws://HOST:PORT/pub/CH), "
              "sends --messages messages, and each subscriber must receive "
-             "them all; empty: --url echoes"},
+             "them all; a wss:// publisher, or tcp://HOST:PORT/CHANNEL (a "
+             "first frame \"PUB CHANNEL\", then a frame per message); empty: "
+             "--url echoes"},
     {.name = "pid",
      .kind = FLAG_UINT,
      OPT(pid),
@@ -181,7 +187,8 @@ static const struct flag sflags[] = {
      .arg = "URL",
      .help = "moor's /debug/mem, read every round for its accounted live "
              "bytes per tag: http://HOST:PORT/debug/mem, \"auto\" (that "
-             "path on the --url's address, used if it answers like moor's), "
+             "path on the --url's address, used if it answers like moor's; "
+             "none for wss:// and tcp:// URLs, which speak no plain HTTP), "
              "or \"none\""},
     {.name = "connect-timeout",
      .kind = FLAG_DURATION,
@@ -198,6 +205,16 @@ static const struct flag sflags[] = {
      .max = 3600000,
      .help = "each phase of a round (opening, the echoes, closing) ends by "
              "then; a round where no connection opened loses the target"},
+    {.name = "tls-ca",
+     .kind = FLAG_PATH,
+     OPT(tls_ca),
+     .def = "",
+     .help = BENCH_TLS_CA_HELP "; empty: the system's store"},
+    {.name = "insecure",
+     .kind = FLAG_BOOL,
+     OPT(insecure),
+     .def = "false",
+     .help = BENCH_INSECURE_HELP},
 };
 
 static const struct flag_table table = {
@@ -212,7 +229,7 @@ static const char *const fault_names[F_NKINDS] = {"slow", "vanish", "half",
 
 static void print_help(FILE *out)
 {
-    char text[640];
+    char text[1024];
     int col = flags_help_column(&table);
 
     fprintf(out, "usage: moor soak [flags]\n\n");

@@ -45,6 +45,8 @@ struct soak_opts {
     char mem_url[512];
     uint32_t connect_timeout_ms;
     uint32_t timeout_ms;
+    char tls_ca[512]; /* wss://: trust these CAs, not the system store */
+    bool insecure;    /* wss://: no certificate check at all */
 };
 
 /* ---- one round's figures ----------------------------------------------- */
@@ -93,10 +95,15 @@ struct soak {
     struct target t;
     struct target pt; /* --pub-url */
     bool pubsub;
-    bool http;      /* --url http://: keep-alive GETs (soak_http.c) */
-    bool sse;       /* ... with --pub-url: SSE subscribers (soak_sse.c) */
-    void *sse_subs; /* soak_sse.c's subscribers */
-    int *http_fds;  /* its --conns sockets */
+    bool http;           /* --url http://: keep-alive GETs (soak_http.c) */
+    bool sse;            /* ... with --pub-url: SSE subscribers (soak_sse.c) */
+    void *sse_subs;      /* soak_sse.c's subscribers */
+    bool tcp;            /* --url tcp://: TCP frame subscribers (soak_tcp.c) */
+    bool pub_tcp;        /* --pub-url tcp://: a TCP frame publisher */
+    void *tcp_subs;      /* soak_tcp.c's subscribers */
+    int pub_fd;          /* the TCP publisher's socket, or -1 */
+    struct tls_ctx *tls; /* wss:// (--url or --pub-url), or NULL */
+    int *http_fds;       /* its --conns sockets */
     pid_t pid;
     bool moor_mem; /* /debug/mem answered: moor's accounted bytes */
     char mem_host[300];
@@ -174,6 +181,18 @@ int soak_sse_setup(struct soak *s);
 void soak_sse_teardown(struct soak *s);
 int soak_sse_round(struct soak *s, struct soak_sample *smp, char *err,
                    size_t errlen);
+
+/* soak_tcp.c: tcp://HOST:PORT/CHANNEL (--flag) into t, the channel in
+ * t->path after its '/'; soak_round() for TCP frame subscribers, their
+ * state; the TCP publisher of soak_publish() and its close. */
+int soak_tcp_parse_url(const char *flag, const char *url, struct target *t,
+                       char *err, size_t errlen);
+int soak_tcp_setup(struct soak *s);
+void soak_tcp_teardown(struct soak *s);
+int soak_tcp_round(struct soak *s, struct soak_sample *smp, char *err,
+                   size_t errlen);
+void soak_tcp_publish(struct soak *s);
+void soak_tcp_close_publisher(struct soak *s);
 
 /* soak_sample.c: the server's figures at the quiet point. Returns 0, or
  * -1 with err set when the process is gone. */

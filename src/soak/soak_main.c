@@ -6,13 +6,15 @@
  *
  *   soak_flags.c   the flag table (flags.h's engine) and --help
  *   soak_conns.c   a round's connections: echo, faults, hold, close
+ *                  (ws:// and wss://; http:// in soak_http.c, SSE in
+ *                  soak_sse.c, tcp:// frames in soak_tcp.c)
  *   soak_sample.c  the server's figures at the quiet point of a round
  *   soak_stats.c   Theil-Sen slopes, their intervals, the verdict
  *   soak_report.c  progress, samples.csv, summary.json, the exit status
  *   soak_plot.c    plot.svg and report.html
  *
- * The URL and the server's process come from bench_target.c (shared
- * with `moor bench`, bench/bench_target.h).
+ * The URL, the server's process and the TLS context come from
+ * bench_target.c (shared with `moor bench`, bench/bench_target.h).
  *
  * Keeps: a server that goes away mid-run is said, with the round, and
  * the samples taken are kept (exit 2); all memory comes from mem.c and
@@ -80,8 +82,17 @@ static int run(struct soak *s, int argc, char **argv)
 {
     char err[512];
 
-    s->http = !strncasecmp(s->o.url, "http://", 7) ||
-              !strncasecmp(s->o.url, "https://", 8);
+    if (!strncasecmp(s->o.url, "https://", 8)) {
+        fprintf(stderr,
+                "moor soak: %s: https:// is not supported (the HTTP and SSE "
+                "rounds use plain sockets); wss:// is\n",
+                s->o.url);
+        return 2;
+    }
+    s->http = !strncasecmp(s->o.url, "http://", 7);
+    s->tcp = !strncasecmp(s->o.url, "tcp://", 6);
+    s->pubsub = s->o.pub_url[0] != '\0';
+    s->pub_tcp = s->pubsub && !strncasecmp(s->o.pub_url, "tcp://", 6);
     if (s->http) {
         /* The same address, Host and path as a ws:// URL: parsed as one
          * (bench_parse_url), the scheme swapped. */
@@ -93,22 +104,27 @@ static int run(struct soak *s, int argc, char **argv)
             return 2;
         }
         /* With --pub-url: SSE subscribers (soak_sse.c). */
-        s->sse = s->o.pub_url[0] != '\0';
-    } else if (bench_parse_url("url", s->o.url, &s->t, err, sizeof(err)) < 0) {
+        s->sse = s->pubsub;
+    } else if ((s->tcp ? soak_tcp_parse_url("url", s->o.url, &s->t, err,
+                                            sizeof(err))
+                       : bench_parse_url("url", s->o.url, &s->t, err,
+                                         sizeof(err))) < 0) {
         fprintf(stderr, "moor soak: %s\n", err);
         return 2;
     }
-    s->pubsub = s->o.pub_url[0] != '\0';
-    if (s->pubsub && bench_parse_url("pub-url", s->o.pub_url, &s->pt, err,
-                                     sizeof(err)) < 0) {
-        fprintf(stderr, "moor soak: %s\n", err);
-        return 2;
-    }
-    if (s->t.tls || (s->pubsub && s->pt.tls)) {
+    if (s->tcp && !s->pubsub) {
         fprintf(stderr,
-                "moor soak: %s: wss:// is not supported yet "
-                "(ws:// only)\n",
-                s->t.tls ? s->o.url : s->o.pub_url);
+                "moor soak: --url %s: TCP frames have no echo; "
+                "subscribers there need a --pub-url\n",
+                s->o.url);
+        return 2;
+    }
+    if (s->pubsub &&
+        (s->pub_tcp ? soak_tcp_parse_url("pub-url", s->o.pub_url, &s->pt, err,
+                                         sizeof(err))
+                    : bench_parse_url("pub-url", s->o.pub_url, &s->pt, err,
+                                      sizeof(err))) < 0) {
+        fprintf(stderr, "moor soak: %s\n", err);
         return 2;
     }
     if (bench_target_pid(&s->t, s->o.pid, true, &s->pid, err, sizeof(err)) <
@@ -173,6 +189,7 @@ int soak_main(int argc, char **argv)
         return 2;
     }
     s->sigfd = -1;
+    s->pub_fd = -1;
     rc = soak_parse_args(s, argc, argv, err, sizeof(err));
     if (rc != 0) {
         mem_free(MEM_MISC, s);

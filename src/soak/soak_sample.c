@@ -232,6 +232,8 @@ void soak_probe_mem(struct soak *s)
     if (!u || !page)
         goto out;
     if (!strcmp(s->o.mem_url, "auto")) {
+        if (s->t.tls || s->tcp)
+            goto out; /* no plain HTTP there: only an explicit --mem-url */
         memcpy(&s->mem_addr, &s->t.addr, s->t.addrlen);
         s->mem_addrlen = s->t.addrlen;
         snprintf(s->mem_host, sizeof(s->mem_host), "%s", s->t.host);
