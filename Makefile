@@ -49,7 +49,7 @@ help:
 	@echo "make install    PREFIX=$(PREFIX): moor, libmoor.a, libmoor.so, moor.h, libmoor.pc,"
 	@echo "                moor.service (systemd), moor(1)"
 	@echo "make bench      benchmarks (wrk vs nginx); figures go to docs/benchmarks.md"
-	@echo "make soak       moor under moor soak, 10 minutes (SOAK_SECONDS): echo, pub/sub, SSE, HTTP; reports in build/soak/"
+	@echo "make soak       moor under moor soak, 10 minutes (SOAK_SECONDS): echo, pub/sub, SSE, HTTP, TLS, TCP; reports in build/soak/"
 	@echo "make lint       layer rules, no raw malloc/free, struct conn kept private, clang-format"
 	@echo "make fuzz       run the libFuzzer targets (FUZZ_SECONDS=60 each; parsers, fuzz_conn, fuzz_http_client)"
 
