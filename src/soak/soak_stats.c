@@ -99,6 +99,23 @@ static double risen(const double *y, size_t n)
     return b - a;
 }
 
+/* How far the floor rose: the lowest of the last third of the samples
+ * over the lowest of the first third. A leak lifts the floor with the
+ * rest; a garbage-collected heap that climbs between collections and
+ * falls back at each comes back to it, however its phase tilts the fit
+ * (a run that starts at a trough and ends at a peak). */
+static double floor_rise(const double *y, size_t n)
+{
+    size_t k = MAX(n / 3, (size_t)1);
+    double a = y[0], b = y[n - k];
+
+    for (size_t i = 1; i < k; i++) {
+        a = MIN(a, y[i]);
+        b = MIN(b, y[n - k + i]);
+    }
+    return b - a;
+}
+
 int soak_judge(const double *y, size_t n, enum soak_kind kind, double threshold,
                struct soak_judgement *j)
 {
@@ -120,7 +137,11 @@ int soak_judge(const double *y, size_t n, enum soak_kind kind, double threshold,
             j->call = SOAK_LEAK;
         return 0;
     }
-    leaky = j->all.lo > 0 && j->all.growth > threshold;
+    /* A linear leak lifts the floor by about two thirds of its fitted
+     * growth between the first and the last third; under a third, the
+     * rise is the heap breathing, not a leak. */
+    leaky = j->all.lo > 0 && j->all.growth > threshold &&
+            floor_rise(y, n) >= j->all.growth / 3;
     settled = j->tail.growth < threshold / 2 &&
               (!leaky || j->tail.slope < j->all.slope / 2);
     if (leaky && !settled)

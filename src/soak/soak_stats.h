@@ -46,8 +46,12 @@ struct soak_judgement {
 
 /*
  * Judges y[0..n) (n >= SOAK_MIN_SAMPLES):
- *   bytes: a leak when the interval excludes zero and the fitted growth
- *          exceeds threshold, unless the second half has levelled off
+ *   bytes: a leak when the interval excludes zero, the fitted growth
+ *          exceeds threshold and the floor rose with it (the lowest of
+ *          the last third of the samples over the lowest of the first,
+ *          by at least a third of the growth: a garbage-collected heap
+ *          that falls back to its floor at each collection breathes, it
+ *          does not leak), unless the second half has levelled off
  *          (its fitted growth under half the threshold, and its slope
  *          under half the whole run's): then retention; retention too
  *          when the run rose by more than threshold (second half's
