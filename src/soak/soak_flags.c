@@ -234,9 +234,10 @@ static void print_help(FILE *out)
 
     fprintf(out, "usage: moor soak [flags]\n\n");
     flags_wrap(out,
-               "moor soak drives a WebSocket echo server (or a publish/"
-               "subscribe one, --pub-url, or an HTTP/1.1 one over keep-alive) "
-               "round after round "
+               "moor soak drives a WebSocket echo server, over ws:// or wss:// "
+               "(or a publish/subscribe one, --pub-url, with subscribers on "
+               "WebSocket, Server-Sent Events or TCP frames; or an HTTP/1.1 "
+               "one over keep-alive) round after round "
                "and says whether it leaks. Every round opens --conns "
                "connections, echoes --messages messages on each (or "
                "publishes them to every one), holds them "
@@ -248,8 +249,10 @@ static void print_help(FILE *out)
                "tag from /debug/mem. The verdict drops the --warmup rounds "
                "and fits a Theil-Sen slope to each series with its 95% "
                "confidence interval: a memory series leaks when the interval "
-               "excludes zero and the fitted growth exceeds "
-               "--leak-threshold; one that rose and then levelled off is "
+               "excludes zero, the fitted growth exceeds "
+               "--leak-threshold and its floor rose too (a garbage-collected "
+               "heap that falls back at each collection breathes); one that "
+               "rose and then levelled off is "
                "allocator retention, not a leak; fds or threads rising "
                "steadily are a leak.",
                0, 0);
@@ -281,6 +284,10 @@ static void print_help(FILE *out)
                  "ws://127.0.0.1:8080/pub/s --rounds 100\n"
                  "  moor soak --url http://127.0.0.1:8080/healthz --rounds "
                  "100\n"
+                 "  moor soak --url wss://127.0.0.1:8443/echo --tls-ca ca.pem "
+                 "--mem-url http://127.0.0.1:8080/debug/mem\n"
+                 "  moor soak --url tcp://127.0.0.1:9000/s --pub-url "
+                 "tcp://127.0.0.1:9000/s --rounds 100\n"
                  "  moor soak --url ws://127.0.0.1:9000/ --pid 4242 "
                  "--duration 2h --conns 500 \\\n"
                  "      --size 4KiB --spread 90 --close rst --out soak/\n");
