@@ -192,7 +192,8 @@ def test_moor_sse_is_cleared(moor, tmp_path):
              *mem_flags(srv), "--out", out)
     # Five messages published a round, each a data: line at ten
     # Server-Sent Events subscribers.
-    assert_moor_cleared(r, out, srv, per_round=10 * 5)
+    assert_moor_cleared(r, out, srv, per_round=10 * 5,
+                        url=f"--url http://127.0.0.1:{srv.port}/sub/soak")
 
 
 @pytest.mark.wall(60)
@@ -202,7 +203,8 @@ def test_moor_http_keepalive_is_cleared(moor, tmp_path):
     r = soak("--url", f"http://127.0.0.1:{srv.port}/healthz", *SHORT,
              *mem_flags(srv), "--out", out)
     # Five GETs on each of ten keep-alive connections.
-    assert_moor_cleared(r, out, srv, per_round=10 * 5)
+    assert_moor_cleared(r, out, srv, per_round=10 * 5,
+                        url=f"--url http://127.0.0.1:{srv.port}/healthz")
 
 
 HTTPS_BANNER_RE = re.compile(rb"https://127\.0\.0\.1:(\d+)")
