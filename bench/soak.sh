@@ -10,9 +10,7 @@
 #   sse     Server-Sent Events subscribers of /sub/soak, the same publisher
 #   http    HTTP/1.1 keep-alive GETs of /healthz
 #   tls     wss:// /echo on --tls-listen, a self-signed certificate made
-#           in build/soak/tls-cert/ (--tls-ca); moor's --handshake-timeout
-#           1s: a ClientHello cut short and reset is held until then
-#           (docs/soak.md), shorter than a round
+#           in build/soak/tls-cert/ (--tls-ca)
 #   tcp     pub/sub over --tcp-listen's length-prefixed frames: subscribers
 #           and the publisher on tcp://.../soak
 #
@@ -51,7 +49,7 @@ for kind in "${KINDS[@]}"; do
     extra=()
     case $kind in
     tls) extra=(--tls-listen 127.0.0.1:0 --tls-cert "$certdir/cert.pem"
-        --tls-key "$certdir/key.pem" --handshake-timeout 1s) ;;
+        --tls-key "$certdir/key.pem") ;;
     tcp) extra=(--tcp-listen 127.0.0.1:0) ;;
     esac
     "$MOOR" serve --listen 127.0.0.1:0 --log-level warn "${extra[@]}" \

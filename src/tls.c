@@ -37,6 +37,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -998,6 +1000,26 @@ static int early_end(struct tls_conn *tc, int r, const char *why)
     return r;
 }
 
+/* Whether the rest of a record can still come: not once the peer has
+ * sent its FIN or reset the connection. Bytes still queued hide both
+ * from recv() (it returns them first), while epoll keeps reporting the
+ * hang-up: without this check a peer that resets after half a
+ * ClientHello spun the loop until --handshake-timeout. */
+static bool peer_gone(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    int err = 0;
+    socklen_t elen = sizeof(err);
+
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) == 0 && err)
+        return true;
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        return false; /* not TCP */
+    return ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE ||
+           ti.tcpi_state == TCP_LAST_ACK || ti.tcpi_state == TCP_CLOSING;
+}
+
 /* Makes epoll report the socket readable only once `need` bytes are
  * queued (SO_RCVLOWAT), so that a partial first record neither spins a
  * level-triggered loop nor needs a buffer of ours. TCP only: AF_UNIX
@@ -1058,6 +1080,9 @@ static int first_record(struct tls_conn *tc)
         goto pass; /* not a valid record: OpenSSL says so */
     if (n == 5 && ioctl(tc->fd, FIONREAD, &avail) == 0 && avail >= need)
         goto pass;
+    if (peer_gone(tc->fd))
+        return early_end(tc, TLS_EOF,
+                         "peer left in the middle of its first record");
     if (tc->flags & TC_LOWAT) {
         /* Raised already; the target grows from 5 once the header is
          * in and gives the record's length. */

@@ -1419,3 +1419,37 @@ def test_help_lists_tls_flags():
     assert r.returncode == 0, r.stderr
     for flag in ("--tls-ca", "--insecure"):
         assert flag in r.stdout, f"bench --help does not mention {flag}"
+
+
+@pytest.mark.parametrize("how", ["rst", "fin"])
+def test_peer_gone_in_the_middle_of_its_hello_is_closed_at_once(
+        moor, certs, how):
+    """Half a ClientHello, then an RST (or a FIN): the rest of the record
+    can never come, so the connection is closed at once. The half record
+    still queued had hidden the hang-up from recv() while epoll kept
+    reporting it: the loop spun at full CPU until --handshake-timeout."""
+    s = start_tls(moor, certs, "--handshake-timeout", "30s")
+    hello = client_hello()
+    for _ in range(3):
+        c = socket.create_connection((HOST, s.tls_port), timeout=5)
+        c.sendall(hello[:len(hello) // 2])
+        time.sleep(0.05)
+        if how == "rst":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                         struct.pack("ii", 1, 0))
+        else:
+            c.shutdown(socket.SHUT_WR)
+        c.close()
+    m = wait_for(s, "the three half hellos closed",
+                 lambda m: m.get_value("moor_tls_connections") == 0
+                 and handshakes(m, "failed") == 3, timeout=2.0)
+    assert closed(m, "handshake_timeout") == 0, tls_figures(m)
+    # And nothing spins: the process is idle afterwards.
+    stat = f"/proc/{s.proc.pid}/stat"
+
+    def ticks():
+        f = open(stat).read().rsplit(")", 1)[1].split()
+        return int(f[11]) + int(f[12])
+    t0 = ticks()
+    time.sleep(1.0)
+    assert ticks() - t0 < 50, "the loop is busy with nothing to do"
