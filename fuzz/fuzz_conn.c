@@ -171,12 +171,16 @@ static char *serve_argv[] = {BASE_FLAGS};
 
 /* The other servers (bits 6-7 of byte 0): the same flags plus, for 1,
  * the other slow-subscriber policy, a soft queue limit and few channels
- * (drop-oldest, "dropped" notices, channel limits); for 2, paced
+ * (drop-oldest, "dropped" notices, channel limits) and channel history
+ * (ids, since= / Last-Event-ID replays, reset notices); for 2, paced
  * publishers (rate pauses). */
+#define HISTORY_TTL "30s"
+#define HISTORY_TTL_MS 30000
 static char *drop_argv[] = {
-    BASE_FLAGS, "--slow-policy",  "drop-oldest", "--queue-soft-limit",
-    "4KiB",     "--max-channels", "6",           "--max-channels-per-conn",
-    "3",
+    BASE_FLAGS,  "--slow-policy",  "drop-oldest", "--queue-soft-limit",
+    "4KiB",      "--max-channels", "6",           "--max-channels-per-conn",
+    "3",         "--history-size", "8",           "--history-ttl",
+    HISTORY_TTL, "--recovery-max", "4",
 };
 static char *rate_argv[] = {
     BASE_FLAGS, "--rate", "20", "--burst", "4", "--byte-rate", "8KiB",
@@ -567,6 +571,12 @@ static void finish(void)
     step();
     step();
     CHECK(set->stats.open == 0);
+    /* Server 1 keeps what was published for --history-ttl: the clock
+     * passes it, the history's timer frees every entry, and the live
+     * bytes can be held to the baseline like everything else. */
+    mono_shift_ms += HISTORY_TTL_MS + 1000;
+    step();
+    step();
 }
 
 /* One input's worth of traffic, so that what stays allocated for the
